@@ -1,0 +1,253 @@
+"""Delays between attempts: exponential growth, a cap, and jitter.
+
+``delays()`` is the single source of the waits the retry loop makes, so a test
+or a thundering-herd simulation can draw exactly the same sequence. This module
+imports nothing else of ``resilient``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator
+from typing import Protocol, Union
+
+__all__ = [
+    "Backoff",
+    "DecorrelatedJitter",
+    "EqualJitter",
+    "FullJitter",
+    "Jitter",
+    "JitterSpec",
+    "NoJitter",
+    "ProportionalJitter",
+    "delays",
+    "nominal_delay",
+]
+
+
+class Jitter(Protocol):
+    """A jitter strategy: turns the nominal delay of one retry into the real one.
+
+    ``previous`` is the delay actually used before the previous retry (``base``
+    before the first), for strategies such as ``DecorrelatedJitter`` whose next
+    value depends on the last one. The result must lie in ``[0, cap]``.
+    """
+
+    def __call__(self, nominal: float, previous: float, base: float, cap: float) -> float:
+        """Return the delay to use before this retry."""
+        ...
+
+
+class _Strategy:
+    """Strictly private. The shared shape of the jitter strategies."""
+
+    __slots__ = ("rng",)
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        if rng is not None and not isinstance(rng, random.Random):
+            raise TypeError(f"rng must be a random.Random, got {rng!r}")
+        # The module-level functions of `random` share one hidden Random,
+        # which is thread-safe and what freezegun-free tests seed.
+        self.rng: random.Random = rng if rng is not None else random._inst  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class NoJitter(_Strategy):
+    """Exactly the nominal delay (what ``jitter=False`` means)."""
+
+    __slots__ = ()
+
+    def __call__(self, nominal: float, previous: float, base: float, cap: float) -> float:
+        """Return *nominal* unchanged."""
+        return nominal
+
+
+class FullJitter(_Strategy):
+    """Uniform in ``[0, nominal]``: the least total work under contention (AWS)."""
+
+    __slots__ = ()
+
+    def __call__(self, nominal: float, previous: float, base: float, cap: float) -> float:
+        """Return a delay drawn uniformly from ``[0, nominal]``."""
+        return self.rng.uniform(0.0, nominal)
+
+
+class EqualJitter(_Strategy):
+    """``nominal / 2`` plus uniform ``[0, nominal / 2]``: never much shorter than planned."""
+
+    __slots__ = ()
+
+    def __call__(self, nominal: float, previous: float, base: float, cap: float) -> float:
+        """Return ``nominal / 2 + uniform(0, nominal / 2)``."""
+        half = nominal / 2.0
+        return half + self.rng.uniform(0.0, half)
+
+
+class DecorrelatedJitter(_Strategy):
+    """``min(cap, uniform(base, 3 x previous))``: spreads callers out fastest (AWS).
+
+    Its next value depends on the last one, which ``delays()`` keeps per call.
+    """
+
+    __slots__ = ()
+
+    def __call__(self, nominal: float, previous: float, base: float, cap: float) -> float:
+        """Return ``min(cap, uniform(base, 3 * previous))``."""
+        high = max(base, 3.0 * previous)
+        return min(cap, self.rng.uniform(base, high))
+
+
+class ProportionalJitter(_Strategy):
+    """Uniform in ``[1 - fraction, 1 + fraction] x nominal``, never above the cap.
+
+    ``ProportionalJitter(0.25)`` is what ``jitter=True`` means.
+    """
+
+    __slots__ = ("fraction",)
+
+    def __init__(self, fraction: float = 0.25, rng: random.Random | None = None) -> None:
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
+            raise TypeError(f"fraction must be a number in [0, 1], got {fraction!r}")
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"fraction must be in [0, 1], got {fraction!r}")
+        super().__init__(rng)
+        self.fraction = float(fraction)
+
+    def __call__(self, nominal: float, previous: float, base: float, cap: float) -> float:
+        """Return ``nominal x uniform(1 - fraction, 1 + fraction)``, at most *cap*."""
+        factor = self.rng.uniform(1.0 - self.fraction, 1.0 + self.fraction)
+        return min(cap, nominal * factor)
+
+    def __repr__(self) -> str:
+        return f"ProportionalJitter({self.fraction!r})"
+
+
+JitterSpec = Union[bool, Jitter]
+"""What a ``jitter=`` parameter accepts: ``True``, ``False`` or a strategy."""
+
+_NO_JITTER = NoJitter()
+_DEFAULT_JITTER = ProportionalJitter(0.25)
+
+
+def resolve_jitter(jitter: JitterSpec, name: str = "jitter") -> Jitter:
+    """Turn a ``jitter=`` argument into a strategy; ``TypeError`` when it is neither."""
+    if jitter is True:
+        return _DEFAULT_JITTER
+    if jitter is False:
+        return _NO_JITTER
+    if isinstance(jitter, (int, float, str)) or not callable(jitter):
+        raise TypeError(
+            f"{name} must be True, False or a jitter strategy such as FullJitter(), got {jitter!r}"
+        )
+    return jitter
+
+
+def check_delays(base_delay: float, max_delay: float) -> None:
+    """Validate a ``(base_delay, max_delay)`` pair, naming the bad parameter."""
+    for name, value in (("base_delay", base_delay), ("max_delay", max_delay)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{name} must be a number of seconds, got {value!r}")
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    if base_delay > max_delay:
+        raise ValueError(f"base_delay must be <= max_delay, got base_delay={base_delay!r} > max_delay={max_delay!r}")
+
+
+def nominal_delay(retry_number: int, base_delay: float, max_delay: float) -> float:
+    """The un-jittered delay before retry *retry_number* (0 for the first retry).
+
+    ``min(base_delay * 2 ** retry_number, max_delay)``, with the exponent
+    clamped before the power so that any retry number, 10**6 included, costs
+    the same and never overflows.
+    """
+    if base_delay <= 0.0:
+        return 0.0
+    # Past this exponent the product exceeds max_delay whatever base_delay is.
+    limit = math.ceil(math.log2(max_delay) - math.log2(base_delay)) if max_delay > base_delay else 0
+    try:
+        return min(math.ldexp(base_delay, min(retry_number, limit)), max_delay)
+    except OverflowError:  # only when max_delay is within a factor 2 of the largest float
+        return max_delay
+
+
+def delays(
+    base_delay: float,
+    max_delay: float,
+    jitter: JitterSpec = True,
+    rng: random.Random | None = None,
+) -> Iterator[float]:
+    """Yield the delays before retries 1, 2, 3, ... of one call, forever.
+
+    Each value lies in ``[0, max_delay]``. A fresh iterator belongs to one call:
+    ``DecorrelatedJitter`` keeps its previous value there, never in the
+    strategy, so one strategy may be shared by every call and thread.
+
+    Args:
+        base_delay: the nominal delay before the first retry.
+        max_delay: the cap on any delay.
+        jitter: ``True`` (proportional, +-25 %), ``False`` or a strategy.
+        rng: a ``random.Random`` used instead of the strategy's own; for
+            ``jitter=True`` it makes the default jitter reproducible.
+    """
+    check_delays(base_delay, max_delay)
+    strategy = resolve_jitter(jitter)
+    if rng is not None:
+        strategy = _with_rng(strategy, rng)
+    return _delays(float(base_delay), float(max_delay), strategy)
+
+
+def _with_rng(strategy: Jitter, rng: random.Random) -> Jitter:
+    if isinstance(strategy, ProportionalJitter):
+        return ProportionalJitter(strategy.fraction, rng)
+    if isinstance(strategy, _Strategy):
+        return type(strategy)(rng)
+    return strategy
+
+
+def _delays(base: float, cap: float, strategy: Jitter) -> Iterator[float]:
+    previous = base
+    retry_number = 0
+    while True:
+        delay = strategy(nominal_delay(retry_number, base, cap), previous, base, cap)
+        # A user strategy must not make us sleep a negative or uncapped time.
+        delay = min(max(delay, 0.0), cap)
+        yield delay
+        previous = delay
+        retry_number += 1
+
+
+class Backoff:
+    """A reusable delay policy: base, cap and jitter, validated once.
+
+    ``CircuitBreaker(recovery_timeout=Backoff(30, 600, FullJitter()))`` waits
+    longer after each trip that did not recover. ``iter(policy)`` is
+    ``delays(base_delay, max_delay, jitter)``.
+    """
+
+    __slots__ = ("base_delay", "jitter", "max_delay")
+
+    def __init__(self, base_delay: float = 1.0, max_delay: float = 60.0, jitter: JitterSpec = True) -> None:
+        check_delays(base_delay, max_delay)
+        self.base_delay = float(base_delay)
+        self.max_delay = float(max_delay)
+        self.jitter: Jitter = resolve_jitter(jitter)
+
+    def __iter__(self) -> Iterator[float]:
+        """A fresh iterator of delays, as ``delays()`` returns."""
+        return _delays(self.base_delay, self.max_delay, self.jitter)
+
+    def delay(self, retry_number: int, previous: float | None = None) -> float:
+        """The delay before retry *retry_number* (0-based), given the previous delay.
+
+        For state kept outside the process (a breaker in Redis) where no
+        iterator can live: pass the delay used last time as *previous*.
+        """
+        prev = self.base_delay if previous is None else previous
+        value = self.jitter(nominal_delay(retry_number, self.base_delay, self.max_delay), prev, self.base_delay, self.max_delay)
+        return min(max(value, 0.0), self.max_delay)
+
+    def __repr__(self) -> str:
+        return f"Backoff(base_delay={self.base_delay!r}, max_delay={self.max_delay!r}, jitter={self.jitter!r})"

@@ -1,0 +1,138 @@
+"""Test helpers: a clock you drive by hand, and switches that make waits free.
+
+Also a pytest plugin (registered through the ``pytest11`` entry point) that
+provides the fixtures ``resilient_clock`` and ``resilient_no_wait``.
+
+Example:
+    >>> from resilient import retry
+    >>> from resilient.testing import ManualClock
+    >>> clock = ManualClock()
+    >>> calls = []
+    >>> @retry(max_retries=2, base_delay=1.0, jitter=False, clock=clock)
+    ... def flaky():
+    ...     calls.append(1)
+    ...     if len(calls) < 3:
+    ...         raise ConnectionError("reset")
+    ...     return "ok"
+    >>> flaky(), clock.sleeps
+    ('ok', [1.0, 2.0])
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from resilient._clock import DEFAULTS, Clock, check_clock
+
+__all__ = ["ManualClock", "cap_attempts", "no_wait", "use_clock"]
+
+
+class ManualClock:
+    """A clock that only moves when told to.
+
+    ``sleep`` and ``asleep`` return at once, advance the time by the requested
+    amount and record it in ``sleeps``; ``advance`` moves time by hand. Safe to
+    share between threads.
+
+    Args:
+        start: the initial value of ``monotonic()``.
+    """
+
+    __slots__ = ("_lock", "_now", "sleeps")
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._now = float(start)
+        self._lock = threading.Lock()
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        """The current manual time."""
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward by *seconds* (which must not be negative)."""
+        if seconds < 0:
+            raise ValueError(f"seconds must be >= 0, got {seconds!r}")
+        with self._lock:
+            self._now += seconds
+
+    def sleep(self, seconds: float) -> None:
+        """Record *seconds* and advance time by it, without blocking."""
+        with self._lock:
+            self.sleeps.append(seconds)
+            self._now += max(seconds, 0.0)
+
+    async def asleep(self, seconds: float) -> None:
+        """Record *seconds* and advance time by it; yields to the event loop once."""
+        self.sleep(seconds)
+        import asyncio  # noqa: PLC0415 - only async callers pay for asyncio
+
+        await asyncio.sleep(0)
+
+    def __repr__(self) -> str:
+        return f"ManualClock(now={self._now!r}, sleeps={len(self.sleeps)})"
+
+
+@contextmanager
+def use_clock(clock: Clock) -> Iterator[Clock]:
+    """Make *clock* the process default for the duration of the block.
+
+    Every primitive built without ``clock=`` reads the default at each call,
+    so this reaches objects built before the block too.
+    """
+    check_clock(clock)
+    previous = DEFAULTS.clock
+    DEFAULTS.clock = clock
+    try:
+        yield clock
+    finally:
+        DEFAULTS.clock = previous
+
+
+@contextmanager
+def no_wait() -> Iterator[None]:
+    """Make every wait of every retry zero, without changing how many attempts run."""
+    previous = DEFAULTS.no_wait
+    DEFAULTS.no_wait = True
+    try:
+        yield
+    finally:
+        DEFAULTS.no_wait = previous
+
+
+@contextmanager
+def cap_attempts(attempts: int) -> Iterator[None]:
+    """Run at most *attempts* attempts per retried call inside the block.
+
+    A configured smaller count is kept: this only ever lowers it.
+    """
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        raise ValueError(f"attempts must be an int >= 1, got {attempts!r}")
+    previous = DEFAULTS.attempt_cap
+    DEFAULTS.attempt_cap = attempts if previous is None else min(previous, attempts)
+    try:
+        yield
+    finally:
+        DEFAULTS.attempt_cap = previous
+
+
+try:
+    import pytest
+except ImportError:  # pragma: no cover - the fixtures only matter under pytest
+    pass
+else:
+
+    @pytest.fixture
+    def resilient_clock() -> Iterator[ManualClock]:
+        """A ``ManualClock`` installed as the process default clock for one test."""
+        clock = ManualClock()
+        with use_clock(clock):
+            yield clock
+
+    @pytest.fixture
+    def resilient_no_wait() -> Iterator[None]:
+        """Every retry wait is zero for one test; attempt counts are unchanged."""
+        with no_wait():
+            yield
