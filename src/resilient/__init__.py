@@ -12,7 +12,22 @@ from resilient.backoff import (
     FullJitter,
     ProportionalJitter,
 )
+from resilient.budget import RetryBudget
 from resilient.classify import Classifier, ErrorClass, classify, retry_after
+from resilient.cleanup import (
+    async_database_transaction,
+    async_temp_file,
+    atomic_write,
+    database_transaction,
+    safe_temp_file,
+)
+from resilient.retry import (
+    RetryState,
+    retry,
+    retry_with_backoff,
+    retry_with_backoff_async,
+    time_remaining,
+)
 
 __all__ = [
     "Backoff",
@@ -23,7 +38,18 @@ __all__ = [
     "ErrorClass",
     "FullJitter",
     "ProportionalJitter",
+    "RetryBudget",
+    "RetryState",
     "SystemClock",
+    "async_database_transaction",
+    "async_temp_file",
+    "atomic_write",
     "classify",
+    "database_transaction",
+    "retry",
     "retry_after",
+    "retry_with_backoff",
+    "retry_with_backoff_async",
+    "safe_temp_file",
+    "time_remaining",
 ]

@@ -7,10 +7,11 @@ imports nothing else of ``resilient``.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Iterator
-from typing import Protocol, Union
+from typing import Protocol
 
 __all__ = [
     "Backoff",
@@ -49,7 +50,7 @@ class _Strategy:
             raise TypeError(f"rng must be a random.Random, got {rng!r}")
         # The module-level functions of `random` share one hidden Random,
         # which is thread-safe and what freezegun-free tests seed.
-        self.rng: random.Random = rng if rng is not None else random._inst  # type: ignore[attr-defined]
+        self.rng: random.Random = rng if rng is not None else random._inst
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -125,7 +126,7 @@ class ProportionalJitter(_Strategy):
         return f"ProportionalJitter({self.fraction!r})"
 
 
-JitterSpec = Union[bool, Jitter]
+JitterSpec = bool | Jitter
 """What a ``jitter=`` parameter accepts: ``True``, ``False`` or a strategy."""
 
 _NO_JITTER = NoJitter()
@@ -153,7 +154,10 @@ def check_delays(base_delay: float, max_delay: float) -> None:
         if not (math.isfinite(value) and value >= 0):
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     if base_delay > max_delay:
-        raise ValueError(f"base_delay must be <= max_delay, got base_delay={base_delay!r} > max_delay={max_delay!r}")
+        raise ValueError(
+            "base_delay must be <= max_delay, "
+            f"got base_delay={base_delay!r} > max_delay={max_delay!r}"
+        )
 
 
 def nominal_delay(retry_number: int, base_delay: float, max_delay: float) -> float:
@@ -165,8 +169,9 @@ def nominal_delay(retry_number: int, base_delay: float, max_delay: float) -> flo
     """
     if base_delay <= 0.0:
         return 0.0
-    # Past this exponent the product exceeds max_delay whatever base_delay is.
-    limit = math.ceil(math.log2(max_delay) - math.log2(base_delay)) if max_delay > base_delay else 0
+    # Past this exponent the product exceeds max_delay whatever base_delay is;
+    # from the binary exponents, exact (log2 rounding could make it one short).
+    limit = math.frexp(max_delay)[1] - math.frexp(base_delay)[1] + 1
     try:
         return min(math.ldexp(base_delay, min(retry_number, limit)), max_delay)
     except OverflowError:  # only when max_delay is within a factor 2 of the largest float
@@ -229,7 +234,9 @@ class Backoff:
 
     __slots__ = ("base_delay", "jitter", "max_delay")
 
-    def __init__(self, base_delay: float = 1.0, max_delay: float = 60.0, jitter: JitterSpec = True) -> None:
+    def __init__(
+        self, base_delay: float = 1.0, max_delay: float = 60.0, jitter: JitterSpec = True
+    ) -> None:
         check_delays(base_delay, max_delay)
         self.base_delay = float(base_delay)
         self.max_delay = float(max_delay)
@@ -237,6 +244,8 @@ class Backoff:
 
     def __iter__(self) -> Iterator[float]:
         """A fresh iterator of delays, as ``delays()`` returns."""
+        if self.max_delay == 0.0:  # every strategy's value is clamped to [0, 0]
+            return itertools.repeat(0.0)
         return _delays(self.base_delay, self.max_delay, self.jitter)
 
     def delay(self, retry_number: int, previous: float | None = None) -> float:
@@ -246,8 +255,16 @@ class Backoff:
         iterator can live: pass the delay used last time as *previous*.
         """
         prev = self.base_delay if previous is None else previous
-        value = self.jitter(nominal_delay(retry_number, self.base_delay, self.max_delay), prev, self.base_delay, self.max_delay)
+        value = self.jitter(
+            nominal_delay(retry_number, self.base_delay, self.max_delay),
+            prev,
+            self.base_delay,
+            self.max_delay,
+        )
         return min(max(value, 0.0), self.max_delay)
 
     def __repr__(self) -> str:
-        return f"Backoff(base_delay={self.base_delay!r}, max_delay={self.max_delay!r}, jitter={self.jitter!r})"
+        return (
+            f"Backoff(base_delay={self.base_delay!r}, max_delay={self.max_delay!r}, "
+            f"jitter={self.jitter!r})"
+        )

@@ -13,7 +13,7 @@ import enum
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, Union
+from typing import Any
 
 __all__ = ["Classifier", "ErrorClass", "classify", "retry_after"]
 
@@ -41,7 +41,7 @@ class ErrorClass(enum.Enum):
 
 
 Predicate = Callable[[BaseException], bool]
-Rule = Union[type[BaseException], tuple[type[BaseException], ...], Predicate]
+Rule = type[BaseException] | tuple[type[BaseException], ...] | Predicate
 
 _FATAL_STATUSES = frozenset({501, 505})
 _TIMEOUT_STATUSES = frozenset({408, 504})
@@ -80,40 +80,68 @@ def status_class(status_code: int) -> ErrorClass | None:
 def response_status(obj: object) -> int | None:
     """Return ``obj.response.status_code`` when it is an ``int``, else ``None``."""
     response = getattr(obj, "response", None)
+    if response is None:
+        return None
     code = getattr(response, "status_code", None)
     return code if isinstance(code, int) and not isinstance(code, bool) else None
 
 
-def _requests_class(exc: BaseException) -> ErrorClass | None:
+def _requests_class(exc_type: type[BaseException]) -> ErrorClass | None:
     requests = sys.modules.get("requests")
     if requests is None:
         return None
     rex = requests.exceptions
-    if isinstance(exc, rex.Timeout):  # ConnectTimeout and ReadTimeout included
+    if issubclass(exc_type, rex.Timeout):  # ConnectTimeout and ReadTimeout included
         return ErrorClass.TIMEOUT
-    if isinstance(
-        exc,
-        (rex.InvalidURL, rex.InvalidSchema, rex.MissingSchema, rex.InvalidHeader, rex.TooManyRedirects),
+    if issubclass(
+        exc_type,
+        (
+            rex.InvalidURL,
+            rex.InvalidSchema,
+            rex.MissingSchema,
+            rex.InvalidHeader,
+            rex.TooManyRedirects,
+        ),
     ):
         return ErrorClass.FATAL
-    if isinstance(exc, rex.ConnectionError):
+    if issubclass(exc_type, rex.ConnectionError):
         return ErrorClass.TRANSIENT
     return None
 
 
-def _builtin_class(exc: BaseException) -> ErrorClass | None:
+def _builtin_class(exc_type: type[BaseException]) -> ErrorClass | None:
     # asyncio.TimeoutError is builtin TimeoutError since Python 3.11; on 3.10
     # it is its own class, found through sys.modules without importing asyncio.
-    if isinstance(exc, TimeoutError):
+    if issubclass(exc_type, TimeoutError):
         return ErrorClass.TIMEOUT
     asyncio = sys.modules.get("asyncio")
-    if asyncio is not None and isinstance(exc, asyncio.TimeoutError):
+    if asyncio is not None and issubclass(exc_type, asyncio.TimeoutError):
         return ErrorClass.TIMEOUT
-    if isinstance(exc, ConnectionError):
+    if issubclass(exc_type, ConnectionError):
         return ErrorClass.TRANSIENT
-    if isinstance(exc, _FATAL_BUILTINS):
+    if issubclass(exc_type, _FATAL_BUILTINS):
         return ErrorClass.FATAL
     return None
+
+
+_TYPE_CACHE: dict[type[BaseException], ErrorClass] = {}
+_TYPE_CACHE_LIMIT = 512
+
+
+def _class_of_type(exc_type: type[BaseException]) -> ErrorClass:
+    """The default class of an exception type, cached per type.
+
+    Caching by type is sound: these rules read nothing but the type, and a
+    ``requests`` (or, on 3.10, ``asyncio``) exception type cannot exist before
+    its module is imported.
+    """
+    found = _TYPE_CACHE.get(exc_type)
+    if found is None:
+        found = _requests_class(exc_type) or _builtin_class(exc_type) or ErrorClass.UNKNOWN
+        if len(_TYPE_CACHE) >= _TYPE_CACHE_LIMIT:  # types made in a loop must not grow it
+            _TYPE_CACHE.clear()
+        _TYPE_CACHE[exc_type] = found
+    return found
 
 
 class Classifier:
@@ -148,8 +176,7 @@ class Classifier:
             raise TypeError(f"error_class must be an ErrorClass, got {error_class!r}")
         if not (_is_exception_types(rule) or callable(rule)):
             raise TypeError(
-                "rule must be an exception type, a tuple of them or a predicate, "
-                f"got {rule!r}"
+                f"rule must be an exception type, a tuple of them or a predicate, got {rule!r}"
             )
         self._rules.append((rule, error_class))
 
@@ -166,7 +193,7 @@ class Classifier:
             by_status = status_class(code)
             if by_status is not None:
                 return by_status
-        return _requests_class(exc) or _builtin_class(exc) or ErrorClass.UNKNOWN
+        return _class_of_type(type(exc))
 
     def status(self, status_code: int) -> ErrorClass | None:
         """Classify an HTTP status alone; ``None`` when it is not a failure."""
@@ -219,8 +246,6 @@ def retry_after(exc_or_response: object, *, now: float | None = None) -> float |
 def parse_retry_after(value: str, *, now: float | None = None) -> float | None:
     """Parse a ``Retry-After`` value (seconds or HTTP date); ``None`` when invalid."""
     value = value.strip()
-    if value.isdigit():
-        return float(value)
     try:
         seconds = float(value)
     except ValueError:
@@ -232,7 +257,7 @@ def parse_retry_after(value: str, *, now: float | None = None) -> float | None:
 
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):  # a year 10**20
         return None
     if when.tzinfo is None:  # "-0000" dates: HTTP dates are always GMT
         import datetime  # noqa: PLC0415

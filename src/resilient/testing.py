@@ -60,16 +60,19 @@ class ManualClock:
 
     def sleep(self, seconds: float) -> None:
         """Record *seconds* and advance time by it, without blocking."""
-        with self._lock:
-            self.sleeps.append(seconds)
-            self._now += max(seconds, 0.0)
+        self._record(seconds)
 
     async def asleep(self, seconds: float) -> None:
         """Record *seconds* and advance time by it; yields to the event loop once."""
-        self.sleep(seconds)
+        self._record(seconds)
         import asyncio  # noqa: PLC0415 - only async callers pay for asyncio
 
         await asyncio.sleep(0)
+
+    def _record(self, seconds: float) -> None:
+        with self._lock:
+            self.sleeps.append(seconds)
+            self._now += max(seconds, 0.0)
 
     def __repr__(self) -> str:
         return f"ManualClock(now={self._now!r}, sleeps={len(self.sleeps)})"

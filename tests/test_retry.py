@@ -1,0 +1,942 @@
+"""Specification of ``resilient.retry``: attempts, delays, classification and traps."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pickle
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import requests
+from freezegun import freeze_time
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from resilient import (
+    Classifier,
+    ErrorClass,
+    FullJitter,
+    RetryBudget,
+    RetryState,
+    retry,
+    retry_with_backoff,
+    retry_with_backoff_async,
+    time_remaining,
+)
+from resilient.testing import ManualClock, cap_attempts, no_wait, use_clock
+
+
+class Flaky:
+    """Fails with the given exceptions in order, then returns ``"ok"``."""
+
+    def __init__(self, *failures: BaseException, clock: ManualClock | None = None) -> None:
+        self.failures = list(failures)
+        self.calls = 0
+        self.clock = clock
+        self.called_at: list[float] = []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> str:
+        self.calls += 1
+        if self.clock is not None:
+            self.called_at.append(self.clock.monotonic())
+        if self.failures:
+            raise self.failures.pop(0)
+        return "ok"
+
+
+def http_error(status: int, retry_after: str | None = None) -> requests.HTTPError:
+    response = requests.Response()
+    response.status_code = status
+    if retry_after is not None:
+        response.headers["Retry-After"] = retry_after
+    return requests.HTTPError(f"{status} error", response=response)
+
+
+def response(status: int, retry_after: str | None = None) -> requests.Response:
+    resp = requests.Response()
+    resp.status_code = status
+    if retry_after is not None:
+        resp.headers["Retry-After"] = retry_after
+    return resp
+
+
+# --- the seed scenarios -----------------------------------------------------
+
+
+def test_success_on_first_attempt_returns_value_without_waiting() -> None:
+    """No error, no problem."""
+    clock = ManualClock()
+    flaky = Flaky(clock=clock)
+    assert retry(clock=clock)(flaky)() == "ok"
+    assert flaky.calls == 1
+    assert clock.sleeps == []
+
+
+def test_fatal_401_is_not_retried() -> None:
+    """A 401 is FATAL: raised at once, the function called once."""
+    clock = ManualClock()
+    error = http_error(401)
+    flaky = Flaky(error, clock=clock)
+    with pytest.raises(requests.HTTPError) as info:
+        retry(clock=clock)(flaky)()
+    assert info.value is error
+    assert flaky.calls == 1
+    assert clock.sleeps == []
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_429_and_503_are_retried(status: int) -> None:
+    """TRANSIENT 429 and DEGRADED 503 are retried until success."""
+    clock = ManualClock()
+    flaky = Flaky(http_error(status), http_error(status), clock=clock)
+    assert retry(clock=clock, jitter=False)(flaky)() == "ok"
+    assert flaky.calls == 3
+
+
+def test_exhausted_raises_the_last_original_exception() -> None:
+    """When attempts run out, the last exception object itself is raised."""
+    clock = ManualClock()
+    errors = [ConnectionError(f"attempt {i}") for i in range(4)]
+    flaky = Flaky(*errors, clock=clock)
+    with pytest.raises(ConnectionError) as info:
+        retry(max_retries=3, clock=clock)(flaky)()
+    assert info.value is errors[-1]
+    assert flaky.calls == 4
+
+
+def test_exhausted_exception_keeps_its_traceback_and_gains_one_note() -> None:
+    """The final exception's traceback still shows where it was raised; one note is added."""
+    clock = ManualClock()
+
+    def deep_failure() -> None:
+        raise ConnectionError("reset by peer")
+
+    with pytest.raises(ConnectionError) as info:
+        retry(max_retries=2, clock=clock, jitter=False)(deep_failure)()
+    frames = [frame.name for frame in traceback.extract_tb(info.value.__traceback__)]
+    assert "deep_failure" in frames
+    assert info.value.__notes__ == ["resilient: 3 attempts over 3.000 s (retries exhausted)"]
+
+
+def test_later_failures_are_not_chained_onto_earlier_ones() -> None:
+    """Retrying does not add 'During handling of the above exception' to what the caller sees."""
+    clock = ManualClock()
+    errors = [ConnectionError("first"), ConnectionError("second")]
+    with pytest.raises(ConnectionError) as info:
+        retry(max_retries=1, clock=clock)(Flaky(*errors))()
+    assert info.value.__context__ is None
+    assert info.value.__cause__ is None
+
+
+def test_unknown_errors_are_not_retried_by_default() -> None:
+    """UNKNOWN is not in the default retryable classes."""
+    flaky = Flaky(KeyError("x"))
+    with pytest.raises(KeyError):
+        retry(clock=ManualClock())(flaky)()
+    assert flaky.calls == 1
+
+
+def test_retryable_classes_widens_what_is_retried() -> None:
+    """Adding UNKNOWN to retryable_classes retries a KeyError."""
+    flaky = Flaky(KeyError("x"))
+    decorated = retry(
+        retryable_classes={ErrorClass.UNKNOWN, ErrorClass.TRANSIENT}, clock=ManualClock()
+    )(flaky)
+    assert decorated() == "ok"
+
+
+def test_custom_classifier_decides() -> None:
+    """A classifier passed with classifier= replaces the default."""
+    mine = Classifier()
+    mine.register(KeyError, ErrorClass.TRANSIENT)
+    flaky = Flaky(KeyError("cache miss"))
+    assert retry(classifier=mine, clock=ManualClock())(flaky)() == "ok"
+
+
+def test_non_retryable_after_retries_is_raised_with_a_note() -> None:
+    """A FATAL error after a retry ends the call at once, noted."""
+    clock = ManualClock()
+    flaky = Flaky(ConnectionError("reset"), PermissionError("denied"))
+    with pytest.raises(PermissionError) as info:
+        retry(clock=clock)(flaky)()
+    assert flaky.calls == 2
+    assert "not retryable" in info.value.__notes__[0]
+
+
+def test_first_attempt_non_retryable_error_is_untouched() -> None:
+    """Nothing was retried, so the exception gets no note."""
+    error = ValueError("bad input")
+    with pytest.raises(ValueError, match="bad input") as info:
+        retry(clock=ManualClock())(Flaky(error))()
+    assert not hasattr(info.value, "__notes__")
+
+
+# --- attempts and delays ----------------------------------------------------
+
+
+@given(max_retries=st.integers(min_value=0, max_value=30), failures=st.integers(0, 40))
+@settings(max_examples=150, deadline=None)
+def test_attempts_never_exceed_max_retries_plus_one(max_retries: int, failures: int) -> None:
+    """Attempts = min(failures + 1, max_retries + 1); success iff failures <= max_retries."""
+    clock = ManualClock()
+    flaky = Flaky(*[TimeoutError() for _ in range(failures)])
+    decorated = retry(max_retries=max_retries, base_delay=0.5, max_delay=5.0, clock=clock)(flaky)
+    if failures <= max_retries:
+        assert decorated() == "ok"
+        assert flaky.calls == failures + 1
+    else:
+        with pytest.raises(TimeoutError):
+            decorated()
+        assert flaky.calls == max_retries + 1
+    assert len(clock.sleeps) == flaky.calls - 1
+
+
+def test_max_retries_zero_means_one_attempt() -> None:
+    """max_retries=0: one attempt, no wait."""
+    clock = ManualClock()
+    flaky = Flaky(ConnectionError())
+    with pytest.raises(ConnectionError):
+        retry(max_retries=0, clock=clock)(flaky)()
+    assert flaky.calls == 1
+    assert clock.sleeps == []
+
+
+def test_manual_clock_records_exact_delays_without_jitter() -> None:
+    """jitter=False waits exactly min(base * 2**n, max_delay)."""
+    clock = ManualClock()
+    flaky = Flaky(*[ConnectionError() for _ in range(6)])
+    retry(max_retries=6, base_delay=1.0, max_delay=10.0, jitter=False, clock=clock)(flaky)()
+    assert clock.sleeps == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+
+
+@given(
+    base=st.floats(min_value=0.001, max_value=5.0),
+    cap_factor=st.floats(min_value=1.0, max_value=100.0),
+)
+@settings(max_examples=100, deadline=None)
+def test_default_jitter_stays_within_a_quarter_of_nominal(base: float, cap_factor: float) -> None:
+    """jitter=True: each wait in [0.75, 1.25] x nominal and never above max_delay."""
+    max_delay = base * cap_factor
+    clock = ManualClock()
+    flaky = Flaky(*[ConnectionError() for _ in range(8)])
+    retry(max_retries=8, base_delay=base, max_delay=max_delay, clock=clock)(flaky)()
+    for n, slept in enumerate(clock.sleeps):
+        nominal = min(base * 2**n, max_delay)
+        assert 0.75 * nominal * (1 - 1e-9) <= slept <= min(1.25 * nominal, max_delay) * (1 + 1e-9)
+
+
+def test_jitter_strategy_is_used() -> None:
+    """A strategy passed as jitter= shapes the waits: full jitter stays in [0, nominal]."""
+    clock = ManualClock()
+    flaky = Flaky(*[ConnectionError() for _ in range(5)])
+    retry(max_retries=5, base_delay=1.0, jitter=FullJitter(), clock=clock)(flaky)()
+    assert all(0 <= s <= 2**n for n, s in enumerate(clock.sleeps))
+
+
+def test_zero_delay_makes_no_sleep_call() -> None:
+    """base_delay=0 retries without calling sleep at all."""
+    clock = ManualClock()
+    flaky = Flaky(ConnectionError(), ConnectionError())
+    assert retry(base_delay=0.0, max_delay=0.0, clock=clock)(flaky)() == "ok"
+    assert clock.sleeps == []
+
+
+def test_retry_after_is_honoured_and_capped() -> None:
+    """A Retry-After longer than the backoff wins, but never beyond max_delay."""
+    clock = ManualClock()
+    flaky = Flaky(http_error(429, "7"), http_error(429, "500"), clock=clock)
+    retry(base_delay=1.0, max_delay=30.0, jitter=False, clock=clock)(flaky)()
+    assert clock.sleeps == [7.0, 30.0]
+
+
+def test_retry_after_shorter_than_backoff_does_not_shorten_it() -> None:
+    """delay = min(max(computed, retry_after), max_delay)."""
+    clock = ManualClock()
+    flaky = Flaky(http_error(503, "0"), clock=clock)
+    retry(base_delay=2.0, jitter=False, clock=clock)(flaky)()
+    assert clock.sleeps == [2.0]
+
+
+# --- deadline ---------------------------------------------------------------
+
+
+class SlowFlaky:
+    """Each attempt takes `duration` seconds of manual time, then fails."""
+
+    def __init__(self, clock: ManualClock, duration: float, failures: int = 10**6) -> None:
+        self.clock = clock
+        self.duration = duration
+        self.failures = failures
+        self.calls = 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        self.clock.advance(self.duration)
+        if self.calls <= self.failures:
+            raise TimeoutError(f"attempt {self.calls}")
+        return "ok"
+
+
+@given(
+    deadline=st.floats(min_value=0.1, max_value=100.0),
+    duration=st.floats(min_value=0.0, max_value=10.0),
+    base=st.floats(min_value=0.0, max_value=5.0),
+)
+@settings(max_examples=150, deadline=None)
+def test_no_sleep_ends_past_the_deadline(deadline: float, duration: float, base: float) -> None:
+    """Attempt time counts; no wait is started that would end after the deadline (tenacity #423)."""
+    clock = ManualClock(start=1000.0)
+    work = SlowFlaky(clock, duration)
+    decorated = retry(
+        max_retries=50, base_delay=base, max_delay=max(base, 5.0), deadline=deadline, clock=clock
+    )(work)
+    with pytest.raises(TimeoutError):
+        decorated()
+    start = 1000.0
+    elapsed_before_each_sleep = start
+    for attempt in range(len(clock.sleeps)):
+        elapsed_before_each_sleep += duration
+        assert elapsed_before_each_sleep + clock.sleeps[attempt] <= start + deadline + 1e-9
+        elapsed_before_each_sleep += clock.sleeps[attempt]
+
+
+def test_deadline_raises_the_last_exception_with_a_note() -> None:
+    """When the next wait would pass the deadline, the last error is raised."""
+    clock = ManualClock()
+    work = SlowFlaky(clock, duration=1.0)
+    with pytest.raises(TimeoutError) as info:
+        retry(max_retries=10, base_delay=1.0, jitter=False, deadline=5.0, clock=clock)(work)()
+    # t=1 fail, wait 1 -> t=2, t=3 fail, wait 2 -> t=5, t=6 fail: 6 + 4 > 5.
+    assert work.calls == 3
+    assert clock.sleeps == [1.0, 2.0]
+    assert "deadline" in info.value.__notes__[0]
+
+
+def test_time_remaining_is_visible_inside_the_call() -> None:
+    """time_remaining() tells the attempt how much of the deadline is left."""
+    clock = ManualClock()
+    seen: list[float | None] = []
+
+    @retry(deadline=10.0, base_delay=1.0, jitter=False, clock=clock)
+    def attempt() -> str:
+        seen.append(time_remaining())
+        if len(seen) < 3:
+            raise ConnectionError()
+        return "ok"
+
+    assert attempt() == "ok"
+    assert seen == [10.0, 9.0, 7.0]
+    assert time_remaining() is None
+
+
+def test_nested_deadlines_take_the_earlier() -> None:
+    """An inner call with a later deadline still sees the outer, earlier one."""
+    clock = ManualClock()
+    seen: list[float | None] = []
+
+    @retry(deadline=100.0, clock=clock)
+    def inner() -> None:
+        seen.append(time_remaining())
+
+    @retry(deadline=5.0, clock=clock)
+    def outer() -> None:
+        clock.advance(1.0)
+        inner()
+
+    @retry(deadline=2.0, clock=clock)
+    def tight_inner() -> None:
+        seen.append(time_remaining())
+
+    @retry(deadline=50.0, clock=clock)
+    def loose_outer() -> None:
+        tight_inner()
+
+    outer()
+    loose_outer()
+    assert seen == [4.0, 2.0]
+
+
+def test_time_remaining_is_none_outside_any_deadline() -> None:
+    """No deadline, no remaining time."""
+    seen: list[float | None] = []
+    retry(clock=ManualClock())(lambda: seen.append(time_remaining()))()
+    assert seen == [None]
+
+
+# --- retry_on_result --------------------------------------------------------
+
+
+def test_retry_on_result_retries_and_honours_retry_after() -> None:
+    """A 429 response is retried after its Retry-After; the 200 is returned."""
+    clock = ManualClock()
+    responses = [response(429, "3"), response(503), response(200)]
+
+    @retry(retry_on_result=lambda r: r.status_code >= 400, jitter=False, clock=clock)
+    def fetch() -> requests.Response:
+        return responses.pop(0)
+
+    assert fetch().status_code == 200
+    assert clock.sleeps == [3.0, 2.0]
+
+
+def test_retry_on_result_returns_the_last_value_when_exhausted() -> None:
+    """Attempts run out: the last result is returned, not raised."""
+    clock = ManualClock()
+    values = iter(range(10))
+    decorated = retry(max_retries=2, retry_on_result=lambda v: v < 100, clock=clock)(
+        lambda: next(values)
+    )
+    assert decorated() == 2
+
+
+def test_retry_on_result_does_not_retry_a_fatal_status() -> None:
+    """A rejected 404 response is FATAL: returned at once."""
+    clock = ManualClock()
+    calls = []
+
+    def fetch() -> requests.Response:
+        calls.append(1)
+        return response(404)
+
+    result = retry(retry_on_result=lambda r: r.status_code >= 400, clock=clock)(fetch)()
+    assert result.status_code == 404
+    assert len(calls) == 1
+
+
+# --- on_retry, logging ------------------------------------------------------
+
+
+def test_on_retry_gets_an_immutable_state_per_retry() -> None:
+    """Each retry gets its own frozen RetryState with attempt, class, delay, elapsed."""
+    clock = ManualClock()
+    states: list[RetryState] = []
+    errors = [ConnectionError("a"), TimeoutError("b")]
+    retry(base_delay=1.0, jitter=False, clock=clock, on_retry=states.append)(Flaky(*errors))()
+    assert [(s.attempt, s.error_class, s.delay) for s in states] == [
+        (1, ErrorClass.TRANSIENT, 1.0),
+        (2, ErrorClass.TIMEOUT, 2.0),
+    ]
+    assert states[0].exception is not states[1].exception
+    assert states[1].elapsed == 1.0
+    with pytest.raises(AttributeError):
+        states[0].attempt = 5  # type: ignore[misc]
+
+
+def test_each_retry_logs_one_structured_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """One WARNING per retry with function, attempt, error_class, delay, error; one ERROR at the end."""
+    clock = ManualClock()
+    caplog.set_level(logging.WARNING, logger="resilient.retry")
+
+    @retry(max_retries=2, base_delay=1.0, jitter=False, clock=clock)
+    def fetch_user(password: str) -> None:
+        raise ConnectionError("reset")
+
+    with pytest.raises(ConnectionError):
+        fetch_user("hunter2")
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert [r.attempt for r in warnings] == [1, 2]  # type: ignore[attr-defined]
+    assert all(r.function.endswith("fetch_user") for r in warnings)  # type: ignore[attr-defined]
+    assert warnings[0].error_class is ErrorClass.TRANSIENT  # type: ignore[attr-defined]
+    assert warnings[1].delay == 2.0  # type: ignore[attr-defined]
+    assert isinstance(warnings[0].error, ConnectionError)  # type: ignore[attr-defined]
+    assert len(errors) == 1
+    assert "hunter2" not in caplog.text
+    assert all("hunter2" not in repr(r.__dict__) for r in caplog.records)
+
+
+def test_on_retry_must_be_callable() -> None:
+    """A hook that cannot be called is refused at decoration."""
+    with pytest.raises(TypeError, match="on_retry must be callable, got 3"):
+        retry(on_retry=3)  # type: ignore[call-overload]
+
+
+# --- budget -----------------------------------------------------------------
+
+
+def test_budget_refusal_stops_retrying() -> None:
+    """When the budget has no tokens to spare, the error is raised without a retry."""
+    budget = RetryBudget(max_tokens=2, token_ratio=0.1)
+    clock = ManualClock()
+    flaky = Flaky(*[ConnectionError() for _ in range(10)])
+    with pytest.raises(ConnectionError) as info:
+        retry(max_retries=5, budget=budget, clock=clock)(flaky)()
+    assert flaky.calls == 1  # 2 - 1 = 1 token left, not > 1: no retry
+    assert "budget" in info.value.__notes__[0]
+
+
+def test_budget_is_refunded_by_successes() -> None:
+    """Successes through a decorated call refund token_ratio each."""
+    budget = RetryBudget(max_tokens=10, token_ratio=0.5)
+    clock = ManualClock()
+    flaky = Flaky(ConnectionError(), ConnectionError())
+    retry(budget=budget, clock=clock)(flaky)()
+    assert budget.tokens == pytest.approx(8.5)
+
+
+def test_budget_shared_by_eight_threads_allows_only_its_retries() -> None:
+    """8 threads failing at once through one budget get exactly the retries it allows."""
+    budget = RetryBudget(max_tokens=10, token_ratio=0.1)
+    barrier = threading.Barrier(8)
+    lock = threading.Lock()
+    calls = [0]
+
+    def always_down() -> None:
+        with lock:
+            calls[0] += 1
+        raise ConnectionError("down")
+
+    decorated = retry(max_retries=10, base_delay=0.0, max_delay=0.0, budget=budget)(always_down)
+
+    def worker() -> None:
+        barrier.wait()
+        with pytest.raises(ConnectionError):
+            decorated()
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # Each failure costs a token and a retry is granted while tokens stay > 5: the first four
+    # failures, whoever makes them, earn a retry; every later one is refused. 8 + 4 attempts.
+    assert calls[0] == 12
+    assert budget.tokens == 0.0
+
+
+# --- async ------------------------------------------------------------------
+
+
+def test_async_function_is_retried_with_asleep() -> None:
+    """An async def is awaited and waits through clock.asleep, never the blocking sleep."""
+
+    class AsyncOnlyClock(ManualClock):
+        __slots__ = ()
+
+        def sleep(self, seconds: float) -> None:
+            raise AssertionError("blocking sleep called from async code")
+
+    clock = AsyncOnlyClock()
+    calls = []
+
+    @retry(base_delay=1.0, jitter=False, clock=clock)
+    async def fetch() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionError()
+        return "ok"
+
+    assert asyncio.run(fetch()) == "ok"
+    assert clock.sleeps == [1.0, 2.0]
+
+
+def test_async_exhausted_raises_the_last_exception() -> None:
+    """The async twin raises the last original exception, noted."""
+    clock = ManualClock()
+    errors = [TimeoutError(str(i)) for i in range(3)]
+
+    @retry(max_retries=2, clock=clock)
+    async def fetch() -> None:
+        raise errors.pop(0)
+
+    with pytest.raises(TimeoutError, match="2") as info:
+        asyncio.run(fetch())
+    assert len(info.value.__notes__) == 1
+
+
+def test_async_deadline_is_visible_and_respected() -> None:
+    """time_remaining works inside async attempts too."""
+    clock = ManualClock()
+    seen: list[float | None] = []
+
+    @retry(deadline=4.0, base_delay=1.0, jitter=False, clock=clock)
+    async def fetch() -> None:
+        seen.append(time_remaining())
+        raise TimeoutError()
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(fetch())
+    assert seen == [4.0, 3.0, 1.0]
+
+
+def test_retry_with_backoff_async_twin() -> None:
+    """retry_with_backoff_async retries a coroutine function with its arguments."""
+    calls: list[int] = []
+
+    async def add(a: int, b: int) -> int:
+        calls.append(1)
+        if len(calls) < 2:
+            raise ConnectionError()
+        return a + b
+
+    with use_clock(ManualClock()):
+        assert asyncio.run(retry_with_backoff_async(add, 1, b=2)) == 3
+
+
+def test_cancelled_error_passes_through_untouched() -> None:
+    """asyncio.CancelledError is never retried (tenacity #529)."""
+    calls = []
+
+    @retry(clock=ManualClock())
+    async def fetch() -> None:
+        calls.append(1)
+        raise asyncio.CancelledError()
+
+    async def main() -> None:
+        await fetch()
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(main())
+    assert calls == [1]
+
+
+def test_cancelling_a_task_during_the_wait_stops_the_retries() -> None:
+    """task.cancel() during a backoff wait ends the call; no further attempt is made."""
+    calls = []
+
+    @retry(base_delay=10.0, jitter=False)
+    async def fetch() -> None:
+        calls.append(1)
+        raise ConnectionError()
+
+    async def main() -> None:
+        task = asyncio.create_task(fetch())
+        while not calls:
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert calls == [1]
+
+
+# --- control flow never retried ---------------------------------------------
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit, GeneratorExit])
+def test_control_flow_exceptions_pass_through_on_first_occurrence(
+    exc_type: type[BaseException],
+) -> None:
+    """Ctrl-C, exit and GeneratorExit are raised at once, unnoted (tenacity #505)."""
+    clock = ManualClock()
+    error = exc_type()
+    flaky = Flaky(error)
+    with pytest.raises(exc_type) as info:
+        retry(clock=clock)(flaky)()
+    assert info.value is error
+    assert flaky.calls == 1
+    assert clock.sleeps == []
+    assert not hasattr(error, "__notes__")
+
+
+def test_keyboard_interrupt_after_a_retry_stops_at_once() -> None:
+    """A KeyboardInterrupt on the second attempt is not retried either."""
+    clock = ManualClock()
+    flaky = Flaky(ConnectionError(), KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        retry(clock=clock)(flaky)()
+    assert flaky.calls == 2
+
+
+# --- clock and testing switches --------------------------------------------
+
+
+def test_sleep_is_looked_up_at_call_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Patching time.sleep after decoration reaches the retry loop (backon #75)."""
+    flaky = Flaky(ConnectionError(), ConnectionError())
+    decorated = retry(base_delay=5.0, jitter=False)(flaky)
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    assert decorated() == "ok"
+    assert slept == [5.0, 10.0]
+
+
+def test_freezegun_with_the_default_clock() -> None:
+    """Under freezegun, the default clock reads frozen time, so a deadline uses it (backoff #54)."""
+    remaining: list[float | None] = []
+
+    @retry(deadline=30.0, base_delay=1.0, jitter=False)
+    def attempt() -> str:
+        remaining.append(time_remaining())
+        if len(remaining) < 3:
+            raise ConnectionError()
+        return "ok"
+
+    with freeze_time("2026-01-01 00:00:00") as frozen:
+        slept: list[float] = []
+
+        def fake_sleep(seconds: float) -> None:
+            slept.append(seconds)
+            frozen.tick(seconds)
+
+        original = time.sleep
+        time.sleep = fake_sleep
+        try:
+            assert attempt() == "ok"
+        finally:
+            time.sleep = original
+    assert slept == [1.0, 2.0]
+    assert remaining == [30.0, 29.0, 27.0]
+
+
+def test_use_clock_reaches_functions_decorated_before() -> None:
+    """The process default clock is read at each call, not at decoration."""
+    flaky = Flaky(ConnectionError())
+    decorated = retry(base_delay=3.0, jitter=False)(flaky)
+    with use_clock(ManualClock()) as clock:
+        assert decorated() == "ok"
+    assert clock.sleeps == [3.0]  # type: ignore[attr-defined]
+
+
+def test_no_wait_makes_waits_zero_and_keeps_attempts() -> None:
+    """no_wait(): same number of attempts, no sleep."""
+    clock = ManualClock()
+    flaky = Flaky(*[ConnectionError() for _ in range(3)])
+    with no_wait():
+        assert retry(max_retries=3, clock=clock)(flaky)() == "ok"
+    assert flaky.calls == 4
+    assert clock.sleeps == []
+
+
+def test_cap_attempts_lowers_but_never_raises() -> None:
+    """cap_attempts(2) stops a 4-attempt call at 2 and leaves a 1-attempt call at 1."""
+    clock = ManualClock()
+    flaky = Flaky(*[ConnectionError() for _ in range(5)])
+    with cap_attempts(2), pytest.raises(ConnectionError):
+        retry(max_retries=3, clock=clock)(flaky)()
+    assert flaky.calls == 2
+    single = Flaky(ConnectionError())
+    with cap_attempts(5), pytest.raises(ConnectionError):
+        retry(max_retries=0, clock=clock)(single)()
+    assert single.calls == 1
+
+
+def test_resilient_no_wait_fixture(resilient_no_wait: None) -> None:
+    """The pytest plugin's fixture makes waits zero."""
+    flaky = Flaky(ConnectionError())
+    slept: list[float] = []
+    original = time.sleep
+    time.sleep = slept.append
+    try:
+        assert retry(base_delay=5.0)(flaky)() == "ok"
+    finally:
+        time.sleep = original
+    assert slept == []
+
+
+def test_resilient_clock_fixture(resilient_clock: ManualClock) -> None:
+    """The pytest plugin's resilient_clock is the default clock during the test."""
+    retry(base_delay=2.0, jitter=False)(Flaky(ConnectionError()))()
+    assert resilient_clock.sleeps == [2.0]
+
+
+# --- decoration -------------------------------------------------------------
+
+
+def test_decorator_keeps_name_doc_and_wrapped() -> None:
+    """functools.wraps metadata survives, sync and async."""
+
+    def fetch() -> None:
+        """Fetch things."""
+
+    async def afetch() -> None:
+        """Fetch things later."""
+
+    for func in (fetch, afetch):
+        decorated = retry(func)
+        assert decorated.__name__ == func.__name__
+        assert decorated.__doc__ == func.__doc__
+        assert decorated.__wrapped__ is func  # type: ignore[attr-defined]
+    assert asyncio.iscoroutinefunction(retry(afetch))
+
+
+def test_bare_decorator_uses_the_defaults() -> None:
+    """@retry without parentheses works."""
+    flaky = Flaky(ConnectionError())
+    with use_clock(ManualClock()):
+        assert retry(flaky)() == "ok"
+
+
+def test_decorating_a_generator_function_raises_type_error() -> None:
+    """Generators are refused at decoration time, saying why (tenacity #64)."""
+
+    def gen() -> Any:
+        yield 1
+
+    async def agen() -> Any:
+        yield 1
+
+    for func in (gen, agen):
+        with pytest.raises(TypeError, match="generator function"):
+            retry(func)
+
+
+class Client:
+    """Methods of every kind, decorated."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    @retry(clock=ManualClock())
+    def method(self, value: int) -> int:
+        self.calls += 1
+        if self.calls < 2:
+            raise ConnectionError()
+        return value * 2
+
+    @staticmethod
+    @retry(clock=ManualClock())
+    def static(value: int) -> int:
+        return value + 1
+
+    @classmethod
+    @retry(clock=ManualClock())
+    def klass(cls, value: int) -> str:
+        return f"{cls.__name__}:{value}"
+
+    @retry(clock=ManualClock())
+    @staticmethod
+    def static_outer(value: int) -> int:
+        return value + 2
+
+
+def test_methods_staticmethods_and_classmethods_work() -> None:
+    """Decorated methods bind self; static and class methods keep their kind."""
+    client = Client()
+    assert client.method(21) == 42
+    assert client.calls == 2
+    assert Client.static(1) == 2
+    assert Client.klass(3) == "Client:3"
+    assert Client.static_outer(1) == 3
+
+
+@retry(max_retries=1)
+def module_level_function(x: int) -> int:
+    """Pickled by reference."""
+    return x
+
+
+def test_module_level_decorated_functions_pickle() -> None:
+    """pickle round-trips a decorated module-level function (tenacity #147)."""
+    restored = pickle.loads(pickle.dumps(module_level_function))
+    assert restored is module_level_function
+    assert restored(5) == 5
+
+
+def test_retry_state_pickles() -> None:
+    """RetryState survives a pickle round trip."""
+    state = RetryState("f", 1, ConnectionError("x"), ErrorClass.TRANSIENT, 1.0, 0.5)
+    restored = pickle.loads(pickle.dumps(state))
+    assert restored.attempt == 1
+    assert restored.error_class is ErrorClass.TRANSIENT
+
+
+def test_retry_with_backoff_passes_arguments_through() -> None:
+    """retry_with_backoff(func, *args, **kwargs) calls func(*args, **kwargs)."""
+    calls = []
+
+    def add(a: int, b: int) -> int:
+        calls.append(1)
+        if len(calls) < 2:
+            raise TimeoutError()
+        return a + b
+
+    with use_clock(ManualClock()) as clock:
+        assert retry_with_backoff(add, 2, b=3, base_delay=0.5, jitter=False) == 5
+    assert clock.sleeps == [0.5]  # type: ignore[attr-defined]
+
+
+def test_calls_are_independent_under_threads() -> None:
+    """Concurrent calls of one decorated function keep separate attempt counts (tenacity #701)."""
+    states: list[RetryState] = []
+    lock = threading.Lock()
+
+    def record(state: RetryState) -> None:
+        with lock:
+            states.append(state)
+
+    local = threading.local()
+    barrier = threading.Barrier(8)
+
+    @retry(max_retries=3, base_delay=0.0, max_delay=0.0, on_retry=record)
+    def work() -> str:
+        local.calls = getattr(local, "calls", 0) + 1
+        if local.calls < 3:
+            raise ConnectionError()
+        return "ok"
+
+    def worker() -> None:
+        barrier.wait()
+        assert work() == "ok"
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(s.attempt for s in states) == [1] * 8 + [2] * 8
+
+
+# --- configuration errors ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"max_retries": -1}, ValueError, "max_retries must be >= 0, got -1"),
+        ({"max_retries": 1.5}, TypeError, "max_retries must be an int, got 1.5"),
+        ({"max_retries": True}, TypeError, "max_retries must be an int, got True"),
+        ({"base_delay": -1.0}, ValueError, "base_delay must be a finite number >= 0, got -1.0"),
+        (
+            {"base_delay": float("nan")},
+            ValueError,
+            "base_delay must be a finite number >= 0, got nan",
+        ),
+        (
+            {"max_delay": float("inf")},
+            ValueError,
+            "max_delay must be a finite number >= 0, got inf",
+        ),
+        ({"base_delay": 10.0, "max_delay": 1.0}, ValueError, "base_delay must be <= max_delay"),
+        ({"jitter": "yes"}, TypeError, "jitter must be True, False or a jitter strategy"),
+        ({"retryable_classes": ["transient"]}, TypeError, "got 'transient'"),
+        (
+            {"retryable_classes": ErrorClass.TRANSIENT},
+            TypeError,
+            "retryable_classes must be a collection",
+        ),
+        ({"deadline": 0}, ValueError, "deadline must be a finite number > 0, got 0"),
+        ({"deadline": "10"}, TypeError, "deadline must be a number of seconds or None, got '10'"),
+        ({"classifier": None}, TypeError, "classifier must be callable, got None"),
+        ({"retry_on_result": True}, TypeError, "retry_on_result must be callable, got True"),
+        ({"budget": object()}, TypeError, "budget must have record_failure"),
+        ({"clock": object()}, TypeError, "clock must provide monotonic"),
+    ],
+)
+def test_bad_configuration_fails_at_decoration(
+    kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    """Each bad option raises at construction, naming the parameter and the value."""
+    with pytest.raises(error, match=_escape(message)):
+        retry(**kwargs)
+
+
+def _escape(text: str) -> str:
+    import re
+
+    return re.escape(text)
+
+
+def test_retry_with_backoff_validates_too() -> None:
+    """The function form refuses bad options before calling anything."""
+    called: list[int] = []
+    func: Callable[[], None] = lambda: called.append(1)  # noqa: E731
+    with pytest.raises(ValueError, match="max_retries must be >= 0, got -2"):
+        retry_with_backoff(func, max_retries=-2)
+    assert called == []
