@@ -19,12 +19,17 @@ variants whose package is missing are skipped.
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import logging
-import platform
+import os
 import sys
 import time
 from collections.abc import Callable
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from _timing import machine
 
 from resilient.logs import JsonFormatter, StructuredLogger
 
@@ -105,9 +110,13 @@ def measure(
 ) -> dict[str, float]:
     """Best of ``rounds`` interleaved rounds, per variant."""
     best = {name: float("inf") for name in funcs}
-    for _ in range(rounds):
-        for name, func in funcs.items():
-            best[name] = min(best[name], best_ns(func, count, stream))
+    gc.disable()  # as timeit does
+    try:
+        for _ in range(rounds):
+            for name, func in funcs.items():
+                best[name] = min(best[name], best_ns(func, count, stream))
+    finally:
+        gc.enable()
     return best
 
 
@@ -125,7 +134,7 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=20_000, help="lines per round")
     parser.add_argument("--rounds", type=int, default=7, help="rounds (best is kept)")
     args = parser.parse_args()
-    print(f"Python {platform.python_version()} on {sys.platform}")
+    print(machine())
 
     stream = io.StringIO()
     lines, formatters = build_variants(stream)
@@ -136,7 +145,9 @@ def main() -> None:
         "bench.record", logging.INFO, __file__, 1, MESSAGE, (), None, extra=EXTRA
     )
     formats = {name: (lambda f=f: f.format(record)) for name, f in formatters.items()}
-    report("formatter.format(record) alone", measure(formats, args.lines, args.rounds, stream), floor)
+    report(
+        "formatter.format(record) alone", measure(formats, args.lines, args.rounds, stream), floor
+    )
 
     for name, formatter in formatters.items():
         if name != floor:

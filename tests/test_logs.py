@@ -310,9 +310,9 @@ def test_exception_notes_are_rendered() -> None:
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="ExceptionGroup is new in 3.11")
 def test_exception_group_members_are_rendered() -> None:
     """Each member of an exception group is listed under ``exceptions``."""
-    group_type: Any = getattr(__builtins__, "ExceptionGroup", None) or __import__(
-        "builtins"
-    ).ExceptionGroup
+    group_type: Any = (
+        getattr(__builtins__, "ExceptionGroup", None) or __import__("builtins").ExceptionGroup
+    )
     err = fail_with(group_type("two failed", [ValueError("a"), TypeError("b")]))
     rec = record()
     rec.exc_info = (type(err), err, err.__traceback__)
@@ -981,8 +981,20 @@ def test_bound_context_yields_the_bound_fields() -> None:
 
 SECRET = "Zq9-S3CRET-VALUE-qZ"
 SECRET_KEYS = st.sampled_from(
-    ["password", "PASSWORD", "db_password", "access_token", "X-Api-Key", "apiKey", "secret"]
-    + ["Authorization", "set-cookie", "Cookie", "passwd", "api_key"]
+    [
+        "password",
+        "PASSWORD",
+        "db_password",
+        "access_token",
+        "X-Api-Key",
+        "apiKey",
+        "secret",
+        "Authorization",
+        "set-cookie",
+        "Cookie",
+        "passwd",
+        "api_key",
+    ]
 )
 leaves = st.one_of(
     st.text(max_size=20),

@@ -21,6 +21,7 @@ from resilient.cleanup import (
     database_transaction,
     safe_temp_file,
 )
+from resilient.logs import JsonFormatter, StructuredLogger, bound_context
 from resilient.retry import (
     RetryState,
     retry,
@@ -37,13 +38,16 @@ __all__ = [
     "EqualJitter",
     "ErrorClass",
     "FullJitter",
+    "JsonFormatter",
     "ProportionalJitter",
     "RetryBudget",
     "RetryState",
+    "StructuredLogger",
     "SystemClock",
     "async_database_transaction",
     "async_temp_file",
     "atomic_write",
+    "bound_context",
     "classify",
     "database_transaction",
     "retry",

@@ -67,7 +67,7 @@ class NoJitter(_Strategy):
 
 
 class FullJitter(_Strategy):
-    """Uniform in ``[0, nominal]``: the least total work under contention (AWS)."""
+    """Uniform in ``[0, nominal]``: spreads a herd of callers widest, so it finishes soonest."""
 
     __slots__ = ()
 

@@ -11,12 +11,12 @@ keyword arguments, binds fields, and writes JSON to stderr by itself while the
 application has not configured logging.
 
 Example:
-    >>> import io, logging
-    >>> stream = io.StringIO()
-    >>> handler = logging.StreamHandler(stream)
-    >>> handler.setFormatter(JsonFormatter(include=("lineno",)))
-    >>> handler.format(logging.makeLogRecord({"msg": "hi", "password": "x"}))[:26]
-    '{"timestamp":"1970-01-01T0'
+    >>> import logging
+    >>> record = logging.makeLogRecord(
+    ...     {"msg": "hi", "levelname": "INFO", "name": "app", "created": 0.0, "password": "x"}
+    ... )
+    >>> print(JsonFormatter().format(record))
+    {"timestamp":"1970-01-01T00:00:00.000+00:00","level":"INFO","logger":"app","message":"hi","password":"[REDACTED]"}
 """
 
 from __future__ import annotations
@@ -174,6 +174,7 @@ class JsonFormatter(logging.Formatter):
         self._encode = _nested_encoder(ensure_ascii, self._default)
         self._secret_cache: dict[str, bool] = {}
         self._key_cache: dict[str, tuple[str, bool, str | None]] = {}
+        self._heads: dict[tuple[object, object], str] = {}
         names = DEFAULT_REDACT_KEYS if redact_keys is None else tuple(redact_keys)
         bad = [name for name in names if not isinstance(name, str) or not _squash(name)]
         if bad:
@@ -235,8 +236,15 @@ class JsonFormatter(logging.Formatter):
         except Exception:
             message = f"{_safe_repr(record.msg)} % {_safe_repr(record.args)}"
         quote = self._quote
-        level = record.levelname
-        name = record.name
+        limit = self.max_length
+        scrub = self._scrubber
+        if len(message) > limit or (
+            scrub is not None and ("=" in message or ":" in message or "earer" in message)
+        ):
+            message = self._clean_str(message)
+        head = self._heads.get((record.levelname, record.name))
+        if head is None:
+            head = self._head(record.levelname, record.name)
         created = record.created
         second = int(created)
         cached_second, prefix = self._ts_cache
@@ -245,20 +253,14 @@ class JsonFormatter(logging.Formatter):
         parts = [
             prefix,
             _MILLIS[int((created - second) * 1000) % 1000],
-            self._level_sep,
-            quote(level if type(level) is str else _safe_str(level)),
-            self._logger_sep,
-            quote(name if type(name) is str else _safe_str(name)),
-            self._message_sep,
-            quote(self._clean_str(message)),
+            head,
+            quote(message),
             self._static_json,
         ]
         for attr, key_json in self._include:
             parts.append(key_json)
             parts.append(self._to_json(attrs.get(attr)))
         keys = self._key_cache
-        limit = self.max_length
-        scrub = self._scrubber
         items: Iterable[tuple[str, Any]] = attrs.items()
         if next(iter(attrs)) == "name":
             # Built by LogRecord.__init__ as usual: the extras come after the
@@ -305,6 +307,17 @@ class JsonFormatter(logging.Formatter):
             parts.append(quote(self._clean_str(str(record.stack_info), 10)))
         parts.append("}")
         return "".join(parts)
+
+    def _head(self, level: object, name: object) -> str:
+        """The JSON text from the level to the message (cached per level and logger)."""
+        head = (
+            f"{self._level_sep}{self._quote(_safe_str(level))}"
+            f"{self._logger_sep}{self._quote(_safe_str(name))}{self._message_sep}"
+        )
+        if len(self._heads) >= _KEY_CACHE_SIZE:
+            self._heads.clear()
+        self._heads[(level, name)] = head
+        return head
 
     def _new_second(self, second: int) -> str:
         prefix = self._ts_open + time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
@@ -661,16 +674,20 @@ class StructuredLogger:
             exc_info = (type(exc), exc, exc.__traceback__)
         elif handled:
             exc_info = True
-        extra: dict[str, object] = {}
         ambient = _CONTEXT.get()
-        if ambient:
-            extra.update(_field_names(ambient))
-        if self._fields:
-            extra.update(self._fields)
-        if context:
-            extra.update(_field_names(context))
-        if fields:
-            extra.update(_field_names(fields))
+        if fields.keys() & _CLASHING_FIELDS:
+            fields = _field_names(fields)
+        if ambient or self._fields or context:
+            extra: dict[str, object] = {}
+            if ambient:
+                extra.update(_field_names(ambient))
+            if self._fields:
+                extra.update(self._fields)
+            if context:
+                extra.update(_field_names(context))
+            extra.update(fields)
+        else:
+            extra = fields  # the caller's **fields: a dict of our own
         if self._service is not None:
             extra["service"] = self._service
         try:

@@ -25,8 +25,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from resilient._clock import DEFAULTS, Clock, check_clock
+from resilient.breaker import CircuitBreaker, CircuitState
 
-__all__ = ["ManualClock", "cap_attempts", "no_wait", "use_clock"]
+__all__ = ["ManualClock", "cap_attempts", "force_state", "no_wait", "use_clock"]
 
 
 class ManualClock:
@@ -139,3 +140,25 @@ else:
         """Every retry wait is zero for one test; attempt counts are unchanged."""
         with no_wait():
             yield
+
+
+def force_state(breaker: CircuitBreaker, state: CircuitState | str) -> None:
+    """Put *breaker* in *state* at once, as if its history had led there.
+
+    ``"closed"`` is ``breaker.reset()``; ``"open"`` is ``breaker.trip()`` (the
+    recovery timeout starts now); ``"half_open"`` is as if the recovery
+    timeout had just passed: the next ``half_open_max_calls`` calls are trials.
+    The change goes through the breaker's store, its log and its listeners.
+
+    Args:
+        breaker: a ``CircuitBreaker``.
+        state: a ``CircuitState`` or its value (``"closed"``, ``"open"``,
+            ``"half_open"``).
+    """
+    if not isinstance(breaker, CircuitBreaker):
+        raise TypeError(f"breaker must be a CircuitBreaker, got {breaker!r}")
+    try:
+        target = CircuitState(state)
+    except ValueError:
+        raise ValueError(f"state must be 'closed', 'open' or 'half_open', got {state!r}") from None
+    breaker._force(target)

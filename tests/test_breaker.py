@@ -1,0 +1,1201 @@
+"""The circuit breaker: resilient.breaker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import pickle
+import random
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from freezegun import freeze_time
+from hypothesis import given
+from hypothesis import strategies as st
+
+from resilient.backoff import Backoff, FullJitter
+from resilient.breaker import (
+    BreakerListener,
+    BreakerMetrics,
+    CircuitBreaker,
+    CircuitOpenError,
+    CircuitState,
+    FailureRateWindow,
+    MemoryStore,
+    _CountWindow,
+    _TimeWindow,
+)
+from resilient.testing import ManualClock, force_state, use_clock
+
+CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
+
+
+class Boom(Exception):
+    """The failure the tests make."""
+
+
+def ok() -> str:
+    return "ok"
+
+
+def fail() -> None:
+    raise Boom("down")
+
+
+def raiser(exc: BaseException) -> Callable[[], None]:
+    def run() -> None:
+        raise exc
+
+    return run
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(1000.0)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_breaker_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    caplog.set_level(logging.DEBUG, logger="resilient.breaker")
+    yield
+
+
+def fail_times(breaker: CircuitBreaker, n: int) -> None:
+    for _ in range(n):
+        with pytest.raises(Boom):
+            breaker.call(fail)
+
+
+def opened(clock: ManualClock, **kwargs: Any) -> CircuitBreaker:
+    breaker = CircuitBreaker(clock=clock, **kwargs)
+    breaker.trip()
+    return breaker
+
+
+# -- the seed's scenario -----------------------------------------------------------
+
+
+def test_five_consecutive_failures_open_the_circuit(clock: ManualClock) -> None:
+    """The default breaker opens on the fifth failure in a row, not before."""
+    breaker = CircuitBreaker(clock=clock)
+    fail_times(breaker, 4)
+    assert breaker.state is CLOSED
+    fail_times(breaker, 1)
+    assert breaker.state is OPEN
+    assert breaker.failures == 5
+
+
+def test_open_circuit_rejects_without_running_the_function(clock: ManualClock) -> None:
+    """While open, calls raise CircuitOpenError and the function never runs."""
+    breaker = CircuitBreaker(clock=clock)
+    fail_times(breaker, 5)
+    ran = []
+    with pytest.raises(CircuitOpenError) as info:
+        breaker.call(ran.append, 1)
+    assert ran == []
+    assert info.value.remaining == pytest.approx(60.0)
+
+
+def test_one_trial_runs_after_the_recovery_timeout_and_success_closes(
+    clock: ManualClock,
+) -> None:
+    """After recovery_timeout one trial call runs; its success closes the circuit."""
+    breaker = CircuitBreaker(clock=clock)
+    fail_times(breaker, 5)
+    clock.advance(59.9)
+    with pytest.raises(CircuitOpenError):
+        breaker.call(ok)
+    clock.advance(0.1)
+    assert breaker.state is HALF_OPEN
+    assert breaker.call(ok) == "ok"
+    assert breaker.state is CLOSED
+    assert breaker.failures == 0
+
+
+def test_a_failed_trial_reopens_at_once_with_the_timer_restarted(clock: ManualClock) -> None:
+    """A trial failure opens the circuit again for a full recovery_timeout."""
+    breaker = CircuitBreaker(clock=clock)
+    fail_times(breaker, 5)
+    clock.advance(60)
+    fail_times(breaker, 1)
+    assert breaker.state is OPEN
+    assert breaker.metrics.remaining == pytest.approx(60.0)
+    clock.advance(59)
+    with pytest.raises(CircuitOpenError):
+        breaker.call(ok)
+
+
+def test_the_tripping_call_raises_its_own_exception(clock: ManualClock) -> None:
+    """The failure that opens the circuit reaches its caller unchanged."""
+    breaker = CircuitBreaker(1, clock=clock)
+    error = Boom("the real cause")
+    with pytest.raises(Boom) as info:
+        breaker.call(raiser(error))
+    assert info.value is error
+    assert breaker.state is OPEN
+
+
+def test_each_rejection_raises_a_fresh_error(clock: ManualClock) -> None:
+    """Two rejected calls raise two errors, each with a short traceback of its own."""
+    breaker = opened(clock)
+    errors = []
+    for _ in range(3):
+        with pytest.raises(CircuitOpenError) as info:
+            breaker.call(ok)
+        errors.append(info.value)
+    assert len({id(e) for e in errors}) == 3
+    depth = 0
+    tb = errors[-1].__traceback__
+    while tb is not None:
+        depth, tb = depth + 1, tb.tb_next
+    assert depth <= 3
+
+
+def test_a_success_resets_the_consecutive_count(clock: ManualClock) -> None:
+    """Failures must be consecutive: a success in between starts the count again."""
+    breaker = CircuitBreaker(3, clock=clock)
+    fail_times(breaker, 2)
+    breaker.call(ok)
+    assert breaker.failures == 0
+    fail_times(breaker, 2)
+    assert breaker.state is CLOSED
+
+
+# -- what counts -------------------------------------------------------------------
+
+
+def test_excluded_exceptions_count_as_neither_success_nor_failure(clock: ManualClock) -> None:
+    """An excluded exception propagates, adds no failure and resets nothing."""
+    breaker = CircuitBreaker(2, clock=clock, exclude=KeyError)
+    fail_times(breaker, 1)
+    with pytest.raises(KeyError):
+        breaker.call(raiser(KeyError("miss")))
+    assert breaker.failures == 1
+    fail_times(breaker, 1)
+    assert breaker.state is OPEN
+    assert breaker.metrics.ignored == 1
+
+
+def test_unexpected_exceptions_count_as_neither(clock: ManualClock) -> None:
+    """An exception outside expected_exception propagates and does not count."""
+    breaker = CircuitBreaker(1, clock=clock, expected_exception=ConnectionError)
+    with pytest.raises(ValueError, match="bad input"):
+        breaker.call(raiser(ValueError("bad input")))
+    assert breaker.state is CLOSED
+    with pytest.raises(ConnectionResetError):
+        breaker.call(raiser(ConnectionResetError()))
+    assert breaker.state is OPEN
+
+
+CONTROL_FLOW = [KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError]
+
+
+@pytest.mark.parametrize("exc_type", CONTROL_FLOW)
+def test_control_flow_exceptions_never_count(
+    clock: ManualClock, exc_type: type[BaseException]
+) -> None:
+    """KeyboardInterrupt and friends pass through without counting or changing state."""
+    breaker = CircuitBreaker(1, clock=clock)
+    with pytest.raises(exc_type):
+        breaker.call(raiser(exc_type()))
+    assert breaker.state is CLOSED
+    assert breaker.metrics.calls == 0
+
+
+@pytest.mark.parametrize("exc_type", CONTROL_FLOW)
+def test_control_flow_exception_in_a_trial_gives_its_permit_back(
+    clock: ManualClock, exc_type: type[BaseException]
+) -> None:
+    """A trial ended by a control-flow exception leaves the circuit half-open with its permit."""
+    breaker = opened(clock)
+    clock.advance(60)
+    with pytest.raises(exc_type):
+        breaker.call(raiser(exc_type()))
+    assert breaker.state is HALF_OPEN
+    assert breaker.call(ok) == "ok"
+    assert breaker.state is CLOSED
+
+
+def test_an_excluded_exception_in_a_trial_gives_its_permit_back(clock: ManualClock) -> None:
+    """An excluded error from a trial neither closes nor reopens; the next trial runs."""
+    breaker = opened(clock, exclude=KeyError)
+    clock.advance(60)
+    with pytest.raises(KeyError):
+        breaker.call(raiser(KeyError()))
+    assert breaker.state is HALF_OPEN
+    breaker.call(ok)
+    assert breaker.state is CLOSED
+
+
+# -- half-open ---------------------------------------------------------------------
+
+
+def test_half_open_admits_max_calls_at_once_and_rejects_the_rest(clock: ManualClock) -> None:
+    """With two trial calls in flight, a third is rejected as half-open."""
+    breaker = opened(clock, half_open_max_calls=2)
+    clock.advance(60)
+    with breaker, breaker:
+        with pytest.raises(CircuitOpenError) as info:
+            breaker.call(ok)
+        assert info.value.state is HALF_OPEN
+        assert "half-open" in str(info.value)
+    assert breaker.state is CLOSED
+
+
+def test_success_threshold_trial_successes_close(clock: ManualClock) -> None:
+    """With success_threshold=3 the circuit closes on the third trial success."""
+    breaker = opened(clock, success_threshold=3)
+    clock.advance(60)
+    breaker.call(ok)
+    breaker.call(ok)
+    assert breaker.state is HALF_OPEN
+    breaker.call(ok)
+    assert breaker.state is CLOSED
+
+
+def test_state_reads_half_open_once_the_timeout_passed(clock: ManualClock) -> None:
+    """The state is half-open when the timeout passed, before any call arrives."""
+    breaker = opened(clock, recovery_timeout=10)
+    assert breaker.is_open
+    clock.advance(10)
+    assert breaker.state is HALF_OPEN
+    assert not breaker.is_open
+    assert breaker.metrics.remaining == 0.0
+
+
+def test_a_late_outcome_of_an_old_trial_is_ignored(clock: ManualClock) -> None:
+    """A trial that ends in a later half-open period neither closes nor reopens it."""
+    breaker = opened(clock, half_open_max_calls=2)
+    clock.advance(60)
+    entered, release = threading.Event(), threading.Event()
+
+    def hang() -> str:
+        entered.set()
+        release.wait(5)
+        return "late"
+
+    old_trial = threading.Thread(target=breaker.call, args=(hang,))
+    old_trial.start()
+    assert entered.wait(5)
+    fail_times(breaker, 1)  # the second trial fails: open again
+    clock.advance(60)
+    with breaker:  # a trial of the new half-open period
+        release.set()
+        old_trial.join(5)
+        assert breaker.state is HALF_OPEN
+    assert breaker.state is CLOSED
+
+
+@pytest.mark.parametrize("window", [None, FailureRateWindow(0.5, calls=4, minimum_calls=2)])
+def test_a_call_admitted_while_closed_does_not_touch_the_circuit_once_open(
+    clock: ManualClock, window: FailureRateWindow | None
+) -> None:
+    """A success that ends after the circuit opened neither clears nor adds counts."""
+    breaker = CircuitBreaker(2, clock=clock, window=window)
+    entered, release = threading.Event(), threading.Event()
+
+    def hang() -> str:
+        entered.set()
+        release.wait(5)
+        return "late"
+
+    late = threading.Thread(target=breaker.call, args=(hang,))
+    late.start()
+    assert entered.wait(5)
+    fail_times(breaker, 2)
+    release.set()
+    late.join(5)
+    assert (breaker.state, breaker.failures) == (OPEN, 2)
+
+
+# -- growing open periods ----------------------------------------------------------
+
+
+def test_a_backoff_recovery_timeout_grows_with_each_failed_trial_and_caps(
+    clock: ManualClock,
+) -> None:
+    """Backoff(10, 40): open for 10, 20, 40, 40 s while trials keep failing."""
+    breaker = CircuitBreaker(1, Backoff(10, 40, jitter=False), clock=clock)
+    fail_times(breaker, 1)
+    seen = []
+    for _ in range(4):
+        seen.append(breaker.metrics.remaining)
+        clock.advance(seen[-1])
+        fail_times(breaker, 1)
+    assert seen == [10.0, 20.0, 40.0, 40.0]
+
+
+def test_a_backoff_recovery_timeout_starts_over_after_a_recovery(clock: ManualClock) -> None:
+    """Once a trial closes the circuit, the next opening waits the base delay again."""
+    breaker = CircuitBreaker(1, Backoff(10, 40, jitter=False), clock=clock)
+    fail_times(breaker, 1)
+    clock.advance(10)
+    fail_times(breaker, 1)
+    clock.advance(20)
+    breaker.call(ok)
+    fail_times(breaker, 1)
+    assert breaker.metrics.remaining == 10.0
+
+
+def test_a_jittered_backoff_recovery_timeout_stays_within_its_bounds(clock: ManualClock) -> None:
+    """FullJitter open periods lie in [0, nominal] and are not all equal."""
+    seen = []
+    for seed in range(20):
+        jitter = FullJitter(random.Random(seed))
+        breaker = CircuitBreaker(1, Backoff(10, 40, jitter=jitter), clock=clock)
+        fail_times(breaker, 1)
+        seen.append(breaker.metrics.remaining)
+    assert all(0.0 <= s <= 10.0 for s in seen)
+    assert len(set(seen)) > 1
+
+
+# -- failure-rate and slow-call windows ----------------------------------------------
+
+
+def test_a_count_window_opens_at_the_failure_rate(clock: ManualClock) -> None:
+    """Window of 10 calls at 50 %: the fifth failure among ten calls opens it."""
+    breaker = CircuitBreaker(
+        clock=clock, window=FailureRateWindow(0.5, calls=10, minimum_calls=10)
+    )
+    for _ in range(5):
+        breaker.call(ok)
+    fail_times(breaker, 4)
+    assert breaker.state is CLOSED
+    fail_times(breaker, 1)
+    assert breaker.state is OPEN
+    assert breaker.metrics.failure_rate == 0.5
+
+
+def test_a_window_never_opens_below_its_minimum_calls(clock: ManualClock) -> None:
+    """Four failures out of four calls do not open a window that needs five."""
+    breaker = CircuitBreaker(clock=clock, window=FailureRateWindow(0.5, calls=10, minimum_calls=5))
+    fail_times(breaker, 4)
+    assert breaker.state is CLOSED
+    fail_times(breaker, 1)
+    assert breaker.state is OPEN
+
+
+def test_a_time_window_forgets_calls_older_than_its_span(clock: ManualClock) -> None:
+    """Failures older than the window no longer count toward the rate."""
+    window = FailureRateWindow(0.5, seconds=10, minimum_calls=4)
+    breaker = CircuitBreaker(clock=clock, window=window)
+    fail_times(breaker, 3)
+    assert breaker.failures == 3
+    clock.advance(10)
+    assert breaker.failures == 0
+    fail_times(breaker, 1)
+    for _ in range(3):
+        breaker.call(ok)
+    assert breaker.state is CLOSED
+
+
+def test_slow_successful_calls_open_the_circuit_by_slow_rate(clock: ManualClock) -> None:
+    """Calls that succeed but take longer than slow_call_duration count as slow."""
+    breaker = CircuitBreaker(
+        clock=clock,
+        window=FailureRateWindow(0.5, calls=4, minimum_calls=4),
+        slow_call_duration=1.0,
+        slow_call_rate_threshold=0.5,
+    )
+
+    def slow() -> str:
+        clock.advance(1.5)
+        return "late"
+
+    breaker.call(ok)
+    breaker.call(ok)
+    breaker.call(slow)
+    assert breaker.state is CLOSED
+    assert breaker.call(slow) == "late"
+    assert breaker.state is OPEN
+    assert breaker.metrics.slow_calls == 2
+
+
+def test_a_slow_trial_call_reopens_the_circuit(clock: ManualClock) -> None:
+    """A trial that succeeds too slowly shows the dependency is still down."""
+    breaker = opened(clock, window=FailureRateWindow(calls=4), slow_call_duration=1.0)
+    clock.advance(60)
+
+    def slow() -> str:
+        clock.advance(2.0)
+        return "late"
+
+    assert breaker.call(slow) == "late"
+    assert breaker.state is OPEN
+
+
+@given(
+    size=st.integers(1, 8),
+    outcomes=st.lists(st.tuples(st.booleans(), st.booleans()), max_size=40),
+)
+def test_a_count_window_holds_exactly_the_last_calls(
+    size: int, outcomes: list[tuple[bool, bool]]
+) -> None:
+    """Its totals are those of the last *size* recorded calls."""
+    window = _CountWindow(size)
+    for failed, slow in outcomes:
+        window.record(failed, slow, 0.0)
+    last = outcomes[-size:] if outcomes else []
+    assert window.calls == len(last)
+    assert window.failures == sum(f for f, _ in last)
+    assert window.slow == sum(s for _, s in last)
+
+
+@given(
+    seconds=st.sampled_from([0.5, 1.0, 3.0, 10.0, 60.0]),
+    buckets=st.integers(1, 12),
+    events=st.lists(
+        st.tuples(st.floats(0, 30, allow_nan=False), st.booleans(), st.booleans()), max_size=40
+    ),
+    later=st.floats(0, 30, allow_nan=False),
+)
+def test_a_time_window_holds_exactly_the_calls_of_its_live_buckets(
+    seconds: float,
+    buckets: int,
+    events: list[tuple[float, bool, bool]],
+    later: float,
+) -> None:
+    """Its totals are those of calls in the current bucket and the buckets-1 before it."""
+    window = _TimeWindow(seconds, buckets)
+    width = seconds / buckets
+    now = 0.0
+    recorded = []
+    for step, failed, slow in events:
+        now += step
+        window.record(failed, slow, now)
+        recorded.append((math.floor(now / width), failed, slow))
+    now += later
+    window.advance(now)
+    current = math.floor(now / width)
+    live = [(f, s) for k, f, s in recorded if k > current - buckets]
+    assert (window.calls, window.failures, window.slow) == (
+        len(live),
+        sum(f for f, _ in live),
+        sum(s for _, s in live),
+    )
+
+
+@given(
+    calls=st.integers(1, 200),
+    data=st.data(),
+    threshold=st.floats(0.01, 1.0),
+)
+def test_the_failure_rate_reaches_the_threshold_exactly_when_it_should(
+    calls: int, data: st.DataObject, threshold: float
+) -> None:
+    """A full count window opens iff failures / calls >= the threshold."""
+    failures = data.draw(st.integers(0, calls))
+    clock = ManualClock()
+    breaker = CircuitBreaker(
+        clock=clock, window=FailureRateWindow(threshold, calls=calls, minimum_calls=calls)
+    )
+    for i in range(calls):
+        if i < calls - failures:
+            breaker.call(ok)
+        else:
+            with pytest.raises(Boom):
+                breaker.call(fail)
+    assert breaker.is_open is (failures / calls >= threshold)
+    assert 0.0 <= breaker.metrics.failure_rate <= 1.0
+
+
+# -- the call forms ----------------------------------------------------------------
+
+
+def test_call_passes_positional_and_keyword_arguments(clock: ManualClock) -> None:
+    """call(func, *args, **kwargs) forwards everything, even a keyword named func."""
+    breaker = CircuitBreaker(clock=clock)
+
+    def echo(*args: object, **kwargs: object) -> tuple[object, ...]:
+        return args, kwargs
+
+    assert breaker.call(echo, 1, 2, func="f") == ((1, 2), {"func": "f"})
+
+
+def test_the_decorator_keeps_name_doc_and_wrapped(clock: ManualClock) -> None:
+    """A decorated function keeps __name__, __doc__ and __wrapped__."""
+    breaker = CircuitBreaker(clock=clock)
+
+    def fetch(key: str) -> str:
+        """Fetch a key."""
+        return key
+
+    guarded = breaker(fetch)
+    assert (guarded.__name__, guarded.__doc__) == ("fetch", "Fetch a key.")
+    assert guarded.__wrapped__ is fetch  # type: ignore[attr-defined]
+    assert guarded("k") == "k"
+
+
+def test_the_decorator_counts_failures_and_rejects(clock: ManualClock) -> None:
+    """A decorated function opens the circuit and is rejected like call()."""
+    breaker = CircuitBreaker(2, clock=clock)
+    guarded = breaker(fail)
+    for _ in range(2):
+        with pytest.raises(Boom):
+            guarded()
+    with pytest.raises(CircuitOpenError):
+        guarded()
+    clock.advance(60)
+    assert breaker(ok)() == "ok"
+
+
+def test_the_decorator_works_on_methods(clock: ManualClock) -> None:
+    """Decorated methods receive self and share the breaker."""
+    breaker = CircuitBreaker(clock=clock)
+
+    class Client:
+        def __init__(self, base: str) -> None:
+            self.base = base
+
+        @breaker
+        def get(self, path: str) -> str:
+            return self.base + path
+
+    assert Client("http://x").get("/y") == "http://x/y"
+
+
+def test_the_decorator_works_on_async_functions(clock: ManualClock) -> None:
+    """An async def function stays async and goes through the breaker."""
+    breaker = CircuitBreaker(1, clock=clock)
+
+    @breaker
+    async def down() -> None:
+        raise Boom
+
+    @breaker
+    async def up() -> str:
+        return "up"
+
+    async def main() -> None:
+        assert await up() == "up"
+        with pytest.raises(Boom):
+            await down()
+        with pytest.raises(CircuitOpenError):
+            await up()
+
+    asyncio.run(main())
+    assert breaker.metrics.rejected == 1
+
+
+def _generator() -> Iterator[int]:
+    yield 1
+
+
+async def _async_generator() -> Any:
+    yield 1
+
+
+@pytest.mark.parametrize("func", [_generator, _async_generator])
+def test_decorating_a_generator_function_raises_type_error(func: Callable[..., Any]) -> None:
+    """Generators are refused at decoration time, saying why."""
+    with pytest.raises(TypeError, match="generator"):
+        CircuitBreaker()(func)
+
+
+def test_a_with_block_counts_as_one_call(clock: ManualClock) -> None:
+    """'with breaker:' counts a failure of its body and rejects when open."""
+    breaker = CircuitBreaker(1, clock=clock)
+    with breaker:
+        pass
+    with pytest.raises(Boom), breaker:
+        raise Boom
+    assert breaker.state is OPEN
+    ran = False
+    with pytest.raises(CircuitOpenError), breaker:
+        ran = True
+    assert not ran
+
+
+def test_an_async_with_block_counts_as_one_call(clock: ManualClock) -> None:
+    """'async with breaker:' behaves like the sync form."""
+    breaker = CircuitBreaker(1, clock=clock)
+
+    async def main() -> None:
+        async with breaker:
+            await asyncio.sleep(0)
+        with pytest.raises(Boom):
+            async with breaker:
+                raise Boom
+        with pytest.raises(CircuitOpenError):
+            async with breaker:
+                pass
+
+    asyncio.run(main())
+    assert breaker.metrics.failures == 1
+
+
+def test_call_async_counts_like_call(clock: ManualClock) -> None:
+    """call_async returns the awaited value, counts failures and rejects when open."""
+    breaker = CircuitBreaker(1, clock=clock)
+
+    async def value() -> int:
+        return 7
+
+    async def broken() -> None:
+        raise Boom
+
+    async def main() -> None:
+        assert await breaker.call_async(value) == 7
+        with pytest.raises(Boom):
+            await breaker.call_async(broken)
+        with pytest.raises(CircuitOpenError):
+            await breaker.call_async(value)
+
+    asyncio.run(main())
+
+
+# -- CircuitOpenError --------------------------------------------------------------
+
+
+def test_circuit_open_error_survives_a_pickle_round_trip(clock: ManualClock) -> None:
+    """breaker_name, remaining, state and the message survive pickling."""
+    breaker = opened(clock, name="payments")
+    with pytest.raises(CircuitOpenError) as info:
+        breaker.call(ok)
+    copy = pickle.loads(pickle.dumps(info.value))
+    assert (copy.breaker_name, copy.remaining, copy.state) == ("payments", 60.0, OPEN)
+    assert str(copy) == str(info.value)
+
+
+def test_circuit_open_error_says_which_circuit_and_how_long(clock: ManualClock) -> None:
+    """The message names the breaker and the wait; it is a RuntimeError."""
+    breaker = opened(clock, name="payments", recovery_timeout=12.5)
+    with pytest.raises(RuntimeError, match=r"'payments' is open.*12\.500 s"):
+        breaker.call(ok)
+
+
+# -- state, metrics and manual control ------------------------------------------------
+
+
+def test_reset_closes_and_forgets_failures(clock: ManualClock) -> None:
+    """reset() closes an open circuit and zeroes the count."""
+    breaker = CircuitBreaker(2, clock=clock)
+    fail_times(breaker, 2)
+    breaker.reset()
+    assert (breaker.state, breaker.failures) == (CLOSED, 0)
+    assert breaker.call(ok) == "ok"
+
+
+def test_trip_opens_and_starts_the_recovery_timer(clock: ManualClock) -> None:
+    """trip() opens a closed circuit for recovery_timeout from now."""
+    breaker = CircuitBreaker(clock=clock, recovery_timeout=30)
+    breaker.trip()
+    assert breaker.is_open
+    assert breaker.metrics.remaining == 30.0
+
+
+def test_metrics_add_up_and_cannot_be_changed(clock: ManualClock) -> None:
+    """The snapshot counts each kind of outcome and is frozen."""
+    breaker = CircuitBreaker(2, clock=clock, exclude=KeyError, name="m")
+    breaker.call(ok)
+    fail_times(breaker, 1)
+    with pytest.raises(KeyError):
+        breaker.call(raiser(KeyError()))
+    fail_times(breaker, 1)
+    with pytest.raises(CircuitOpenError):
+        breaker.call(ok)
+    metrics = breaker.metrics
+    assert metrics == BreakerMetrics(
+        name="m",
+        state=OPEN,
+        calls=4,
+        successes=1,
+        failures=2,
+        ignored=1,
+        slow_calls=0,
+        rejected=1,
+        failure_rate=2 / 3,
+        slow_call_rate=0.0,
+        remaining=60.0,
+    )
+    with pytest.raises(AttributeError):
+        metrics.calls = 0  # type: ignore[misc]
+
+
+def test_state_is_a_str_enum() -> None:
+    """CircuitState values compare equal to their strings."""
+    assert CircuitState("half_open") is HALF_OPEN
+    assert CLOSED == "closed"
+    assert str(OPEN) == "open"
+
+
+def test_force_state_puts_a_breaker_in_any_state(clock: ManualClock) -> None:
+    """force_state reaches open, half-open (trials admitted now) and closed."""
+    breaker = CircuitBreaker(clock=clock, half_open_max_calls=1)
+    force_state(breaker, "open")
+    assert breaker.is_open
+    force_state(breaker, HALF_OPEN)
+    assert breaker.state is HALF_OPEN
+    with breaker, pytest.raises(CircuitOpenError):
+        breaker.call(ok)
+    assert breaker.state is CLOSED
+    force_state(breaker, "half_open")
+    force_state(breaker, "closed")
+    assert breaker.state is CLOSED
+
+
+def test_force_state_rejects_unknown_states() -> None:
+    """An unknown state or a non-breaker is refused."""
+    with pytest.raises(ValueError, match="'ajar'"):
+        force_state(CircuitBreaker(), "ajar")
+    with pytest.raises(TypeError, match="CircuitBreaker"):
+        force_state(object(), "open")  # type: ignore[arg-type]
+
+
+# -- the store ---------------------------------------------------------------------
+
+
+def test_constructing_a_breaker_keeps_the_stored_state(clock: ManualClock) -> None:
+    """A breaker built on a store that holds an open circuit of its name is open."""
+    store = MemoryStore()
+    first = CircuitBreaker(2, clock=clock, name="db", store=store)
+    fail_times(first, 2)
+    again = CircuitBreaker(2, clock=clock, name="db", store=store)
+    assert again.is_open
+    with pytest.raises(CircuitOpenError):
+        again.call(ok)
+
+
+def test_breakers_with_different_names_do_not_share_state(clock: ManualClock) -> None:
+    """One store holds many circuits, one per name; unnamed breakers never collide."""
+    store = MemoryStore()
+    a = CircuitBreaker(1, clock=clock, name="a", store=store)
+    b = CircuitBreaker(1, clock=clock, name="b", store=store)
+    fail_times(a, 1)
+    assert (a.state, b.state) == (OPEN, CLOSED)
+    assert CircuitBreaker(store=store).name != CircuitBreaker(store=store).name
+
+
+# -- listeners and logs ------------------------------------------------------------
+
+
+class Recorder(BreakerListener):
+    def __init__(self) -> None:
+        self.events: list[tuple[str, ...]] = []
+
+    def on_state_change(
+        self, breaker: CircuitBreaker, old: CircuitState, new: CircuitState
+    ) -> None:
+        self.events.append(("state", old.value, new.value))
+
+    def on_failure(self, breaker: CircuitBreaker, exc: Exception) -> None:
+        self.events.append(("failure", type(exc).__name__))
+
+    def on_success(self, breaker: CircuitBreaker) -> None:
+        self.events.append(("success",))
+
+    def on_rejected(self, breaker: CircuitBreaker, error: CircuitOpenError) -> None:
+        self.events.append(("rejected", error.breaker_name))
+
+
+def test_listeners_hear_every_event_in_order(clock: ManualClock) -> None:
+    """Success, failure, the change it causes, rejection, half-open, close."""
+    recorder = Recorder()
+    breaker = CircuitBreaker(1, 10, clock=clock, name="l", listeners=[recorder])
+    breaker.call(ok)
+    fail_times(breaker, 1)
+    with pytest.raises(CircuitOpenError):
+        breaker.call(ok)
+    clock.advance(10)
+    breaker.call(ok)
+    assert recorder.events == [
+        ("success",),
+        ("failure", "Boom"),
+        ("state", "closed", "open"),
+        ("rejected", "l"),
+        ("state", "open", "half_open"),
+        ("success",),
+        ("state", "half_open", "closed"),
+    ]
+
+
+def test_a_listener_that_raises_is_logged_and_does_not_break_the_call(
+    clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Errors in hooks are logged on resilient.breaker; the call's result is intact."""
+
+    class Broken(BreakerListener):
+        def on_success(self, breaker: CircuitBreaker) -> None:
+            raise RuntimeError("listener bug")
+
+        def on_state_change(self, breaker: CircuitBreaker, old: Any, new: Any) -> None:
+            raise RuntimeError("listener bug")
+
+    breaker = CircuitBreaker(1, clock=clock, listeners=[Broken()])
+    assert breaker.call(ok) == "ok"
+    fail_times(breaker, 1)
+    assert breaker.is_open
+    failures = [r for r in caplog.records if r.message == "breaker listener failed"]
+    assert len(failures) == 2
+    assert failures[0].exc_info is not None
+
+
+def test_a_listener_may_use_the_breaker_because_no_lock_is_held(clock: ManualClock) -> None:
+    """A hook that reads the state or resets the breaker does not deadlock."""
+    seen = []
+
+    class Resetter(BreakerListener):
+        def on_state_change(
+            self, breaker: CircuitBreaker, old: CircuitState, new: CircuitState
+        ) -> None:
+            seen.append(breaker.state)
+            if new is OPEN:
+                breaker.reset()
+
+    breaker = CircuitBreaker(1, clock=clock, listeners=[Resetter()])
+    worker = threading.Thread(target=lambda: fail_times(breaker, 1))
+    worker.start()
+    worker.join(5)
+    assert not worker.is_alive()
+    assert seen == [OPEN, CLOSED]
+
+
+def test_state_changes_are_logged_with_structured_fields(
+    clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Opening logs 'circuit opened' at WARNING with breaker, states and failures."""
+    breaker = CircuitBreaker(2, clock=clock, name="api")
+    fail_times(breaker, 2)
+    clock.advance(60)
+    breaker.call(ok)
+    records = [r for r in caplog.records if r.name == "resilient.breaker"]
+    assert [(r.levelname, r.message) for r in records] == [
+        ("WARNING", "circuit opened"),
+        ("INFO", "circuit half-open"),
+        ("INFO", "circuit closed"),
+    ]
+    first = records[0]
+    assert (first.breaker, first.old_state, first.new_state, first.failures) == (  # type: ignore[attr-defined]
+        "api",
+        "closed",
+        "open",
+        2,
+    )
+    assert first.open_for == 60.0  # type: ignore[attr-defined]
+
+
+def test_listeners_need_at_least_one_hook() -> None:
+    """A listener with no hook at all is a configuration error."""
+    with pytest.raises(TypeError, match="on_state_change"):
+        CircuitBreaker(listeners=[object()])
+
+
+# -- time ----------------------------------------------------------------------------
+
+
+class CountingClock(ManualClock):
+    __slots__ = ("reads",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def monotonic(self) -> float:
+        self.reads += 1
+        return super().monotonic()
+
+
+def test_the_closed_happy_path_never_reads_the_clock() -> None:
+    """Successes on a closed consecutive-rule breaker cost no clock read."""
+    clock = CountingClock()
+    breaker = CircuitBreaker(clock=clock)
+    guarded = breaker(ok)
+    for _ in range(100):
+        breaker.call(ok)
+        guarded()
+    assert clock.reads == 0
+
+
+def test_use_clock_reaches_a_breaker_built_earlier() -> None:
+    """A breaker without clock= reads the default clock at each call."""
+    breaker = CircuitBreaker(1, 30)
+    manual = ManualClock(500.0)
+    with use_clock(manual):
+        fail_times(breaker, 1)
+        assert breaker.metrics.remaining == 30.0
+        manual.advance(30)
+        assert breaker.state is HALF_OPEN
+
+
+def test_freezegun_drives_the_default_clock() -> None:
+    """Under freezegun, ticking frozen time lets the trial through."""
+    with freeze_time("2024-01-01") as frozen:
+        breaker = CircuitBreaker(1, 30)
+        fail_times(breaker, 1)
+        with pytest.raises(CircuitOpenError):
+            breaker.call(ok)
+        frozen.tick(30)
+        assert breaker.call(ok) == "ok"
+        assert breaker.state is CLOSED
+
+
+def test_importing_the_breaker_does_not_import_asyncio() -> None:
+    """resilient.breaker loads asyncio only when async code runs."""
+    code = "import sys, resilient.breaker; assert 'asyncio' not in sys.modules, 'asyncio'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- configuration errors ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"failure_threshold": 0}, ValueError, "failure_threshold must be >= 1, got 0"),
+        ({"failure_threshold": 2.5}, TypeError, "failure_threshold must be an int"),
+        ({"failure_threshold": True}, TypeError, "failure_threshold must be an int"),
+        ({"recovery_timeout": -1}, ValueError, "recovery_timeout must be a finite number >= 0"),
+        ({"recovery_timeout": math.inf}, ValueError, "recovery_timeout .* got inf"),
+        ({"recovery_timeout": math.nan}, ValueError, "recovery_timeout .* got nan"),
+        ({"recovery_timeout": "60"}, TypeError, "recovery_timeout must be a number .* or a Backoff"),
+        ({"expected_exception": ValueError("x")}, TypeError, "expected_exception must be an exception type"),
+        ({"expected_exception": (ValueError, int)}, TypeError, "expected_exception must be an exception type"),
+        ({"expected_exception": ()}, ValueError, "expected_exception must name at least one"),
+        ({"expected_exception": KeyboardInterrupt}, TypeError, "KeyboardInterrupt is never caught"),
+        ({"exclude": "KeyError"}, TypeError, "exclude must be an exception type"),
+        ({"half_open_max_calls": 0}, ValueError, "half_open_max_calls must be >= 1, got 0"),
+        ({"success_threshold": -1}, ValueError, "success_threshold must be >= 1, got -1"),
+        ({"window": 0.5}, TypeError, "window must be a FailureRateWindow"),
+        ({"slow_call_duration": 1.0}, ValueError, "slow_call_duration needs window="),
+        ({"slow_call_duration": 0, "window": FailureRateWindow()}, ValueError, "slow_call_duration must be a finite number > 0"),
+        ({"slow_call_rate_threshold": 0}, ValueError, r"slow_call_rate_threshold must be in \(0, 1\], got 0"),
+        ({"slow_call_rate_threshold": 1.5}, ValueError, "slow_call_rate_threshold"),
+        ({"name": ""}, TypeError, "name must be a non-empty str"),
+        ({"clock": object()}, TypeError, "clock must provide monotonic"),
+        ({"listeners": BreakerListener()}, TypeError, "listeners must be an iterable"),
+        ({"listeners": [type("L", (), {"on_failure": 3})()]}, TypeError, "on_failure must be callable"),
+        ({"store": object()}, TypeError, "store must implement BreakerStore"),
+    ],
+)
+def test_bad_configuration_fails_at_construction(
+    kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    """Each bad parameter raises at once, naming the parameter and the value."""
+    with pytest.raises(error, match=message):
+        CircuitBreaker(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"failure_rate_threshold": 0}, ValueError, r"failure_rate_threshold must be in \(0, 1\]"),
+        ({"failure_rate_threshold": 1.01}, ValueError, "failure_rate_threshold"),
+        ({"calls": 0}, ValueError, "calls must be >= 1, got 0"),
+        ({"seconds": -1}, ValueError, "seconds must be a finite number > 0, got -1"),
+        ({"seconds": math.inf}, ValueError, "seconds must be a finite number > 0"),
+        ({"calls": 10, "seconds": 10}, ValueError, "not both"),
+        ({"minimum_calls": 0}, ValueError, "minimum_calls must be >= 1, got 0"),
+        ({"seconds": 10, "buckets": 0}, ValueError, "buckets must be >= 1, got 0"),
+        ({"buckets": 5}, ValueError, "buckets only applies to a time-based window"),
+    ],
+)
+def test_bad_window_configuration_fails_at_construction(
+    kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    """FailureRateWindow validates like the breaker does."""
+    with pytest.raises(error, match=message):
+        FailureRateWindow(**kwargs)
+
+
+def test_window_defaults_follow_resilience4j() -> None:
+    """100 calls, 50 %, 100 minimum calls; time windows get one bucket per second."""
+    assert FailureRateWindow() == FailureRateWindow(0.5, calls=100, minimum_calls=100)
+    assert FailureRateWindow(seconds=30).buckets == 30
+    assert FailureRateWindow(calls=10).required_calls == 10
+
+
+# -- real threads ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("permits", [1, 3])
+def test_half_open_admits_exactly_max_calls_under_32_threads(
+    clock: ManualClock, permits: int
+) -> None:
+    """32 threads racing at a half-open breaker: exactly half_open_max_calls trials run."""
+    breaker = opened(clock, half_open_max_calls=permits)
+    clock.advance(60)
+    barrier = threading.Barrier(32)
+    release, all_decided = threading.Event(), threading.Event()
+    lock = threading.Lock()
+    counts = {"admitted": 0, "rejected": 0}
+
+    def decided(key: str) -> None:
+        with lock:
+            counts[key] += 1
+            if counts["admitted"] + counts["rejected"] == 32:
+                all_decided.set()
+
+    def trial() -> str:
+        decided("admitted")
+        release.wait(5)
+        return "ok"
+
+    def attempt() -> None:
+        barrier.wait(5)
+        try:
+            breaker.call(trial)
+        except CircuitOpenError:
+            decided("rejected")
+
+    threads = [threading.Thread(target=attempt) for _ in range(32)]
+    for thread in threads:
+        thread.start()
+    all_decided.wait(5)
+    snapshot = dict(counts)
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    assert snapshot == {"admitted": permits, "rejected": 32 - permits}
+    assert breaker.state is CLOSED
+
+
+CONFIGS: dict[str, dict[str, Any]] = {
+    "consecutive": {},
+    "window": {"window": FailureRateWindow(1.0, calls=50)},
+    "listener": {"listeners": [Recorder()]},
+}
+
+
+@pytest.mark.parametrize("config", CONFIGS.values(), ids=CONFIGS.keys())
+def test_eight_threads_making_10000_calls_each_lose_no_count(
+    clock: ManualClock, config: dict[str, Any]
+) -> None:
+    """Successes, failures and ignored calls made in 8 threads add up exactly."""
+    breaker = CircuitBreaker(10**9, clock=clock, exclude=KeyError, **config)
+    if "listeners" in config:
+        config["listeners"][0].events.clear()
+    barrier = threading.Barrier(8)
+    miss = raiser(KeyError())
+
+    def work() -> None:
+        barrier.wait(5)
+        for i in range(10_000):
+            try:
+                breaker.call(fail if i % 10 == 0 else miss if i % 10 == 1 else ok)
+            except (Boom, KeyError):
+                pass
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    metrics = breaker.metrics
+    assert (metrics.calls, metrics.successes, metrics.failures, metrics.ignored) == (
+        80_000,
+        64_000,
+        8_000,
+        8_000,
+    )
+
+
+SLOW_CONFIGS: dict[str, dict[str, Any]] = {
+    "consecutive": {},
+    "slow-call window": {"window": FailureRateWindow(calls=10), "slow_call_duration": 5.0},
+    "listener": {"listeners": [Recorder()]},
+}
+
+
+@pytest.mark.parametrize("config", SLOW_CONFIGS.values(), ids=SLOW_CONFIGS.keys())
+def test_a_slow_call_in_one_thread_does_not_block_calls_in_others(
+    clock: ManualClock, config: dict[str, Any]
+) -> None:
+    """While one call hangs inside the breaker, other threads call, fail and trip freely."""
+    breaker = CircuitBreaker(3, clock=clock, **config)
+    entered, release, others_done = threading.Event(), threading.Event(), threading.Event()
+
+    def hang() -> str:
+        entered.set()
+        release.wait(5)
+        return "slow"
+
+    def others() -> None:
+        for _ in range(100):
+            breaker.call(ok)
+        breaker.trip()
+        breaker.reset()
+        others_done.set()
+
+    slow = threading.Thread(target=breaker.call, args=(hang,))
+    slow.start()
+    assert entered.wait(5)
+    fast = threading.Thread(target=others)
+    fast.start()
+    finished_while_hanging = others_done.wait(5)
+    release.set()
+    slow.join(5)
+    fast.join(5)
+    assert finished_while_hanging
+
+
+# -- async concurrency ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("permits", [1, 4])
+def test_concurrent_tasks_against_half_open_admit_exactly_the_permitted_number(
+    clock: ManualClock, permits: int
+) -> None:
+    """20 tasks at a half-open breaker: exactly half_open_max_calls trials run."""
+    breaker = opened(clock, half_open_max_calls=permits)
+    clock.advance(60)
+    counts = {"admitted": 0, "rejected": 0}
+
+    async def main() -> None:
+        gate = asyncio.Event()
+
+        async def trial() -> str:
+            counts["admitted"] += 1
+            await gate.wait()
+            return "ok"
+
+        async def attempt() -> None:
+            try:
+                await breaker.call_async(trial)
+            except CircuitOpenError:
+                counts["rejected"] += 1
+
+        tasks = [asyncio.create_task(attempt()) for _ in range(20)]
+        for _ in range(10):
+            await asyncio.sleep(0)
+        snapshot = dict(counts)
+        gate.set()
+        await asyncio.gather(*tasks)
+        assert snapshot == {"admitted": permits, "rejected": 20 - permits}
+
+    asyncio.run(main())
+    assert breaker.state is CLOSED
+
+
+def test_cancelling_a_trial_call_gives_its_permit_back(clock: ManualClock) -> None:
+    """A cancelled trial neither closes nor reopens; the next call is admitted as a trial."""
+    breaker = opened(clock, half_open_max_calls=1)
+    clock.advance(60)
+
+    async def main() -> None:
+        started, never = asyncio.Event(), asyncio.Event()
+
+        async def hang() -> None:
+            started.set()
+            await never.wait()
+
+        async def quick() -> str:
+            return "ok"
+
+        task = asyncio.create_task(breaker.call_async(hang))
+        await started.wait()
+        with pytest.raises(CircuitOpenError):
+            await breaker.call_async(quick)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert breaker.state is HALF_OPEN
+        assert await breaker.call_async(quick) == "ok"
+
+    asyncio.run(main())
+    assert breaker.state is CLOSED
+    assert breaker.metrics.calls == 1
