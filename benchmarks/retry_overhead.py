@@ -38,18 +38,18 @@ def hand_wrapper(func: Callable[[int], int]) -> Callable[[int], int]:
     return wrapped
 
 
-def FailsTwice() -> Callable[[int], int]:  # noqa: N802 - reads like the class it replaces
+def fails_twice() -> Callable[[int], int]:
     """A function failing twice with a connection error, then succeeding; and again."""
     count = 0
 
-    def fails_twice(x: int) -> int:
+    def attempt(x: int) -> int:
         nonlocal count
         count += 1
         if count % 3:
             raise ConnectionError("reset")
         return x + 1
 
-    return fails_twice
+    return attempt
 
 
 def hand_loop(func: Callable[[int], int]) -> Callable[[int], int]:
@@ -105,7 +105,7 @@ def peers_failure() -> list[tuple[str, Callable[[int], int] | None]]:
             (
                 "tenacity",
                 tenacity.retry(stop=tenacity.stop_after_attempt(3), wait=tenacity.wait_none())(
-                    FailsTwice()
+                    fails_twice()
                 ),
             )
         )
@@ -119,7 +119,7 @@ def peers_failure() -> list[tuple[str, Callable[[int], int] | None]]:
                 "backoff",
                 backoff.on_exception(
                     backoff.constant, ConnectionError, max_tries=3, interval=0, jitter=None
-                )(FailsTwice()),
+                )(fails_twice()),
             )
         )
     except ImportError:
@@ -132,7 +132,7 @@ def peers_failure() -> list[tuple[str, Callable[[int], int] | None]]:
                 "stamina",
                 stamina.retry(
                     on=ConnectionError, attempts=3, wait_initial=0, wait_max=0, wait_jitter=0
-                )(FailsTwice()),
+                )(fails_twice()),
             )
         )
     except ImportError:
@@ -144,7 +144,7 @@ def peers_failure() -> list[tuple[str, Callable[[int], int] | None]]:
             (
                 "redress",
                 redress.retry(max_attempts=3, strategy=lambda attempt, klass, prev: 0.0)(
-                    FailsTwice()
+                    fails_twice()
                 ),
             )
         )
@@ -170,8 +170,8 @@ def main() -> None:
         rows.append((name, None if func is None else ns_per_call(lambda f=func: f(1), NUMBER)))
     report("success path (one attempt)", rows, "hand-written try/except (floor)")
 
-    loop = hand_loop(FailsTwice())
-    ours_failing = retry(max_retries=2, base_delay=0.0, max_delay=0.0)(FailsTwice())
+    loop = hand_loop(fails_twice())
+    ours_failing = retry(max_retries=2, base_delay=0.0, max_delay=0.0)(fails_twice())
     fail_rows: list[tuple[str, float | None]] = [
         ("hand-written 3-attempt loop (floor)", ns_per_call(lambda: loop(1), FAIL_NUMBER)),
         ("resilient @retry", ns_per_call(lambda: ours_failing(1), FAIL_NUMBER)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import pickle
@@ -60,9 +61,8 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture(autouse=True)
-def _quiet_breaker_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+def _capture_breaker_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="resilient.breaker")
-    yield
 
 
 def fail_times(breaker: CircuitBreaker, n: int) -> None:
@@ -359,9 +359,7 @@ def test_a_jittered_backoff_recovery_timeout_stays_within_its_bounds(clock: Manu
 
 def test_a_count_window_opens_at_the_failure_rate(clock: ManualClock) -> None:
     """Window of 10 calls at 50 %: the fifth failure among ten calls opens it."""
-    breaker = CircuitBreaker(
-        clock=clock, window=FailureRateWindow(0.5, calls=10, minimum_calls=10)
-    )
+    breaker = CircuitBreaker(clock=clock, window=FailureRateWindow(0.5, calls=10, minimum_calls=10))
     for _ in range(5):
         breaker.call(ok)
     fail_times(breaker, 4)
@@ -369,6 +367,17 @@ def test_a_count_window_opens_at_the_failure_rate(clock: ManualClock) -> None:
     fail_times(breaker, 1)
     assert breaker.state is OPEN
     assert breaker.metrics.failure_rate == 0.5
+
+
+def test_a_success_that_leaves_the_rate_too_high_opens_for_the_full_timeout(
+    clock: ManualClock,
+) -> None:
+    """The call that fills the window may be a success; the circuit still opens for 60 s."""
+    breaker = CircuitBreaker(clock=clock, window=FailureRateWindow(0.5, calls=3, minimum_calls=3))
+    fail_times(breaker, 2)
+    breaker.call(ok)
+    assert breaker.is_open
+    assert breaker.metrics.remaining == 60.0
 
 
 def test_a_window_never_opens_below_its_minimum_calls(clock: ManualClock) -> None:
@@ -647,6 +656,21 @@ def test_call_async_counts_like_call(clock: ManualClock) -> None:
             await breaker.call_async(value)
 
     asyncio.run(main())
+
+
+module_breaker = CircuitBreaker(name="module")
+
+
+@module_breaker
+def module_level(x: int) -> int:
+    """Decorated at module level."""
+    return x + 1
+
+
+def test_a_module_level_decorated_function_pickles_by_reference() -> None:
+    """pickle finds the decorated function by its qualified name."""
+    assert pickle.loads(pickle.dumps(module_level)) is module_level
+    assert module_level(1) == 2
 
 
 # -- CircuitOpenError --------------------------------------------------------------
@@ -952,9 +976,21 @@ def test_importing_the_breaker_does_not_import_asyncio() -> None:
         ({"recovery_timeout": -1}, ValueError, "recovery_timeout must be a finite number >= 0"),
         ({"recovery_timeout": math.inf}, ValueError, "recovery_timeout .* got inf"),
         ({"recovery_timeout": math.nan}, ValueError, "recovery_timeout .* got nan"),
-        ({"recovery_timeout": "60"}, TypeError, "recovery_timeout must be a number .* or a Backoff"),
-        ({"expected_exception": ValueError("x")}, TypeError, "expected_exception must be an exception type"),
-        ({"expected_exception": (ValueError, int)}, TypeError, "expected_exception must be an exception type"),
+        (
+            {"recovery_timeout": "60"},
+            TypeError,
+            "recovery_timeout must be a number .* or a Backoff",
+        ),
+        (
+            {"expected_exception": ValueError("x")},
+            TypeError,
+            "expected_exception must be an exception type",
+        ),
+        (
+            {"expected_exception": (ValueError, int)},
+            TypeError,
+            "expected_exception must be an exception type",
+        ),
         ({"expected_exception": ()}, ValueError, "expected_exception must name at least one"),
         ({"expected_exception": KeyboardInterrupt}, TypeError, "KeyboardInterrupt is never caught"),
         ({"exclude": "KeyError"}, TypeError, "exclude must be an exception type"),
@@ -962,13 +998,25 @@ def test_importing_the_breaker_does_not_import_asyncio() -> None:
         ({"success_threshold": -1}, ValueError, "success_threshold must be >= 1, got -1"),
         ({"window": 0.5}, TypeError, "window must be a FailureRateWindow"),
         ({"slow_call_duration": 1.0}, ValueError, "slow_call_duration needs window="),
-        ({"slow_call_duration": 0, "window": FailureRateWindow()}, ValueError, "slow_call_duration must be a finite number > 0"),
-        ({"slow_call_rate_threshold": 0}, ValueError, r"slow_call_rate_threshold must be in \(0, 1\], got 0"),
+        (
+            {"slow_call_duration": 0, "window": FailureRateWindow()},
+            ValueError,
+            "slow_call_duration must be a finite number > 0",
+        ),
+        (
+            {"slow_call_rate_threshold": 0},
+            ValueError,
+            r"slow_call_rate_threshold must be in \(0, 1\], got 0",
+        ),
         ({"slow_call_rate_threshold": 1.5}, ValueError, "slow_call_rate_threshold"),
         ({"name": ""}, TypeError, "name must be a non-empty str"),
         ({"clock": object()}, TypeError, "clock must provide monotonic"),
         ({"listeners": BreakerListener()}, TypeError, "listeners must be an iterable"),
-        ({"listeners": [type("L", (), {"on_failure": 3})()]}, TypeError, "on_failure must be callable"),
+        (
+            {"listeners": [type("L", (), {"on_failure": 3})()]},
+            TypeError,
+            "on_failure must be callable",
+        ),
         ({"store": object()}, TypeError, "store must implement BreakerStore"),
     ],
 )
@@ -1075,10 +1123,8 @@ def test_eight_threads_making_10000_calls_each_lose_no_count(
     def work() -> None:
         barrier.wait(5)
         for i in range(10_000):
-            try:
+            with contextlib.suppress(Boom, KeyError):
                 breaker.call(fail if i % 10 == 0 else miss if i % 10 == 1 else ok)
-            except (Boom, KeyError):
-                pass
 
     threads = [threading.Thread(target=work) for _ in range(8)]
     for thread in threads:

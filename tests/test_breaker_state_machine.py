@@ -76,7 +76,8 @@ class Model:
         if window.calls is not None:
             live = self.events[-window.calls :]
         else:
-            assert window.seconds is not None and window.buckets is not None
+            assert window.seconds is not None
+            assert window.buckets is not None
             width = window.seconds / window.buckets
             current = math.floor(now / width)
             live = [e for e in self.events if math.floor(e[0] / width) > current - window.buckets]
@@ -87,7 +88,9 @@ class Model:
 
     def open(self, now: float) -> None:
         if isinstance(self.recovery, Backoff):
-            duration = nominal_delay(self.openings, self.recovery.base_delay, self.recovery.max_delay)
+            duration = nominal_delay(
+                self.openings, self.recovery.base_delay, self.recovery.max_delay
+            )
         else:
             duration = self.recovery
         self.openings += 1

@@ -12,6 +12,16 @@ from resilient.backoff import (
     FullJitter,
     ProportionalJitter,
 )
+from resilient.breaker import (
+    BreakerListener,
+    BreakerMetrics,
+    BreakerStore,
+    CircuitBreaker,
+    CircuitOpenError,
+    CircuitState,
+    FailureRateWindow,
+    MemoryStore,
+)
 from resilient.budget import RetryBudget
 from resilient.classify import Classifier, ErrorClass, classify, retry_after
 from resilient.cleanup import (
@@ -29,31 +39,53 @@ from resilient.retry import (
     retry_with_backoff_async,
     time_remaining,
 )
+from resilient.task import (
+    TaskResult,
+    TaskSummary,
+    execute_task_safely,
+    execute_task_safely_async,
+    run_tasks,
+    run_tasks_async,
+)
 
 __all__ = [
     "Backoff",
+    "BreakerListener",
+    "BreakerMetrics",
+    "BreakerStore",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "CircuitState",
     "Classifier",
     "Clock",
     "DecorrelatedJitter",
     "EqualJitter",
     "ErrorClass",
+    "FailureRateWindow",
     "FullJitter",
     "JsonFormatter",
+    "MemoryStore",
     "ProportionalJitter",
     "RetryBudget",
     "RetryState",
     "StructuredLogger",
     "SystemClock",
+    "TaskResult",
+    "TaskSummary",
     "async_database_transaction",
     "async_temp_file",
     "atomic_write",
     "bound_context",
     "classify",
     "database_transaction",
+    "execute_task_safely",
+    "execute_task_safely_async",
     "retry",
     "retry_after",
     "retry_with_backoff",
     "retry_with_backoff_async",
+    "run_tasks",
+    "run_tasks_async",
     "safe_temp_file",
     "time_remaining",
 ]

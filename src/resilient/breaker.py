@@ -87,11 +87,12 @@ class CircuitOpenError(RuntimeError):
 
     # The arguments live in ``args`` and there is no Python ``__init__``:
     # building one costs what building a RuntimeError costs (the rejection
-    # path is measured), and the default pickling just works.
+    # path is measured), and the default pickling just works. The arguments
+    # are positional, as for any exception.
     if TYPE_CHECKING:
 
         def __init__(
-            self, breaker_name: str, remaining: float, state: CircuitState = _OPEN
+            self, breaker_name: str, remaining: float, state: CircuitState = _OPEN, /
         ) -> None: ...
 
     @property
@@ -347,7 +348,10 @@ class CircuitBreaker:
         self._clock = clock
         self._store: BreakerStore = store
         self._slow_limit = None if slow_call_duration is None else float(slow_call_duration)
-        self._needs_now = self._slow_limit is not None or (window is not None and window.time_based)
+        # A success reads the clock only when it can matter: to time a slow
+        # call, or for a window (its time buckets; and a success can open the
+        # circuit when the window's rate stays above the threshold).
+        self._needs_now = self._slow_limit is not None or window is not None
         # Counters of this process's calls: next() on an itertools.count is
         # atomic, so they need no lock and lose nothing under threads.
         self._succeeded = itertools.count()
@@ -828,8 +832,9 @@ class BreakerStore(Protocol):
 
     Each method is one atomic transition of one circuit, so a store shared by
     processes can implement each as a single script. *now* is the breaker's
-    clock reading (``0.0`` on ``record_success`` when the policy has no time
-    window: the breaker does not read its clock for it). A *trial* ticket
+    clock reading (``0.0`` on ``record_success`` when the policy has no
+    window: a success can then only close the circuit, so the breaker does not
+    read its clock for it). A *trial* ticket
     comes from ``acquire``; outcomes of a trial whose half-open period has
     ended are ignored. Creating a breaker never resets what is stored.
     """

@@ -1,0 +1,518 @@
+"""resilient.http against a real scripted server on loopback: no mocks of requests."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from resilient import ErrorClass, classify, retry, retry_after
+from resilient.http import (
+    ResilientAdapter,
+    TotalTimeout,
+    create_resilient_session,
+    get_json_or_none,
+)
+from resilient.testing import ManualClock
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+from flaky_server import FlakyServer, Step
+
+MakeSession = Callable[..., requests.Session]
+
+
+@pytest.fixture(scope="module")
+def _server() -> Iterator[FlakyServer]:
+    with FlakyServer(drip_interval=0.05, drip_size=100) as server:
+        yield server
+
+
+@pytest.fixture
+def flaky_server(_server: FlakyServer) -> FlakyServer:
+    """The module's scripted server, with default scripts and zeroed counters."""
+    _server.reset()
+    return _server
+
+
+@pytest.fixture
+def make_session() -> Iterator[MakeSession]:
+    """``create_resilient_session`` whose sessions are closed after the test."""
+    sessions: list[requests.Session] = []
+
+    def make(**kwargs: Any) -> requests.Session:
+        session = create_resilient_session(**kwargs)
+        sessions.append(session)
+        return session
+
+    yield make
+    for session in sessions:
+        session.close()
+
+
+@pytest.fixture
+def refused_url() -> str:
+    """A loopback URL nobody listens on: connecting is refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+def _is_busy(response: requests.Response) -> bool:
+    return response.status_code in (429, 503)
+
+
+# -- retrying by status ----------------------------------------------------
+
+
+def test_429_retried_by_result_honours_retry_after(
+    flaky_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """A returned 429 is retried after the Retry-After it carries, then the 200 returned."""
+    session, clock = make_session(), ManualClock()
+
+    @retry(retry_on_result=_is_busy, base_delay=0.1, jitter=False, clock=clock)
+    def fetch() -> requests.Response:
+        return session.get(flaky_server.url + "/rate-limited")
+
+    response = fetch()
+    assert response.status_code == 200
+    assert clock.sleeps == [1.0, 1.0]
+    assert flaky_server.requests("/rate-limited") == 3
+
+
+def test_429_raised_by_get_json_or_none_honours_retry_after(
+    flaky_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """The HTTPError of a 429 carries its response, so @retry waits what it asks."""
+    session, clock = make_session(), ManualClock()
+    fetch = retry(base_delay=0.1, jitter=False, clock=clock)(get_json_or_none)
+    assert fetch(session, flaky_server.url + "/rate-limited") == {
+        "path": "/rate-limited",
+        "attempt": 3,
+    }
+    assert clock.sleeps == [1.0, 1.0]
+
+
+def test_503_then_success(flaky_server: FlakyServer, make_session: MakeSession) -> None:
+    """DEGRADED answers are retried until the service recovers."""
+    flaky_server.script("/flaky", [503, 503], then=200)
+    session, clock = make_session(), ManualClock()
+    fetch = retry(base_delay=0.5, jitter=False, clock=clock)(get_json_or_none)
+    assert fetch(session, flaky_server.url + "/flaky") == {"path": "/flaky", "attempt": 3}
+    assert clock.sleeps == [1.0, 1.0]  # Retry-After: 1 wins over the 0.5 s and 1 s planned
+    assert flaky_server.requests("/flaky") == 3
+
+
+def test_401_is_not_retried(flaky_server: FlakyServer, make_session: MakeSession) -> None:
+    """A FATAL status is raised at once: the server sees exactly one request."""
+    session, clock = make_session(), ManualClock()
+    fetch = retry(clock=clock)(get_json_or_none)
+    with pytest.raises(requests.HTTPError) as caught:
+        fetch(session, flaky_server.url + "/private")
+    assert caught.value.response is not None
+    assert caught.value.response.status_code == 401
+    assert flaky_server.requests("/private") == 1
+    assert clock.sleeps == []
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (429, ErrorClass.TRANSIENT),
+        (500, ErrorClass.DEGRADED),
+        (503, ErrorClass.DEGRADED),
+        (504, ErrorClass.TIMEOUT),
+        (401, ErrorClass.FATAL),
+        (409, ErrorClass.FATAL),
+    ],
+)
+def test_raise_for_status_errors_classify_by_status(
+    flaky_server: FlakyServer, make_session: MakeSession, status: int, expected: ErrorClass
+) -> None:
+    """The HTTPError of a real response is classified by its status code."""
+    flaky_server.script("/status", [], then=status)
+    response = make_session().get(flaky_server.url + "/status")
+    with pytest.raises(requests.HTTPError) as caught:
+        response.raise_for_status()
+    assert classify(caught.value) is expected
+
+
+def test_returned_503_is_retried_then_the_last_response_returned(
+    flaky_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """When attempts run out on rejected results, the last response is returned, not raised."""
+    session, clock = make_session(), ManualClock()
+
+    @retry(max_retries=2, retry_on_result=_is_busy, jitter=False, clock=clock)
+    def fetch() -> requests.Response:
+        return session.get(flaky_server.url + "/dead")
+
+    assert fetch().status_code == 503
+    assert flaky_server.requests("/dead") == 3
+    assert clock.sleeps == [1.0, 2.0]  # max(Retry-After 1, 1 s), then max(1, 2 s)
+
+
+# -- connection failures ---------------------------------------------------
+
+
+def test_connection_reset_is_retried_by_retry(
+    flaky_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """A reset after the request was sent is TRANSIENT for @retry, which tries again."""
+    session, clock = make_session(), ManualClock()
+    fetch = retry(clock=clock)(get_json_or_none)
+    assert fetch(session, flaky_server.url + "/reset") == {"path": "/reset", "attempt": 2}
+    assert len(clock.sleeps) == 1
+
+
+def test_connection_reset_is_not_retried_by_the_adapter(
+    flaky_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """The request reached the server: the adapter raises, it does not resend."""
+    with pytest.raises(requests.ConnectionError) as caught:
+        make_session().get(flaky_server.url + "/reset")
+    assert classify(caught.value) is ErrorClass.TRANSIENT
+    assert flaky_server.requests("/reset") == 1
+
+
+@pytest.mark.parametrize("connect_retries", [0, 1, 3])
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_refused_connection_is_retried_connect_retries_times(
+    make_session: MakeSession,
+    refused_url: str,
+    caplog: pytest.LogCaptureFixture,
+    connect_retries: int,
+    method: str,
+) -> None:
+    """Nothing was sent, so the adapter retries a refused connection for any method."""
+    session = make_session(connect_retries=connect_retries)
+    with (
+        caplog.at_level(logging.WARNING, logger="urllib3.connectionpool"),
+        pytest.raises(requests.ConnectionError) as caught,
+    ):
+        session.request(method, refused_url, data=b"x")
+    retries = [r for r in caplog.records if r.getMessage().startswith("Retrying")]
+    assert len(retries) == connect_retries
+    assert not isinstance(caught.value, requests.Timeout)
+    assert classify(caught.value) is ErrorClass.TRANSIENT
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH", "GET"])
+def test_read_timeout_is_never_retried_by_the_adapter(
+    flaky_server: FlakyServer, make_session: MakeSession, method: str
+) -> None:
+    """The server may have acted on it: one request, then a ReadTimeout (TIMEOUT)."""
+    session = make_session(read_timeout=0.05)
+    with pytest.raises(requests.ReadTimeout) as caught:
+        session.request(method, flaky_server.url + "/slow", json={"order": 1})
+    assert classify(caught.value) is ErrorClass.TIMEOUT
+    assert flaky_server.requests("/slow") == 1
+
+
+def test_post_reset_after_sending_is_not_resent(
+    flaky_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """A POST whose connection broke after sending is raised, never sent twice."""
+    flaky_server.script("/echo", ["reset"], then="echo")
+    with pytest.raises(requests.ConnectionError):
+        make_session(connect_retries=5).post(flaky_server.url + "/echo", data=b"pay 10 EUR")
+    assert flaky_server.requests("/echo") == 1
+
+
+# -- timeouts ---------------------------------------------------------------
+
+
+def test_default_read_timeout_is_applied(
+    flaky_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """A call without timeout= gets the session's read timeout."""
+    session = make_session(read_timeout=0.05)
+    started = time.monotonic()
+    with pytest.raises(requests.ReadTimeout):
+        session.get(flaky_server.url + "/slow")
+    assert time.monotonic() - started < 1.0
+
+
+@pytest.mark.parametrize("timeout", [(1.0, 0.05), 0.05])
+def test_a_shorter_per_call_timeout_is_respected(
+    flaky_server: FlakyServer, make_session: MakeSession, timeout: Any
+) -> None:
+    """timeout= on the call replaces the session's 30 s default read timeout."""
+    started = time.monotonic()
+    with pytest.raises(requests.ReadTimeout):
+        make_session().get(flaky_server.url + "/slow", timeout=timeout)
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_longer_per_call_timeout_is_respected(
+    flaky_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """A call may wait longer than the session default, within the total cap."""
+    flaky_server.script("/slow", [Step(action="slow", delay=0.15)])
+    session = make_session(read_timeout=0.05)
+    assert session.get(flaky_server.url + "/slow", timeout=(1.0, 1.0)).status_code == 200
+
+
+def test_none_in_a_per_call_timeout_means_the_default(
+    flaky_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """(connect, None) keeps the default read timeout: the session never waits forever."""
+    with pytest.raises(requests.ReadTimeout):
+        make_session(read_timeout=0.05).get(flaky_server.url + "/slow", timeout=(1.0, None))
+
+
+@pytest.mark.parametrize("headers", [{}, {"Connection": "close"}], ids=["keep-alive", "close"])
+def test_drip_body_is_cut_at_total_timeout(
+    flaky_server: FlakyServer, make_session: MakeSession, headers: dict[str, str]
+) -> None:
+    """A body dripped for 5 s is cut at the 0.3 s cap, although each byte comes in time."""
+    flaky_server.script("/drip", [], then=Step(action="drip", headers=headers))
+    session = make_session(read_timeout=1.0, total_timeout=0.3)
+    started = time.monotonic()
+    with pytest.raises(TotalTimeout) as caught:
+        session.get(flaky_server.url + "/drip")
+    elapsed = time.monotonic() - started
+    assert 0.25 < elapsed < 1.5
+    assert isinstance(caught.value, requests.Timeout)
+    assert classify(caught.value) is ErrorClass.TIMEOUT
+
+
+def test_a_cut_connection_is_not_reused(
+    flaky_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """After the cut, the next request opens a fresh connection and works."""
+    session = make_session(total_timeout=0.2)
+    assert session.get(flaky_server.url + "/ok").status_code == 200
+    assert session.get(flaky_server.url + "/ok").status_code == 200
+    assert flaky_server.connections == 1  # keep-alive: one connection so far
+    with pytest.raises(TotalTimeout):
+        session.get(flaky_server.url + "/drip")
+    assert flaky_server.connections == 1  # the drip reused it...
+    assert session.get(flaky_server.url + "/ok").json()["attempt"] == 3
+    assert flaky_server.connections == 2  # ...and it was not given back
+
+
+def test_total_timeout_caps_a_slow_answer_before_the_headers(
+    flaky_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """With a read timeout longer than the cap, the cap ends the wait for the headers."""
+    session = make_session(read_timeout=5.0, total_timeout=0.2)
+    started = time.monotonic()
+    with pytest.raises(TotalTimeout):
+        session.get(flaky_server.url + "/slow")
+    assert time.monotonic() - started < 1.0
+
+
+def test_stream_true_cap_covers_the_headers_only(
+    flaky_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """With stream=True the body is the caller's: reading it may outlast the cap."""
+    flaky_server.script("/drip", [Step(action="drip", body_size=6)])
+    session = make_session(read_timeout=1.0, total_timeout=0.15)
+    started = time.monotonic()
+    with session.get(flaky_server.url + "/drip", stream=True) as response:
+        body = b"".join(response.iter_content(chunk_size=1))
+    assert body == b"......"
+    assert time.monotonic() - started > 0.25  # six bytes, 0.05 s apart
+
+
+# -- deadlines ---------------------------------------------------------------
+
+
+def test_timeouts_shrink_under_a_retry_deadline(
+    flaky_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """Inside @retry(deadline=0.3) a 2 s answer is cut at the deadline, not at 30 s."""
+    session = make_session()  # read_timeout=30, total_timeout=60
+
+    @retry(deadline=0.3, base_delay=0.01)
+    def fetch() -> requests.Response:
+        return session.get(flaky_server.url + "/slow")
+
+    started = time.monotonic()
+    with pytest.raises(TotalTimeout):
+        fetch()
+    assert time.monotonic() - started < 0.8
+    assert flaky_server.requests("/slow") == 1
+
+
+def test_no_request_is_sent_once_the_deadline_has_passed(
+    flaky_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """With no time left, the session raises TotalTimeout without touching the network."""
+    session, clock = make_session(), ManualClock()
+
+    @retry(deadline=1.0, max_retries=0, clock=clock)
+    def fetch() -> requests.Response:
+        clock.advance(2.0)  # the attempt's own work used the whole deadline
+        return session.get(flaky_server.url + "/ok")
+
+    with pytest.raises(TotalTimeout, match="deadline has passed"):
+        fetch()
+    assert flaky_server.total == 0
+
+
+# -- get_json_or_none -------------------------------------------------------
+
+
+def test_get_json_or_none_returns_the_json(
+    flaky_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """A 2xx gives its parsed body; keyword arguments go to session.get."""
+    got = get_json_or_none(make_session(), flaky_server.url + "/ok", params={"q": "1"})
+    assert got == {"path": "/ok", "attempt": 1}
+
+
+def test_get_json_or_none_gives_none_on_404(
+    flaky_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """A 404 is an answer: None, not an error."""
+    assert get_json_or_none(make_session(), flaky_server.url + "/missing") is None
+
+
+@pytest.mark.parametrize("status", [400, 401, 429, 500, 503])
+def test_get_json_or_none_raises_other_errors_with_the_response(
+    flaky_server: FlakyServer, make_session: MakeSession, status: int
+) -> None:
+    """Any other failing status raises HTTPError carrying the response and its Retry-After."""
+    flaky_server.script("/status", [], then=status)
+    with pytest.raises(requests.HTTPError) as caught:
+        get_json_or_none(make_session(), flaky_server.url + "/status")
+    assert caught.value.response is not None
+    assert caught.value.response.status_code == status
+    assert retry_after(caught.value) == (1.0 if status in (429, 503) else None)
+
+
+def test_get_json_or_none_raises_on_a_redirect_it_was_told_not_to_follow(
+    flaky_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """A 3xx is neither JSON nor a 404: HTTPError with the response."""
+    flaky_server.script("/moved", [], then=Step(status=302, headers={"Location": "/ok"}))
+    with pytest.raises(requests.HTTPError) as caught:
+        get_json_or_none(make_session(), flaky_server.url + "/moved", allow_redirects=False)
+    assert caught.value.response is not None
+    assert caught.value.response.status_code == 302
+
+
+def test_get_json_or_none_follows_redirects_by_default(
+    flaky_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """requests follows the redirect as usual."""
+    flaky_server.script("/moved", [], then=Step(status=302, headers={"Location": "/ok"}))
+    assert get_json_or_none(make_session(), flaky_server.url + "/moved") == {
+        "path": "/ok",
+        "attempt": 1,
+    }
+
+
+def test_get_json_or_none_raises_on_a_body_that_is_not_json(
+    flaky_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """A 2xx that is not JSON is an error, not None."""
+    flaky_server.script("/drip", [Step(action="drip", body_size=2)])
+    with pytest.raises(requests.JSONDecodeError):
+        get_json_or_none(make_session(), flaky_server.url + "/drip")
+
+
+# -- construction ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["connect_timeout", "read_timeout", "total_timeout"])
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        (0, ValueError),
+        (-1.0, ValueError),
+        (float("nan"), ValueError),
+        (float("inf"), ValueError),
+        ("5", TypeError),
+        (True, TypeError),
+        (None, TypeError),
+    ],
+)
+def test_bad_timeouts_fail_at_construction(name: str, value: Any, error: type) -> None:
+    """Each timeout must be a positive finite number; the message names it and the value."""
+    with pytest.raises(error, match=rf"{name} .*{value!r}"):
+        create_resilient_session(**{name: value})
+
+
+@pytest.mark.parametrize(
+    ("value", "error"), [(-1, ValueError), (1.5, TypeError), (True, TypeError), ("2", TypeError)]
+)
+def test_bad_connect_retries_fail_at_construction(value: object, error: type) -> None:
+    """connect_retries must be an int >= 0."""
+    with pytest.raises(error, match=rf"connect_retries .*{value!r}"):
+        create_resilient_session(connect_retries=value)  # type: ignore[arg-type]
+
+
+def test_bad_per_call_timeout_is_refused(make_session: MakeSession, refused_url: str) -> None:
+    """A negative timeout on the call is refused before anything is sent."""
+    with pytest.raises(ValueError, match="read timeout"):
+        make_session().get(refused_url, timeout=(1.0, -1.0))
+
+
+def test_session_mounts_one_adapter_for_http_and_https(make_session: MakeSession) -> None:
+    """Both schemes use the configured ResilientAdapter."""
+    session = make_session(connect_timeout=1.0, connect_retries=0)
+    for url in ("http://example.invalid/", "https://example.invalid/"):
+        adapter = session.get_adapter(url)
+        assert isinstance(adapter, ResilientAdapter)
+        assert adapter.connect_timeout == 1.0
+        assert adapter.max_retries.connect == 0
+
+
+def test_a_pickled_session_still_works(
+    flaky_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """The adapter survives pickling with its settings, and keeps enforcing the cap."""
+    session = pickle.loads(pickle.dumps(make_session(total_timeout=0.2)))
+    try:
+        assert session.get(flaky_server.url + "/ok").status_code == 200
+        with pytest.raises(TotalTimeout):
+            session.get(flaky_server.url + "/drip")
+    finally:
+        session.close()
+
+
+def test_many_threads_share_one_session(
+    flaky_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """8 threads x 25 requests through one session: every request answered."""
+    session = make_session(total_timeout=5.0)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(25):
+                assert session.get(flaky_server.url + "/ok").status_code == 200
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert flaky_server.requests("/ok") == 200
+
+
+def test_import_resilient_does_not_import_requests() -> None:
+    """The extra stays optional: resilient.http loads only when imported."""
+    code = (
+        "import sys, resilient; "
+        "assert 'requests' not in sys.modules, 'requests'; "
+        "assert 'resilient.http' not in sys.modules, 'resilient.http'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
