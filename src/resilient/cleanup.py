@@ -16,8 +16,8 @@ original exception propagates with its traceback. A cleanup step that fails
 while an exception is propagating is logged on the ``resilient.cleanup``
 logger and added to that exception as a PEP 678 note, never raised over it.
 
-This module imports nothing else of ``resilient`` and never imports
-``asyncio``.
+This module imports nothing else of ``resilient`` but the private version
+shims, and never imports ``asyncio``.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ import stat
 import sys
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, suppress
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Literal, Protocol, TextIO, TypeVar, overload
+
+from resilient._compat import add_note
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -740,16 +742,7 @@ def _report(original: BaseException, error: Exception, message: str, **fields: s
             "original_error_type": type(original).__name__,
         },
     )
-    _add_note(original, f"{message} during cleanup: {type(error).__name__}: {error}")
-
-
-def _add_note(exc: BaseException, note: str) -> None:
-    """``exc.add_note(note)``, also on Python 3.10 (where nothing displays it)."""
-    if sys.version_info >= (3, 11):
-        exc.add_note(note)
-    else:
-        notes = getattr(exc, "__notes__", None)
-        exc.__notes__ = [*notes, note] if isinstance(notes, list) else [note]  # type: ignore[attr-defined]
+    add_note(original, f"{message} during cleanup: {type(error).__name__}: {error}")
 
 
 def _check_path(name: str, value: Any) -> str:

@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar, overload
 from typing_extensions import ParamSpec
 
 from resilient._clock import DEFAULTS, Clock, check_clock, resolve_clock
+from resilient._compat import add_note
 from resilient.backoff import Backoff, JitterSpec
 from resilient.classify import ErrorClass, classify, response_status, retry_after, status_class
 
@@ -282,7 +283,7 @@ class _Call:
             return _GIVE_UP  # nothing was retried: the caller sees the error untouched
         elapsed = self.clock.monotonic() - self.start
         if exc is not None:
-            _add_note(exc, f"resilient: {self.attempt} attempts over {elapsed:.3f} s ({reason})")
+            add_note(exc, f"resilient: {self.attempt} attempts over {elapsed:.3f} s ({reason})")
         logger.error(
             "giving up",
             extra={
@@ -317,18 +318,6 @@ def _result_class(result: object) -> ErrorClass:
 def _describe_result(result: object) -> str:
     code = getattr(result, "status_code", None)
     return f"rejected result (status {code})" if code is not None else "rejected result"
-
-
-def _add_note(exc: BaseException, note: str) -> None:
-    add_note = getattr(exc, "add_note", None)
-    if add_note is not None:
-        add_note(note)
-    else:  # Python 3.10: PEP 678 by hand, which 3.11's traceback module renders
-        notes = getattr(exc, "__notes__", None)
-        if not isinstance(notes, list):
-            notes = []
-            exc.__notes__ = notes  # type: ignore[attr-defined]
-        notes.append(note)
 
 
 def _run_sync(

@@ -23,10 +23,11 @@ from typing import Any, Generic, TypedDict
 from typing_extensions import TypeVar, Unpack
 
 from resilient._clock import Clock, resolve_clock
+from resilient._compat import add_note
 from resilient.backoff import JitterSpec
 from resilient.breaker import CircuitBreaker, CircuitOpenError
 from resilient.classify import ErrorClass, classify
-from resilient.retry import DEFAULT_RETRYABLE, Budget, RetryState, _add_note, retry
+from resilient.retry import DEFAULT_RETRYABLE, Budget, RetryState, retry
 
 __all__ = [
     "TaskOptions",
@@ -758,4 +759,4 @@ def _attach_summary(exc: BaseException, results: list[TaskResult | None]) -> Non
     )
     with contextlib.suppress(Exception):  # a type that refuses attributes: the note says it
         exc.summary = summary  # type: ignore[attr-defined]
-    _add_note(exc, str(summary))
+    add_note(exc, str(summary))
