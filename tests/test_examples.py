@@ -1,0 +1,208 @@
+"""The examples run as a new user runs them, and the library holds up under load."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from resilient import CircuitBreaker, ErrorClass, FailureRateWindow, TaskResult, execute_task_safely
+from resilient.http import create_resilient_session, get_json_or_none
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+from flaky_server import FlakyServer, Step, StepSpec
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+SUMMARY = re.compile(r"^(\d+)/(\d+) tasks completed successfully$", re.MULTILINE)
+
+
+def _run_example(name: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / name)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=EXAMPLES.parent,
+        check=False,
+    )
+
+
+def _json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+# -- examples/agent_loop.py ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def agent_loop() -> subprocess.CompletedProcess[str]:
+    """One run of the demo, shared by the tests that read its output."""
+    return _run_example("agent_loop.py")
+
+
+def test_agent_loop_exits_zero(agent_loop: subprocess.CompletedProcess[str]) -> None:
+    """Every task of the demo ends as planned, so it exits with 0."""
+    assert agent_loop.returncode == 0, agent_loop.stdout + agent_loop.stderr
+    assert "UNEXPECTED" not in agent_loop.stdout
+
+
+def test_agent_loop_prints_the_planned_summary(
+    agent_loop: subprocess.CompletedProcess[str],
+) -> None:
+    """The summary line says 5 of the 10 tasks succeeded."""
+    assert SUMMARY.findall(agent_loop.stdout) == [("5", "10")]
+
+
+def test_agent_loop_logs_the_library_events_as_json(
+    agent_loop: subprocess.CompletedProcess[str],
+) -> None:
+    """Retries, the breaker opening and the task outcomes appear as JSON log lines."""
+    records = _json_lines(agent_loop.stdout) + _json_lines(agent_loop.stderr)
+    events = {(r["logger"], r["message"]) for r in records}
+    assert {
+        ("resilient.retry", "retrying"),
+        ("resilient.retry", "giving up"),
+        ("resilient.breaker", "circuit opened"),
+        ("resilient.task", "task failed"),
+        ("resilient.task", "task succeeded"),
+    } <= events
+    assert all({"timestamp", "level", "logger", "message"} <= r.keys() for r in records)
+
+
+def test_agent_loop_logs_the_retry_after_wait(
+    agent_loop: subprocess.CompletedProcess[str],
+) -> None:
+    """The 429's retry is logged with the 1 s delay its Retry-After asked for."""
+    records = _json_lines(agent_loop.stdout)
+    [rate_limited] = [r for r in records if r["message"] == "retrying" and "429" in r["error"]]
+    assert (rate_limited["error_class"], rate_limited["delay"]) == ("transient", 1.0)
+
+
+# -- examples/quickstart.py -----------------------------------------------------
+
+
+def test_quickstart_prints_the_result_after_retries() -> None:
+    """The quick start exits with 0 and prints the weather it got on the third call."""
+    done = _run_example("quickstart.py")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "result: {'city': 'Lisbon', 'temperature_c': 21.5}" in done.stdout.splitlines()
+
+
+# -- load: 8 threads x 200 tasks, one session, one breaker -----------------------
+
+THREADS, TASKS_PER_THREAD = 8, 200
+# /flaky answers by request number: 3 failures in every 8 requests (a 503, a 429
+# with Retry-After, a reset connection), in a fixed cycle; /ok always answers.
+FLAKY_CYCLE: list[StepSpec] = [200, 503, 200, Step(429, retry_after="1"), 200, "reset", 200, 200]
+
+
+@dataclass(frozen=True)
+class LoadRun:
+    """What the load run left behind: results, escaped exceptions, server and breaker."""
+
+    results: list[TaskResult[Any]]
+    escaped: list[BaseException]
+    server_requests: int
+    breaker: CircuitBreaker
+
+
+def _worker(
+    thread: int,
+    url: str,
+    session: requests.Session,
+    breaker: CircuitBreaker,
+    start: threading.Barrier,
+    run: LoadRun,
+) -> None:
+    try:
+        start.wait()
+        for n in range(TASKS_PER_THREAD):
+            path = "/flaky" if n % 2 else "/ok"
+            result = execute_task_safely(
+                f"load-{thread}-{n}",
+                get_json_or_none,
+                session,
+                url + path,
+                max_retries=5,
+                base_delay=0.0,
+                max_delay=0.0,  # also caps the Retry-After: no wait at all
+                jitter=False,
+                circuit_breaker=breaker,
+            )
+            run.results.append(result)
+    except BaseException as exc:  # anything escaping execute_task_safely fails the test
+        run.escaped.append(exc)
+
+
+@pytest.fixture(scope="module")
+def load_run() -> Iterator[LoadRun]:
+    """8 threads x 200 tasks against one FlakyServer through one session and one breaker."""
+    breaker = CircuitBreaker(
+        name="load",
+        recovery_timeout=60.0,
+        # Opens only if most calls fail; at 3 failures in 16 requests it never does.
+        window=FailureRateWindow(failure_rate_threshold=0.9, calls=100, minimum_calls=50),
+    )
+    with FlakyServer() as server, create_resilient_session(total_timeout=10.0) as session:
+        server.script("/flaky", FLAKY_CYCLE * 500)
+        run = LoadRun([], [], 0, breaker)
+        start = threading.Barrier(THREADS)
+        threads = [
+            threading.Thread(target=_worker, args=(t, server.url, session, breaker, start, run))
+            for t in range(THREADS)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not any(thread.is_alive() for thread in threads)
+        yield LoadRun(run.results, run.escaped, server.total, breaker)
+
+
+def test_load_no_exception_escapes_and_every_task_has_a_result(load_run: LoadRun) -> None:
+    """No exception escapes any of the 1600 tasks, and each one returns its TaskResult."""
+    assert load_run.escaped == []
+    assert len(load_run.results) == THREADS * TASKS_PER_THREAD
+    assert len({r.task_name for r in load_run.results}) == THREADS * TASKS_PER_THREAD
+
+
+def test_load_failures_are_only_the_scripted_ones(load_run: LoadRun) -> None:
+    """Tasks succeed, or fail after their retries with the class of a scripted failure."""
+    classes = {r.error_class for r in load_run.results if not r.success}
+    assert classes <= {ErrorClass.DEGRADED, ErrorClass.TRANSIENT}
+    assert sum(r.success for r in load_run.results) >= 0.99 * THREADS * TASKS_PER_THREAD
+
+
+def test_load_every_attempt_went_through_the_one_breaker(load_run: LoadRun) -> None:
+    """The shared breaker recorded every attempt of every thread, and never opened."""
+    metrics = load_run.breaker.metrics
+    assert metrics.calls == sum(r.attempts for r in load_run.results)
+    assert (metrics.rejected, metrics.state) == (0, "closed")
+
+
+def test_load_server_requests_equal_the_attempts_reported(load_run: LoadRun) -> None:
+    """The server received exactly as many requests as the TaskResults report attempts.
+
+    ``attempts`` counts the calls of the function, and each call of
+    ``get_json_or_none`` sends exactly one request that the server counts: a
+    503 or 429 is an answer, a reset connection is counted before the server
+    drops it, and the session never resends a request that may have reached
+    the server (its only retries are of connections that could not be opened,
+    which the server never sees as requests). An attempt rejected by an open
+    breaker would not reach the server, and is not counted in ``attempts``
+    either (here the breaker stays closed). So the two sums must be equal, and
+    larger than the number of tasks, since the scripted failures were retried.
+    """
+    attempts = sum(r.attempts for r in load_run.results)
+    assert load_run.server_requests == attempts
+    assert attempts > THREADS * TASKS_PER_THREAD
