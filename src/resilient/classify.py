@@ -183,12 +183,15 @@ class Classifier:
     def __call__(self, exc: BaseException, status_code: int | None = None) -> ErrorClass:
         """Classify *exc*; *status_code*, when given, wins over the one on ``exc``."""
         own = getattr(exc, "error_class", None)
-        if isinstance(own, ErrorClass):
+        if own is not None and isinstance(own, ErrorClass):
             return own
-        for rule, error_class in self._rules:
-            if _matches(rule, exc):
-                return error_class
-        code = status_code if status_code is not None else response_status(exc)
+        if self._rules:
+            for rule, error_class in self._rules:
+                if _matches(rule, exc):
+                    return error_class
+        code = status_code
+        if code is None and getattr(exc, "response", None) is not None:
+            code = response_status(exc)
         if code is not None:
             by_status = status_class(code)
             if by_status is not None:

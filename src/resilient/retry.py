@@ -19,7 +19,7 @@ from typing import Any, Protocol, TypeVar, overload
 
 from typing_extensions import ParamSpec
 
-from resilient._clock import DEFAULTS, Clock, check_clock, resolve_clock
+from resilient._clock import DEFAULTS, Clock, check_clock
 from resilient._compat import add_note
 from resilient.backoff import Backoff, JitterSpec
 from resilient.classify import ErrorClass, classify, response_status, retry_after, status_class
@@ -173,7 +173,8 @@ class _Policy:
             )
         check_clock(clock)
         self.max_retries = max_retries
-        self.retryable = frozenset(retryable_classes)
+        # A tuple: membership by identity first, without calling Enum.__hash__ (in Python).
+        self.retryable = tuple(frozenset(retryable_classes))
         self.deadline = None if deadline is None else float(deadline)
         self.classifier = classifier
         self.on_retry = on_retry
@@ -209,7 +210,7 @@ class _Call:
     def __init__(self, policy: _Policy, name: str) -> None:
         self.policy = policy
         self.name = name
-        self.clock = resolve_clock(policy.clock)
+        self.clock = DEFAULTS.clock if policy.clock is None else policy.clock
         self.start = self.clock.monotonic()
         self.deadline_at = None if policy.deadline is None else self.start + policy.deadline
         self.attempt = 0
@@ -253,8 +254,7 @@ class _Call:
             delay = min(max(delay, asked), policy.backoff.max_delay)
         if DEFAULTS.no_wait:
             delay = 0.0
-        now = self.clock.monotonic()
-        if self.deadline_at is not None and now + delay > self.deadline_at:
+        if self.deadline_at is not None and self.clock.monotonic() + delay > self.deadline_at:
             return self.give_up(exc, result, error_class, "deadline would pass during the wait")
         if logger.isEnabledFor(logging.WARNING):
             logger.warning(
@@ -268,10 +268,9 @@ class _Call:
                 },
             )
         if policy.on_retry is not None:
+            elapsed = self.clock.monotonic() - self.start
             policy.on_retry(
-                RetryState(
-                    self.name, self.attempt, exc, error_class, delay, now - self.start, result
-                )
+                RetryState(self.name, self.attempt, exc, error_class, delay, elapsed, result)
             )
         return delay
 
@@ -329,7 +328,7 @@ def _run_sync(
     first_failure: Exception | None,
 ) -> T:
     call = _Call(policy, name)
-    token = call.enter_deadline()
+    token = None if call.deadline_at is None else call.enter_deadline()
     try:
         failure = first_failure
         result: Any = None
@@ -365,7 +364,7 @@ async def _run_async(
     first_failure: Exception | None,
 ) -> T:
     call = _Call(policy, name)
-    token = call.enter_deadline()
+    token = None if call.deadline_at is None else call.enter_deadline()
     try:
         failure = first_failure
         result: Any = None
