@@ -940,3 +940,36 @@ def test_retry_with_backoff_validates_too() -> None:
     with pytest.raises(ValueError, match="max_retries must be >= 0, got -2"):
         retry_with_backoff(func, max_retries=-2)
     assert called == []
+
+
+def test_retry_events_render_as_json_with_their_fields() -> None:
+    """The real retry loop's events go through JsonFormatter with raw, structured fields."""
+    import io
+    import json
+
+    from resilient import JsonFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    retry_logger = logging.getLogger("resilient.retry")
+    retry_logger.addHandler(handler)
+    try:
+
+        @retry(max_retries=1, base_delay=1.0, jitter=False, clock=ManualClock())
+        def login(password: str) -> None:
+            raise ConnectionResetError("reset by peer")
+
+        with pytest.raises(ConnectionResetError):
+            login("hunter2")
+    finally:
+        retry_logger.removeHandler(handler)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["message"] for line in lines] == ["retrying", "giving up"]
+    first = lines[0]
+    assert first["level"] == "WARNING"
+    assert first["function"].endswith("login")
+    assert (first["attempt"], first["error_class"], first["delay"]) == (1, "transient", 1.0)
+    assert "reset by peer" in first["error"]
+    assert lines[1]["reason"] == "retries exhausted"
+    assert "hunter2" not in stream.getvalue()
