@@ -1245,3 +1245,38 @@ def test_cancelling_a_trial_call_gives_its_permit_back(clock: ManualClock) -> No
     asyncio.run(main())
     assert breaker.state is CLOSED
     assert breaker.metrics.calls == 1
+
+
+def test_listener_hook_set_on_an_instance_is_called() -> None:
+    """A hook assigned to a BreakerListener instance is called, not dropped."""
+    seen: list[Exception] = []
+    listener = BreakerListener()
+    listener.on_failure = lambda breaker, exc: seen.append(exc)  # type: ignore[method-assign]
+    breaker = CircuitBreaker(failure_threshold=5, listeners=[listener], clock=ManualClock())
+    error = ConnectionError("down")
+
+    def failing() -> None:
+        raise error
+
+    with pytest.raises(ConnectionError):
+        breaker.call(failing)
+    assert seen == [error]
+
+
+def test_decorating_an_object_with_async_call_counts_its_failures() -> None:
+    """An object whose __call__ is async def is guarded as async: its failures count."""
+
+    class Client:
+        async def __call__(self) -> None:
+            raise ConnectionError("down")
+
+    breaker = CircuitBreaker(failure_threshold=2, recovery_timeout=10.0, clock=ManualClock())
+    fetch = breaker(Client())
+
+    async def main() -> None:
+        for _ in range(2):
+            with pytest.raises(ConnectionError):
+                await fetch()
+
+    asyncio.run(main())
+    assert breaker.state is CircuitState.OPEN

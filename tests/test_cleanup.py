@@ -529,6 +529,9 @@ def test_atomic_write_accepts_write_modes(tmp_path: Path, mode: str) -> None:
         ({"mode": "wb", "newline": ""}, ValueError, "newline must be None in binary mode"),
         ({"mode": "wb", "errors": "strict"}, ValueError, "errors must be None in binary mode"),
         ({"encoding": "no-such-codec"}, ValueError, "encoding must name a known codec"),
+        ({"encoding": "hex"}, ValueError, "encoding must name a text encoding, got 'hex'"),
+        ({"encoding": "rot13"}, ValueError, "encoding must name a text encoding, got 'rot13'"),
+        ({"encoding": "base64"}, ValueError, "encoding must name a text encoding, got 'base64'"),
         ({"encoding": 8}, TypeError, "encoding must be a str or None, got 8"),
         ({"errors": "nope"}, ValueError, "errors must name a known error handler, got 'nope'"),
         ({"newline": "\t"}, ValueError, "newline must be one of"),
@@ -546,6 +549,104 @@ def test_atomic_write_bad_arguments_name_parameter_and_value(
         atomic_write(tmp_path / "f.txt", **kwargs)
     assert words in str(info.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def _open_fds() -> set[str] | None:
+    """The process's open descriptors, where the OS lists them."""
+    fd_dir = Path("/proc/self/fd")
+    return set(os.listdir(fd_dir)) if fd_dir.is_dir() else None
+
+
+def test_atomic_write_open_failure_propagates_and_leaves_nothing(tmp_path: Path) -> None:
+    """When `open` fails at enter (after closing the fd itself), its own error propagates.
+
+    Regression: the descriptor `open` had already closed was closed again, and
+    the ``OSError`` (EBADF) replaced the real error and left the temporary file.
+    The call validates the encoding, so the private writer is used to reach
+    `open` with a codec it refuses.
+    """
+    target = tmp_path / "out.txt"
+    target.write_text("old", encoding="utf-8")
+    writer = cleanup._AtomicWriter(
+        str(target),
+        "w",
+        exclusive=False,
+        encoding="hex",
+        errors=None,
+        newline=None,
+        permissions=None,
+    )
+    before = _open_fds()
+    with pytest.raises(LookupError), writer:
+        pytest.fail("the block must not run")
+    assert list(tmp_path.iterdir()) == [target]
+    assert target.read_text(encoding="utf-8") == "old"
+    assert _open_fds() == before
+
+
+def test_atomic_write_open_failure_closes_descriptor_exactly_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether or not `open` closed the descriptor before failing, nothing is closed twice."""
+    real_open = open
+
+    def failing_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("closefd", True):  # what `open` does with an fd it owns
+            os.close(file)
+        raise Boom("open failed")
+
+    monkeypatch.setattr(cleanup, "open", failing_open, raising=False)
+    target = tmp_path / "out.txt"
+    before = _open_fds()
+    with pytest.raises(Boom, match="open failed"), atomic_write(target):
+        pytest.fail("the block must not run")
+    monkeypatch.setattr(cleanup, "open", real_open, raising=False)
+    assert list(tmp_path.iterdir()) == []
+    assert _open_fds() == before
+
+
+@pytest.mark.parametrize("how", ["success", "body closes", "body raises", "commit fails"])
+def test_atomic_write_leaks_no_descriptor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """The temporary file's descriptor is closed on every path."""
+    if _open_fds() is None:
+        pytest.skip("needs /proc/self/fd")
+    target = tmp_path / "out.txt"
+    if how == "commit fails":
+
+        def failing_fsync(fd: int) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(cleanup, "_fsync", failing_fsync)
+    before = _open_fds()
+    with contextlib.suppress(Boom, OSError), atomic_write(target) as f:
+        f.write("new")
+        if how == "body closes":
+            f.close()
+        if how == "body raises":
+            raise Boom
+    assert _open_fds() == before
+    assert [p.name for p in tmp_path.iterdir()] == (
+        ["out.txt"] if how in ("success", "body closes") else []
+    )
+
+
+def test_atomic_write_failed_directory_fsync_raises_with_new_content_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As documented: the directory fsync runs after the replace, so its error comes late."""
+
+    def failing_fsync_dir(directory: str) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(cleanup, "_fsync_dir", failing_fsync_dir)
+    target = tmp_path / "data.txt"
+    target.write_text("old", encoding="utf-8")
+    with pytest.raises(OSError, match="Input/output error"), atomic_write(target) as f:
+        f.write("new")
+    assert target.read_text(encoding="utf-8") == "new"
+    assert list(tmp_path.iterdir()) == [target]
 
 
 @pytest.mark.parametrize("path", [None, 3, ""])
@@ -786,6 +887,75 @@ def test_failing_rollback_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     assert isinstance(record.exc_info[1], ConnectionError)
 
 
+class UnprintableError(ConnectionError):
+    """A driver error whose ``str()`` itself raises."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("str() of the driver error failed")
+
+
+class UnprintableRollbackConnection(FakeConnection):
+    def rollback(self) -> None:
+        self.log.append("rollback")
+        raise UnprintableError
+
+
+def test_unprintable_rollback_error_does_not_hide_original(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A rollback error whose str() raises is still reported, never raised over the original."""
+    conn = UnprintableRollbackConnection()
+    error = Boom("original")
+    with (
+        caplog.at_level(logging.ERROR, logger="resilient.cleanup"),
+        pytest.raises(Boom) as info,
+        database_transaction(conn),
+    ):
+        raise error
+    assert info.value is error
+    assert conn.log == ["cursor", "close", "rollback"]
+    assert _notes(error) == [
+        "rollback failed during cleanup: UnprintableError: <exception str() failed>"
+    ]
+    (record,) = caplog.records
+    assert record.__dict__["error_type"] == "UnprintableError"
+    assert record.__dict__["error"] == "<exception str() failed>"
+
+
+def test_unprintable_rollback_error_after_failed_commit_keeps_commit_error() -> None:
+    """Same when the rollback follows a failed commit: the commit's error propagates."""
+
+    class Conn(UnprintableRollbackConnection):
+        def commit(self) -> None:
+            self.log.append("commit")
+            raise ConnectionError("commit lost")
+
+    with pytest.raises(ConnectionError, match="commit lost") as info, database_transaction(Conn()):
+        pass
+    assert type(info.value) is ConnectionError
+    assert _notes(info.value) == [
+        "rollback failed during cleanup: UnprintableError: <exception str() failed>"
+    ]
+
+
+def test_report_survives_a_raising_log_filter_and_bad_notes() -> None:
+    """Neither a logging filter that raises nor a non-list __notes__ replaces the original."""
+
+    def bad_filter(record: logging.LogRecord) -> bool:
+        raise RuntimeError("filter broke")
+
+    log = logging.getLogger("resilient.cleanup")
+    log.addFilter(bad_filter)
+    error = Boom("original")
+    error.__notes__ = "not a list"  # type: ignore[attr-defined]
+    try:
+        with pytest.raises(Boom) as info, database_transaction(FakeConnection(fail_rollback=True)):
+            raise error
+    finally:
+        log.removeFilter(bad_filter)
+    assert info.value is error
+
+
 def test_failing_cursor_close_does_not_hide_original_and_still_rolls_back() -> None:
     """A cursor that fails to close is reported; the rollback still runs."""
     conn = FakeConnection(fail_close=True)
@@ -1002,6 +1172,29 @@ def test_async_failing_commit_rolls_back_and_raises_commit_error() -> None:
     assert conn.log == ["cursor", "close", "commit", "rollback"]
 
 
+def test_async_unprintable_rollback_error_does_not_hide_original() -> None:
+    """The async twin reports a rollback error whose str() raises without raising it."""
+
+    class Conn(AsyncFakeConnection):
+        async def rollback(self) -> None:
+            self.log.append("rollback")
+            raise UnprintableError
+
+    conn = Conn()
+    error = Boom("original")
+
+    async def main() -> None:
+        async with async_database_transaction(conn):
+            raise error
+
+    with pytest.raises(Boom) as info:
+        asyncio.run(main())
+    assert info.value is error
+    assert _notes(error) == [
+        "rollback failed during cleanup: UnprintableError: <exception str() failed>"
+    ]
+
+
 def test_async_transaction_cancelled_rolls_back_and_propagates() -> None:
     """A task cancelled inside the block is rolled back, and stays cancelled."""
     conn = AsyncFakeConnection()
@@ -1040,6 +1233,106 @@ def test_async_transaction_works_with_plain_sqlite3(
     with pytest.raises(Boom):
         asyncio.run(main())
     assert _rows(path) == [("apple", 1), ("pear", 2), ("plum", 3)]
+
+
+# --------------------------------------------------------------------------- #
+# re-entering one manager object
+# --------------------------------------------------------------------------- #
+
+
+def test_temp_file_refuses_nested_reentry_and_removes_outer_file(tmp_path: Path) -> None:
+    """Entering the same manager inside its own block is refused; the outer file is removed.
+
+    Regression: the inner enter overwrote the outer path, which stayed on disk.
+    """
+    manager = safe_temp_file(dir=tmp_path)
+    seen: list[Path] = []
+
+    def nested() -> None:
+        with manager as outer:
+            seen.append(outer)
+            assert outer.exists()
+            with manager:
+                pytest.fail("the inner block must not run")
+
+    with pytest.raises(RuntimeError, match=r"safe_temp_file: .*already in use"):
+        nested()
+    assert len(seen) == 1
+    assert not seen[0].exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_temp_file_may_be_reused_after_its_block(tmp_path: Path) -> None:
+    """Re-use after the block ended is not re-entry: each use gets a new file."""
+    manager = safe_temp_file(dir=tmp_path)
+    with manager as first:
+        pass
+    with manager as second:
+        assert second.exists()
+    assert first != second
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_async_temp_file_refuses_nested_reentry(tmp_path: Path) -> None:
+    """The async twin refuses re-entry the same way and removes the outer file."""
+    manager = async_temp_file(dir=tmp_path)
+
+    async def main() -> None:
+        async with manager, manager:
+            pytest.fail("the inner block must not run")
+
+    with pytest.raises(RuntimeError, match=r"async_temp_file: .*already in use"):
+        asyncio.run(main())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_refuses_nested_reentry(tmp_path: Path) -> None:
+    """A nested enter of one atomic_write is refused; the target is untouched, no temp left."""
+    target = tmp_path / "data.txt"
+    target.write_text("old", encoding="utf-8")
+    manager = atomic_write(target)
+
+    def nested() -> None:
+        with manager as f:
+            f.write("new")
+            with manager:
+                pytest.fail("the inner block must not run")
+
+    with pytest.raises(RuntimeError, match=r"atomic_write: .*already in use"):
+        nested()
+    assert target.read_text(encoding="utf-8") == "old"
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_transaction_refuses_nested_reentry() -> None:
+    """A nested enter of one transaction is refused; the outer one rolls back and closes."""
+    conn = FakeConnection()
+    manager = database_transaction(conn)
+
+    def nested() -> None:
+        with manager, manager:
+            pytest.fail("the inner block must not run")
+
+    with pytest.raises(RuntimeError, match=r"database_transaction: .*already in use"):
+        nested()
+    assert conn.log == ["cursor", "close", "rollback"]
+    with manager:  # usable again once its block ended
+        pass
+    assert conn.log[3:] == ["cursor", "close", "commit"]
+
+
+def test_async_transaction_refuses_nested_reentry() -> None:
+    """The async twin refuses re-entry the same way."""
+    conn = AsyncFakeConnection()
+    manager = async_database_transaction(conn)
+
+    async def main() -> None:
+        async with manager, manager:
+            pytest.fail("the inner block must not run")
+
+    with pytest.raises(RuntimeError, match=r"async_database_transaction: .*already in use"):
+        asyncio.run(main())
+    assert conn.log == ["cursor", "close", "rollback"]
 
 
 # --------------------------------------------------------------------------- #

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import requests
+from urllib3.util.timeout import Timeout
 
 from resilient import ErrorClass, classify, retry, retry_after
 from resilient.http import (
@@ -208,15 +209,22 @@ def test_refused_connection_is_retried_connect_retries_times(
     assert classify(caught.value) is ErrorClass.TRANSIENT
 
 
-@pytest.mark.parametrize("method", ["POST", "PATCH", "GET"])
+@pytest.mark.parametrize(
+    ("method", "expected"),
+    [("POST", ErrorClass.FATAL), ("PATCH", ErrorClass.FATAL), ("GET", ErrorClass.TIMEOUT)],
+)
 def test_read_timeout_is_never_retried_by_the_adapter(
-    flaky_server: FlakyServer, make_session: MakeSession, method: str
+    flaky_server: FlakyServer, make_session: MakeSession, method: str, expected: ErrorClass
 ) -> None:
-    """The server may have acted on it: one request, then a ReadTimeout (TIMEOUT)."""
+    """The server may have acted on it: one request, then a ReadTimeout.
+
+    TIMEOUT for an idempotent method; FATAL for one that is not, so that
+    @retry does not send it again either.
+    """
     session = make_session(read_timeout=0.05)
     with pytest.raises(requests.ReadTimeout) as caught:
         session.request(method, flaky_server.url + "/slow", json={"order": 1})
-    assert classify(caught.value) is ErrorClass.TIMEOUT
+    assert classify(caught.value) is expected
     assert flaky_server.requests("/slow") == 1
 
 
@@ -228,6 +236,57 @@ def test_post_reset_after_sending_is_not_resent(
     with pytest.raises(requests.ConnectionError):
         make_session(connect_retries=5).post(flaky_server.url + "/echo", data=b"pay 10 EUR")
     assert flaky_server.requests("/echo") == 1
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+@pytest.mark.parametrize(
+    ("path", "settings", "error"),
+    [
+        ("/pay", {}, requests.ConnectionError),
+        ("/slow", {"read_timeout": 0.05}, requests.ReadTimeout),
+        ("/slow", {"total_timeout": 0.1}, TotalTimeout),
+    ],
+    ids=["reset", "read-timeout", "total-timeout"],
+)
+def test_non_idempotent_request_that_reached_the_server_is_not_retried_by_retry(
+    flaky_server: FlakyServer,
+    make_session: MakeSession,
+    method: str,
+    path: str,
+    settings: dict[str, float],
+    error: type[Exception],
+) -> None:
+    """@retry around the session never resends a POST or PATCH the server may have acted on."""
+    flaky_server.script("/pay", ["reset"], then="echo")
+    session, clock = make_session(**settings), ManualClock()
+
+    @retry(max_retries=2, clock=clock)
+    def pay() -> requests.Response:
+        return session.request(method, flaky_server.url + path, data=b"pay 10 EUR")
+
+    with pytest.raises(error) as caught:
+        pay()
+    assert flaky_server.requests(path) == 1
+    assert clock.sleeps == []
+    assert classify(caught.value) is ErrorClass.FATAL
+    assert any("not idempotent" in note for note in getattr(caught.value, "__notes__", []))
+
+
+def test_non_idempotent_request_refused_before_sending_is_retried_by_retry(
+    make_session: MakeSession, refused_url: str
+) -> None:
+    """Nothing reached the server: a refused POST stays TRANSIENT and @retry tries again."""
+    session, clock = make_session(connect_retries=0), ManualClock()
+
+    @retry(max_retries=2, clock=clock)
+    def pay() -> requests.Response:
+        return session.post(refused_url, data=b"pay 10 EUR")
+
+    with pytest.raises(requests.ConnectionError) as caught:
+        pay()
+    assert len(clock.sleeps) == 2
+    assert classify(caught.value) is ErrorClass.TRANSIENT
+    assert not hasattr(caught.value, "error_class")
 
 
 # -- timeouts ---------------------------------------------------------------
@@ -286,6 +345,70 @@ def test_drip_body_is_cut_at_total_timeout(
     assert 0.25 < elapsed < 1.5
     assert isinstance(caught.value, requests.Timeout)
     assert classify(caught.value) is ErrorClass.TIMEOUT
+
+
+def test_body_delimited_by_close_is_never_returned_cut_short(
+    make_session: MakeSession,
+) -> None:
+    """With no Content-Length the cut looks like the end of the body: TotalTimeout, not a 200."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
+            )
+            for _ in range(40):  # 2 s in all
+                if stop.wait(0.05):
+                    break
+                try:
+                    conn.sendall(b".")
+                except OSError:  # cut by the client
+                    break
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        session = make_session(read_timeout=1.0, total_timeout=0.3)
+        with pytest.raises(TotalTimeout, match="reading the body"):
+            session.get(f"http://127.0.0.1:{listener.getsockname()[1]}/")
+    finally:
+        stop.set()
+        server.join(2.0)
+        listener.close()
+
+
+@pytest.mark.parametrize(
+    "timeout",
+    [Timeout(connect=1.0, read=5.0, total=0.2), Timeout(total=0.2)],
+    ids=["connect-read-total", "total-only"],
+)
+def test_a_urllib3_timeout_total_caps_the_request(
+    flaky_server: FlakyServer, make_session: MakeSession, timeout: Timeout
+) -> None:
+    """A caller's urllib3 Timeout(total=...) is honoured as a cap, below total_timeout."""
+    session = make_session(read_timeout=10.0, total_timeout=10.0)
+    started = time.monotonic()
+    with pytest.raises(TotalTimeout, match=r"total=0\.2"):
+        session.get(flaky_server.url + "/slow", timeout=timeout)
+    assert time.monotonic() - started < 1.0
+    assert flaky_server.requests("/slow") == 1
+
+
+def test_a_urllib3_timeout_total_never_lifts_total_timeout(
+    flaky_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """A total longer than total_timeout does not extend it; its read timeout still applies."""
+    session = make_session(total_timeout=0.2)
+    started = time.monotonic()
+    with pytest.raises(TotalTimeout, match=r"total_timeout=0\.2"):
+        session.get(flaky_server.url + "/slow", timeout=Timeout(total=30.0))
+    assert time.monotonic() - started < 1.0
+    with pytest.raises(requests.ReadTimeout):
+        make_session().get(flaky_server.url + "/slow", timeout=Timeout(read=0.05, total=30.0))
 
 
 def test_a_cut_connection_is_not_reused(
@@ -483,6 +606,29 @@ def test_a_pickled_session_still_works(
             session.get(flaky_server.url + "/drip")
     finally:
         session.close()
+
+
+def _watchdog_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "resilient-http-watchdog"]
+
+
+def test_closing_the_session_stops_its_watchdog_thread(flaky_server: FlakyServer) -> None:
+    """session.close() ends the adapter's watchdog; a later request starts a new one."""
+    before = set(_watchdog_threads())
+    session = create_resilient_session()
+    try:
+        assert session.get(flaky_server.url + "/ok").status_code == 200
+        started = set(_watchdog_threads()) - before
+        assert len(started) == 1
+        session.close()
+        give_up = time.monotonic() + 2.0
+        while any(t.is_alive() for t in started) and time.monotonic() < give_up:
+            time.sleep(0.01)
+        assert not any(t.is_alive() for t in started)
+        assert session.get(flaky_server.url + "/ok").status_code == 200  # still usable
+    finally:
+        session.close()
+    assert set(_watchdog_threads()) <= before
 
 
 def test_many_threads_share_one_session(

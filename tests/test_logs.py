@@ -13,12 +13,13 @@ import json
 import logging
 import math
 import pathlib
+import re
 import subprocess
 import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from freezegun import freeze_time
@@ -99,6 +100,11 @@ class Account:
     owner: str
     password: str
     tags: list[str] = dataclasses.field(default_factory=list)
+
+
+class Creds(NamedTuple):
+    user: str
+    password: str
 
 
 class BadRepr:
@@ -395,6 +401,25 @@ def test_dataclass_is_written_as_dict_and_redacted() -> None:
     }
 
 
+def test_namedtuple_is_written_as_dict_and_redacted() -> None:
+    """A namedtuple's field names are kept, so a secret field is redacted, at any depth."""
+    out = render(Creds("ann", "hunter2"), w=[Creds("bob", "hunter3")])
+    assert out["v"] == {"user": "ann", "password": "[REDACTED]"}
+    assert out["w"] == [{"user": "bob", "password": "[REDACTED]"}]
+
+
+def test_huge_int_does_not_spoil_the_line() -> None:
+    """An int too long for int->str is written as capped hex; the other fields stay."""
+    huge = 10**5000
+    out = render(huge, w=[huge], x={huge: 1}, request_id="r1")
+    assert out["request_id"] == "r1"
+    assert "logging_error" not in out
+    assert out["v"].startswith("0x")
+    assert out["w"][0] == out["v"]
+    assert out["x"] == {"<int (str() failed)>": 1}
+    assert render(2**6000)["v"] == 2**6000  # converts: written as a number
+
+
 def test_object_whose_repr_raises_still_logs() -> None:
     """An object whose ``__repr__`` raises is named instead."""
     assert "BadRepr" in render(BadRepr())["v"]
@@ -474,6 +499,25 @@ def test_ascii_off_still_escapes_unicode_line_separators() -> None:
     assert strict_loads(line)["message"] == "café\u2028\u2029\x85"
 
 
+def test_ascii_off_escapes_surrogates_so_the_handler_can_write() -> None:
+    """A lone surrogate cannot be written as UTF-8: it is escaped, the handler never fails."""
+    stream = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter(ensure_ascii=False))
+    logger = logging.getLogger(f"test.logs.{next(_names)}")
+    logger.propagate = False
+    logger.addHandler(handler)
+    failures: list[logging.LogRecord] = []
+    handler.handleError = failures.append  # type: ignore[method-assign]
+    logger.warning("bad %s", "\udc80", extra={"v": "é\ud800"})
+    stream.flush()
+    assert failures == []
+    line = stream.buffer.getvalue().decode("utf-8")  # type: ignore[attr-defined]
+    assert strict_loads(line)["message"] == "bad \udc80"
+    assert strict_loads(line)["v"] == "é\ud800"
+    assert "é" in line
+
+
 def test_ascii_is_the_default() -> None:
     """By default every non-ASCII character is escaped."""
     assert JsonFormatter().format(record("café")).isascii()
@@ -512,9 +556,45 @@ def test_secret_keys_are_redacted_at_any_depth(key: str) -> None:
     assert out["v"]["a"][0][key] == "[REDACTED]"
 
 
-@pytest.mark.parametrize("key", ["max_tokens", "tokenizer", "secretary", "cookies_enabled", "pass"])
-def test_keys_that_only_contain_a_secret_name_as_part_of_a_word_are_kept(key: str) -> None:
-    """Matching is by word: ``max_tokens`` is a count, not a token."""
+@pytest.mark.parametrize(
+    "key",
+    [
+        "ACCESSTOKEN",
+        "accesstoken",
+        "AccessToken",
+        "DBPASSWORD",
+        "dbpassword",
+        "XAPIKEY",
+        "xapikey",
+        "CLIENTSECRET",
+        "csrftoken",
+        "SETCOOKIE",
+        "max_tokens_secret",
+    ],
+)
+def test_secret_keys_are_redacted_whatever_their_case_and_separators(key: str) -> None:
+    """Matching is case-insensitive: ``ACCESSTOKEN`` is as secret as ``accessToken``."""
+    out = render({key: "s3cr3t"}, **{key: "s3cr3t"})
+    assert out["v"] == {key: "[REDACTED]"}
+    assert out[key] == "[REDACTED]"
+    assert render(f"{key}=s3cr3t")["v"] == f"{key}=[REDACTED]"
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "max_tokens",
+        "MAX_TOKENS",
+        "maxTokens",
+        "token_count",
+        "tokenizer",
+        "secretary",
+        "cookies_enabled",
+        "pass",
+    ],
+)
+def test_well_known_non_secrets_are_kept(key: str) -> None:
+    """A short allow-list: ``max_tokens`` is a count, not a token."""
     assert render({key: 5})["v"] == {key: 5}
 
 
@@ -524,6 +604,13 @@ def test_whole_secret_value_is_redacted_whatever_its_type() -> None:
         "token": "[REDACTED]",
         "cookie": "[REDACTED]",
     }
+
+
+def test_renaming_a_secret_key_keeps_it_redacted() -> None:
+    """Redaction is decided on the key as logged, not on its new name."""
+    formatter = JsonFormatter(rename={"password": "pw"}, static={"api_key": "k-1"})
+    out = render(formatter=formatter, password="hunter2")
+    assert (out["pw"], out["api_key"]) == ("[REDACTED]", "[REDACTED]")
 
 
 def test_redact_keys_is_configurable() -> None:
@@ -592,6 +679,21 @@ def test_prefixed_key_never_collides_with_an_existing_field() -> None:
     """``ctx_`` is repeated until the name is free."""
     out = render(level="a", ctx_level="b")
     assert (out["level"], out["ctx_level"], out["ctx_ctx_level"]) == ("INFO", "b", "a")
+
+
+def test_extra_named_exception_cannot_duplicate_the_exception_field() -> None:
+    """The formatter's own ``exception`` (renamed or not) is reserved: one key per line."""
+    error = ValueError("boom")
+    for formatter, key in (
+        (JsonFormatter(), "exception"),
+        (JsonFormatter(rename={"exception": "err"}), "err"),
+    ):
+        rec = record(**{key: "forged"})
+        rec.exc_info = (ValueError, error, None)
+        line = formatter.format(rec)
+        assert line.count(f'"{key}":') == 1
+        out = strict_loads(line)
+        assert (out[key]["message"], out[f"ctx_{key}"]) == ("boom", "forged")
 
 
 def test_static_fields_are_reserved_too() -> None:
@@ -712,6 +814,50 @@ def test_fields_named_like_record_attributes_are_kept(
     log, lines = slog
     log.info("x", **{field: "mine"})
     assert lines()[0][f"ctx_{field}"] == "mine"
+
+
+def test_field_named_exception_is_kept_under_ctx(slog: tuple[StructuredLogger, Lines]) -> None:
+    """A user field ``exception`` never clashes with the logged exception."""
+    log, lines = slog
+    log.error("failed", exc=ValueError("boom"), exception="user field")
+    (out,) = lines()
+    assert (out["exception"]["type"], out["ctx_exception"]) == ("ValueError", "user field")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "field", "value"),
+    [
+        ({"exc": "oops"}, "exc", "oops"),
+        ({"exc": ValueError}, "exc", "<class 'ValueError'>"),
+        ({"context": [("a", 1)]}, "context", [["a", 1]]),
+        ({"context": "text"}, "context", "text"),
+    ],
+)
+def test_bad_exc_or_context_is_written_not_raised(
+    slog: tuple[StructuredLogger, Lines], arguments: dict[str, Any], field: str, value: object
+) -> None:
+    """Logging never raises: an ``exc`` or ``context`` of the wrong type becomes a field."""
+    log, lines = slog
+    log.info("x", **arguments)
+    log.exception("y", **arguments)
+    first, second = lines()
+    assert (first["message"], first[field]) == ("x", value)
+    assert (second["message"], second[field]) == ("y", value)
+    assert "exception" not in first
+
+
+def test_context_whose_items_raise_is_not_raised(slog: tuple[StructuredLogger, Lines]) -> None:
+    """A mapping that fails to iterate still gives a line, saying why."""
+
+    class Broken(dict[str, object]):
+        def items(self) -> Any:
+            raise RuntimeError("no items")
+
+    log, lines = slog
+    log.info("x", context=Broken(a=1))
+    (out,) = lines()
+    assert out["message"] == "x"
+    assert re.search("RuntimeError: no items", out["logging_error"])
 
 
 def test_bind_adds_fields_to_every_line(slog: tuple[StructuredLogger, Lines]) -> None:

@@ -973,3 +973,22 @@ def test_retry_events_render_as_json_with_their_fields() -> None:
     assert "reset by peer" in first["error"]
     assert lines[1]["reason"] == "retries exhausted"
     assert "hunter2" not in stream.getvalue()
+
+
+def test_object_with_async_call_is_retried_as_async() -> None:
+    """An object whose __call__ is async def gets the async wrapper: failures are retried."""
+
+    class Client:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        async def __call__(self) -> str:
+            self.calls += 1
+            if self.calls < 2:
+                raise ConnectionError("reset")
+            return "ok"
+
+    client = Client()
+    fetch = retry(clock=ManualClock())(client)
+    assert asyncio.run(fetch()) == "ok"
+    assert client.calls == 2

@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, Protocol, TypeVar, cast
 
 from resilient._clock import DEFAULTS, SYSTEM_CLOCK, Clock, check_clock, resolve_clock
+from resilient._compat import is_async_callable
 from resilient.backoff import Backoff
 
 __all__ = [
@@ -452,7 +453,7 @@ class CircuitBreaker:
                 "only see the generator being created, not its work; use breaker.call() "
                 "or 'with breaker:' around the code that consumes it"
             )
-        if inspect.iscoroutinefunction(func):
+        if is_async_callable(func):
             return cast(Callable[P, T], self._decorate_async(cast(Any, func)))
 
         breaker = self
@@ -1251,8 +1252,10 @@ def _listener_hooks(
             if not callable(method):
                 raise TypeError(f"listener {listener!r}: {hook} must be callable, got {method!r}")
             has_any = True
-            if getattr(type(listener), hook, None) is not getattr(BreakerListener, hook):
-                found[hook].append(method)  # the no-op defaults cost nothing per call
+            # The inherited no-op defaults are skipped, so they cost nothing per call;
+            # a hook set on the instance or overridden in a subclass is kept.
+            if getattr(method, "__func__", None) is not getattr(BreakerListener, hook):
+                found[hook].append(method)
         if not has_any:
             raise TypeError(
                 "each listener must have at least one of " + ", ".join(_HOOKS) + " "

@@ -6,7 +6,8 @@ does, ``KeyboardInterrupt`` included:
 - ``safe_temp_file`` yields the path of a private (mode 0600) file that is
   gone after the block.
 - ``atomic_write`` yields a file object; the target gets the new content in
-  one atomic step on success and is byte-for-byte untouched on failure.
+  one atomic step on success and is byte-for-byte untouched on failure (but
+  for a directory fsync that fails after the replace: see its docstring).
 - ``database_transaction`` yields a cursor; commit on success, rollback on
   failure, cursor always closed, the original exception always the one seen.
 
@@ -109,15 +110,23 @@ def async_temp_file(
     Returns:
         An async context manager whose target is the file's ``pathlib.Path``.
     """
-    return _AsyncTempFile(_TempFile(suffix, prefix, dir))
+    return _AsyncTempFile(_TempFile(suffix, prefix, dir, name="async_temp_file"))
 
 
 class _TempFile:
     """Strictly private. The context manager behind ``safe_temp_file``."""
 
-    __slots__ = ("_dir", "_path", "_prefix", "_suffix")
+    __slots__ = ("_dir", "_name", "_path", "_prefix", "_suffix")
 
-    def __init__(self, suffix: str, prefix: str, dir: str | os.PathLike[str] | None) -> None:
+    def __init__(
+        self,
+        suffix: str,
+        prefix: str,
+        dir: str | os.PathLike[str] | None,
+        *,
+        name: str = "safe_temp_file",
+    ) -> None:
+        self._name = name
         self._suffix = _check_name_part("suffix", suffix)
         self._prefix = _check_name_part("prefix", prefix)
         self._dir = None if dir is None else _check_path("dir", dir)
@@ -127,6 +136,8 @@ class _TempFile:
         import tempfile  # noqa: PLC0415 - keep `import resilient` light
         from pathlib import Path  # noqa: PLC0415 - keep `import resilient` light
 
+        if self._path is not None:
+            raise _reentered(self._name)
         fd, name = tempfile.mkstemp(suffix=self._suffix, prefix=self._prefix, dir=self._dir)
         try:
             os.close(fd)
@@ -239,7 +250,12 @@ def atomic_write(
     mix) and the directory is fsynced so the rename survives a power cut. If
     the block raises anything, ``KeyboardInterrupt`` included, the temporary
     file is removed, *path* is untouched and the exception propagates as it
-    was raised.
+    was raised; the same holds when a commit step before the replace (flush,
+    fsync, ``chmod``, the replace itself) fails.
+
+    One step runs after the replace: the directory fsync. If it raises
+    ``OSError``, *path* already holds the complete new content (the old one
+    is gone) but the rename may not survive a power cut.
 
     Permissions: an existing file keeps its permission bits (owner, group,
     ACLs and extended attributes are not copied; hard links to the old file
@@ -253,6 +269,9 @@ def atomic_write(
 
     A process killed without a chance to clean up (``SIGKILL``, power loss)
     can leave the temporary file behind; *path* itself is never torn.
+
+    The returned object is one write: entering it again inside its own block
+    raises ``RuntimeError``.
 
     Args:
         path: the file to write.
@@ -272,7 +291,8 @@ def atomic_write(
         (text or binary according to *mode*).
 
     Raises:
-        ValueError: a bad *mode*, *encoding*, *errors*, *newline* or
+        ValueError: a bad *mode*, *encoding* (unknown, or a codec that is
+            not a text encoding such as ``"hex"``), *errors*, *newline* or
             *permissions*, or a text-only argument in binary mode; raised at
             the call, before anything is created.
         TypeError: *path* is not a path.
@@ -314,6 +334,7 @@ class _AtomicWriter:
         "_encoding",
         "_errors",
         "_exclusive",
+        "_fd",
         "_file",
         "_mode",
         "_newline",
@@ -343,9 +364,12 @@ class _AtomicWriter:
         self._permissions = permissions
         self._old_mode: int | None = None
         self._tmp: str | None = None
+        self._fd: int | None = None
         self._file: IO[Any] | None = None
 
     def __enter__(self) -> IO[Any]:
+        if self._tmp is not None:
+            raise _reentered("atomic_write")
         # Follow a symlink so that the file it points to is replaced, not the link.
         self._path = target = os.path.realpath(self._path)
         self._old_mode = _file_mode(target, exclusive=self._exclusive)
@@ -353,13 +377,19 @@ class _AtomicWriter:
         # anyway; a new file created with 0o666 gets exactly the umask'd bits
         # (and default ACLs) that `open` would give it.
         private = self._old_mode is not None or self._permissions is not None
-        fd, self._tmp = _create_sibling(target, 0o600 if private else 0o666)
+        self._fd, self._tmp = _create_sibling(target, 0o600 if private else 0o666)
         try:
+            # closefd=False: the descriptor stays ours whatever `open` does, so
+            # it is closed exactly once (by `_commit` or `_discard`), never twice.
             self._file = open(
-                fd, self._mode, encoding=self._encoding, errors=self._errors, newline=self._newline
+                self._fd,
+                self._mode,
+                encoding=self._encoding,
+                errors=self._errors,
+                newline=self._newline,
+                closefd=False,
             )
         except BaseException:
-            os.close(fd)
             self._discard(None)
             raise
         return self._file
@@ -380,15 +410,15 @@ class _AtomicWriter:
             raise
 
     def _commit(self) -> None:
-        file, tmp = self._file, self._tmp
-        if file is None or tmp is None:
+        file, tmp, fd = self._file, self._tmp, self._fd
+        if file is None or tmp is None or fd is None:
             raise RuntimeError("atomic_write: __exit__ called without __enter__")
-        if file.closed:  # the block closed it: its data reached the OS already
-            _fsync_path(tmp)
-        else:
+        if not file.closed:  # else the block closed it: its data reached the OS already
             file.flush()
-            _fsync(file.fileno())
-            file.close()
+            file.close()  # leaves the descriptor open (closefd=False)
+        _fsync(fd)
+        self._fd = None  # closed once, even if close() itself fails
+        os.close(fd)
         mode = self._permissions
         if mode is None:
             current = _file_mode(self._path, exclusive=False)
@@ -405,10 +435,14 @@ class _AtomicWriter:
     def _discard(self, exc: BaseException | None) -> None:
         """Close and remove the temporary file; report, never raise, a failure."""
         file, self._file = self._file, None
+        fd, self._fd = self._fd, None
         tmp, self._tmp = self._tmp, None
         if file is not None:
             with suppress(Exception):  # the data is being thrown away anyway
                 file.close()
+        if fd is not None:
+            with suppress(OSError):
+                os.close(fd)
         if tmp is None:
             return
         try:
@@ -421,7 +455,7 @@ class _AtomicWriter:
             else:
                 logger.warning(
                     "temporary file not removed",
-                    extra={"action": "remove", "path": tmp, "error": str(error)},
+                    extra={"action": "remove", "path": tmp, "error": _safe_str(error)},
                 )
 
 
@@ -450,9 +484,12 @@ def _check_encoding(encoding: object) -> str:
         raise TypeError(f"encoding must be a str or None, got {encoding!r}")
     if encoding != "locale":
         try:
-            codecs.lookup(encoding)
+            info = codecs.lookup(encoding)
         except LookupError:
             raise ValueError(f"encoding must name a known codec, got {encoding!r}") from None
+        # "hex", "rot13", "base64"... are codecs, but not text encodings: `open` refuses them.
+        if not getattr(info, "_is_text_encoding", True):
+            raise ValueError(f"encoding must name a text encoding, got {encoding!r}")
     return encoding
 
 
@@ -523,14 +560,6 @@ def _fsync(fd: int) -> None:
         except OSError:
             pass
     os.fsync(fd)
-
-
-def _fsync_path(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-    try:
-        _fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _fsync_dir(directory: str) -> None:
@@ -628,14 +657,22 @@ def async_database_transaction(conn: Any) -> AbstractAsyncContextManager[Any]:
 class _Transaction:
     """Strictly private. The context manager behind ``database_transaction``."""
 
-    __slots__ = ("_conn", "_cursor")
+    __slots__ = ("_active", "_conn", "_cursor")
 
     def __init__(self, conn: Any) -> None:
         self._conn = conn
         self._cursor: Any = None
+        self._active = False
 
     def __enter__(self) -> Any:
-        self._cursor = self._conn.cursor()
+        if self._active:
+            raise _reentered("database_transaction")
+        self._active = True
+        try:
+            self._cursor = self._conn.cursor()
+        except BaseException:
+            self._active = False
+            raise
         return self._cursor
 
     def __exit__(
@@ -645,6 +682,7 @@ class _Transaction:
         tb: TracebackType | None,
     ) -> None:
         cursor, self._cursor = self._cursor, None
+        self._active = False
         if exc is not None:
             try:
                 cursor.close()
@@ -669,14 +707,22 @@ class _Transaction:
 class _AsyncTransaction:
     """Strictly private. The context manager behind ``async_database_transaction``."""
 
-    __slots__ = ("_conn", "_cursor")
+    __slots__ = ("_active", "_conn", "_cursor")
 
     def __init__(self, conn: Any) -> None:
         self._conn = conn
         self._cursor: Any = None
+        self._active = False
 
     async def __aenter__(self) -> Any:
-        self._cursor = await _maybe_await(self._conn.cursor())
+        if self._active:
+            raise _reentered("async_database_transaction")
+        self._active = True
+        try:
+            self._cursor = await _maybe_await(self._conn.cursor())
+        except BaseException:
+            self._active = False
+            raise
         return self._cursor
 
     async def __aexit__(
@@ -686,6 +732,7 @@ class _AsyncTransaction:
         tb: TracebackType | None,
     ) -> None:
         cursor, self._cursor = self._cursor, None
+        self._active = False
         if exc is not None:
             try:
                 await _maybe_await(cursor.close())
@@ -731,18 +778,43 @@ async def _maybe_await(value: Any) -> Any:
 
 
 def _report(original: BaseException, error: Exception, message: str, **fields: str) -> None:
-    """Log a cleanup failure and note it on the exception that is propagating."""
-    logger.error(
-        message,
-        exc_info=(type(error), error, error.__traceback__),
-        extra={
-            **fields,
-            "error_type": type(error).__name__,
-            "error": str(error),
-            "original_error_type": type(original).__name__,
-        },
+    """Log a cleanup failure and note it on the exception that is propagating.
+
+    Never raises (for an ``Exception``): it runs while *original* propagates
+    and must not replace it, whatever ``str(error)``, a logging handler or
+    ``original.__notes__`` do.
+    """
+    error_type = type(error).__name__
+    text = _safe_str(error)
+    with suppress(Exception):
+        logger.error(
+            message,
+            exc_info=(type(error), error, error.__traceback__),
+            extra={
+                **fields,
+                "error_type": error_type,
+                "error": text,
+                "original_error_type": type(original).__name__,
+            },
+        )
+    with suppress(Exception):
+        add_note(original, f"{message} during cleanup: {error_type}: {text}")
+
+
+def _safe_str(error: BaseException) -> str:
+    """``str(error)``, or a placeholder (as ``traceback`` prints) when that raises."""
+    try:
+        text = str(error)
+    except Exception:
+        return "<exception str() failed>"
+    return text if isinstance(text, str) else "<exception str() failed>"
+
+
+def _reentered(name: str) -> RuntimeError:
+    return RuntimeError(
+        f"{name}: this context manager is already in use; it cannot be entered again "
+        f"until its block ends (call {name}() once per with block)"
     )
-    add_note(original, f"{message} during cleanup: {type(error).__name__}: {error}")
 
 
 def _check_path(name: str, value: Any) -> str:

@@ -11,14 +11,17 @@ this module (nor ``requests``): import ``resilient.http`` where you use it.
 - retries connection failures only (refused, unreachable, DNS, connect
   timeout: the server cannot have seen the request), never a failure after
   the request may have been sent, whatever the method;
+- marks the error of a non-idempotent request (POST, PATCH) that may have
+  reached the server ``ErrorClass.FATAL``, so ``@retry`` does not resend it;
 - cuts a request off at ``total_timeout``, body download included, with
   ``TotalTimeout``, and never returns the cut connection to the pool;
 - shrinks every timeout, and the cap, to ``resilient.time_remaining()`` when
   it runs under ``@retry(deadline=...)``.
 
 The cap is enforced by a watchdog thread (one per adapter, started on first
-use, gone when idle) that shuts down the socket of a request still running at
-its deadline: a blocked ``recv`` returns at once, whatever the server does.
+use, gone when idle or when the adapter is closed) that shuts down the socket
+of a request still running at its deadline: a blocked ``recv`` returns at
+once, whatever the server does.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.retry import Retry
 from urllib3.util.timeout import _DEFAULT_TIMEOUT, Timeout
 
+from resilient._compat import add_note
+from resilient.classify import ErrorClass
 from resilient.retry import time_remaining
 
 __all__ = [
@@ -171,14 +176,22 @@ class ResilientAdapter(HTTPAdapter):
 
         *timeout* as in ``requests`` (a number, a ``(connect, read)`` tuple
         or a urllib3 ``Timeout``) replaces the defaults; ``None``, alone or
-        in the tuple, means the default, never "wait forever". The body is
-        read here (unless *stream*) so that the cap covers it.
+        in the tuple, means the default, never "wait forever". The ``total``
+        of a urllib3 ``Timeout`` caps the request like ``total_timeout`` (the
+        shorter applies). The body is read here (unless *stream*) so that
+        the cap covers it, and a body cut by the cap is never returned.
+
+        When the method is not in ``IDEMPOTENT_METHODS`` and a connection to
+        the server was open, the exception raised gets ``error_class =
+        ErrorClass.FATAL`` and a note: the request may have been acted on.
 
         Raises:
             TotalTimeout: the cap (or the retry deadline) passed first.
         """
-        connect, read = self._timeouts(timeout)
+        connect, read, total = self._timeouts(timeout)
         budget, why = self.total_timeout, f"total_timeout={self.total_timeout:g} s"
+        if total is not None and total < budget:
+            budget, why = total, f"the call's timeout total={total:g} s"
         remaining = time_remaining()
         if remaining is not None and remaining < budget:
             budget, why = remaining, "the retry deadline"
@@ -207,6 +220,10 @@ class ResilientAdapter(HTTPAdapter):
             if not stream:
                 self._read_body(response, watch, budget, why)
             return response
+        except Exception as exc:
+            if watch.connected and (request.method or "").upper() not in IDEMPOTENT_METHODS:
+                _mark_not_retryable(exc, request)
+            raise
         finally:
             watch.cancel()
             _IN_FLIGHT.reset(token)
@@ -225,13 +242,28 @@ class ResilientAdapter(HTTPAdapter):
             if connection is not None:
                 connection.close()
             raise _total_timeout(response.request, budget, why, "reading the body") from exc
+        if watch.passed():
+            # The cut can look like the end of the body (one delimited by the
+            # connection's close): what was read may be short, never return it.
+            response.close()
+            if connection is not None:
+                connection.close()
+            raise _total_timeout(response.request, budget, why, "reading the body")
 
-    def _timeouts(self, timeout: Any) -> tuple[float, float]:
-        """The ``(connect, read)`` seconds for one call, defaults filled in."""
+    def _timeouts(self, timeout: Any) -> tuple[float, float, float | None]:
+        """The ``(connect, read, total)`` seconds for one call, defaults filled in.
+
+        ``total`` is the ``total`` of a urllib3 ``Timeout`` the call passed (a
+        cap on the request, like ``total_timeout``), else ``None``.
+        """
+        total: float | None = None
         if timeout is None:
-            return self.connect_timeout, self.read_timeout
+            return self.connect_timeout, self.read_timeout, None
         if isinstance(timeout, Timeout):
-            connect, read = timeout.connect_timeout, timeout.read_timeout
+            # The raw values: its properties mix in ``total`` and need a started timer.
+            connect, read = timeout._connect, timeout._read
+            if timeout.total is not None and timeout.total is not _DEFAULT_TIMEOUT:
+                total = _positive_seconds("total timeout", timeout.total)
         elif isinstance(timeout, tuple):
             if len(timeout) != 2:
                 raise ValueError(
@@ -243,6 +275,7 @@ class ResilientAdapter(HTTPAdapter):
         return (
             _call_seconds("connect timeout", connect, self.connect_timeout),
             _call_seconds("read timeout", read, self.read_timeout),
+            total,
         )
 
     def init_poolmanager(
@@ -252,6 +285,17 @@ class ResilientAdapter(HTTPAdapter):
         super().init_poolmanager(connections, maxsize, block=block, **pool_kwargs)
         self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
         self._watchdog = _Watchdog()  # here, as unpickling calls this and not __init__
+
+    def close(self) -> None:
+        """As ``HTTPAdapter``, and stop the watchdog thread once no request is in flight.
+
+        ``session.close()`` calls it. The adapter stays usable: a later
+        request starts a new watchdog.
+        """
+        super().close()
+        watchdog = getattr(self, "_watchdog", None)
+        if watchdog is not None:
+            watchdog.stop(join_timeout=1.0)
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         """As ``HTTPAdapter``; HTTP(S) proxies get watched pools (SOCKS keeps its own)."""
@@ -362,6 +406,20 @@ def _total_timeout(
     )
 
 
+def _mark_not_retryable(exc: BaseException, request: requests.PreparedRequest) -> None:
+    """Make *exc* FATAL for ``classify``: its non-idempotent request may have been acted on."""
+    try:
+        exc.error_class = ErrorClass.FATAL  # type: ignore[attr-defined]
+    except AttributeError:  # an exception type that takes no attributes
+        return
+    add_note(
+        exc,
+        f"resilient.http: not retryable (ErrorClass.FATAL): {request.method} is not "
+        "idempotent and the request may have reached the server; resending it could "
+        "repeat its effect",
+    )
+
+
 # The watch of the request this thread is sending, so that a pool getting a
 # connection back can detach it before anyone else may take it.
 _IN_FLIGHT: contextvars.ContextVar[_Watch | None] = contextvars.ContextVar(
@@ -376,12 +434,14 @@ class _Watch:
     take the same lock, so a connection is cut only while this request holds it.
     """
 
-    __slots__ = ("_conn", "_lock", "deadline", "done", "expired")
+    __slots__ = ("_conn", "_lock", "connected", "deadline", "done", "expired")
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.done = False
         self.expired = False
+        # A connection to the server was open for this request: it may have been sent.
+        self.connected = False
         self._conn: Any = None
         self._lock = threading.Lock()
 
@@ -439,11 +499,12 @@ class _Watchdog:
     """Strictly private. One daemon thread that fires watches at their deadlines.
 
     Started by the first watch, it exits after ``IDLE_EXIT`` seconds with
-    nothing to watch. Cancelled watches stay in the heap until they are due or
-    a compaction drops them.
+    nothing to watch, or as soon as nothing is left to watch after ``stop``.
+    Cancelled watches stay in the heap until they are due or a compaction
+    drops them.
     """
 
-    __slots__ = ("_compact_at", "_cond", "_heap", "_seq", "_thread")
+    __slots__ = ("_compact_at", "_cond", "_heap", "_seq", "_stopping", "_thread")
 
     IDLE_EXIT = 30.0
 
@@ -453,10 +514,12 @@ class _Watchdog:
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
         self._compact_at = 64
+        self._stopping = False
 
     def watch(self, seconds: float) -> _Watch:
         watch = _Watch(time.monotonic() + seconds)
         with self._cond:
+            self._stopping = False
             if len(self._heap) >= self._compact_at:
                 self._heap = [entry for entry in self._heap if not entry[2].done]
                 heapq.heapify(self._heap)
@@ -471,6 +534,15 @@ class _Watchdog:
                 self._cond.notify()
         return watch
 
+    def stop(self, join_timeout: float) -> None:
+        """Make the thread exit as soon as no watch is pending; wait up to *join_timeout* s."""
+        with self._cond:
+            self._stopping = True
+            thread = self._thread
+            self._cond.notify()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(join_timeout)
+
     def _run(self) -> None:
         while True:
             due: list[_Watch] = []
@@ -480,6 +552,12 @@ class _Watchdog:
                     watch = heapq.heappop(self._heap)[2]
                     if not watch.done:
                         due.append(watch)
+                if self._stopping and not due:
+                    self._heap = [entry for entry in self._heap if not entry[2].done]
+                    heapq.heapify(self._heap)
+                    if not self._heap:
+                        self._thread = None
+                        return
                 if not due:
                     if not self._heap:
                         if not self._cond.wait(self.IDLE_EXIT) and not self._heap:
@@ -527,6 +605,8 @@ class _WatchedPoolMixin:
         timeout = kwargs.get("timeout")
         if isinstance(timeout, _DeadlineTimeout):
             timeout.watch.attach(conn)
+            if getattr(conn, "sock", None) is not None:  # a reused, open connection
+                timeout.watch.connected = True
         return super()._make_request(conn, *args, **kwargs)  # type: ignore[misc]
 
     def _put_conn(self, conn: Any) -> None:
@@ -544,6 +624,9 @@ class _SocketMemoMixin:
     def connect(self) -> None:
         super().connect()  # type: ignore[misc]
         self.last_socket = getattr(self, "sock", None)
+        watch = _IN_FLIGHT.get()
+        if watch is not None:
+            watch.connected = True
 
 
 class _WatchedHTTPConnection(_SocketMemoMixin, HTTPConnection):

@@ -81,10 +81,13 @@ _STANDARD_ATTRS: frozenset[str] = frozenset(
 # Output fields that no extra or context key may overwrite.
 _RESERVED_FIELDS: frozenset[str] = frozenset({"level", "message", "timestamp", "logger", "service"})
 
+# Fields the formatter itself writes after the extras: no extra may take them.
+_FORMATTER_FIELDS: frozenset[str] = frozenset({"exception", "stack_info"})
+
 # A StructuredLogger field with one of these names is passed as ``ctx_<name>``:
 # the stdlib refuses extras that clash with record attributes, and the
 # reserved fields are the logger's own.
-_CLASHING_FIELDS: frozenset[str] = _STANDARD_ATTRS | _RESERVED_FIELDS
+_CLASHING_FIELDS: frozenset[str] = _STANDARD_ATTRS | _RESERVED_FIELDS | _FORMATTER_FIELDS
 
 _CONTEXT: ContextVar[Mapping[str, object]] = ContextVar(
     "resilient_log_context", default=MappingProxyType({})
@@ -98,9 +101,29 @@ _NoneType = type(None)
 _SCALARS = frozenset({int, bool, _NoneType})
 _KEY_CACHE_SIZE = 4096
 
-# camelCase and acronym boundaries ("apiKey", "XApiKey", "oauth2Token").
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
+
+# Well-known key names that contain a secret name but hold no secret (counts,
+# limits, tools), squashed (lower case, no separators). They are cut out of a
+# key before it is searched for secret names: ``max_tokens`` is kept, and
+# ``max_tokens_secret`` is still redacted.
+_NOT_SECRETS: tuple[str, ...] = (
+    "maxtokens",
+    "numtokens",
+    "inputtokens",
+    "outputtokens",
+    "prompttokens",
+    "completiontokens",
+    "totaltokens",
+    "tokencount",
+    "tokenizer",
+    "secretary",
+    "cookiesenabled",
+)
+
+# Ints with at most this many bits always convert to text (sys.set_int_max_str_digits
+# cannot go below 640 digits); longer ones may not.
+_SAFE_INT_BITS = 2000
 
 
 class JsonFormatter(logging.Formatter):
@@ -117,10 +140,14 @@ class JsonFormatter(logging.Formatter):
         static: fields added to every line (``{"service": "billing"}``).
         include: standard record attributes to add (``("funcName", "lineno")``).
         redact_keys: key names whose values are replaced by ``"[REDACTED]"`` at
-            any depth; a key matches when the name is one of its words
-            (``access_token``, ``X-Api-Key``, ``dbPassword`` match ``token``,
-            ``api_key``, ``password``; ``max_tokens`` does not). ``()``
-            turns key redaction off.
+            any depth; a key matches when, lower-cased and with every
+            character that is not a letter or digit removed, it contains a
+            name so squashed (``access_token``, ``ACCESSTOKEN``, ``X-Api-Key``,
+            ``DBPASSWORD`` match ``token``, ``api_key``, ``password``), after
+            a few well-known non-secrets are cut out of it (``max_tokens``,
+            ``token_count``, ``tokenizer``, ``secretary`` do not match).
+            The decision is made on the key as logged, before ``rename``.
+            ``()`` turns key redaction off.
         redact_headers: header names whose values are redacted inside strings
             (``"Authorization: Bearer abc"``); ``Bearer <token>`` is redacted
             anywhere while this is not empty.
@@ -180,7 +207,6 @@ class JsonFormatter(logging.Formatter):
         if bad:
             raise ValueError(f"redact_keys must be non-empty names, got {bad!r}")
         self._secret_names = frozenset(_squash(name) for name in names)
-        self._longest_name = max((len(name) for name in self._secret_names), default=0)
         headers = tuple(DEFAULT_REDACT_HEADERS if redact_headers is None else redact_headers)
         self._scrubber = _build_scrubber(headers, self._is_secret if self._secret_names else None)
 
@@ -199,7 +225,10 @@ class JsonFormatter(logging.Formatter):
         self._exception_sep = sep("exception")
         self._stack_sep = sep("stack_info")
         self._include = tuple((attr, sep(attr)) for attr in include)
-        static_fields = {rename.get(key, key): value for key, value in (static or {}).items()}
+        static_fields = {
+            rename.get(key, key): REDACTED if self._is_secret(str(key)) else value
+            for key, value in (static or {}).items()
+        }
         self._static_json = "".join(
             f",{self._quote(str(key))}:{self._to_json(value)}"
             for key, value in static_fields.items()
@@ -210,6 +239,7 @@ class JsonFormatter(logging.Formatter):
             {
                 *_RESERVED_FIELDS - {"service"},
                 *core,
+                *(rename.get(field, field) for field in _FORMATTER_FIELDS),
                 *(rename.get(attr, attr) for attr in include),
                 *static_fields,
             }
@@ -224,7 +254,7 @@ class JsonFormatter(logging.Formatter):
         except Exception as error:
             line = self._emergency_line(record, error)
         if not self._ensure_ascii and not line.isascii():
-            line = line.translate(_LINE_SEPARATORS)
+            line = line.translate(_UNSAFE_CHARACTERS)
         return line
 
     def _render(self, record: logging.LogRecord) -> str:
@@ -290,7 +320,10 @@ class JsonFormatter(logging.Formatter):
                     value = self._clean_str(value)
                 parts.append(quote(value))
             elif kind is int:
-                parts.append(int.__repr__(value))
+                try:
+                    parts.append(int.__repr__(value))
+                except ValueError:  # more digits than int->str allows
+                    parts.append(self._to_json(value))
             elif kind is float and value - value == 0:  # finite
                 parts.append(float.__repr__(value))
             else:
@@ -332,7 +365,8 @@ class JsonFormatter(logging.Formatter):
     def _key_entry(self, key: str) -> tuple[str, bool, str | None]:
         """The JSON prefix of an extra field, whether it is secret, its new name if any."""
         final = self._rename.get(key, key) if self._renames_extras else key
-        secret = self._is_secret(final)
+        # Decided on the key as logged: renaming ``password`` must not unredact it.
+        secret = self._is_secret(key) or (final != key and self._is_secret(final))
         entry = (
             f",{self._quote(final)}:",
             secret,
@@ -351,7 +385,7 @@ class JsonFormatter(logging.Formatter):
         cache = self._secret_cache
         found = cache.get(key)
         if found is None:
-            found = _names_secret(key, self._secret_names, self._longest_name)
+            found = _names_secret(key, self._secret_names)
             if len(cache) >= _KEY_CACHE_SIZE:
                 cache.clear()
             cache[key] = found
@@ -385,10 +419,18 @@ class JsonFormatter(logging.Formatter):
         kind = type(value)
         if kind is str:
             return self._clean_str(value)  # type: ignore[arg-type]
+        if kind is int:
+            return self._clean_int(value)  # type: ignore[arg-type]
         if kind in _SCALARS:
             return value
         if kind is float:
             return value if math.isfinite(value) else str(value)  # type: ignore[arg-type]
+        if isinstance(value, tuple):
+            # A namedtuple: a dict of its fields, like a dataclass.
+            fields = getattr(type(value), "_fields", None)
+            if isinstance(fields, tuple) and all(type(name) is str for name in fields):
+                as_dict = dict(zip(fields, value, strict=False))
+                return self._clean_fields(value, as_dict, depth, path)
         if isinstance(value, (dict, list, tuple, set, frozenset, Mapping)):
             return self._clean_container(value, depth, path)
         if isinstance(value, Enum):
@@ -405,7 +447,7 @@ class JsonFormatter(logging.Formatter):
         if isinstance(value, bool):
             return bool(value)
         if isinstance(value, int):
-            return int(value)
+            return self._clean_int(int(value))
         if isinstance(value, float):
             return self._clean(float(value), depth, path)
         readable = _readable(value)
@@ -448,11 +490,26 @@ class JsonFormatter(logging.Formatter):
         finally:
             path.discard(ident)
 
+    def _clean_int(self, value: int) -> object:
+        if value.bit_length() <= _SAFE_INT_BITS:
+            return value
+        try:
+            int.__repr__(value)
+        except ValueError:  # more digits than sys.get_int_max_str_digits() allows
+            return self._clean_str(hex(value))
+        return value
+
     def _clean_dataclass(self, value: object, depth: int, path: set[int]) -> object:
         # dataclasses is imported: value's class was made by it. Fields are
         # read one level at a time (never dataclasses.asdict, which deep-copies).
         fields = sys.modules["dataclasses"].fields(value)
         as_dict = {field.name: getattr(value, field.name, None) for field in fields}
+        return self._clean_fields(value, as_dict, depth, path)
+
+    def _clean_fields(
+        self, value: object, as_dict: dict[str, object], depth: int, path: set[int]
+    ) -> object:
+        """``value`` (a dataclass or namedtuple) as the dict ``as_dict`` of its fields."""
         ident = id(value)
         if ident in path:
             return "[circular]"
@@ -670,24 +727,34 @@ class StructuredLogger:
                 return
             logger = self._fallback_logger()
         exc_info: ExcInfo | bool | None = None
-        if exc is not None:
+        if exc is None:
+            if handled:
+                exc_info = True
+        elif isinstance(exc, BaseException):
             exc_info = (type(exc), exc, exc.__traceback__)
-        elif handled:
-            exc_info = True
+        else:  # not an exception: written as a field, never raised on
+            fields = {"exc": exc, **fields}
+            exc_info = True if handled else None
+        if context is not None and not isinstance(context, Mapping):
+            fields = {"context": context, **fields}
+            context = None
         ambient = _CONTEXT.get()
-        if fields.keys() & _CLASHING_FIELDS:
-            fields = _field_names(fields)
-        if ambient or self._fields or context:
-            extra: dict[str, object] = {}
-            if ambient:
-                extra.update(_field_names(ambient))
-            if self._fields:
-                extra.update(self._fields)
-            if context:
-                extra.update(_field_names(context))
-            extra.update(fields)
-        else:
-            extra = fields  # the caller's **fields: a dict of our own
+        try:
+            if fields.keys() & _CLASHING_FIELDS:
+                fields = _field_names(fields)
+            if ambient or self._fields or context:
+                extra: dict[str, object] = {}
+                if ambient:
+                    extra.update(_field_names(ambient))
+                if self._fields:
+                    extra.update(self._fields)
+                if context:
+                    extra.update(_field_names(context))
+                extra.update(fields)
+            else:
+                extra = fields  # the caller's **fields: a dict of our own
+        except Exception as error:  # a context whose items() raises, ...
+            extra = {"logging_error": _describe(error)}
         if self._service is not None:
             extra["service"] = self._service
         try:
@@ -772,7 +839,15 @@ def bound_context(**fields: object) -> Iterator[Mapping[str, object]]:
 
 _CONFIGURED_MARK = "_resilient_configured"
 
-_LINE_SEPARATORS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+# Escaped even with ensure_ascii=False: the Unicode line separators, so that
+# no reader splits the line there, and surrogates, which no UTF-8 stream can
+# write (a lone one would make the handler fail).
+_UNSAFE_CHARACTERS = {
+    0x85: "\\u0085",
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+    **{code: f"\\u{code:04x}" for code in range(0xD800, 0xE000)},
+}
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -832,27 +907,19 @@ def _free_key(
 
 
 def _squash(name: str) -> str:
-    return "".join(_words(name))
+    """``name`` lower-cased, without anything that is not a letter or digit."""
+    return _NON_ALNUM.sub("", name.lower())
 
 
-def _words(key: str) -> list[str]:
-    return [word for word in _NON_ALNUM.split(_CAMEL.sub(" ", key).lower()) if word]
-
-
-def _names_secret(key: str, names: frozenset[str], longest: int) -> bool:
-    """Whether some run of consecutive words of ``key`` spells one of ``names``."""
+def _names_secret(key: str, names: frozenset[str]) -> bool:
+    """Whether squashed ``key``, well-known non-secrets cut out, contains one of ``names``."""
     if not names:
         return False
-    words = _words(key)
-    for start in range(len(words)):
-        run = ""
-        for word in words[start:]:
-            run += word
-            if run in names:
-                return True
-            if len(run) >= longest:
-                break
-    return False
+    squashed = _squash(key)
+    for allowed in _NOT_SECRETS:
+        if allowed in squashed:
+            squashed = squashed.replace(allowed, " ")
+    return any(name in squashed for name in names)
 
 
 def _build_scrubber(
@@ -974,7 +1041,7 @@ def _safe_repr(value: object) -> str:
 
 def _key_text(key: object) -> str:
     if type(key) in (int, float, bool) or key is None:
-        return str(key)
+        return _safe_str(key)
     if isinstance(key, str):
         return str.__str__(key)
     if isinstance(key, Enum):

@@ -20,7 +20,7 @@ from typing import Any, Protocol, TypeVar, overload
 from typing_extensions import ParamSpec
 
 from resilient._clock import DEFAULTS, Clock, check_clock
-from resilient._compat import add_note
+from resilient._compat import add_note, is_async_callable
 from resilient.backoff import Backoff, JitterSpec
 from resilient.classify import ErrorClass, classify, response_status, retry_after, status_class
 
@@ -405,7 +405,7 @@ def _decorate(func: Callable[P, T], policy: _Policy) -> Callable[P, T]:
     name = _name_of(func)
     full_loop = policy.needs_full_loop
 
-    if inspect.iscoroutinefunction(func):
+    if is_async_callable(func):
         afunc: Callable[..., Awaitable[Any]] = func
 
         if full_loop:

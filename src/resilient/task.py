@@ -23,7 +23,7 @@ from typing import Any, Generic, TypedDict
 from typing_extensions import TypeVar, Unpack
 
 from resilient._clock import Clock, resolve_clock
-from resilient._compat import add_note
+from resilient._compat import add_note, is_async_callable
 from resilient.backoff import JitterSpec
 from resilient.breaker import CircuitBreaker, CircuitOpenError
 from resilient.classify import ErrorClass, classify
@@ -668,7 +668,7 @@ def _check_task(name: object, func: object, *, asynchronous: bool) -> None:
             f"task {name!r}: cannot run the generator function {func!r}: calling it only "
             "creates the generator, so its work would run outside the task; return a list instead"
         )
-    if not asynchronous and inspect.iscoroutinefunction(func):
+    if not asynchronous and is_async_callable(func):
         raise TypeError(
             f"task {name!r}: {func!r} is a coroutine function: use execute_task_safely_async "
             "or run_tasks_async"
