@@ -216,12 +216,17 @@ def _delays(base: float, cap: float, strategy: Jitter) -> Iterator[float]:
     previous = base
     retry_number = 0
     while True:
-        delay = strategy(nominal_delay(retry_number, base, cap), previous, base, cap)
-        # A user strategy must not make us sleep a negative or uncapped time.
-        delay = min(max(delay, 0.0), cap)
-        yield delay
-        previous = delay
+        previous = _next_delay(strategy, retry_number, previous, base, cap)
+        yield previous
         retry_number += 1
+
+
+def _next_delay(
+    strategy: Jitter, retry_number: int, previous: float, base: float, cap: float
+) -> float:
+    delay = strategy(nominal_delay(retry_number, base, cap), previous, base, cap)
+    # A user strategy must not make us sleep a negative or uncapped time.
+    return min(max(delay, 0.0), cap)
 
 
 class Backoff:
@@ -255,13 +260,7 @@ class Backoff:
         iterator can live: pass the delay used last time as *previous*.
         """
         prev = self.base_delay if previous is None else previous
-        value = self.jitter(
-            nominal_delay(retry_number, self.base_delay, self.max_delay),
-            prev,
-            self.base_delay,
-            self.max_delay,
-        )
-        return min(max(value, 0.0), self.max_delay)
+        return _next_delay(self.jitter, retry_number, prev, self.base_delay, self.max_delay)
 
     def __repr__(self) -> str:
         return (

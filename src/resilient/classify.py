@@ -198,10 +198,6 @@ class Classifier:
                 return by_status
         return _class_of_type(type(exc))
 
-    def status(self, status_code: int) -> ErrorClass | None:
-        """Classify an HTTP status alone; ``None`` when it is not a failure."""
-        return status_class(status_code)
-
     def __repr__(self) -> str:
         return f"Classifier(rules={len(self._rules)})"
 

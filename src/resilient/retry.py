@@ -220,14 +220,14 @@ class _Call:
             policy.max_retries + 1 if cap is None else min(cap, policy.max_retries + 1)
         )
 
-    def enter_deadline(self) -> contextvars.Token[tuple[float, Clock] | None] | None:
+    def enter_deadline(
+        self, deadline_at: float
+    ) -> contextvars.Token[tuple[float, Clock] | None] | None:
         """Publish this call's deadline to ``time_remaining()`` unless an outer one is earlier."""
-        if self.deadline_at is None:
-            return None
         outer = time_remaining()
-        if outer is not None and outer <= self.deadline_at - self.start:
+        if outer is not None and outer <= deadline_at - self.start:
             return None
-        return _DEADLINE.set((self.deadline_at, self.clock))
+        return _DEADLINE.set((deadline_at, self.clock))
 
     def after_failure(self, exc: BaseException | None, result: Any = None) -> float:
         """Decide what follows a failed attempt: the delay to wait, or ``_GIVE_UP``.
@@ -328,7 +328,7 @@ def _run_sync(
     first_failure: Exception | None,
 ) -> T:
     call = _Call(policy, name)
-    token = None if call.deadline_at is None else call.enter_deadline()
+    token = None if call.deadline_at is None else call.enter_deadline(call.deadline_at)
     try:
         failure = first_failure
         result: Any = None
@@ -364,7 +364,7 @@ async def _run_async(
     first_failure: Exception | None,
 ) -> T:
     call = _Call(policy, name)
-    token = None if call.deadline_at is None else call.enter_deadline()
+    token = None if call.deadline_at is None else call.enter_deadline(call.deadline_at)
     try:
         failure = first_failure
         result: Any = None
