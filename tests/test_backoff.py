@@ -408,7 +408,11 @@ def test_backoff_rejects_bad_delays_naming_the_parameter_and_value(
     assert str(info.value) == message
 
 
-@pytest.mark.parametrize("jitter", ["yes", "true", 3, 1, 0, 0.5, None, object()], ids=repr)
+@pytest.mark.parametrize(
+    "jitter",
+    ["yes", "true", 3, 1, 0, 0.5, None, object()],
+    ids=lambda value: "object()" if type(value) is object else repr(value),
+)
 def test_an_unknown_jitter_is_rejected_naming_the_parameter_and_value(jitter: Any) -> None:
     """Only ``True``, ``False`` or a strategy are accepted as ``jitter``."""
     for build in (lambda: delays(1.0, 10.0, jitter), lambda: Backoff(1.0, 10.0, jitter)):
@@ -445,7 +449,9 @@ def test_proportional_jitter_accepts_the_ends_of_zero_one(fraction: float) -> No
     assert ProportionalJitter(fraction).fraction == float(fraction)
 
 
-@pytest.mark.parametrize("rng", [42, "seed", random, object()], ids=repr)
+@pytest.mark.parametrize(
+    "rng", [42, "seed", random, object()], ids=["int", "str", "module", "object"]
+)
 @pytest.mark.parametrize(
     "build",
     [

@@ -19,6 +19,7 @@ from freezegun import freeze_time
 from hypothesis import given
 from hypothesis import strategies as st
 
+from resilient._breaker_state import _CountWindow, _TimeWindow
 from resilient.backoff import Backoff, FullJitter
 from resilient.breaker import (
     BreakerListener,
@@ -28,8 +29,6 @@ from resilient.breaker import (
     CircuitState,
     FailureRateWindow,
     MemoryStore,
-    _CountWindow,
-    _TimeWindow,
 )
 from resilient.testing import ManualClock, force_state, use_clock
 

@@ -26,7 +26,7 @@ from freezegun import freeze_time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from resilient.classify import ErrorClass
+from resilient import ErrorClass
 from resilient.logs import (
     DEFAULT_REDACT_KEYS,
     JsonFormatter,

@@ -16,58 +16,49 @@ none at all.
 
 from __future__ import annotations
 
-import enum
 import functools
 import inspect
 import itertools
 import logging
-import math
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
+from resilient._breaker_state import (
+    BreakerPolicy,
+    BreakerStore,
+    CircuitState,
+    FailureRateWindow,
+    MemoryStore,
+    StoredState,
+    Transition,
+    check_int,
+    check_rate,
+    check_seconds,
+    check_store,
+)
 from resilient._clock import DEFAULTS, SYSTEM_CLOCK, Clock, check_clock, resolve_clock
 from resilient._compat import is_async_callable
 from resilient.backoff import Backoff
 
 __all__ = [
-    "Admission",
     "BreakerListener",
     "BreakerMetrics",
-    "BreakerPolicy",
     "BreakerStore",
     "CircuitBreaker",
     "CircuitOpenError",
     "CircuitState",
     "FailureRateWindow",
     "MemoryStore",
-    "StoredState",
-    "Transition",
 ]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 logger = logging.getLogger("resilient.breaker")
-
-
-class CircuitState(str, enum.Enum):
-    """The state of a circuit; a ``str``, so ``state == "open"`` holds."""
-
-    CLOSED = "closed"
-    """Calls run; failures are counted."""
-    OPEN = "open"
-    """Calls are rejected without running until the recovery timeout passes."""
-    HALF_OPEN = "half_open"
-    """A bounded number of trial calls run; the rest are rejected."""
-
-    def __str__(self) -> str:
-        return self.value
-
 
 _CLOSED = CircuitState.CLOSED
 _OPEN = CircuitState.OPEN
@@ -121,69 +112,6 @@ class CircuitOpenError(RuntimeError):
             f"circuit {self.breaker_name!r} is open: call rejected without running; "
             f"next trial call in {self.remaining:.3f} s"
         )
-
-
-@dataclass(frozen=True, slots=True)
-class FailureRateWindow:
-    """Open on a failure rate over a sliding window instead of consecutive failures.
-
-    Resilience4j semantics: every finished call (success or counted failure;
-    excluded exceptions are not recorded) enters the window; once the window
-    holds at least ``minimum_calls`` calls, the circuit opens when the failure
-    rate reaches ``failure_rate_threshold`` (or, with ``slow_call_duration=``
-    on the breaker, when the slow-call rate reaches its threshold).
-
-    Args:
-        failure_rate_threshold: in ``(0, 1]``; ``0.5`` opens at 50 % failures.
-        calls: a count-based window over the last *calls* calls (the default,
-            100, when neither *calls* nor *seconds* is given).
-        seconds: a time-based window over the last *seconds* seconds, made of
-            *buckets* buckets read from the breaker's clock.
-        minimum_calls: calls the window must hold before a rate is judged; for
-            a count-based window at most *calls* is used.
-        buckets: how many buckets a time-based window has; default one per
-            second (at most 600).
-    """
-
-    failure_rate_threshold: float = 0.5
-    calls: int | None = None
-    seconds: float | None = None
-    minimum_calls: int = 100
-    buckets: int | None = None
-
-    def __post_init__(self) -> None:
-        _check_rate("failure_rate_threshold", self.failure_rate_threshold)
-        _check_int("minimum_calls", self.minimum_calls)
-        if self.calls is not None and self.seconds is not None:
-            raise ValueError(
-                "give calls= (a count-based window) or seconds= (a time-based window), "
-                f"not both: got calls={self.calls!r}, seconds={self.seconds!r}"
-            )
-        if self.seconds is None:
-            if self.buckets is not None:
-                raise ValueError(
-                    f"buckets only applies to a time-based window (seconds=), got {self.buckets!r}"
-                )
-            if self.calls is None:
-                object.__setattr__(self, "calls", 100)
-            _check_int("calls", self.calls)
-            return
-        _check_seconds("seconds", self.seconds, allow_zero=False)
-        if self.buckets is None:
-            object.__setattr__(self, "buckets", max(1, min(math.ceil(self.seconds), 600)))
-        _check_int("buckets", self.buckets)
-
-    @property
-    def time_based(self) -> bool:
-        """True for a window over the last *seconds*, False for the last *calls*."""
-        return self.seconds is not None
-
-    @property
-    def required_calls(self) -> int:
-        """How many calls the window must hold before a rate is judged."""
-        if self.calls is not None:
-            return min(self.minimum_calls, self.calls)
-        return self.minimum_calls
 
 
 class BreakerListener:
@@ -308,22 +236,22 @@ class CircuitBreaker:
         listeners: Iterable[object] = (),
         store: BreakerStore | None = None,
     ) -> None:
-        _check_int("failure_threshold", failure_threshold)
+        check_int("failure_threshold", failure_threshold)
         if not isinstance(recovery_timeout, Backoff):
-            _check_seconds("recovery_timeout", recovery_timeout, backoff_ok=True)
-        _check_int("half_open_max_calls", half_open_max_calls)
-        _check_int("success_threshold", success_threshold)
+            check_seconds("recovery_timeout", recovery_timeout, backoff_ok=True)
+        check_int("half_open_max_calls", half_open_max_calls)
+        check_int("success_threshold", success_threshold)
         if window is not None and not isinstance(window, FailureRateWindow):
             raise TypeError(f"window must be a FailureRateWindow or None, got {window!r}")
         if slow_call_duration is not None:
-            _check_seconds("slow_call_duration", slow_call_duration, allow_zero=False)
+            check_seconds("slow_call_duration", slow_call_duration, allow_zero=False)
             if window is None:
                 raise ValueError(
                     "slow_call_duration needs window=FailureRateWindow(...) to measure the "
                     f"slow-call rate over, got slow_call_duration={slow_call_duration!r} "
                     "and window=None"
                 )
-        _check_rate("slow_call_rate_threshold", slow_call_rate_threshold)
+        check_rate("slow_call_rate_threshold", slow_call_rate_threshold)
         if name is not None and (not isinstance(name, str) or not name):
             raise TypeError(f"name must be a non-empty str or None, got {name!r}")
         check_clock(clock)
@@ -334,7 +262,7 @@ class CircuitBreaker:
         if store is None:
             store = MemoryStore()
         else:
-            _check_store(store)
+            check_store(store)
 
         self.name: str = name if name is not None else f"breaker-{next(_names)}"
         self._policy = BreakerPolicy(
@@ -750,441 +678,6 @@ class BreakerMetrics:
     """Seconds until a trial call is admitted; ``0.0`` unless open."""
 
 
-# -- the store: where the state lives ---------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerPolicy:
-    """The rules a store applies to one breaker's state; built by the breaker.
-
-    A store receives it with every operation, so a shared store needs no
-    configuration of its own.
-    """
-
-    failure_threshold: int
-    recovery_timeout: float | Backoff
-    half_open_max_calls: int
-    success_threshold: int
-    window: FailureRateWindow | None
-    slow_call_rate_threshold: float
-    slow_calls: bool
-
-    def open_duration(self, openings: int, previous: float | None) -> float:
-        """Seconds to stay open after *openings* earlier openings without a recovery.
-
-        *previous* is the duration of the last of them (``None`` for the first).
-        """
-        timeout = self.recovery_timeout
-        if isinstance(timeout, Backoff):
-            return timeout.delay(openings, previous)
-        return float(timeout)
-
-    def rate_exceeded(self, calls: int, failures: int, slow: int) -> bool:
-        """Whether window totals open the circuit (never below the minimum calls)."""
-        window = self.window
-        if window is None or calls < window.required_calls:
-            return False
-        if failures / calls >= window.failure_rate_threshold:
-            return True
-        return self.slow_calls and slow / calls >= self.slow_call_rate_threshold
-
-
-class Transition(NamedTuple):
-    """A state change a store operation made."""
-
-    old: CircuitState
-    new: CircuitState
-    failures: int
-    """Failures counted toward opening at the time of the change."""
-    open_for: float = 0.0
-    """When *new* is ``OPEN``: seconds until a trial is admitted."""
-
-
-class Admission(NamedTuple):
-    """The answer of ``BreakerStore.acquire``."""
-
-    admitted: bool
-    trial: int | None
-    """``None`` for a closed call, else a ticket to hand back with the outcome."""
-    state: CircuitState
-    remaining: float
-    """When rejected: seconds until a trial is admitted."""
-    transition: Transition | None = None
-    """The change this admission made (``OPEN`` to ``HALF_OPEN``), if any."""
-
-
-class StoredState(NamedTuple):
-    """What ``BreakerStore.snapshot`` reads."""
-
-    state: CircuitState
-    """As stored: ``OPEN`` may have passed its recovery timeout."""
-    failures: int
-    remaining: float
-    """``open_until - now`` when open (may be <= 0), else 0.0."""
-    window_calls: int = 0
-    window_failures: int = 0
-    window_slow: int = 0
-    openings: int = 0
-    """Consecutive openings without a recovery."""
-
-
-class BreakerStore(Protocol):
-    """Where the state of breakers lives, keyed by breaker name.
-
-    Each method is one atomic transition of one circuit, so a store shared by
-    processes can implement each as a single script. *now* is the breaker's
-    clock reading (``0.0`` on ``record_success`` when the policy has no
-    window: a success can then only close the circuit, so the breaker does not
-    read its clock for it). A *trial* ticket
-    comes from ``acquire``; outcomes of a trial whose half-open period has
-    ended are ignored. Creating a breaker never resets what is stored.
-    """
-
-    def acquire(self, name: str, policy: BreakerPolicy, now: float) -> Admission:
-        """Admit a call or not; move ``OPEN`` to ``HALF_OPEN`` when its time has come."""
-        ...
-
-    def record_success(
-        self, name: str, policy: BreakerPolicy, trial: int | None, now: float, slow: bool
-    ) -> Transition | None:
-        """Record a success; return the change it made, if any."""
-        ...
-
-    def record_failure(
-        self, name: str, policy: BreakerPolicy, trial: int | None, now: float, slow: bool
-    ) -> Transition | None:
-        """Record a counted failure; return the change it made, if any."""
-        ...
-
-    def release(self, name: str, policy: BreakerPolicy, trial: int) -> None:
-        """Give a trial permit back without an outcome (cancelled or excluded)."""
-        ...
-
-    def force(
-        self, name: str, policy: BreakerPolicy, state: CircuitState, now: float
-    ) -> Transition | None:
-        """Put the circuit in *state* (reset, trip, or half-open for tests)."""
-        ...
-
-    def snapshot(self, name: str, policy: BreakerPolicy, now: float) -> StoredState:
-        """Read the circuit's state and counts."""
-        ...
-
-
-class MemoryStore:
-    """Breaker state in this process's memory: the default store.
-
-    Share one instance between breakers (with distinct names) or rebuild a
-    breaker with the same store and name: the state carries over.
-    """
-
-    __slots__ = ("_circuits", "_lock")
-
-    def __init__(self) -> None:
-        self._circuits: dict[str, _Circuit] = {}
-        self._lock = threading.Lock()
-
-    def bind(self, name: str, policy: BreakerPolicy) -> _Circuit:
-        """Return the circuit of *name*, created closed the first time; never reset."""
-        circuit = self._circuits.get(name)
-        if circuit is None:
-            with self._lock:
-                circuit = self._circuits.setdefault(name, _Circuit(policy.window))
-        circuit.conform(policy.window)
-        return circuit
-
-    def acquire(self, name: str, policy: BreakerPolicy, now: float) -> Admission:
-        """Admit a call or not; see ``BreakerStore``."""
-        circuit = self.bind(name, policy)
-        with circuit.lock:
-            state = circuit.state
-            if state is _CLOSED:
-                return _ADMIT_CLOSED
-            transition = None
-            if state is _OPEN:
-                if now < circuit.open_until:
-                    return Admission(False, None, _OPEN, circuit.open_until - now)
-                transition = circuit.half_open()
-            if circuit.in_flight < policy.half_open_max_calls:
-                circuit.in_flight += 1
-                return Admission(True, circuit.epoch, _HALF_OPEN, 0.0, transition)
-            return Admission(False, None, _HALF_OPEN, 0.0, transition)
-
-    def record_success(
-        self, name: str, policy: BreakerPolicy, trial: int | None, now: float, slow: bool
-    ) -> Transition | None:
-        """Record a success; see ``BreakerStore``."""
-        circuit = self.bind(name, policy)
-        with circuit.lock:
-            if trial is None:
-                if circuit.state is not _CLOSED:
-                    return None
-                window = circuit.window
-                if window is None:
-                    circuit.failures = 0
-                    return None
-                window.record(False, slow, now)
-                if policy.rate_exceeded(window.calls, window.failures, window.slow):
-                    return circuit.open(policy, now)
-                return None
-            if circuit.state is not _HALF_OPEN or circuit.epoch != trial:
-                return None
-            circuit.in_flight -= 1
-            if slow:  # a trial that answers too slowly shows the dependency is still down
-                return circuit.open(policy, now)
-            circuit.trial_successes += 1
-            if circuit.trial_successes >= policy.success_threshold:
-                return circuit.close()
-            return None
-
-    def record_failure(
-        self, name: str, policy: BreakerPolicy, trial: int | None, now: float, slow: bool
-    ) -> Transition | None:
-        """Record a counted failure; see ``BreakerStore``."""
-        circuit = self.bind(name, policy)
-        with circuit.lock:
-            if trial is None:
-                if circuit.state is not _CLOSED:
-                    return None
-                window = circuit.window
-                if window is None:
-                    circuit.failures += 1
-                    if circuit.failures >= policy.failure_threshold:
-                        return circuit.open(policy, now)
-                    return None
-                window.record(True, slow, now)
-                if policy.rate_exceeded(window.calls, window.failures, window.slow):
-                    return circuit.open(policy, now)
-                return None
-            if circuit.state is not _HALF_OPEN or circuit.epoch != trial:
-                return None
-            if circuit.window is None:
-                circuit.failures += 1
-            return circuit.open(policy, now)
-
-    def release(self, name: str, policy: BreakerPolicy, trial: int) -> None:
-        """Give a trial permit back; see ``BreakerStore``."""
-        circuit = self.bind(name, policy)
-        with circuit.lock:
-            if circuit.state is _HALF_OPEN and circuit.epoch == trial:
-                circuit.in_flight -= 1
-
-    def force(
-        self, name: str, policy: BreakerPolicy, state: CircuitState, now: float
-    ) -> Transition | None:
-        """Put the circuit in *state*; see ``BreakerStore``."""
-        circuit = self.bind(name, policy)
-        with circuit.lock:
-            if state is _CLOSED:
-                transition = circuit.close()
-            elif state is _OPEN:
-                transition = circuit.open(policy, now)
-            else:
-                transition = circuit.half_open()
-        return transition if transition.old is not transition.new else None
-
-    def snapshot(self, name: str, policy: BreakerPolicy, now: float) -> StoredState:
-        """Read the circuit; see ``BreakerStore``."""
-        circuit = self.bind(name, policy)
-        with circuit.lock:
-            window = circuit.window
-            remaining = circuit.open_until - now if circuit.state is _OPEN else 0.0
-            if window is None:
-                return StoredState(
-                    circuit.state, circuit.failures, remaining, openings=circuit.openings
-                )
-            window.advance(now)
-            return StoredState(
-                circuit.state,
-                window.failures,
-                remaining,
-                window.calls,
-                window.failures,
-                window.slow,
-                circuit.openings,
-            )
-
-    def __repr__(self) -> str:
-        return f"MemoryStore(circuits={len(self._circuits)})"
-
-
-_ADMIT_CLOSED = Admission(True, None, _CLOSED, 0.0)
-
-
-class _Circuit:
-    """Strictly private. One circuit's state in a ``MemoryStore``.
-
-    Every change happens under ``lock``; the breaker reads ``state``,
-    ``failures`` and ``open_until`` without it (a stale read only admits or
-    rejects a call that raced with a transition, which it could anyway).
-    """
-
-    __slots__ = (
-        "epoch",
-        "failures",
-        "in_flight",
-        "last_open_for",
-        "lock",
-        "open_until",
-        "openings",
-        "state",
-        "trial_successes",
-        "window",
-        "window_config",
-    )
-
-    def __init__(self, window: FailureRateWindow | None) -> None:
-        self.lock = threading.Lock()
-        self.state = _CLOSED
-        self.failures = 0
-        self.epoch = 0
-        self.in_flight = 0
-        self.trial_successes = 0
-        self.open_until = 0.0
-        self.openings = 0
-        self.last_open_for: float | None = None
-        self.window_config = window
-        self.window = _new_window(window)
-
-    def conform(self, window: FailureRateWindow | None) -> None:
-        """Follow the window of the latest breaker bound to this circuit."""
-        if window is not self.window_config and window != self.window_config:
-            with self.lock:
-                self.window_config = window
-                self.window = _new_window(window)
-
-    def open(self, policy: BreakerPolicy, now: float) -> Transition:
-        duration = policy.open_duration(self.openings, self.last_open_for)
-        old = self.state
-        self.openings += 1
-        self.last_open_for = duration
-        self.open_until = now + duration
-        self._enter(_OPEN)
-        return Transition(old, _OPEN, self._failures(), duration)
-
-    def half_open(self) -> Transition:
-        old = self.state
-        self._enter(_HALF_OPEN)
-        return Transition(old, _HALF_OPEN, self._failures())
-
-    def close(self) -> Transition:
-        old = self.state
-        failures = self._failures()
-        self.failures = 0
-        self.openings = 0
-        self.last_open_for = None
-        if self.window is not None:
-            self.window.clear()
-        self._enter(_CLOSED)
-        return Transition(old, _CLOSED, failures)
-
-    def _enter(self, state: CircuitState) -> None:
-        self.epoch += 1  # outcomes of earlier trials no longer count
-        self.in_flight = 0
-        self.trial_successes = 0
-        self.state = state
-
-    def _failures(self) -> int:
-        return self.failures if self.window is None else self.window.failures
-
-
-# -- sliding windows ----------------------------------------------------------
-
-
-class _CountWindow:
-    """Strictly private. The outcomes of the last *size* calls, in a ring."""
-
-    __slots__ = ("_pos", "_ring", "calls", "failures", "slow")
-
-    def __init__(self, size: int) -> None:
-        self._ring = bytearray(size)  # per call: bit 0 failed, bit 1 slow
-        self._pos = 0
-        self.calls = 0
-        self.failures = 0
-        self.slow = 0
-
-    def record(self, failed: bool, slow: bool, now: float) -> None:
-        ring = self._ring
-        if self.calls == len(ring):
-            evicted = ring[self._pos]
-            self.failures -= evicted & 1
-            self.slow -= evicted >> 1
-        else:
-            self.calls += 1
-        ring[self._pos] = failed | (slow << 1)
-        self._pos = (self._pos + 1) % len(ring)
-        self.failures += failed
-        self.slow += slow
-
-    def advance(self, now: float) -> None:
-        """Nothing ages out of a count-based window."""
-
-    def clear(self) -> None:
-        self._ring = bytearray(len(self._ring))
-        self._pos = self.calls = self.failures = self.slow = 0
-
-
-class _TimeWindow:
-    """Strictly private. Calls of the last *seconds*, in *buckets* time buckets.
-
-    Bucket *k* covers ``[k * width, (k + 1) * width)`` of the clock; the
-    window holds the current bucket and the ``buckets - 1`` before it.
-    """
-
-    __slots__ = ("_calls", "_fails", "_last", "_slows", "_width", "calls", "failures", "slow")
-
-    def __init__(self, seconds: float, buckets: int) -> None:
-        self._width = seconds / buckets
-        self._calls = [0] * buckets
-        self._fails = [0] * buckets
-        self._slows = [0] * buckets
-        self._last: int | None = None
-        self.calls = self.failures = self.slow = 0
-
-    def advance(self, now: float) -> int:
-        """Drop the buckets that aged out by *now*; return the current bucket."""
-        current = math.floor(now / self._width)
-        last = self._last
-        if last is None or current - last >= len(self._calls):
-            self.clear()
-        elif current > last:
-            for k in range(last + 1, current + 1):
-                i = k % len(self._calls)
-                self.calls -= self._calls[i]
-                self.failures -= self._fails[i]
-                self.slow -= self._slows[i]
-                self._calls[i] = self._fails[i] = self._slows[i] = 0
-        else:  # a clock swapped for one that is behind: stay in the newest bucket
-            return last
-        self._last = current
-        return current
-
-    def record(self, failed: bool, slow: bool, now: float) -> None:
-        i = self.advance(now) % len(self._calls)
-        self._calls[i] += 1
-        self._fails[i] += failed
-        self._slows[i] += slow
-        self.calls += 1
-        self.failures += failed
-        self.slow += slow
-
-    def clear(self) -> None:
-        n = len(self._calls)
-        self._calls, self._fails, self._slows = [0] * n, [0] * n, [0] * n
-        self.calls = self.failures = self.slow = 0
-        self._last = None
-
-
-def _new_window(config: FailureRateWindow | None) -> _CountWindow | _TimeWindow | None:
-    if config is None:
-        return None
-    if config.seconds is not None:
-        assert config.buckets is not None  # set by FailureRateWindow
-        return _TimeWindow(config.seconds, config.buckets)
-    assert config.calls is not None
-    return _CountWindow(config.calls)
-
-
 # -- helpers --------------------------------------------------------------------
 
 
@@ -1195,31 +688,6 @@ def _peek(counter: itertools.count[int]) -> int:
 
 def _qualname(obj: object) -> str:
     return getattr(obj, "__qualname__", None) or repr(obj)
-
-
-def _check_int(name: str, value: object, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-
-
-def _check_seconds(
-    name: str, value: object, *, allow_zero: bool = True, backoff_ok: bool = False
-) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        kind = "a number of seconds or a Backoff" if backoff_ok else "a number of seconds"
-        raise TypeError(f"{name} must be {kind}, got {value!r}")
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-
-
-def _check_rate(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number in (0, 1], got {value!r}")
-    if not 0.0 < value <= 1.0:
-        raise ValueError(f"{name} must be in (0, 1], got {value!r}")
 
 
 def _exception_types(name: str, value: object, *, empty: bool) -> tuple[type[Exception], ...]:
@@ -1262,12 +730,3 @@ def _listener_hooks(
                 f"(see BreakerListener), got {listener!r}"
             )
     return tuple(tuple(found[hook]) for hook in _HOOKS)
-
-
-def _check_store(store: object) -> None:
-    operations = ("acquire", "record_success", "record_failure", "release", "force", "snapshot")
-    missing = [op for op in operations if not callable(getattr(store, op, None))]
-    if missing:
-        raise TypeError(
-            f"store must implement BreakerStore, got {store!r} (missing {', '.join(missing)})"
-        )

@@ -45,9 +45,9 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.retry import Retry
 from urllib3.util.timeout import _DEFAULT_TIMEOUT, Timeout
 
+from resilient._classify import ErrorClass
 from resilient._compat import add_note
-from resilient.classify import ErrorClass
-from resilient.retry import time_remaining
+from resilient._retry import time_remaining
 
 __all__ = [
     "IDEMPOTENT_METHODS",

@@ -25,7 +25,6 @@ import builtins
 import json
 import logging
 import math
-import re
 import sys
 import time
 import traceback
@@ -38,6 +37,8 @@ from json.encoder import encode_basestring, encode_basestring_ascii
 from types import MappingProxyType, TracebackType
 from typing import Any, TextIO
 
+from resilient._redact import DEFAULT_REDACT_HEADERS, DEFAULT_REDACT_KEYS, REDACTED, Redactor
+
 __all__ = [
     "DEFAULT_REDACT_HEADERS",
     "DEFAULT_REDACT_KEYS",
@@ -46,29 +47,6 @@ __all__ = [
     "bound_context",
 ]
 
-DEFAULT_REDACT_KEYS: tuple[str, ...] = (
-    "password",
-    "passwd",
-    "secret",
-    "token",
-    "api_key",
-    "apikey",
-    "authorization",
-    "cookie",
-    "set-cookie",
-)
-"""Key names whose values are replaced by ``"[REDACTED]"``, at any depth."""
-
-DEFAULT_REDACT_HEADERS: tuple[str, ...] = (
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-    "x-api-key",
-)
-"""Header names whose values are redacted inside strings (``"Authorization: ..."``)."""
-
-REDACTED = "[REDACTED]"
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
@@ -101,25 +79,6 @@ _NoneType = type(None)
 _SCALARS = frozenset({int, bool, _NoneType})
 _KEY_CACHE_SIZE = 4096
 
-_NON_ALNUM = re.compile(r"[^a-z0-9]+")
-
-# Well-known key names that contain a secret name but hold no secret (counts,
-# limits, tools), squashed (lower case, no separators). They are cut out of a
-# key before it is searched for secret names: ``max_tokens`` is kept, and
-# ``max_tokens_secret`` is still redacted.
-_NOT_SECRETS: tuple[str, ...] = (
-    "maxtokens",
-    "numtokens",
-    "inputtokens",
-    "outputtokens",
-    "prompttokens",
-    "completiontokens",
-    "totaltokens",
-    "tokencount",
-    "tokenizer",
-    "secretary",
-    "cookiesenabled",
-)
 
 # Ints with at most this many bits always convert to text (sys.set_int_max_str_digits
 # cannot go below 640 digits); longer ones may not.
@@ -199,16 +158,11 @@ class JsonFormatter(logging.Formatter):
             encode_basestring_ascii if ensure_ascii else encode_basestring
         )
         self._encode = _nested_encoder(ensure_ascii, self._default)
-        self._secret_cache: dict[str, bool] = {}
         self._key_cache: dict[str, tuple[str, bool, str | None]] = {}
         self._heads: dict[tuple[object, object], str] = {}
-        names = DEFAULT_REDACT_KEYS if redact_keys is None else tuple(redact_keys)
-        bad = [name for name in names if not isinstance(name, str) or not _squash(name)]
-        if bad:
-            raise ValueError(f"redact_keys must be non-empty names, got {bad!r}")
-        self._secret_names = frozenset(_squash(name) for name in names)
-        headers = tuple(DEFAULT_REDACT_HEADERS if redact_headers is None else redact_headers)
-        self._scrubber = _build_scrubber(headers, self._is_secret if self._secret_names else None)
+        redactor = Redactor(redact_keys, redact_headers)
+        self._is_secret = redactor.is_secret
+        self._scrubber = redactor.scrubber
 
         def sep(field: str) -> str:
             return f",{self._quote(rename.get(field, field))}:"
@@ -380,16 +334,6 @@ class JsonFormatter(logging.Formatter):
     def _to_json(self, value: object) -> str:
         """JSON text of any value, sanitized."""
         return self._encode(self.sanitize(value))
-
-    def _is_secret(self, key: str) -> bool:
-        cache = self._secret_cache
-        found = cache.get(key)
-        if found is None:
-            found = _names_secret(key, self._secret_names)
-            if len(cache) >= _KEY_CACHE_SIZE:
-                cache.clear()
-            cache[key] = found
-        return found
 
     def _clean_str(self, text: str, scale: int = 1) -> str:
         scrub = self._scrubber
@@ -904,59 +848,6 @@ def _free_key(
     while key in reserved or key in altered or (key in attrs and key not in _STANDARD_ATTRS):
         key = "ctx_" + key
     return key
-
-
-def _squash(name: str) -> str:
-    """``name`` lower-cased, without anything that is not a letter or digit."""
-    return _NON_ALNUM.sub("", name.lower())
-
-
-def _names_secret(key: str, names: frozenset[str]) -> bool:
-    """Whether squashed ``key``, well-known non-secrets cut out, contains one of ``names``."""
-    if not names:
-        return False
-    squashed = _squash(key)
-    for allowed in _NOT_SECRETS:
-        if allowed in squashed:
-            squashed = squashed.replace(allowed, " ")
-    return any(name in squashed for name in names)
-
-
-def _build_scrubber(
-    headers: tuple[str, ...], is_secret: Callable[[str], bool] | None
-) -> Callable[[str], str] | None:
-    """Return a function that redacts secrets written inside a string."""
-    parts: list[str] = []
-    if headers:
-        names = "|".join(re.escape(h) for h in sorted(headers, key=len, reverse=True))
-        parts.append(rf"(?P<header>(?<![\w-])(?i:{names})[\"']?\s*[:=]\s*[\"']?)[^\r\n\"']+")
-        parts.append(r"(?P<bearer>(?<![\w-])(?i:bearer)\s+)[\w\-.~+/]+=*")
-    if is_secret is not None:
-        parts.append(r"(?P<url>://[^/\s:@\"']+:)[^/\s@\"']+(?=@)")
-        parts.append(
-            r"(?P<key>(?<![\w.-])[A-Za-z_][\w.-]*)"
-            r"(?P<sep>=\s*[\"']?|[\"']\s*[:=]\s*[\"']?)"
-            r"(?P<value>(?<=[\"'])[^\"'\r\n]*|[^\s&,;\"')}\]]+)"
-        )
-    if not parts:
-        return None
-    pattern = re.compile("|".join(parts))
-    prefixes = [name for name in ("header", "bearer", "url") if name in pattern.groupindex]
-
-    def replace(match: re.Match[str]) -> str:
-        for group in prefixes:
-            prefix = match.group(group)
-            if prefix is not None:
-                return prefix + REDACTED
-        key = match.group("key")
-        if is_secret is not None and is_secret(key):
-            return key + match.group("sep") + REDACTED
-        return match.group(0)
-
-    def scrub(text: str) -> str:
-        return pattern.sub(replace, text)
-
-    return scrub
 
 
 def _nested_encoder(ensure_ascii: bool, default: Callable[[Any], Any]) -> Callable[[Any], str]:

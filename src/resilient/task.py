@@ -22,12 +22,12 @@ from typing import Any, Generic, TypedDict
 
 from typing_extensions import TypeVar, Unpack
 
+from resilient._classify import ErrorClass, classify
 from resilient._clock import Clock, resolve_clock
 from resilient._compat import add_note, is_async_callable
+from resilient._retry import DEFAULT_RETRYABLE, Budget, RetryState, retry
 from resilient.backoff import JitterSpec
 from resilient.breaker import CircuitBreaker, CircuitOpenError
-from resilient.classify import ErrorClass, classify
-from resilient.retry import DEFAULT_RETRYABLE, Budget, RetryState, retry
 
 __all__ = [
     "TaskOptions",

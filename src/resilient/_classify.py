@@ -1,5 +1,8 @@
 """One vocabulary for failure: ``ErrorClass`` and the classifier that assigns it.
 
+Strictly private: users import these names from ``resilient`` (a module named
+``classify`` would shadow the function ``resilient.classify`` once imported).
+
 Every other primitive decides from an ``ErrorClass``: whether to retry, whether
 a failure counts against a breaker, how loudly to log. This module imports
 nothing else of ``resilient`` and never imports ``requests``: a ``requests``
@@ -15,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Classifier", "ErrorClass", "classify", "retry_after"]
+__all__ = ["Classifier", "ErrorClass", "classify", "classify_requests_error", "retry_after"]
 
 
 class ErrorClass(enum.Enum):
@@ -216,6 +219,19 @@ def _matches(rule: Rule, exc: BaseException) -> bool:
 
 classify = Classifier()
 """The default classifier; every primitive uses it unless given ``classifier=``."""
+
+
+def classify_requests_error(exc: BaseException, status_code: int | None = None) -> ErrorClass:
+    """Classify *exc* with the default rules: the name the original design used.
+
+    The same decision as ``classify(exc, status_code)``: an explicit
+    *status_code* wins over ``exc.response.status_code``, and exceptions of
+    other HTTP clients and of the standard library are classified too.
+
+    Returns:
+        The ``ErrorClass`` of *exc*.
+    """
+    return classify(exc, status_code)
 
 
 def retry_after(exc_or_response: object, *, now: float | None = None) -> float | None:

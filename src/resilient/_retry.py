@@ -1,5 +1,8 @@
 """Retry with exponential backoff and jitter: ``@retry`` and ``retry_with_backoff``.
 
+Strictly private: users import these names from ``resilient`` (a module named
+``retry`` would shadow the function ``resilient.retry`` once imported).
+
 The happy path is one ``try`` around the call. Everything that happens after
 a failure (classification, the budget, the deadline, the wait, the log line)
 lives in ``_Call``, built on the first failure and shared by the sync and the
@@ -19,10 +22,10 @@ from typing import Any, Protocol, TypeVar, overload
 
 from typing_extensions import ParamSpec
 
+from resilient._classify import ErrorClass, classify, response_status, retry_after, status_class
 from resilient._clock import DEFAULTS, Clock, check_clock
 from resilient._compat import add_note, is_async_callable
 from resilient.backoff import Backoff, JitterSpec
-from resilient.classify import ErrorClass, classify, response_status, retry_after, status_class
 
 __all__ = [
     "DEFAULT_RETRYABLE",

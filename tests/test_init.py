@@ -1,0 +1,104 @@
+"""The public face: ``resilient/__init__.py`` hands every name on, lazily."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import resilient
+
+
+def _run(code: str) -> str:
+    """Run *code* in a fresh interpreter and return what it printed."""
+    completed = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return completed.stdout.strip()
+
+
+def test_import_resilient_loads_no_other_module() -> None:
+    """``import resilient`` loads only the package itself: no submodule, no heavy stdlib."""
+    loaded = _run(
+        """
+        import sys
+        before = set(sys.modules)
+        import resilient
+        print(" ".join(sorted(set(sys.modules) - before - {"__future__"})))
+        """
+    )
+    assert loaded == "resilient"
+
+
+@pytest.mark.parametrize(
+    ("statement", "heavy"),
+    [
+        ("import resilient", "requests redis asyncio json prometheus_client opentelemetry"),
+        ("from resilient import retry, CircuitBreaker", "requests redis asyncio json"),
+        ("from resilient import *", "requests redis asyncio prometheus_client opentelemetry"),
+    ],
+)
+def test_no_optional_or_heavy_dependency_is_imported(statement: str, heavy: str) -> None:
+    """Optional extras, asyncio and json load only when a feature that needs them is used."""
+    loaded = _run(
+        f"""
+        import sys
+        {statement}
+        print(" ".join(name for name in {heavy.split()!r} if name in sys.modules))
+        """
+    )
+    assert loaded == ""
+
+
+def test_every_name_in_all_resolves_to_an_object_of_that_name() -> None:
+    """``__all__`` is complete and each name is what it says (not a module)."""
+    for name in resilient.__all__:
+        value = getattr(resilient, name)
+        assert getattr(value, "__name__", name) == name, name
+        assert type(value).__name__ != "module", name
+
+
+def test_retry_and_classify_stay_functions_after_their_modules_load() -> None:
+    """The private module names keep ``resilient.retry`` the decorator, whatever loads first."""
+    printed = _run(
+        """
+        import resilient.breaker, resilient.task, resilient.testing
+        import resilient
+        print(type(resilient.retry).__name__, type(resilient.classify).__name__)
+        """
+    )
+    assert printed == "function Classifier"
+
+
+def test_http_names_load_requests_only_when_used() -> None:
+    """The original design's ``from resilient import create_resilient_session`` works, lazily."""
+    printed = _run(
+        """
+        import sys
+        import resilient
+        print("requests" in sys.modules)
+        from resilient import create_resilient_session, get_json_or_none
+        print("requests" in sys.modules, create_resilient_session.__module__)
+        """
+    )
+    assert printed.split() == ["False", "True", "resilient.http"]
+
+
+def test_dir_lists_every_public_name() -> None:
+    """``dir(resilient)`` offers the lazy names too, for completion in a REPL."""
+    names = dir(resilient)
+    assert set(resilient.__all__) <= set(names)
+    assert {"create_resilient_session", "get_json_or_none"} <= set(names)
+
+
+def test_an_unknown_name_raises_attribute_error_naming_it() -> None:
+    """A typo is an ``AttributeError`` that says which name, as for any module."""
+    with pytest.raises(AttributeError, match="'resilient' has no attribute 'retri'"):
+        resilient.retri  # noqa: B018 - the attribute access is the test
