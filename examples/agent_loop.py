@@ -84,7 +84,8 @@ class EventCounter(logging.Handler):
         self.counts: dict[tuple[str, str], int] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
-        key = (record.name, record.getMessage())
+        # The library's lines carry a stable "event" field; the demo's own say it in words.
+        key = (record.name, getattr(record, "event", record.getMessage()))
         self.counts[key] = self.counts.get(key, 0) + 1
 
 
@@ -166,6 +167,8 @@ def outcome(result: TaskResult[Any]) -> str:
         found = "not found (None)" if result.result is None else f"got {result.result}"
         return f"ok after {_attempts(result.attempts)}: {found}"
     kind = result.error_class.name if result.error_class else "?"
+    if result.rejected:
+        return f"rejected after {_attempts(result.attempts)} ({kind}): {result.error}"
     return f"failed after {_attempts(result.attempts)}: {kind}: {result.error}"
 
 
@@ -173,8 +176,9 @@ def print_table(results: Sequence[TaskResult[Any]]) -> None:
     print(f"{'task':<20} {'endpoint':<14} {'outcome':<8} {'class':<9} {'attempts':>8} {'time':>7}")
     for task, result in zip(PLAN, results, strict=True):
         kind = "-" if result.error_class is None else result.error_class.name
+        status = "ok" if result.success else "rejected" if result.rejected else "failed"
         print(
-            f"{task.name:<20} {task.path:<14} {'ok' if result.success else 'failed':<8} "
+            f"{task.name:<20} {task.path:<14} {status:<8} "
             f"{kind:<9} {result.attempts:>8} {result.elapsed:>6.2f}s"
         )
 
@@ -192,7 +196,7 @@ def explain(
     backoffs = [s.delay for name in ("fetch-reviews", "fetch-shipping") for s in retries[name]]
     export = by_name["fetch-export"]
     inventory = [r for task, r in zip(PLAN, results, strict=True) if task.inventory]
-    rejected = sum(1 for r in inventory if r.attempts == 0)
+    rejected = sum(1 for r in inventory if r.rejected)
     events = ", ".join(
         f'{n} x "{message}" ({name})'
         for (name, message), n in sorted(counter.counts.items())
@@ -229,7 +233,7 @@ def explain(
             "consecutive failures opened 'inventory-api', and that call still raised its "
             "own HTTPError. "
             f"The next {rejected} tasks were rejected at once with CircuitOpenError "
-            "(0 attempts, TIMEOUT), without a request: the server received "
+            "(rejected=True, 0 attempts, TIMEOUT), without a request: the server received "
             f"{dead_requests} requests on /dead in all. The breaker is {breaker.state}; "
             f"after {RECOVERY_TIMEOUT:g} s it would let one trial call through."
         ),

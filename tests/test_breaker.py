@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
 import pickle
@@ -248,7 +249,7 @@ def test_half_open_admits_max_calls_at_once_and_rejects_the_rest(clock: ManualCl
 
 def test_success_threshold_trial_successes_close(clock: ManualClock) -> None:
     """With success_threshold=3 the circuit closes on the third trial success."""
-    breaker = opened(clock, success_threshold=3)
+    breaker = opened(clock, success_threshold=3, half_open_max_calls=3)
     clock.advance(60)
     breaker.call(ok)
     breaker.call(ok)
@@ -791,7 +792,14 @@ def test_breakers_with_different_names_do_not_share_state(clock: ManualClock) ->
     b = CircuitBreaker(1, clock=clock, name="b", store=store)
     fail_times(a, 1)
     assert (a.state, b.state) == (OPEN, CLOSED)
-    assert CircuitBreaker(store=store).name != CircuitBreaker(store=store).name
+    assert CircuitBreaker().name != CircuitBreaker().name
+
+
+def test_a_breaker_given_a_store_must_be_given_a_name() -> None:
+    """Made-up names depend on construction order: two processes' breaker-1 would collide."""
+    with pytest.raises(ValueError, match=r"name is required with store=MemoryStore\(") as info:
+        CircuitBreaker(store=MemoryStore())
+    assert "name=" in str(info.value)
 
 
 # -- listeners and logs ------------------------------------------------------------
@@ -849,12 +857,21 @@ def test_a_listener_that_raises_is_logged_and_does_not_break_the_call(
         def on_state_change(self, breaker: CircuitBreaker, old: Any, new: Any) -> None:
             raise RuntimeError("listener bug")
 
-    breaker = CircuitBreaker(1, clock=clock, listeners=[Broken()])
+    breaker = CircuitBreaker(1, clock=clock, listeners=[Broken()], name="api")
     assert breaker.call(ok) == "ok"
     fail_times(breaker, 1)
     assert breaker.is_open
-    failures = [r for r in caplog.records if r.message == "breaker listener failed"]
-    assert len(failures) == 2
+    breaker.reset()
+    assert breaker.call(ok) == "ok"
+    failures = [r for r in caplog.records if "raised RuntimeError: listener bug" in r.message]
+    assert [r.message for r in failures] == [
+        "listener test_a_listener_that_raises_is_logged_and_does_not_break_the_call.<locals>"
+        ".Broken.on_success of circuit 'api' raised RuntimeError: listener bug; the breaker "
+        "carries on, and further failures of this listener are not logged",
+        "listener test_a_listener_that_raises_is_logged_and_does_not_break_the_call.<locals>"
+        ".Broken.on_state_change of circuit 'api' raised RuntimeError: listener bug; the "
+        "breaker carries on, and further failures of this listener are not logged",
+    ]
     assert failures[0].exc_info is not None
 
 
@@ -881,16 +898,21 @@ def test_a_listener_may_use_the_breaker_because_no_lock_is_held(clock: ManualClo
 def test_state_changes_are_logged_with_structured_fields(
     clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Opening logs 'circuit opened' at WARNING with breaker, states and failures."""
+    """Each change is one line that reads on its own, and carries the same facts as fields."""
+    caplog.set_level(logging.INFO, logger="resilient.breaker")
     breaker = CircuitBreaker(2, clock=clock, name="api")
     fail_times(breaker, 2)
     clock.advance(60)
     breaker.call(ok)
     records = [r for r in caplog.records if r.name == "resilient.breaker"]
-    assert [(r.levelname, r.message) for r in records] == [
-        ("WARNING", "circuit opened"),
-        ("INFO", "circuit half-open"),
-        ("INFO", "circuit closed"),
+    assert [(r.levelname, r.getMessage()) for r in records] == [
+        (
+            "WARNING",
+            "circuit 'api' opened after 2 consecutive failures (the last: Boom: down); calls "
+            "are rejected for the next 60 s, then 1 trial call(s) go through",
+        ),
+        ("INFO", "circuit 'api' half-open: letting 1 trial call(s) through to test the dependency"),
+        ("INFO", "circuit 'api' closed: 1 trial call(s) succeeded; calls flow again"),
     ]
     first = records[0]
     assert (first.breaker, first.old_state, first.new_state, first.failures) == (  # type: ignore[attr-defined]
@@ -900,6 +922,12 @@ def test_state_changes_are_logged_with_structured_fields(
         2,
     )
     assert first.open_for == 60.0  # type: ignore[attr-defined]
+    assert (first.trigger, first.error_type, first.error) == (
+        "failures",
+        f"{__name__}.Boom",
+        "down",
+    )  # type: ignore[attr-defined]
+    assert [r.trigger for r in records] == ["failures", "recovery_timeout", "trial_succeeded"]  # type: ignore[attr-defined]
 
 
 def test_listeners_need_at_least_one_hook() -> None:
@@ -1279,3 +1307,402 @@ def test_decorating_an_object_with_async_call_counts_its_failures() -> None:
 
     asyncio.run(main())
     assert breaker.state is CircuitState.OPEN
+
+
+# -- classify before counting ------------------------------------------------------
+
+
+class Response:
+    """Just enough of an HTTP response for the classifier."""
+
+    def __init__(self, status_code: int) -> None:
+        self.status_code = status_code
+
+
+class HTTPFailure(Exception):
+    """An HTTP error carrying its response, as requests' HTTPError does."""
+
+    def __init__(self, status_code: int) -> None:
+        super().__init__(f"{status_code} error")
+        self.response = Response(status_code)
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 422, 501])
+def test_fatal_failures_never_open_the_circuit(clock: ManualClock, status: int) -> None:
+    """Not found is not an outage: FATAL failures are re-raised and recorded as ignored."""
+    breaker = CircuitBreaker(3, clock=clock)
+    for _ in range(10):
+        with pytest.raises(HTTPFailure):
+            breaker.call(raiser(HTTPFailure(status)))
+    assert breaker.state is CLOSED
+    assert (breaker.metrics.failures, breaker.metrics.ignored) == (0, 10)
+
+
+def test_a_fatal_failure_neither_resets_nor_adds_to_the_consecutive_count(
+    clock: ManualClock,
+) -> None:
+    """Ignored means ignored: it is not a success either (the pybreaker trap)."""
+    breaker = CircuitBreaker(3, clock=clock)
+    fail_times(breaker, 2)
+    with pytest.raises(HTTPFailure):
+        breaker.call(raiser(HTTPFailure(404)))
+    assert breaker.failures == 2
+    fail_times(breaker, 1)
+    assert breaker.is_open
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 429])
+def test_failures_of_a_counted_class_open_the_circuit(clock: ManualClock, status: int) -> None:
+    """DEGRADED, TIMEOUT and TRANSIENT failures count (UNKNOWN too, by default)."""
+    breaker = CircuitBreaker(3, clock=clock)
+    for _ in range(3):
+        with pytest.raises(HTTPFailure):
+            breaker.call(raiser(HTTPFailure(status)))
+    assert breaker.is_open
+
+
+def test_a_fatal_failure_in_a_trial_gives_its_permit_back(clock: ManualClock) -> None:
+    """A trial that ends in a 404 says nothing about the dependency: another trial runs."""
+    breaker = opened(clock)
+    clock.advance(60)
+    with pytest.raises(HTTPFailure):
+        breaker.call(raiser(HTTPFailure(404)))
+    assert breaker.state is HALF_OPEN
+    assert breaker.call(ok) == "ok"
+    assert breaker.state is CLOSED
+
+
+def test_classifier_and_counted_classes_decide_what_counts(clock: ManualClock) -> None:
+    """A custom classifier and counted_classes are honoured."""
+    from resilient import Classifier, ErrorClass
+
+    classifier = Classifier()
+    classifier.register(KeyError, ErrorClass.FATAL)
+    breaker = CircuitBreaker(
+        1, clock=clock, classifier=classifier, counted_classes={ErrorClass.DEGRADED}
+    )
+    with pytest.raises(KeyError):
+        breaker.call(raiser(KeyError("k")))
+    with pytest.raises(Boom):  # UNKNOWN, not counted here
+        breaker.call(fail)
+    assert breaker.state is CLOSED
+    with pytest.raises(HTTPFailure):
+        breaker.call(raiser(HTTPFailure(503)))
+    assert breaker.is_open
+
+
+def test_a_failing_classifier_counts_the_failure_as_unknown(
+    clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug in the user's classifier never hides the call's own exception."""
+
+    def broken(exc: BaseException) -> Any:
+        raise RuntimeError("classifier bug")
+
+    breaker = CircuitBreaker(1, clock=clock, classifier=broken, name="api")
+    with pytest.raises(Boom):
+        breaker.call(fail)
+    assert breaker.is_open
+    assert any("classifier of circuit 'api' failed" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"counted_classes": "transient"}, "counted_classes must be a collection of ErrorClass"),
+        ({"counted_classes": ["transient"]}, "counted_classes must hold only ErrorClass members"),
+        ({"classifier": None}, "classifier must be callable, got None"),
+        (
+            {"success_threshold": 2},
+            "success_threshold must be <= half_open_max_calls (1): a half-open period admits "
+            "only that many trial calls, got success_threshold=2",
+        ),
+    ],
+)
+def test_classification_options_are_checked_at_construction(
+    kwargs: dict[str, Any], message: str
+) -> None:
+    """Bad options fail when the breaker is built, naming the parameter and the value."""
+    with pytest.raises((TypeError, ValueError)) as info:
+        CircuitBreaker(**kwargs)
+    assert message in str(info.value)
+
+
+def test_a_rejection_is_classified_timeout_and_still_pickles() -> None:
+    """One classifier decides: an open circuit is TIMEOUT (the dependency is unavailable)."""
+    from resilient import ErrorClass, classify
+
+    error = CircuitOpenError("api", 12.5)
+    assert classify(error) is ErrorClass.TIMEOUT
+    copy = pickle.loads(pickle.dumps(error))
+    assert (type(copy), copy.breaker_name, copy.remaining) == (CircuitOpenError, "api", 12.5)
+    assert isinstance(copy, RuntimeError)
+
+
+# -- exactly half_open_max_calls per half-open period ------------------------------
+
+
+def test_a_finished_trial_keeps_its_permit_for_the_rest_of_the_period(
+    clock: ManualClock,
+) -> None:
+    """Three permits per period: after three trials, a fourth caller is rejected."""
+    breaker = opened(clock, half_open_max_calls=3, success_threshold=3)
+    clock.advance(60)
+    with breaker, breaker:
+        with breaker:
+            pass  # the first trial succeeds and is done
+        with pytest.raises(CircuitOpenError) as info:
+            breaker.call(ok)
+        assert info.value.state is HALF_OPEN
+    assert breaker.state is CLOSED  # three trial successes
+
+
+def test_trials_that_finish_early_free_no_permit_for_32_racing_threads(clock: ManualClock) -> None:
+    """However the threads race, one half-open period runs exactly half_open_max_calls trials."""
+    breaker = opened(clock, half_open_max_calls=3, success_threshold=3, recovery_timeout=60)
+    clock.advance(60)
+    ran = []
+    release = threading.Event()
+    barrier = threading.Barrier(32)
+
+    def trial() -> str:
+        ran.append(1)
+        release.wait(5)
+        return "ok"
+
+    outcomes: list[str] = []
+
+    def worker() -> None:
+        barrier.wait()
+        try:
+            breaker.call(trial)
+        except CircuitOpenError:
+            outcomes.append("rejected")
+        else:
+            outcomes.append("ran")
+
+    threads = [threading.Thread(target=worker) for _ in range(32)]
+    for t in threads:
+        t.start()
+    while len(outcomes) < 29:
+        threading.Event().wait(0.001)
+    release.set()
+    for t in threads:
+        t.join()
+    assert (outcomes.count("ran"), outcomes.count("rejected"), len(ran)) == (3, 29, 3)
+    assert breaker.state is CLOSED
+
+
+@pytest.mark.parametrize("where", ["listener", "log handler"])
+def test_ctrl_c_while_a_trial_is_admitted_gives_the_permit_back(
+    clock: ManualClock, where: str
+) -> None:
+    """A KeyboardInterrupt from a listener or a log handler at admission leaks no permit."""
+
+    class Interrupting(BreakerListener):
+        def on_state_change(self, breaker: CircuitBreaker, old: Any, new: Any) -> None:
+            if new is HALF_OPEN:
+                raise KeyboardInterrupt
+
+    class InterruptingHandler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "half-open" in record.getMessage():
+                raise KeyboardInterrupt
+
+    listeners = [Interrupting()] if where == "listener" else []
+    breaker = opened(clock, listeners=listeners)
+    handler = InterruptingHandler()
+    if where == "log handler":
+        logging.getLogger("resilient.breaker").addHandler(handler)
+    try:
+        clock.advance(60)
+        with pytest.raises(KeyboardInterrupt):
+            breaker.call(ok)
+    finally:
+        logging.getLogger("resilient.breaker").removeHandler(handler)
+    clock.advance(1000)
+    assert breaker.call(ok) == "ok"  # a trial is admitted: the permit came back
+    assert breaker.state is CLOSED
+
+
+# -- the sync forms refuse what they cannot run --------------------------------------
+
+
+async def _coroutine_function() -> str:
+    return "never run"
+
+
+def _generator_function() -> Iterator[int]:
+    yield 1
+
+
+def test_call_refuses_a_coroutine_function_naming_call_async(clock: ManualClock) -> None:
+    """An unawaited coroutine is not a success: the error says to use call_async."""
+    breaker = CircuitBreaker(clock=clock)
+    with pytest.raises(TypeError, match=r"use 'await breaker\.call_async\(func, \.\.\.\)'"):
+        breaker.call(_coroutine_function)
+    assert breaker.metrics.successes == 0
+
+
+def test_call_refuses_a_generator_function(clock: ManualClock) -> None:
+    """A generator created is no work done: not counted as a success."""
+    breaker = CircuitBreaker(clock=clock)
+    with pytest.raises(TypeError, match="returned a generator without doing its work"):
+        breaker.call(_generator_function)
+    assert breaker.metrics.successes == 0
+
+
+def test_a_trial_that_returns_a_coroutine_gives_its_permit_back(clock: ManualClock) -> None:
+    """The refused call is no outcome: the trial permit goes back."""
+    breaker = opened(clock)
+    clock.advance(60)
+    with pytest.raises(TypeError):
+        breaker.call(_coroutine_function)
+    assert breaker.call(ok) == "ok"
+    assert breaker.state is CLOSED
+
+
+# -- listeners hear state changes in order -----------------------------------------
+
+
+def test_listeners_hear_state_changes_in_order_under_threads() -> None:
+    """8 threads tripping and resetting: each change starts where the previous one ended."""
+    heard: list[tuple[CircuitState, CircuitState]] = []
+
+    class Recorder(BreakerListener):
+        def on_state_change(self, breaker: CircuitBreaker, old: Any, new: Any) -> None:
+            heard.append((old, new))
+            if len(heard) % 7 == 0:
+                threading.Event().wait(0.0005)  # a slow listener widens every race
+
+    breaker = CircuitBreaker(recovery_timeout=60, listeners=[Recorder()])
+    barrier = threading.Barrier(8)
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        barrier.wait()
+        for _ in range(150):
+            breaker.trip() if rng.random() < 0.5 else breaker.reset()
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(heard) > 50
+    assert heard[0][0] is CLOSED
+    for (_, before), (after, _) in itertools.pairwise(heard):
+        assert before is after
+    assert heard[-1][1] is breaker.state
+
+
+def test_a_slow_listener_does_not_hold_up_other_calls(clock: ManualClock) -> None:
+    """Closed calls in other threads run while a listener takes its time."""
+    inside, release = threading.Event(), threading.Event()
+
+    class Slow(BreakerListener):
+        def on_state_change(self, breaker: CircuitBreaker, old: Any, new: Any) -> None:
+            inside.set()
+            release.wait(5)
+
+    breaker = CircuitBreaker(clock=clock, listeners=[Slow()])
+    tripping = threading.Thread(target=breaker.trip)
+    tripping.start()
+    assert inside.wait(5)
+    other = CircuitBreaker(clock=clock)
+    try:
+        assert breaker.state is OPEN  # the state changed before the listener was told
+        assert other.call(ok) == "ok"
+    finally:
+        release.set()
+        tripping.join()
+
+
+# -- log lines that read on their own ---------------------------------------------------
+
+
+def _messages(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "resilient.breaker"]
+
+
+def test_a_window_opening_says_the_rate_and_threshold(
+    clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The rate that opened it, over which calls, against which threshold."""
+    breaker = CircuitBreaker(
+        clock=clock,
+        name="search",
+        window=FailureRateWindow(0.5, calls=4, minimum_calls=4),
+        recovery_timeout=30,
+    )
+    breaker.call(ok)
+    breaker.call(ok)
+    fail_times(breaker, 2)
+    assert _messages(caplog) == [
+        "circuit 'search' opened: 2 of the last 4 calls failed (50%, threshold 50%) (the "
+        "last: Boom: down); calls are rejected for the next 30 s, then 1 trial call(s) go through"
+    ]
+
+
+def test_reopening_trip_and_reset_say_why(
+    clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failed trial, trip() and reset() each name their cause."""
+    breaker = CircuitBreaker(clock=clock, name="api", recovery_timeout=10)
+    breaker.trip()
+    clock.advance(10)
+    fail_times(breaker, 1)
+    breaker.reset()
+    assert _messages(caplog) == [
+        "circuit 'api' opened by trip(); calls are rejected for the next 10 s, then 1 trial "
+        "call(s) go through",
+        "circuit 'api' half-open: letting 1 trial call(s) through to test the dependency",
+        "circuit 'api' reopened: a trial call failed (the last: Boom: down); calls are "
+        "rejected for the next 10 s, then 1 trial call(s) go through",
+        "circuit 'api' closed by reset(); calls flow again",
+    ]
+
+
+def test_secrets_in_the_tripping_error_are_redacted_from_the_message(
+    clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An error text with a password or a URL with credentials is logged without them."""
+    breaker = CircuitBreaker(1, clock=clock, name="db")
+    with pytest.raises(Boom):
+        breaker.call(raiser(Boom("cannot reach postgres://app:s3cr@t@db:5432/x password=hunter2")))
+    [message] = _messages(caplog)
+    assert "s3cr" not in message
+    assert "hunter2" not in message
+    assert "postgres://app:[REDACTED]@db:5432/x password=[REDACTED]" in message
+    [record] = [r for r in caplog.records if r.name == "resilient.breaker"]
+    assert "hunter2" not in record.error  # type: ignore[attr-defined]
+
+
+def test_no_message_is_built_when_the_level_is_off(clock: ManualClock) -> None:
+    """With the logger above WARNING, a state change formats nothing."""
+    logger = logging.getLogger("resilient.breaker")
+    old = logger.level
+    logger.setLevel(logging.ERROR)
+
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise AssertionError("the message was built")
+
+    try:
+        breaker = CircuitBreaker(1, clock=clock)
+        with pytest.raises(Unprintable):
+            breaker.call(raiser(Unprintable()))
+        assert breaker.is_open
+    finally:
+        logger.setLevel(old)
+
+
+def test_remaining_says_how_long_the_circuit_stays_open(clock: ManualClock) -> None:
+    """``remaining`` counts down while open and is 0.0 otherwise."""
+    breaker = CircuitBreaker(recovery_timeout=30, clock=clock)
+    assert breaker.remaining == 0.0
+    breaker.trip()
+    clock.advance(10)
+    assert breaker.remaining == 20.0
+    clock.advance(25)
+    assert breaker.remaining == 0.0

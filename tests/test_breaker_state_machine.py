@@ -40,6 +40,7 @@ class Model:
     failure_threshold: int
     recovery: float | Backoff
     success_threshold: int
+    half_open_max_calls: int
     window: FailureRateWindow | None = None
     slow_limit: float | None = None
     slow_rate: float = 1.0
@@ -48,6 +49,7 @@ class Model:
     open_until: float = 0.0
     openings: int = 0
     trial_successes: int = 0
+    trials: int = 0
     events: list[tuple[float, bool, bool]] = field(default_factory=list)
     successes_seen: int = 0
     failures_seen: int = 0
@@ -67,7 +69,11 @@ class Model:
             if now < self.open_until:
                 self.rejected_seen += 1
                 return "rejected"
-            self.state, self.trial_successes = HALF_OPEN, 0
+            self.state, self.trial_successes, self.trials = HALF_OPEN, 0, 0
+        if self.trials >= self.half_open_max_calls:  # exactly that many per half-open period
+            self.rejected_seen += 1
+            return "rejected"
+        self.trials += 1
         return "trial"
 
     def window_totals(self, now: float) -> tuple[int, int, int]:
@@ -95,10 +101,11 @@ class Model:
             duration = self.recovery
         self.openings += 1
         self.open_until = now + duration
-        self.state, self.trial_successes = OPEN, 0
+        self.state, self.trial_successes, self.trials = OPEN, 0, 0
 
     def close(self) -> None:
         self.state, self.failures, self.openings, self.trial_successes = CLOSED, 0, 0, 0
+        self.trials = 0
         self.events.clear()
 
     def rate_exceeded(self, now: float) -> bool:
@@ -160,6 +167,7 @@ class BreakerMachine(RuleBasedStateMachine):
             model.recovery,
             exclude=Excluded,
             success_threshold=model.success_threshold,
+            half_open_max_calls=model.half_open_max_calls,
             window=model.window,
             slow_call_duration=model.slow_limit,
             slow_call_rate_threshold=model.slow_rate,
@@ -207,6 +215,8 @@ class BreakerMachine(RuleBasedStateMachine):
                 self.breaker.call(lambda: None)
             return
         self.model.ignored_seen += 1
+        if admitted == "trial":  # an excluded error is no outcome: the permit goes back
+            self.model.trials -= 1
 
         def body() -> None:
             raise Excluded
@@ -261,14 +271,21 @@ class ConsecutiveRule(BreakerMachine):
         threshold=st.integers(1, 4),
         recovery=RECOVERY,
         success_threshold=st.integers(1, 3),
+        more_trials=st.integers(0, 2),
         fast=st.booleans(),
     )
     def build(
-        self, threshold: int, recovery: float | Backoff, success_threshold: int, fast: bool
+        self,
+        threshold: int,
+        recovery: float | Backoff,
+        success_threshold: int,
+        more_trials: int,
+        fast: bool,
     ) -> None:
         # A listener with on_success takes the general path instead of the lock-free one.
         listeners = [] if fast else [type("L", (), {"on_success": lambda self, b: None})()]
-        self.start(Model(threshold, recovery, success_threshold), listeners=listeners)
+        model = Model(threshold, recovery, success_threshold, success_threshold + more_trials)
+        self.start(model, listeners=listeners)
 
 
 WINDOWS = st.one_of(
@@ -295,6 +312,7 @@ class WindowRule(BreakerMachine):
         window=WINDOWS,
         recovery=RECOVERY,
         success_threshold=st.integers(1, 3),
+        more_trials=st.integers(0, 2),
         slow_limit=st.sampled_from([None, 1.0]),
         slow_rate=st.sampled_from([0.5, 1.0]),
     )
@@ -303,12 +321,12 @@ class WindowRule(BreakerMachine):
         window: FailureRateWindow,
         recovery: float | Backoff,
         success_threshold: int,
+        more_trials: int,
         slow_limit: float | None,
         slow_rate: float,
     ) -> None:
-        self.start(
-            Model(5, recovery, success_threshold, window, slow_limit, slow_rate),
-        )
+        trials = success_threshold + more_trials
+        self.start(Model(5, recovery, success_threshold, trials, window, slow_limit, slow_rate))
 
 
 SETTINGS = settings(max_examples=150, stateful_step_count=40)

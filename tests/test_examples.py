@@ -68,14 +68,23 @@ def test_agent_loop_logs_the_library_events_as_json(
 ) -> None:
     """Retries, the breaker opening and the task outcomes appear as JSON log lines."""
     records = _json_lines(agent_loop.stdout) + _json_lines(agent_loop.stderr)
-    events = {(r["logger"], r["message"]) for r in records}
+    events = {(r["logger"], r["event"]) for r in records if "event" in r}
     assert {
-        ("resilient.retry", "retrying"),
-        ("resilient.retry", "giving up"),
-        ("resilient.breaker", "circuit opened"),
-        ("resilient.task", "task failed"),
-        ("resilient.task", "task succeeded"),
+        ("resilient.retry", "retry_scheduled"),
+        ("resilient.retry", "retry_gave_up"),
+        ("resilient.breaker", "circuit_open"),
+        ("resilient.task", "task_failed"),
+        ("resilient.task", "task_rejected"),
+        ("resilient.task", "task_succeeded"),
     } <= events
+    library = [r for r in records if r["logger"].startswith("resilient.")]
+    assert all("event" in r for r in library)
+    # every line reads on its own: it names its function, task or circuit
+    assert all(
+        r.get("function", "").rpartition(".")[2] in r["message"]
+        or repr(r.get("task", r.get("breaker", ""))) in r["message"]
+        for r in library
+    )
     assert all({"timestamp", "level", "logger", "message"} <= r.keys() for r in records)
 
 
@@ -84,7 +93,9 @@ def test_agent_loop_logs_the_retry_after_wait(
 ) -> None:
     """The 429's retry is logged with the 1 s delay its Retry-After asked for."""
     records = _json_lines(agent_loop.stdout)
-    [rate_limited] = [r for r in records if r["message"] == "retrying" and "429" in r["error"]]
+    [rate_limited] = [
+        r for r in records if r.get("event") == "retry_scheduled" and "429" in r["error"]
+    ]
     assert (rate_limited["error_class"], rate_limited["delay"]) == ("transient", 1.0)
 
 

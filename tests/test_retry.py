@@ -444,8 +444,19 @@ def test_each_retry_logs_one_structured_warning(caplog: pytest.LogCaptureFixture
     assert all(r.function.endswith("fetch_user") for r in warnings)  # type: ignore[attr-defined]
     assert warnings[0].error_class is ErrorClass.TRANSIENT  # type: ignore[attr-defined]
     assert warnings[1].delay == 2.0  # type: ignore[attr-defined]
-    assert isinstance(warnings[0].error, ConnectionError)  # type: ignore[attr-defined]
+    assert (warnings[0].error_type, warnings[0].error) == ("ConnectionError", "reset")  # type: ignore[attr-defined]
+    assert [r.max_attempts for r in warnings] == [3, 3]  # type: ignore[attr-defined]
+    assert [r.getMessage() for r in warnings] == [
+        "retrying test_each_retry_logs_one_structured_warning.<locals>.fetch_user in 1 s "
+        "(attempt 2 of 3) after ConnectionError: reset",
+        "retrying test_each_retry_logs_one_structured_warning.<locals>.fetch_user in 2 s "
+        "(attempt 3 of 3) after ConnectionError: reset",
+    ]
     assert len(errors) == 1
+    assert errors[0].getMessage() == (
+        "giving up on test_each_retry_logs_one_structured_warning.<locals>.fetch_user after "
+        "3 attempts over 3.000 s (retries exhausted): ConnectionError: reset"
+    )
     assert "hunter2" not in caplog.text
     assert all("hunter2" not in repr(r.__dict__) for r in caplog.records)
 
@@ -965,12 +976,16 @@ def test_retry_events_render_as_json_with_their_fields() -> None:
     finally:
         retry_logger.removeHandler(handler)
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
-    assert [line["message"] for line in lines] == ["retrying", "giving up"]
+    assert [line["message"].split()[:2] for line in lines] == [
+        ["retrying", "test_retry_events_render_as_json_with_their_fields.<locals>.login"],
+        ["giving", "up"],
+    ]
     first = lines[0]
     assert first["level"] == "WARNING"
     assert first["function"].endswith("login")
     assert (first["attempt"], first["error_class"], first["delay"]) == (1, "transient", 1.0)
-    assert "reset by peer" in first["error"]
+    assert (first["error_type"], first["error"]) == ("ConnectionResetError", "reset by peer")
+    assert (first["max_attempts"], first["elapsed"]) == (2, 0.0)
     assert lines[1]["reason"] == "retries exhausted"
     assert "hunter2" not in stream.getvalue()
 
@@ -992,3 +1007,219 @@ def test_object_with_async_call_is_retried_as_async() -> None:
     fetch = retry(clock=ManualClock())(client)
     assert asyncio.run(fetch()) == "ok"
     assert client.calls == 2
+
+
+# --- composed with a circuit breaker ---------------------------------------------
+
+
+def test_retry_over_a_breaker_stops_at_once_when_the_circuit_opens(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No wait for an attempt the open circuit would reject: the original error, a note."""
+    from resilient import CircuitBreaker
+
+    clock = ManualClock()
+    breaker = CircuitBreaker(2, recovery_timeout=60, name="users-api", clock=clock)
+    flaky = Flaky(*[ConnectionError("refused")] * 5)
+
+    @retry(max_retries=5, base_delay=1.0, jitter=False, clock=clock)
+    @breaker
+    def fetch_user() -> str:
+        return flaky()
+
+    with pytest.raises(ConnectionError) as info:
+        fetch_user()
+    assert flaky.calls == 2
+    assert clock.sleeps == [1.0]
+    assert info.value.__notes__ == [
+        "resilient: 2 attempts over 1.000 s (circuit 'users-api' is open for 60 s more)"
+    ]
+    [gave_up] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "circuit 'users-api' is open for 60 s more" in gave_up.getMessage()
+
+
+def test_retry_over_a_breaker_keeps_going_when_it_recovers_within_the_wait() -> None:
+    """A recovery timeout shorter than the wait: the next attempt runs as the trial."""
+    from resilient import CircuitBreaker
+
+    clock = ManualClock()
+    breaker = CircuitBreaker(1, recovery_timeout=0.5, clock=clock)
+    flaky = Flaky(ConnectionError("refused"))
+
+    @retry(base_delay=1.0, jitter=False, clock=clock)
+    @breaker
+    def fetch() -> str:
+        return flaky()
+
+    assert fetch() == "ok"
+    assert clock.sleeps == [1.0]
+
+
+def test_a_rejected_attempt_ends_the_retries_and_counts_only_what_ran() -> None:
+    """Rejected on the third attempt: '2 attempts', the rejection chained to the last error."""
+    from resilient import CircuitBreaker, CircuitOpenError
+
+    clock = ManualClock()
+    breaker = CircuitBreaker(10, recovery_timeout=60, name="api", clock=clock)
+    flaky = Flaky(*[ConnectionError("refused")] * 5)
+
+    def another_caller_trips_it(state: RetryState) -> None:
+        if state.attempt == 2:
+            breaker.trip()  # as another thread might, during our wait
+
+    @retry(base_delay=0.0, clock=clock, on_retry=another_caller_trips_it)
+    @breaker
+    def fetch() -> str:
+        return flaky()
+
+    breaker_calls_before = flaky.calls
+    with pytest.raises(CircuitOpenError) as info:
+        fetch()
+    assert flaky.calls - breaker_calls_before == 2
+    assert info.value.__notes__ == [
+        "resilient: 2 attempts over 0.000 s (then a call was rejected: circuit 'api' is open)"
+    ]
+    assert isinstance(info.value.__cause__, ConnectionError)
+
+
+def test_a_rejection_on_the_first_attempt_is_raised_untouched() -> None:
+    """Nothing ran, nothing to say: the CircuitOpenError is raised as it is."""
+    from resilient import CircuitBreaker, CircuitOpenError
+
+    breaker = CircuitBreaker(name="api", clock=ManualClock())
+    breaker.trip()
+
+    @retry(retryable_classes=set(ErrorClass))
+    @breaker
+    def fetch() -> None:
+        pass
+
+    with pytest.raises(CircuitOpenError) as info:
+        fetch()
+    assert getattr(info.value, "__notes__", []) == []
+
+
+# --- the sync forms refuse what they cannot run -----------------------------------
+
+
+async def _async_fetch() -> str:
+    return "never awaited"
+
+
+def _generator() -> Any:
+    yield 1
+
+
+def test_a_plain_def_returning_a_coroutine_is_refused_not_tried_once() -> None:
+    """The coroutine would escape the retry loop: TypeError, saying what to decorate."""
+
+    @retry
+    def fetch() -> Any:
+        return _async_fetch()
+
+    with pytest.raises(TypeError, match="decorate the 'async def' function itself"):
+        fetch()
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: retry_with_backoff(_async_fetch), "use 'await retry_with_backoff_async"),
+        (lambda: retry_with_backoff(_generator), "cannot run the generator function"),
+        (lambda: retry_with_backoff(42), "retry_with_backoff() needs a function to call, got 42"),
+        (lambda: retry(None), "@retry needs a function to call, got None"),
+        (
+            lambda: retry_with_backoff(max_retries=3),
+            "to decorate a function, use @retry(max_retries=..., base_delay=...) instead",
+        ),
+    ],
+    ids=["async", "generator", "not-callable", "retry-None", "as-decorator"],
+)
+def test_every_form_refuses_what_it_cannot_run_with_a_clear_message(
+    call: Callable[[], object], message: str
+) -> None:
+    """One validation for every form, with the decorator's clear messages."""
+    with pytest.raises(TypeError) as info:
+        call()
+    assert message in str(info.value)
+
+
+# --- time measured from the start of the call ---------------------------------------
+
+
+def test_elapsed_counts_the_first_attempt_without_a_deadline() -> None:
+    """A first attempt that took 5 s before failing is in elapsed and in the note."""
+    clock = ManualClock()
+    states: list[RetryState] = []
+
+    def slow_then_fail() -> None:
+        clock.advance(5.0)
+        raise ConnectionError("timed out upstream")
+
+    decorated = retry(
+        max_retries=1, base_delay=1.0, jitter=False, clock=clock, on_retry=states.append
+    )(slow_then_fail)
+    with pytest.raises(ConnectionError) as info:
+        decorated()
+    assert states[0].elapsed == 5.0
+    assert info.value.__notes__ == ["resilient: 2 attempts over 11.000 s (retries exhausted)"]
+
+
+# --- log lines -------------------------------------------------------------------------
+
+
+def test_log_fields_round_durations_to_microseconds(caplog: pytest.LogCaptureFixture) -> None:
+    """No 0.08288926822479284 in the logs: delays and elapsed times have 6 decimals."""
+    caplog.set_level(logging.WARNING, logger="resilient.retry")
+    clock = ManualClock()
+    clock.advance(1 / 3)
+    flaky = Flaky(ConnectionError("reset"))
+    retry(base_delay=0.1, jitter=FullJitter(), clock=clock)(flaky)()
+    [record] = caplog.records
+    assert record.delay == round(record.delay, 6)  # type: ignore[attr-defined]
+    assert len(repr(record.delay).split(".")[1]) <= 6  # type: ignore[attr-defined]
+
+
+def test_secrets_in_errors_never_reach_a_message(caplog: pytest.LogCaptureFixture) -> None:
+    """Error texts go through the redaction of fields; URLs lose their password."""
+    caplog.set_level(logging.WARNING, logger="resilient.retry")
+    error = ConnectionError("cannot reach https://bot:t0k@n/x@api.example.com/v1?api_key=abc123")
+    with pytest.raises(ConnectionError):
+        retry(max_retries=1, base_delay=0, clock=ManualClock())(Flaky(error, error))()
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "t0k" not in text
+    assert "abc123" not in text
+    assert "https://bot:[REDACTED]@api.example.com/v1?api_key=[REDACTED]" in text
+    assert all("abc123" not in r.error for r in caplog.records)  # type: ignore[attr-defined]
+
+
+def test_the_giving_up_line_carries_the_sentence_of_the_note(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """On Python 3.10 notes are not printed: the log line says the same thing."""
+    with pytest.raises(ConnectionError) as info:
+        retry(max_retries=2, base_delay=0, clock=ManualClock())(
+            Flaky(*[ConnectionError("down")] * 3)
+        )()
+    [note] = info.value.__notes__
+    [gave_up] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert note.removeprefix("resilient: ") in gave_up.getMessage()
+
+
+def test_no_log_message_is_built_when_the_logger_is_off() -> None:
+    """Disabled loggers cost nothing: not even str() of the exception."""
+
+    class Unprintable(ConnectionError):
+        def __str__(self) -> str:
+            raise AssertionError("the message was built")
+
+    logger = logging.getLogger("resilient.retry")
+    old = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        with pytest.raises(Unprintable):
+            retry(max_retries=2, base_delay=0, clock=ManualClock())(
+                Flaky(Unprintable(), Unprintable(), Unprintable())
+            )()
+    finally:
+        logger.setLevel(old)

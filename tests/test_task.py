@@ -142,7 +142,10 @@ def test_an_exception_whose_str_fails_is_still_described() -> None:
             raise RuntimeError("no")
 
     result = execute_task_safely("t", Flaky(Broken()), clock=ManualClock())
-    assert result.error == "Broken: <str() failed>"
+    assert result.error == (
+        "Broken: <test_an_exception_whose_str_fails_is_still_described.<locals>.Broken "
+        "(str() failed)>"
+    )
 
 
 @pytest.mark.parametrize(
@@ -271,7 +274,11 @@ def test_a_raising_classifier_is_logged_and_counts_as_unknown(
         result = execute_task_safely("t", Flaky(ConnectionError("x")), classifier=broken)
     assert not result.success
     assert result.error_class is ErrorClass.UNKNOWN
-    assert "classifier failed" in [r.getMessage() for r in caplog.records]
+    assert caplog.records[0].getMessage() == (
+        "classifier test_a_raising_classifier_is_logged_and_counts_as_unknown.<locals>.broken "
+        "failed on ConnectionError in task 't': RuntimeError: classifier bug; the failure "
+        "counts as UNKNOWN"
+    )
 
 
 def test_a_classifier_returning_no_error_class_counts_as_unknown() -> None:
@@ -297,7 +304,10 @@ def test_a_raising_on_retry_is_logged_and_the_retries_go_on(
         )
     assert result.success
     assert result.attempts == 2
-    assert [r.getMessage() for r in caplog.records] == ["on_retry failed"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "on_retry hook test_a_raising_on_retry_is_logged_and_the_retries_go_on.<locals>.hook "
+        "failed in task 't' (attempt 1): RuntimeError: hook bug; the retries go on"
+    ]
 
 
 def test_a_raising_budget_fails_the_task_without_raising() -> None:
@@ -320,18 +330,21 @@ def test_a_raising_budget_fails_the_task_without_raising() -> None:
 
 
 def test_final_failure_is_one_structured_log_line(caplog: pytest.LogCaptureFixture) -> None:
-    """One ERROR "task failed" on resilient.task with task, attempts, class, elapsed, error."""
+    """One ERROR line that reads on its own, with task, attempts, class, elapsed, error."""
     clock = ManualClock()
     with caplog.at_level(logging.DEBUG, logger="resilient.task"):
         execute_task_safely("sync-users", always(ConnectionError, "reset"), clock=clock, **FAST)
     (record,) = [r for r in caplog.records if r.name == "resilient.task"]
     assert record.levelno == logging.ERROR
-    assert record.getMessage() == "task failed"
+    assert record.getMessage() == (
+        "task 'sync-users' failed (TRANSIENT) after 4 attempts over 7.000 s: ConnectionError: reset"
+    )
     assert record.task == "sync-users"  # type: ignore[attr-defined]
     assert record.attempts == 4  # type: ignore[attr-defined]
     assert record.error_class is ErrorClass.TRANSIENT  # type: ignore[attr-defined]
     assert record.elapsed == 7.0  # type: ignore[attr-defined]
-    assert record.error == "ConnectionError: reset"  # type: ignore[attr-defined]
+    assert (record.error_type, record.error) == ("ConnectionError", "reset")  # type: ignore[attr-defined]
+    assert record.rejected is False  # type: ignore[attr-defined]
 
 
 def test_success_logs_at_debug_only(caplog: pytest.LogCaptureFixture) -> None:
@@ -339,7 +352,9 @@ def test_success_logs_at_debug_only(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.DEBUG, logger="resilient.task"):
         execute_task_safely("t", Flaky(), clock=ManualClock())
     records = [r for r in caplog.records if r.name == "resilient.task"]
-    assert [(r.levelno, r.getMessage()) for r in records] == [(logging.DEBUG, "task succeeded")]
+    assert [(r.levelno, r.getMessage()) for r in records] == [
+        (logging.DEBUG, "task 't' succeeded after 1 attempt in 0.000 s")
+    ]
 
 
 # --- the circuit breaker ---------------------------------------------------------
@@ -386,7 +401,8 @@ def test_breaker_opening_mid_run_stops_the_retries() -> None:
     assert result.error_class is ErrorClass.TIMEOUT
     assert isinstance(result.exception, CircuitOpenError)
     assert isinstance(result.exception.__cause__, ConnectionError)
-    assert clock.sleeps == [1.0, 2.0]
+    assert result.rejected
+    assert clock.sleeps == [1.0]  # no wait for an attempt the open circuit would reject
 
 
 def test_circuit_open_error_is_never_retried_whatever_retryable_classes_says() -> None:
@@ -658,7 +674,9 @@ def test_summary_pickles_and_has_a_short_repr() -> None:
     """A summary round-trips through pickle; its repr does not list every result."""
     summary = run_tasks([("a", lambda: 1), ("b", Flaky(PermissionError()))])
     assert pickle.loads(pickle.dumps(summary)) == summary
-    assert repr(summary) == "TaskSummary(succeeded=1, failed=1, total=2, interrupted=False)"
+    assert repr(summary) == (
+        "TaskSummary(succeeded=1, failed=1, rejected=0, total=2, interrupted=False)"
+    )
 
 
 # --- Ctrl-C --------------------------------------------------------------------------
@@ -822,3 +840,104 @@ def test_functools_partial_passes_keywords_that_clash_with_options() -> None:
 
     result = execute_task_safely("t", functools.partial(job, clock="mine"), clock=ManualClock())
     assert result.result == "mine"
+
+
+# --- rejected: "we did not try" apart from "it failed" ------------------------------
+
+
+def test_an_open_circuit_gives_a_rejected_result_and_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """rejected=True, TIMEOUT, 0 attempts; one WARNING that names the task and the circuit."""
+    clock = ManualClock()
+    breaker = CircuitBreaker(recovery_timeout=30.0, name="users-api", clock=clock)
+    breaker.trip()
+    with caplog.at_level(logging.DEBUG, logger="resilient.task"):
+        result = execute_task_safely("fetch-user", Flaky(), circuit_breaker=breaker, clock=clock)
+    assert (result.success, result.rejected, result.error_class, result.attempts) == (
+        False,
+        True,
+        ErrorClass.TIMEOUT,
+        0,
+    )
+    [record] = [r for r in caplog.records if r.name == "resilient.task"]
+    assert (record.levelno, record.getMessage()) == (
+        logging.WARNING,
+        "task 'fetch-user' not run: circuit 'users-api' is open (next trial in 30 s)",
+    )
+    assert (record.rejected, record.breaker) == (True, "users-api")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("fails", [0, 1, 4])
+def test_rejected_is_false_whenever_the_task_ran_to_its_end(fails: int) -> None:
+    """Successes and ordinary failures are never 'rejected'."""
+    breaker = CircuitBreaker(10, clock=ManualClock())
+    result = execute_task_safely(
+        "t",
+        Flaky(*[ConnectionError("x")] * fails),
+        circuit_breaker=breaker,
+        clock=ManualClock(),
+        **FAST,
+    )
+    assert result.rejected is False
+    assert result.success is (fails < 4)
+
+
+def test_a_task_stopped_by_its_breaker_between_attempts_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The stop is logged as a WARNING with the attempts made and the last error."""
+    clock = ManualClock()
+    breaker = CircuitBreaker(2, recovery_timeout=30.0, name="db", clock=clock)
+    with caplog.at_level(logging.WARNING, logger="resilient.task"):
+        result = execute_task_safely(
+            "q", always(ConnectionError, "refused"), circuit_breaker=breaker, clock=clock, **FAST
+        )
+    assert (result.rejected, result.attempts, clock.sleeps) == (True, 2, [1.0])
+    [record] = [r for r in caplog.records if r.name == "resilient.task"]
+    assert record.getMessage() == (
+        "task 'q' stopped after 2 attempts over 1.000 s: circuit 'db' is open (next trial "
+        "in 30 s); the last error: ConnectionError: refused"
+    )
+
+
+def test_a_rejection_from_a_breaker_inside_the_function_is_not_the_tasks_own() -> None:
+    """The function ran (and met another open circuit): TIMEOUT, 1 attempt, not rejected."""
+    inner = CircuitBreaker(name="inner", clock=ManualClock())
+    inner.trip()
+    result = execute_task_safely("t", lambda: inner.call(lambda: None))
+    assert (result.error_class, result.attempts, result.rejected) == (ErrorClass.TIMEOUT, 1, False)
+
+
+def test_the_summary_counts_rejected_tasks_apart() -> None:
+    """succeeded + failed + rejected: what ran and failed is told from what never ran."""
+    clock = ManualClock()
+    breaker = CircuitBreaker(failure_threshold=2, recovery_timeout=60.0, clock=clock)
+    summary = run_tasks(
+        [(f"t{i}", always(ConnectionError)) for i in range(5)],
+        max_retries=0,
+        circuit_breaker=breaker,
+        clock=clock,
+    )
+    assert (summary.succeeded, summary.failed, summary.rejected) == (0, 2, 3)
+    assert str(summary) == "0/5 tasks completed successfully"
+
+
+def test_async_open_circuit_is_rejected_too() -> None:
+    """The async twin reports the same rejection."""
+    clock = ManualClock()
+    breaker = CircuitBreaker(recovery_timeout=30.0, clock=clock)
+    breaker.trip()
+
+    async def job() -> str:
+        return "never"
+
+    result = asyncio.run(execute_task_safely_async("t", job, circuit_breaker=breaker, clock=clock))
+    assert (result.rejected, result.attempts, result.error_class) == (True, 0, ErrorClass.TIMEOUT)
+
+
+def test_a_result_with_rejected_pickles_and_compares() -> None:
+    """The new field is part of equality and survives a pickle round trip."""
+    result = TaskResult(False, error_class=ErrorClass.TIMEOUT, rejected=True, task_name="t")
+    assert pickle.loads(pickle.dumps(result)) == result
+    assert result != TaskResult(False, error_class=ErrorClass.TIMEOUT, task_name="t")

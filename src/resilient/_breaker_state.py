@@ -164,6 +164,10 @@ class Transition(NamedTuple):
     """Failures counted toward opening at the time of the change."""
     open_for: float = 0.0
     """When *new* is ``OPEN``: seconds until a trial is admitted."""
+    calls: int = 0
+    """With a window: the calls it held at the time of the change."""
+    slow: int = 0
+    """With a window: the slow calls it held at the time of the change."""
 
 
 class Admission(NamedTuple):
@@ -271,8 +275,11 @@ class MemoryStore:
                 if now < circuit.open_until:
                     return Admission(False, None, _OPEN, circuit.open_until - now)
                 transition = circuit.half_open()
-            if circuit.in_flight < policy.half_open_max_calls:
-                circuit.in_flight += 1
+            # Exactly half_open_max_calls trials per half-open period: a trial
+            # that ends keeps its permit; only one given back without an
+            # outcome (release) can be handed out again.
+            if circuit.trials < policy.half_open_max_calls:
+                circuit.trials += 1
                 return Admission(True, circuit.epoch, _HALF_OPEN, 0.0, transition)
             return Admission(False, None, _HALF_OPEN, 0.0, transition)
 
@@ -295,7 +302,6 @@ class MemoryStore:
                 return None
             if circuit.state is not _HALF_OPEN or circuit.epoch != trial:
                 return None
-            circuit.in_flight -= 1
             if slow:  # a trial that answers too slowly shows the dependency is still down
                 return circuit.open(policy, now)
             circuit.trial_successes += 1
@@ -333,7 +339,7 @@ class MemoryStore:
         circuit = self.bind(name, policy)
         with circuit.lock:
             if circuit.state is _HALF_OPEN and circuit.epoch == trial:
-                circuit.in_flight -= 1
+                circuit.trials -= 1
 
     def force(
         self, name: str, policy: BreakerPolicy, state: CircuitState, now: float
@@ -388,13 +394,13 @@ class _Circuit:
     __slots__ = (
         "epoch",
         "failures",
-        "in_flight",
         "last_open_for",
         "lock",
         "open_until",
         "openings",
         "state",
         "trial_successes",
+        "trials",
         "window",
         "window_config",
     )
@@ -404,7 +410,7 @@ class _Circuit:
         self.state = _CLOSED
         self.failures = 0
         self.epoch = 0
-        self.in_flight = 0
+        self.trials = 0
         self.trial_successes = 0
         self.open_until = 0.0
         self.openings = 0
@@ -426,7 +432,10 @@ class _Circuit:
         self.last_open_for = duration
         self.open_until = now + duration
         self._enter(_OPEN)
-        return Transition(old, _OPEN, self._failures(), duration)
+        window = self.window
+        if window is None:
+            return Transition(old, _OPEN, self.failures, duration)
+        return Transition(old, _OPEN, window.failures, duration, window.calls, window.slow)
 
     def half_open(self) -> Transition:
         old = self.state
@@ -446,7 +455,7 @@ class _Circuit:
 
     def _enter(self, state: CircuitState) -> None:
         self.epoch += 1  # outcomes of earlier trials no longer count
-        self.in_flight = 0
+        self.trials = 0
         self.trial_successes = 0
         self.state = state
 

@@ -43,6 +43,17 @@ class ErrorClass(enum.Enum):
         return f"ErrorClass.{self.name}"
 
 
+class Rejection(Exception):
+    """Strictly private. Base of the errors raised for a call refused without running.
+
+    ``CircuitOpenError`` is one. The dependency is unavailable, so it is
+    TIMEOUT for every classifier; and since waiting out a backoff cannot make
+    it admit the call sooner, retry and tasks stop at once on it.
+    """
+
+    error_class = ErrorClass.TIMEOUT
+
+
 Predicate = Callable[[BaseException], bool]
 Rule = type[BaseException] | tuple[type[BaseException], ...] | Predicate
 

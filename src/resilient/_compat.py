@@ -5,7 +5,8 @@ from __future__ import annotations
 import inspect
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeGuard
+from types import AsyncGeneratorType, CoroutineType, GeneratorType
+from typing import Any, NoReturn, TypeGuard
 
 
 def add_note(exc: BaseException, note: str) -> None:
@@ -24,3 +25,76 @@ def is_async_callable(func: object) -> TypeGuard[Callable[..., Awaitable[Any]]]:
         return True
     call = getattr(func, "__call__", None)  # noqa: B004 - the attribute, not callable()
     return not inspect.isfunction(func) and inspect.iscoroutinefunction(call)
+
+
+def name_of(func: object) -> str:
+    """The qualified name of *func* for messages: ``fetch_user``, ``Client.get``, or its repr."""
+    name = getattr(func, "__qualname__", None)
+    return name if isinstance(name, str) else repr(func)
+
+
+def seconds(value: float) -> str:
+    """Seconds for a person to read: ``"0.42"``, ``"60"``, ``"0.0031"``."""
+    if value >= 100 or value == int(value):
+        return f"{value:.0f}"
+    if value >= 0.1:
+        return f"{value:.2f}".rstrip("0").rstrip(".")
+    return f"{value:.2g}"
+
+
+LAZY_RESULTS: frozenset[type] = frozenset({CoroutineType, GeneratorType, AsyncGeneratorType})
+"""What a function returns when calling it does not run its work."""
+
+
+def check_callable(func: object, form: str, *, sync_only: bool, subject: str = "") -> None:
+    """Refuse, with a message that says what to do, what *form* cannot run.
+
+    One check for every call form and decorator: *func* must be callable and
+    not a generator function, and a *sync_only* form refuses coroutine
+    functions. (The async forms accept any callable: a plain function may
+    return an awaitable, which they check when it runs.)
+    *form* names the form as the user wrote it (``"@retry"``,
+    ``"retry_with_backoff()"``, ``"breaker.call()"``); *subject*, when
+    given, starts the message (``"task 'sync-users': "``).
+    """
+    if not callable(func):
+        raise TypeError(f"{subject}{form} needs a function to call, got {func!r}")
+    if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+        raise TypeError(
+            f"{subject}{form} cannot run the generator function {name_of(func)!r}: calling it only "
+            "creates the generator, so failures while iterating it would go unseen; "
+            "wrap the code that consumes it, or return a list instead"
+        )
+    if sync_only and is_async_callable(func):
+        raise TypeError(
+            f"{subject}{form} cannot run the coroutine function {name_of(func)!r}: "
+            f"{_ASYNC_HINT[form]}"
+        )
+
+
+def refuse_lazy_result(result: object, func: object, form: str) -> NoReturn:
+    """*func*, run by the sync *form*, returned a coroutine or generator: close it and refuse.
+
+    Counting it as a success would be a lie: none of its work has run.
+    """
+    close = getattr(result, "close", None)
+    if close is not None and not isinstance(result, AsyncGeneratorType):
+        close()  # no "coroutine was never awaited" warning on top of the error
+    kind = "a coroutine" if isinstance(result, CoroutineType) else "a generator"
+    hint = _ASYNC_HINT[form] if kind == "a coroutine" else _GENERATOR_HINT
+    raise TypeError(
+        f"{form} ran {name_of(func)!r}, which returned {kind} without doing its work: {hint}"
+    )
+
+
+_GENERATOR_HINT = "return a list, or wrap the code that consumes the generator"
+
+_ASYNC_HINT: dict[str, str] = {
+    "@retry": "decorate the 'async def' function itself, and @retry awaits it",
+    "retry_with_backoff()": "use 'await retry_with_backoff_async(func, ...)'",
+    "breaker.call()": "use 'await breaker.call_async(func, ...)'",
+    "@breaker": "decorate the 'async def' function itself, and the breaker awaits it",
+    "with breaker": "use 'async with breaker:' around the awaited call",
+    "execute_task_safely()": "use execute_task_safely_async (or run_tasks_async)",
+    "run_tasks()": "use run_tasks_async",
+}

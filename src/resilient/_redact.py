@@ -10,7 +10,18 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-__all__ = ["DEFAULT_REDACT_HEADERS", "DEFAULT_REDACT_KEYS", "REDACTED", "Redactor"]
+__all__ = [
+    "DEFAULT_REDACT_HEADERS",
+    "DEFAULT_REDACT_KEYS",
+    "REDACTED",
+    "Redactor",
+    "describe_error",
+    "error_fields",
+    "redact",
+    "safe_repr",
+    "safe_str",
+    "type_name",
+]
 
 DEFAULT_REDACT_KEYS: tuple[str, ...] = (
     "password",
@@ -131,7 +142,12 @@ def _build_scrubber(
         parts.append(rf"(?P<header>(?<![\w-])(?i:{names})[\"']?\s*[:=]\s*[\"']?)[^\r\n\"']+")
         parts.append(r"(?P<bearer>(?<![\w-])(?i:bearer)\s+)[\w\-.~+/]+=*")
     if is_secret is not None:
-        parts.append(r"(?P<url>://[^/\s:@\"']+:)[^/\s@\"']+(?=@)")
+        # The password runs to the last "@" that a host follows: passwords
+        # with "@" or "/" in them (unencoded, but seen) are redacted whole.
+        parts.append(
+            r"(?P<url>://[^/\s:@\"']*:)[^\s\"'?#]*"
+            r"(?=@(?:\[[0-9A-Fa-f:.]+\]|[\w.\-]+)(?::\d+)?(?:[/?#\s\"']|$))"
+        )
         parts.append(
             r"(?P<key>(?<![\w.-])[A-Za-z_][\w.-]*)"
             r"(?P<sep>=\s*[\"']?|[\"']\s*[:=]\s*[\"']?)"
@@ -156,3 +172,60 @@ def _build_scrubber(
         return pattern.sub(replace, text)
 
     return scrub
+
+
+_MESSAGE_LIMIT = 500
+
+DEFAULT_REDACTOR = Redactor()
+"""The redaction of the library's own log messages: the default keys and headers."""
+
+
+def redact(text: str) -> str:
+    """*text* with secrets (``password=...``, ``Authorization: ...``, URL passwords) redacted."""
+    return DEFAULT_REDACTOR.scrub(text)
+
+
+def type_name(kind: type) -> str:
+    """The qualified name of an exception type: ``requests.exceptions.ConnectionError``.
+
+    Builtins (and ``__main__``) are named without their module: ``TimeoutError``.
+    """
+    module = getattr(kind, "__module__", "")
+    qualname = getattr(kind, "__qualname__", kind.__name__)
+    return qualname if module in ("builtins", "__main__", None, "") else f"{module}.{qualname}"
+
+
+def error_fields(exc: BaseException) -> tuple[str, str]:
+    """``(error_type, error)``: the two log fields every library log line uses for *exc*.
+
+    ``error_type`` is the qualified type name, ``error`` the message, redacted.
+    """
+    return type_name(type(exc)), redact(safe_str(exc))
+
+
+def describe_error(exc: BaseException) -> str:
+    """``"ConnectionError: connection refused"`` for a log message: short type name and
+    message, secrets redacted, cut at a few hundred characters; never raises."""
+    text = redact(safe_str(exc))
+    if len(text) > _MESSAGE_LIMIT:
+        text = f"{text[:_MESSAGE_LIMIT]}...[{len(text) - _MESSAGE_LIMIT} more chars]"
+    name = type(exc).__qualname__
+    return f"{name}: {text}" if text else name
+
+
+def safe_str(value: object) -> str:
+    """``str(value)``, or a placeholder when that raises; never raises."""
+    try:
+        text = str(value)
+    except Exception:
+        return f"<{type(value).__qualname__} (str() failed)>"
+    return text if type(text) is str else safe_repr(value)
+
+
+def safe_repr(value: object) -> str:
+    """``repr(value)``, or a placeholder when that raises; never raises."""
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<{type(value).__qualname__} (repr() failed)>"
+    return text if type(text) is str else f"<{type(value).__qualname__}>"

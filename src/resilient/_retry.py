@@ -5,7 +5,7 @@ Strictly private: users import these names from ``resilient`` (a module named
 
 The happy path is one ``try`` around the call. Everything that happens after
 a failure (classification, the budget, the deadline, the wait, the log line)
-lives in ``_Call``, built on the first failure and shared by the sync and the
+lives in ``RetryCall``, built on the first failure and shared by the sync and the
 async loop.
 """
 
@@ -13,18 +13,34 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import inspect
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, overload
+from typing import Any, Protocol, TypeVar, cast, overload
 
 from typing_extensions import ParamSpec
 
-from resilient._classify import ErrorClass, classify, response_status, retry_after, status_class
-from resilient._clock import DEFAULTS, Clock, check_clock
-from resilient._compat import add_note, is_async_callable
+from resilient._classify import (
+    ErrorClass,
+    Rejection,
+    classify,
+    response_status,
+    retry_after,
+    status_class,
+)
+from resilient._clock import DEFAULTS, SYSTEM_CLOCK, Clock, check_clock
+from resilient._compat import (
+    LAZY_RESULTS,
+    add_note,
+    check_callable,
+    is_async_callable,
+    name_of,
+    refuse_lazy_result,
+    seconds,
+)
+from resilient._redact import describe_error, error_fields
 from resilient.backoff import Backoff, JitterSpec
 
 __all__ = [
@@ -106,7 +122,7 @@ def time_remaining() -> float | None:
     return max(deadline - clock.monotonic(), 0.0)
 
 
-class _Policy:
+class Policy:
     """Strictly private. The validated configuration of one decorator."""
 
     __slots__ = (
@@ -195,29 +211,79 @@ class _Policy:
 
 _GIVE_UP = -1.0
 
+# The default of a function parameter that was not given (``None`` is a value
+# a user may pass by mistake, and deserves its own error).
+_NO_FUNCTION: Any = object()
 
-class _Call:
+
+class Gate(Protocol):
+    """A circuit breaker, as the retry loop sees one it is composed with."""
+
+    name: str
+
+    @property
+    def remaining(self) -> float:
+        """Seconds until the circuit admits a trial call; 0.0 unless open."""
+        ...
+
+
+class RetryTarget:
+    """Strictly private. What one decoration (or one function-form call) retries.
+
+    Built once: the function, its names for messages and fields, the policy,
+    and the circuit breaker it is composed with (``@retry`` over ``@breaker``),
+    which the loop consults before each wait.
+    """
+
+    __slots__ = ("form", "func", "gate", "label", "name", "policy")
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        policy: Policy,
+        *,
+        named_after: object = None,
+        form: str = "@retry",
+    ) -> None:
+        self.func = func
+        self.policy = policy
+        named = func if named_after is None else named_after
+        self.name = _name_of(named)
+        """The qualified name, module included: the ``function`` field of the logs."""
+        self.label = name_of(named)
+        """The name in log messages."""
+        self.form = form
+        """How the user called us, for error messages."""
+        self.gate: Gate | None = getattr(func, "__resilient_breaker__", None)
+
+
+class RetryCall:
     """Strictly private. The state of one retried call, built when it first needs it."""
 
     __slots__ = (
         "attempt",
         "clock",
+        "closed_for",
         "deadline_at",
         "delays",
+        "last_error",
         "max_attempts",
-        "name",
-        "policy",
         "start",
+        "target",
     )
 
-    def __init__(self, policy: _Policy, name: str) -> None:
-        self.policy = policy
-        self.name = name
+    def __init__(self, target: RetryTarget, start: float | None) -> None:
+        self.target = target
+        policy = target.policy
         self.clock = DEFAULTS.clock if policy.clock is None else policy.clock
-        self.start = self.clock.monotonic()
+        self.start = self.clock.monotonic() if start is None else start
         self.deadline_at = None if policy.deadline is None else self.start + policy.deadline
         self.attempt = 0
         self.delays: Iterator[float] | None = None
+        self.closed_for = 0.0
+        """Set when the composed breaker stopped the call: seconds it stays open."""
+        self.last_error: BaseException | None = None
+        """The last failure that ran, to chain a later rejection to."""
         cap = DEFAULTS.attempt_cap
         self.max_attempts = (
             policy.max_retries + 1 if cap is None else min(cap, policy.max_retries + 1)
@@ -228,26 +294,33 @@ class _Call:
     ) -> contextvars.Token[tuple[float, Clock] | None] | None:
         """Publish this call's deadline to ``time_remaining()`` unless an outer one is earlier."""
         outer = time_remaining()
-        if outer is not None and outer <= deadline_at - self.start:
+        if outer is not None and outer <= deadline_at - self.clock.monotonic():
             return None
         return _DEADLINE.set((deadline_at, self.clock))
 
     def after_failure(self, exc: BaseException | None, result: Any = None) -> float:
         """Decide what follows a failed attempt: the delay to wait, or ``_GIVE_UP``.
 
-        Classifies, spends from the budget, applies Retry-After, the deadline
-        and the testing switches, then logs and calls ``on_retry``.
+        Stops at once on a rejected call; classifies; spends from the budget;
+        applies Retry-After, the composed breaker, the deadline and the testing
+        switches; then logs and calls ``on_retry``.
         """
-        policy = self.policy
+        policy = self.target.policy
         self.attempt += 1
+        if isinstance(exc, Rejection):  # waiting cannot make the circuit admit it sooner
+            if exc.__cause__ is None and self.last_error is not None:
+                exc.__cause__ = self.last_error
+            self.last_error = None
+            return self.give_up(exc, None, ErrorClass.TIMEOUT, _rejected_reason(exc))
+        self.last_error = exc
         error_class = policy.classifier(exc) if exc is not None else _result_class(result)
         if error_class not in policy.retryable:
-            return self.give_up(exc, result, error_class, "not retryable")
+            return self.give_up(exc, result, error_class, f"not retryable: {error_class.name}")
         allowed = policy.budget is None or policy.budget.record_failure()
         if self.attempt >= self.max_attempts:
             return self.give_up(exc, result, error_class, "retries exhausted")
         if not allowed:
-            return self.give_up(exc, result, error_class, "retry budget exhausted")
+            return self.give_up(exc, result, error_class, "the retry budget refused a retry")
         if self.delays is None:
             self.delays = iter(policy.backoff)
         delay = next(self.delays)
@@ -257,52 +330,121 @@ class _Call:
             delay = min(max(delay, asked), policy.backoff.max_delay)
         if DEFAULTS.no_wait:
             delay = 0.0
-        if self.deadline_at is not None and self.clock.monotonic() + delay > self.deadline_at:
-            return self.give_up(exc, result, error_class, "deadline would pass during the wait")
+        gate = self.target.gate
+        if gate is not None:
+            closed_for = gate.remaining
+            if closed_for > delay:  # the next attempt would only be rejected
+                self.closed_for = closed_for
+                reason = f"circuit {gate.name!r} is open for {seconds(closed_for)} s more"
+                return self.give_up(exc, result, error_class, reason)
+        now = self.clock.monotonic()
+        if self.deadline_at is not None and now + delay > self.deadline_at:
+            return self.give_up(exc, result, error_class, "the deadline would pass during the wait")
         if logger.isEnabledFor(logging.WARNING):
-            logger.warning(
-                "retrying",
-                extra={
-                    "function": self.name,
-                    "attempt": self.attempt,
-                    "error_class": error_class,
-                    "delay": delay,
-                    "error": exc if exc is not None else _describe_result(result),
-                },
-            )
+            self.log_retry(exc, result, error_class, delay, asked, now)
         if policy.on_retry is not None:
-            elapsed = self.clock.monotonic() - self.start
             policy.on_retry(
-                RetryState(self.name, self.attempt, exc, error_class, delay, elapsed, result)
+                RetryState(
+                    self.target.name,
+                    self.attempt,
+                    exc,
+                    error_class,
+                    delay,
+                    now - self.start,
+                    result,
+                )
             )
         return delay
+
+    def log_retry(
+        self,
+        exc: BaseException | None,
+        result: Any,
+        error_class: ErrorClass,
+        delay: float,
+        asked: float | None,
+        now: float,
+    ) -> None:
+        target = self.target
+        error_type, error = _error_fields(exc, result)
+        extra: dict[str, object] = {
+            "event": "retry_scheduled",
+            "function": target.name,
+            "attempt": self.attempt,
+            "max_attempts": self.max_attempts,
+            "error_class": error_class,
+            "delay": round(delay, 6),
+            "elapsed": round(now - self.start, 6),
+            "error_type": error_type,
+            "error": error,
+        }
+        if asked is not None:
+            extra["retry_after"] = round(asked, 6)
+        logger.warning(
+            "retrying %s in %s s%s (attempt %d of %d) after %s",
+            target.label,
+            seconds(delay),
+            " as Retry-After asked" if asked is not None and delay == asked else "",
+            self.attempt + 1,
+            self.max_attempts,
+            _describe(exc, result),
+            extra=extra,
+        )
 
     def give_up(
         self, exc: BaseException | None, result: Any, error_class: ErrorClass, reason: str
     ) -> float:
         """Note on the exception and log why the call ends here; return ``_GIVE_UP``."""
-        if self.attempt == 1 and reason == "not retryable":
+        ran = self.attempt - (exc is not None and self.not_run(exc))
+        if ran == 0 or (self.attempt == 1 and error_class not in self.target.policy.retryable):
             return _GIVE_UP  # nothing was retried: the caller sees the error untouched
         elapsed = self.clock.monotonic() - self.start
+        what = f"{ran} attempt{'s' if ran != 1 else ''} over {elapsed:.3f} s ({reason})"
         if exc is not None:
-            add_note(exc, f"resilient: {self.attempt} attempts over {elapsed:.3f} s ({reason})")
-        logger.error(
-            "giving up",
-            extra={
-                "function": self.name,
-                "attempt": self.attempt,
-                "error_class": error_class,
-                "reason": reason,
-                "elapsed": elapsed,
-                "error": exc if exc is not None else _describe_result(result),
-            },
-        )
+            add_note(exc, f"resilient: {what}")
+        if logger.isEnabledFor(logging.ERROR):
+            error_type, error = _error_fields(exc, result)
+            logger.error(
+                "giving up on %s after %s: %s",
+                self.target.label,
+                what,
+                _describe(exc, result),
+                extra={
+                    "event": "retry_gave_up",
+                    "function": self.target.name,
+                    "attempt": self.attempt,
+                    "max_attempts": self.max_attempts,
+                    "error_class": error_class,
+                    "reason": reason,
+                    "elapsed": round(elapsed, 6),
+                    "error_type": error_type,
+                    "error": error,
+                },
+            )
         return _GIVE_UP
+
+    def not_run(self, exc: BaseException) -> bool:
+        """Whether *exc* is the composed breaker refusing the call: the function did not run.
+
+        (A rejection from a breaker used inside the function means it ran.)
+        """
+        gate = self.target.gate
+        return (
+            gate is not None
+            and isinstance(exc, Rejection)
+            and getattr(exc, "breaker_name", None) == gate.name
+        )
 
     def succeeded(self) -> None:
         """Refund the budget for a successful attempt."""
-        if self.policy.budget is not None:
-            self.policy.budget.record_success()
+        if self.target.policy.budget is not None:
+            self.target.policy.budget.record_success()
+
+
+def _rejected_reason(exc: BaseException) -> str:
+    name = getattr(exc, "breaker_name", None)
+    circuit = f"circuit {name!r}" if isinstance(name, str) else "a circuit"
+    return f"then a call was rejected: {circuit} is open"
 
 
 def _result_class(result: object) -> ErrorClass:
@@ -317,20 +459,25 @@ def _result_class(result: object) -> ErrorClass:
     return (status_class(code) if code is not None else None) or ErrorClass.TRANSIENT
 
 
-def _describe_result(result: object) -> str:
+def _describe(exc: BaseException | None, result: object) -> str:
+    """The failure for a log message: the error, or the rejected result."""
+    if exc is not None:
+        return describe_error(exc)
     code = getattr(result, "status_code", None)
     return f"rejected result (status {code})" if code is not None else "rejected result"
 
 
-def _run_sync(
-    func: Callable[..., T],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    policy: _Policy,
-    name: str,
-    first_failure: Exception | None,
-) -> T:
-    call = _Call(policy, name)
+def _error_fields(exc: BaseException | None, result: object) -> tuple[str | None, str]:
+    if exc is not None:
+        return error_fields(exc)
+    return None, _describe(None, result)
+
+
+def run_retry(
+    call: RetryCall, args: tuple[Any, ...], kwargs: dict[str, Any], first_failure: Exception | None
+) -> Any:
+    """The retry loop: call until success or a reason to give up; raise the last error."""
+    func, policy = call.target.func, call.target.policy
     token = None if call.deadline_at is None else call.enter_deadline(call.deadline_at)
     try:
         failure = first_failure
@@ -342,31 +489,29 @@ def _run_sync(
                 except Exception as exc:
                     failure = exc
                 else:
+                    if type(result) in LAZY_RESULTS:
+                        refuse_lazy_result(result, func, call.target.form)
                     if policy.retry_on_result is None or not policy.retry_on_result(result):
                         call.succeeded()
-                        return result  # type: ignore[no-any-return]
+                        return result
             delay = call.after_failure(failure, result)
             if delay == _GIVE_UP:
                 if failure is not None:
                     raise failure
-                return result  # type: ignore[no-any-return]
+                return result
             if delay > 0:
                 call.clock.sleep(delay)
-            failure = None
+            failure = None  # only the last exception is kept alive
     finally:
         if token is not None:
             _DEADLINE.reset(token)
 
 
-async def _run_async(
-    func: Callable[..., Awaitable[T]],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    policy: _Policy,
-    name: str,
-    first_failure: Exception | None,
-) -> T:
-    call = _Call(policy, name)
+async def run_retry_async(
+    call: RetryCall, args: tuple[Any, ...], kwargs: dict[str, Any], first_failure: Exception | None
+) -> Any:
+    """The retry loop of ``async`` functions; ``run_retry``'s twin."""
+    func, policy = call.target.func, call.target.policy
     token = None if call.deadline_at is None else call.enter_deadline(call.deadline_at)
     try:
         failure = first_failure
@@ -380,68 +525,80 @@ async def _run_async(
                 else:
                     if policy.retry_on_result is None or not policy.retry_on_result(result):
                         call.succeeded()
-                        return result  # type: ignore[no-any-return]
+                        return result
             delay = call.after_failure(failure, result)
             if delay == _GIVE_UP:
                 if failure is not None:
                     raise failure
-                return result  # type: ignore[no-any-return]
+                return result
             if delay > 0:
                 await call.clock.asleep(delay)
-            failure = None
+            failure = None  # only the last exception is kept alive
     finally:
         if token is not None:
             _DEADLINE.reset(token)
 
 
-def _decorate(func: Callable[P, T], policy: _Policy) -> Callable[P, T]:
+def _start_time(policy: Policy) -> float:
+    """The clock reading at the start of a call (the happy path reads it too)."""
+    clock = DEFAULTS.clock if policy.clock is None else policy.clock
+    return time.monotonic() if clock is SYSTEM_CLOCK else clock.monotonic()
+
+
+def _decorate(func: Callable[P, T], policy: Policy) -> Callable[P, T]:
     if isinstance(func, (staticmethod, classmethod)):
         return type(func)(_decorate(func.__func__, policy))
-    if not callable(func):
-        raise TypeError(f"@retry must decorate a callable, got {func!r}")
-    if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
-        raise TypeError(
-            f"@retry cannot decorate the generator function {func.__qualname__!r}: calling it "
-            "only creates the generator, so failures while iterating would never be retried; "
-            "retry the code that consumes it, or return a list instead"
-        )
-    name = _name_of(func)
+    check_callable(func, "@retry", sync_only=False)
+    target = RetryTarget(func, policy)
     full_loop = policy.needs_full_loop
 
     if is_async_callable(func):
-        afunc: Callable[..., Awaitable[Any]] = func
-
         if full_loop:
 
             async def retrying_async(*args: Any, **kwargs: Any) -> Any:
-                return await _run_async(afunc, args, kwargs, policy, name, None)
+                return await run_retry_async(RetryCall(target, None), args, kwargs, None)
 
         else:
+            afunc: Callable[..., Awaitable[Any]] = func
 
             async def retrying_async(*args: Any, **kwargs: Any) -> Any:
+                start = _start_time(policy)
                 try:
                     return await afunc(*args, **kwargs)
                 except Exception as exc:
                     failure = exc
                 # Outside the `except`: later failures must not chain onto this one.
-                return await _run_async(afunc, args, kwargs, policy, name, failure)
+                return await run_retry_async(RetryCall(target, start), args, kwargs, failure)
 
         return functools.wraps(func)(retrying_async)  # type: ignore[return-value]
 
     if full_loop:
 
         def retrying(*args: Any, **kwargs: Any) -> Any:
-            return _run_sync(func, args, kwargs, policy, name, None)
+            return run_retry(RetryCall(target, None), args, kwargs, None)
 
     else:
+        own_clock = policy.clock
+        checked = False  # whether a call returned something that is not a coroutine
 
         def retrying(*args: Any, **kwargs: Any) -> Any:
+            nonlocal checked
+            clock = DEFAULTS.clock if own_clock is None else own_clock
+            start = time.monotonic() if clock is SYSTEM_CLOCK else clock.monotonic()
             try:
-                return func(*args, **kwargs)
+                result = func(*args, **kwargs)
             except Exception as exc:
                 failure = exc
+            else:
+                # A plain def that returns a coroutine returns one every time: the
+                # first call tells, and later calls skip the check.
+                if not checked:
+                    if type(result) in LAZY_RESULTS:
+                        refuse_lazy_result(result, func, "@retry")
+                    checked = True
+                return result
             # Outside the `except`: later failures must not chain onto this one.
-            return _run_sync(func, args, kwargs, policy, name, failure)
+            return run_retry(RetryCall(target, start), args, kwargs, failure)
 
     return functools.wraps(func)(retrying)
 
@@ -468,7 +625,7 @@ def retry(
 
 
 def retry(
-    func: Callable[P, T] | None = None,
+    func: Callable[P, T] | None = _NO_FUNCTION,
     /,
     *,
     max_retries: int = 3,
@@ -514,7 +671,7 @@ def retry(
     Returns:
         The decorated function, with the same signature.
     """
-    policy = _Policy(
+    policy = Policy(
         max_retries=max_retries,
         base_delay=base_delay,
         max_delay=max_delay,
@@ -527,13 +684,14 @@ def retry(
         clock=clock,
         retry_on_result=retry_on_result,
     )
-    if func is not None:
-        return _decorate(func, policy)
-    return functools.partial(_decorate, policy=policy)
+    if func is _NO_FUNCTION:
+        return functools.partial(_decorate, policy=policy)
+    return _decorate(cast(Callable[P, T], func), policy)
 
 
 def retry_with_backoff(
-    func: Callable[..., T],
+    func: Callable[..., T] = _NO_FUNCTION,
+    /,
     *args: Any,
     max_retries: int = 3,
     base_delay: float = 1.0,
@@ -550,12 +708,20 @@ def retry_with_backoff(
     Returns:
         What *func* returned on the first attempt that succeeded.
     """
+    if func is _NO_FUNCTION:
+        raise TypeError(
+            "retry_with_backoff(func, *args) calls func now and needs it; to decorate a "
+            "function, use @retry(max_retries=..., base_delay=...) instead"
+        )
+    check_callable(func, "retry_with_backoff()", sync_only=True)
     policy = _plain_policy(max_retries, base_delay, max_delay, jitter, retryable_classes)
-    return _run_sync(func, args, kwargs, policy, _name_of(func), None)
+    result: T = run_retry(RetryCall(RetryTarget(func, policy), None), args, kwargs, None)
+    return result
 
 
 async def retry_with_backoff_async(
     func: Callable[..., Awaitable[T]],
+    /,
     *args: Any,
     max_retries: int = 3,
     base_delay: float = 1.0,
@@ -569,11 +735,15 @@ async def retry_with_backoff_async(
     Returns:
         What *func* returned on the first attempt that succeeded.
     """
+    check_callable(func, "retry_with_backoff_async()", sync_only=False)
     policy = _plain_policy(max_retries, base_delay, max_delay, jitter, retryable_classes)
-    return await _run_async(func, args, kwargs, policy, _name_of(func), None)
+    result: T = await run_retry_async(
+        RetryCall(RetryTarget(func, policy), None), args, kwargs, None
+    )
+    return result
 
 
-def _name_of(func: Callable[..., Any]) -> str:
+def _name_of(func: object) -> str:
     return f"{getattr(func, '__module__', None) or '?'}.{getattr(func, '__qualname__', repr(func))}"
 
 
@@ -583,8 +753,8 @@ def _plain_policy(
     max_delay: float,
     jitter: JitterSpec,
     retryable_classes: Collection[ErrorClass],
-) -> _Policy:
-    return _Policy(
+) -> Policy:
+    return Policy(
         max_retries=max_retries,
         base_delay=base_delay,
         max_delay=max_delay,

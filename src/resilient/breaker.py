@@ -16,12 +16,13 @@ none at all.
 
 from __future__ import annotations
 
+import collections
 import functools
-import inspect
 import itertools
 import logging
+import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import TracebackType
@@ -40,8 +41,17 @@ from resilient._breaker_state import (
     check_seconds,
     check_store,
 )
+from resilient._classify import ErrorClass, Rejection, classify
 from resilient._clock import DEFAULTS, SYSTEM_CLOCK, Clock, check_clock, resolve_clock
-from resilient._compat import is_async_callable
+from resilient._compat import (
+    LAZY_RESULTS,
+    check_callable,
+    is_async_callable,
+    name_of,
+    refuse_lazy_result,
+    seconds,
+)
+from resilient._redact import describe_error, error_fields
 from resilient.backoff import Backoff
 
 __all__ = [
@@ -65,8 +75,11 @@ _OPEN = CircuitState.OPEN
 _HALF_OPEN = CircuitState.HALF_OPEN
 
 
-class CircuitOpenError(RuntimeError):
+class CircuitOpenError(RuntimeError, Rejection):
     """A call was rejected without running because the circuit is open.
+
+    ``classify`` calls it ``TIMEOUT`` (the dependency is unavailable), and
+    ``@retry`` and the tasks stop at once on it rather than wait out a backoff.
 
     Attributes:
         breaker_name: the ``name`` of the breaker that rejected the call.
@@ -105,8 +118,9 @@ class CircuitOpenError(RuntimeError):
     def __str__(self) -> str:
         if self.state is _HALF_OPEN:
             return (
-                f"circuit {self.breaker_name!r} is half-open and all its trial calls are "
-                "in flight: call rejected without running; try again shortly"
+                f"circuit {self.breaker_name!r} is half-open and has let through every trial "
+                "call it allows until they decide: call rejected without running; try again "
+                "shortly"
             )
         return (
             f"circuit {self.breaker_name!r} is open: call rejected without running; "
@@ -117,10 +131,19 @@ class CircuitOpenError(RuntimeError):
 class BreakerListener:
     """Hooks called on breaker events; subclass it and override what you need.
 
-    Every hook runs in the thread (or task) of the call that caused the event,
-    after the breaker released its lock. A hook that raises is logged on the
-    ``resilient.breaker`` logger and never breaks the call. Any object with
+    ``on_failure``, ``on_success`` and ``on_rejected`` run in the thread (or
+    task) of the call they are about, after the breaker released its lock.
+    ``on_state_change`` calls reach every listener in the order the changes
+    happened, also under threads: a change is queued in the same step that
+    makes it, and one thread at a time delivers the queue (so it may be the
+    thread of a call made at the same moment). A hook that raises is logged
+    once on the ``resilient.breaker`` logger and never breaks the call or the
+    breaker; a slow hook delays only the thread running it. Any object with
     some of these methods is accepted as a listener.
+
+    With a store shared by processes (``resilient.redis.RedisStore``) the
+    listeners hear the changes this process made, not those of other
+    processes.
     """
 
     def on_state_change(
@@ -140,8 +163,10 @@ class BreakerListener:
 
 _HOOKS = ("on_state_change", "on_failure", "on_success", "on_rejected")
 
-_MESSAGES = {_OPEN: "circuit opened", _HALF_OPEN: "circuit half-open", _CLOSED: "circuit closed"}
-_LEVELS = {_OPEN: logging.WARNING, _HALF_OPEN: logging.INFO, _CLOSED: logging.INFO}
+DEFAULT_COUNTED: frozenset[ErrorClass] = frozenset(
+    {ErrorClass.TRANSIENT, ErrorClass.DEGRADED, ErrorClass.TIMEOUT, ErrorClass.UNKNOWN}
+)
+"""The classes of failure a breaker counts unless ``counted_classes=`` says otherwise."""
 
 _names = itertools.count(1)
 
@@ -152,9 +177,16 @@ class CircuitBreaker:
     Closed, ``failure_threshold`` consecutive failures open the circuit (or,
     with ``window=``, a failure rate over a sliding window). Open, every call
     is rejected at once with a fresh ``CircuitOpenError``, the function not
-    called. After ``recovery_timeout`` seconds it is half-open: up to
-    ``half_open_max_calls`` trial calls run at a time; one trial failure opens
-    it again, ``success_threshold`` trial successes close it.
+    called. After ``recovery_timeout`` seconds it is half-open: exactly
+    ``half_open_max_calls`` trial calls are admitted in that half-open period
+    (the rest are rejected); one trial failure opens it again,
+    ``success_threshold`` trial successes close it.
+
+    A failure counts only when it matches ``expected_exception``, is not in
+    ``exclude`` and its ``ErrorClass`` is in ``counted_classes``: a 404 or a
+    ``ValueError`` from the caller's bad input says nothing about the health
+    of the dependency, so a FATAL failure is re-raised and recorded as
+    *ignored*: neither a failure nor a success.
 
     Only ``Exception`` subclasses are ever caught. ``KeyboardInterrupt``,
     ``SystemExit``, ``GeneratorExit`` and ``asyncio.CancelledError`` pass
@@ -168,11 +200,12 @@ class CircuitBreaker:
         expected_exception: the exception type (or tuple) that counts as a
             failure; other exceptions propagate and count as nothing.
         name: names the breaker in errors, logs and its store; a unique name
-            is made up when ``None``. Breakers sharing a store and a name
-            share one circuit.
+            is made up when ``None`` (not allowed with ``store=``). Breakers
+            sharing a store and a name share one circuit.
         exclude: exception types that never count, even when expected.
-        half_open_max_calls: trial calls admitted at a time when half-open.
-        success_threshold: trial successes needed to close the circuit.
+        half_open_max_calls: trial calls admitted per half-open period.
+        success_threshold: trial successes needed to close the circuit
+            (at most ``half_open_max_calls``).
         window: a ``FailureRateWindow`` to open on a failure rate instead of
             consecutive failures.
         slow_call_duration: seconds after which a call counts as slow (needs
@@ -185,6 +218,8 @@ class CircuitBreaker:
             ``on_success`` and/or ``on_rejected`` (see ``BreakerListener``).
         store: where the state lives; a new ``MemoryStore`` when ``None``.
             Constructing a breaker never resets the state already stored.
+        classifier: ``(exc) -> ErrorClass``; default ``resilient.classify``.
+        counted_classes: the classes of failure that count toward opening.
 
     Example:
         >>> from resilient.breaker import CircuitBreaker
@@ -198,10 +233,14 @@ class CircuitBreaker:
 
     __slots__ = (
         "_circuit",
+        "_classifier",
         "_clock",
+        "_counted",
+        "_delivering",
         "_exclude",
         "_expected",
         "_failed",
+        "_failed_hooks",
         "_fast",
         "_ignored",
         "_needs_now",
@@ -209,6 +248,8 @@ class CircuitBreaker:
         "_on_rejected",
         "_on_state_change",
         "_on_success",
+        "_order",
+        "_pending",
         "_policy",
         "_rejected",
         "_slow",
@@ -235,12 +276,20 @@ class CircuitBreaker:
         clock: Clock | None = None,
         listeners: Iterable[object] = (),
         store: BreakerStore | None = None,
+        classifier: Callable[..., ErrorClass] = classify,
+        counted_classes: Collection[ErrorClass] = DEFAULT_COUNTED,
     ) -> None:
         check_int("failure_threshold", failure_threshold)
         if not isinstance(recovery_timeout, Backoff):
             check_seconds("recovery_timeout", recovery_timeout, backoff_ok=True)
         check_int("half_open_max_calls", half_open_max_calls)
         check_int("success_threshold", success_threshold)
+        if success_threshold > half_open_max_calls:
+            raise ValueError(
+                f"success_threshold must be <= half_open_max_calls ({half_open_max_calls!r}): "
+                "a half-open period admits only that many trial calls, "
+                f"got success_threshold={success_threshold!r}"
+            )
         if window is not None and not isinstance(window, FailureRateWindow):
             raise TypeError(f"window must be a FailureRateWindow or None, got {window!r}")
         if slow_call_duration is not None:
@@ -254,15 +303,25 @@ class CircuitBreaker:
         check_rate("slow_call_rate_threshold", slow_call_rate_threshold)
         if name is not None and (not isinstance(name, str) or not name):
             raise TypeError(f"name must be a non-empty str or None, got {name!r}")
+        if store is not None:
+            check_store(store)
+        if store is not None and name is None:
+            raise ValueError(
+                f"name is required with store={store!r}: breakers that share a store share "
+                "a circuit by name, and a made-up name (breaker-1, breaker-2, ...) depends on "
+                "the order each process builds its breakers; give name='users-api' or the like"
+            )
         check_clock(clock)
+        if not callable(classifier):
+            raise TypeError(f"classifier must be callable, got {classifier!r}")
+        self._counted = _error_classes("counted_classes", counted_classes)
+        self._classifier = classifier
         self._expected = _exception_types("expected_exception", expected_exception, empty=False)
         self._exclude = _exception_types("exclude", exclude, empty=True)
         hooks = _listener_hooks(listeners)
         self._on_state_change, self._on_failure, self._on_success, self._on_rejected = hooks
         if store is None:
             store = MemoryStore()
-        else:
-            check_store(store)
 
         self.name: str = name if name is not None else f"breaker-{next(_names)}"
         self._policy = BreakerPolicy(
@@ -291,6 +350,13 @@ class CircuitBreaker:
         self._tickets: ContextVar[tuple[tuple[int | None, float], ...]] = ContextVar(
             f"resilient.breaker:{self.name}", default=()
         )
+        # State changes are queued in the step that makes them (under _order)
+        # and delivered from the queue by one thread at a time (_delivering),
+        # so listeners hear them in order and a slow listener blocks no call.
+        self._order = threading.Lock()
+        self._delivering = threading.Lock()
+        self._pending: collections.deque[tuple[Transition, str]] = collections.deque()
+        self._failed_hooks: set[str] = set()
         # With the in-memory store the breaker reads the circuit's state
         # without a lock to admit closed calls; with the consecutive rule and
         # nothing to do per success, the whole closed path is lock-free.
@@ -309,6 +375,8 @@ class CircuitBreaker:
         Raises:
             CircuitOpenError: the circuit is open (or half-open with every
                 trial permit taken); *func* was not called.
+            TypeError: *func* returned a coroutine or a generator (its work
+                did not run): use ``call_async`` for ``async def`` functions.
             Exception: whatever *func* raised, unchanged, also when it is the
                 failure that opens the circuit.
         """
@@ -319,6 +387,8 @@ class CircuitBreaker:
             except Exception as exc:
                 self._closed_failure(exc)
                 raise
+            if type(result) in LAZY_RESULTS:
+                refuse_lazy_result(result, func, "breaker.call()")
             next(self._succeeded)
             if circuit.failures:
                 self._clear_failures()
@@ -333,7 +403,7 @@ class CircuitBreaker:
             )
             if remaining > 0.0:
                 raise self._rejected_error(remaining, _OPEN)
-        return self._call(func, args, kwargs)
+        return self._call(func, args, kwargs, "breaker.call()")
 
     async def call_async(
         self, func: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
@@ -354,8 +424,8 @@ class CircuitBreaker:
                 self._clear_failures()
             return result
         trial = self._admit()
-        start = self._start()
         try:
+            start = self._start()
             result = await func(*args, **kwargs)
         except Exception as exc:
             self._record_error(exc, trial, start)
@@ -373,14 +443,7 @@ class CircuitBreaker:
         signature. Generator functions are refused: the breaker would only see
         the generator being created, never its work.
         """
-        if not callable(func):
-            raise TypeError(f"a CircuitBreaker decorates a callable, got {func!r}")
-        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
-            raise TypeError(
-                f"cannot decorate generator function {_qualname(func)}: the breaker would "
-                "only see the generator being created, not its work; use breaker.call() "
-                "or 'with breaker:' around the code that consumes it"
-            )
+        check_callable(func, "@breaker", sync_only=False)
         if is_async_callable(func):
             return cast(Callable[P, T], self._decorate_async(cast(Any, func)))
 
@@ -410,8 +473,9 @@ class CircuitBreaker:
                 )
                 if remaining > 0.0:
                     raise breaker._rejected_error(remaining, _OPEN)
-            return breaker._call(func, args, kwargs)
+            return breaker._call(func, args, kwargs, "@breaker")
 
+        guarded.__resilient_breaker__ = self  # type: ignore[attr-defined]
         return guarded
 
     def _decorate_async(self, func: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
@@ -419,12 +483,17 @@ class CircuitBreaker:
         async def guarded(*args: Any, **kwargs: Any) -> Any:
             return await self.call_async(func, *args, **kwargs)
 
+        guarded.__resilient_breaker__ = self  # type: ignore[attr-defined]
         return guarded
 
     def __enter__(self) -> CircuitBreaker:
         """Admit the body of a ``with`` block as one call, or raise ``CircuitOpenError``."""
         trial = self._admit()
-        self._tickets.set((*self._tickets.get(), (trial, self._start())))
+        try:
+            self._tickets.set((*self._tickets.get(), (trial, self._start())))
+        except BaseException:
+            self._release(trial)
+            raise
         return self
 
     def __exit__(
@@ -470,6 +539,11 @@ class CircuitBreaker:
     def is_open(self) -> bool:
         """True while calls are rejected without a trial (the state is ``OPEN``)."""
         return self._read().state is _OPEN
+
+    @property
+    def remaining(self) -> float:
+        """Seconds until the circuit admits a trial call; ``0.0`` unless it is open."""
+        return self._read().remaining
 
     @property
     def failures(self) -> int:
@@ -523,10 +597,12 @@ class CircuitBreaker:
 
     # -- everything off the closed happy path ---------------------------------
 
-    def _call(self, func: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+    def _call(
+        self, func: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any], form: str
+    ) -> T:
         trial = self._admit()
-        start = self._start()
         try:
+            start = self._start()
             result = func(*args, **kwargs)
         except Exception as exc:
             self._record_error(exc, trial, start)
@@ -534,6 +610,9 @@ class CircuitBreaker:
         except BaseException:
             self._release(trial)
             raise
+        if type(result) in LAZY_RESULTS:
+            self._release(trial)
+            refuse_lazy_result(result, func, form)
         self._record_success(trial, start)
         return result
 
@@ -549,9 +628,20 @@ class CircuitBreaker:
                 if remaining > 0.0:
                     raise self._rejected_error(remaining, _OPEN)
         now = resolve_clock(self._clock).monotonic()
-        admission = self._store.acquire(self.name, self._policy, now)
+        if self._on_state_change:
+            with self._order:
+                admission = self._store.acquire(self.name, self._policy, now)
+                if admission.transition is not None:
+                    self._pending.append((admission.transition, "recovery_timeout"))
+        else:
+            admission = self._store.acquire(self.name, self._policy, now)
         if admission.transition is not None:
-            self._changed(admission.transition)
+            try:
+                self._changed(admission.transition, "recovery_timeout")
+            except BaseException:  # a listener or log handler raised Ctrl-C: no permit leaks
+                if admission.admitted and admission.trial is not None:
+                    self._store.release(self.name, self._policy, admission.trial)
+                raise
         if admission.admitted:
             return admission.trial
         raise self._rejected_error(admission.remaining, admission.state)
@@ -567,8 +657,21 @@ class CircuitBreaker:
     def _start(self) -> float:
         return resolve_clock(self._clock).monotonic() if self._slow_limit is not None else 0.0
 
-    def _counts(self, exc: BaseException) -> bool:
-        return isinstance(exc, self._expected) and not isinstance(exc, self._exclude)
+    def _counts(self, exc: Exception) -> bool:
+        """Whether *exc* counts toward opening: expected, not excluded, of a counted class."""
+        if not isinstance(exc, self._expected) or isinstance(exc, self._exclude):
+            return False
+        try:
+            error_class = self._classifier(exc)
+        except Exception:
+            logger.exception(
+                "classifier of circuit %r failed on %s; the failure counts as UNKNOWN",
+                self.name,
+                type(exc).__name__,
+                extra={"event": "breaker_classifier_failed", "breaker": self.name},
+            )
+            error_class = ErrorClass.UNKNOWN
+        return error_class in self._counted
 
     def _closed_failure(self, exc: Exception) -> None:
         """A call admitted on the lock-free closed path raised *exc*."""
@@ -587,11 +690,17 @@ class CircuitBreaker:
             if slow:
                 next(self._slow)
         next(self._succeeded)
-        transition = self._store.record_success(self.name, self._policy, trial, now, slow)
+        if self._on_state_change:
+            with self._order:
+                transition = self._store.record_success(self.name, self._policy, trial, now, slow)
+                if transition is not None:
+                    self._pending.append((transition, _success_trigger(transition, slow)))
+        else:
+            transition = self._store.record_success(self.name, self._policy, trial, now, slow)
         if self._on_success:
             self._emit(self._on_success)
         if transition is not None:
-            self._changed(transition)
+            self._changed(transition, _success_trigger(transition, slow))
 
     def _record_error(self, exc: Exception, trial: int | None, start: float) -> None:
         if not self._counts(exc):
@@ -604,11 +713,18 @@ class CircuitBreaker:
         if slow:
             next(self._slow)
         next(self._failed)
-        transition = self._store.record_failure(self.name, self._policy, trial, now, slow)
+        trigger = "trial_failed" if trial is not None else "failures"
+        if self._on_state_change:
+            with self._order:
+                transition = self._store.record_failure(self.name, self._policy, trial, now, slow)
+                if transition is not None:
+                    self._pending.append((transition, trigger))
+        else:
+            transition = self._store.record_failure(self.name, self._policy, trial, now, slow)
         if self._on_failure:
             self._emit(self._on_failure, exc)
         if transition is not None:
-            self._changed(transition)
+            self._changed(transition, trigger, exc)
 
     def _release(self, trial: int | None) -> None:
         if trial is not None:
@@ -616,9 +732,16 @@ class CircuitBreaker:
 
     def _force(self, state: CircuitState) -> None:
         now = resolve_clock(self._clock).monotonic()
-        transition = self._store.force(self.name, self._policy, state, now)
+        trigger = {_CLOSED: "reset", _OPEN: "trip"}.get(state, "forced")
+        if self._on_state_change:
+            with self._order:
+                transition = self._store.force(self.name, self._policy, state, now)
+                if transition is not None:
+                    self._pending.append((transition, trigger))
+        else:
+            transition = self._store.force(self.name, self._policy, state, now)
         if transition is not None:
-            self._changed(transition)
+            self._changed(transition, trigger)
 
     def _read(self) -> StoredState:
         stored = self._store.snapshot(
@@ -628,29 +751,66 @@ class CircuitBreaker:
             return stored._replace(state=_HALF_OPEN, remaining=0.0)
         return stored._replace(remaining=max(stored.remaining, 0.0))
 
-    def _changed(self, transition: Transition) -> None:
-        """Log a state change and tell the listeners; never under a lock."""
-        old, new = transition.old, transition.new
+    def _changed(
+        self, transition: Transition, trigger: str, exc: BaseException | None = None
+    ) -> None:
+        """Log a state change and tell the listeners, in order; never under a lock."""
+        if not self._on_state_change:
+            self._log_change(transition, trigger, exc)
+            return
+        pending = self._pending
+        while pending:
+            if not self._delivering.acquire(blocking=False):
+                return  # the thread delivering now will deliver this change too
+            try:
+                while pending:
+                    queued, why = pending.popleft()
+                    self._log_change(queued, why, exc if queued is transition else None)
+                    self._emit(self._on_state_change, queued.old, queued.new)
+            finally:
+                self._delivering.release()
+
+    def _log_change(self, transition: Transition, trigger: str, exc: BaseException | None) -> None:
+        new = transition.new
+        level = logging.WARNING if new is _OPEN else logging.INFO
+        if not logger.isEnabledFor(level):
+            return
+        template, args = _change_message(self.name, self._policy, transition, trigger, exc)
         extra: dict[str, object] = {
+            "event": f"circuit_{new.value}",
             "breaker": self.name,
-            "old_state": old.value,
+            "old_state": transition.old.value,
             "new_state": new.value,
+            "trigger": trigger,
             "failures": transition.failures,
         }
         if new is _OPEN:
-            extra["open_for"] = transition.open_for
-        logger.log(_LEVELS[new], _MESSAGES[new], extra=extra)
-        if self._on_state_change:
-            self._emit(self._on_state_change, old, new)
+            extra["open_for"] = round(transition.open_for, 6)
+        if exc is not None:
+            extra["error_type"], extra["error"] = error_fields(exc)
+        logger.log(level, template, *args, extra=extra)
 
     def _emit(self, hooks: tuple[Callable[..., object], ...], *args: object) -> None:
         for hook in hooks:
             try:
                 hook(self, *args)
-            except Exception:
-                logger.exception(
-                    "breaker listener failed",
-                    extra={"breaker": self.name, "hook": _qualname(hook)},
+            except Exception as error:
+                hook_name = name_of(hook)
+                if hook_name in self._failed_hooks:
+                    continue  # logged once: a listener failing on every call must not flood
+                self._failed_hooks.add(hook_name)
+                logger.error(
+                    "listener %s of circuit %r raised %s; the breaker carries on, and further "
+                    "failures of this listener are not logged",
+                    hook_name,
+                    self.name,
+                    describe_error(error),
+                    exc_info=error,
+                    extra={
+                        "event": "breaker_listener_failed",
+                        "breaker": self.name,
+                        "hook": hook_name,
+                    },
                 )
 
 
@@ -686,8 +846,83 @@ def _peek(counter: itertools.count[int]) -> int:
     return int(repr(counter)[6:-1])
 
 
-def _qualname(obj: object) -> str:
-    return getattr(obj, "__qualname__", None) or repr(obj)
+def _error_classes(name: str, value: object) -> tuple[ErrorClass, ...]:
+    if isinstance(value, (str, ErrorClass)) or not isinstance(value, Collection):
+        raise TypeError(f"{name} must be a collection of ErrorClass, got {value!r}")
+    for item in value:
+        if not isinstance(item, ErrorClass):
+            raise TypeError(f"{name} must hold only ErrorClass members, got {item!r} in {value!r}")
+    # A tuple: membership by identity first, without calling Enum.__hash__ (in Python).
+    return tuple(frozenset(value))
+
+
+def _success_trigger(transition: Transition, slow: bool) -> str:
+    if transition.new is _CLOSED:
+        return "trial_succeeded"
+    if transition.old is _HALF_OPEN:
+        return "slow_trial" if slow else "trial_succeeded"
+    return "failure_rate"  # a window whose rate stays over its threshold as calls come in
+
+
+def _change_message(
+    name: str,
+    policy: BreakerPolicy,
+    transition: Transition,
+    trigger: str,
+    exc: BaseException | None,
+) -> tuple[str, tuple[object, ...]]:
+    """The log message of a state change: a %-template and its arguments."""
+    new = transition.new
+    if new is _HALF_OPEN:
+        return (
+            "circuit %r half-open: letting %d trial call(s) through to test the dependency",
+            (name, policy.half_open_max_calls),
+        )
+    if new is _CLOSED:
+        if trigger == "reset":
+            return "circuit %r closed by reset(); calls flow again", (name,)
+        return (
+            "circuit %r closed: %d trial call(s) succeeded; calls flow again",
+            (name, policy.success_threshold),
+        )
+    if trigger == "trip":
+        why = "opened by trip()"
+    elif transition.old is _HALF_OPEN:
+        why = (
+            "reopened: a trial call was too slow"
+            if trigger == "slow_trial"
+            else ("reopened: a trial call failed")
+        )
+    elif policy.window is None:
+        why = f"opened after {transition.failures} consecutive failures"
+    else:
+        why = _rate_reason(policy, transition)
+    if exc is not None:
+        why += f" (the last: {describe_error(exc)})"
+    return (
+        "circuit %r %s; calls are rejected for the next %s s, then %d trial call(s) go through",
+        (name, why, seconds(transition.open_for), policy.half_open_max_calls),
+    )
+
+
+def _rate_reason(policy: BreakerPolicy, transition: Transition) -> str:
+    window = policy.window
+    assert window is not None
+    calls = max(transition.calls, 1)
+    scope = (
+        f"of the last {transition.calls} calls"
+        if window.calls is not None
+        else f"of {transition.calls} calls in the last {seconds(window.seconds or 0.0)} s"
+    )
+    if transition.failures / calls >= window.failure_rate_threshold:
+        return (
+            f"opened: {transition.failures} {scope} failed "
+            f"({transition.failures / calls:.0%}, threshold {window.failure_rate_threshold:.0%})"
+        )
+    return (
+        f"opened: {transition.slow} {scope} were slow "
+        f"({transition.slow / calls:.0%}, threshold {policy.slow_call_rate_threshold:.0%})"
+    )
 
 
 def _exception_types(name: str, value: object, *, empty: bool) -> tuple[type[Exception], ...]:

@@ -37,7 +37,15 @@ from json.encoder import encode_basestring, encode_basestring_ascii
 from types import MappingProxyType, TracebackType
 from typing import Any, TextIO
 
-from resilient._redact import DEFAULT_REDACT_HEADERS, DEFAULT_REDACT_KEYS, REDACTED, Redactor
+from resilient._redact import (
+    DEFAULT_REDACT_HEADERS,
+    DEFAULT_REDACT_KEYS,
+    REDACTED,
+    Redactor,
+    safe_repr,
+    safe_str,
+    type_name,
+)
 
 __all__ = [
     "DEFAULT_REDACT_HEADERS",
@@ -218,7 +226,7 @@ class JsonFormatter(logging.Formatter):
         try:
             message = record.getMessage()
         except Exception:
-            message = f"{_safe_repr(record.msg)} % {_safe_repr(record.args)}"
+            message = f"{safe_repr(record.msg)} % {safe_repr(record.args)}"
         quote = self._quote
         limit = self.max_length
         scrub = self._scrubber
@@ -298,8 +306,8 @@ class JsonFormatter(logging.Formatter):
     def _head(self, level: object, name: object) -> str:
         """The JSON text from the level to the message (cached per level and logger)."""
         head = (
-            f"{self._level_sep}{self._quote(_safe_str(level))}"
-            f"{self._logger_sep}{self._quote(_safe_str(name))}{self._message_sep}"
+            f"{self._level_sep}{self._quote(safe_str(level))}"
+            f"{self._logger_sep}{self._quote(safe_str(name))}{self._message_sep}"
         )
         if len(self._heads) >= _KEY_CACHE_SIZE:
             self._heads.clear()
@@ -399,7 +407,7 @@ class JsonFormatter(logging.Formatter):
             return self._clean_str(readable)
         if hasattr(type(value), "__dataclass_fields__") and not isinstance(value, type):
             return self._clean_dataclass(value, depth, path)
-        return self._clean_str(_safe_repr(value))
+        return self._clean_str(safe_repr(value))
 
     def _clean_container(self, value: Any, depth: int, path: set[int]) -> object:
         ident = id(value)
@@ -466,7 +474,7 @@ class JsonFormatter(logging.Formatter):
     def _default(self, value: object) -> object:
         # Not reached in practice (every value is sanitized before encoding);
         # kept so that the encoder can never fail on a type it does not know.
-        return self._clean_str(_safe_repr(value))
+        return self._clean_str(safe_repr(value))
 
     def _add_ambient(
         self,
@@ -491,8 +499,8 @@ class JsonFormatter(logging.Formatter):
     def _exception(self, exc: BaseException, depth: int, seen: set[int]) -> dict[str, object]:
         seen.add(id(exc))
         out: dict[str, object] = {
-            "type": _type_name(type(exc)),
-            "message": self._clean_str(_safe_str(exc)),
+            "type": type_name(type(exc)),
+            "message": self._clean_str(safe_str(exc)),
         }
         if depth == 0:
             out["traceback"] = self._clean_str(_format_traceback(exc), 10)
@@ -527,9 +535,9 @@ class JsonFormatter(logging.Formatter):
             return json.dumps(
                 {
                     ts_key: timestamp,
-                    level_key: _safe_str(getattr(record, "levelname", "")),
-                    logger_key: _safe_str(getattr(record, "name", "")),
-                    message_key: self._clean_str(_safe_repr(getattr(record, "msg", ""))),
+                    level_key: safe_str(getattr(record, "levelname", "")),
+                    logger_key: safe_str(getattr(record, "name", "")),
+                    message_key: self._clean_str(safe_repr(getattr(record, "msg", ""))),
                     "logging_error": _describe(error),
                 },
                 ensure_ascii=True,
@@ -902,43 +910,21 @@ def _format_traceback(exc: BaseException) -> str:
         return f"<traceback unavailable: {_describe(error)}>"
 
 
-def _type_name(kind: type) -> str:
-    module = getattr(kind, "__module__", "")
-    qualname = getattr(kind, "__qualname__", kind.__name__)
-    return qualname if module in ("builtins", "__main__", None, "") else f"{module}.{qualname}"
-
-
 def _describe(exc: BaseException) -> str:
-    text = _safe_str(exc)
-    name = _type_name(type(exc))
+    text = safe_str(exc)
+    name = type_name(type(exc))
     return f"{name}: {text}" if text else name
-
-
-def _safe_str(value: object) -> str:
-    try:
-        text = str(value)
-    except Exception:
-        return f"<{type(value).__qualname__} (str() failed)>"
-    return text if type(text) is str else _safe_repr(value)
-
-
-def _safe_repr(value: object) -> str:
-    try:
-        text = repr(value)
-    except Exception:
-        return f"<{type(value).__qualname__} (repr() failed)>"
-    return text if type(text) is str else f"<{type(value).__qualname__}>"
 
 
 def _key_text(key: object) -> str:
     if type(key) in (int, float, bool) or key is None:
-        return _safe_str(key)
+        return safe_str(key)
     if isinstance(key, str):
         return str.__str__(key)
     if isinstance(key, Enum):
         return str(key.value) if type(key.value) in (str, int) else key.name
-    return _safe_repr(key)
+    return safe_repr(key)
 
 
 def _sort_key(item: object) -> tuple[str, str]:
-    return (type(item).__name__, _safe_repr(item))
+    return (type(item).__name__, safe_repr(item))

@@ -17,15 +17,33 @@ import inspect
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypedDict
 
 from typing_extensions import TypeVar, Unpack
 
-from resilient._classify import ErrorClass, classify
-from resilient._clock import Clock, resolve_clock
-from resilient._compat import add_note, is_async_callable
-from resilient._retry import DEFAULT_RETRYABLE, Budget, RetryState, retry
+from resilient._classify import ErrorClass, Rejection, classify
+from resilient._clock import DEFAULTS, Clock
+from resilient._compat import (
+    LAZY_RESULTS,
+    add_note,
+    check_callable,
+    name_of,
+    refuse_lazy_result,
+    seconds,
+)
+from resilient._redact import describe_error, error_fields, safe_repr, safe_str
+from resilient._retry import (
+    DEFAULT_RETRYABLE,
+    Budget,
+    Policy,
+    RetryCall,
+    RetryState,
+    RetryTarget,
+    run_retry,
+    run_retry_async,
+)
 from resilient.backoff import JitterSpec
 from resilient.breaker import CircuitBreaker, CircuitOpenError
 
@@ -60,6 +78,13 @@ class TaskResult(Generic[T]):
             clock (so a ``ManualClock`` counts the waits between attempts).
         exception: the final exception object itself, with its traceback and
             notes; not part of equality or ``repr``.
+        rejected: whether an open circuit stopped the task: before its first
+            attempt (``attempts=0``), or between attempts, when the breaker
+            opened and would still be open at the end of the next wait. Then
+            ``error_class`` is ``TIMEOUT`` and ``exception`` a
+            ``CircuitOpenError`` (chained, with ``__cause__``, to the last
+            failure that ran). ``False`` in every other case: a loop can tell
+            "the dependency failed" from "we did not try".
         task_name: the name the task was run under.
     """
 
@@ -70,6 +95,7 @@ class TaskResult(Generic[T]):
     attempts: int = 0
     elapsed: float = 0.0
     exception: BaseException | None = field(default=None, compare=False, repr=False)
+    rejected: bool = False
     task_name: str = ""
 
 
@@ -107,12 +133,17 @@ class TaskSummary:
 
     @property
     def failed(self) -> int:
-        """How many tasks finished and failed."""
-        return sum(1 for r in self.results if not r.success)
+        """How many tasks ran and failed (rejected tasks are counted apart)."""
+        return sum(1 for r in self.results if not r.success and not r.rejected)
+
+    @property
+    def rejected(self) -> int:
+        """How many tasks an open circuit stopped (``TaskResult.rejected``)."""
+        return sum(1 for r in self.results if r.rejected)
 
     @property
     def by_class(self) -> Mapping[ErrorClass, int]:
-        """Failed tasks counted by ``ErrorClass``; every class is a key (0 when none)."""
+        """Unsuccessful tasks (failed or rejected) by ``ErrorClass``; every class is a key."""
         counts = dict.fromkeys(ErrorClass, 0)
         for r in self.results:
             if not r.success:
@@ -128,7 +159,7 @@ class TaskSummary:
     def __repr__(self) -> str:
         return (
             f"TaskSummary(succeeded={self.succeeded}, failed={self.failed}, "
-            f"total={self.total}, interrupted={self.interrupted})"
+            f"rejected={self.rejected}, total={self.total}, interrupted={self.interrupted})"
         )
 
 
@@ -205,19 +236,21 @@ def execute_task_safely(
         TypeError, ValueError: a bad option, before *func* is called: a
             configuration error is a bug, not a task failure.
     """
-    settings = _Settings(
+    settings = _Settings.cached(
+        (
+            max_retries,
+            circuit_breaker,
+            base_delay,
+            max_delay,
+            jitter,
+            retryable_classes,
+            deadline,
+            classifier,
+            on_retry,
+            budget,
+            clock,
+        ),
         asynchronous=False,
-        max_retries=max_retries,
-        circuit_breaker=circuit_breaker,
-        base_delay=base_delay,
-        max_delay=max_delay,
-        jitter=jitter,
-        retryable_classes=retryable_classes,
-        deadline=deadline,
-        classifier=classifier,
-        on_retry=on_retry,
-        budget=budget,
-        clock=clock,
     )
     _check_task(task_name, func, asynchronous=False)
     return _execute(settings, task_name, func, args, kwargs)
@@ -250,19 +283,21 @@ async def execute_task_safely_async(
     Returns:
         A ``TaskResult``.
     """
-    settings = _Settings(
+    settings = _Settings.cached(
+        (
+            max_retries,
+            circuit_breaker,
+            base_delay,
+            max_delay,
+            jitter,
+            retryable_classes,
+            deadline,
+            classifier,
+            on_retry,
+            budget,
+            clock,
+        ),
         asynchronous=True,
-        max_retries=max_retries,
-        circuit_breaker=circuit_breaker,
-        base_delay=base_delay,
-        max_delay=max_delay,
-        jitter=jitter,
-        retryable_classes=retryable_classes,
-        deadline=deadline,
-        classifier=classifier,
-        on_retry=on_retry,
-        budget=budget,
-        clock=clock,
     )
     _check_task(task_name, func, asynchronous=True)
     return await _execute_async(settings, task_name, func, args, kwargs)
@@ -368,21 +403,15 @@ async def run_tasks_async(
 
 
 class _Settings:
-    """Strictly private. The validated options of one call or of one run of tasks."""
+    """Strictly private. The validated options of one call or of one run of tasks.
 
-    __slots__ = (
-        "base_delay",
-        "breaker",
-        "budget",
-        "classifier",
-        "clock",
-        "deadline",
-        "jitter",
-        "max_delay",
-        "max_retries",
-        "on_retry",
-        "retryable_classes",
-    )
+    Holds the retry policy, built and validated once, with the user's
+    classifier and ``on_retry`` made safe: a task never raises because of
+    them. ``execute_task_safely`` keeps the settings of recent option sets,
+    so a loop over many small tasks validates its options once.
+    """
+
+    __slots__ = ("breaker", "clock", "policy", "user_classifier")
 
     def __init__(
         self,
@@ -406,18 +435,26 @@ class _Settings:
                 f"circuit_breaker must be a CircuitBreaker (with {method}()) or None, "
                 f"got {circuit_breaker!r}"
             )
-        self.max_retries = max_retries
+        if not callable(classifier):
+            raise TypeError(f"classifier must be callable, got {classifier!r}")
+        if on_retry is not None and not callable(on_retry):
+            raise TypeError(f"on_retry must be callable, got {on_retry!r}")
         self.breaker = circuit_breaker
-        self.base_delay = base_delay
-        self.max_delay = max_delay
-        self.jitter = jitter
-        self.retryable_classes = retryable_classes
-        self.deadline = deadline
-        self.classifier = classifier
-        self.on_retry = on_retry
-        self.budget = budget
         self.clock = clock
-        self.decorator(classifier, on_retry)  # validates every retry option, as @retry does
+        self.user_classifier = classifier
+        self.policy = Policy(
+            max_retries=max_retries,
+            base_delay=base_delay,
+            max_delay=max_delay,
+            jitter=jitter,
+            retryable_classes=retryable_classes,
+            deadline=deadline,
+            classifier=self.classify,
+            on_retry=None if on_retry is None else _SafeHook(on_retry),
+            budget=budget,
+            clock=clock,
+            retry_on_result=None,
+        )
 
     @classmethod
     def of(cls, options: Mapping[str, Any], *, asynchronous: bool) -> _Settings:
@@ -429,146 +466,95 @@ class _Settings:
             )
         return cls(asynchronous=asynchronous, **options)
 
-    def decorator(
-        self,
-        classifier: Callable[..., ErrorClass],
-        on_retry: Callable[[RetryState], object] | None,
-    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """``@retry`` with these options and the given hooks."""
-        return retry(
-            max_retries=self.max_retries,
-            base_delay=self.base_delay,
-            max_delay=self.max_delay,
-            jitter=self.jitter,
-            retryable_classes=self.retryable_classes,
-            deadline=self.deadline,
-            classifier=classifier,
-            on_retry=on_retry,
-            budget=self.budget,
-            clock=self.clock,
-        )
-
-
-class _Stop(BaseException):
-    """Strictly private. Carries a ``CircuitOpenError`` out of the retry loop, unretried.
-
-    The retry loop only catches ``Exception``, so this passes through it
-    whatever ``retryable_classes`` says; ``_execute`` catches it at once.
-    """
-
-    def __init__(self, error: CircuitOpenError, ran: bool) -> None:
-        super().__init__(error)
-        self.error = error
-        self.ran = ran
-
-
-class _Run:
-    """Strictly private. One execution of a task: its attempts and what was classified.
-
-    The classifier and ``on_retry`` given to the retry loop are this object's
-    methods, so the class of the final failure is the one the loop acted on,
-    and a hook that fails is logged instead of ending the task.
-    """
-
-    __slots__ = ("attempts", "classified", "error_class", "name", "settings", "start")
-
-    def __init__(self, settings: _Settings, name: str, start: float) -> None:
-        self.settings = settings
-        self.name = name
-        self.start = start
-        self.attempts = 0
-        self.classified: BaseException | None = None
-        self.error_class = ErrorClass.UNKNOWN
+    @classmethod
+    def cached(cls, options: tuple[Any, ...], *, asynchronous: bool) -> _Settings:
+        """The settings of *options* (in ``_OPTION_ORDER``), validated once per option set."""
+        key = (asynchronous, *options)
+        try:
+            found = _SETTINGS.get(key)
+        except TypeError:  # an unhashable option (a list of classes): validate every time
+            return cls(asynchronous=asynchronous, **dict(zip(_OPTION_ORDER, options, strict=True)))
+        if found is None:
+            found = cls(asynchronous=asynchronous, **dict(zip(_OPTION_ORDER, options, strict=True)))
+            if len(_SETTINGS) >= _SETTINGS_LIMIT:
+                _SETTINGS.clear()
+            _SETTINGS[key] = found
+        return found
 
     def classify(self, exc: BaseException) -> ErrorClass:
         """The user's classifier, made safe: a failure or a non-``ErrorClass`` is UNKNOWN."""
         try:
-            found = self.settings.classifier(exc)
-        except Exception:
-            logger.error("classifier failed", exc_info=True, extra={"task": self.name})
-            found = ErrorClass.UNKNOWN
+            found = self.user_classifier(exc)
+        except Exception as error:
+            logger.error(
+                "classifier %s failed on %s in task %r: %s; the failure counts as UNKNOWN",
+                name_of(self.user_classifier),
+                type(exc).__name__,
+                _TASK.get(),
+                describe_error(error),
+                exc_info=error,
+                extra={"event": "task_classifier_failed", "task": _TASK.get()},
+            )
+            return ErrorClass.UNKNOWN
         if not isinstance(found, ErrorClass):
             logger.error(
-                "classifier returned no ErrorClass", extra={"task": self.name, "returned": found}
+                "classifier %s returned %s, not an ErrorClass, in task %r; the failure "
+                "counts as UNKNOWN",
+                name_of(self.user_classifier),
+                safe_repr(found),
+                _TASK.get(),
+                extra={"event": "task_classifier_failed", "task": _TASK.get(), "returned": found},
             )
-            found = ErrorClass.UNKNOWN
-        self.classified = exc
-        self.error_class = found
+            return ErrorClass.UNKNOWN
         return found
 
-    def on_retry(self, state: RetryState) -> None:
-        """The user's ``on_retry``; an exception from it is logged and the retries go on."""
-        hook = self.settings.on_retry
-        assert hook is not None  # only installed when given
+
+_OPTION_ORDER = (
+    "max_retries",
+    "circuit_breaker",
+    "base_delay",
+    "max_delay",
+    "jitter",
+    "retryable_classes",
+    "deadline",
+    "classifier",
+    "on_retry",
+    "budget",
+    "clock",
+)
+_SETTINGS: dict[tuple[Any, ...], _Settings] = {}
+_SETTINGS_LIMIT = 256
+
+# The task whose retries run now: read only by the rare log lines of the
+# classifier and on_retry wrappers, set only once a task has failed.
+_TASK: ContextVar[str] = ContextVar("resilient_task", default="?")
+
+
+class _SafeHook:
+    """Strictly private. The user's ``on_retry``: an exception from it is logged, retries go on."""
+
+    __slots__ = ("hook",)
+
+    def __init__(self, hook: Callable[[RetryState], object]) -> None:
+        self.hook = hook
+
+    def __call__(self, state: RetryState) -> None:
         try:
-            hook(state)
-        except Exception:
+            self.hook(state)
+        except Exception as error:
             logger.error(
-                "on_retry failed",
-                exc_info=True,
-                extra={"task": self.name, "attempt": state.attempt},
+                "on_retry hook %s failed in task %r (attempt %d): %s; the retries go on",
+                name_of(self.hook),
+                _TASK.get(),
+                state.attempt,
+                describe_error(error),
+                exc_info=error,
+                extra={
+                    "event": "task_on_retry_failed",
+                    "task": _TASK.get(),
+                    "attempt": state.attempt,
+                },
             )
-
-    def wrap(self, attempt: Callable[..., Any], func: Callable[..., Any]) -> Callable[..., Any]:
-        """Decorate *attempt* with ``@retry``, named after *func* in the retry logs."""
-        target = func
-        while isinstance(target, functools.partial):
-            target = target.func
-        if not hasattr(target, "__qualname__"):  # a callable object: named after its class
-            target = type(target)
-        functools.update_wrapper(
-            attempt, target, assigned=("__module__", "__name__", "__qualname__"), updated=()
-        )
-        hook = self.on_retry if self.settings.on_retry is not None else None
-        return self.settings.decorator(self.classify, hook)(attempt)
-
-    def succeeded(self, value: Any, clock: Clock) -> TaskResult:
-        elapsed = clock.monotonic() - self.start
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "task succeeded",
-                extra={"task": self.name, "attempts": self.attempts, "elapsed": elapsed},
-            )
-        return TaskResult(
-            success=True,
-            result=value,
-            attempts=self.attempts,
-            elapsed=elapsed,
-            task_name=self.name,
-        )
-
-    def stopped(self, stop: _Stop, clock: Clock) -> TaskResult:
-        """A ``CircuitOpenError`` ended the task: TIMEOUT, whatever came before."""
-        error = stop.error
-        last = self.classified
-        if not stop.ran and last is not None and error.__cause__ is None:
-            error.__cause__ = last
-        return self.failed(error, ErrorClass.TIMEOUT, clock)
-
-    def failed(self, exc: Exception, error_class: ErrorClass | None, clock: Clock) -> TaskResult:
-        if error_class is None:
-            error_class = self.error_class if exc is self.classified else self.classify(exc)
-        elapsed = clock.monotonic() - self.start
-        error = _describe(exc)
-        logger.error(
-            "task failed",
-            extra={
-                "task": self.name,
-                "attempts": self.attempts,
-                "error_class": error_class,
-                "elapsed": elapsed,
-                "error": error,
-            },
-        )
-        return TaskResult(
-            success=False,
-            error=error,
-            error_class=error_class,
-            attempts=self.attempts,
-            elapsed=elapsed,
-            exception=exc,
-            task_name=self.name,
-        )
 
 
 def _execute(
@@ -578,35 +564,44 @@ def _execute(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> TaskResult:
-    clock = resolve_clock(settings.clock)
-    run = _Run(settings, name, clock.monotonic())
+    clock = DEFAULTS.clock if settings.clock is None else settings.clock
+    start = clock.monotonic()
     breaker = settings.breaker
-
-    def counted(*a: Any, **kw: Any) -> Any:
-        run.attempts += 1
-        value = func(*a, **kw)
-        if inspect.iscoroutine(value):
-            value.close()
-            raise TypeError(
-                f"task {name!r} returned a coroutine: use execute_task_safely_async "
-                "or run_tasks_async for async functions"
-            )
-        return value
-
-    def attempt(*a: Any, **kw: Any) -> Any:
-        before = run.attempts
+    run = func if breaker is None else functools.partial(breaker.call, func)
+    first: Exception | None = None
+    if not settings.policy.needs_full_loop:  # the first attempt, as plainly as it gets
         try:
-            return counted(*a, **kw) if breaker is None else breaker.call(counted, *a, **kw)
-        except CircuitOpenError as exc:
-            raise _Stop(exc, ran=run.attempts != before) from None
+            value = run(*args, **kwargs)
+            if type(value) in LAZY_RESULTS:
+                refuse_lazy_result(value, func, "execute_task_safely()")
+        except Exception as exc:
+            first = exc
+        else:
+            return _succeeded(name, value, 1, clock.monotonic() - start)
+    return _retry_failed(settings, name, func, args, kwargs, clock, start, run, first)
 
+
+def _retry_failed(
+    settings: _Settings,
+    name: str,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    clock: Clock,
+    start: float,
+    run: Callable[..., Any],
+    first: Exception | None,
+) -> TaskResult:
+    """Everything after a first failure (or a first attempt that needs the full loop)."""
+    call = _task_call(settings, func, run, start, "execute_task_safely()")
+    token = _TASK.set(name)
     try:
-        value = run.wrap(attempt, func)(*args, **kwargs)
-    except _Stop as stop:
-        return run.stopped(stop, clock)
+        value = run_retry(call, args, kwargs, first)
     except Exception as exc:
-        return run.failed(exc, None, clock)
-    return run.succeeded(value, clock)
+        return _failed(settings, name, call, exc, clock.monotonic() - start)
+    finally:
+        _TASK.reset(token)
+    return _succeeded(name, value, call.attempt + 1, clock.monotonic() - start)
 
 
 async def _execute_async(
@@ -616,44 +611,148 @@ async def _execute_async(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> TaskResult:
-    clock = resolve_clock(settings.clock)
-    run = _Run(settings, name, clock.monotonic())
+    clock = DEFAULTS.clock if settings.clock is None else settings.clock
+    start = clock.monotonic()
     breaker = settings.breaker
 
-    async def counted(*a: Any, **kw: Any) -> Any:
-        run.attempts += 1
+    async def run(*a: Any, **kw: Any) -> Any:
         awaitable = func(*a, **kw)
         if not inspect.isawaitable(awaitable):
             raise TypeError(
-                f"task {name!r} returned {awaitable!r}, not an awaitable: use "
-                "execute_task_safely or run_tasks for plain functions"
+                f"task {name!r}: {name_of(func)} returned {safe_repr(awaitable)}, not an "
+                "awaitable: use execute_task_safely or run_tasks for plain functions"
             )
         return await awaitable
 
-    async def attempt(*a: Any, **kw: Any) -> Any:
-        before = run.attempts
-        try:
-            if breaker is None:
-                return await counted(*a, **kw)
-            return await breaker.call_async(counted, *a, **kw)
-        except CircuitOpenError as exc:
-            raise _Stop(exc, ran=run.attempts != before) from None
-
+    attempt: Callable[..., Awaitable[Any]] = (
+        run if breaker is None else functools.partial(breaker.call_async, run)
+    )
+    call = _task_call(settings, func, attempt, start, "execute_task_safely_async()")
+    token = _TASK.set(name)
     try:
-        value = await run.wrap(attempt, func)(*args, **kwargs)
-    except _Stop as stop:
-        return run.stopped(stop, clock)
+        value = await run_retry_async(call, args, kwargs, None)
     except Exception as exc:
-        return run.failed(exc, None, clock)
-    return run.succeeded(value, clock)
+        return _failed(settings, name, call, exc, clock.monotonic() - start)
+    finally:
+        _TASK.reset(token)
+    return _succeeded(name, value, call.attempt + 1, clock.monotonic() - start)
+
+
+def _task_call(
+    settings: _Settings, func: Callable[..., Any], run: Callable[..., Any], start: float, form: str
+) -> RetryCall:
+    """The retry loop's view of a task: *run* retried, named after *func*, its breaker the gate."""
+    target = RetryTarget(run, settings.policy, named_after=_unwrap(func), form=form)
+    target.gate = settings.breaker
+    return RetryCall(target, start)
+
+
+def _unwrap(func: Callable[..., Any]) -> object:
+    """What names *func* in logs: the function under any partials, or an object's class."""
+    target: object = func
+    while isinstance(target, functools.partial):
+        target = target.func
+    return target if hasattr(target, "__qualname__") else type(target)
+
+
+def _succeeded(name: str, value: Any, attempts: int, elapsed: float) -> TaskResult:
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug(
+            "task %r succeeded after %d attempt%s in %.3f s",
+            name,
+            attempts,
+            "" if attempts == 1 else "s",
+            elapsed,
+            extra={
+                "event": "task_succeeded",
+                "task": name,
+                "attempts": attempts,
+                "elapsed": round(elapsed, 6),
+            },
+        )
+    return TaskResult(True, value, None, None, attempts, elapsed, None, False, name)
+
+
+def _failed(
+    settings: _Settings, name: str, call: RetryCall, exc: Exception, elapsed: float
+) -> TaskResult:
+    """How a task that did not succeed ended: failed, or rejected by its breaker."""
+    own_rejection = call.not_run(exc)
+    ran = call.attempt - own_rejection
+    gate = call.target.gate
+    if call.closed_for and gate is not None:  # the breaker opened: stopped before the wait
+        stop = CircuitOpenError(gate.name, call.closed_for)
+        stop.__cause__ = exc
+        exc = stop
+    rejected = own_rejection or bool(call.closed_for)
+    error_class = ErrorClass.TIMEOUT if isinstance(exc, Rejection) else settings.classify(exc)
+    _log_failure(name, exc, error_class, ran, elapsed, rejected)
+    return TaskResult(False, None, _describe(exc), error_class, ran, elapsed, exc, rejected, name)
+
+
+def _log_failure(
+    name: str,
+    exc: Exception,
+    error_class: ErrorClass,
+    attempts: int,
+    elapsed: float,
+    rejected: bool,
+) -> None:
+    level = logging.WARNING if rejected else logging.ERROR
+    if not logger.isEnabledFor(level):
+        return
+    error_type, error = error_fields(exc)
+    extra = {
+        "event": "task_rejected" if rejected else "task_failed",
+        "task": name,
+        "attempts": attempts,
+        "error_class": error_class,
+        "elapsed": round(elapsed, 6),
+        "rejected": rejected,
+        "error_type": error_type,
+        "error": error,
+    }
+    if not rejected:
+        logger.error(
+            "task %r failed (%s) after %d attempt%s over %.3f s: %s",
+            name,
+            error_class.name,
+            attempts,
+            "" if attempts == 1 else "s",
+            elapsed,
+            describe_error(exc),
+            extra=extra,
+        )
+        return
+    breaker = getattr(exc, "breaker_name", "?")
+    extra["breaker"] = breaker
+    cause = exc.__cause__
+    if attempts == 0:
+        logger.warning(
+            "task %r not run: circuit %r is open (next trial in %s s)",
+            name,
+            breaker,
+            seconds(getattr(exc, "remaining", 0.0)),
+            extra=extra,
+        )
+        return
+    logger.warning(
+        "task %r stopped after %d attempt%s over %.3f s: circuit %r is open (next trial in "
+        "%s s); the last error: %s",
+        name,
+        attempts,
+        "" if attempts == 1 else "s",
+        elapsed,
+        breaker,
+        seconds(getattr(exc, "remaining", 0.0)),
+        describe_error(cause) if cause is not None else "none",
+        extra=extra,
+    )
 
 
 def _describe(exc: BaseException) -> str:
     """``"TypeName: message"``, or the type name alone; never raises."""
-    try:
-        message = str(exc)
-    except Exception:
-        message = "<str() failed>"
+    message = safe_str(exc)
     name = type(exc).__name__
     return f"{name}: {message}" if message else name
 
@@ -661,18 +760,8 @@ def _describe(exc: BaseException) -> str:
 def _check_task(name: object, func: object, *, asynchronous: bool) -> None:
     if not isinstance(name, str) or not name:
         raise TypeError(f"task_name must be a non-empty str, got {name!r}")
-    if not callable(func):
-        raise TypeError(f"task {name!r}: func must be callable, got {func!r}")
-    if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
-        raise TypeError(
-            f"task {name!r}: cannot run the generator function {func!r}: calling it only "
-            "creates the generator, so its work would run outside the task; return a list instead"
-        )
-    if not asynchronous and is_async_callable(func):
-        raise TypeError(
-            f"task {name!r}: {func!r} is a coroutine function: use execute_task_safely_async "
-            "or run_tasks_async"
-        )
+    form = "execute_task_safely_async()" if asynchronous else "execute_task_safely()"
+    check_callable(func, form, sync_only=not asynchronous, subject=f"task {name!r}: ")
 
 
 # -- many tasks -------------------------------------------------------------------
