@@ -1361,3 +1361,14 @@ def test_public_names() -> None:
         "database_transaction",
         "safe_temp_file",
     ]
+
+
+def test_a_missing_directory_is_reported_with_the_path_the_user_gave(tmp_path: Path) -> None:
+    """Not the hidden temporary file: the path passed to atomic_write, and why."""
+    target = tmp_path / "no" / "such" / "dir" / "x.txt"
+    with pytest.raises(FileNotFoundError) as info, cleanup.atomic_write(target) as f:
+        f.write("x")
+    assert info.value.filename == str(target)
+    assert ".tmp" not in str(info.value)
+    assert f"the directory {str(target.parent)!r} does not exist" in str(info.value)
+    assert not (tmp_path / "no").exists()

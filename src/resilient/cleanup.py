@@ -370,6 +370,7 @@ class _AtomicWriter:
     def __enter__(self) -> IO[Any]:
         if self._tmp is not None:
             raise _reentered("atomic_write")
+        given = self._path
         # Follow a symlink so that the file it points to is replaced, not the link.
         self._path = target = os.path.realpath(self._path)
         self._old_mode = _file_mode(target, exclusive=self._exclusive)
@@ -377,7 +378,11 @@ class _AtomicWriter:
         # anyway; a new file created with 0o666 gets exactly the umask'd bits
         # (and default ACLs) that `open` would give it.
         private = self._old_mode is not None or self._permissions is not None
-        self._fd, self._tmp = _create_sibling(target, 0o600 if private else 0o666)
+        try:
+            self._fd, self._tmp = _create_sibling(target, 0o600 if private else 0o666)
+        except OSError as error:
+            # The error names the hidden temporary file; the user knows the path they gave.
+            raise _cannot_write(error, given) from None
         try:
             # closefd=False: the descriptor stays ours whatever `open` does, so
             # it is closed exactly once (by `_commit` or `_discard`), never twice.
@@ -529,6 +534,16 @@ def _create_sibling(path: str, perms: int) -> tuple[int, str]:
         except FileExistsError:
             continue
     raise FileExistsError(errno.EEXIST, "no unused temporary file name", directory)
+
+
+def _cannot_write(error: OSError, path: str) -> OSError:
+    """*error*, of the same type and errno, retold about the *path* the user gave."""
+    directory = os.path.dirname(path) or "."
+    reason = error.strerror or str(error)
+    if isinstance(error, FileNotFoundError):
+        reason = f"the directory {directory!r} does not exist"
+    explained = type(error)(error.errno, f"atomic_write cannot write {path!r}: {reason}", path)
+    return explained
 
 
 def _link_no_replace(tmp: str, path: str) -> None:
