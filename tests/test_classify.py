@@ -1,23 +1,53 @@
-"""The classification table of the contract, ``Classifier.register`` and ``retry_after``."""
+"""The classification table of the contract, ``Classifier.register`` and ``retry_after``.
+
+The HTTP clients (urllib and http.client, httpx, aiohttp) are exercised for real,
+against servers on 127.0.0.1 that the tests start on free ports.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import email.message
+import errno
+import http.client
+import http.server
 import math
 import pickle
+import socket
+import ssl
 import subprocess
 import sys
 import textwrap
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
+import aiohttp
+import httpx
+import multidict
 import pytest
 import requests
+import yarl
 from freezegun import freeze_time
 from hypothesis import given
 from hypothesis import strategies as st
 
-from resilient import Classifier, ErrorClass, classify, retry_after
+from resilient import (
+    Classifier,
+    ErrorClass,
+    RetryState,
+    classify,
+    classify_requests_error,
+    retry,
+    retry_after,
+)
+from resilient.testing import ManualClock
 
 TRANSIENT = ErrorClass.TRANSIENT
 DEGRADED = ErrorClass.DEGRADED
@@ -626,3 +656,899 @@ def test_retry_after_reads_a_failing_response_that_is_falsy() -> None:
     response = real_response(429, {"Retry-After": "2"})
     assert not response
     assert retry_after(response) == 2.0
+
+
+# --- classify_requests_error ----------------------------------------------------
+
+
+def test_classify_requests_error_prefers_an_explicit_status_to_the_response() -> None:
+    """``status_code=`` wins over ``exc.response.status_code``, both ways round."""
+    assert classify_requests_error(http_error(503), status_code=404) is FATAL
+    assert classify_requests_error(http_error(404), status_code=503) is DEGRADED
+    assert classify_requests_error(http_error(404)) is FATAL
+
+
+@given(
+    exc=st.sampled_from(
+        [
+            http_error(503),
+            http_error(404),
+            requests.exceptions.ConnectTimeout("slow"),
+            requests.exceptions.ConnectionError("refused"),
+            ConnectionResetError("reset"),
+            ValueError("bad"),
+            Classified(DEGRADED),
+        ]
+    ),
+    status=st.none() | st.integers(min_value=100, max_value=599),
+)
+def test_classify_requests_error_is_the_same_decision_as_classify(
+    exc: BaseException, status: int | None
+) -> None:
+    """The original design's name gives what ``classify`` gives, for any status."""
+    assert classify_requests_error(exc, status_code=status) is classify(exc, status_code=status)
+
+
+# --- loopback servers for the HTTP clients ------------------------------------------
+
+
+class LoopbackServer(http.server.ThreadingHTTPServer):
+    """An HTTP server on 127.0.0.1 that counts the requests of each ``/flaky`` key."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), LoopbackHandler)
+        self.lock = threading.Lock()
+        self.hits: dict[str, int] = {}
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def count(self, key: str) -> int:
+        with self.lock:
+            self.hits[key] = self.hits.get(key, 0) + 1
+            return self.hits[key]
+
+
+class LoopbackHandler(http.server.BaseHTTPRequestHandler):
+    """``/status/<code>``, ``/flaky/<key>?failures=<n>`` (503 n times, then 200) and ``/redirect``.
+
+    ``?retry_after=<value>`` adds a ``Retry-After`` header to a failing answer.
+    """
+
+    server: LoopbackServer
+
+    def do_GET(self) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        query = dict(urllib.parse.parse_qsl(url.query))
+        kind, _, arg = url.path.strip("/").partition("/")
+        headers = {}
+        if kind == "status":
+            code = int(arg)
+        elif kind == "flaky":
+            code = 503 if self.server.count(arg) <= int(query.get("failures", "0")) else 200
+        elif kind == "redirect":
+            code = 302
+            headers["Location"] = self.path
+        else:
+            code = 400
+        if code >= 400 and "retry_after" in query:
+            headers["Retry-After"] = query["retry_after"]
+        body = b"ok" if code == 200 else b""
+        self.send_response(code)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the tests read the answers, not the access log."""
+
+
+class RawServer:
+    """A TCP server on 127.0.0.1 that misbehaves the same way to every request.
+
+    - ``"close"``: hangs up without answering;
+    - ``"garbage"``: answers with a line that is not HTTP;
+    - ``"short"``: promises 100 bytes of body, sends 3 and hangs up;
+    - ``"silent"``: reads the request and never answers.
+    """
+
+    def __init__(self, behaviour: str) -> None:
+        self.behaviour = behaviour
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.05)
+        self.held: list[socket.socket] = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/"
+
+    def serve(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # the accept timeout: look at the stop flag again
+                continue
+            conn.settimeout(1.0)
+            with contextlib.suppress(OSError):
+                conn.recv(65536)
+                if self.behaviour == "garbage":
+                    conn.sendall(b"HELLO THERE\r\n\r\n")
+                elif self.behaviour == "short":
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc")
+            if self.behaviour == "silent":
+                self.held.append(conn)
+            else:
+                conn.close()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=5)
+        for conn in self.held:
+            conn.close()
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LoopbackServer]:
+    """One loopback HTTP server for the module."""
+    running = LoopbackServer()
+    thread = threading.Thread(target=running.serve_forever, kwargs={"poll_interval": 0.02})
+    thread.start()
+    yield running
+    running.shutdown()
+    thread.join(timeout=5)
+    running.server_close()
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Callable[[str], RawServer]]:
+    """Start misbehaving servers; all are stopped after the test."""
+    started: list[RawServer] = []
+
+    def start(behaviour: str) -> RawServer:
+        started.append(RawServer(behaviour))
+        return started[-1]
+
+    yield start
+    for raw in started:
+        raw.stop()
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    """A loopback URL on a port nothing listens on: connecting is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+LIVE_STATUS_TABLE = [
+    (503, DEGRADED),
+    (500, DEGRADED),
+    (502, DEGRADED),
+    (429, TRANSIENT),
+    (504, TIMEOUT),
+    (408, TIMEOUT),
+    (401, FATAL),
+    (403, FATAL),
+    (404, FATAL),
+    (501, FATAL),
+]
+
+
+# --- urllib and http.client --------------------------------------------------------
+
+
+def urlopen_error(url: str, timeout: float = 5.0) -> Exception:
+    """What ``urllib.request.urlopen(url)`` raises, its response closed."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            response.read()
+    except Exception as exc:
+        if isinstance(exc, urllib.error.HTTPError):
+            exc.close()
+        return exc
+    raise AssertionError(f"{url} did not fail")
+
+
+def url_http_error(code: object, headers: dict[str, str] | None = None) -> Exception:
+    """An ``HTTPError`` built offline, as ``urlopen`` raises it."""
+    message = email.message.Message()
+    for name, value in (headers or {}).items():
+        message[name] = value
+    return urllib.error.HTTPError("http://service.test/", code, "failed", message, None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("status", "expected"), LIVE_STATUS_TABLE)
+def test_urllib_http_error_is_classified_by_its_code(
+    server: LoopbackServer, status: int, expected: ErrorClass
+) -> None:
+    """A real ``HTTPError`` from ``urlopen`` is classified by ``.code`` as the status table says."""
+    exc = urlopen_error(f"{server.url}/status/{status}")
+    assert isinstance(exc, urllib.error.HTTPError)
+    assert exc.code == status
+    assert classify(exc) is expected
+
+
+@pytest.mark.parametrize("status", [304, 200, 100])
+def test_urllib_http_error_whose_code_is_not_a_failure_is_unknown(status: int) -> None:
+    """``urlopen`` raises a 304 too: not a failure status, and the type says nothing more."""
+    assert classify(url_http_error(status)) is UNKNOWN
+
+
+def test_urllib_raises_a_304_that_is_unknown(server: LoopbackServer) -> None:
+    """A real 304 from ``urlopen`` is an ``HTTPError`` and UNKNOWN."""
+    exc = urlopen_error(f"{server.url}/status/304")
+    assert isinstance(exc, urllib.error.HTTPError)
+    assert classify(exc) is UNKNOWN
+
+
+@pytest.mark.parametrize("code", ["503", None, True, 503.0])
+def test_urllib_http_error_with_a_code_that_is_not_an_int_is_unknown(code: object) -> None:
+    """Only an ``int`` code is a status."""
+    assert classify(url_http_error(code)) is UNKNOWN
+
+
+def test_urllib_http_error_retry_after_is_read_from_its_headers(server: LoopbackServer) -> None:
+    """``retry_after`` reads the headers an ``HTTPError`` carries itself (it has no ``.response``)."""
+    exc = urlopen_error(f"{server.url}/status/503?retry_after=7")
+    assert not hasattr(exc, "response")
+    assert retry_after(exc) == 7.0
+    assert retry_after(urlopen_error(f"{server.url}/status/429?retry_after=2")) == 2.0
+    assert retry_after(urlopen_error(f"{server.url}/status/503")) is None
+
+
+def test_urllib_http_error_retry_after_reads_an_http_date_and_ignores_case() -> None:
+    """The headers of an ``HTTPError`` are read as any others: any case, seconds or a date."""
+    exc = url_http_error(503, {"retry-after": "Mon, 01 Jan 2024 00:02:00 GMT"})
+    assert retry_after(exc, now=NEW_YEAR_2024) == 120.0
+
+
+def test_urllib_http_error_without_headers_has_no_retry_after() -> None:
+    """An ``HTTPError`` built with ``hdrs=None`` asks for no delay."""
+    exc = urllib.error.HTTPError("http://service.test/", 503, "failed", None, None)  # type: ignore[arg-type]
+    assert retry_after(exc) is None
+    assert classify(exc) is DEGRADED
+
+
+def test_urllib_connection_refused_is_transient(closed_port_url: str) -> None:
+    """``urlopen`` on a closed port raises ``URLError(ConnectionRefusedError)``: TRANSIENT."""
+    exc = urlopen_error(closed_port_url)
+    assert type(exc) is urllib.error.URLError
+    assert isinstance(exc.reason, ConnectionRefusedError)
+    assert classify(exc) is TRANSIENT
+
+
+def test_urllib_read_timeout_is_timeout(raw_server: Callable[[str], RawServer]) -> None:
+    """A server that never answers makes ``urlopen`` raise a timeout: TIMEOUT."""
+    exc = urlopen_error(raw_server("silent").url, timeout=0.05)
+    assert isinstance(exc, (TimeoutError, urllib.error.URLError))
+    assert classify(exc) is TIMEOUT
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "exc_type", "expected"),
+    [
+        ("close", http.client.RemoteDisconnected, TRANSIENT),
+        ("garbage", http.client.BadStatusLine, DEGRADED),
+        ("short", http.client.IncompleteRead, TRANSIENT),
+    ],
+)
+def test_urllib_raises_http_client_errors_that_are_classified(
+    raw_server: Callable[[str], RawServer],
+    behaviour: str,
+    exc_type: type[Exception],
+    expected: ErrorClass,
+) -> None:
+    """What ``urlopen`` raises unwrapped when a server misbehaves, and its class."""
+    exc = urlopen_error(raw_server(behaviour).url)
+    assert type(exc) is exc_type
+    assert classify(exc) is expected
+
+
+@pytest.mark.parametrize(
+    ("url", "exc_type"),
+    [
+        ("ftpx://service.test/", urllib.error.URLError),  # unknown url type
+        ("http:///no-host", urllib.error.URLError),  # no host given
+        ("http://127.0.0.1:notaport/", http.client.InvalidURL),  # nonnumeric port
+        ("http://127.0.0.1:1/a b", http.client.InvalidURL),  # a control character
+    ],
+)
+def test_urllib_urls_that_cannot_be_requested_are_fatal(
+    url: str, exc_type: type[Exception]
+) -> None:
+    """A URL ``urlopen`` refuses before any connection is made is FATAL."""
+    exc = urlopen_error(url)
+    assert type(exc) is exc_type
+    assert classify(exc) is FATAL
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [
+        (ConnectionRefusedError(111, "Connection refused"), TRANSIENT),
+        (ConnectionResetError(104, "Connection reset by peer"), TRANSIENT),
+        (TimeoutError("timed out"), TIMEOUT),  # socket.timeout is this class since 3.10
+        (socket.gaierror(-2, "Name or service not known"), TRANSIENT),
+        (OSError(errno.ENETUNREACH, "Network is unreachable"), TRANSIENT),
+        (OSError(errno.EHOSTUNREACH, "No route to host"), TRANSIENT),
+        (ssl.SSLCertVerificationError(1, "certificate verify failed"), TRANSIENT),
+        (FileNotFoundError(2, "No such file or directory"), FATAL),
+        (PermissionError(13, "Permission denied"), FATAL),
+        (ValueError("not an OSError"), UNKNOWN),
+        (TypeError("a bug below urlopen"), FATAL),
+        ("unknown url type: ftpx", FATAL),
+        ("no host given", FATAL),
+        ("file not on local host", FATAL),
+        (None, FATAL),
+    ],
+    ids=lambda value: repr(value)[:40],
+)
+def test_urllib_url_error_is_classified_by_its_reason(reason: object, expected: ErrorClass) -> None:
+    """A ``URLError`` is what its reason is; an ``OSError`` nothing else names is TRANSIENT; text is FATAL."""
+    assert classify(urllib.error.URLError(reason)) is expected  # type: ignore[arg-type]
+
+
+def test_urllib_url_error_with_a_text_reason_is_classified_by_its_cause() -> None:
+    """``URLError(f"ftp error: {exp}") from exp`` is what ``exp`` is."""
+    refused = ConnectionRefusedError(111, "Connection refused")
+    with pytest.raises(urllib.error.URLError) as info:
+        raise urllib.error.URLError(f"ftp error: {refused}") from refused
+    assert classify(info.value) is TRANSIENT
+
+
+def test_urllib_url_errors_nested_are_followed_and_a_cycle_ends() -> None:
+    """A reason that is itself a ``URLError`` is followed; a reason cycle does not loop."""
+    assert classify(urllib.error.URLError(urllib.error.URLError(TimeoutError()))) is TIMEOUT
+    assert classify(urllib.error.URLError(url_http_error(503))) is DEGRADED
+    looped = urllib.error.URLError("placeholder")
+    looped.reason = urllib.error.URLError(looped)  # type: ignore[assignment]
+    assert classify(looped) is UNKNOWN
+
+
+def test_urllib_url_error_reason_goes_through_the_classifiers_own_rules() -> None:
+    """The reason is classified by the same classifier, its registered rules included."""
+    classifier = Classifier()
+    classifier.register(ConnectionRefusedError, FATAL)
+    assert classifier(urllib.error.URLError(ConnectionRefusedError())) is FATAL
+    assert classify(urllib.error.URLError(ConnectionRefusedError())) is TRANSIENT
+    assert classify(urllib.error.URLError(Classified(DEGRADED))) is DEGRADED
+
+
+def test_urllib_content_too_short_is_transient() -> None:
+    """``urlretrieve`` got less than ``Content-Length`` promised: the body was cut, TRANSIENT."""
+    exc = urllib.error.ContentTooShortError(
+        "retrieval incomplete: got only 3 out of 100 bytes", None
+    )  # type: ignore[arg-type]
+    assert classify(exc) is TRANSIENT
+
+
+HTTP_CLIENT_TABLE = [
+    (http.client.RemoteDisconnected("Remote end closed connection without response"), TRANSIENT),
+    (http.client.IncompleteRead(b"abc", 97), TRANSIENT),
+    (http.client.BadStatusLine("HELLO"), DEGRADED),
+    (http.client.LineTooLong("header line"), DEGRADED),
+    (http.client.InvalidURL("nonnumeric port: 'x'"), FATAL),
+    (http.client.UnknownProtocol("HTTP/2.0"), FATAL),
+    (http.client.UnknownTransferEncoding(), FATAL),
+    (http.client.UnimplementedFileMode(), FATAL),
+    (http.client.NotConnected(), FATAL),
+    (http.client.ImproperConnectionState(), FATAL),
+    (http.client.CannotSendRequest("Request-sent"), FATAL),
+    (http.client.CannotSendHeader(), FATAL),
+    (http.client.ResponseNotReady("Idle"), FATAL),
+    (http.client.HTTPException("got more than 100 headers"), UNKNOWN),
+]
+
+
+@pytest.mark.parametrize(("exc", "expected"), HTTP_CLIENT_TABLE, ids=lambda v: type(v).__name__)
+def test_http_client_errors_are_classified_by_type(exc: Exception, expected: ErrorClass) -> None:
+    """Each ``http.client`` error gets the class the docs give it."""
+    assert classify(exc) is expected
+
+
+@given(st.integers(min_value=100, max_value=599))
+def test_every_status_through_urllib_http_error_is_the_status_table(code: int) -> None:
+    """``HTTPError(code)`` gets what ``classify(exc, status_code=code)`` gives a plain exception."""
+    assert classify(url_http_error(code)) is classify(Exception(), status_code=code)
+
+
+def test_a_status_read_from_the_instance_is_not_cached_per_type() -> None:
+    """One type, many codes and reasons: each instance is read again."""
+    for _ in range(2):
+        assert classify(url_http_error(503)) is DEGRADED
+        assert classify(url_http_error(404)) is FATAL
+        assert classify(url_http_error(429)) is TRANSIENT
+        assert classify(urllib.error.URLError(TimeoutError())) is TIMEOUT
+        assert classify(urllib.error.URLError("no host given")) is FATAL
+        assert classify(urllib.error.URLError(ConnectionRefusedError())) is TRANSIENT
+
+
+def test_urllib_http_error_follows_the_rule_order() -> None:
+    """``error_class`` first, then registered rules, then an explicit status, then ``.code``."""
+    own = url_http_error(404)
+    own.error_class = TRANSIENT  # type: ignore[attr-defined]
+    assert classify(own) is TRANSIENT
+    classifier = Classifier()
+    classifier.register(urllib.error.HTTPError, TIMEOUT)
+    assert classifier(url_http_error(404)) is TIMEOUT
+    assert classify(url_http_error(503), status_code=404) is FATAL
+    assert classify(url_http_error(404), status_code=503) is DEGRADED
+    # An explicit status that is not a failure wins too: the type decides, not `.code`.
+    assert classify(url_http_error(503), status_code=200) is UNKNOWN
+
+
+# --- @retry around urlopen ---------------------------------------------------------
+
+
+def read_url(url: str) -> bytes:
+    """``urlopen(url).read()``, closing an ``HTTPError`` before it propagates.
+
+    An ``HTTPError`` holds the open response; one a retry drops unclosed
+    warns (``ResourceWarning``) when the garbage collector reaches it.
+    """
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body: bytes = response.read()
+            return body
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        raise
+
+
+def test_retry_around_urlopen_retries_503s_and_succeeds(server: LoopbackServer) -> None:
+    """``@retry(base_delay=0)`` around ``urlopen``: two 503s, then the 200 is returned."""
+    key = uuid.uuid4().hex
+    retried: list[RetryState] = []
+
+    @retry(base_delay=0, clock=ManualClock(), on_retry=retried.append)
+    def fetch() -> bytes:
+        return read_url(f"{server.url}/flaky/{key}?failures=2")
+
+    assert fetch() == b"ok"
+    assert server.hits[key] == 3
+    assert [(state.error_class, state.delay) for state in retried] == [(DEGRADED, 0.0)] * 2
+    assert [type(state.exception) for state in retried] == [urllib.error.HTTPError] * 2
+
+
+def test_retry_around_urlopen_honours_retry_after(server: LoopbackServer) -> None:
+    """A 503 asking ``Retry-After: 3`` makes the retry wait 3 s, not the computed 0 s."""
+    key = uuid.uuid4().hex
+    clock = ManualClock()
+
+    @retry(base_delay=0, jitter=False, clock=clock)
+    def fetch() -> bytes:
+        return read_url(f"{server.url}/flaky/{key}?failures=2&retry_after=3")
+
+    assert fetch() == b"ok"
+    assert clock.sleeps == [3.0, 3.0]
+
+
+def test_retry_around_urlopen_raises_a_404_at_once(server: LoopbackServer) -> None:
+    """A 404 is FATAL: one request, no sleep, the ``HTTPError`` itself raised."""
+    clock = ManualClock()
+    calls = []
+
+    @retry(base_delay=0, clock=clock)
+    def fetch() -> bytes:
+        calls.append(1)
+        return read_url(f"{server.url}/status/404")
+
+    with pytest.raises(urllib.error.HTTPError) as info:
+        fetch()
+    assert info.value.code == 404
+    assert calls == [1]
+    assert clock.sleeps == []
+
+
+def test_retry_around_urlopen_retries_a_refused_connection(closed_port_url: str) -> None:
+    """``URLError(ConnectionRefusedError)`` is retried until attempts run out."""
+    calls = []
+
+    @retry(max_retries=2, base_delay=0, clock=ManualClock())
+    def fetch() -> bytes:
+        calls.append(1)
+        return read_url(closed_port_url)
+
+    with pytest.raises(urllib.error.URLError):
+        fetch()
+    assert calls == [1, 1, 1]
+
+
+# --- httpx ----------------------------------------------------------------------------
+
+
+def httpx_status_error(status: int, headers: dict[str, str] | None = None) -> Exception:
+    """What ``response.raise_for_status()`` raises for *status*, from a mock transport."""
+    transport = httpx.MockTransport(lambda request: httpx.Response(status, headers=headers))
+    with httpx.Client(transport=transport) as client:
+        response = client.get("http://service.test/")
+    try:
+        response.raise_for_status()
+    except httpx.HTTPStatusError as exc:
+        return exc
+    raise AssertionError(f"{status} did not raise")
+
+
+def httpx_error(url: str, **client_options: Any) -> Exception:
+    """What a real ``httpx`` GET of *url* raises."""
+    try:
+        with httpx.Client(**client_options) as client:
+            client.get(url).raise_for_status()
+    except Exception as exc:
+        return exc
+    raise AssertionError(f"{url} did not fail")
+
+
+@pytest.mark.parametrize(("status", "expected"), LIVE_STATUS_TABLE)
+def test_httpx_status_error_is_classified_by_its_response(
+    status: int, expected: ErrorClass
+) -> None:
+    """``HTTPStatusError`` is classified by ``.response.status_code``."""
+    assert classify(httpx_status_error(status)) is expected
+
+
+@pytest.mark.parametrize(("status", "expected"), [(503, DEGRADED), (404, FATAL), (429, TRANSIENT)])
+def test_httpx_status_error_from_a_loopback_server(
+    server: LoopbackServer, status: int, expected: ErrorClass
+) -> None:
+    """The same through a real connection."""
+    exc = httpx_error(f"{server.url}/status/{status}")
+    assert isinstance(exc, httpx.HTTPStatusError)
+    assert classify(exc) is expected
+
+
+def test_httpx_status_error_of_a_redirect_is_unknown() -> None:
+    """``raise_for_status`` raises for a 3xx too: not a failure status, so UNKNOWN."""
+    assert classify(httpx_status_error(304)) is UNKNOWN
+
+
+def test_httpx_status_error_retry_after_is_read_from_its_response() -> None:
+    """``retry_after`` reads the header of ``exc.response``."""
+    assert retry_after(httpx_status_error(429, {"Retry-After": "4"})) == 4.0
+    assert retry_after(httpx_status_error(503, {"retry-after": "0"})) == 0.0
+
+
+@given(st.integers(min_value=100, max_value=599))
+def test_every_status_through_httpx_status_error_is_the_status_table(code: int) -> None:
+    """``HTTPStatusError`` with any status gets what the status table gives."""
+    request = httpx.Request("GET", "http://service.test/")
+    exc = httpx.HTTPStatusError(
+        "failed", request=request, response=httpx.Response(code, request=request)
+    )
+    assert classify(exc) is classify(Exception(), status_code=code)
+
+
+def test_httpx_connection_refused_is_transient(closed_port_url: str) -> None:
+    """A real ``ConnectError`` from a closed port is TRANSIENT."""
+    exc = httpx_error(closed_port_url)
+    assert type(exc) is httpx.ConnectError
+    assert classify(exc) is TRANSIENT
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "exc_type", "expected"),
+    [
+        ("close", httpx.RemoteProtocolError, TRANSIENT),
+        ("garbage", httpx.RemoteProtocolError, TRANSIENT),
+        ("short", httpx.RemoteProtocolError, TRANSIENT),
+        ("silent", httpx.ReadTimeout, TIMEOUT),
+    ],
+)
+def test_httpx_errors_from_a_misbehaving_server(
+    raw_server: Callable[[str], RawServer],
+    behaviour: str,
+    exc_type: type[Exception],
+    expected: ErrorClass,
+) -> None:
+    """What ``httpx`` really raises when a server misbehaves, and its class."""
+    exc = httpx_error(raw_server(behaviour).url, timeout=0.05)
+    assert type(exc) is exc_type
+    assert classify(exc) is expected
+
+
+@pytest.mark.parametrize(
+    ("url", "exc_type"),
+    [
+        ("ftpx://service.test/", httpx.UnsupportedProtocol),
+        ("service.test/no-scheme", httpx.UnsupportedProtocol),
+        ("http://127.0.0.1:notaport/", httpx.InvalidURL),
+    ],
+)
+def test_httpx_urls_that_cannot_be_requested_are_fatal(url: str, exc_type: type[Exception]) -> None:
+    """A URL ``httpx`` refuses before connecting is FATAL."""
+    exc = httpx_error(url)
+    assert type(exc) is exc_type
+    assert classify(exc) is FATAL
+
+
+def test_httpx_too_many_redirects_is_fatal(server: LoopbackServer) -> None:
+    """A redirect loop ends in a real ``TooManyRedirects``: FATAL."""
+    exc = httpx_error(f"{server.url}/redirect", follow_redirects=True, max_redirects=2)
+    assert type(exc) is httpx.TooManyRedirects
+    assert classify(exc) is FATAL
+
+
+HTTPX_TABLE = [
+    (httpx.TimeoutException, TIMEOUT),
+    (httpx.ConnectTimeout, TIMEOUT),
+    (httpx.ReadTimeout, TIMEOUT),
+    (httpx.WriteTimeout, TIMEOUT),
+    (httpx.PoolTimeout, TIMEOUT),
+    (httpx.ConnectError, TRANSIENT),
+    (httpx.ReadError, TRANSIENT),
+    (httpx.WriteError, TRANSIENT),
+    (httpx.CloseError, TRANSIENT),
+    (httpx.NetworkError, TRANSIENT),
+    (httpx.RemoteProtocolError, TRANSIENT),
+    (httpx.ProtocolError, TRANSIENT),
+    (httpx.ProxyError, TRANSIENT),
+    (httpx.TransportError, TRANSIENT),
+    (httpx.LocalProtocolError, FATAL),
+    (httpx.UnsupportedProtocol, FATAL),
+    (httpx.TooManyRedirects, FATAL),
+    (httpx.InvalidURL, FATAL),
+    (httpx.StreamConsumed, FATAL),
+    (httpx.ResponseNotRead, FATAL),
+    (httpx.DecodingError, UNKNOWN),
+    (httpx.RequestError, UNKNOWN),
+    (httpx.HTTPError, UNKNOWN),
+]
+
+
+@pytest.mark.parametrize(
+    ("exc_type", "expected"), HTTPX_TABLE, ids=lambda v: getattr(v, "__name__", v)
+)
+def test_httpx_exceptions_are_classified_by_type(
+    exc_type: type[Exception], expected: ErrorClass
+) -> None:
+    """Each ``httpx`` exception class gets the class the docs give it."""
+    exc = exc_type() if issubclass(exc_type, httpx.StreamError) else exc_type("failed")
+    assert classify(exc) is expected
+
+
+# --- aiohttp ----------------------------------------------------------------------------
+
+
+def aiohttp_error(url: str, *, max_redirects: int = 10, read_timeout: float = 5.0) -> Exception:
+    """What a real ``aiohttp`` GET of *url* raises (``raise_for_status=True``)."""
+
+    async def get() -> Exception:
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=read_timeout)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.get(url, raise_for_status=True, max_redirects=max_redirects) as response,
+            ):
+                await response.read()
+        except Exception as exc:
+            return exc
+        raise AssertionError(f"{url} did not fail")
+
+    return asyncio.run(get())
+
+
+def aiohttp_response_error(status: int, headers: dict[str, str] | None = None) -> Exception:
+    """A ``ClientResponseError`` as ``raise_for_status`` builds it, offline."""
+    request_info = aiohttp.RequestInfo(
+        yarl.URL("http://service.test/"), "GET", multidict.CIMultiDictProxy(multidict.CIMultiDict())
+    )
+    return aiohttp.ClientResponseError(
+        request_info,
+        (),
+        status=status,
+        message="failed",
+        headers=multidict.CIMultiDictProxy(multidict.CIMultiDict(headers or {})),
+    )
+
+
+@pytest.mark.parametrize(("status", "expected"), LIVE_STATUS_TABLE)
+def test_aiohttp_response_error_is_classified_by_its_status(
+    server: LoopbackServer, status: int, expected: ErrorClass
+) -> None:
+    """A real ``ClientResponseError`` is classified by ``.status``."""
+    exc = aiohttp_error(f"{server.url}/status/{status}")
+    assert type(exc) is aiohttp.ClientResponseError
+    assert classify(exc) is expected
+
+
+def test_aiohttp_response_error_retry_after_is_read_from_its_headers(
+    server: LoopbackServer,
+) -> None:
+    """``retry_after`` reads ``ClientResponseError.headers``."""
+    assert retry_after(aiohttp_error(f"{server.url}/status/503?retry_after=6")) == 6.0
+    assert retry_after(aiohttp_error(f"{server.url}/status/503")) is None
+    assert retry_after(aiohttp_response_error(429, {"retry-after": "2"})) == 2.0
+
+
+@given(st.integers(min_value=100, max_value=599))
+def test_every_status_through_aiohttp_response_error_is_the_status_table(code: int) -> None:
+    """``ClientResponseError(status=code)`` gets what the status table gives."""
+    assert classify(aiohttp_response_error(code)) is classify(Exception(), status_code=code)
+
+
+def test_aiohttp_status_is_not_cached_per_type() -> None:
+    """One type, many statuses: each instance is read again."""
+    assert classify(aiohttp_response_error(503)) is DEGRADED
+    assert classify(aiohttp_response_error(404)) is FATAL
+    assert classify(aiohttp_response_error(503), status_code=429) is TRANSIENT
+
+
+def test_aiohttp_connection_refused_is_transient(closed_port_url: str) -> None:
+    """A real ``ClientConnectorError`` from a closed port is TRANSIENT."""
+    exc = aiohttp_error(closed_port_url)
+    assert isinstance(exc, aiohttp.ClientConnectorError)
+    assert classify(exc) is TRANSIENT
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "exc_type", "expected"),
+    [
+        ("close", aiohttp.ServerDisconnectedError, TRANSIENT),
+        ("garbage", aiohttp.ClientResponseError, DEGRADED),  # aiohttp's own 400, not the server's
+        ("short", aiohttp.ClientPayloadError, TRANSIENT),
+        ("silent", aiohttp.ServerTimeoutError, TIMEOUT),
+    ],
+)
+def test_aiohttp_errors_from_a_misbehaving_server(
+    raw_server: Callable[[str], RawServer],
+    behaviour: str,
+    exc_type: type[Exception],
+    expected: ErrorClass,
+) -> None:
+    """What ``aiohttp`` really raises when a server misbehaves, and its class."""
+    exc = aiohttp_error(raw_server(behaviour).url, read_timeout=0.05)
+    assert isinstance(exc, exc_type)
+    assert classify(exc) is expected
+
+
+def test_aiohttp_unparsable_answer_still_yields_to_an_explicit_status(
+    raw_server: Callable[[str], RawServer],
+) -> None:
+    """The parse-error rule reads the instance; an explicit ``status_code=`` still wins."""
+    exc = aiohttp_error(raw_server("garbage").url)
+    assert isinstance(exc, aiohttp.ClientResponseError)
+    assert classify(exc, status_code=404) is FATAL
+
+
+@pytest.mark.parametrize(
+    ("url", "exc_type"),
+    [
+        ("ftpx://service.test/", aiohttp.NonHttpUrlClientError),
+        ("http:///no-host", aiohttp.InvalidUrlClientError),
+    ],
+)
+def test_aiohttp_urls_that_cannot_be_requested_are_fatal(
+    url: str, exc_type: type[Exception]
+) -> None:
+    """A URL ``aiohttp`` refuses before connecting is FATAL."""
+    exc = aiohttp_error(url)
+    assert type(exc) is exc_type
+    assert classify(exc) is FATAL
+
+
+def test_aiohttp_too_many_redirects_is_fatal(server: LoopbackServer) -> None:
+    """A redirect loop ends in a real ``TooManyRedirects`` (a 302 status): FATAL."""
+    exc = aiohttp_error(f"{server.url}/redirect", max_redirects=2)
+    assert type(exc) is aiohttp.TooManyRedirects
+    assert classify(exc) is FATAL
+
+
+def aiohttp_connection_key() -> Any:
+    """What aiohttp's connector errors are built from."""
+    return SimpleNamespace(host="service.test", port=443, is_ssl=True, ssl=True, proxy=None)
+
+
+AIOHTTP_TABLE = [
+    (lambda: aiohttp.ServerTimeoutError("timeout"), TIMEOUT),
+    (lambda: aiohttp.ConnectionTimeoutError("connect timeout"), TIMEOUT),
+    (lambda: aiohttp.SocketTimeoutError("read timeout"), TIMEOUT),
+    (
+        lambda: aiohttp.ClientConnectorError(aiohttp_connection_key(), OSError(111, "refused")),
+        TRANSIENT,
+    ),
+    (
+        lambda: aiohttp.ClientConnectorDNSError(aiohttp_connection_key(), OSError(-2, "dns")),
+        TRANSIENT,
+    ),
+    (
+        lambda: aiohttp.ClientProxyConnectionError(aiohttp_connection_key(), OSError(111, "x")),
+        TRANSIENT,
+    ),
+    (lambda: aiohttp.ClientOSError(104, "reset"), TRANSIENT),
+    (lambda: aiohttp.ClientConnectionResetError("reset"), TRANSIENT),
+    (lambda: aiohttp.ServerDisconnectedError(), TRANSIENT),
+    (lambda: aiohttp.ServerConnectionError("gone"), TRANSIENT),
+    (lambda: aiohttp.ClientConnectionError("gone"), TRANSIENT),
+    (lambda: aiohttp.ClientPayloadError("cut short"), TRANSIENT),
+    (lambda: aiohttp.ServerFingerprintMismatch(b"expected", b"got", "service.test", 443), FATAL),
+    (lambda: aiohttp.InvalidURL("http:///x"), FATAL),
+    (lambda: aiohttp.InvalidUrlClientError("http:///x"), FATAL),
+    (lambda: aiohttp.InvalidUrlRedirectClientError("http:///x", "bad redirect"), FATAL),
+    (lambda: aiohttp.NonHttpUrlClientError("ftp://x"), FATAL),
+    (lambda: aiohttp.NonHttpUrlRedirectClientError("ftp://x"), FATAL),
+    (lambda: aiohttp.ClientError("anything"), UNKNOWN),
+]
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"), AIOHTTP_TABLE, ids=lambda v: getattr(v, "__name__", v)
+)
+def test_aiohttp_exceptions_are_classified_by_type(
+    make: Callable[[], Exception], expected: ErrorClass
+) -> None:
+    """Each ``aiohttp`` exception class gets the class the docs give it."""
+    assert classify(make()) is expected
+
+
+# --- no client is imported by classifying ---------------------------------------------
+
+
+def test_classify_imports_no_http_client() -> None:
+    """Classifying and reading ``Retry-After`` import no client, not even the stdlib's."""
+    done = run_python(
+        """
+        import sys
+        from types import SimpleNamespace
+        import resilient
+
+        class HttpFailure(Exception):
+            response = SimpleNamespace(status_code=503, headers={"Retry-After": "5"})
+
+        assert resilient.classify(ConnectionRefusedError()) is resilient.ErrorClass.TRANSIENT
+        assert resilient.classify(HttpFailure()) is resilient.ErrorClass.DEGRADED
+        assert resilient.classify(OSError()) is resilient.ErrorClass.UNKNOWN
+        assert resilient.retry_after(HttpFailure()) == 5.0
+        clients = ("requests", "httpx", "aiohttp", "urllib.request", "urllib.error", "http.client")
+        print(sorted(name for name in clients if name in sys.modules))
+        """
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_classify_works_when_no_client_can_be_imported() -> None:
+    """With httpx and aiohttp absent, every other rule still applies."""
+    run_python(
+        """
+        import sys
+        sys.modules["httpx"] = None
+        sys.modules["aiohttp"] = None
+        import urllib.error
+        from resilient import ErrorClass, classify
+
+        assert classify(urllib.error.URLError(ConnectionRefusedError())) is ErrorClass.TRANSIENT
+        assert classify(TimeoutError()) is ErrorClass.TIMEOUT
+        assert classify(OSError()) is ErrorClass.UNKNOWN
+        """
+    )
+
+
+def test_client_exceptions_are_recognised_when_the_client_is_imported_later() -> None:
+    """The rules look the clients up when they run: classifying before the import is harmless."""
+    run_python(
+        """
+        from resilient import ErrorClass, classify
+
+        assert classify(OSError()) is ErrorClass.UNKNOWN
+        assert classify(ValueError()) is ErrorClass.UNKNOWN
+        import aiohttp
+        import httpx
+        import urllib.error
+
+        assert classify(httpx.ConnectError("refused")) is ErrorClass.TRANSIENT
+        assert classify(aiohttp.ClientOSError(104, "reset")) is ErrorClass.TRANSIENT
+        assert classify(aiohttp.InvalidURL("x")) is ErrorClass.FATAL
+        error = urllib.error.HTTPError("http://x/", 503, "down", None, None)
+        assert classify(error) is ErrorClass.DEGRADED
+        """
+    )

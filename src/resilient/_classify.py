@@ -5,9 +5,10 @@ Strictly private: users import these names from ``resilient`` (a module named
 
 Every other primitive decides from an ``ErrorClass``: whether to retry, whether
 a failure counts against a breaker, how loudly to log. This module imports
-nothing else of ``resilient`` and never imports ``requests``: a ``requests``
-exception can only exist once ``requests`` has been imported, so the rules
-look it up in ``sys.modules`` when they run.
+nothing else of ``resilient`` and never imports an HTTP client (``requests``,
+``httpx``, ``aiohttp``, not even ``urllib.request`` or ``http.client``): a
+client's exception can only exist once its module has been imported, so the
+rules look the classes up in ``sys.modules`` when they run.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class Rejection(Exception):
 
 Predicate = Callable[[BaseException], bool]
 Rule = type[BaseException] | tuple[type[BaseException], ...] | Predicate
+# How a type's class is read off one instance: (exc, status already known, classifier).
+InstanceRule = Callable[[BaseException, int | None, "Classifier"], ErrorClass]
 
 _FATAL_STATUSES = frozenset({501, 505})
 _TIMEOUT_STATUSES = frozenset({408, 504})
@@ -100,25 +103,223 @@ def response_status(obj: object) -> int | None:
     return code if isinstance(code, int) and not isinstance(code, bool) else None
 
 
+def _types(module: Any, *names: str) -> tuple[type[BaseException], ...]:
+    """The exception classes *names* of *module* that exist (older releases lack some)."""
+    found = (getattr(module, name, None) for name in names)
+    return tuple(t for t in found if isinstance(t, type) and issubclass(t, BaseException))
+
+
 def _requests_class(exc_type: type[BaseException]) -> ErrorClass | None:
-    requests = sys.modules.get("requests")
-    if requests is None:
+    rex = getattr(sys.modules.get("requests"), "exceptions", None)
+    if rex is None:
         return None
-    rex = requests.exceptions
-    if issubclass(exc_type, rex.Timeout):  # ConnectTimeout and ReadTimeout included
+    if issubclass(exc_type, _types(rex, "Timeout")):  # ConnectTimeout and ReadTimeout included
         return ErrorClass.TIMEOUT
-    if issubclass(
-        exc_type,
-        (
-            rex.InvalidURL,
-            rex.InvalidSchema,
-            rex.MissingSchema,
-            rex.InvalidHeader,
-            rex.TooManyRedirects,
-        ),
-    ):
+    fatal = _types(
+        rex, "InvalidURL", "InvalidSchema", "MissingSchema", "InvalidHeader", "TooManyRedirects"
+    )
+    if issubclass(exc_type, fatal):
         return ErrorClass.FATAL
-    if issubclass(exc_type, rex.ConnectionError):
+    if issubclass(exc_type, _types(rex, "ConnectionError")):
+        return ErrorClass.TRANSIENT
+    return None
+
+
+class _StatusAttribute:
+    """Strictly private: classify by a status the exception carries itself.
+
+    ``urllib.error.HTTPError.code`` and aiohttp's ``ClientResponseError.status``
+    are read from the instance at every call, never cached per type. A status
+    already known (given, or from ``exc.response``) wins over it; a status that
+    is not a failure leaves the decision to *otherwise*, the class of the type.
+    """
+
+    __slots__ = ("attribute", "otherwise")
+
+    def __init__(self, attribute: str, otherwise: ErrorClass) -> None:
+        self.attribute = attribute
+        self.otherwise = otherwise
+
+    def __call__(
+        self, exc: BaseException, status_code: int | None, classifier: Classifier
+    ) -> ErrorClass:
+        if status_code is None:
+            code = getattr(exc, self.attribute, None)
+            if isinstance(code, int) and not isinstance(code, bool):
+                return status_class(code) or self.otherwise
+        return self.otherwise
+
+
+class _AiohttpStatus(_StatusAttribute):
+    """Strictly private: aiohttp's ``.status``, unless aiohttp could not parse the answer.
+
+    A response head aiohttp cannot parse (a bad status line, a header line too
+    long) is raised as ``ClientResponseError(status=400)`` from an
+    ``HttpProcessingError``: the 400 is aiohttp's, not the server's. That is
+    the other side failing, DEGRADED, as ``http.client.BadStatusLine`` is.
+    """
+
+    __slots__ = ()
+
+    def __call__(
+        self, exc: BaseException, status_code: int | None, classifier: Classifier
+    ) -> ErrorClass:
+        if status_code is None and isinstance(
+            exc.__cause__, _types(sys.modules.get("aiohttp.http_exceptions"), "HttpProcessingError")
+        ):
+            return ErrorClass.DEGRADED
+        return _StatusAttribute.__call__(self, exc, status_code, classifier)
+
+
+_HTTP_ERROR_RULE = _StatusAttribute("code", ErrorClass.UNKNOWN)
+
+# urllib never nests a URLError in another; a longer chain is a cycle built by hand.
+_MAX_NESTED_REASONS = 4
+
+
+def _url_error_class(
+    exc: BaseException, status_code: int | None, classifier: Classifier
+) -> ErrorClass:
+    """A ``URLError`` is what its reason is.
+
+    ``urlopen`` wraps every ``OSError`` raised while connecting and sending the
+    request (refused, unreachable, DNS, TLS, timeout) in ``URLError(err)``. The
+    reason is classified as it would be on its own (so ``ConnectionRefusedError``
+    is TRANSIENT, ``socket.timeout`` TIMEOUT, a ``FileNotFoundError`` of a
+    ``file:`` URL FATAL); an ``OSError`` that no rule knows (a DNS failure,
+    ``ENETUNREACH``, a TLS error) means the request could not be made on this
+    connection, TRANSIENT as a ``requests`` ``ConnectionError`` is. A string
+    reason ("unknown url type", "no host given") names a request that cannot be
+    made as written: FATAL, unless an exception caused it (``raise ... from``).
+    """
+    error = sys.modules.get("urllib.error")  # loaded: exc is one of its classes
+    url_error, http_error = _types(error, "URLError"), _types(error, "HTTPError")
+    reason: object = exc
+    for _ in range(_MAX_NESTED_REASONS):
+        reason = _reason_of(reason)
+        if not isinstance(reason, url_error) or isinstance(reason, http_error):
+            break
+    else:
+        return ErrorClass.UNKNOWN
+    if not isinstance(reason, BaseException):
+        return ErrorClass.FATAL
+    found = classifier(reason)
+    if found is ErrorClass.UNKNOWN and isinstance(reason, OSError):
+        return ErrorClass.TRANSIENT
+    return found
+
+
+def _reason_of(url_error: object) -> object:
+    reason = getattr(url_error, "reason", None)
+    if isinstance(reason, BaseException):
+        return reason
+    cause = getattr(url_error, "__cause__", None)  # URLError(f"ftp error: {exp}") from exp
+    return cause if cause is not None else reason
+
+
+def _stdlib_rule(exc_type: type[BaseException]) -> ErrorClass | InstanceRule | None:
+    """``urllib.error`` and ``http.client``, found in ``sys.modules`` (never imported here).
+
+    ``urlopen`` raises ``http.client`` errors unwrapped once the request is sent:
+    ``RemoteDisconnected`` (the server closed a kept-alive connection, a
+    ``ConnectionResetError``) and ``IncompleteRead`` (the body was cut short) are
+    TRANSIENT; ``BadStatusLine`` and ``LineTooLong`` (an answer that is not
+    HTTP we can read) are DEGRADED, the other side failing; ``InvalidURL``,
+    ``UnknownProtocol`` (an HTTP version we cannot speak, as 505) and the
+    connection-misuse errors (``NotConnected``, ``CannotSendRequest``,
+    ``ResponseNotReady``...) are FATAL: asking again cannot change them.
+    """
+    error = sys.modules.get("urllib.error")
+    if error is not None:
+        if issubclass(exc_type, _types(error, "HTTPError")):
+            return _HTTP_ERROR_RULE
+        if issubclass(exc_type, _types(error, "ContentTooShortError")):  # a cut download
+            return ErrorClass.TRANSIENT
+        if issubclass(exc_type, _types(error, "URLError")):
+            return _url_error_class
+    client = sys.modules.get("http.client")
+    if client is None:
+        return None
+    if issubclass(exc_type, _types(client, "RemoteDisconnected", "IncompleteRead")):
+        return ErrorClass.TRANSIENT
+    if issubclass(exc_type, _types(client, "BadStatusLine", "LineTooLong")):
+        return ErrorClass.DEGRADED
+    fatal = _types(
+        client,
+        "InvalidURL",
+        "UnknownProtocol",
+        "UnknownTransferEncoding",
+        "UnimplementedFileMode",
+        "NotConnected",
+        "ImproperConnectionState",
+    )
+    if issubclass(exc_type, fatal):
+        return ErrorClass.FATAL
+    return None
+
+
+def _httpx_class(exc_type: type[BaseException]) -> ErrorClass | None:
+    """httpx's exceptions by type; ``HTTPStatusError`` is classified by its response.
+
+    ``TimeoutException`` (connect, read, write, pool) is TIMEOUT. A URL or a
+    request that cannot be sent as written (``InvalidURL``,
+    ``UnsupportedProtocol``, ``TooManyRedirects``, ``LocalProtocolError``: we
+    broke HTTP) and misuse of a stream (``StreamError``) are FATAL. Every other
+    ``TransportError`` (``ConnectError``, ``ReadError``, ``WriteError``,
+    ``RemoteProtocolError``: the server hung up, ``ProxyError``) is TRANSIENT.
+    ``DecodingError`` (a body that arrived and cannot be decoded) stays UNKNOWN.
+    """
+    httpx = sys.modules.get("httpx")
+    if httpx is None:
+        return None
+    if issubclass(exc_type, _types(httpx, "TimeoutException")):
+        return ErrorClass.TIMEOUT
+    fatal = _types(
+        httpx,
+        "InvalidURL",
+        "UnsupportedProtocol",
+        "TooManyRedirects",
+        "LocalProtocolError",
+        "StreamError",
+    )
+    if issubclass(exc_type, fatal):
+        return ErrorClass.FATAL
+    if issubclass(exc_type, _types(httpx, "TransportError")):
+        return ErrorClass.TRANSIENT
+    return None
+
+
+def _aiohttp_rule(exc_type: type[BaseException]) -> ErrorClass | InstanceRule | None:
+    """aiohttp's exceptions; ``ClientResponseError`` is classified by its ``.status``.
+
+    (Unless aiohttp could not parse the response: see ``_AiohttpStatus``.)
+
+    ``ServerTimeoutError`` (connect and socket-read timeouts) is TIMEOUT. An
+    invalid or non-HTTP URL (also one a redirect pointed to), too many
+    redirects and a certificate fingerprint that does not match the pinned one
+    are FATAL. Every other ``ClientConnectionError`` (``ClientConnectorError``,
+    its DNS, proxy and TLS variants, ``ServerDisconnectedError``,
+    ``ClientOSError``) and ``ClientPayloadError`` (the body was cut short) are
+    TRANSIENT.
+    """
+    aiohttp = sys.modules.get("aiohttp")
+    if aiohttp is None:
+        return None
+    if issubclass(exc_type, _types(aiohttp, "ClientResponseError")):
+        redirects = issubclass(exc_type, _types(aiohttp, "TooManyRedirects"))
+        return _AiohttpStatus("status", ErrorClass.FATAL if redirects else ErrorClass.UNKNOWN)
+    if issubclass(exc_type, _types(aiohttp, "ServerTimeoutError")):
+        return ErrorClass.TIMEOUT
+    fatal = _types(
+        aiohttp,
+        "InvalidURL",
+        "NonHttpUrlClientError",
+        "RedirectClientError",
+        "ServerFingerprintMismatch",
+    )
+    if issubclass(exc_type, fatal):
+        return ErrorClass.FATAL
+    if issubclass(exc_type, _types(aiohttp, "ClientConnectionError", "ClientPayloadError")):
         return ErrorClass.TRANSIENT
     return None
 
@@ -138,23 +339,31 @@ def _builtin_class(exc_type: type[BaseException]) -> ErrorClass | None:
     return None
 
 
-_TYPE_CACHE: dict[type[BaseException], ErrorClass] = {}
+_TYPE_CACHE: dict[type[BaseException], ErrorClass | InstanceRule] = {}
 _TYPE_CACHE_LIMIT = 512
 
 
-def _class_of_type(exc_type: type[BaseException]) -> ErrorClass:
-    """The default class of an exception type, cached per type.
+def _type_rule(exc_type: type[BaseException]) -> ErrorClass | InstanceRule:
+    """The default rule of an exception type: a class, or how to read one off an instance.
 
-    Caching by type is sound: these rules read nothing but the type, and a
-    ``requests`` (or, on 3.10, ``asyncio``) exception type cannot exist before
-    its module is imported.
+    Cached per type. That is sound: these rules read nothing but the type (the
+    instance rules read the instance at every call), and a ``requests``,
+    ``httpx``, ``aiohttp``, ``urllib`` (or, on 3.10, ``asyncio``) exception
+    type cannot exist before its module is imported. The client rules come
+    before the builtin ones: many client errors are also ``OSError`` or
+    ``ValueError`` subclasses.
     """
-    found = _TYPE_CACHE.get(exc_type)
-    if found is None:
-        found = _requests_class(exc_type) or _builtin_class(exc_type) or ErrorClass.UNKNOWN
-        if len(_TYPE_CACHE) >= _TYPE_CACHE_LIMIT:  # types made in a loop must not grow it
-            _TYPE_CACHE.clear()
-        _TYPE_CACHE[exc_type] = found
+    found = (
+        _requests_class(exc_type)
+        or _stdlib_rule(exc_type)
+        or _httpx_class(exc_type)
+        or _aiohttp_rule(exc_type)
+        or _builtin_class(exc_type)
+        or ErrorClass.UNKNOWN
+    )
+    if len(_TYPE_CACHE) >= _TYPE_CACHE_LIMIT:  # types made in a loop must not grow it
+        _TYPE_CACHE.clear()
+    _TYPE_CACHE[exc_type] = found
     return found
 
 
@@ -163,8 +372,11 @@ class Classifier:
 
     The order, first match wins: an ``error_class`` attribute on the exception
     that is an ``ErrorClass``; the rules added with ``register`` (in the order
-    they were added); the HTTP status (the ``status_code`` argument, or
-    ``exc.response.status_code``); the built-in exception rules; ``UNKNOWN``.
+    they were added); the HTTP status (the ``status_code`` argument, else
+    ``exc.response.status_code``, urllib's ``HTTPError.code`` or aiohttp's
+    ``ClientResponseError.status``); the exception type (``requests``,
+    ``urllib`` and ``http.client``, ``httpx``, ``aiohttp``, then builtins; a
+    ``URLError`` by its reason); ``UNKNOWN``.
 
     Example:
         >>> my_classifier = Classifier()
@@ -203,14 +415,16 @@ class Classifier:
             for rule, error_class in self._rules:
                 if _matches(rule, exc):
                     return error_class
-        code = status_code
-        if code is None and getattr(exc, "response", None) is not None:
-            code = response_status(exc)
-        if code is not None:
-            by_status = status_class(code)
+        if status_code is None and getattr(exc, "response", None) is not None:
+            status_code = response_status(exc)
+        if status_code is not None:
+            by_status = status_class(status_code)
             if by_status is not None:
                 return by_status
-        return _class_of_type(type(exc))
+        by_type = _TYPE_CACHE.get(type(exc)) or _type_rule(type(exc))
+        if isinstance(by_type, ErrorClass):
+            return by_type
+        return by_type(exc, status_code, self)
 
     def __repr__(self) -> str:
         return f"Classifier(rules={len(self._rules)})"
@@ -248,11 +462,20 @@ def classify_requests_error(exc: BaseException, status_code: int | None = None) 
 def retry_after(exc_or_response: object, *, now: float | None = None) -> float | None:
     """Seconds to wait that a ``Retry-After`` header asks for, or ``None``.
 
-    Accepts an exception with a ``.response``, or a response itself (anything
-    with a ``headers`` mapping). The header may hold seconds (``"120"``) or an
-    HTTP date; a date is measured from *now* (a Unix timestamp, default the
-    current time). A negative, past, non-finite or unparsable value gives
-    ``None``.
+    The header may hold seconds (``"120"``) or an HTTP date; a date is
+    measured from *now*. A negative, past, non-finite or unparsable value
+    gives ``None``; this never raises.
+
+    Args:
+        exc_or_response: an exception with a ``.response`` (``requests``,
+            ``httpx``); without one, the exception's own ``headers``
+            (``urllib.error.HTTPError``, aiohttp's ``ClientResponseError``);
+            or a response itself (anything with a ``headers`` mapping).
+        now: the Unix timestamp a date is measured from; default the current
+            time.
+
+    Returns:
+        The seconds to wait, or ``None``.
     """
     response = getattr(exc_or_response, "response", None)
     if response is None:

@@ -325,7 +325,11 @@ class RetryCall:
             self.delays = iter(policy.backoff)
         delay = next(self.delays)
         failed = exc if exc is not None else result
-        asked = retry_after(failed) if hasattr(failed, "response") or exc is None else None
+        asked = (
+            retry_after(failed)
+            if exc is None or hasattr(failed, "response") or hasattr(failed, "headers")
+            else None
+        )
         if asked is not None:
             delay = min(max(delay, asked), policy.backoff.max_delay)
         if DEFAULTS.no_wait:
