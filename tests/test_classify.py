@@ -24,6 +24,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -1552,3 +1553,23 @@ def test_client_exceptions_are_recognised_when_the_client_is_imported_later() ->
         assert classify(error) is ErrorClass.DEGRADED
         """
     )
+
+
+def test_retry_closes_the_http_errors_it_retries_past(server: LoopbackServer) -> None:
+    """A plain ``urlopen(url).read()`` retried twice leaves no unclosed response behind."""
+    import gc
+
+    key = uuid.uuid4().hex
+
+    @retry(base_delay=0, clock=ManualClock())
+    def fetch() -> bytes:
+        body: bytes = urllib.request.urlopen(
+            f"{server.url}/flaky/{key}?failures=2", timeout=5
+        ).read()
+        return body
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert fetch() == b"ok"
+        gc.collect()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []

@@ -11,6 +11,7 @@ async loop.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import logging
@@ -445,6 +446,16 @@ class RetryCall:
             self.target.policy.budget.record_success()
 
 
+def _drop(failure: BaseException | None) -> None:
+    """Close what a failure we retry past holds open: urllib's ``HTTPError`` is a response.
+
+    Left to the garbage collector, its socket would end in a ``ResourceWarning``.
+    """
+    if failure is not None and hasattr(failure, "fp") and callable(getattr(failure, "close", None)):
+        with contextlib.suppress(Exception):  # a half-broken response: best effort
+            failure.close()  # type: ignore[attr-defined]
+
+
 def _rejected_reason(exc: BaseException) -> str:
     name = getattr(exc, "breaker_name", None)
     circuit = f"circuit {name!r}" if isinstance(name, str) else "a circuit"
@@ -505,6 +516,7 @@ def run_retry(
                 return result
             if delay > 0:
                 call.clock.sleep(delay)
+            _drop(failure)
             failure = None  # only the last exception is kept alive
     finally:
         if token is not None:
@@ -537,6 +549,7 @@ async def run_retry_async(
                 return result
             if delay > 0:
                 await call.clock.asleep(delay)
+            _drop(failure)
             failure = None  # only the last exception is kept alive
     finally:
         if token is not None:
