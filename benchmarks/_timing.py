@@ -20,6 +20,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+CLOCK = time.perf_counter
+"""The clock of every per-call figure. Wall time over many short rounds,
+keeping the best: on a busy machine a round of 2 ms often runs undisturbed,
+and the minimum converges on that undisturbed figure. (The process's CPU time
+was tried and is noisier here: it still counts the cycles a busy sibling
+hyperthread slows, and it is kept in coarser steps.)"""
+
 FLOOR = "floor"
 OURS = "ours"
 PEER = "peer"
@@ -136,26 +143,28 @@ def measure(
     Each call is a ``timeit`` statement ``f(a0, ...)``, so no extra Python
     frame stands between the loop and the callable; the cost of the loop
     itself (a ``pass`` statement timed the same way) is subtracted. Rounds
-    are interleaved (every candidate once per round) so that a slow moment of
-    the machine hits all of them; the minimum of the rounds is kept; the
-    garbage collector is off while timing, as ``timeit`` does. *setup*, when
+    are timed with ``CLOCK``; they are many and short (about
+    2 ms) and interleaved (every candidate once per round): on a shared
+    machine a short round often runs undisturbed, and the minimum over the
+    rounds is that undisturbed figure; the garbage collector is off while
+    timing, as ``timeit`` does. *setup*, when
     given, runs untimed before each batch of calls (to empty a stream).
     """
-    repeat = repeat or (5 if quick else 15)
-    seconds = 0.01 if quick else 0.04
+    repeat = repeat or (20 if quick else 100)
+    seconds = 0.002
     names = {f"a{i}": value for i, value in enumerate(args)}
     statement = _statement(len(args))
     timers = {
-        name: timeit.Timer(statement, setup or "pass", globals={"f": func, **names})
+        name: timeit.Timer(statement, setup or "pass", CLOCK, globals={"f": func, **names})
         for name, func in candidates.items()
     }
-    empty = timeit.Timer("pass", setup or "pass")
+    empty = timeit.Timer("pass", setup or "pass", CLOCK)
     loops = {name: _autorange(timer, seconds) for name, timer in timers.items()}
     best = dict.fromkeys(timers, math.inf)
     for _ in range(repeat):
         for name, timer in timers.items():
             best[name] = min(best[name], timer.timeit(loops[name]) / loops[name])
-    overhead = min(empty.timeit(1_000_000) / 1_000_000 for _ in range(repeat))
+    overhead = min(empty.timeit(100_000) / 100_000 for _ in range(repeat))
     return {name: max(value - overhead, 0.0) * 1e9 for name, value in best.items()}
 
 
@@ -171,18 +180,18 @@ def measure_async(
     As ``measure``: interleaved rounds, best kept, the cost of an empty
     ``async`` loop subtracted, the garbage collector off while timing.
     """
-    repeat = repeat or (5 if quick else 15)
-    seconds = 0.01 if quick else 0.04
+    repeat = repeat or (20 if quick else 100)
+    seconds = 0.002
 
     async def timed(func: Callable[..., Awaitable[object]] | None, loops: int) -> float:
-        start = time.perf_counter()
+        start = CLOCK()
         if func is None:
             for _ in range(loops):
                 pass
         else:
             for _ in range(loops):
                 await func(*args)
-        return time.perf_counter() - start
+        return CLOCK() - start
 
     loop = asyncio.new_event_loop()
     gc_was_enabled = gc.isenabled()
@@ -202,7 +211,7 @@ def measure_async(
         for _ in range(repeat):
             for name, func in candidates.items():
                 best[name] = min(best[name], run(func, loops[name]) / loops[name])
-        overhead = min(run(None, 1_000_000) / 1_000_000 for _ in range(repeat))
+        overhead = min(run(None, 100_000) / 100_000 for _ in range(repeat))
     finally:
         loop.close()
         if gc_was_enabled:

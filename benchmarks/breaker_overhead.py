@@ -242,8 +242,7 @@ def threaded_seconds(func: Callable[[], object], threads: int, per_thread: int) 
 
 
 def _threads(quick: bool) -> list[Row]:
-    per_thread = 25_000 if quick else 100_000
-    total = THREAD_COUNT * per_thread
+    total = 40_000 if quick else 100_000
     contenders: dict[str, Callable[[], object]] = {
         "floor": floor_decorator(protected),
         OURS_NAME: CircuitBreaker(name="bench-threads")(protected),
@@ -255,7 +254,7 @@ def _threads(quick: bool) -> list[Row]:
     if circuitbreaker is not None:
         contenders["circuitbreaker"] = circuitbreaker.circuit(protected)
     best: dict[tuple[str, int], float] = {}
-    for _ in range(3):  # interleaved rounds, best kept
+    for _ in range(5 if quick else 15):  # many short interleaved rounds, best kept
         for name, func in contenders.items():
             for threads in (1, THREAD_COUNT):
                 seconds = threaded_seconds(func, threads, total // threads)

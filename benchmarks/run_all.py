@@ -421,15 +421,14 @@ def _default_jitter(add: Any, result: Herd) -> None:
     full = storm_row(result, herd.FULL, n)
     expo = storm_row(result, herd.EXPONENTIAL, n)
     none = storm_row(result, herd.NO_BACKOFF, n)
-    fewer_calls = [
-        s.name
+    beaters = [
+        (s, storm_row(result, s, n))
         for s in herd.STRATEGIES
-        if s is not herd.PROPORTIONAL and storm_row(result, s, n).calls < default.calls
-    ]
-    sooner = [
-        s.name
-        for s in herd.STRATEGIES
-        if s is not herd.PROPORTIONAL and storm_row(result, s, n).completion < default.completion
+        if s is not herd.PROPORTIONAL
+        and (
+            storm_row(result, s, n).calls < default.calls
+            or storm_row(result, s, n).completion < default.completion
+        )
     ]
     add("### The default jitter")
     add("")
@@ -443,18 +442,28 @@ def _default_jitter(add: Any, result: Herd) -> None:
         f"full jitter's {full.completion:.2f} s."
     )
     add("")
-    if fewer_calls or sooner:
-        losses = []
-        if fewer_calls:
-            losses.append("fewer calls: " + ", ".join(fewer_calls))
-        if sooner:
-            losses.append("an earlier finish: " + ", ".join(sooner))
+    if beaters:
         add(
-            "**Where the default loses.** Against the default, these strategies get "
-            + "; ".join(losses)
-            + ". A proportional wait is never shorter than 0.75 x the nominal delay, so "
-            "a herd that has spread out still waits out the long doubled delays, while full "
-            "and decorrelated jitter draw many short waits and finish sooner."
+            f"**Where the default loses.** At N = {n}, against the default's "
+            f"{default.calls:,.0f} calls and {default.completion:.2f} s:"
+        )
+        add("")
+        for strategy, row in beaters:
+            wins = []
+            if row.calls < default.calls:
+                wins.append(f"fewer calls, {row.calls:,.0f} ({row.calls / default.calls:.2f}x)")
+            if row.completion < default.completion:
+                wins.append(
+                    f"an earlier finish, {row.completion:.2f} s "
+                    f"({row.completion / default.completion:.2f}x)"
+                )
+            add(f"- {strategy.name}: " + " and ".join(wins) + ".")
+        add("")
+        add(
+            "A proportional wait is never shorter than 0.75 x the nominal delay, so a herd "
+            "that has already spread out still sits through the long doubled delays, while "
+            "full and decorrelated jitter draw many short waits and finish sooner (no backoff "
+            "finishes soon too, at the price of the most calls)."
         )
         add("")
     add(
@@ -534,11 +543,15 @@ def _overhead_section(add: Any, outcomes: Sequence[Outcome], images: dict[str, s
     add("## Overhead on the happy path")
     add("")
     add(
-        "Nanoseconds per call (import: milliseconds per fresh interpreter), best of several "
-        "interleaved rounds; each call is a `timeit` statement with the loop's own cost "
-        "subtracted. *x floor* divides by the group's floor (or, for threads, by the same "
-        "library on one thread); *x resilient* divides a peer's figure by ours: how many "
-        "times more it costs."
+        "Nanoseconds per call, the best of 100 interleaved rounds of about 2 ms, each call "
+        "a `timeit` statement with the empty loop's cost subtracted; import: milliseconds of "
+        "CPU time in a fresh interpreter, best of 20. *x floor* divides by the group's "
+        "floor (for threads, by the same library on one thread); *x resilient* divides a "
+        "peer's figure by ours: how many times more it costs. Read the ratios within a "
+        "table: absolute figures follow the machine's load, and the same floor can read "
+        "quite differently in two tables measured a minute apart. The threads table is "
+        "wall time (what contention costs) and the most sensitive to other work on the "
+        "machine: a ratio below 1 there is noise, not a speed-up."
     )
     add("")
     if "overhead" in images:
