@@ -6,34 +6,94 @@ per call and ratios; asserts nothing. What is measured:
 - the closed happy path (the protected function returns at once): a bare
   call; the floor, a hand-written decorator that forwards ``*args,
   **kwargs`` into a ``try``/``except``; ours (``@breaker``, and
-  ``breaker.call(f)``, measured through one more closure frame than the
-  rest); pybreaker; circuitbreaker; redress (its breaker is an allow/record
-  API, so it is wrapped by hand the way its docs show);
+  ``breaker.call(f)`` through ``functools.partial``); pybreaker;
+  circuitbreaker; redress (its breaker is an allow/record API, so it is
+  wrapped by hand the way its docs show);
+- the same closed path with a ``FailureRateWindow``, count-based windows of
+  10 to 10,000 calls and time-based ones of 60 and 600 seconds: the cost must
+  not grow with the window;
 - a rejected call when open, against calling a function that raises a fresh
   ``RuntimeError`` and catching it (the least any rejection can cost);
-- 4 threads making 200,000 calls each through one shared breaker, against
-  one thread making the same 800,000 calls.
-
-Goals (issue 3): closed <= 2.5 x floor; rejection <= 2 x bare
-raise/catch; 4 threads <= 1.3 x one thread.
+- 4 threads making the same calls through one shared breaker, against one
+  thread making them all: the cost per call, wall time over calls.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import sys
 import threading
 import time
-import timeit
 from collections.abc import Callable
+from typing import Any
 
-from resilient.breaker import CircuitBreaker, CircuitOpenError
+sys.path.insert(0, os.path.dirname(__file__))
 
-QUICK = "--quick" in sys.argv
-NUMBER = 50_000 if QUICK else 200_000
-REPEAT = 5 if QUICK else 9
-THREADS = 4
-PER_THREAD = 50_000 if QUICK else 200_000
+from _timing import (
+    FLOOR,
+    OURS,
+    PEER,
+    REFERENCE,
+    Goal,
+    Report,
+    Row,
+    measure,
+    print_report,
+    rows_of,
+    try_import,
+)
+
+from resilient.breaker import CircuitBreaker, CircuitOpenError, FailureRateWindow
+
+CLOSED = "breaker, closed, success"
+WINDOW = "breaker with a FailureRateWindow, closed, success"
+REJECT = "breaker, open: a rejected call"
+THREADS = "breaker, 4 threads vs 1 thread, ns per call (wall time / calls)"
+FLOOR_NAME = "floor: hand-written try/except"
+REJECT_FLOOR = "floor: raise and catch a RuntimeError"
+OURS_NAME = "resilient @breaker"
+WINDOW_SIZES = (10, 100, 1_000, 10_000)
+WINDOW_SECONDS = (60.0, 600.0)
+THREAD_COUNT = 4
+
+
+def _window_name(calls: int | None = None, seconds: float | None = None) -> str:
+    if calls is not None:
+        return f"resilient @breaker, window of {calls:,} calls"
+    return f"resilient @breaker, window of {seconds:g} s"
+
+
+GOALS = [
+    Goal("breaker closed, success", "<= 2.0x the floor", CLOSED, (OURS_NAME,), FLOOR_NAME, 2.0),
+    Goal(
+        "breaker with a `FailureRateWindow`, closed, success",
+        "<= 3.0x the floor, flat in the window's size",
+        WINDOW,
+        tuple(_window_name(calls=size) for size in WINDOW_SIZES)
+        + tuple(_window_name(seconds=seconds) for seconds in WINDOW_SECONDS),
+        FLOOR_NAME,
+        3.0,
+        flat=1.25,
+    ),
+    Goal(
+        "breaker open, reject",
+        "<= 2.0x raising and catching an exception",
+        REJECT,
+        (OURS_NAME + ", open",),
+        REJECT_FLOOR,
+        2.0,
+    ),
+    Goal(
+        "4 threads on one breaker",
+        "<= 1.3x one thread, per call",
+        THREADS,
+        (f"{OURS_NAME}, {THREAD_COUNT} threads",),
+        f"{OURS_NAME}, 1 thread",
+        1.3,
+    ),
+]
 
 
 def protected() -> int:
@@ -41,7 +101,7 @@ def protected() -> int:
 
 
 def floor_decorator(func: Callable[..., int]) -> Callable[..., int]:
-    def wrapper(*args: object, **kwargs: object) -> int:
+    def wrapper(*args: Any, **kwargs: Any) -> int:
         try:
             return func(*args, **kwargs)
         except Exception:
@@ -50,57 +110,36 @@ def floor_decorator(func: Callable[..., int]) -> Callable[..., int]:
     return wrapper
 
 
-def ns_per_call(func: Callable[[], object]) -> float:
-    """The best of REPEAT runs of NUMBER calls, in nanoseconds per call."""
-    timer = timeit.Timer(func)
-    return min(timer.repeat(repeat=REPEAT, number=NUMBER)) / NUMBER * 1e9
-
-
-def closed_candidates() -> dict[str, Callable[[], object]]:
-    floor = floor_decorator(protected)
-    breaker = CircuitBreaker(name="bench")
-    decorated = CircuitBreaker(name="bench-decorator")(protected)
-
-    def ours_call() -> object:
-        return breaker.call(protected)
-
-    candidates: dict[str, Callable[[], object]] = {
-        "bare call": protected,
-        "floor: try/except wrapper": floor,
-        "resilient breaker.call(f) (+1 frame)": ours_call,
-        "resilient @breaker": decorated,
-    }
-    try:
-        import pybreaker
-    except ImportError:
-        print("note: pybreaker is not installed; skipped")
-    else:
-        candidates["pybreaker @breaker"] = pybreaker.CircuitBreaker()(protected)
-    try:
-        import circuitbreaker
-    except ImportError:
-        print("note: circuitbreaker is not installed; skipped")
-    else:
-        candidates["circuitbreaker @circuit"] = circuitbreaker.circuit(protected)
-    redress_guarded = _redress_wrapper()
-    if redress_guarded is not None:
-        candidates["redress allow/record"] = redress_guarded
-    return candidates
+def _peer_breakers() -> tuple[dict[str, Callable[[], object]], dict[str, str]]:
+    found: dict[str, Callable[[], object]] = {}
+    notes: dict[str, str] = {}
+    pybreaker = try_import("pybreaker")
+    if pybreaker is not None:
+        found["pybreaker"] = pybreaker.CircuitBreaker()(protected)
+    circuitbreaker = try_import("circuitbreaker")
+    if circuitbreaker is not None:
+        found["circuitbreaker"] = circuitbreaker.circuit(protected)
+    redress = _redress_wrapper()
+    if redress is not None:
+        found["redress allow/record"] = redress
+    for name in ("pybreaker", "circuitbreaker", "redress allow/record"):
+        if name not in found:
+            notes[name] = "not installed"
+    return found, notes
 
 
 def _redress_wrapper() -> Callable[[], object] | None:
-    try:
-        from redress import CircuitBreaker as RedressBreaker
-        from redress import CircuitOpenError as RedressOpen
-        from redress.errors import ErrorClass as RedressClass
-    except ImportError:
-        print("note: redress (with a CircuitBreaker) is not installed; skipped")
+    redress = try_import("redress")
+    if redress is None or not hasattr(redress, "CircuitBreaker"):
         return None
-    breaker = RedressBreaker()
+    from redress.errors import ErrorClass as RedressClass
 
-    def guarded(*args: object, **kwargs: object) -> int:
+    breaker = redress.CircuitBreaker()
+    open_error = redress.CircuitOpenError
+
+    def guarded(*args: Any, **kwargs: Any) -> int:
         if not breaker.allow().allowed:
-            raise RedressOpen("open")
+            raise open_error("open")
         try:
             result = protected(*args, **kwargs)
         except Exception:
@@ -116,7 +155,7 @@ def raise_open(*args: object, **kwargs: object) -> int:
     raise RuntimeError("circuit 'bench' is open")
 
 
-def rejection_candidates() -> dict[str, Callable[[], object]]:
+def _rejections() -> dict[str, Callable[[], object]]:
     breaker = CircuitBreaker(name="bench-open", recovery_timeout=3600.0)
     breaker.trip()
     decorated = breaker(protected)
@@ -128,40 +167,59 @@ def rejection_candidates() -> dict[str, Callable[[], object]]:
         except RuntimeError:
             pass
 
-    def ours_call() -> None:
-        try:  # noqa: SIM105
-            breaker.call(protected)
-        except CircuitOpenError:
-            pass
-
     def ours_decorated() -> None:
         try:  # noqa: SIM105
             decorated()
         except CircuitOpenError:
             pass
 
-    candidates: dict[str, Callable[[], object]] = {
-        "bare raise/catch": bare,
+    def ours_call() -> None:
+        try:  # noqa: SIM105
+            breaker.call(protected)
+        except CircuitOpenError:
+            pass
+
+    found: dict[str, Callable[[], object]] = {
+        REJECT_FLOOR: bare,
+        OURS_NAME + ", open": ours_decorated,
         "resilient breaker.call(f), open": ours_call,
-        "resilient @breaker, open": ours_decorated,
     }
-    try:
-        import pybreaker
-    except ImportError:
-        pass
-    else:
+    pybreaker = try_import("pybreaker")
+    if pybreaker is not None:
         peer = pybreaker.CircuitBreaker(reset_timeout=3600)
         peer.open()
         peer_decorated = peer(protected)
+        peer_error = pybreaker.CircuitBreakerError
 
         def pybreaker_open() -> None:
             try:  # noqa: SIM105
                 peer_decorated()
-            except pybreaker.CircuitBreakerError:
+            except peer_error:
                 pass
 
-        candidates["pybreaker, open"] = pybreaker_open
-    return candidates
+        found["pybreaker, open"] = pybreaker_open
+    circuitbreaker = try_import("circuitbreaker")
+    if circuitbreaker is not None:
+
+        def down() -> int:
+            raise ConnectionError("down")
+
+        failing = circuitbreaker.circuit(failure_threshold=1, recovery_timeout=3600)(down)
+
+        try:  # noqa: SIM105 - the one failure that opens it
+            failing()
+        except ConnectionError:
+            pass
+        circuit_error = circuitbreaker.CircuitBreakerError
+
+        def circuitbreaker_open() -> None:
+            try:  # noqa: SIM105
+                failing()
+            except circuit_error:
+                pass
+
+        found["circuitbreaker, open"] = circuitbreaker_open
+    return found
 
 
 def threaded_seconds(func: Callable[[], object], threads: int, per_thread: int) -> float:
@@ -183,44 +241,93 @@ def threaded_seconds(func: Callable[[], object], threads: int, per_thread: int) 
     return time.perf_counter() - start
 
 
-def threads_vs_one(func: Callable[[], object]) -> tuple[float, float]:
-    """Best of three: (4 threads, one thread making the same number of calls)."""
-    many = min(threaded_seconds(func, THREADS, PER_THREAD) for _ in range(3))
-    one = min(threaded_seconds(func, 1, THREADS * PER_THREAD) for _ in range(3))
-    return many, one
-
-
-def main() -> None:
-    # Opening the benchmark's breakers logs "circuit opened"; keep the output clean.
-    logging.getLogger("resilient.breaker").addHandler(logging.NullHandler())
-    print(f"python {sys.version.split()[0]}; {NUMBER:,} calls x best of {REPEAT}")
-    print("\nclosed circuit, the protected function returns at once")
-    results = {name: ns_per_call(func) for name, func in closed_candidates().items()}
-    floor = results["floor: try/except wrapper"]
-    for name, ns in results.items():
-        print(f"  {name:<38} {ns:8.1f} ns/call  {ns / floor:5.2f} x floor")
-
-    print("\nopen circuit, the call is rejected")
-    rejected = {name: ns_per_call(func) for name, func in rejection_candidates().items()}
-    bare = rejected["bare raise/catch"]
-    for name, ns in rejected.items():
-        print(f"  {name:<38} {ns:8.1f} ns/call  {ns / bare:5.2f} x bare raise/catch")
-
-    print(f"\n{THREADS} threads x {PER_THREAD:,} calls vs 1 thread x {THREADS * PER_THREAD:,}")
-    threaded: dict[str, Callable[[], object]] = {
-        "floor: try/except wrapper": floor_decorator(protected),
-        "resilient @breaker": CircuitBreaker(name="bench-threads")(protected),
+def _threads(quick: bool) -> list[Row]:
+    total = 40_000 if quick else 100_000
+    contenders: dict[str, Callable[[], object]] = {
+        "floor": floor_decorator(protected),
+        OURS_NAME: CircuitBreaker(name="bench-threads")(protected),
     }
+    pybreaker = try_import("pybreaker")
+    if pybreaker is not None:
+        contenders["pybreaker"] = pybreaker.CircuitBreaker()(protected)
+    circuitbreaker = try_import("circuitbreaker")
+    if circuitbreaker is not None:
+        contenders["circuitbreaker"] = circuitbreaker.circuit(protected)
+    best: dict[tuple[str, int], float] = {}
+    for _ in range(5 if quick else 15):  # many short interleaved rounds, best kept
+        for name, func in contenders.items():
+            for threads in (1, THREAD_COUNT):
+                seconds = threaded_seconds(func, threads, total // threads)
+                key = (name, threads)
+                best[key] = min(best.get(key, seconds), seconds)
+    rows: list[Row] = []
+    for name in contenders:
+        one = f"{name}, 1 thread"
+        kind = OURS if name == OURS_NAME else REFERENCE if name == "floor" else PEER
+        rows.append(Row(THREADS, one, best[(name, 1)] / total * 1e9, REFERENCE))
+        rows.append(
+            Row(
+                THREADS,
+                f"{name}, {THREAD_COUNT} threads",
+                best[(name, 4)] / total * 1e9,
+                kind,
+                base=one,
+            )
+        )
+    return rows
+
+
+def run(quick: bool) -> Report:
+    """Measure every path; see the module docstring."""
+    # Opening the benchmark's breakers logs "circuit opened"; keep the output clean.
+    logging.disable(logging.CRITICAL)
     try:
-        import pybreaker
-    except ImportError:
-        pass
-    else:
-        threaded["pybreaker @breaker"] = pybreaker.CircuitBreaker()(protected)
-    for name, func in threaded.items():
-        many, one = threads_vs_one(func)
-        print(f"  {name:<38} {many:6.3f} s vs {one:6.3f} s  {many / one:5.2f} x one thread")
+        return _run(quick)
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def _run(quick: bool) -> Report:
+    report = Report(goals=list(GOALS))
+    floor = floor_decorator(protected)
+    breaker = CircuitBreaker(name="bench")
+    peers, notes = _peer_breakers()
+    closed: dict[str, Callable[[], object]] = {
+        "bare call": protected,
+        FLOOR_NAME: floor,
+        OURS_NAME: CircuitBreaker(name="bench-decorator")(protected),
+        "resilient breaker.call(f)": functools.partial(breaker.call, protected),
+        **peers,
+    }
+    results: dict[str, float | None] = {**measure(closed, quick=quick)}
+    results.update(dict.fromkeys(notes))
+    kinds = {"bare call": REFERENCE, FLOOR_NAME: FLOOR, OURS_NAME: OURS}
+    kinds["resilient breaker.call(f)"] = REFERENCE
+    report.rows += rows_of(CLOSED, results, kinds, notes)
+
+    windowed: dict[str, Callable[[], object]] = {
+        FLOOR_NAME: floor,
+        "resilient @breaker, consecutive failures": CircuitBreaker(name="bench-plain")(protected),
+    }
+    for size in WINDOW_SIZES:
+        window = FailureRateWindow(calls=size, minimum_calls=min(size, 100))
+        windowed[_window_name(calls=size)] = CircuitBreaker(window=window)(protected)
+    for seconds in WINDOW_SECONDS:
+        window = FailureRateWindow(seconds=seconds, minimum_calls=100)
+        windowed[_window_name(seconds=seconds)] = CircuitBreaker(window=window)(protected)
+    kinds = dict.fromkeys(windowed, OURS)
+    kinds[FLOOR_NAME] = FLOOR
+    kinds["resilient @breaker, consecutive failures"] = REFERENCE
+    report.rows += rows_of(WINDOW, measure(windowed, quick=quick), kinds)
+
+    rejected = measure(_rejections(), quick=quick)
+    kinds = {REJECT_FLOOR: FLOOR, OURS_NAME + ", open": OURS}
+    kinds["resilient breaker.call(f), open"] = REFERENCE
+    report.rows += rows_of(REJECT, rejected, kinds)
+
+    report.rows += _threads(quick)
+    return report
 
 
 if __name__ == "__main__":
-    main()
+    print_report(run("--quick" in sys.argv))

@@ -1,10 +1,18 @@
-"""Overhead of @retry against a hand-written wrapper and the peer libraries.
+"""Overhead of ``@retry`` against a hand-written floor and the peer libraries.
 
-Run: python benchmarks/retry_overhead.py  (peers: pip install -e '.[bench]')
+Run: ``python benchmarks/retry_overhead.py [--quick]`` (peers: ``pip install
+-e '.[bench]'``). Everything is measured in this one run, interleaved, so the
+ratios compare like with like. Logging is disabled for every library (stamina
+and ours log each retry by default; the hand-written loop does not).
 
-Everything is measured in this one run on this machine, so the ratios compare
-like with like. Logging is disabled for every library (stamina and ours log
-each retry by default; the hand-written loop does not).
+- success: one attempt that returns at once; the floor is a hand-written
+  decorator that forwards ``*args, **kwargs`` into a ``try``/``except``
+  around the call (the least any generic decorator does); the same written
+  for the one signature ``f(x)`` is shown for reference;
+- failure: two ``ConnectionError`` then a success, no sleeping (zero delays);
+  the floor is a hand-written three-attempt loop, also generic;
+- async success: ``await f(1)`` of a decorated ``async def``; the floor is
+  awaiting the bare coroutine function.
 """
 
 from __future__ import annotations
@@ -12,26 +20,99 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _timing import machine, ns_per_call, report
+from _timing import (
+    FLOOR,
+    OURS,
+    REFERENCE,
+    Goal,
+    Report,
+    measure,
+    measure_async,
+    print_report,
+    rows_of,
+    try_import,
+)
 
 from resilient import retry
 
-NUMBER = int(os.environ.get("BENCH_NUMBER", "200000"))
-FAIL_NUMBER = NUMBER // 10
+SUCCESS = "@retry, success (one attempt)"
+FAILURE = "@retry, 2 failures then success, zero delay"
+ASYNC = "@retry on an async def, success"
+SUCCESS_FLOOR = "floor: hand-written try/except"
+FIXED_WRAPPER = "hand-written try/except, fixed signature f(x)"
+FAILURE_FLOOR = "floor: hand-written 3-attempt loop"
+ASYNC_FLOOR = "floor: bare await"
+OURS_NAME = "resilient @retry"
+
+GOALS = [
+    Goal(
+        "`@retry`, success",
+        "<= 2.0x a hand-written try/except",
+        SUCCESS,
+        (OURS_NAME,),
+        SUCCESS_FLOOR,
+        2.0,
+    ),
+    Goal(
+        "`@retry`, fail twice then succeed, no sleeping",
+        "<= 3.0x a hand-written loop",
+        FAILURE,
+        (OURS_NAME,),
+        FAILURE_FLOOR,
+        3.0,
+    ),
+    Goal(
+        "`@retry` on an `async def`, success",
+        "<= 2.0x a bare `await`",
+        ASYNC,
+        (OURS_NAME,),
+        ASYNC_FLOOR,
+        2.0,
+    ),
+]
 
 
 def work(x: int) -> int:
     return x + 1
 
 
-def hand_wrapper(func: Callable[[int], int]) -> Callable[[int], int]:
+async def work_async(x: int) -> int:
+    return x + 1
+
+
+def hand_wrapper(func: Callable[..., int]) -> Callable[..., int]:
+    """The least a generic decorator can do: forward the arguments into a try/except."""
+
+    def wrapped(*args: Any, **kwargs: Any) -> int:
+        try:
+            return func(*args, **kwargs)
+        except Exception:
+            raise
+
+    return wrapped
+
+
+def fixed_wrapper(func: Callable[[int], int]) -> Callable[[int], int]:
+    """The same, written for one signature: what no decorator library can be."""
+
     def wrapped(x: int) -> int:
         try:
             return func(x)
+        except Exception:
+            raise
+
+    return wrapped
+
+
+def hand_async_wrapper(func: Callable[..., Awaitable[int]]) -> Callable[..., Awaitable[int]]:
+    async def wrapped(*args: Any, **kwargs: Any) -> int:
+        try:
+            return await func(*args, **kwargs)
         except Exception:
             raise
 
@@ -52,11 +133,13 @@ def fails_twice() -> Callable[[int], int]:
     return attempt
 
 
-def hand_loop(func: Callable[[int], int]) -> Callable[[int], int]:
-    def wrapped(x: int) -> int:
+def hand_loop(func: Callable[..., int]) -> Callable[..., int]:
+    """Three attempts, no waiting, as a generic decorator."""
+
+    def wrapped(*args: Any, **kwargs: Any) -> int:
         for attempt in range(3):
             try:
-                return func(x)
+                return func(*args, **kwargs)
             except ConnectionError:
                 if attempt == 2:
                     raise
@@ -65,128 +148,109 @@ def hand_loop(func: Callable[[int], int]) -> Callable[[int], int]:
     return wrapped
 
 
-def peers_success() -> list[tuple[str, Callable[[int], int] | None]]:
-    rows: list[tuple[str, Callable[[int], int] | None]] = []
-    try:
-        import tenacity
-
-        rows.append(("tenacity", tenacity.retry(stop=tenacity.stop_after_attempt(3))(work)))
-    except ImportError:
-        rows.append(("tenacity", None))
-    try:
-        import backoff
-
-        rows.append(
-            ("backoff", backoff.on_exception(backoff.expo, ConnectionError, max_tries=3)(work))
+def _peers(failing: bool) -> tuple[dict[str, Callable[[int], int]], dict[str, str]]:
+    """Each peer's decorator around `work` (or a fresh `fails_twice()`), three attempts."""
+    found: dict[str, Callable[[int], int]] = {}
+    notes: dict[str, str] = {}
+    target = fails_twice if failing else (lambda: work)
+    tenacity = try_import("tenacity")
+    if tenacity is not None:
+        wait = {"wait": tenacity.wait_none()} if failing else {}
+        found["tenacity"] = tenacity.retry(stop=tenacity.stop_after_attempt(3), **wait)(target())
+    backoff = try_import("backoff")
+    if backoff is not None:
+        found["backoff"] = backoff.on_exception(
+            backoff.constant, ConnectionError, max_tries=3, interval=0, jitter=None
+        )(target())
+    stamina = try_import("stamina")
+    if stamina is not None:
+        # Its default hook logs through structlog, which logging.disable() does not reach.
+        stamina.instrumentation.set_on_retry_hooks([])
+        found["stamina"] = stamina.retry(
+            on=ConnectionError, attempts=3, wait_initial=0, wait_max=0, wait_jitter=0
+        )(target())
+    redress = try_import("redress")
+    if redress is not None:
+        found["redress"] = redress.retry(max_attempts=3, strategy=lambda attempt, klass, prev: 0.0)(
+            target()
         )
-    except ImportError:
-        rows.append(("backoff", None))
-    try:
-        import stamina
-
-        rows.append(("stamina", stamina.retry(on=ConnectionError, attempts=3)(work)))
-    except ImportError:
-        rows.append(("stamina", None))
-    try:
-        import redress
-
-        rows.append(("redress", redress.retry(max_attempts=3)(work)))
-    except ImportError:
-        rows.append(("redress", None))
-    return rows
+    for name in ("tenacity", "backoff", "stamina", "redress"):
+        if name not in found:
+            notes[name] = "not installed"
+    return found, notes
 
 
-def peers_failure() -> list[tuple[str, Callable[[int], int] | None]]:
-    rows: list[tuple[str, Callable[[int], int] | None]] = []
-    try:
-        import tenacity
-
-        rows.append(
-            (
-                "tenacity",
-                tenacity.retry(stop=tenacity.stop_after_attempt(3), wait=tenacity.wait_none())(
-                    fails_twice()
-                ),
-            )
+def _async_peers() -> dict[str, Callable[[int], Awaitable[int]]]:
+    found: dict[str, Callable[[int], Awaitable[int]]] = {}
+    tenacity = try_import("tenacity")
+    if tenacity is not None:
+        found["tenacity"] = tenacity.retry(stop=tenacity.stop_after_attempt(3))(work_async)
+    backoff = try_import("backoff")
+    if backoff is not None:
+        found["backoff"] = backoff.on_exception(backoff.expo, ConnectionError, max_tries=3)(
+            work_async
         )
-    except ImportError:
-        rows.append(("tenacity", None))
-    try:
-        import backoff
-
-        rows.append(
-            (
-                "backoff",
-                backoff.on_exception(
-                    backoff.constant, ConnectionError, max_tries=3, interval=0, jitter=None
-                )(fails_twice()),
-            )
-        )
-    except ImportError:
-        rows.append(("backoff", None))
-    try:
-        import stamina
-
-        rows.append(
-            (
-                "stamina",
-                stamina.retry(
-                    on=ConnectionError, attempts=3, wait_initial=0, wait_max=0, wait_jitter=0
-                )(fails_twice()),
-            )
-        )
-    except ImportError:
-        rows.append(("stamina", None))
-    try:
-        import redress
-
-        rows.append(
-            (
-                "redress",
-                redress.retry(max_attempts=3, strategy=lambda attempt, klass, prev: 0.0)(
-                    fails_twice()
-                ),
-            )
-        )
-    except ImportError:
-        rows.append(("redress", None))
-    return rows
+    stamina = try_import("stamina")
+    if stamina is not None:
+        found["stamina"] = stamina.retry(on=ConnectionError, attempts=3)(work_async)
+    redress = try_import("redress")
+    if redress is not None:
+        found["redress"] = redress.retry(max_attempts=3)(work_async)
+    return found
 
 
-def main() -> None:
+def run(quick: bool) -> Report:
+    """Measure the three paths; see the module docstring."""
     logging.disable(logging.CRITICAL)
-    print(machine())
-    print(f"{NUMBER} calls per measurement on the success path, {FAIL_NUMBER} on the failure path")
+    try:
+        return _run(quick)
+    finally:
+        logging.disable(logging.NOTSET)
 
-    ours = retry(max_retries=2)(work)
-    rows: list[tuple[str, float | None]] = [
-        ("bare call", ns_per_call(lambda: work(1), NUMBER)),
-        ("hand-written try/except (floor)", ns_per_call(lambda: hand_wrapper(work)(1), 1)),
-    ]
-    wrapped = hand_wrapper(work)
-    rows[1] = ("hand-written try/except (floor)", ns_per_call(lambda: wrapped(1), NUMBER))
-    rows.append(("resilient @retry", ns_per_call(lambda: ours(1), NUMBER)))
-    for name, func in peers_success():
-        rows.append((name, None if func is None else ns_per_call(lambda f=func: f(1), NUMBER)))
-    report("success path (one attempt)", rows, "hand-written try/except (floor)")
 
-    loop = hand_loop(fails_twice())
-    ours_failing = retry(max_retries=2, base_delay=0.0, max_delay=0.0)(fails_twice())
-    fail_rows: list[tuple[str, float | None]] = [
-        ("hand-written 3-attempt loop (floor)", ns_per_call(lambda: loop(1), FAIL_NUMBER)),
-        ("resilient @retry", ns_per_call(lambda: ours_failing(1), FAIL_NUMBER)),
-    ]
-    for name, func in peers_failure():
-        fail_rows.append(
-            (name, None if func is None else ns_per_call(lambda f=func: f(1), FAIL_NUMBER))
-        )
-    report(
-        "failure path (2 connection errors, success on attempt 3, zero delay)",
-        fail_rows,
-        "hand-written 3-attempt loop (floor)",
-    )
-    print("\ngoals: success path <= 2.0 x floor; failure path <= 3.0 x floor")
+def _run(quick: bool) -> Report:
+    report = Report(goals=list(GOALS))
+
+    peers, notes = _peers(failing=False)
+    candidates: dict[str, Callable[[int], int]] = {
+        "bare call": work,
+        FIXED_WRAPPER: fixed_wrapper(work),
+        SUCCESS_FLOOR: hand_wrapper(work),
+        OURS_NAME: retry(max_retries=2)(work),
+        **peers,
+    }
+    results: dict[str, float | None] = {**measure(candidates, (1,), quick=quick)}
+    results.update(dict.fromkeys(notes))
+    kinds = {
+        "bare call": REFERENCE,
+        FIXED_WRAPPER: REFERENCE,
+        SUCCESS_FLOOR: FLOOR,
+        OURS_NAME: OURS,
+    }
+    report.rows += rows_of(SUCCESS, results, kinds, notes)
+
+    peers, notes = _peers(failing=True)
+    candidates = {
+        FAILURE_FLOOR: hand_loop(fails_twice()),
+        OURS_NAME: retry(max_retries=2, base_delay=0.0, max_delay=0.0)(fails_twice()),
+        **peers,
+    }
+    results = {**measure(candidates, (1,), quick=quick)}
+    results.update(dict.fromkeys(notes))
+    report.rows += rows_of(FAILURE, results, {FAILURE_FLOOR: FLOOR, OURS_NAME: OURS}, notes)
+
+    async_candidates: dict[str, Callable[[int], Awaitable[int]]] = {
+        ASYNC_FLOOR: work_async,
+        "hand-written async try/except": hand_async_wrapper(work_async),
+        OURS_NAME: retry(max_retries=2)(work_async),
+        **_async_peers(),
+    }
+    async_results: dict[str, float | None] = {**measure_async(async_candidates, (1,), quick=quick)}
+    async_results.update(dict.fromkeys(notes))
+    kinds = {ASYNC_FLOOR: FLOOR, "hand-written async try/except": REFERENCE, OURS_NAME: OURS}
+    report.rows += rows_of(ASYNC, async_results, kinds, notes)
+    return report
 
 
 if __name__ == "__main__":
-    main()
+    print_report(run("--quick" in sys.argv))
