@@ -160,8 +160,10 @@ def test_temp_file_removal_failure_never_hides_body_exception(
         body()
     monkeypatch.undo()
     assert info.value is error
-    assert any("temporary file not removed" in note for note in _notes(info.value))
-    assert [r.getMessage() for r in caplog.records] == ["temporary file not removed"]
+    assert any("could not remove its temporary file" in note for note in _notes(info.value))
+    [message] = [r.getMessage() for r in caplog.records]
+    assert message.startswith("safe_temp_file could not remove its temporary file ")
+    assert message.endswith("; the file is left on disk; the Boom raised in the block propagates")
 
 
 def test_temp_file_removal_failure_after_success_raises(
@@ -862,7 +864,7 @@ def test_failing_rollback_does_not_hide_original() -> None:
     assert info.value is error
     assert _no_cleanup_frames(info)
     assert _notes(info.value) == [
-        "rollback failed during cleanup: ConnectionError: connection gone"
+        "resilient: database_transaction could not roll back during cleanup: ConnectionError: connection gone"
     ]
 
 
@@ -878,11 +880,15 @@ def test_failing_rollback_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     (record,) = caplog.records
     assert record.name == "resilient.cleanup"
     assert record.levelno == logging.ERROR
-    assert record.getMessage() == "rollback failed"
+    assert record.getMessage() == (
+        "database_transaction could not roll back: ConnectionError: connection gone; the "
+        "connection may hold the transaction open until it is closed; the Boom raised in the "
+        "block propagates"
+    )
     assert record.__dict__["action"] == "rollback"
     assert record.__dict__["error_type"] == "ConnectionError"
     assert record.__dict__["error"] == "connection gone"
-    assert record.__dict__["original_error_type"] == "Boom"
+    assert record.__dict__["original_error_type"] == f"{__name__}.Boom"
     assert record.exc_info is not None
     assert isinstance(record.exc_info[1], ConnectionError)
 
@@ -915,11 +921,11 @@ def test_unprintable_rollback_error_does_not_hide_original(
     assert info.value is error
     assert conn.log == ["cursor", "close", "rollback"]
     assert _notes(error) == [
-        "rollback failed during cleanup: UnprintableError: <exception str() failed>"
+        "resilient: database_transaction could not roll back during cleanup: UnprintableError: <UnprintableError (str() failed)>"
     ]
     (record,) = caplog.records
-    assert record.__dict__["error_type"] == "UnprintableError"
-    assert record.__dict__["error"] == "<exception str() failed>"
+    assert record.__dict__["error_type"] == f"{__name__}.UnprintableError"
+    assert record.__dict__["error"] == "<UnprintableError (str() failed)>"
 
 
 def test_unprintable_rollback_error_after_failed_commit_keeps_commit_error() -> None:
@@ -934,7 +940,7 @@ def test_unprintable_rollback_error_after_failed_commit_keeps_commit_error() -> 
         pass
     assert type(info.value) is ConnectionError
     assert _notes(info.value) == [
-        "rollback failed during cleanup: UnprintableError: <exception str() failed>"
+        "resilient: database_transaction could not roll back during cleanup: UnprintableError: <UnprintableError (str() failed)>"
     ]
 
 
@@ -964,7 +970,9 @@ def test_failing_cursor_close_does_not_hide_original_and_still_rolls_back() -> N
         raise error
     assert info.value is error
     assert conn.log == ["cursor", "close", "rollback"]
-    assert _notes(info.value) == ["cursor close failed during cleanup: RuntimeError: close broke"]
+    assert _notes(info.value) == [
+        "resilient: database_transaction could not close its cursor during cleanup: RuntimeError: close broke"
+    ]
 
 
 def test_failing_commit_rolls_back_and_raises_commit_error() -> None:
@@ -1152,10 +1160,14 @@ def test_async_failing_rollback_does_not_hide_original_and_is_logged(
         asyncio.run(main())
     assert info.value is error
     assert _notes(info.value) == [
-        "rollback failed during cleanup: ConnectionError: connection gone"
+        "resilient: database_transaction could not roll back during cleanup: ConnectionError: connection gone"
     ]
     (record,) = caplog.records
-    assert record.getMessage() == "rollback failed"
+    assert record.getMessage() == (
+        "database_transaction could not roll back: ConnectionError: connection gone; the "
+        "connection may hold the transaction open until it is closed; the Boom raised in the "
+        "block propagates"
+    )
     assert record.__dict__["action"] == "rollback"
 
 
@@ -1191,7 +1203,7 @@ def test_async_unprintable_rollback_error_does_not_hide_original() -> None:
         asyncio.run(main())
     assert info.value is error
     assert _notes(error) == [
-        "rollback failed during cleanup: UnprintableError: <exception str() failed>"
+        "resilient: database_transaction could not roll back during cleanup: UnprintableError: <UnprintableError (str() failed)>"
     ]
 
 

@@ -33,6 +33,7 @@ from contextlib import AbstractAsyncContextManager, AbstractContextManager, supp
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Literal, Protocol, TextIO, TypeVar, overload
 
 from resilient._compat import add_note
+from resilient._redact import describe_error, error_fields, type_name
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -165,7 +166,14 @@ class _TempFile:
         except OSError as error:
             if exc is None:
                 raise
-            _report(exc, error, "temporary file not removed", action="remove", path=name)
+            _report(
+                exc,
+                error,
+                f"safe_temp_file could not remove its temporary file {name!r}",
+                "the file is left on disk",
+                action="remove",
+                path=name,
+            )
 
 
 class _AsyncTempFile:
@@ -455,12 +463,24 @@ class _AtomicWriter:
         except FileNotFoundError:
             pass
         except OSError as error:
+            what = f"atomic_write could not remove its temporary file {tmp!r}"
+            after = f"the file is left on disk; {self._path!r} is unchanged"
             if exc is not None:
-                _report(exc, error, "temporary file not removed", action="remove", path=tmp)
+                _report(exc, error, what, after, action="remove", path=tmp)
             else:
+                error_type, text = error_fields(error)
                 logger.warning(
-                    "temporary file not removed",
-                    extra={"action": "remove", "path": tmp, "error": _safe_str(error)},
+                    "%s: %s; %s",
+                    what,
+                    describe_error(error),
+                    after,
+                    extra={
+                        "event": "cleanup_failed",
+                        "action": "remove",
+                        "path": tmp,
+                        "error_type": error_type,
+                        "error": text,
+                    },
                 )
 
 
@@ -702,11 +722,11 @@ class _Transaction:
             try:
                 cursor.close()
             except Exception as error:
-                _report(exc, error, "cursor close failed", action="close")
+                _report(exc, error, *_CLOSE_FAILED, action="close")
             try:
                 self._conn.rollback()
             except Exception as error:
-                _report(exc, error, "rollback failed", action="rollback")
+                _report(exc, error, *_ROLLBACK_FAILED, action="rollback")
             return
         try:
             cursor.close()
@@ -715,7 +735,7 @@ class _Transaction:
             try:
                 self._conn.rollback()
             except Exception as rollback_error:
-                _report(error, rollback_error, "rollback failed", action="rollback")
+                _report(error, rollback_error, *_ROLLBACK_FAILED, action="rollback")
             raise
 
 
@@ -752,11 +772,11 @@ class _AsyncTransaction:
             try:
                 await _maybe_await(cursor.close())
             except Exception as error:
-                _report(exc, error, "cursor close failed", action="close")
+                _report(exc, error, *_CLOSE_FAILED, action="close")
             try:
                 await _maybe_await(self._conn.rollback())
             except Exception as error:
-                _report(exc, error, "rollback failed", action="rollback")
+                _report(exc, error, *_ROLLBACK_FAILED, action="rollback")
             return
         try:
             await _maybe_await(cursor.close())
@@ -765,7 +785,7 @@ class _AsyncTransaction:
             try:
                 await _maybe_await(self._conn.rollback())
             except Exception as rollback_error:
-                _report(error, rollback_error, "rollback failed", action="rollback")
+                _report(error, rollback_error, *_ROLLBACK_FAILED, action="rollback")
             raise
 
 
@@ -792,37 +812,46 @@ async def _maybe_await(value: Any) -> Any:
 # --------------------------------------------------------------------------- #
 
 
-def _report(original: BaseException, error: Exception, message: str, **fields: str) -> None:
+_CLOSE_FAILED = (
+    "database_transaction could not close its cursor",
+    "the transaction is rolled back next",
+)
+_ROLLBACK_FAILED = (
+    "database_transaction could not roll back",
+    "the connection may hold the transaction open until it is closed",
+)
+
+
+def _report(
+    original: BaseException, error: Exception, what: str, after: str, **fields: str
+) -> None:
     """Log a cleanup failure and note it on the exception that is propagating.
 
-    Never raises (for an ``Exception``): it runs while *original* propagates
-    and must not replace it, whatever ``str(error)``, a logging handler or
+    *what* says what failed and *after* what it leaves behind. Never raises
+    (for an ``Exception``): it runs while *original* propagates and must not
+    replace it, whatever ``str(error)``, a logging handler or
     ``original.__notes__`` do.
     """
-    error_type = type(error).__name__
-    text = _safe_str(error)
     with suppress(Exception):
-        logger.error(
-            message,
-            exc_info=(type(error), error, error.__traceback__),
-            extra={
-                **fields,
-                "error_type": error_type,
-                "error": text,
-                "original_error_type": type(original).__name__,
-            },
-        )
+        if logger.isEnabledFor(logging.ERROR):
+            error_type, text = error_fields(error)
+            logger.error(
+                "%s: %s; %s; the %s raised in the block propagates",
+                what,
+                describe_error(error),
+                after,
+                type(original).__name__,
+                exc_info=(type(error), error, error.__traceback__),
+                extra={
+                    "event": "cleanup_failed",
+                    **fields,
+                    "error_type": error_type,
+                    "error": text,
+                    "original_error_type": type_name(type(original)),
+                },
+            )
     with suppress(Exception):
-        add_note(original, f"{message} during cleanup: {error_type}: {text}")
-
-
-def _safe_str(error: BaseException) -> str:
-    """``str(error)``, or a placeholder (as ``traceback`` prints) when that raises."""
-    try:
-        text = str(error)
-    except Exception:
-        return "<exception str() failed>"
-    return text if isinstance(text, str) else "<exception str() failed>"
+        add_note(original, f"resilient: {what} during cleanup: {describe_error(error)}")
 
 
 def _reentered(name: str) -> RuntimeError:
