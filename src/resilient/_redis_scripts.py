@@ -15,27 +15,26 @@ buckets for a time-based one).
 Arguments (``ARGV``), all strings:
 
 1. now: ``""`` to read Redis ``TIME``; else the breaker's clock reading
-2. idle expiry, in milliseconds
-3. failure_threshold        4. half_open_max_calls     5. success_threshold
-6. window kind: 0 none, 1 count-based, 2 time-based
-7. window size: calls, or buckets                      8. bucket width, seconds
-9. calls required before a rate is judged             10. failure-rate threshold
-11. slow-call-rate threshold                          12. slow calls counted: 0/1
-13. trial timeout, seconds                            14. window signature
-15. backoff base, 16. backoff cap: the un-jittered duration when 17 is stale
-17. open duration, drawn by the process for the openings in 18
-18. openings that duration was drawn for (-1: a fixed duration, always valid)
-19. the previous duration it was drawn after (as stored, ``""`` for none)
-20, 21. the operation's own: trial ticket and slow flag, or the forced state
+2. the policy, fixed per breaker, as space-separated fields: idle expiry in
+   milliseconds, failure_threshold, half_open_max_calls, success_threshold,
+   window kind (0 none, 1 count-based, 2 time-based), window size (calls or
+   buckets), bucket width in seconds, calls required before a rate is judged,
+   failure-rate threshold, slow-call-rate threshold, slow calls counted (0/1),
+   trial timeout in seconds, window signature (``-`` for none), and the
+   backoff base and cap (for the un-jittered duration, when 3 is stale)
+3. the open duration, drawn by the process for the openings in 4
+4. the openings it was drawn for (-1: a fixed duration, always valid)
+5. the previous duration it was drawn after (as stored, ``""`` for none)
+6, 7. the operation's own: trial ticket and slow flag, or the forced state
 
-Every script answers the same array (floats as strings, Lua would truncate
-them): code (1, or 2 when acquire found the half-open permits lost and started
-a new half-open period), state (0 closed, 1 open, 2 half-open), counted
-failures, seconds the circuit stays open, openings, the last open duration,
-admitted (0/1), trial ticket (-1 for none), then the transition made (old
-state, -1 for none; new state; failures; open for; window calls; window slow
-calls), then the window totals (calls, failures, slow calls), then the end
-of the open period on the script's clock.
+Every script answers one string of space-separated fields (one bulk reply,
+cheap to read): code (1, or 2 when acquire found the half-open permits lost
+and started a new half-open period), state (0 closed, 1 open, 2 half-open),
+counted failures, seconds the circuit stays open, openings, the last open
+duration (``-`` for none), admitted (0/1), trial ticket (-1 for none), the
+transition made (old state, -1 for none; new state; failures; open for;
+window calls; window slow calls), the window totals (calls, failures, slow
+calls), and the end of the open period on the script's clock.
 """
 
 from __future__ import annotations
@@ -62,19 +61,23 @@ if ARGV[1] == '' then
 else
   now = tonumber(ARGV[1])
 end
-local idle_ms = tonumber(ARGV[2])
-local threshold = tonumber(ARGV[3])
-local max_trials = tonumber(ARGV[4])
-local success_threshold = tonumber(ARGV[5])
-local wkind = tonumber(ARGV[6])
-local wsize = tonumber(ARGV[7])
-local wwidth = tonumber(ARGV[8])
-local wmin = tonumber(ARGV[9])
-local frate = tonumber(ARGV[10])
-local srate = tonumber(ARGV[11])
-local slowcalls = ARGV[12] == '1'
-local trial_timeout = tonumber(ARGV[13])
-local wsig = ARGV[14]
+local policy = {}
+for field in string.gmatch(ARGV[2], '%S+') do policy[#policy + 1] = field end
+local idle_ms = tonumber(policy[1])
+local threshold = tonumber(policy[2])
+local max_trials = tonumber(policy[3])
+local success_threshold = tonumber(policy[4])
+local wkind = tonumber(policy[5])
+local wsize = tonumber(policy[6])
+local wwidth = tonumber(policy[7])
+local wmin = tonumber(policy[8])
+local frate = tonumber(policy[9])
+local srate = tonumber(policy[10])
+local slowcalls = policy[11] == '1'
+local trial_timeout = tonumber(policy[12])
+local wsig = policy[13]
+local backoff_base = tonumber(policy[14])
+local backoff_cap = tonumber(policy[15])
 
 local function fmt(x) return string.format('%.17g', x) end
 
@@ -89,7 +92,7 @@ local open_until = tonumber(h[6]) or 0
 local openings = tonumber(h[7]) or 0
 local last = h[8] or ''
 local granted = tonumber(h[9]) or 0
-local stored_wsig = h[10] or ''
+local stored_wsig = h[10] or '-'
 local wc = tonumber(h[11]) or 0
 local wf = tonumber(h[12]) or 0
 local ws = tonumber(h[13]) or 0
@@ -181,14 +184,17 @@ end
 
 local function open_circuit()
   local d, dstr
-  local drawn_for = tonumber(ARGV[18])
-  if drawn_for == -1 or (drawn_for == openings and ARGV[19] == last) then
-    dstr = ARGV[17]
+  local drawn_for = tonumber(ARGV[4])
+  if drawn_for == -1 or (drawn_for == openings and ARGV[5] == last) then
+    dstr = ARGV[3]
     d = tonumber(dstr)
   else
     -- drawn for a count another process has changed since: the un-jittered duration
-    local base, cap = tonumber(ARGV[15]), tonumber(ARGV[16])
-    if base <= 0 then d = 0 else d = math.min(base * 2 ^ openings, cap) end
+    if backoff_base <= 0 then
+      d = 0
+    else
+      d = math.min(backoff_base * 2 ^ openings, backoff_cap)
+    end
     dstr = fmt(d)
   end
   local old = state
@@ -234,8 +240,11 @@ local function reply(admitted, ticket)
   local remaining = '0'
   if state == 1 then remaining = fmt(open_until - now) end
   local t = tr or {-1, -1, 0, '0', 0, 0}
-  return {code, state, counted(), remaining, openings, last, admitted, ticket,
-          t[1], t[2], t[3], t[4], t[5], t[6], wc, wf, ws, fmt(open_until)}
+  local shown_last = last
+  if shown_last == '' then shown_last = '-' end
+  return table.concat({code, state, counted(), remaining, openings, shown_last, admitted,
+                       ticket, t[1], t[2], t[3], t[4], t[5], t[6], wc, wf, ws,
+                       fmt(open_until)}, ' ')
 end
 """
 
@@ -265,8 +274,8 @@ return reply(0, -1)
 SUCCESS = (
     _PRELUDE
     + """
-local trial = tonumber(ARGV[20])
-local slow = tonumber(ARGV[21])
+local trial = tonumber(ARGV[6])
+local slow = tonumber(ARGV[7])
 if trial == nil then
   if state ~= 0 then return reply(0, -1) end
   if wkind == 0 then
@@ -292,8 +301,8 @@ return reply(0, -1)
 FAILURE = (
     _PRELUDE
     + """
-local trial = tonumber(ARGV[20])
-local slow = tonumber(ARGV[21])
+local trial = tonumber(ARGV[6])
+local slow = tonumber(ARGV[7])
 if trial == nil then
   if state ~= 0 then return reply(0, -1) end
   if wkind == 0 then
@@ -316,7 +325,7 @@ return reply(0, -1)
 RELEASE = (
     _PRELUDE
     + """
-local trial = tonumber(ARGV[20])
+local trial = tonumber(ARGV[6])
 if state == 2 and epoch == trial then
   trials = trials - 1
   dirty = true
@@ -328,7 +337,7 @@ return reply(0, -1)
 FORCE = (
     _PRELUDE
     + """
-local target = tonumber(ARGV[20])
+local target = tonumber(ARGV[6])
 if target == 0 then close_circuit() elseif target == 1 then open_circuit() else half_open() end
 if tr[1] == tr[2] then tr = nil end
 return reply(0, -1)

@@ -276,11 +276,11 @@ class RedisStore:
         reply = self._run(lane, self._acquire, policy, now, _NO_DURATION, ())
         if reply is None:
             return self._fallback_acquire(lane, policy, now)
-        state = _STATES[reply[1]]
-        if reply[0] == 2:
+        state = _STATES[int(reply[1])]
+        if int(reply[0]) == 2:
             self._log_lost_permits(lane, policy)
         transition = _transition(reply)
-        if reply[6]:
+        if int(reply[6]):
             ticket = int(reply[7])
             if ticket < 0 and transition is None:
                 return _ADMIT_CLOSED
@@ -372,7 +372,7 @@ class RedisStore:
                 return StoredState(_OPEN, 0, self._retry_in())
             return StoredState(_CLOSED, 0, 0.0)
         return StoredState(
-            _STATES[reply[1]],
+            _STATES[int(reply[1])],
             int(reply[2]),
             float(reply[3]),
             int(reply[14]),
@@ -414,11 +414,12 @@ class RedisStore:
         redis_time = self.time_source == "redis"
         sent = time.monotonic()
         try:
-            reply: list[Any] = script(
+            answer = script(
                 keys=lane.keys,
-                args=(b"" if redis_time else repr(now), *lane.args, *durations, *args),
+                args=(b"" if redis_time else repr(now), lane.policy_field, *durations, *args),
                 client=self._client,
             )
+            reply: list[Any] = answer.split()
         except _STORE_ERRORS as error:
             self._fall_back(lane, policy, now, error, failed=True)
             return None
@@ -426,25 +427,29 @@ class RedisStore:
             self._down_until = 0.0
         if lane.mode != "redis":
             self._recovered(lane)
-        state = _STATES[reply[1]]
+        state = _STATES[int(reply[1])]
         # When open: on Redis time, from the answer's arrival (so never early);
         # on the breaker's clock, exactly the stored end.
         open_until = 0.0
         if state is _OPEN:
             open_until = time.monotonic() + float(reply[3]) if redis_time else float(reply[17])
         last = reply[5]
+        if isinstance(last, bytes):
+            last = last.decode()
         lane.view = _View(
             state,
             int(reply[2]),
             open_until,
             sent + self.max_staleness,
             int(reply[4]),
-            last.decode() if isinstance(last, bytes) else str(last),
+            "" if last == "-" else last,
         )
         return reply
 
     def _may_try(self) -> bool:
         """During an outage: whether this call is the one that tries Redis again."""
+        if time.monotonic() < self._down_until:
+            return False
         with self._lock:
             t = time.monotonic()
             if t < self._down_until:
@@ -482,6 +487,8 @@ class RedisStore:
         *,
         failed: bool = False,
     ) -> None:
+        if not failed and lane.mode != "redis":
+            return  # this breaker's outage is already known and logged
         with self._lock:
             if failed:
                 self._down_until = time.monotonic() + self.retry_interval
@@ -606,7 +613,7 @@ _UNKNOWN = _View(_CLOSED, 0, 0.0, -math.inf, 0, "")
 class _Lane:
     """Strictly private. One breaker name in one ``RedisStore``: keys, cache and mode."""
 
-    __slots__ = ("args", "down_since", "keys", "mode", "name", "policy", "view")
+    __slots__ = ("down_since", "keys", "mode", "name", "policy", "policy_field", "view")
 
     def __init__(self, name: str, keys: tuple[str, str]) -> None:
         self.name = name
@@ -615,13 +622,13 @@ class _Lane:
         self.mode: StoreMode = "redis"
         self.down_since = 0.0
         self.policy: BreakerPolicy | None = None
-        self.args: tuple[bytes, ...] = ()
+        self.policy_field = b""
 
     def bind(self, policy: BreakerPolicy, idle_ttl: float, trial_timeout: float) -> None:
-        """Encode the script arguments *policy* fixes, once per policy."""
+        """Encode what *policy* fixes as the scripts' policy argument, once per policy."""
         window = policy.window
         if window is None:
-            kind, size, width, required, signature = 0, 0, 0.0, 0, ""
+            kind, size, width, required, signature = 0, 0, 0.0, 0, "-"
         elif window.seconds is None:
             assert window.calls is not None
             kind, size, width = 1, window.calls, 0.0
@@ -634,7 +641,7 @@ class _Lane:
         base, cap = (
             (timeout.base_delay, timeout.max_delay) if isinstance(timeout, Backoff) else (0.0, 0.0)
         )
-        values: tuple[object, ...] = (
+        fields: tuple[object, ...] = (
             max(1, math.ceil(idle_ttl * 1000)),
             policy.failure_threshold,
             policy.half_open_max_calls,
@@ -651,7 +658,7 @@ class _Lane:
             repr(base),
             repr(cap),
         )
-        self.args = tuple(str(value).encode() for value in values)
+        self.policy_field = " ".join(str(field) for field in fields).encode()
         self.policy = policy
 
 
@@ -925,12 +932,12 @@ def connect(
 
 
 def _transition(reply: list[Any]) -> Transition | None:
-    old = reply[8]
+    old = int(reply[8])
     if old == -1:
         return None
     return Transition(
         _STATES[old],
-        _STATES[reply[9]],
+        _STATES[int(reply[9])],
         int(reply[10]),
         float(reply[11]),
         int(reply[12]),
