@@ -96,7 +96,8 @@ class RedisStore:
     remembers the state each script answered for ``max_staleness`` seconds,
     so a closed call is admitted without asking Redis, and a success under
     the consecutive-failure rule with no failure pending costs no round trip
-    at all. Another process's opening therefore goes unseen here for at most
+    at all (a call that finds the remembered state too old refreshes it
+    first). Another process's opening therefore goes unseen here for at most
     ``max_staleness`` seconds.
 
     Args:
@@ -310,7 +311,9 @@ class RedisStore:
                 return None
         elif trial < 0:
             return self._local_outcome(lane, policy, trial, now, slow, success=True)
-        durations = self._durations(lane, policy) if _may_open(policy, trial) else _NO_DURATION
+        # A success opens the circuit only through a window's rate, or as a slow trial.
+        may_open = policy.window is not None or (trial is not None and slow)
+        durations = self._durations(lane, policy) if may_open else _NO_DURATION
         args = (_ticket(trial), b"1" if slow else b"0")
         reply = self._run(lane, self._success, policy, now, durations, args)
         if reply is None:
@@ -947,11 +950,6 @@ def _transition(reply: list[Any]) -> Transition | None:
 
 def _ticket(trial: int | None) -> bytes:
     return b"" if trial is None else str(trial).encode()
-
-
-def _may_open(policy: BreakerPolicy, trial: int | None) -> bool:
-    """Whether a success can open the circuit: a window's rate, or a slow trial."""
-    return trial is not None or policy.window is not None
 
 
 def _signature(window: object) -> str:
