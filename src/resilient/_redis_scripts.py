@@ -3,9 +3,10 @@
 Every breaker operation is one script that reads the circuit, applies the
 rules of ``resilient._breaker_state.MemoryStore`` (its reference
 implementation) and writes the result, atomically: Redis runs one script at a
-time, so processes never race. The scripts share one prelude (argument
-parsing, state loading, the window and transition helpers) and differ in
-their last lines.
+time, so processes never race. The scripts share one prelude (arguments, the
+stored state, the answer); those that may change a window or open and close
+the circuit add the helpers for that (each helper is a closure built on every
+run, so a script carries only those it needs).
 
 Keys (both carry the hash tag ``{namespace:name}``, so a Redis Cluster keeps
 one breaker in one slot): ``KEYS[1]`` the circuit (a hash), ``KEYS[2]`` its
@@ -51,8 +52,20 @@ __all__ = [
     "SUCCESS",
 ]
 
-_PRELUDE = """
-if redis.replicate_commands then pcall(redis.replicate_commands) end
+_POLICY_PATTERN = "^" + " ".join(["(%S+)"] * 15) + "$"
+
+# The answer: 18 fields, floats with all their digits (Lua's own conversion rounds them).
+_REPLY_FORMAT = "%d %d %d %.17g %d %s %d %d %d %d %d %s %d %d %d %d %d %.17g"
+
+_CONSTANTS = f"""
+local POLICY = '{_POLICY_PATTERN}'
+local REPLY = '{_REPLY_FORMAT}'
+"""
+
+_PRELUDE = (
+    _CONSTANTS
+    + """
+local NO_TRANSITION = {-1, -1, 0, '0', 0, 0}
 local K, W = KEYS[1], KEYS[2]
 local now
 if ARGV[1] == '' then
@@ -61,23 +74,21 @@ if ARGV[1] == '' then
 else
   now = tonumber(ARGV[1])
 end
-local policy = {}
-for field in string.gmatch(ARGV[2], '%S+') do policy[#policy + 1] = field end
-local idle_ms = tonumber(policy[1])
-local threshold = tonumber(policy[2])
-local max_trials = tonumber(policy[3])
-local success_threshold = tonumber(policy[4])
-local wkind = tonumber(policy[5])
-local wsize = tonumber(policy[6])
-local wwidth = tonumber(policy[7])
-local wmin = tonumber(policy[8])
-local frate = tonumber(policy[9])
-local srate = tonumber(policy[10])
-local slowcalls = policy[11] == '1'
-local trial_timeout = tonumber(policy[12])
-local wsig = policy[13]
-local backoff_base = tonumber(policy[14])
-local backoff_cap = tonumber(policy[15])
+local idle_ms, threshold, max_trials, success_threshold, wkind, wsize, wwidth, wmin,
+      frate, srate, slowcalls, trial_timeout, wsig, backoff_base, backoff_cap =
+  string.match(ARGV[2], POLICY)
+idle_ms = tonumber(idle_ms)
+threshold = tonumber(threshold)
+max_trials = tonumber(max_trials)
+success_threshold = tonumber(success_threshold)
+wkind = tonumber(wkind)
+wsize = tonumber(wsize)
+wwidth = tonumber(wwidth)
+wmin = tonumber(wmin)
+frate = tonumber(frate)
+srate = tonumber(srate)
+slowcalls = slowcalls == '1'
+trial_timeout = tonumber(trial_timeout)
 
 local function fmt(x) return string.format('%.17g', x) end
 
@@ -98,7 +109,8 @@ local wf = tonumber(h[12]) or 0
 local ws = tonumber(h[13]) or 0
 local pos = tonumber(h[14]) or 0
 local bucket = tonumber(h[15] or '')
-local dirty = false
+local dirty = false   -- the circuit's fields changed
+local wdirty = false  -- the window's totals changed
 local code = 1
 local tr = nil
 
@@ -109,6 +121,7 @@ if stored_wsig ~= wsig then
   wc, wf, ws, pos, bucket = 0, 0, 0, 0, nil
   stored_wsig = wsig
   dirty = true
+  wdirty = true
 end
 
 local function counted()
@@ -116,9 +129,56 @@ local function counted()
   return wf
 end
 
+local function enter(s)
+  epoch = epoch + 1  -- outcomes of earlier trials no longer count
+  trials = 0
+  trial_successes = 0
+  state = s
+  dirty = true
+end
+
+local function half_open()
+  local old = state
+  enter(2)
+  tr = {old, 2, counted(), '0', 0, 0}
+end
+
+local function reply(admitted, ticket)
+  if dirty then
+    redis.call('HSET', K, 's', state, 'f', failures, 'e', epoch, 't', trials,
+               'ts', trial_successes, 'u', fmt(open_until), 'o', openings, 'l', last,
+               'g', fmt(granted), 'w', stored_wsig)
+  end
+  if wdirty then
+    local b = ''
+    if bucket ~= nil then b = fmt(bucket) end
+    redis.call('HSET', K, 'wc', wc, 'wf', wf, 'ws', ws, 'p', pos, 'b', b)
+  end
+  if dirty or wdirty then
+    local ttl = idle_ms
+    if state == 1 and open_until > now then
+      ttl = ttl + math.ceil((open_until - now) * 1000)
+    end
+    redis.call('PEXPIRE', K, ttl)
+    if wkind ~= 0 then redis.call('PEXPIRE', W, ttl) end
+  end
+  local remaining = 0
+  if state == 1 then remaining = open_until - now end
+  local t = tr or NO_TRANSITION
+  local shown_last = last
+  if shown_last == '' then shown_last = '-' end
+  return string.format(REPLY, code, state, counted(), remaining, openings, shown_last,
+                       admitted, ticket, t[1], t[2], t[3], t[4], t[5], t[6], wc, wf, ws,
+                       open_until)
+end
+"""
+)
+
+_WINDOW = """
 local function clear_window()
   redis.call('DEL', W)
   wc, wf, ws, pos, bucket = 0, 0, 0, 0, nil
+  wdirty = true
 end
 
 -- Time-based window: drop the buckets that aged out; return the current bucket.
@@ -141,10 +201,13 @@ local function advance()
     return bucket  -- a clock that is behind: stay in the newest bucket
   end
   bucket = current
-  dirty = true
+  wdirty = true
   return current
 end
 
+"""
+
+_CHANGES = """
 local function record(failed, slow)
   if wkind == 1 then
     if wc == wsize then
@@ -165,21 +228,13 @@ local function record(failed, slow)
   end
   wf = wf + failed
   ws = ws + slow
-  dirty = true
+  wdirty = true
 end
 
 local function rate_exceeded()
   if wkind == 0 or wc < wmin then return false end
   if wf / wc >= frate then return true end
   return slowcalls and ws / wc >= srate
-end
-
-local function enter(s)
-  epoch = epoch + 1  -- outcomes of earlier trials no longer count
-  trials = 0
-  trial_successes = 0
-  state = s
-  dirty = true
 end
 
 local function open_circuit()
@@ -190,10 +245,11 @@ local function open_circuit()
     d = tonumber(dstr)
   else
     -- drawn for a count another process has changed since: the un-jittered duration
-    if backoff_base <= 0 then
+    local base = tonumber(backoff_base)
+    if base <= 0 then
       d = 0
     else
-      d = math.min(backoff_base * 2 ^ openings, backoff_cap)
+      d = math.min(base * 2 ^ openings, tonumber(backoff_cap))
     end
     dstr = fmt(d)
   end
@@ -203,12 +259,6 @@ local function open_circuit()
   open_until = now + d
   enter(1)
   tr = {old, 1, counted(), dstr, wc, ws}
-end
-
-local function half_open()
-  local old = state
-  enter(2)
-  tr = {old, 2, counted(), '0', 0, 0}
 end
 
 local function close_circuit()
@@ -222,30 +272,6 @@ local function close_circuit()
   tr = {old, 0, c, '0', 0, 0}
 end
 
-local function reply(admitted, ticket)
-  if dirty then
-    local b = ''
-    if bucket ~= nil then b = fmt(bucket) end
-    redis.call('HSET', K, 's', state, 'f', failures, 'e', epoch, 't', trials,
-               'ts', trial_successes, 'u', fmt(open_until), 'o', openings, 'l', last,
-               'g', fmt(granted), 'w', stored_wsig, 'wc', wc, 'wf', wf, 'ws', ws,
-               'p', pos, 'b', b)
-    local ttl = idle_ms
-    if state == 1 and open_until > now then
-      ttl = ttl + math.ceil((open_until - now) * 1000)
-    end
-    redis.call('PEXPIRE', K, ttl)
-    if wkind ~= 0 then redis.call('PEXPIRE', W, ttl) end
-  end
-  local remaining = '0'
-  if state == 1 then remaining = fmt(open_until - now) end
-  local t = tr or {-1, -1, 0, '0', 0, 0}
-  local shown_last = last
-  if shown_last == '' then shown_last = '-' end
-  return table.concat({code, state, counted(), remaining, openings, shown_last, admitted,
-                       ticket, t[1], t[2], t[3], t[4], t[5], t[6], wc, wf, ws,
-                       fmt(open_until)}, ' ')
-end
 """
 
 ACQUIRE = (
@@ -273,6 +299,8 @@ return reply(0, -1)
 
 SUCCESS = (
     _PRELUDE
+    + _WINDOW
+    + _CHANGES
     + """
 local trial = tonumber(ARGV[6])
 local slow = tonumber(ARGV[7])
@@ -300,6 +328,8 @@ return reply(0, -1)
 
 FAILURE = (
     _PRELUDE
+    + _WINDOW
+    + _CHANGES
     + """
 local trial = tonumber(ARGV[6])
 local slow = tonumber(ARGV[7])
@@ -336,6 +366,8 @@ return reply(0, -1)
 
 FORCE = (
     _PRELUDE
+    + _WINDOW
+    + _CHANGES
     + """
 local target = tonumber(ARGV[6])
 if target == 0 then close_circuit() elseif target == 1 then open_circuit() else half_open() end
@@ -346,6 +378,7 @@ return reply(0, -1)
 
 SNAPSHOT = (
     _PRELUDE
+    + _WINDOW
     + """
 if wkind == 2 then advance() end
 return reply(0, -1)

@@ -46,7 +46,14 @@ from resilient._redact import describe_error, error_fields
 from resilient.backoff import Backoff
 from resilient.budget import RetryBudget
 
-__all__ = ["RedisClientWarning", "RedisRetryBudget", "RedisStore", "StoreMode"]
+__all__ = [
+    "DEFAULT_SOCKET_TIMEOUT",
+    "RedisClientWarning",
+    "RedisRetryBudget",
+    "RedisStore",
+    "StoreMode",
+    "connect",
+]
 
 logger = logging.getLogger("resilient.redis")
 
