@@ -48,6 +48,7 @@ from resilient.budget import RetryBudget
 
 __all__ = [
     "DEFAULT_SOCKET_TIMEOUT",
+    "FallbackMode",
     "RedisClientWarning",
     "RedisRetryBudget",
     "RedisStore",
@@ -61,6 +62,7 @@ StoreMode = Literal["redis", "local", "open", "closed"]
 """Where a breaker's state lives now: ``"redis"``, or the fallback in force."""
 
 FallbackMode = Literal["local", "open", "closed"]
+"""What ``on_store_error`` accepts: the fallback used while Redis is unreachable."""
 
 _CLOSED = CircuitState.CLOSED
 _OPEN = CircuitState.OPEN
