@@ -35,6 +35,7 @@ from resilient import (
     retry,
 )
 from resilient.backoff import Backoff, FullJitter
+from resilient.breaker import MemoryStore
 from resilient.redis import RedisClientWarning, RedisRetryBudget, RedisStore, connect
 from resilient.testing import ManualClock
 
@@ -809,3 +810,20 @@ def test_a_budget_from_a_url_needs_no_client(redis_server: Any) -> None:
     assert budget.record_failure() is False  # 1 > 1 is false
     budget._client.delete("{resilient:from-url}:budget")
     budget._client.close()
+
+
+def test_a_store_without_a_mode_reports_custom() -> None:
+    """A third-party store that cannot say where its state lives is 'custom', not 'memory'."""
+
+    class Delegating:
+        def __init__(self) -> None:
+            self._inner = MemoryStore()
+
+        def __getattr__(self, name: str) -> Any:
+            if name == "mode":
+                raise AttributeError(name)
+            return getattr(self._inner, name)
+
+    breaker = CircuitBreaker(name="api", store=Delegating())  # type: ignore[arg-type]
+    assert breaker.call(ok) == "ok"
+    assert breaker.metrics.store_mode == "custom"
