@@ -3,10 +3,177 @@
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
+import pytest
 from hypothesis import settings
 
 # CI runs on two shared cores: no per-example deadline, a fixed example budget.
 settings.register_profile("default", deadline=None, print_blob=True)
 settings.register_profile("ci", deadline=None, print_blob=True, derandomize=True)
 settings.load_profile("ci" if os.environ.get("CI") else "default")
+
+
+# -- a real Redis server for the Redis tests ------------------------------------------
+#
+# Each pytest process (each xdist worker) starts its own redis-server on a free
+# loopback port, persistence off, and stops it at the end of the session; tests
+# that stop and restart a server get one of their own (``redis_server_factory``).
+# Without the binary the Redis tests skip, except under CI (CI=true), where they
+# fail: .ci/run installs redis-server, and a CI run that skipped them would prove
+# nothing.
+
+
+def _require_redis() -> str:
+    """The path of redis-server, once the redis package imports; else skip (or fail in CI)."""
+    missing = []
+    binary = shutil.which("redis-server")
+    if binary is None:
+        missing.append("the redis-server binary is not on PATH (apt-get install redis-server)")
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        missing.append("the redis package is not installed (pip install -e '.[test]')")
+    if missing:
+        reason = "Redis tests need a real server: " + "; ".join(missing)
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}. Under CI they must run, not skip.", pytrace=False)
+        pytest.skip(reason)
+    assert binary is not None
+    return binary
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class RedisServer:
+    """A redis-server process on a loopback port, persistence off; stop and start it at will."""
+
+    def __init__(self, binary: str, directory: Path) -> None:
+        self.binary = binary
+        self.directory = directory
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start the server (on the same port as before, if it ran before) and wait for PING."""
+        for _attempt in range(5):
+            port = self.port or _free_port()
+            self.process = subprocess.Popen(
+                [
+                    self.binary,
+                    "--port", str(port),
+                    "--bind", "127.0.0.1",
+                    "--save", "",
+                    "--appendonly", "no",
+                    "--dir", str(self.directory),
+                    "--daemonize", "no",
+                    "--loglevel", "warning",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            if self._wait_ready(port):
+                self.port = port
+                return
+            self.stop()  # the port was taken meanwhile: try another
+            if self.port:
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not start (last port tried: {port})")
+
+    def _wait_ready(self, port: int) -> bool:
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                return False
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        return True
+            except OSError:
+                pass
+            time.sleep(0.01)
+        return False
+
+    def stop(self) -> None:
+        """Kill the server (SIGKILL: no goodbye to the clients) and wait for it to exit."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections stay open, nothing answers."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Thaw a server frozen by ``pause``."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def client(self, **options: Any) -> Any:
+        """A client with short timeouts and no retries, as ``RedisStore.from_url`` builds."""
+        from resilient.redis import connect
+
+        return connect(self.url, **options)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One redis-server for this test process (each xdist worker has its own)."""
+    binary = _require_redis()
+    with tempfile.TemporaryDirectory(prefix="resilient-redis-") as directory:
+        server = RedisServer(binary, Path(directory))
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer) -> Iterator[Any]:
+    """A client of the session's server, whose database is emptied before each test."""
+    client = redis_server.client()
+    client.flushdb()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def redis_server_factory(tmp_path: Path) -> Iterator[Callable[[], RedisServer]]:
+    """Start servers of the test's own, to stop and restart; all stopped afterwards."""
+    binary = _require_redis()
+    servers: list[RedisServer] = []
+
+    def start() -> RedisServer:
+        server = RedisServer(binary, tmp_path)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        if server.process is not None:
+            server.resume()  # a paused server must run to die cleanly
+        server.stop()

@@ -217,3 +217,35 @@ def test_load_server_requests_equal_the_attempts_reported(load_run: LoadRun) -> 
     attempts = sum(r.attempts for r in load_run.results)
     assert load_run.server_requests == attempts
     assert attempts > THREADS * TASKS_PER_THREAD
+
+
+# -- examples/shared_breaker.py ---------------------------------------------------------
+
+
+def test_shared_breaker_example_shares_one_circuit_between_two_processes(
+    redis_server: Any,
+) -> None:
+    """Checkout's failures open the circuit; reports is rejected, then its trial closes it."""
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "shared_breaker.py"), redis_server.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=EXAMPLES.parent,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    checkout = [line for line in lines if line.startswith("checkout:")]
+    reports = [line for line in lines if line.startswith("reports:")]
+    assert checkout == [
+        "checkout: call 1 failed: inventory service: connection refused",
+        "checkout: call 2 failed: inventory service: connection refused",
+        "checkout: call 3 failed: inventory service: connection refused",
+        "checkout: the circuit is now open",
+        "checkout: the circuit is now closed",
+    ]
+    assert reports[0] == "reports: rejected without calling the service (0 calls made)"
+    assert reports[2:] == ["reports: trial call returned 42", "reports: the circuit is now closed"]
+    assert lines[-1] == "shared breaker: both processes saw one circuit"
+    assert "circuit 'inventory-api' opened after 3 consecutive failures" in done.stderr

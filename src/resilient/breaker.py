@@ -582,6 +582,7 @@ class CircuitBreaker:
             failure_rate=rate_failures / rate_calls if rate_calls else 0.0,
             slow_call_rate=rate_slow / rate_calls if rate_calls else 0.0,
             remaining=stored.remaining,
+            store_mode=_store_mode(self._store, self.name),
         )
 
     def reset(self) -> None:
@@ -836,9 +837,21 @@ class BreakerMetrics:
     slow_call_rate: float
     remaining: float
     """Seconds until a trial call is admitted; ``0.0`` unless open."""
+    store_mode: str = "memory"
+    """Where the state lives now: ``"memory"`` for a ``MemoryStore``; for a
+    ``resilient.redis.RedisStore``, ``"redis"`` or, while Redis is unreachable,
+    the fallback in force (``"local"``, ``"open"`` or ``"closed"``); a store
+    of another kind answers through a ``mode(name)`` method, else ``"custom"``."""
 
 
 # -- helpers --------------------------------------------------------------------
+
+
+def _store_mode(store: BreakerStore, name: str) -> str:
+    mode = getattr(store, "mode", None)
+    if callable(mode):
+        return str(mode(name))
+    return "memory" if isinstance(store, MemoryStore) else "custom"
 
 
 def _peek(counter: itertools.count[int]) -> int:

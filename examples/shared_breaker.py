@@ -1,0 +1,146 @@
+"""Two processes, one circuit breaker: what one process learns, the other acts on.
+
+Run it with the URL of a Redis server to use (it writes keys under the
+namespace ``resilient-example`` only)::
+
+    python examples/shared_breaker.py redis://localhost:6379/0
+
+Without a URL it starts a throwaway ``redis-server`` on a free loopback port
+(persistence off) if one is installed, and stops it at the end.
+
+What happens: the *checkout* process calls an inventory service that is down;
+its third failure opens the shared circuit. The *reports* process, which has
+not failed once, is then rejected at once without calling the service. After
+the open period (measured by Redis's clock) the reports process makes the one
+trial call; it succeeds, and the checkout process sees the circuit closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from multiprocessing.synchronize import Event
+
+from resilient import CircuitBreaker, CircuitOpenError
+from resilient.redis import RedisStore
+
+NAMESPACE = "resilient-example"
+OPEN_FOR = 1.0  # seconds the circuit stays open; short, so the example is quick
+
+
+def inventory_breaker(url: str) -> CircuitBreaker:
+    """The breaker both processes build: the same name, the same store."""
+    store = RedisStore.from_url(url, namespace=NAMESPACE)
+    return CircuitBreaker(3, OPEN_FOR, name="inventory-api", store=store)
+
+
+def checkout(url: str, opened: Event, done: Event) -> None:
+    """Calls the inventory service while it is down, until the circuit opens."""
+    _log_plainly()
+    breaker = inventory_breaker(url)
+
+    def reserve_item() -> None:
+        raise ConnectionRefusedError("inventory service: connection refused")
+
+    for attempt in range(1, 4):
+        try:
+            breaker.call(reserve_item)
+        except ConnectionRefusedError as error:
+            print(f"checkout: call {attempt} failed: {error}", flush=True)
+    print(f"checkout: the circuit is now {breaker.state.value}", flush=True)
+    opened.set()
+    done.wait(timeout=30)  # until the reports process has run its trial
+    print(f"checkout: the circuit is now {breaker.state.value}", flush=True)
+
+
+def reports(url: str, opened: Event) -> None:
+    """Never saw a failure itself, yet is protected by what checkout learned."""
+    _log_plainly()
+    breaker = inventory_breaker(url)
+    calls = []
+
+    def count_stock() -> int:
+        calls.append(1)
+        return 42
+
+    opened.wait(timeout=30)
+    try:
+        breaker.call(count_stock)
+    except CircuitOpenError as error:
+        print(f"reports: rejected without calling the service ({len(calls)} calls made)")
+        print(f"reports: {error.remaining:.1f} s until a trial call, by Redis's clock", flush=True)
+        time.sleep(error.remaining + 0.05)
+    print(f"reports: trial call returned {breaker.call(count_stock)}", flush=True)
+    print(f"reports: the circuit is now {breaker.state.value}", flush=True)
+
+
+def main(url: str) -> int:
+    """Run checkout and reports in two processes sharing the breaker in *url*."""
+    inventory_breaker(url).reset()  # a fresh start if an earlier run left it open
+    spawn = multiprocessing.get_context("spawn")
+    opened, done = spawn.Event(), spawn.Event()
+    first = spawn.Process(target=checkout, args=(url, opened, done), name="checkout")
+    second = spawn.Process(target=reports, args=(url, opened), name="reports")
+    first.start()
+    second.start()
+    second.join(timeout=30)
+    done.set()
+    first.join(timeout=30)
+    if (first.exitcode, second.exitcode) != (0, 0):
+        print(f"a process failed: exit codes {first.exitcode}, {second.exitcode}")
+        return 1
+    print("shared breaker: both processes saw one circuit")
+    return 0
+
+
+def _log_plainly() -> None:
+    logging.basicConfig(format="%(processName)s %(levelname)s %(name)s: %(message)s")
+
+
+@contextmanager
+def throwaway_redis() -> Iterator[str]:
+    """Start redis-server on a free loopback port, persistence off; yield its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit(
+            "give the URL of a Redis server (python examples/shared_breaker.py "
+            "redis://localhost:6379/0), or install redis-server to let the example start one"
+        )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with tempfile.TemporaryDirectory() as directory:
+        server = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", directory],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.02)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            server.kill()
+            server.wait()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1:
+        sys.exit(main(sys.argv[1]))
+    with throwaway_redis() as started:
+        sys.exit(main(started))

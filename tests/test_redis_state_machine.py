@@ -1,0 +1,66 @@
+"""``RedisStore`` against the same reference model as ``MemoryStore``.
+
+The state machines of ``test_breaker_state_machine`` (consecutive failures; a
+count- or time-based failure-rate window with slow calls; fixed and growing
+open periods; resets, trips, excluded errors) run again with every breaker on
+a ``RedisStore`` and a real server: after every step the breaker's state,
+counts, metrics and remaining time must be the model's, so the Lua scripts
+follow the semantics of the in-memory store. The store reads the breakers'
+``ManualClock`` (``time_source="breaker"``) so the model can move time; the
+tests of Redis time are in ``test_redis``.
+
+Each machine runs twice: with this process's cache of the last answer (the
+closed path asks Redis at most once per call) and without it (every
+operation asks Redis).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+from hypothesis import settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from resilient.redis import RedisStore
+from test_breaker_state_machine import ConsecutiveRule, Model, WindowRule
+
+SETTINGS = settings(max_examples=30, stateful_step_count=25)
+
+_namespaces = itertools.count()
+
+
+def _on_redis(machine: type[Any], client: Any, max_staleness: float) -> type[Any]:
+    """*machine* with each breaker on a fresh namespace of a ``RedisStore``."""
+
+    class OnRedis(machine):  # type: ignore[misc, valid-type]
+        def start(self, model: Model, **config: Any) -> None:
+            store = RedisStore(
+                client,
+                namespace=f"model-{next(_namespaces)}",
+                time_source="breaker",
+                max_staleness=max_staleness,
+            )
+            super().start(model, store=store, name="modelled", **config)
+
+    OnRedis.__name__ = f"{machine.__name__}OnRedis"
+    return OnRedis
+
+
+@pytest.mark.parametrize("max_staleness", [60.0, 0.0], ids=["cached", "uncached"])
+def test_consecutive_rule_on_redis_follows_the_model(
+    redis_client: Any, max_staleness: float
+) -> None:
+    """Consecutive failures, trials and open periods in Redis behave as the model says."""
+    run_state_machine_as_test(
+        lambda: _on_redis(ConsecutiveRule, redis_client, max_staleness)(), settings=SETTINGS
+    )
+
+
+@pytest.mark.parametrize("max_staleness", [60.0, 0.0], ids=["cached", "uncached"])
+def test_window_rule_on_redis_follows_the_model(redis_client: Any, max_staleness: float) -> None:
+    """Count- and time-based windows with slow calls in Redis behave as the model says."""
+    run_state_machine_as_test(
+        lambda: _on_redis(WindowRule, redis_client, max_staleness)(), settings=SETTINGS
+    )
