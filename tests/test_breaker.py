@@ -1706,3 +1706,43 @@ def test_remaining_says_how_long_the_circuit_stays_open(clock: ManualClock) -> N
     assert breaker.remaining == 20.0
     clock.advance(25)
     assert breaker.remaining == 0.0
+
+
+def test_a_plain_def_returning_a_coroutine_is_refused_by_the_decorator_too(
+    clock: ManualClock,
+) -> None:
+    """@breaker on a plain def that hands back a coroutine: TypeError, not a success."""
+    breaker = CircuitBreaker(clock=clock)
+
+    @breaker
+    def fetch_later() -> Any:
+        return _coroutine_function()
+
+    with pytest.raises(TypeError, match="decorate the 'async def' function itself"):
+        fetch_later()
+    assert breaker.metrics.successes == 0
+
+
+def test_two_listeners_of_one_class_are_each_logged_once(
+    clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """'Logged once' is per listener object, not per class."""
+
+    class Broken(BreakerListener):
+        def on_success(self, breaker: CircuitBreaker) -> None:
+            raise RuntimeError("listener bug")
+
+    breaker = CircuitBreaker(clock=clock, listeners=[Broken(), Broken()])
+    for _ in range(3):
+        breaker.call(ok)
+    failures = [r for r in caplog.records if "raised RuntimeError" in r.getMessage()]
+    assert len(failures) == 2
+
+
+def test_one_failure_opening_the_circuit_reads_well(
+    clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """'after 1 failure', not 'after 1 consecutive failures'."""
+    breaker = CircuitBreaker(1, clock=clock, name="api")
+    fail_times(breaker, 1)
+    assert _messages(caplog)[0].startswith("circuit 'api' opened after 1 failure (the last:")

@@ -356,7 +356,7 @@ class CircuitBreaker:
         self._order = threading.Lock()
         self._delivering = threading.Lock()
         self._pending: collections.deque[tuple[Transition, str]] = collections.deque()
-        self._failed_hooks: set[str] = set()
+        self._failed_hooks: set[int] = set()
         # With the in-memory store the breaker reads the circuit's state
         # without a lock to admit closed calls; with the consecutive rule and
         # nothing to do per success, the whole closed path is lock-free.
@@ -450,9 +450,11 @@ class CircuitBreaker:
         breaker = self
         circuit = self._fast
         succeeded = self._succeeded
+        checked = False  # whether a call returned something that is not a coroutine
 
         @functools.wraps(func)
         def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+            nonlocal checked
             # The closed happy path of `call`, inlined: it runs on every call.
             if circuit is not None and circuit.state is _CLOSED:
                 try:
@@ -460,6 +462,12 @@ class CircuitBreaker:
                 except Exception as exc:
                     breaker._closed_failure(exc)
                     raise
+                # A plain def that returns a coroutine returns one every time: the
+                # first call tells, and later calls skip the check.
+                if not checked:
+                    if type(result) in LAZY_RESULTS:
+                        refuse_lazy_result(result, func, "@breaker")
+                    checked = True
                 next(succeeded)
                 if circuit.failures:
                     breaker._clear_failures()
@@ -796,10 +804,12 @@ class CircuitBreaker:
             try:
                 hook(self, *args)
             except Exception as error:
+                # Logged once per hook (by identity: the breaker holds its hooks for
+                # its whole life): a listener failing on every call must not flood.
+                if id(hook) in self._failed_hooks:
+                    continue
+                self._failed_hooks.add(id(hook))
                 hook_name = name_of(hook)
-                if hook_name in self._failed_hooks:
-                    continue  # logged once: a listener failing on every call must not flood
-                self._failed_hooks.add(hook_name)
                 logger.error(
                     "listener %s of circuit %r raised %s; the breaker carries on, and further "
                     "failures of this listener are not logged",
@@ -907,7 +917,12 @@ def _change_message(
             else ("reopened: a trial call failed")
         )
     elif policy.window is None:
-        why = f"opened after {transition.failures} consecutive failures"
+        failures = transition.failures
+        why = (
+            f"opened after {failures} consecutive failures"
+            if failures != 1
+            else "opened after 1 failure"
+        )
     else:
         why = _rate_reason(policy, transition)
     if exc is not None:
