@@ -592,8 +592,10 @@ class _Watch:
         the way out: mark the watch expired all the same, so that every
         later read fails too, and cut the connection if it still has one.
         """
+        if not self.expired and self.deadline - time.monotonic() > _CLOCK_SLACK:
+            return False  # the common case, on every read: no lock
         with self._lock:
-            if not self.expired and self.deadline - time.monotonic() <= _CLOCK_SLACK:
+            if not self.expired:
                 self.expired = True
                 if self._conn is not None:
                     _cut(self._conn)
