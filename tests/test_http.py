@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pickle
+import re
 import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+import urllib3.response
 from urllib3.util.timeout import Timeout
 
 from resilient import ErrorClass, classify, retry, retry_after
 from resilient.http import (
     ResilientAdapter,
+    ResilientSession,
     TotalTimeout,
+    _Watch,
     create_resilient_session,
     get_json_or_none,
 )
@@ -67,6 +73,15 @@ def refused_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}/"
+
+
+def _counted(server: FlakyServer, path: str) -> int:
+    """``server.requests(path)`` once it is at least 1: a client that gave up
+    after sending may be faster than the server thread reading the request."""
+    give_up = time.monotonic() + 2.0
+    while server.requests(path) == 0 and time.monotonic() < give_up:
+        time.sleep(0.005)
+    return server.requests(path)
 
 
 def _is_busy(response: requests.Response) -> bool:
@@ -225,7 +240,7 @@ def test_read_timeout_is_never_retried_by_the_adapter(
     with pytest.raises(requests.ReadTimeout) as caught:
         session.request(method, flaky_server.url + "/slow", json={"order": 1})
     assert classify(caught.value) is expected
-    assert flaky_server.requests("/slow") == 1
+    assert _counted(flaky_server, "/slow") == 1
 
 
 def test_post_reset_after_sending_is_not_resent(
@@ -244,7 +259,7 @@ def test_post_reset_after_sending_is_not_resent(
     [
         ("/pay", {}, requests.ConnectionError),
         ("/slow", {"read_timeout": 0.05}, requests.ReadTimeout),
-        ("/slow", {"total_timeout": 0.1}, TotalTimeout),
+        ("/slow", {"total_timeout": 0.3}, TotalTimeout),
     ],
     ids=["reset", "read-timeout", "total-timeout"],
 )
@@ -266,7 +281,7 @@ def test_non_idempotent_request_that_reached_the_server_is_not_retried_by_retry(
 
     with pytest.raises(error) as caught:
         pay()
-    assert flaky_server.requests(path) == 1
+    assert _counted(flaky_server, path) == 1
     assert clock.sleeps == []
     assert classify(caught.value) is ErrorClass.FATAL
     assert any("not idempotent" in note for note in getattr(caught.value, "__notes__", []))
@@ -395,7 +410,7 @@ def test_a_urllib3_timeout_total_caps_the_request(
     with pytest.raises(TotalTimeout, match=r"total=0\.2"):
         session.get(flaky_server.url + "/slow", timeout=timeout)
     assert time.monotonic() - started < 1.0
-    assert flaky_server.requests("/slow") == 1
+    assert _counted(flaky_server, "/slow") == 1
 
 
 def test_a_urllib3_timeout_total_never_lifts_total_timeout(
@@ -415,12 +430,12 @@ def test_a_cut_connection_is_not_reused(
     flaky_server: FlakyServer, make_session: MakeSession
 ) -> None:
     """After the cut, the next request opens a fresh connection and works."""
-    session = make_session(total_timeout=0.2)
+    session = make_session()
     assert session.get(flaky_server.url + "/ok").status_code == 200
     assert session.get(flaky_server.url + "/ok").status_code == 200
     assert flaky_server.connections == 1  # keep-alive: one connection so far
     with pytest.raises(TotalTimeout):
-        session.get(flaky_server.url + "/drip")
+        session.get(flaky_server.url + "/drip", timeout=Timeout(total=0.2))
     assert flaky_server.connections == 1  # the drip reused it...
     assert session.get(flaky_server.url + "/ok").json()["attempt"] == 3
     assert flaky_server.connections == 2  # ...and it was not given back
@@ -437,17 +452,428 @@ def test_total_timeout_caps_a_slow_answer_before_the_headers(
     assert time.monotonic() - started < 1.0
 
 
-def test_stream_true_cap_covers_the_headers_only(
+# -- the cap covers the whole call: redirects, streamed bodies ---------------
+
+TRICKLE_INTERVAL = 0.02  # seconds between two bytes of a trickled body
+_HAS_READ1 = hasattr(urllib3.response.HTTPResponse, "read1")  # urllib3 2.x, not 1.26
+
+
+@pytest.fixture(scope="module")
+def _trickle() -> Iterator[FlakyServer]:
+    with FlakyServer(drip_interval=TRICKLE_INTERVAL, drip_size=50) as server:
+        yield server
+
+
+@pytest.fixture
+def trickle_server(_trickle: FlakyServer) -> FlakyServer:
+    """A scripted server whose "drip" bodies come one byte every 20 ms (50 bytes: 1 s)."""
+    _trickle.reset()
+    return _trickle
+
+
+def _redirect_chain(server: FlakyServer, hops: list[Step], final: str = "/ok") -> str:
+    """Script /hop0 -> /hop1 -> ... -> *final*, hop n playing ``hops[n]``; return the first URL."""
+    for n, step in enumerate(hops):
+        target = f"/hop{n + 1}" if n + 1 < len(hops) else final
+        server.script(
+            f"/hop{n}", [], then=replace(step, headers={**step.headers, "Location": target})
+        )
+    return server.url + "/hop0"
+
+
+def _slow_redirect(delay: float) -> Step:
+    return Step(status=302, action="slow", delay=delay)
+
+
+def _trickled_redirect(body_size: int) -> Step:
+    # The server closes after a drip: say so, or the next hop may race the close.
+    return Step(status=302, action="drip", body_size=body_size, headers={"Connection": "close"})
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["read", "stream"])
+def test_a_chain_of_slow_redirects_shares_one_cap(
+    flaky_server: FlakyServer, make_session: MakeSession, stream: bool
+) -> None:
+    """Four hops of 0.1 s each, every one within the 0.25 s cap: the call is cut at 0.25 s."""
+    url = _redirect_chain(flaky_server, [_slow_redirect(0.1)] * 3, final="/slow-end")
+    flaky_server.script("/slow-end", [], then=Step(action="slow", delay=0.1))
+    session = make_session(read_timeout=1.0, total_timeout=0.25)
+    started = time.monotonic()
+    with pytest.raises(TotalTimeout) as caught:
+        session.get(url, stream=stream)
+    assert 0.2 < time.monotonic() - started < 1.0
+    assert flaky_server.requests("/slow-end") == 0  # the chain would take 0.4 s
+    cut = re.fullmatch(
+        rf"GET {flaky_server.url}/hop(\d) cut off after 0\.25 s \(total_timeout=0\.25 s\) "
+        rf"before the response \((\d) redirects? after {flaky_server.url}/hop0\)",
+        str(caught.value),
+    )
+    assert cut is not None, str(caught.value)
+    assert cut[1] == cut[2] != "0"  # hop2 on time; hop1 when the machine is slow
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["read", "stream"])
+def test_redirect_bodies_trickled_count_against_the_cap(
+    trickle_server: FlakyServer, make_session: MakeSession, stream: bool
+) -> None:
+    """requests reads each redirect's body: 3 x 0.2 s of trickle is cut at the 0.3 s cap."""
+    url = _redirect_chain(trickle_server, [_trickled_redirect(10)] * 3)
+    session = make_session(read_timeout=1.0, total_timeout=0.3)
+    started = time.monotonic()
+    with pytest.raises(TotalTimeout, match=r"/hop\d cut off after 0\.3 s"):
+        session.get(url, stream=stream)
+    assert 0.25 < time.monotonic() - started < 1.0
+    assert trickle_server.requests("/ok") == 0
+
+
+def test_a_redirect_chain_within_the_cap_is_followed(
     flaky_server: FlakyServer, make_session: MakeSession
 ) -> None:
-    """With stream=True the body is the caller's: reading it may outlast the cap."""
-    flaky_server.script("/drip", [Step(action="drip", body_size=6)])
-    session = make_session(read_timeout=1.0, total_timeout=0.15)
+    """Hops that fit in the cap together end with the final answer and its history."""
+    url = _redirect_chain(flaky_server, [_slow_redirect(0.02)] * 3)
+    response = make_session(total_timeout=1.0).get(url)
+    assert response.json() == {"path": "/ok", "attempt": 1}
+    assert [r.status_code for r in response.history] == [302, 302, 302]
+
+
+def test_a_redirect_is_not_sent_once_the_cap_has_passed(
+    flaky_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """Time spent between hops counts too: past the cap, the next hop is never sent."""
+    url = _redirect_chain(flaky_server, [_slow_redirect(0.0)] * 2)
+
+    def linger(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        time.sleep(0.25)  # a response hook, run after each hop
+
+    with pytest.raises(TotalTimeout) as caught:
+        make_session(total_timeout=0.2).get(url, hooks={"response": linger})
+    assert flaky_server.requests("/hop0") == 1
+    assert flaky_server.requests("/hop1") == 0
+    assert str(caught.value) == (
+        f"GET {flaky_server.url}/hop1 not sent: total_timeout=0.2 s has passed "
+        f"(1 redirect after {flaky_server.url}/hop0)"
+    )
+
+
+def test_a_plain_session_caps_each_redirect_on_its_own(flaky_server: FlakyServer) -> None:
+    """Mounted on a plain requests.Session, the adapter cannot see a call: one cap per hop."""
+    url = _redirect_chain(flaky_server, [_slow_redirect(0.1)] * 3)
+    session = requests.Session()
+    session.mount("http://", ResilientAdapter(total_timeout=0.2))
+    try:
+        assert session.get(url).json()["path"] == "/ok"  # 0.3 s in all
+    finally:
+        session.close()
+
+
+_BODY_READERS: dict[str, Callable[[requests.Response], object]] = {
+    "iter_content-1": lambda r: b"".join(r.iter_content(chunk_size=1)),
+    "iter_content-None": lambda r: b"".join(r.iter_content(chunk_size=None)),
+    "iter_lines": lambda r: list(r.iter_lines()),
+    "raw.read-1": lambda r: [r.raw.read(1) for _ in range(50)],
+    "raw.read": lambda r: r.raw.read(),
+    "content": lambda r: r.content,
+    **({"raw.read1-1": lambda r: [r.raw.read1(1) for _ in range(50)]} if _HAS_READ1 else {}),
+}
+
+
+@pytest.mark.parametrize(
+    ("reader", "headers"),
+    [
+        *((name, {}) for name in _BODY_READERS),
+        # http.client lets go of the socket of a response that will close it.
+        *((name, {"Connection": "close"}) for name in ("iter_content-1", "raw.read")),
+    ],
+    ids=[
+        *_BODY_READERS,
+        *(f"{name}-close" for name in ("iter_content-1", "raw.read")),
+    ],
+)
+def test_a_streamed_body_is_cut_at_the_cap(
+    trickle_server: FlakyServer,
+    make_session: MakeSession,
+    reader: str,
+    headers: dict[str, str],
+) -> None:
+    """stream=True: a body trickled for 1 s is cut at the 0.3 s cap, however it is read."""
+    trickle_server.script("/drip", [], then=Step(action="drip", body_size=50, headers=headers))
+    session = make_session(read_timeout=1.0, total_timeout=0.3)
     started = time.monotonic()
-    with session.get(flaky_server.url + "/drip", stream=True) as response:
-        body = b"".join(response.iter_content(chunk_size=1))
-    assert body == b"......"
-    assert time.monotonic() - started > 0.25  # six bytes, 0.05 s apart
+    with session.get(trickle_server.url + "/drip", stream=True) as response:
+        assert response.status_code == 200
+        with pytest.raises(TotalTimeout) as caught:
+            _BODY_READERS[reader](response)
+    assert 0.25 < time.monotonic() - started < 0.9  # the body takes 1 s
+    assert str(caught.value) == (
+        f"GET {trickle_server.url}/drip cut off after 0.3 s (total_timeout=0.3 s) reading the body"
+    )
+    assert classify(caught.value) is ErrorClass.TIMEOUT
+
+
+@contextlib.contextmanager
+def _chunked_trickle(chunks: int, interval: float = TRICKLE_INTERVAL) -> Iterator[str]:
+    """A one-shot loopback server answering with *chunks* one-byte chunks, *interval* apart."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            try:
+                for _ in range(chunks):
+                    if stop.wait(interval):
+                        return
+                    conn.sendall(b"1\r\n.\r\n")
+                conn.sendall(b"0\r\n\r\n")
+            except OSError:  # cut by the client
+                return
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/chunked"
+    finally:
+        stop.set()
+        server.join(2.0)
+        listener.close()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["read", "stream"])
+def test_a_chunked_body_is_cut_at_the_cap(make_session: MakeSession, stream: bool) -> None:
+    """A chunked body, read chunk by chunk by urllib3, is cut at the cap like any other."""
+    session = make_session(read_timeout=1.0, total_timeout=0.3)
+    started = time.monotonic()
+    with _chunked_trickle(50) as url, pytest.raises(TotalTimeout, match="reading the body"):
+        session.get(url, stream=stream).content  # noqa: B018
+    assert 0.25 < time.monotonic() - started < 0.9  # the body takes 1 s
+
+
+def test_a_chunked_body_within_the_cap_is_whole(make_session: MakeSession) -> None:
+    """Chunk by chunk, a body that ends within the cap arrives whole."""
+    session = make_session(read_timeout=1.0, total_timeout=1.0)
+    with _chunked_trickle(5) as url, session.get(url, stream=True) as response:
+        assert b"".join(response.iter_content(chunk_size=None)) == b"....."
+    assert _watchdog_of(session).pending() == 0
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["read", "stream"])
+def test_a_socket_timeout_at_the_deadline_is_a_total_timeout(
+    make_session: MakeSession, monkeypatch: pytest.MonkeyPatch, stream: bool
+) -> None:
+    """The read timeout clamped to the deadline may run out before the watchdog fires.
+
+    urllib3 then closes the connection and hands it back on its way out:
+    still a TotalTimeout, not a ReadTimeout the caller never asked for.
+    """
+    monkeypatch.setattr(_Watch, "fire", lambda self: None)  # the watchdog always late
+    session = make_session(read_timeout=5.0, total_timeout=0.3)
+    with _chunked_trickle(2, interval=1.0) as url:  # headers, then nothing for 1 s
+        started = time.monotonic()
+        with pytest.raises(TotalTimeout, match="reading the body"):
+            session.get(url, stream=stream).raw.read()
+        assert 0.25 < time.monotonic() - started < 0.9
+
+
+def test_a_streamed_body_read_after_the_cap_raises_at_once(
+    trickle_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """Left unread past the cap, the body is gone: reading it raises, never returns part."""
+    trickle_server.script("/drip", [], then=Step(action="drip", body_size=5))
+    session = make_session(read_timeout=1.0, total_timeout=0.25)
+    response = session.get(trickle_server.url + "/drip", stream=True)
+    time.sleep(0.35)  # the 5 bytes have all arrived, but after the cap
+    for _ in range(2):  # and again: a cut body never reads as a short one
+        with pytest.raises(TotalTimeout, match="reading the body"):
+            response.raw.read()
+    response.close()
+
+
+def test_a_streamed_body_read_within_the_cap_is_whole(
+    trickle_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """A trickled body that ends within the cap is returned whole, however slowly it came."""
+    trickle_server.script("/drip", [], then=Step(action="drip", body_size=8))
+    session = make_session(read_timeout=1.0, total_timeout=1.0)
+    with session.get(trickle_server.url + "/drip", stream=True) as response:
+        assert b"".join(response.iter_content(chunk_size=1)) == b"." * 8
+
+
+def test_a_retry_deadline_caps_a_streamed_body(
+    trickle_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """The retry deadline in force at the request still caps its body, read after the return."""
+    session = make_session(read_timeout=1.0)  # total_timeout=60
+
+    @retry(deadline=0.3)
+    def fetch() -> requests.Response:
+        return session.get(trickle_server.url + "/drip", stream=True)
+
+    with fetch() as response, pytest.raises(TotalTimeout, match="the retry deadline"):
+        response.raw.read()
+
+
+def test_a_post_cut_while_its_body_streams_is_not_retried(
+    trickle_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """A response came, so the POST reached the server: its cut body is FATAL for @retry."""
+    session = make_session(read_timeout=1.0, total_timeout=0.3)
+    with (
+        session.post(trickle_server.url + "/drip", data=b"x", stream=True) as response,
+        pytest.raises(TotalTimeout) as caught,
+    ):
+        response.raw.read()
+    assert classify(caught.value) is ErrorClass.FATAL
+    assert any("not idempotent" in note for note in caught.value.__notes__)
+
+
+def test_a_cut_streamed_connection_is_not_reused(
+    trickle_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """The connection under a body cut by the cap is closed, not given back to the pool."""
+    session = make_session(read_timeout=1.0)
+    assert session.get(trickle_server.url + "/ok").status_code == 200
+    with (
+        session.get(
+            trickle_server.url + "/drip", stream=True, timeout=Timeout(total=0.3)
+        ) as response,
+        pytest.raises(TotalTimeout),
+    ):
+        response.raw.read()
+    assert trickle_server.connections == 1  # the drip reused the first connection...
+    assert session.get(trickle_server.url + "/ok").status_code == 200
+    assert trickle_server.connections == 2  # ...and it was not given back
+
+
+def test_the_message_names_the_url_without_credentials(
+    trickle_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """User, password and secret query values stay out of the TotalTimeout message."""
+    host = trickle_server.url.removeprefix("http://")
+    url = f"http://ada:hunter2@{host}/drip?api_key=k3y&page=2"
+    with pytest.raises(TotalTimeout) as caught:
+        make_session(read_timeout=1.0, total_timeout=0.1).get(url)
+    message = str(caught.value)
+    assert f"GET http://{host}/drip?api_key=[REDACTED]&page=2 cut off after 0.1 s" in message
+    assert "hunter2" not in message
+    assert "ada" not in message
+    assert "k3y" not in message
+
+
+# -- nothing left watching a finished call -----------------------------------
+
+
+def _watchdog_of(session: requests.Session) -> Any:
+    adapter = session.get_adapter("http://")
+    assert isinstance(adapter, ResilientAdapter)
+    return adapter._watchdog
+
+
+@pytest.mark.parametrize(
+    "consume",
+    [
+        lambda r: r.content,
+        lambda r: b"".join(r.iter_content(chunk_size=3)),
+        lambda r: list(r.iter_lines()),
+        lambda r: r.raw.read(),
+        lambda r: r.close(),
+    ],
+    ids=["content", "iter_content", "iter_lines", "raw.read", "closed-unread"],
+)
+def test_a_streamed_response_done_within_the_cap_leaves_nothing_watched(
+    trickle_server: FlakyServer,
+    make_session: MakeSession,
+    consume: Callable[[requests.Response], object],
+) -> None:
+    """Consumed or closed: no watch pending, and one watchdog thread for 5 calls, not 5."""
+    closing = {"Connection": "close"}  # the server closes after a drip: no reuse race
+    trickle_server.script("/drip", [], then=Step(action="drip", body_size=2, headers=closing))
+    before = set(_watchdog_threads())
+    session = make_session(read_timeout=1.0, total_timeout=5.0)
+    watchdog = _watchdog_of(session)
+    for _ in range(5):
+        response = session.get(trickle_server.url + "/drip", stream=True)
+        assert watchdog.pending() == 1  # the body is still to come
+        consume(response)
+        assert watchdog.pending() == 0
+    assert len(set(_watchdog_threads()) - before) == 1
+
+
+def test_a_response_read_by_the_session_leaves_nothing_watched(
+    flaky_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """Without stream=True the body is read before the call returns: nothing left to fire."""
+    session = make_session(total_timeout=5.0)
+    for path in ("/ok", "/missing", "/dead"):
+        session.get(flaky_server.url + path)
+    session.head(flaky_server.url + "/ok")
+    assert _watchdog_of(session).pending() == 0
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["read", "stream"])
+def test_a_finished_call_never_cuts_its_connection_once_pooled(
+    flaky_server: FlakyServer, make_session: MakeSession, stream: bool
+) -> None:
+    """A call capped at 0.3 s hands its connection back; a 0.45 s call on it is not cut.
+
+    Were the first watch still armed, it would cut the shared socket under
+    the second call at 0.3 s.
+    """
+    flaky_server.script("/slow", [], then=Step(action="slow", delay=0.45))
+    session = make_session(read_timeout=1.0, total_timeout=2.0)
+    first = session.get(flaky_server.url + "/ok", stream=stream, timeout=Timeout(total=0.3))
+    assert first.json() == {"path": "/ok", "attempt": 1}  # read in full: the connection is back
+    assert session.get(flaky_server.url + "/slow").json() == {"path": "/slow", "attempt": 1}
+    assert flaky_server.connections == 1  # one kept-alive connection served both
+
+
+def test_cuts_never_reach_other_calls_sharing_the_pool(
+    trickle_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """4 threads mix calls cut at 40 ms with streamed calls read whole: only the first are cut.
+
+    And when all is done, no watch is left armed to cut a pooled connection.
+    """
+    session = make_session(read_timeout=1.0, total_timeout=2.0, connect_retries=0)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        for _ in range(8):
+            try:
+                session.get(trickle_server.url + "/drip", timeout=Timeout(total=0.04))
+                outcome = "drip: not cut"
+            except TotalTimeout:
+                outcome = "drip: cut"
+            except Exception as exc:  # reported below
+                outcome = f"drip: {exc!r}"
+            with lock:
+                outcomes.append(outcome)
+            try:
+                with session.get(trickle_server.url + "/ok", stream=True) as response:
+                    outcome = "ok" if response.json()["path"] == "/ok" else "ok: wrong body"
+            except Exception as exc:  # reported below
+                outcome = f"ok: {exc!r}"
+            with lock:
+                outcomes.append(outcome)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(set(outcomes)) == ["drip: cut", "ok"], outcomes
+    assert outcomes.count("ok") == 32
+    assert _watchdog_of(session).pending() == 0
+
+
+def test_resilient_session_mounts_its_adapter() -> None:
+    """ResilientSession() mounts a default ResilientAdapter; a wrong adapter is refused."""
+    with ResilientSession() as session:
+        assert isinstance(session.get_adapter("https://example.invalid/"), ResilientAdapter)
+    with pytest.raises(TypeError, match="adapter must be a ResilientAdapter, got"):
+        ResilientSession(requests.adapters.HTTPAdapter())  # type: ignore[arg-type]
 
 
 # -- deadlines ---------------------------------------------------------------
@@ -467,7 +893,7 @@ def test_timeouts_shrink_under_a_retry_deadline(
     with pytest.raises(TotalTimeout):
         fetch()
     assert time.monotonic() - started < 0.8
-    assert flaky_server.requests("/slow") == 1
+    assert _counted(flaky_server, "/slow") == 1
 
 
 def test_no_request_is_sent_once_the_deadline_has_passed(

@@ -1,27 +1,41 @@
-"""``requests`` integration: bounded timeouts, safe retries and a hard cap on each request.
+"""``requests`` integration: bounded timeouts, safe retries and a hard cap on each call.
 
 Needs the extra ``resilient-kit[requests]``. ``import resilient`` never imports
 this module (nor ``requests``): import ``resilient.http`` where you use it.
 
-``create_resilient_session()`` returns a ``requests.Session`` whose adapter,
-``ResilientAdapter``:
+``create_resilient_session()`` returns a ``ResilientSession`` (a
+``requests.Session``) with a ``ResilientAdapter`` mounted, which together:
 
-- gives every request the default ``(connect, read)`` timeout unless the call
+- give every request the default ``(connect, read)`` timeout unless the call
   passes its own;
-- retries connection failures only (refused, unreachable, DNS, connect
+- retry connection failures only (refused, unreachable, DNS, connect
   timeout: the server cannot have seen the request), never a failure after
   the request may have been sent, whatever the method;
-- marks the error of a non-idempotent request (POST, PATCH) that may have
+- mark the error of a non-idempotent request (POST, PATCH) that may have
   reached the server ``ErrorClass.FATAL``, so ``@retry`` does not resend it;
-- cuts a request off at ``total_timeout``, body download included, with
-  ``TotalTimeout``, and never returns the cut connection to the pool;
-- shrinks every timeout, and the cap, to ``resilient.time_remaining()`` when
+- cut a call off at ``total_timeout`` with ``TotalTimeout``: the whole call,
+  from ``session.send`` (which ``get``, ``post``, ``request``... go through)
+  through every redirect to the end of the final body, also when the body is
+  streamed (``stream=True``) and read later; a cut connection never goes back
+  to the pool;
+- shrink every timeout, and the cap, to ``resilient.time_remaining()`` when
   it runs under ``@retry(deadline=...)``.
 
 The cap is enforced by a watchdog thread (one per adapter, started on first
 use, gone when idle or when the adapter is closed) that shuts down the socket
-of a request still running at its deadline: a blocked ``recv`` returns at
-once, whatever the server does.
+of a call still running at its deadline: a blocked ``recv`` returns at once,
+whatever the server does.
+
+What this relies on in urllib3 and requests, each use checked by the tests on
+the oldest and the newest releases supported (``.ci/run``): a pool manager's
+``pool_classes_by_scheme`` and a pool's ``ConnectionCls`` (to build
+connections that report to the watch of the request using them, from
+``connect`` and ``putrequest``); the response methods ``read``, ``read1``,
+``read_chunked``, ``close`` and ``release_conn``, through which urllib3 reads a
+body and hands its connection back to the pool (each response's class is
+swapped for a subclass that wraps them); the raw ``_connect`` and ``_read``
+of a caller's urllib3 ``Timeout``; and requests sending each redirect through
+``Session.send(..., allow_redirects=False)``.
 """
 
 from __future__ import annotations
@@ -34,8 +48,9 @@ import math
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import requests
 import urllib3.poolmanager
@@ -43,15 +58,17 @@ from requests.adapters import DEFAULT_POOLBLOCK, DEFAULT_POOLSIZE, HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.retry import Retry
-from urllib3.util.timeout import _DEFAULT_TIMEOUT, Timeout
+from urllib3.util.timeout import Timeout
 
 from resilient._classify import ErrorClass
 from resilient._compat import add_note
+from resilient._redact import REDACTED, Redactor
 from resilient._retry import time_remaining
 
 __all__ = [
     "IDEMPOTENT_METHODS",
     "ResilientAdapter",
+    "ResilientSession",
     "TotalTimeout",
     "create_resilient_session",
     "get_json_or_none",
@@ -70,21 +87,23 @@ _CLOCK_SLACK = 0.001  # a socket timeout clamped to the deadline ends within thi
 
 
 class TotalTimeout(requests.exceptions.Timeout):
-    """A request ran past its total time cap: ``total_timeout``, or the retry deadline.
+    """A call ran past its total time cap: ``total_timeout``, or the retry deadline.
 
     A ``requests.Timeout``, so ``except requests.Timeout`` catches it and
-    ``resilient.classify`` calls it ``ErrorClass.TIMEOUT``. The connection it
-    ran on has been closed, not returned to the pool. ``__cause__`` is the
-    error the cut produced inside ``requests``.
+    ``resilient.classify`` calls it ``ErrorClass.TIMEOUT``. The message names
+    the URL (credentials left out), the cap and what was running when it
+    passed. The connection it ran on has been closed, not returned to the
+    pool. ``__cause__``, when set, is the error the cut produced inside
+    ``requests`` or ``urllib3``.
     """
 
 
 class ResilientAdapter(HTTPAdapter):
     """An ``HTTPAdapter`` with default timeouts, connect-only retries and a total cap.
 
-    Mount it on a session for ``http://`` and ``https://`` (what
-    ``create_resilient_session`` does). Every argument is validated here,
-    once.
+    Mount it on a ``ResilientSession`` (what ``create_resilient_session``
+    does), for ``http://`` and ``https://``. Every argument is validated
+    here, once.
 
     Args:
         connect_timeout: seconds to establish a connection, when the call
@@ -92,11 +111,13 @@ class ResilientAdapter(HTTPAdapter):
         read_timeout: seconds to wait for each read from the server (the
             headers, then each chunk of the body), when the call passes no
             ``timeout=``.
-        total_timeout: seconds one request may take from start to end of
-            the body, connection retries included. A call's ``timeout=``
-            does not change it. With ``stream=True`` it covers the request
-            until the headers have arrived; the body is then the caller's,
-            each read still bounded by the read timeout.
+        total_timeout: seconds one call may take, from ``session.send`` to
+            the end of the final body: connection retries, every redirect,
+            and with ``stream=True`` the body read later, until it is
+            consumed or the response closed. A call's ``timeout=`` does not
+            lengthen it. Mounted on a plain ``requests.Session``, each
+            redirect gets its own cap (the session cannot tell the adapter
+            that a request is a redirect).
         connect_retries: how many times a connection that could not be
             established is tried again, at once (spacing retries out is the
             job of ``@retry``).
@@ -177,9 +198,11 @@ class ResilientAdapter(HTTPAdapter):
         *timeout* as in ``requests`` (a number, a ``(connect, read)`` tuple
         or a urllib3 ``Timeout``) replaces the defaults; ``None``, alone or
         in the tuple, means the default, never "wait forever". The ``total``
-        of a urllib3 ``Timeout`` caps the request like ``total_timeout`` (the
+        of a urllib3 ``Timeout`` caps the call like ``total_timeout`` (the
         shorter applies). The body is read here (unless *stream*) so that
-        the cap covers it, and a body cut by the cap is never returned.
+        the cap covers it, and a body cut by the cap is never returned. With
+        *stream*, the cap keeps watching the body until it is consumed or
+        the response closed: a read after the cap raises ``TotalTimeout``.
 
         When the method is not in ``IDEMPOTENT_METHODS`` and a connection to
         the server was open, the exception raised gets ``error_class =
@@ -189,18 +212,22 @@ class ResilientAdapter(HTTPAdapter):
             TotalTimeout: the cap (or the retry deadline) passed first.
         """
         connect, read, total = self._timeouts(timeout)
-        budget, why = self.total_timeout, f"total_timeout={self.total_timeout:g} s"
-        if total is not None and total < budget:
-            budget, why = total, f"the call's timeout total={total:g} s"
+        now = time.monotonic()
+        call = _CALL.get()
+        if call is None:  # not sent by a ResilientSession: this exchange is the whole call
+            call = _Call(now)
+        call.exchange(request)
+        call.tighten(call.started + self.total_timeout, f"total_timeout={self.total_timeout:g} s")
+        if total is not None:
+            call.tighten(call.started + total, f"the call's timeout total={total:g} s")
         remaining = time_remaining()
-        if remaining is not None and remaining < budget:
-            budget, why = remaining, "the retry deadline"
-            if budget <= 0:
-                raise TotalTimeout(
-                    f"{request.method} {request.url} not sent: the retry deadline has passed",
-                    request=request,
-                )
-        watch = self._watchdog.watch(budget)
+        if remaining is not None:
+            call.tighten(now + remaining, "the retry deadline")
+        if call.deadline - now <= 0:
+            raise TotalTimeout(
+                call.describe(request, "not sent: {why} has passed"), request=request
+            )
+        watch = self._watchdog.watch(call, request)
         token = _IN_FLIGHT.set(watch)
         try:
             try:
@@ -214,57 +241,44 @@ class ResilientAdapter(HTTPAdapter):
                     proxies=dict(proxies) if proxies is not None else None,
                 )
             except Exception as exc:
-                if watch.passed():
-                    raise _total_timeout(request, budget, why, "before the response") from exc
+                if watch.overdue():
+                    raise watch.timeout("before the response") from exc
                 raise
+            _watch_body(response, watch)
             if not stream:
-                self._read_body(response, watch, budget, why)
+                try:
+                    response.content  # noqa: B018 - reads and caches the body, under the watch
+                except Exception:
+                    response.close()
+                    raise
+                watch.cancel()  # done already, when urllib3 handed the connection back
             return response
         except Exception as exc:
+            watch.cancel()
             if watch.connected and (request.method or "").upper() not in IDEMPOTENT_METHODS:
                 _mark_not_retryable(exc, request)
             raise
         finally:
-            watch.cancel()
             _IN_FLIGHT.reset(token)
-
-    def _read_body(
-        self, response: requests.Response, watch: _Watch, budget: float, why: str
-    ) -> None:
-        """Read the whole body now, under the watch; on the cut, discard the connection."""
-        connection = getattr(response.raw, "connection", None)
-        try:
-            response.content  # noqa: B018 - reads and caches the body
-        except Exception as exc:
-            if not watch.passed():
-                raise
-            response.close()
-            if connection is not None:
-                connection.close()
-            raise _total_timeout(response.request, budget, why, "reading the body") from exc
-        if watch.passed():
-            # The cut can look like the end of the body (one delimited by the
-            # connection's close): what was read may be short, never return it.
-            response.close()
-            if connection is not None:
-                connection.close()
-            raise _total_timeout(response.request, budget, why, "reading the body")
 
     def _timeouts(self, timeout: Any) -> tuple[float, float, float | None]:
         """The ``(connect, read, total)`` seconds for one call, defaults filled in.
 
         ``total`` is the ``total`` of a urllib3 ``Timeout`` the call passed (a
-        cap on the request, like ``total_timeout``), else ``None``.
+        cap on the call, like ``total_timeout``), else ``None``.
         """
-        total: float | None = None
         if timeout is None:
             return self.connect_timeout, self.read_timeout, None
         if isinstance(timeout, Timeout):
-            # The raw values: its properties mix in ``total`` and need a started timer.
-            connect, read = timeout._connect, timeout._read
-            if timeout.total is not None and timeout.total is not _DEFAULT_TIMEOUT:
-                total = _positive_seconds("total timeout", timeout.total)
-        elif isinstance(timeout, tuple):
+            # The raw values: its properties mix in ``total`` and need a started
+            # timer. urllib3 validated them; its "default" marker is an object
+            # that is not a number (not the same one in 1.26 and 2.x).
+            return (
+                _number_or(timeout._connect, self.connect_timeout),
+                _number_or(timeout._read, self.read_timeout),
+                _number_or(timeout.total, None),
+            )
+        if isinstance(timeout, tuple):
             if len(timeout) != 2:
                 raise ValueError(
                     f"timeout must be a number or a (connect, read) tuple, got {timeout!r}"
@@ -275,19 +289,19 @@ class ResilientAdapter(HTTPAdapter):
         return (
             _call_seconds("connect timeout", connect, self.connect_timeout),
             _call_seconds("read timeout", read, self.read_timeout),
-            total,
+            None,
         )
 
     def init_poolmanager(
         self, connections: int, maxsize: int, block: bool = DEFAULT_POOLBLOCK, **pool_kwargs: Any
     ) -> None:
-        """Create the pool manager, with pools that let the watchdog reach their sockets."""
+        """Create the pool manager, with pools whose connections report to the watchdog."""
         super().init_poolmanager(connections, maxsize, block=block, **pool_kwargs)
         self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
         self._watchdog = _Watchdog()  # here, as unpickling calls this and not __init__
 
     def close(self) -> None:
-        """As ``HTTPAdapter``, and stop the watchdog thread once no request is in flight.
+        """As ``HTTPAdapter``, and stop the watchdog thread once no call is watched.
 
         ``session.close()`` calls it. The adapter stays usable: a later
         request starts a new watchdog.
@@ -312,38 +326,80 @@ class ResilientAdapter(HTTPAdapter):
         )
 
 
+class ResilientSession(requests.Session):
+    """A ``requests.Session`` whose calls are capped as a whole, redirects included.
+
+    Each call of ``send`` (which ``get``, ``post``, ``request``... go
+    through) opens one call: the ``ResilientAdapter`` that sends it, and
+    every redirect ``requests`` follows from it, share one deadline, counted
+    from here. A plain ``requests.Session`` would give each redirect a cap of
+    its own.
+
+    Args:
+        adapter: mounted on ``http://`` and ``https://``; a default
+            ``ResilientAdapter()`` when ``None``.
+
+    Raises:
+        TypeError: *adapter* is not a ``ResilientAdapter``.
+    """
+
+    def __init__(self, adapter: ResilientAdapter | None = None) -> None:
+        if adapter is None:
+            adapter = ResilientAdapter()
+        elif not isinstance(adapter, ResilientAdapter):
+            raise TypeError(f"adapter must be a ResilientAdapter, got {adapter!r}")
+        super().__init__()
+        self.mount("http://", adapter)
+        self.mount("https://", adapter)
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        """As ``requests.Session.send``, as one call under the adapter's cap.
+
+        ``requests`` sends each redirect through here with
+        ``allow_redirects=False`` while the call that received it is still
+        running: such a request joins that call; any other starts a new one.
+        """
+        if kwargs.get("allow_redirects", True) is False and _CALL.get() is not None:
+            return super().send(request, **kwargs)
+        token = _CALL.set(_Call(time.monotonic()))
+        try:
+            return super().send(request, **kwargs)
+        finally:
+            _CALL.reset(token)
+
+
 def create_resilient_session(
     connect_timeout: float = 5.0,
     read_timeout: float = 30.0,
     total_timeout: float = 60.0,
     connect_retries: int = 2,
-) -> requests.Session:
-    """A ``requests.Session`` with a ``ResilientAdapter`` on ``http://`` and ``https://``.
+) -> ResilientSession:
+    """A ``ResilientSession`` with a ``ResilientAdapter`` on ``http://`` and ``https://``.
 
     Args:
         connect_timeout: default seconds to establish a connection.
         read_timeout: default seconds to wait for each read.
-        total_timeout: hard cap on one request, body included.
+        total_timeout: hard cap on one call: redirects and body included,
+            also a body streamed with ``stream=True``.
         connect_retries: immediate retries of a connection that failed to
             open; nothing else is retried.
 
     Returns:
-        A new session; close it (or use it in a ``with`` block) when done.
+        A new session (a ``requests.Session``); close it (or use it in a
+        ``with`` block) when done.
 
     Raises:
         TypeError, ValueError: a parameter is not a positive finite number
             (``connect_retries``: not an int >= 0).
     """
-    adapter = ResilientAdapter(
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-        total_timeout=total_timeout,
-        connect_retries=connect_retries,
+    return ResilientSession(
+        ResilientAdapter(
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            total_timeout=total_timeout,
+            connect_retries=connect_retries,
+        )
     )
-    session = requests.Session()
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
 
 
 def get_json_or_none(session: requests.Session, url: str, **kwargs: Any) -> Any:
@@ -392,22 +448,41 @@ def _positive_seconds(name: str, value: object) -> float:
 
 
 def _call_seconds(name: str, value: object, default: float) -> float:
-    if value is None or value is _DEFAULT_TIMEOUT:
+    if value is None:
         return default
     return _positive_seconds(name, value)
 
 
-def _total_timeout(
-    request: requests.PreparedRequest, budget: float, why: str, when: str
-) -> TotalTimeout:
-    return TotalTimeout(
-        f"{request.method} {request.url} cut off after {budget:.3g} s ({why}) {when}",
-        request=request,
+def _number_or(value: object, default: Any) -> Any:
+    """*value* as float seconds when it is a number, else *default* (None or a marker)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return default
+
+
+_REDACTOR = Redactor()
+
+
+def _public_url(url: str | None) -> str:
+    """*url* fit for a message: no user or password, secret query values redacted."""
+    if not url:
+        return "(no URL)"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(unparsable URL)"
+    netloc = parts.netloc.rpartition("@")[2]
+    query = "&".join(
+        f"{key}={REDACTED}" if sep and _REDACTOR.is_secret(unquote(key)) else f"{key}{sep}{value}"
+        for key, sep, value in (field.partition("=") for field in parts.query.split("&"))
     )
+    return urlunsplit((parts.scheme, netloc, parts.path, query if parts.query else "", ""))
 
 
 def _mark_not_retryable(exc: BaseException, request: requests.PreparedRequest) -> None:
     """Make *exc* FATAL for ``classify``: its non-idempotent request may have been acted on."""
+    if getattr(exc, "error_class", None) is ErrorClass.FATAL:
+        return
     try:
         exc.error_class = ErrorClass.FATAL  # type: ignore[attr-defined]
     except AttributeError:  # an exception type that takes no attributes
@@ -420,26 +495,83 @@ def _mark_not_retryable(exc: BaseException, request: requests.PreparedRequest) -
     )
 
 
-# The watch of the request this thread is sending, so that a pool getting a
-# connection back can detach it before anyone else may take it.
+# The call that the session is sending in this context: redirects join it.
+_CALL: contextvars.ContextVar[_Call | None] = contextvars.ContextVar(
+    "resilient_http_call", default=None
+)
+
+# The watch of the exchange this thread is sending, for the connections it uses.
 _IN_FLIGHT: contextvars.ContextVar[_Watch | None] = contextvars.ContextVar(
     "resilient_http_watch", default=None
 )
 
 
-class _Watch:
-    """Strictly private. One request's deadline and the connection to cut at it.
+class _Call:
+    """Strictly private. One call of ``session.send``: when it started, its deadline and why.
 
-    ``fire`` (the watchdog) and ``attach``/``detach``/``cancel`` (the request)
-    take the same lock, so a connection is cut only while this request holds it.
+    Each exchange (the request, then each redirect) may only bring the
+    deadline closer: caps are counted from ``started``, the retry deadline
+    is absolute.
     """
 
-    __slots__ = ("_conn", "_lock", "connected", "deadline", "done", "expired")
+    __slots__ = ("deadline", "exchanges", "first_url", "started", "why")
 
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
-        self.done = False
-        self.expired = False
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.deadline = math.inf
+        self.why = ""
+        self.exchanges = 0
+        self.first_url: str | None = None
+
+    def exchange(self, request: requests.PreparedRequest) -> None:
+        self.exchanges += 1
+        if self.first_url is None:
+            self.first_url = request.url
+
+    def tighten(self, deadline: float, why: str) -> None:
+        if deadline < self.deadline:
+            self.deadline, self.why = deadline, why
+
+    def describe(self, request: requests.PreparedRequest, what: str) -> str:
+        """``"<METHOD> <url> <what>"``, *what* formatted with the cap, and the redirects."""
+        text = f"{request.method} {_public_url(request.url)} " + what.format(
+            why=self.why, cap=self.deadline - self.started
+        )
+        if self.exchanges > 1:
+            redirects = self.exchanges - 1
+            text += (
+                f" ({redirects} redirect{'s' if redirects > 1 else ''} "
+                f"after {_public_url(self.first_url)})"
+            )
+        return text
+
+
+class _Watch:
+    """Strictly private. One exchange's deadline and the connection to cut at it.
+
+    ``fire`` (the watchdog) and ``attach``/``release``/``cancel`` (the
+    request, its response) take the same lock, so a connection is cut only
+    while this exchange holds it: ``release`` runs before urllib3 puts the
+    connection back in the pool.
+    """
+
+    __slots__ = (
+        "_conn",
+        "_lock",
+        "call",
+        "connected",
+        "deadline",
+        "done",
+        "expired",
+        "request",
+    )
+
+    def __init__(self, call: _Call, request: requests.PreparedRequest) -> None:
+        self.call = call
+        self.request = request
+        self.deadline = call.deadline
+        self.done = False  # finished: body consumed, response closed, or the send failed
+        self.expired = False  # the deadline came first; sticky
         # A connection to the server was open for this request: it may have been sent.
         self.connected = False
         self._conn: Any = None
@@ -448,9 +580,26 @@ class _Watch:
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
 
-    def passed(self) -> bool:
-        """Whether the deadline has passed: fired, or a timeout clamped to it just ran out."""
-        return self.expired or self.remaining() <= _CLOCK_SLACK
+    def pending(self) -> bool:
+        """Whether the watchdog still has to fire this watch."""
+        return not (self.done or self.expired)
+
+    def overdue(self) -> bool:
+        """Whether the cap has passed: the watchdog fired, or the deadline is due.
+
+        A socket timeout clamped to the deadline runs out a hair before the
+        watchdog fires, and urllib3 may have handed the connection back on
+        the way out: mark the watch expired all the same, so that every
+        later read fails too, and cut the connection if it still has one.
+        """
+        if not self.expired and self.deadline - time.monotonic() > _CLOCK_SLACK:
+            return False  # the common case, on every read: no lock
+        with self._lock:
+            if not self.expired:
+                self.expired = True
+                if self._conn is not None:
+                    _cut(self._conn)
+            return self.expired
 
     def attach(self, conn: Any) -> None:
         with self._lock:
@@ -460,26 +609,38 @@ class _Watch:
             if self.expired:
                 _cut(conn)
 
-    def detach(self, conn: Any) -> bool:
-        """Forget *conn*; return whether it was cut (then it must not be reused)."""
+    def release(self) -> bool:
+        """The exchange is over with its connection; return whether it was cut (never reuse it)."""
         with self._lock:
-            if self._conn is not conn:
-                return False
+            self.done = True
             self._conn = None
             return self.expired
-
-    def fire(self) -> None:
-        with self._lock:
-            if self.done:
-                return
-            self.expired = True
-            if self._conn is not None:
-                _cut(self._conn)
 
     def cancel(self) -> None:
         with self._lock:
             self.done = True
             self._conn = None
+
+    def fire(self) -> None:
+        with self._lock:
+            if self.done or self.expired:
+                return
+            self.expired = True
+            if self._conn is not None:
+                _cut(self._conn)
+
+    def timeout(self, when: str) -> TotalTimeout:
+        """The ``TotalTimeout`` for this watch, cut *when* (``"reading the body"``...)."""
+        error = TotalTimeout(
+            self.call.describe(self.request, "cut off after {cap:.3g} s ({why}) " + when),
+            request=self.request,
+        )
+        if when == _READING_BODY and (self.request.method or "").upper() not in IDEMPOTENT_METHODS:
+            _mark_not_retryable(error, self.request)  # a response came: it reached the server
+        return error
+
+
+_READING_BODY = "reading the body"
 
 
 def _cut(conn: Any) -> None:
@@ -500,8 +661,8 @@ class _Watchdog:
 
     Started by the first watch, it exits after ``IDLE_EXIT`` seconds with
     nothing to watch, or as soon as nothing is left to watch after ``stop``.
-    Cancelled watches stay in the heap until they are due or a compaction
-    drops them.
+    Finished watches stay in the heap until they are due or a compaction
+    drops them; ``pending()`` counts the others.
     """
 
     __slots__ = ("_compact_at", "_cond", "_heap", "_seq", "_stopping", "_thread")
@@ -516,12 +677,12 @@ class _Watchdog:
         self._compact_at = 64
         self._stopping = False
 
-    def watch(self, seconds: float) -> _Watch:
-        watch = _Watch(time.monotonic() + seconds)
+    def watch(self, call: _Call, request: requests.PreparedRequest) -> _Watch:
+        watch = _Watch(call, request)
         with self._cond:
             self._stopping = False
             if len(self._heap) >= self._compact_at:
-                self._heap = [entry for entry in self._heap if not entry[2].done]
+                self._heap = [entry for entry in self._heap if entry[2].pending()]
                 heapq.heapify(self._heap)
                 self._compact_at = max(64, 2 * len(self._heap))
             heapq.heappush(self._heap, (watch.deadline, next(self._seq), watch))
@@ -533,6 +694,11 @@ class _Watchdog:
             elif self._heap[0][2] is watch:  # earlier than what the thread waits for
                 self._cond.notify()
         return watch
+
+    def pending(self) -> int:
+        """How many watches still have to be fired or finished."""
+        with self._cond:
+            return sum(1 for entry in self._heap if entry[2].pending())
 
     def stop(self, join_timeout: float) -> None:
         """Make the thread exit as soon as no watch is pending; wait up to *join_timeout* s."""
@@ -548,12 +714,12 @@ class _Watchdog:
             due: list[_Watch] = []
             with self._cond:
                 now = time.monotonic()
-                while self._heap and (self._heap[0][2].done or self._heap[0][0] <= now):
+                while self._heap and (not self._heap[0][2].pending() or self._heap[0][0] <= now):
                     watch = heapq.heappop(self._heap)[2]
-                    if not watch.done:
+                    if watch.pending():
                         due.append(watch)
                 if self._stopping and not due:
-                    self._heap = [entry for entry in self._heap if not entry[2].done]
+                    self._heap = [entry for entry in self._heap if entry[2].pending()]
                     heapq.heapify(self._heap)
                     if not self._heap:
                         self._thread = None
@@ -595,29 +761,11 @@ class _DeadlineTimeout(Timeout):
         return max(min(self.read_seconds, self.watch.remaining()), 0.0)  # 0: urllib3 times out
 
 
-class _WatchedPoolMixin:
-    """Strictly private. Hands each connection to the watch of the request using it."""
+class _WatchedConnectionMixin:
+    """Strictly private. A connection that reports to the watch of the request using it.
 
-    def __str__(self) -> str:  # urllib3 names the pool class in its error messages
-        return super().__str__().replace("_Watched", "", 1)
-
-    def _make_request(self, conn: Any, *args: Any, **kwargs: Any) -> Any:
-        timeout = kwargs.get("timeout")
-        if isinstance(timeout, _DeadlineTimeout):
-            timeout.watch.attach(conn)
-            if getattr(conn, "sock", None) is not None:  # a reused, open connection
-                timeout.watch.connected = True
-        return super()._make_request(conn, *args, **kwargs)  # type: ignore[misc]
-
-    def _put_conn(self, conn: Any) -> None:
-        watch = _IN_FLIGHT.get()
-        if conn is not None and watch is not None and watch.detach(conn):
-            conn.close()  # cut at the deadline: a fresh socket next time
-        super()._put_conn(conn)  # type: ignore[misc]
-
-
-class _SocketMemoMixin:
-    """Strictly private. A connection that remembers its socket after http.client lets go."""
+    It also remembers its socket after http.client lets go of it.
+    """
 
     last_socket: Any = None
 
@@ -627,14 +775,30 @@ class _SocketMemoMixin:
         watch = _IN_FLIGHT.get()
         if watch is not None:
             watch.connected = True
+            watch.attach(self)
+
+    def putrequest(self, *args: Any, **kwargs: Any) -> None:
+        watch = _IN_FLIGHT.get()
+        if watch is not None:
+            if getattr(self, "sock", None) is not None:  # a kept-alive connection, reused
+                watch.connected = True
+            watch.attach(self)
+        super().putrequest(*args, **kwargs)  # type: ignore[misc]
 
 
-class _WatchedHTTPConnection(_SocketMemoMixin, HTTPConnection):
+class _WatchedHTTPConnection(_WatchedConnectionMixin, HTTPConnection):
     """Strictly private."""
 
 
-class _WatchedHTTPSConnection(_SocketMemoMixin, HTTPSConnection):
+class _WatchedHTTPSConnection(_WatchedConnectionMixin, HTTPSConnection):
     """Strictly private."""
+
+
+class _WatchedPoolMixin:
+    """Strictly private. urllib3 names the pool class in its messages: keep the usual name."""
+
+    def __str__(self) -> str:
+        return super().__str__().replace("_Watched", "", 1)
 
 
 class _WatchedHTTPConnectionPool(_WatchedPoolMixin, HTTPConnectionPool):
@@ -653,3 +817,94 @@ _WATCHED_POOLS: dict[str, type[HTTPConnectionPool]] = {
     "http": _WatchedHTTPConnectionPool,
     "https": _WatchedHTTPSConnectionPool,
 }
+
+
+class _WatchedResponseMixin:
+    """Strictly private. Body reads under the watch; it lets go before the pool gets the connection.
+
+    Mixed into the class of each urllib3 response the adapter returns (see
+    ``_watch_body``), so urllib3's own calls (``stream`` calling ``read``,
+    the end of the body calling ``release_conn``) go through it too.
+    """
+
+    _resilient_watch: _Watch
+
+    def read(self, *args: Any, **kwargs: Any) -> Any:
+        return _guarded(self._resilient_watch, super().read, args, kwargs)  # type: ignore[misc]
+
+    def read_chunked(self, *args: Any, **kwargs: Any) -> Iterator[bytes]:
+        watch = self._resilient_watch
+        chunks = _guarded(watch, super().read_chunked, args, kwargs)  # type: ignore[misc]
+        while True:
+            chunk = _guarded(watch, next, (chunks, None), {})
+            if chunk is None:
+                return
+            yield chunk
+
+    def release_conn(self) -> None:
+        conn = self.connection  # type: ignore[attr-defined]
+        if self._resilient_watch.release() and conn is not None:
+            conn.close()  # cut: a fresh socket for whoever takes it from the pool
+        super().release_conn()  # type: ignore[misc]
+
+    def close(self) -> None:
+        self._resilient_watch.cancel()
+        super().close()  # type: ignore[misc]
+
+
+class _WatchedRead1Mixin:
+    """Strictly private. ``read1`` under the watch, for the urllib3 versions that have it."""
+
+    _resilient_watch: _Watch
+
+    def read1(self, *args: Any, **kwargs: Any) -> Any:
+        return _guarded(self._resilient_watch, super().read1, args, kwargs)  # type: ignore[misc]
+
+
+def _guarded(
+    watch: _Watch, read: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """``read(*args, **kwargs)`` on a watched body: ``TotalTimeout`` once the cap has cut it.
+
+    A cut can end a body quietly (one delimited by the connection's close, or
+    a short read urllib3 1.26 does not check), so after a cut even a read
+    that returned raises: a body cut short is never handed over as whole.
+    """
+    if watch.expired or (not watch.done and watch.overdue()):
+        raise watch.timeout(_READING_BODY)
+    try:
+        data = read(*args, **kwargs)
+    except Exception as exc:
+        if watch.overdue():  # also when urllib3 handed the connection back on the way out
+            raise watch.timeout(_READING_BODY) from exc
+        raise
+    if watch.expired:
+        raise watch.timeout(_READING_BODY)
+    return data
+
+
+_WATCHED_RESPONSE_CLASSES: dict[type, type] = {}
+
+
+def _watch_body(response: requests.Response, watch: _Watch) -> None:
+    """Put the body of *response* under *watch*, until it is consumed or closed."""
+    raw: Any = response.raw
+    base = type(raw)
+    watched = _WATCHED_RESPONSE_CLASSES.get(base)
+    if watched is None:
+        mixins: tuple[type, ...] = (_WatchedResponseMixin,)
+        if hasattr(base, "read1"):
+            mixins += (_WatchedRead1Mixin,)
+        watched = type(
+            f"Watched{base.__name__}",
+            (*mixins, base),
+            {
+                "__doc__": f"Strictly private. A {base.__name__} whose body reads are capped.",
+                "__module__": __name__,
+            },
+        )
+        _WATCHED_RESPONSE_CLASSES[base] = watched
+    raw._resilient_watch = watch
+    raw.__class__ = watched
+    if raw.connection is None:  # nothing to watch: no body, or already handed back
+        watch.cancel()
