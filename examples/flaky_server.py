@@ -331,6 +331,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(step.status)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(step.body_size))
+        # Said up front: a keep-alive client must not race the close below.
+        self.send_header("Connection", "close")
         for name, value in step.headers.items():
             self.send_header(name, value)
         self.end_headers()
