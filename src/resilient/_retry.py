@@ -23,6 +23,7 @@ from typing import Any, Protocol, TypeVar, cast, overload
 
 from typing_extensions import ParamSpec
 
+from resilient import _events
 from resilient._classify import (
     ErrorClass,
     Rejection,
@@ -321,6 +322,8 @@ class RetryCall:
         if self.attempt >= self.max_attempts:
             return self.give_up(exc, result, error_class, "retries exhausted")
         if not allowed:
+            if _events.SINK is not None:
+                _events.SINK.budget_refused(policy.budget)
             return self.give_up(exc, result, error_class, "the retry budget refused a retry")
         if self.delays is None:
             self.delays = iter(policy.backoff)
@@ -359,6 +362,8 @@ class RetryCall:
                     result,
                 )
             )
+        if _events.SINK is not None:
+            _events.SINK.retried(self.target.name, self.attempt, error_class, delay, exc, result)
         return delay
 
     def log_retry(
@@ -407,6 +412,8 @@ class RetryCall:
         what = f"{ran} attempt{'s' if ran != 1 else ''} over {elapsed:.3f} s ({reason})"
         if exc is not None:
             add_note(exc, f"resilient: {what}")
+        if _events.SINK is not None:
+            _events.SINK.gave_up(self.target.name, self.attempt, error_class, exc, result)
         if logger.isEnabledFor(logging.ERROR):
             error_type, error = _error_fields(exc, result)
             logger.error(

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
+from resilient import _events
 from resilient._breaker_state import (
     BreakerPolicy,
     BreakerStore,
@@ -232,6 +233,7 @@ class CircuitBreaker:
     """
 
     __slots__ = (
+        "__weakref__",
         "_circuit",
         "_classifier",
         "_clock",
@@ -363,6 +365,7 @@ class CircuitBreaker:
         self._circuit = store.bind(self.name, self._policy) if type(store) is MemoryStore else None
         simple = window is None and not self._on_success
         self._fast = self._circuit if simple else None
+        _events.register_breaker(self)
 
     # -- the call forms -------------------------------------------------------
 
@@ -661,6 +664,8 @@ class CircuitBreaker:
         error = CircuitOpenError(self.name, remaining, state)
         if self._on_rejected:
             self._emit(self._on_rejected, error)
+        if _events.SINK is not None:
+            _events.SINK.breaker_rejected(self.name, error)
         return error
 
     def _start(self) -> float:
@@ -780,6 +785,8 @@ class CircuitBreaker:
                 self._delivering.release()
 
     def _log_change(self, transition: Transition, trigger: str, exc: BaseException | None) -> None:
+        if _events.SINK is not None:
+            _events.SINK.breaker_changed(self.name, transition.old, transition.new, exc)
         new = transition.new
         level = logging.WARNING if new is _OPEN else logging.INFO
         if not logger.isEnabledFor(level):

@@ -24,6 +24,9 @@ class RetryBudget:
     Args:
         max_tokens: the size of the bucket (> 0).
         token_ratio: tokens refunded per success, in (0, max_tokens].
+        name: names the budget in telemetry (the ``budget`` label of
+            ``resilient_retry_budget_refusals_total``); budgets left unnamed
+            all report as ``"default"``.
 
     Example:
         >>> budget = RetryBudget(max_tokens=4, token_ratio=0.5)
@@ -33,18 +36,25 @@ class RetryBudget:
         2.5
     """
 
-    __slots__ = ("_lock", "_tokens", "max_tokens", "token_ratio")
+    __slots__ = ("_lock", "_tokens", "max_tokens", "name", "token_ratio")
 
-    def __init__(self, max_tokens: float = 10, token_ratio: float = 0.1) -> None:
-        for name, value in (("max_tokens", max_tokens), ("token_ratio", token_ratio)):
+    def __init__(
+        self, max_tokens: float = 10, token_ratio: float = 0.1, *, name: str = "default"
+    ) -> None:
+        for param, value in (("max_tokens", max_tokens), ("token_ratio", token_ratio)):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name} must be a number, got {value!r}")
+                raise TypeError(f"{param} must be a number, got {value!r}")
             if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+                raise ValueError(f"{param} must be a finite number > 0, got {value!r}")
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {name!r}")
+        if not name:
+            raise ValueError(f"name must be a non-empty str, got {name!r}")
         if token_ratio > max_tokens:
             raise ValueError(
                 f"token_ratio must be <= max_tokens ({max_tokens!r}), got {token_ratio!r}"
             )
+        self.name = name
         self.max_tokens = float(max_tokens)
         self.token_ratio = float(token_ratio)
         self._tokens = self.max_tokens
@@ -76,7 +86,8 @@ class RetryBudget:
             self._tokens = min(self._tokens + self.token_ratio, self.max_tokens)
 
     def __repr__(self) -> str:
+        named = "" if self.name == "default" else f"name={self.name!r}, "
         return (
-            f"RetryBudget(max_tokens={self.max_tokens!r}, token_ratio={self.token_ratio!r}, "
-            f"tokens={self._tokens!r})"
+            f"RetryBudget({named}max_tokens={self.max_tokens!r}, "
+            f"token_ratio={self.token_ratio!r}, tokens={self._tokens!r})"
         )

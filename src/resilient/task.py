@@ -23,6 +23,7 @@ from typing import Any, Generic, TypedDict
 
 from typing_extensions import TypeVar, Unpack
 
+from resilient import _events
 from resilient._classify import ErrorClass, Rejection, classify
 from resilient._clock import DEFAULTS, Clock
 from resilient._compat import (
@@ -656,6 +657,8 @@ def _unwrap(func: Callable[..., Any]) -> object:
 
 
 def _succeeded(name: str, value: Any, attempts: int, elapsed: float) -> TaskResult:
+    if _events.SINK is not None:
+        _events.SINK.task_finished(name, "success", elapsed, attempts, None)
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug(
             "task %r succeeded after %d attempt%s in %.3f s",
@@ -686,6 +689,8 @@ def _failed(
         exc = stop
     rejected = own_rejection or bool(call.closed_for)
     error_class = ErrorClass.TIMEOUT if isinstance(exc, Rejection) else settings.classify(exc)
+    if _events.SINK is not None:
+        _events.SINK.task_finished(name, "rejected" if rejected else "failure", elapsed, ran, exc)
     _log_failure(name, exc, error_class, ran, elapsed, rejected)
     return TaskResult(False, None, _describe(exc), error_class, ran, elapsed, exc, rejected, name)
 

@@ -1,0 +1,90 @@
+"""Strictly private. Where the library's events reach ``resilient.telemetry``.
+
+The event sites (a retry scheduled, a call given up, a budget refusal, a
+breaker's transition or rejection, a task's end) read ``SINK``: ``None``
+until ``resilient.telemetry`` enables an exporter, so while telemetry is off
+each site costs one global read, and only on paths that already failed or
+ended. Per-call breaker outcomes are not pushed at all: the breakers count
+them anyway (``CircuitBreaker.metrics``), and the exporters read the live
+breakers from ``live_breakers()`` when they are scraped.
+
+Low in the import graph: it imports nothing of ours and nothing heavy.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from resilient._breaker_state import CircuitState
+    from resilient._classify import ErrorClass
+
+__all__ = ["SINK", "Sink", "live_breakers", "register_breaker"]
+
+
+class Sink(Protocol):
+    """What the event sites call while telemetry is on. Strictly private.
+
+    Each method gets the facts the site's log line and listeners get, as
+    plain values; it must not raise (``resilient.telemetry`` guards it).
+    """
+
+    def retried(
+        self,
+        function: str,
+        attempt: int,
+        error_class: ErrorClass,
+        delay: float,
+        exc: BaseException | None,
+        result: Any,
+    ) -> None:
+        """Attempt *attempt* of *function* failed; the next one starts in *delay* seconds."""
+
+    def gave_up(
+        self,
+        function: str,
+        attempt: int,
+        error_class: ErrorClass,
+        exc: BaseException | None,
+        result: Any,
+    ) -> None:
+        """A retried call of *function* ended in failure after *attempt* attempts."""
+
+    def budget_refused(self, budget: object) -> None:
+        """*budget* refused a retry: the call gave up instead."""
+
+    def breaker_changed(
+        self, breaker: str, old: CircuitState, new: CircuitState, exc: BaseException | None
+    ) -> None:
+        """The circuit *breaker* went from *old* to *new* (*exc*: the failure that did it)."""
+
+    def breaker_rejected(self, breaker: str, error: BaseException) -> None:
+        """The circuit *breaker* rejected a call with *error* (a ``CircuitOpenError``)."""
+
+    def task_finished(
+        self, task: str, outcome: str, elapsed: float, attempts: int, exc: BaseException | None
+    ) -> None:
+        """Task *task* ended: *outcome* is ``"success"``, ``"failure"`` or ``"rejected"``."""
+
+
+SINK: Sink | None = None
+"""Set by ``resilient.telemetry`` only; ``None`` while telemetry is off."""
+
+# Every breaker alive in this process, registered at construction so that an
+# exporter enabled later still sees the breakers built before it.
+_breakers: weakref.WeakSet[Any] = weakref.WeakSet()
+_breakers_lock = threading.Lock()
+
+
+def register_breaker(breaker: object) -> None:
+    """Remember *breaker* (weakly) for the exporters that read it when scraped."""
+    with _breakers_lock:
+        _breakers.add(breaker)
+
+
+def live_breakers() -> list[Any]:
+    """The breakers alive now, in no particular order."""
+    with _breakers_lock:  # a WeakSet cannot be iterated while another thread adds to it
+        return list(_breakers)
