@@ -249,3 +249,29 @@ def test_shared_breaker_example_shares_one_circuit_between_two_processes(
     assert reports[2:] == ["reports: trial call returned 42", "reports: the circuit is now closed"]
     assert lines[-1] == "shared breaker: both processes saw one circuit"
     assert "circuit 'inventory-api' opened after 3 consecutive failures" in done.stderr
+
+
+# -- examples/telemetry.py ----------------------------------------------------------------
+
+
+def test_telemetry_example_prints_the_metrics_of_its_retry_and_breaker() -> None:
+    """The exposition text it prints parses, and says 2 retries, an open breaker, a rejection."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    done = _run_example("telemetry.py")
+    assert done.returncode == 0, done.stdout + done.stderr
+    exposition = done.stdout.split("\n\n", 1)[1]
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+    }
+    retries = (("error_class", "transient"), ("function", "__main__.fetch_stock"))
+    assert samples[("resilient_retries_total", retries)] == 2
+    assert samples[("resilient_breaker_state", (("breaker", "payments"), ("state", "open")))] == 1
+    assert samples[("resilient_breaker_state", (("breaker", "payments"), ("state", "closed")))] == 0
+    rejected = (("breaker", "payments"), ("outcome", "rejected"))
+    assert samples[("resilient_breaker_calls_total", rejected)] == 1
+    opened = (("breaker", "payments"), ("from_state", "closed"), ("to_state", "open"))
+    assert samples[("resilient_breaker_transitions_total", opened)] == 1
+    assert "charge 3: rejected, the circuit is open" in done.stdout

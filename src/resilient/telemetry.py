@@ -20,9 +20,12 @@ they are read from the live breakers when the metrics are collected.
 
 from __future__ import annotations
 
+import bisect
+import functools
+import itertools
 import logging
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from resilient import _events
@@ -223,21 +226,32 @@ def _install() -> None:
 class _Exporters:
     """Strictly private. The event sink while telemetry is on: every event to every exporter.
 
-    An exporter that raises is logged once (per exporter and event) and never
-    breaks the call that made the event.
+    The exporters' methods are looked up once, here. One that raises is
+    logged once (per exporter and event) and never breaks the call that made
+    the event.
     """
 
-    __slots__ = ("exporters",)
+    __slots__ = (
+        "_breaker_changed",
+        "_breaker_rejected",
+        "_budget_refused",
+        "_gave_up",
+        "_retried",
+        "_task_finished",
+    )
 
     def __init__(self, exporters: tuple[Any, ...]) -> None:
-        self.exporters = exporters
+        def hooks(event: str) -> tuple[Callable[..., None], ...]:
+            # An exporter that has nothing to do for an event sets it to None.
+            found = (getattr(exporter, event) for exporter in exporters)
+            return tuple(hook for hook in found if hook is not None)
 
-    def _each(self, event: str, *args: Any) -> None:
-        for exporter in self.exporters:
-            try:
-                getattr(exporter, event)(*args)
-            except Exception as error:
-                _failed_once(f"{type(exporter).__name__}.{event}", error)
+        self._retried = hooks("retried")
+        self._gave_up = hooks("gave_up")
+        self._budget_refused = hooks("budget_refused")
+        self._breaker_changed = hooks("breaker_changed")
+        self._breaker_rejected = hooks("breaker_rejected")
+        self._task_finished = hooks("task_finished")
 
     def retried(
         self,
@@ -248,7 +262,11 @@ class _Exporters:
         exc: BaseException | None,
         result: Any,
     ) -> None:
-        self._each("retried", function, attempt, error_class, delay, exc, result)
+        for hook in self._retried:
+            try:
+                hook(function, attempt, error_class, delay, exc, result)
+            except Exception as error:
+                _failed_once(hook, error)
 
     def gave_up(
         self,
@@ -258,39 +276,131 @@ class _Exporters:
         exc: BaseException | None,
         result: Any,
     ) -> None:
-        self._each("gave_up", function, attempt, error_class, exc, result)
+        for hook in self._gave_up:
+            try:
+                hook(function, attempt, error_class, exc, result)
+            except Exception as error:
+                _failed_once(hook, error)
 
     def budget_refused(self, budget: object) -> None:
-        self._each("budget_refused", budget)
+        for hook in self._budget_refused:
+            try:
+                hook(budget)
+            except Exception as error:
+                _failed_once(hook, error)
 
     def breaker_changed(
         self, breaker: str, old: CircuitState, new: CircuitState, exc: BaseException | None
     ) -> None:
-        self._each("breaker_changed", breaker, old, new, exc)
+        for hook in self._breaker_changed:
+            try:
+                hook(breaker, old, new, exc)
+            except Exception as error:
+                _failed_once(hook, error)
 
     def breaker_rejected(self, breaker: str, error: BaseException) -> None:
-        self._each("breaker_rejected", breaker, error)
+        for hook in self._breaker_rejected:
+            try:
+                hook(breaker, error)
+            except Exception as failure:
+                _failed_once(hook, failure)
 
     def task_finished(
         self, task: str, outcome: str, elapsed: float, attempts: int, exc: BaseException | None
     ) -> None:
-        self._each("task_finished", task, outcome, elapsed, attempts, exc)
+        for hook in self._task_finished:
+            try:
+                hook(task, outcome, elapsed, attempts, exc)
+            except Exception as error:
+                _failed_once(hook, error)
 
 
 _reported: set[str] = set()
 
 
-def _failed_once(where: str, error: Exception) -> None:
-    if where in _reported:
+def _failed_once(where: object, error: Exception) -> None:
+    """Log a failure of telemetry once per place it happens: it must never flood."""
+    name = where if isinstance(where, str) else getattr(where, "__qualname__", repr(where))
+    if name in _reported:
         return
-    _reported.add(where)
+    _reported.add(name)
     logger.error(
-        "telemetry %s raised %s; the calls carry on, and further failures there are not logged",
-        where,
+        "telemetry %s raised %s; calls carry on, and further failures there are not logged",
+        name,
         describe_error(error),
         exc_info=error,
-        extra={"event": "telemetry_failed", "where": where},
+        extra={"event": "telemetry_failed", "where": name},
     )
+
+
+# -- the tallies --------------------------------------------------------------------------
+
+
+class _Tally:
+    """Strictly private. Event counts by label values, for one exporter.
+
+    Adding is a dict lookup and ``next()`` on an ``itertools.count`` (atomic,
+    so threads lose nothing without a lock); the lock is taken only to add a
+    new label set, and to read.
+    """
+
+    __slots__ = ("_counts", "_lock")
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str | None, ...], itertools.count[int]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, key: tuple[str | None, ...]) -> None:
+        counter = self._counts.get(key)
+        if counter is None:
+            with self._lock:
+                counter = self._counts.setdefault(key, itertools.count())
+        next(counter)
+
+    def items(self) -> list[tuple[tuple[str | None, ...], int]]:
+        """Every label set with its count, now."""
+        with self._lock:
+            pairs = list(self._counts.items())
+        return [(key, _peek(counter)) for key, counter in pairs]
+
+
+def _peek(counter: itertools.count[int]) -> int:
+    """The value *counter* would give next, without taking it (its repr is 'count(7)')."""
+    return int(repr(counter)[6:-1])
+
+
+class _Series:
+    """Strictly private. One histogram series: a count per bucket (the last: above all), a sum."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(TASK_DURATION_BUCKETS) + 1)
+        self.total = 0.0
+
+
+class _Durations:
+    """Strictly private. The task duration histogram, by task; thread-safe."""
+
+    __slots__ = ("_lock", "_series")
+
+    def __init__(self) -> None:
+        self._series: dict[str, _Series] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, task: str, seconds: float) -> None:
+        index = bisect.bisect_left(TASK_DURATION_BUCKETS, seconds)  # `le` bounds: <= wins
+        with self._lock:
+            series = self._series.get(task)
+            if series is None:
+                series = self._series[task] = _Series()
+            series.counts[index] += 1
+            series.total += seconds
+
+    def items(self) -> list[tuple[str, list[int], float]]:
+        """Each task's count per bucket and sum, now."""
+        with self._lock:
+            return [(task, list(s.counts), s.total) for task, s in self._series.items()]
 
 
 # -- the facts, as labels ---------------------------------------------------------------
@@ -357,52 +467,19 @@ def _read_breakers() -> dict[str, _BreakerView]:
 class _Prometheus:
     """Strictly private. The Prometheus exporter: one collector holding every metric.
 
-    Pushed facts live in ``prometheus_client`` metrics kept off any registry;
-    the breakers are read when the registry collects. One collector, so
-    ``disable()`` removes it whole.
+    The events are counted in tallies of its own, and everything (the
+    tallies, the breakers read now) becomes metric families when the registry
+    collects. One collector, so ``disable()`` removes it whole.
     """
 
     def __init__(self) -> None:
-        from prometheus_client import Counter, Histogram  # noqa: PLC0415 - see enable_prometheus
-
         self.registry: Any = None
-        self.retries = Counter(
-            "resilient_retries",
-            "Retries scheduled, by retried function and error class.",
-            ("function", "error_class"),
-            registry=None,
-        )
-        self.exhausted = Counter(
-            "resilient_retries_exhausted",
-            "Retried calls that gave up and failed, by function and the last error class.",
-            ("function", "error_class"),
-            registry=None,
-        )
-        self.refusals = Counter(
-            "resilient_retry_budget_refusals",
-            "Retries a retry budget refused.",
-            ("budget",),
-            registry=None,
-        )
-        self.transitions = Counter(
-            "resilient_breaker_transitions",
-            "Circuit breaker state changes made by this process.",
-            ("breaker", "from_state", "to_state"),
-            registry=None,
-        )
-        self.tasks = Counter(
-            "resilient_tasks",
-            "Tasks run by execute_task_safely and run_tasks, by outcome.",
-            ("task", "outcome"),
-            registry=None,
-        )
-        self.durations = Histogram(
-            "resilient_task_duration_seconds",
-            "Seconds each task took, retries and waits included (tasks that ran).",
-            ("task",),
-            buckets=TASK_DURATION_BUCKETS,
-            registry=None,
-        )
+        self.retries = _Tally()
+        self.exhausted = _Tally()
+        self.refusals = _Tally()
+        self.transitions = _Tally()
+        self.tasks = _Tally()
+        self.durations = _Durations()
 
     def attach(self, registry: Any) -> None:
         registry.register(self)
@@ -424,7 +501,7 @@ class _Prometheus:
         exc: BaseException | None,
         result: Any,
     ) -> None:
-        self.retries.labels(function, error_class.value).inc()
+        self.retries.add((function, error_class.value))
 
     def gave_up(
         self,
@@ -434,88 +511,135 @@ class _Prometheus:
         exc: BaseException | None,
         result: Any,
     ) -> None:
-        self.exhausted.labels(function, error_class.value).inc()
+        self.exhausted.add((function, error_class.value))
 
     def budget_refused(self, budget: object) -> None:
-        self.refusals.labels(_budget_name(budget)).inc()
+        self.refusals.add((_budget_name(budget),))
 
     def breaker_changed(
         self, breaker: str, old: CircuitState, new: CircuitState, exc: BaseException | None
     ) -> None:
-        self.transitions.labels(breaker, old.value, new.value).inc()
+        self.transitions.add((breaker, old.value, new.value))
 
-    def breaker_rejected(self, breaker: str, error: BaseException) -> None:
-        """Counted by the breaker itself, and read when collected."""
+    breaker_rejected = None
+    """Rejections are counted by the breaker itself, and read when collected."""
 
     def task_finished(
         self, task: str, outcome: str, elapsed: float, attempts: int, exc: BaseException | None
     ) -> None:
-        self.tasks.labels(task, outcome).inc()
+        self.tasks.add((task, outcome))
         if attempts:
-            self.durations.labels(task).observe(elapsed)
+            self.durations.observe(task, elapsed)
 
     # -- the collector protocol of prometheus_client
 
-    def _pushed(self) -> tuple[Any, ...]:
-        return (
-            self.retries,
-            self.exhausted,
-            self.refusals,
-            self.transitions,
-            self.tasks,
-            self.durations,
-        )
-
     def describe(self) -> list[Metric]:
         """The metric families, without samples: what the registry checks for clashes."""
-        found: list[Metric] = [family for metric in self._pushed() for family in metric.describe()]
-        return found + list(_breaker_families({}))
+        return list(self._families(empty=True))
 
     def collect(self) -> Iterator[Metric]:
-        """Every sample: the pushed counters, then the breakers read now."""
-        for metric in self._pushed():
-            yield from metric.collect()
-        yield from _breaker_families(_read_breakers())
+        """Every family with its samples: the tallies, then the breakers read now."""
+        return self._families(empty=False)
+
+    def _families(self, *, empty: bool) -> Iterator[Metric]:
+        from prometheus_client.core import (  # noqa: PLC0415 - see enable_prometheus
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
+        for name, help_text, labels, tally in (
+            (
+                "resilient_retries",
+                "Retries scheduled, by retried function and error class.",
+                ("function", "error_class"),
+                self.retries,
+            ),
+            (
+                "resilient_retries_exhausted",
+                "Retried calls that gave up and failed, by function and the last error class.",
+                ("function", "error_class"),
+                self.exhausted,
+            ),
+            (
+                "resilient_retry_budget_refusals",
+                "Retries a retry budget refused.",
+                ("budget",),
+                self.refusals,
+            ),
+            (
+                "resilient_breaker_transitions",
+                "Circuit breaker state changes made by this process.",
+                ("breaker", "from_state", "to_state"),
+                self.transitions,
+            ),
+            (
+                "resilient_tasks",
+                "Tasks run by execute_task_safely and run_tasks, by outcome.",
+                ("task", "outcome"),
+                self.tasks,
+            ),
+        ):
+            counter = CounterMetricFamily(name, help_text, labels=labels)
+            for key, count in () if empty else sorted(tally.items(), key=_sort_key):
+                counter.add_metric([part or "" for part in key], count)
+            yield counter
+        histogram = HistogramMetricFamily(
+            "resilient_task_duration_seconds",
+            "Seconds each task took, retries and waits included (tasks that ran).",
+            labels=("task",),
+        )
+        for task, counts, total in () if empty else sorted(self.durations.items()):
+            cumulative = list(itertools.accumulate(counts))
+            bounds = zip(TASK_DURATION_BUCKETS, cumulative[:-1], strict=True)
+            buckets = [(repr(bound), n) for bound, n in bounds]
+            buckets.append(("+Inf", cumulative[-1]))
+            histogram.add_metric((task,), buckets, total)
+        yield histogram
+
+        views = {} if empty else _read_breakers()
+        calls = CounterMetricFamily(
+            "resilient_breaker_calls",
+            "Calls through each circuit breaker in this process, by outcome.",
+            labels=("breaker", "outcome"),
+        )
+        states = GaugeMetricFamily(
+            "resilient_breaker_state",
+            "1 for the state each circuit breaker is in (as its store sees it), 0 for the others.",
+            labels=("breaker", "state"),
+        )
+        modes = GaugeMetricFamily(
+            "resilient_breaker_store_mode",
+            "1 for where each breaker's state lives now: memory, redis, or a Redis outage "
+            "fallback (local, open, closed).",
+            labels=("breaker", "mode"),
+        )
+        for name in sorted(views):
+            view = views[name]
+            for outcome, count in view.outcomes.items():
+                calls.add_metric((name, outcome), count)
+            for state in STATES:
+                states.add_metric((name, state), 1.0 if state == view.state else 0.0)
+            for mode in sorted(view.modes):
+                modes.add_metric((name, mode), 1.0)
+        yield from (calls, states, modes)
 
 
-def _breaker_families(views: dict[str, _BreakerView]) -> Iterable[Metric]:
-    from prometheus_client.core import (  # noqa: PLC0415 - see enable_prometheus
-        CounterMetricFamily,
-        GaugeMetricFamily,
-    )
-
-    calls = CounterMetricFamily(
-        "resilient_breaker_calls",
-        "Calls through each circuit breaker in this process, by outcome.",
-        labels=("breaker", "outcome"),
-    )
-    states = GaugeMetricFamily(
-        "resilient_breaker_state",
-        "1 for the state each circuit breaker is in (as its store sees it), 0 for the others.",
-        labels=("breaker", "state"),
-    )
-    modes = GaugeMetricFamily(
-        "resilient_breaker_store_mode",
-        "1 for where each breaker's state lives now: memory, redis, or a Redis outage "
-        "fallback (local, open, closed).",
-        labels=("breaker", "mode"),
-    )
-    for name in sorted(views):
-        view = views[name]
-        for outcome, count in view.outcomes.items():
-            calls.add_metric((name, outcome), count)
-        for state in STATES:
-            states.add_metric((name, state), 1.0 if state == view.state else 0.0)
-        for mode in sorted(view.modes):
-            modes.add_metric((name, mode), 1.0)
-    return (calls, states, modes)
+def _sort_key(item: tuple[tuple[str | None, ...], int]) -> tuple[str, ...]:
+    return tuple(part or "" for part in item[0])
 
 
 # -- OpenTelemetry -----------------------------------------------------------------------
 
 
 class _OpenTelemetry:
-    """Strictly private. The OpenTelemetry exporter: instruments on one meter, span events."""
+    """Strictly private. The OpenTelemetry exporter: instruments on one meter, span events.
+
+    The counts are kept in tallies of its own and observed at collection (an
+    observable counter costs the event a dict lookup; a synchronous one,
+    microseconds); the durations go to a synchronous histogram, as
+    OpenTelemetry has no observable one.
+    """
 
     def __init__(self, meter_provider: Any) -> None:
         from opentelemetry import trace  # noqa: PLC0415 - see enable_opentelemetry
@@ -525,32 +649,55 @@ class _OpenTelemetry:
         self.active = False
         self._observation = Observation
         self._current_span = trace.get_current_span
+        self.retries = _Tally()
+        self.exhausted = _Tally()
+        self.refusals = _Tally()
+        self.transitions = _Tally()
+        self.tasks = _Tally()
         meter = meter_provider.get_meter("resilient", _version())
-        self.retries = meter.create_counter(
-            "resilient.retry.scheduled",
-            unit="{retry}",
-            description="Retries scheduled, by retried function and error class.",
-        )
-        self.exhausted = meter.create_counter(
-            "resilient.retry.exhausted",
-            unit="{call}",
-            description="Retried calls that gave up and failed.",
-        )
-        self.refusals = meter.create_counter(
-            "resilient.retry_budget.refusals",
-            unit="{retry}",
-            description="Retries a retry budget refused.",
-        )
-        self.transitions = meter.create_counter(
-            "resilient.breaker.transitions",
-            unit="{transition}",
-            description="Circuit breaker state changes made by this process.",
-        )
-        self.tasks = meter.create_counter(
-            "resilient.task.completed",
-            unit="{task}",
-            description="Tasks run by execute_task_safely and run_tasks, by outcome.",
-        )
+        for name, unit, description, tally, attributes in (
+            (
+                "resilient.retry.scheduled",
+                "{retry}",
+                "Retries scheduled, by retried function and error class.",
+                self.retries,
+                ("function", "error_class", "error.type"),
+            ),
+            (
+                "resilient.retry.exhausted",
+                "{call}",
+                "Retried calls that gave up and failed.",
+                self.exhausted,
+                ("function", "error_class", "error.type"),
+            ),
+            (
+                "resilient.retry_budget.refusals",
+                "{retry}",
+                "Retries a retry budget refused.",
+                self.refusals,
+                ("budget",),
+            ),
+            (
+                "resilient.breaker.transitions",
+                "{transition}",
+                "Circuit breaker state changes made by this process.",
+                self.transitions,
+                ("breaker", "from_state", "to_state", "error.type"),
+            ),
+            (
+                "resilient.task.completed",
+                "{task}",
+                "Tasks run by execute_task_safely and run_tasks, by outcome.",
+                self.tasks,
+                ("task", "outcome", "error.type"),
+            ),
+        ):
+            meter.create_observable_counter(
+                name,
+                callbacks=[functools.partial(self._observe_tally, tally, attributes)],
+                unit=unit,
+                description=description,
+            )
         self.durations = meter.create_histogram(
             "resilient.task.duration",
             unit="s",
@@ -586,9 +733,7 @@ class _OpenTelemetry:
         result: Any,
     ) -> None:
         error_type = _error_type(exc, result)
-        self.retries.add(
-            1, {"function": function, "error_class": error_class.value, "error.type": error_type}
-        )
+        self.retries.add((function, error_class.value, error_type))
         span = self._current_span()
         if span.is_recording():
             span.add_event(
@@ -610,35 +755,25 @@ class _OpenTelemetry:
         exc: BaseException | None,
         result: Any,
     ) -> None:
-        self.exhausted.add(
-            1,
-            {
-                "function": function,
-                "error_class": error_class.value,
-                "error.type": _error_type(exc, result),
-            },
-        )
+        self.exhausted.add((function, error_class.value, _error_type(exc, result)))
 
     def budget_refused(self, budget: object) -> None:
-        self.refusals.add(1, {"budget": _budget_name(budget)})
+        self.refusals.add((_budget_name(budget),))
 
     def breaker_changed(
         self, breaker: str, old: CircuitState, new: CircuitState, exc: BaseException | None
     ) -> None:
-        attributes = {"breaker": breaker, "from_state": old.value, "to_state": new.value}
-        if exc is not None:
-            attributes["error.type"] = type_name(type(exc))
-        self.transitions.add(1, attributes)
+        error_type = None if exc is None else type_name(type(exc))
+        self.transitions.add((breaker, old.value, new.value, error_type))
 
     def breaker_rejected(self, breaker: str, error: BaseException) -> None:
         span = self._current_span()
         if span.is_recording():
-            state = getattr(error, "state", "open")
             span.add_event(
                 "resilient.breaker.rejected",
                 {
                     "breaker": breaker,
-                    "state": str(state),
+                    "state": str(getattr(error, "state", "open")),
                     "remaining": float(getattr(error, "remaining", 0.0)),
                     "error.type": type_name(type(error)),
                 },
@@ -647,14 +782,24 @@ class _OpenTelemetry:
     def task_finished(
         self, task: str, outcome: str, elapsed: float, attempts: int, exc: BaseException | None
     ) -> None:
-        attributes = {"task": task, "outcome": outcome}
-        if exc is not None:
-            attributes["error.type"] = type_name(type(exc))
-        self.tasks.add(1, attributes)
+        self.tasks.add((task, outcome, None if exc is None else type_name(type(exc))))
         if attempts:
             self.durations.record(elapsed, {"task": task, "outcome": outcome})
 
     # -- the observable instruments, read at collection
+
+    def _observe_tally(
+        self, tally: _Tally, names: tuple[str, ...], options: CallbackOptions
+    ) -> Iterable[Observation]:
+        if not self.active:
+            return []
+        return [
+            self._observation(
+                count,
+                {name: part for name, part in zip(names, key, strict=True) if part is not None},
+            )
+            for key, count in tally.items()
+        ]
 
     def _observe_calls(self, options: CallbackOptions) -> Iterable[Observation]:
         if not self.active:
