@@ -395,6 +395,20 @@ def test_a_breaker_that_is_gone_is_no_longer_reported(registry: CollectorRegistr
     assert not any(("breaker", "short-lived") in labels for _, labels in scrape(registry))
 
 
+def test_an_unhashable_breaker_subclass_is_built_and_reported(registry: CollectorRegistry) -> None:
+    """The registry of breakers does not hash them: ``__eq__`` without ``__hash__`` is fine."""
+
+    class Comparable(CircuitBreaker):
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, CircuitBreaker) and other.name == self.name
+
+    telemetry.enable_prometheus(registry)
+    breaker = Comparable(name="unhashable")
+    samples = scrape(registry)
+    assert value(samples, "resilient_breaker_state", breaker="unhashable", state="closed") == 1
+    assert breaker == breaker
+
+
 def test_breakers_sharing_a_name_are_one_series_summed_with_the_worst_state(
     registry: CollectorRegistry,
 ) -> None:
@@ -730,6 +744,60 @@ def test_enable_opentelemetry_refuses_what_is_not_a_provider(otel: Otel) -> None
     with pytest.raises(TypeError, match="tracer_provider must be"):
         telemetry.enable_opentelemetry(otel.meters, tracer_provider=42)  # type: ignore[arg-type]
     assert _events.SINK is None
+
+
+def test_enable_opentelemetry_defaults_to_the_global_providers_even_set_later() -> None:
+    """Enabled before the application sets its providers, it reports through them
+    (a fresh interpreter: the global providers can be set once per process)."""
+    code = textwrap.dedent(
+        """
+        import logging
+        from opentelemetry import metrics, trace
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from resilient import CircuitBreaker, retry, telemetry
+        from resilient.testing import ManualClock
+
+        logging.disable(logging.CRITICAL)
+        telemetry.enable_opentelemetry()
+        reader = InMemoryMetricReader()
+        metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+        spans = InMemorySpanExporter()
+        tracers = TracerProvider()
+        tracers.add_span_processor(SimpleSpanProcessor(spans))
+        trace.set_tracer_provider(tracers)
+        breaker = CircuitBreaker(name="global")
+        failures = [ConnectionError("reset")]
+
+        @retry(clock=ManualClock())
+        def fetch():
+            if failures:
+                raise failures.pop()
+
+        with trace.get_tracer("test").start_as_current_span("request"):
+            fetch()
+        data = reader.get_metrics_data()
+        print(sorted({m.name for r in data.resource_metrics for s in r.scope_metrics for m in s.metrics}))
+        print([e.name for s in spans.get_finished_spans() for e in s.events])
+        """
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert completed.returncode == 0, completed.stderr
+    instruments, events = completed.stdout.strip().splitlines()
+    assert instruments == str(
+        [
+            "resilient.breaker.calls",
+            "resilient.breaker.state",
+            "resilient.breaker.store_mode",
+            "resilient.retry.scheduled",
+        ]
+    )
+    assert events == "['resilient.retry']"
 
 
 def test_enabling_opentelemetry_twice_is_harmless(otel: Otel) -> None:

@@ -15,76 +15,79 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the protocol is for the type checker: building it would cost the import
+    from typing import Protocol
+
     from resilient._breaker_state import CircuitState
     from resilient._classify import ErrorClass
 
-__all__ = ["SINK", "Sink", "live_breakers", "register_breaker"]
+    class Sink(Protocol):
+        """What the event sites call while telemetry is on. Strictly private.
+
+        Each method gets the facts the site's log line and listeners get, as
+        plain values; it must not raise (``resilient.telemetry`` guards it).
+        """
+
+        def retried(
+            self,
+            function: str,
+            attempt: int,
+            error_class: ErrorClass,
+            delay: float,
+            exc: BaseException | None,
+            result: Any,
+        ) -> None:
+            """Attempt *attempt* of *function* failed; the next one starts in *delay* seconds."""
+
+        def gave_up(
+            self,
+            function: str,
+            attempt: int,
+            error_class: ErrorClass,
+            exc: BaseException | None,
+            result: Any,
+        ) -> None:
+            """A retried call of *function* ended in failure after *attempt* attempts."""
+
+        def budget_refused(self, budget: object) -> None:
+            """*budget* refused a retry: the call gave up instead."""
+
+        def breaker_changed(
+            self, breaker: str, old: CircuitState, new: CircuitState, exc: BaseException | None
+        ) -> None:
+            """The circuit *breaker* went from *old* to *new* (*exc*: the failure that did it)."""
+
+        def breaker_rejected(self, breaker: str, error: BaseException) -> None:
+            """The circuit *breaker* rejected a call with *error* (a ``CircuitOpenError``)."""
+
+        def task_finished(
+            self, task: str, outcome: str, elapsed: float, attempts: int, exc: BaseException | None
+        ) -> None:
+            """Task *task* ended: *outcome* is ``"success"``, ``"failure"`` or ``"rejected"``."""
 
 
-class Sink(Protocol):
-    """What the event sites call while telemetry is on. Strictly private.
-
-    Each method gets the facts the site's log line and listeners get, as
-    plain values; it must not raise (``resilient.telemetry`` guards it).
-    """
-
-    def retried(
-        self,
-        function: str,
-        attempt: int,
-        error_class: ErrorClass,
-        delay: float,
-        exc: BaseException | None,
-        result: Any,
-    ) -> None:
-        """Attempt *attempt* of *function* failed; the next one starts in *delay* seconds."""
-
-    def gave_up(
-        self,
-        function: str,
-        attempt: int,
-        error_class: ErrorClass,
-        exc: BaseException | None,
-        result: Any,
-    ) -> None:
-        """A retried call of *function* ended in failure after *attempt* attempts."""
-
-    def budget_refused(self, budget: object) -> None:
-        """*budget* refused a retry: the call gave up instead."""
-
-    def breaker_changed(
-        self, breaker: str, old: CircuitState, new: CircuitState, exc: BaseException | None
-    ) -> None:
-        """The circuit *breaker* went from *old* to *new* (*exc*: the failure that did it)."""
-
-    def breaker_rejected(self, breaker: str, error: BaseException) -> None:
-        """The circuit *breaker* rejected a call with *error* (a ``CircuitOpenError``)."""
-
-    def task_finished(
-        self, task: str, outcome: str, elapsed: float, attempts: int, exc: BaseException | None
-    ) -> None:
-        """Task *task* ended: *outcome* is ``"success"``, ``"failure"`` or ``"rejected"``."""
+__all__ = ["SINK", "live_breakers", "register_breaker"]
 
 
 SINK: Sink | None = None
 """Set by ``resilient.telemetry`` only; ``None`` while telemetry is off."""
 
 # Every breaker alive in this process, registered at construction so that an
-# exporter enabled later still sees the breakers built before it.
-_breakers: weakref.WeakSet[Any] = weakref.WeakSet()
+# exporter enabled later still sees the breakers built before it. Keyed by id,
+# not a WeakSet: a subclass may well be unhashable.
+_breakers: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
 _breakers_lock = threading.Lock()
 
 
 def register_breaker(breaker: object) -> None:
     """Remember *breaker* (weakly) for the exporters that read it when scraped."""
     with _breakers_lock:
-        _breakers.add(breaker)
+        _breakers[id(breaker)] = breaker
 
 
 def live_breakers() -> list[Any]:
     """The breakers alive now, in no particular order."""
-    with _breakers_lock:  # a WeakSet cannot be iterated while another thread adds to it
-        return list(_breakers)
+    with _breakers_lock:  # it cannot be iterated while another thread adds to it
+        return list(_breakers.values())
