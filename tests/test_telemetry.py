@@ -738,6 +738,45 @@ def test_enable_prometheus_refuses_what_is_not_a_registry() -> None:
     assert _events.SINK is None
 
 
+def test_a_registry_that_already_has_the_names_refuses_and_nothing_changes(
+    registry: CollectorRegistry,
+) -> None:
+    """prometheus_client's duplicate check stands; the registry enabled before stays."""
+    from prometheus_client import Counter
+
+    telemetry.enable_prometheus(registry)
+    taken = CollectorRegistry()
+    Counter("resilient_retries", "someone else's", registry=taken)
+    with pytest.raises(ValueError, match="resilient_retries"):
+        telemetry.enable_prometheus(taken)
+    _retry_once("still_counted")
+    assert _retries(registry, "still_counted") == 1
+
+
+def test_disable_after_the_collector_was_unregistered_by_hand(registry: CollectorRegistry) -> None:
+    telemetry.enable_prometheus(registry)
+    assert telemetry._prometheus is not None
+    registry.unregister(telemetry._prometheus)
+    telemetry.disable()
+    assert _events.SINK is None
+
+
+@pytest.mark.parametrize(
+    ("enable", "missing", "extra"),
+    [
+        (telemetry.enable_prometheus, "prometheus_client", "resilient-kit[prometheus]"),
+        (telemetry.enable_opentelemetry, "opentelemetry", "resilient-kit[otel]"),
+    ],
+)
+def test_without_the_extra_enabling_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, enable: Callable[[], None], missing: str, extra: str
+) -> None:
+    monkeypatch.setitem(sys.modules, missing, None)  # `import missing` raises ImportError
+    with pytest.raises(ImportError, match=re.escape(f"pip install '{extra}'")):
+        enable()
+    assert _events.SINK is None
+
+
 def test_enable_opentelemetry_refuses_what_is_not_a_provider(otel: Otel) -> None:
     with pytest.raises(TypeError, match="meter_provider must be"):
         telemetry.enable_opentelemetry(meter_provider=object())  # type: ignore[arg-type]
@@ -897,7 +936,17 @@ def test_an_exporter_that_raises_never_breaks_the_call(
         _retry_once("exploding_2")
     lines = [r for r in caplog.records if r.name == "resilient.telemetry"]
     assert len(lines) == 1
-    assert "RuntimeError: exporter down" in lines[0].getMessage()
+    assert (
+        lines[0]
+        .getMessage()
+        .startswith(
+            "telemetry failed in _OpenTelemetry.retried: RuntimeError: exporter down; "
+            "the calls carry on"
+        )
+    )
+    assert lines[0].__dict__["event"] == "telemetry_failed"
+    assert lines[0].__dict__["error_type"] == "RuntimeError"
+    assert lines[0].__dict__["error"] == "exporter down"
 
 
 # -- what costs nothing ----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ they are read from the live breakers when the metrics are collected.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import functools
 import itertools
 import logging
@@ -29,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from resilient import _events
-from resilient._redact import describe_error, type_name
+from resilient._redact import describe_error, error_fields, type_name
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
@@ -93,7 +94,9 @@ def enable_prometheus(registry: CollectorRegistry | None = None) -> None:
     Raises:
         ImportError: ``prometheus_client`` is not installed
             (``pip install 'resilient-kit[prometheus]'``).
-        TypeError: *registry* has no ``register`` method.
+        TypeError: *registry* is not a registry.
+        ValueError: *registry* already holds metrics of these names
+            (``prometheus_client``'s own check); nothing was changed.
     """
     try:
         import prometheus_client  # noqa: PLC0415 - imported only once asked for
@@ -113,10 +116,11 @@ def enable_prometheus(registry: CollectorRegistry | None = None) -> None:
     with _lock:
         if _prometheus is not None and _prometheus.registry is target:
             return
+        exporter = _Prometheus()
+        exporter.attach(target)  # first: if the registry refuses, nothing has changed
         if _prometheus is not None:
             _prometheus.detach()
-        _prometheus = _Prometheus()
-        _prometheus.attach(target)
+        _prometheus = exporter
         _install()
 
 
@@ -319,17 +323,26 @@ _reported: set[str] = set()
 
 
 def _failed_once(where: object, error: Exception) -> None:
-    """Log a failure of telemetry once per place it happens: it must never flood."""
+    """Log a failure of telemetry once per place it happens: it must never flood.
+
+    *where* is an exporter's hook (its qualified name says which) or a phrase.
+    """
     name = where if isinstance(where, str) else getattr(where, "__qualname__", repr(where))
     if name in _reported:
         return
     _reported.add(name)
+    error_type, message = error_fields(error)
     logger.error(
-        "telemetry %s raised %s; calls carry on, and further failures there are not logged",
+        "telemetry failed in %s: %s; the calls carry on, and further failures there are not logged",
         name,
         describe_error(error),
         exc_info=error,
-        extra={"event": "telemetry_failed", "where": name},
+        extra={
+            "event": "telemetry_failed",
+            "where": name,
+            "error_type": error_type,
+            "error": message,
+        },
     )
 
 
@@ -487,7 +500,8 @@ class _Prometheus:
 
     def detach(self) -> None:
         if self.registry is not None:
-            self.registry.unregister(self)
+            with contextlib.suppress(KeyError):  # someone unregistered it already
+                self.registry.unregister(self)
             self.registry = None
 
     # -- the events
