@@ -345,7 +345,7 @@ def write_page(
         "What `resilient` costs on the happy path, against a hand-written floor and the peer "
         "libraries measured in the same run, and how its retry strategies behave when many "
         "clients fail at once. This page is written by `benchmarks/run_all.py`; do not edit "
-        "it by hand: run it again (see [benchmarks/README.md](../benchmarks/README.md))."
+        "it by hand: run it again (see `benchmarks/README.md` in the repository)."
     )
     add("")
     add(f"- Generated {stamp}{' by a `--quick` run' if quick else ''}, in {seconds:.0f} s.")
@@ -387,7 +387,7 @@ def _storm_section(add: Any, result: Herd, images: dict[str, str]) -> None:
         "jitter)`, and tries again until it succeeds. Calls are the writes the server "
         f"receives; completion is when the last client is done; each figure is the mean of "
         f"{result.trials} trials. The model is written out in the docstring of "
-        "[`benchmarks/herd.py`](../benchmarks/herd.py)."
+        "`benchmarks/herd.py`."
     )
     add("")
     if "herd" in images:
@@ -496,7 +496,7 @@ def _outage_section(add: Any, result: Herd, images: dict[str, str]) -> None:
         "breaker for all clients (callers in one service); *per client*: one each (separate "
         "processes). Amplification is calls that reached the server over calls needed. "
         f"Mean of {result.trials} runs; details in "
-        "[`benchmarks/herd.py`](../benchmarks/herd.py)."
+        "`benchmarks/herd.py`."
     )
     add("")
     if "outage" in images:

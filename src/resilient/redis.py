@@ -230,9 +230,15 @@ class RedisStore:
         Args:
             url: ``redis://[:password@]host:port/db``, ``rediss://...`` or
                 ``unix://...``, as ``redis.Redis.from_url`` reads it.
-            socket_timeout, connect_timeout: seconds, > 0.
-            namespace, on_store_error, max_staleness, retry_interval,
-                trial_timeout, idle_ttl: as for ``RedisStore``.
+            socket_timeout: seconds to wait for an answer, > 0.
+            connect_timeout: seconds to wait for a connection, > 0 (default:
+                *socket_timeout*).
+            namespace: as for ``RedisStore``.
+            on_store_error: as for ``RedisStore``.
+            max_staleness: as for ``RedisStore``.
+            retry_interval: as for ``RedisStore``.
+            trial_timeout: as for ``RedisStore``.
+            idle_ttl: as for ``RedisStore``.
 
         Returns:
             A ``RedisStore``; nothing is sent to Redis until a breaker uses it.
@@ -694,7 +700,9 @@ class RedisRetryBudget:
         name: names the budget; budgets with the same name share tokens.
         max_tokens: the size of the bucket (> 0).
         token_ratio: tokens refunded per success, in (0, max_tokens].
-        namespace, retry_interval, idle_ttl: as for ``RedisStore``.
+        namespace: as for ``RedisStore``.
+        retry_interval: as for ``RedisStore``.
+        idle_ttl: as for ``RedisStore``.
     """
 
     __slots__ = (
@@ -777,9 +785,14 @@ class RedisRetryBudget:
 
         Args:
             url: as for ``RedisStore.from_url``.
-            name, max_tokens, token_ratio, namespace, retry_interval, idle_ttl:
-                as for ``RedisRetryBudget``.
-            socket_timeout, connect_timeout: as for ``RedisStore.from_url``.
+            name: as for ``RedisRetryBudget``.
+            max_tokens: as for ``RedisRetryBudget``.
+            token_ratio: as for ``RedisRetryBudget``.
+            namespace: as for ``RedisRetryBudget``.
+            retry_interval: as for ``RedisRetryBudget``.
+            idle_ttl: as for ``RedisRetryBudget``.
+            socket_timeout: as for ``RedisStore.from_url``.
+            connect_timeout: as for ``RedisStore.from_url``.
 
         Returns:
             A ``RedisRetryBudget``; nothing is sent until it is used.
