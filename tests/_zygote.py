@@ -1,0 +1,171 @@
+"""Run many small Python scripts fast, each as if in a fresh interpreter.
+
+``tests/test_docs.py`` runs every code block of the docs as a script. Starting
+an interpreter and importing the same modules a hundred times is most of that
+suite's time, so a *zygote* process imports them once and forks one child per
+script: the child starts with those modules loaded and nothing else changed
+(no logging configured, no thread started, no event loop), runs the script as
+``__main__`` in its own directory with its own environment and standard
+streams, and exits; whatever the script does dies with the child.
+
+Modules that a page asserts are *not* loaded (``requests`` before the first
+use of the HTTP names) are never preloaded. On a platform without ``fork``
+every script runs in a fresh interpreter instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+# Loaded once in the zygote. Never `requests`, `redis`, `httpx`, `aiohttp`,
+# `prometheus_client` or `opentelemetry`: pages show that resilient loads
+# them only when a feature that needs them is used.
+PRELOAD = (
+    "asyncio",
+    "concurrent.futures",
+    "contextlib",
+    "dataclasses",
+    "email.utils",
+    "http.client",
+    "http.server",
+    "json",
+    "logging",
+    "pathlib",
+    "random",
+    "socket",
+    "sqlite3",
+    "tempfile",
+    "threading",
+    "urllib.error",
+    "urllib.request",
+    "resilient",
+    "resilient._classify",
+    "resilient._retry",
+    "resilient.backoff",
+    "resilient.breaker",
+    "resilient.budget",
+    "resilient.cleanup",
+    "resilient.logs",
+    "resilient.task",
+)
+
+_SERVER = r"""
+import importlib, io, json, os, runpy, signal, sys, traceback
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+channel_in, channel_out = sys.stdin.buffer, sys.stdout.buffer
+channel_out.write(b"ready\n"); channel_out.flush()
+for line in channel_in:
+    job = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            signal.alarm(60)  # a script that hangs dies, as subprocess.run(timeout=60) would
+            os.chdir(job["cwd"])
+            os.environ.clear(); os.environ.update(job["env"])
+            null = os.open(os.devnull, os.O_RDONLY); os.dup2(null, 0); os.close(null)
+            out = os.open(job["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            err = out if job["merge"] else os.open(job["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.dup2(out, 1); os.dup2(err, 2)
+            # Unbuffered, as PYTHONUNBUFFERED=1: stdout and stderr in the order written.
+            sys.stdin = open(0, "r", closefd=False)
+            sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8", line_buffering=True, write_through=True)
+            sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="backslashreplace", line_buffering=True, write_through=True)
+            sys.argv = [job["script"]]
+            sys.path[0] = os.path.dirname(job["script"])
+            code = 0
+            try:
+                runpy.run_path(job["script"], run_name="__main__")
+            except SystemExit as exit:
+                code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
+                if not isinstance(exit.code, (int, type(None))):
+                    print(exit.code, file=sys.stderr)
+            except BaseException:
+                traceback.print_exc()
+                code = 1
+            import atexit
+            atexit._run_exitfuncs()
+            sys.stdout.flush(); sys.stderr.flush()
+        except BaseException:
+            traceback.print_exc()
+            code = 70
+        os._exit(code)
+    status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    channel_out.write(json.dumps({"code": status}).encode() + b"\n"); channel_out.flush()
+"""
+
+
+class Completed(NamedTuple):
+    """What a script did: its exit code and what it wrote."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class Zygote:
+    """One preloaded interpreter that forks a child per script."""
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[bytes] | None = None
+        if hasattr(os, "fork"):
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", _SERVER, *PRELOAD],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+            assert self._process.stdout is not None
+            if self._process.stdout.readline() != b"ready\n":
+                raise RuntimeError("the zygote did not start")
+
+    def run(self, script: Path, *, env: dict[str, str], merge_stderr: bool) -> Completed:
+        """Run *script* as ``__main__`` in its directory; stderr into stdout if *merge_stderr*."""
+        process = self._process
+        if process is None or process.poll() is not None:
+            return self._run_fresh(script, env=env, merge_stderr=merge_stderr)
+        out, err = script.with_suffix(".stdout"), script.with_suffix(".stderr")
+        job = {
+            "script": str(script),
+            "cwd": str(script.parent),
+            "env": env,
+            "stdout": str(out),
+            "stderr": str(err),
+            "merge": merge_stderr,
+        }
+        assert process.stdin is not None
+        assert process.stdout is not None
+        process.stdin.write(json.dumps(job).encode() + b"\n")
+        process.stdin.flush()
+        answer = json.loads(process.stdout.readline())
+        stderr = "" if merge_stderr else err.read_text(encoding="utf-8", errors="replace")
+        return Completed(answer["code"], out.read_text(encoding="utf-8", errors="replace"), stderr)
+
+    @staticmethod
+    def _run_fresh(script: Path, *, env: dict[str, str], merge_stderr: bool) -> Completed:
+        completed = subprocess.run(
+            [sys.executable, str(script)],
+            cwd=script.parent,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+            env=env,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        return Completed(completed.returncode, completed.stdout, completed.stderr or "")
+
+    def close(self) -> None:
+        """Stop the zygote."""
+        process, self._process = self._process, None
+        if process is not None:
+            assert process.stdin is not None
+            assert process.stdout is not None
+            process.stdin.close()
+            process.wait(timeout=10)
+            process.stdout.close()
