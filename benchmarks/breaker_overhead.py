@@ -12,15 +12,20 @@ per call and ratios; asserts nothing. What is measured:
 - the same closed path with a ``FailureRateWindow``, count-based windows of
   10 to 10,000 calls and time-based ones of 60 and 600 seconds: the cost must
   not grow with the window;
+- windows that hold failures (one call in 50 fails, caught by the caller),
+  against the floor making the same calls: a count-based window of
+  successes only needs no lock per success, one that holds failures does;
 - a rejected call when open, against calling a function that raises a fresh
   ``RuntimeError`` and catching it (the least any rejection can cost);
 - 4 threads making the same calls through one shared breaker, against one
-  thread making them all: the cost per call, wall time over calls.
+  thread making them all: the cost per call, wall time over calls (and, for
+  reference, a time-based window, which takes its circuit's lock per success).
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import os
 import sys
@@ -49,6 +54,7 @@ from resilient.breaker import CircuitBreaker, CircuitOpenError, FailureRateWindo
 
 CLOSED = "breaker, closed, success"
 WINDOW = "breaker with a FailureRateWindow, closed, success"
+FAILING = "breaker with a FailureRateWindow holding failures: 1 call in 50 fails"
 REJECT = "breaker, open: a rejected call"
 THREADS = "breaker, 4 threads vs 1 thread, ns per call (wall time / calls)"
 FLOOR_NAME = "floor: hand-written try/except"
@@ -151,6 +157,48 @@ def _redress_wrapper() -> Callable[[], object] | None:
     return guarded
 
 
+class Flaky(Exception):
+    """The failure of one call in 50 in the FAILING group."""
+
+
+def _failing_every(period: int) -> Callable[[], int]:
+    calls = itertools.count(1)
+
+    def flaky() -> int:
+        if next(calls) % period == 0:
+            raise Flaky
+        return 1
+
+    return flaky
+
+
+def _caught(func: Callable[[], object]) -> Callable[[], None]:
+    # try/except, not contextlib.suppress: its cost would swamp what is measured.
+    def call() -> None:
+        try:  # noqa: SIM105
+            func()
+        except Flaky:
+            pass
+
+    return call
+
+
+def _failing(quick: bool) -> list[Row]:
+    """Windows holding failures, against the floor making the same calls."""
+    candidates: dict[str, Callable[[], object]] = {
+        FLOOR_NAME: _caught(floor_decorator(_failing_every(50)))
+    }
+    windows = {
+        _window_name(calls=100): FailureRateWindow(calls=100),
+        _window_name(seconds=60.0): FailureRateWindow(seconds=60.0),
+    }
+    for name, window in windows.items():
+        candidates[name] = _caught(CircuitBreaker(window=window)(_failing_every(50)))
+    kinds = dict.fromkeys(candidates, REFERENCE)
+    kinds[FLOOR_NAME] = FLOOR
+    return rows_of(FAILING, measure(candidates, quick=quick), kinds)
+
+
 def raise_open(*args: object, **kwargs: object) -> int:
     raise RuntimeError("circuit 'bench' is open")
 
@@ -243,9 +291,11 @@ def threaded_seconds(func: Callable[[], object], threads: int, per_thread: int) 
 
 def _threads(quick: bool) -> list[Row]:
     total = 40_000 if quick else 100_000
+    timed = f"{OURS_NAME}, window of 60 s"
     contenders: dict[str, Callable[[], object]] = {
         "floor": floor_decorator(protected),
         OURS_NAME: CircuitBreaker(name="bench-threads")(protected),
+        timed: CircuitBreaker(window=FailureRateWindow(seconds=60.0))(protected),
     }
     pybreaker = try_import("pybreaker")
     if pybreaker is not None:
@@ -263,7 +313,7 @@ def _threads(quick: bool) -> list[Row]:
     rows: list[Row] = []
     for name in contenders:
         one = f"{name}, 1 thread"
-        kind = OURS if name == OURS_NAME else REFERENCE if name == "floor" else PEER
+        kind = OURS if name == OURS_NAME else REFERENCE if name in ("floor", timed) else PEER
         rows.append(Row(THREADS, one, best[(name, 1)] / total * 1e9, REFERENCE))
         rows.append(
             Row(
@@ -319,6 +369,7 @@ def _run(quick: bool) -> Report:
     kinds[FLOOR_NAME] = FLOOR
     kinds["resilient @breaker, consecutive failures"] = REFERENCE
     report.rows += rows_of(WINDOW, measure(windowed, quick=quick), kinds)
+    report.rows += _failing(quick)
 
     rejected = measure(_rejections(), quick=quick)
     kinds = {REJECT_FLOOR: FLOOR, OURS_NAME + ", open": OURS}

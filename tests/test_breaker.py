@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import itertools
 import logging
 import math
@@ -20,7 +21,7 @@ from freezegun import freeze_time
 from hypothesis import given
 from hypothesis import strategies as st
 
-from resilient._breaker_state import _CountWindow, _TimeWindow
+from resilient._breaker_state import BreakerPolicy, _CountWindow, _TimeWindow
 from resilient.backoff import Backoff, FullJitter
 from resilient.breaker import (
     BreakerListener,
@@ -511,6 +512,233 @@ def test_the_failure_rate_reaches_the_threshold_exactly_when_it_should(
                 breaker.call(fail)
     assert breaker.is_open is (failures / calls >= threshold)
     assert 0.0 <= breaker.metrics.failure_rate <= 1.0
+
+
+# -- the closed path of a window on the in-memory store ------------------------------
+
+SUCCESS_STEPS = st.sampled_from(["success", "success", "failure", "slow", "slow failure"])
+
+
+def window_policy(window: FailureRateWindow, slow_rate: float = 1.0) -> BreakerPolicy:
+    return BreakerPolicy(5, 60.0, 1, 1, window, slow_rate, slow_calls=True)
+
+
+def totals(window: _CountWindow | _TimeWindow) -> tuple[int, int, int]:
+    return window.calls, window.failures, window.slow
+
+
+@given(
+    size=st.integers(1, 6),
+    minimum=st.integers(1, 6),
+    threshold=st.sampled_from([0.25, 0.5, 1.0]),
+    slow_rate=st.sampled_from([0.5, 1.0]),
+    steps=st.lists(SUCCESS_STEPS, max_size=40),
+)
+def test_a_count_window_enters_a_success_as_record_does_unless_it_opens(
+    size: int, minimum: int, threshold: float, slow_rate: float, steps: list[str]
+) -> None:
+    """add_success, or nothing while quiet, leaves record()'s totals; it refuses the openers."""
+    config = FailureRateWindow(threshold, calls=size, minimum_calls=minimum)
+    policy = window_policy(config, slow_rate)
+    window, reference = _CountWindow(size, config), _CountWindow(size, config)
+    for step in steps:
+        expected = copy.deepcopy(reference)
+        expected.record("failure" in step, "slow" in step, 0.0)
+        if step == "success":
+            opens = policy.rate_exceeded(*totals(expected))
+            # What the breaker does: a quiet window is left alone, without a lock.
+            entered = window.quiet or window.add_success(policy, 0.0)
+            assert entered is not opens
+            if not entered:
+                assert totals(window) == totals(reference)  # refused: nothing counted
+                window.record(False, False, 0.0)  # the store records it (and opens)
+        else:
+            window.record("failure" in step, "slow" in step, 0.0)
+        reference = expected
+        assert totals(window) == totals(reference)
+        assert window.quiet is (window.calls == size and not window.failures and not window.slow)
+
+
+@given(
+    seconds=st.sampled_from([1.0, 3.0, 10.0]),
+    buckets=st.integers(1, 5),
+    minimum=st.integers(1, 4),
+    threshold=st.sampled_from([0.25, 0.5, 1.0]),
+    steps=st.lists(st.tuples(st.sampled_from([0.0, 0.3, 1.0, 2.5, 12.0]), SUCCESS_STEPS)),
+)
+def test_a_time_window_enters_a_success_as_record_does_unless_it_opens(
+    seconds: float, buckets: int, minimum: int, threshold: float, steps: list[tuple[float, str]]
+) -> None:
+    """add_success leaves the totals of record() in every bucket; it refuses the openers."""
+    config = FailureRateWindow(threshold, seconds=seconds, buckets=buckets, minimum_calls=minimum)
+    policy = window_policy(config)
+    window, reference = _TimeWindow(seconds, buckets, config), _TimeWindow(seconds, buckets, config)
+    now = 0.0
+    for step, kind in steps:
+        now += step
+        expected = copy.deepcopy(reference)
+        expected.record("failure" in kind, "slow" in kind, now)
+        if kind == "success":
+            assert not window.quiet
+            entered = window.add_success(policy, now)
+            assert entered is not policy.rate_exceeded(*totals(expected))
+            if not entered:
+                calls, failures, slow = totals(expected)
+                assert totals(window) == (calls - 1, failures, slow)
+                window.record(False, False, now)
+        else:
+            window.record("failure" in kind, "slow" in kind, now)
+        reference = expected
+        assert totals(window) == totals(reference)
+    later = now + seconds / 2
+    window.advance(later)
+    reference.advance(later)
+    assert totals(window) == totals(reference)
+
+
+def test_a_circuit_leaves_a_success_for_another_window_to_its_store() -> None:
+    """The window of another breaker bound to the circuit is not counted into."""
+    store = MemoryStore()
+    mine = window_policy(FailureRateWindow(calls=4, minimum_calls=4))
+    theirs = window_policy(FailureRateWindow(seconds=10, minimum_calls=4))
+    circuit = store.bind("shared", mine)
+    assert circuit.enter_success(mine, 0.0) is True
+    store.bind("shared", theirs)
+    assert circuit.enter_success(mine, 0.0) is False
+    assert store.snapshot("shared", theirs, 0.0).window_calls == 0
+
+
+def test_a_circuit_counts_into_an_equal_window_of_another_breaker() -> None:
+    """An equal window (another FailureRateWindow object) is the same window."""
+    store = MemoryStore()
+    circuit = store.bind("shared", window_policy(FailureRateWindow(calls=4, minimum_calls=4)))
+    equal = window_policy(FailureRateWindow(calls=4, minimum_calls=4))
+    assert circuit.enter_success(equal, 0.0) is True
+    assert store.snapshot("shared", equal, 0.0).window_calls == 1
+
+
+@pytest.mark.parametrize(
+    "window",
+    [
+        FailureRateWindow(1.0, calls=2, minimum_calls=2),
+        FailureRateWindow(1.0, seconds=10, minimum_calls=2),
+    ],
+    ids=["count", "time"],
+)
+def test_a_late_success_leaves_the_window_of_an_open_circuit_as_it_was(
+    clock: ManualClock, window: FailureRateWindow
+) -> None:
+    """A success admitted closed that ends once the circuit opened is not counted."""
+    breaker = CircuitBreaker(clock=clock, window=window)
+    entered, release = threading.Event(), threading.Event()
+
+    def hang() -> str:
+        entered.set()
+        release.wait(5)
+        return "late"
+
+    late = threading.Thread(target=breaker(hang))
+    late.start()
+    assert entered.wait(5)
+    fail_times(breaker, 2)
+    release.set()
+    late.join(5)
+    assert breaker.state is OPEN
+    assert (breaker.failures, breaker.metrics.failure_rate) == (2, 1.0)
+
+
+@pytest.mark.parametrize(
+    "window",
+    [FailureRateWindow(calls=10, minimum_calls=5), FailureRateWindow(seconds=10, minimum_calls=5)],
+    ids=["count", "time"],
+)
+def test_closed_successes_in_a_window_skip_the_store_protocol(
+    clock: ManualClock, window: FailureRateWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """call, the decorator and call_async count a closed success without record_success."""
+    recorded: list[tuple[Any, ...]] = []
+    record_success = MemoryStore.record_success
+
+    def spy(self: MemoryStore, *args: Any) -> Any:
+        recorded.append(args)
+        return record_success(self, *args)
+
+    monkeypatch.setattr(MemoryStore, "record_success", spy)
+    breaker = CircuitBreaker(clock=clock, window=window)
+    guarded = breaker(ok)
+
+    async def fetch() -> str:
+        return "ok"
+
+    async def calls() -> None:
+        for _ in range(10):
+            await breaker.call_async(fetch)
+
+    for _ in range(10):
+        breaker.call(ok)
+        guarded()
+    asyncio.run(calls())
+    assert recorded == []
+    metrics = breaker.metrics
+    assert (metrics.successes, metrics.failure_rate) == (30, 0.0)
+    fail_times(breaker, 1)
+    assert breaker.failures == 1
+
+
+@pytest.mark.parametrize(
+    "window",
+    [
+        FailureRateWindow(0.5, calls=3, minimum_calls=3),
+        FailureRateWindow(0.5, seconds=10, minimum_calls=3),
+    ],
+    ids=["count", "time"],
+)
+def test_a_success_that_opens_a_window_is_heard_and_logged(
+    clock: ManualClock, window: FailureRateWindow, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The closed path leaves an opening success to the store: listeners and logs hear it."""
+    heard: list[tuple[CircuitState, CircuitState]] = []
+
+    class Changes:
+        def on_state_change(self, breaker: CircuitBreaker, old: Any, new: Any) -> None:
+            heard.append((old, new))
+
+    breaker = CircuitBreaker(clock=clock, window=window, name="rates", listeners=[Changes()])
+    fail_times(breaker, 2)
+    assert breaker(ok)() == "ok"
+    assert heard == [(CLOSED, OPEN)]
+    assert breaker.metrics.remaining == 60.0
+    opened = [r for r in caplog.records if getattr(r, "event", "") == "circuit_open"]
+    assert [r.getMessage().split(";")[0] for r in opened] == [
+        "circuit 'rates' opened: 2 of "
+        + ("the last 3 calls" if window.calls else "3 calls in the last 10 s")
+        + " failed (67%, threshold 50%)"
+    ]
+    assert opened[0].trigger == "failure_rate"  # type: ignore[attr-defined]
+
+
+def test_a_count_window_of_successes_only_takes_no_lock(clock: ManualClock) -> None:
+    """Once its ring holds only successes, a success reads one flag: the circuit's lock is free."""
+    breaker = CircuitBreaker(clock=clock, window=FailureRateWindow(calls=10, minimum_calls=5))
+    guarded = breaker(ok)
+    for _ in range(10):
+        guarded()
+    circuit = breaker._circuit
+    assert circuit is not None
+    done = threading.Event()
+
+    def succeed() -> None:
+        guarded()
+        breaker.call(ok)
+        done.set()
+
+    with circuit.lock:  # a success that needed the lock would wait here
+        worker = threading.Thread(target=succeed)
+        worker.start()
+        finished = done.wait(5)
+    worker.join(5)
+    assert finished
+    assert breaker.metrics.successes == 12
 
 
 # -- the call forms ----------------------------------------------------------------
@@ -1167,6 +1395,39 @@ def test_eight_threads_making_10000_calls_each_lose_no_count(
     )
 
 
+@pytest.mark.parametrize(
+    "window",
+    [FailureRateWindow(1.0, calls=100_000), FailureRateWindow(1.0, seconds=60)],
+    ids=["count", "time"],
+)
+def test_eight_threads_lose_no_count_in_a_window(
+    clock: ManualClock, window: FailureRateWindow
+) -> None:
+    """The window's totals add up exactly after 8 threads made 40,000 calls, 1 in 10 failing."""
+    breaker = CircuitBreaker(clock=clock, window=window)
+    guarded = breaker(ok)
+    barrier = threading.Barrier(8)
+
+    def work() -> None:
+        barrier.wait(5)
+        for i in range(5_000):
+            if i % 10 == 0:
+                with contextlib.suppress(Boom):
+                    breaker.call(fail)
+            elif i % 2:
+                guarded()
+            else:
+                breaker.call(ok)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert breaker.failures == 4_000
+    assert breaker.metrics.failure_rate == 0.1
+
+
 SLOW_CONFIGS: dict[str, dict[str, Any]] = {
     "consecutive": {},
     "slow-call window": {"window": FailureRateWindow(calls=10), "slow_call_duration": 5.0},
@@ -1590,6 +1851,46 @@ def test_listeners_hear_state_changes_in_order_under_threads() -> None:
     for t in threads:
         t.join()
     assert len(heard) > 50
+    assert heard[0][0] is CLOSED
+    for (_, before), (after, _) in itertools.pairwise(heard):
+        assert before is after
+    assert heard[-1][1] is breaker.state
+
+
+def test_listeners_hear_window_openings_by_successes_in_order_under_threads() -> None:
+    """8 threads failing, succeeding and resetting a window breaker: no change heard out of order."""
+    heard: list[tuple[CircuitState, CircuitState]] = []
+
+    class Changes:
+        def on_state_change(self, breaker: CircuitBreaker, old: Any, new: Any) -> None:
+            heard.append((old, new))
+            if len(heard) % 7 == 0:
+                threading.Event().wait(0.0005)  # a slow listener widens every race
+
+    window = FailureRateWindow(0.5, calls=4, minimum_calls=4)
+    breaker = CircuitBreaker(recovery_timeout=60, window=window, listeners=[Changes()])
+    guarded = breaker(ok)
+    barrier = threading.Barrier(8)
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        barrier.wait()
+        for _ in range(300):
+            roll = rng.random()
+            with contextlib.suppress(Boom, CircuitOpenError):
+                if roll < 0.45:
+                    guarded()
+                elif roll < 0.9:
+                    breaker.call(fail)
+                else:
+                    breaker.reset()
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(heard) > 20
     assert heard[0][0] is CLOSED
     for (_, before), (after, _) in itertools.pairwise(heard):
         assert before is after

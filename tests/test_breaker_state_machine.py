@@ -4,11 +4,14 @@ A hypothesis ``RuleBasedStateMachine`` makes calls that succeed, fail, raise
 an excluded error or take a while; moves a ``ManualClock``; resets and trips.
 After every step the breaker's state, count, metrics and remaining time must
 be the model's. One machine per trip rule: consecutive failures, and a
-failure-rate window (count- or time-based, with slow calls).
+failure-rate window (count- or time-based, with slow calls); the window rule
+runs again through the decorator with a state listener, which must hear every
+change in order.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -335,3 +338,49 @@ TestConsecutiveRule = ConsecutiveRule.TestCase
 TestConsecutiveRule.settings = SETTINGS
 TestWindowRule = WindowRule.TestCase
 TestWindowRule.settings = SETTINGS
+
+
+class _Decorating:
+    """A breaker whose ``call(func)`` goes through ``@breaker`` instead."""
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        self._breaker = breaker
+
+    def call(self, func: Any) -> Any:
+        return self._breaker(func)()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._breaker, name)
+
+
+class WindowRuleDecoratedAndHeard(WindowRule):
+    """The window rule again, each call through the decorator, with a state listener.
+
+    The listener must hear every change the model makes, in order, whether a
+    failure, a success on the closed path, an admission, a reset or a trip
+    made it.
+    """
+
+    heard: list[tuple[CircuitState, CircuitState]]
+
+    def start(self, model: Model, **config: Any) -> None:
+        self.heard = []
+        heard = self.heard
+
+        class Changes:
+            def on_state_change(self, breaker: CircuitBreaker, old: Any, new: Any) -> None:
+                heard.append((old, new))
+
+        super().start(model, listeners=[Changes()], **config)
+        self.breaker = _Decorating(self.breaker)  # type: ignore[assignment]
+
+    @invariant()
+    def heard_every_change_in_order(self) -> None:
+        stored = self.heard[-1][1] if self.heard else CLOSED
+        assert stored is self.model.state
+        for (_, before), (after, _) in itertools.pairwise(self.heard):
+            assert before is after
+
+
+TestWindowRuleDecoratedAndHeard = WindowRuleDecoratedAndHeard.TestCase
+TestWindowRuleDecoratedAndHeard.settings = SETTINGS

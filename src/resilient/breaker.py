@@ -10,8 +10,10 @@ it again.
 Where the state lives is a ``BreakerStore``: ``MemoryStore`` (the default)
 keeps it in this process; every store operation is one atomic transition, so
 a shared store (Redis) can run each as one script. The breaker itself holds
-no lock while the protected function runs: on the closed happy path it holds
-none at all.
+no lock while the protected function runs. On the closed happy path of the
+in-memory store it takes none at all with the consecutive rule, or with a
+count-based window that holds only successes; with any other window, one
+short critical section per success counts it.
 """
 
 from __future__ import annotations
@@ -259,6 +261,8 @@ class CircuitBreaker:
         "_store",
         "_succeeded",
         "_tickets",
+        "_timed",
+        "_windowed",
         "name",
     )
 
@@ -360,11 +364,17 @@ class CircuitBreaker:
         self._pending: collections.deque[tuple[Transition, str]] = collections.deque()
         self._failed_hooks: set[int] = set()
         # With the in-memory store the breaker reads the circuit's state
-        # without a lock to admit closed calls; with the consecutive rule and
-        # nothing to do per success, the whole closed path is lock-free.
+        # without a lock to admit closed calls. With nothing to do per success
+        # (no on_success listener, no call to time), the closed path skips the
+        # store's protocol: lock-free with the consecutive rule and with a
+        # count-based window of successes only, else one short critical section
+        # (_Circuit.enter_success). A success that opens the circuit still goes
+        # through the store, so every change is queued under _order as above.
         self._circuit = store.bind(self.name, self._policy) if type(store) is MemoryStore else None
-        simple = window is None and not self._on_success
+        simple = not self._on_success and self._slow_limit is None
         self._fast = self._circuit if simple else None
+        self._windowed = window is not None
+        self._timed = window is not None and window.time_based
         _events.register_breaker(self)
 
     # -- the call forms -------------------------------------------------------
@@ -393,8 +403,8 @@ class CircuitBreaker:
             if type(result) in LAZY_RESULTS:
                 refuse_lazy_result(result, func, "breaker.call()")
             next(self._succeeded)
-            if circuit.failures:
-                self._clear_failures()
+            if circuit.failures or self._windowed:
+                self._closed_success()
             return result
         circuit = self._circuit
         if circuit is not None and circuit.state is _OPEN:
@@ -423,8 +433,8 @@ class CircuitBreaker:
                 self._closed_failure(exc)
                 raise
             next(self._succeeded)
-            if circuit.failures:
-                self._clear_failures()
+            if circuit.failures or self._windowed:
+                self._closed_success()
             return result
         trial = self._admit()
         try:
@@ -453,6 +463,7 @@ class CircuitBreaker:
         breaker = self
         circuit = self._fast
         succeeded = self._succeeded
+        windowed = self._windowed
         checked = False  # whether a call returned something that is not a coroutine
 
         @functools.wraps(func)
@@ -472,10 +483,11 @@ class CircuitBreaker:
                         refuse_lazy_result(result, func, "@breaker")
                     checked = True
                 next(succeeded)
-                if circuit.failures:
-                    breaker._clear_failures()
+                if circuit.failures or windowed:
+                    breaker._closed_success()
                 return result
-            # The common rejection of `call`, inlined too.
+            # The common rejection of `call`, inlined too (read off the breaker:
+            # each name the closure holds costs the closed path a copy per call).
             circuit_ = breaker._circuit
             if circuit_ is not None and circuit_.state is _OPEN:
                 clock = DEFAULTS.clock if breaker._clock is None else breaker._clock
@@ -483,7 +495,10 @@ class CircuitBreaker:
                     time.monotonic() if clock is SYSTEM_CLOCK else clock.monotonic()
                 )
                 if remaining > 0.0:
-                    raise breaker._rejected_error(remaining, _OPEN)
+                    if breaker._on_rejected:
+                        raise breaker._rejected_error(remaining, _OPEN)
+                    next(breaker._rejected)  # _rejected_error without listeners, inlined
+                    raise CircuitOpenError(breaker.name, remaining, _OPEN)
             return breaker._call(func, args, kwargs, "@breaker")
 
         guarded.__resilient_breaker__ = self  # type: ignore[attr-defined]
@@ -688,12 +703,38 @@ class CircuitBreaker:
         return error_class in self._counted
 
     def _closed_failure(self, exc: Exception) -> None:
-        """A call admitted on the lock-free closed path raised *exc*."""
+        """A call admitted on the closed fast path raised *exc*."""
         self._record_error(exc, None, 0.0)
 
-    def _clear_failures(self) -> None:
-        """A success on the lock-free closed path, after counted failures."""
-        self._store.record_success(self.name, self._policy, None, 0.0, False)
+    def _closed_success(self) -> None:
+        """A success on the closed fast path that has something to record.
+
+        With the consecutive rule: failures to forget. With a window: the
+        success to enter, in one short critical section of the circuit
+        (``_Circuit.enter_success``), or through the store when it opens the
+        circuit.
+        """
+        circuit = self._fast
+        assert circuit is not None
+        policy = self._policy
+        if not self._windowed:
+            self._store.record_success(self.name, policy, None, 0.0, False)
+            return
+        window = circuit.window
+        if window is not None and window.quiet and window.config is policy.window:
+            return  # a window of successes only: one more changes nothing
+        now = 0.0
+        if self._timed:  # _now(), inlined: a time-based window reads the clock per success
+            clock = DEFAULTS.clock if self._clock is None else self._clock
+            now = time.monotonic() if clock is SYSTEM_CLOCK else clock.monotonic()
+        if not circuit.enter_success(policy, now):
+            self._success_through_store()
+
+    def _success_through_store(self) -> None:
+        """A closed success that the circuit left to the store: it opens the circuit."""
+        transition = self._store_success(None, self._now(), False)
+        if transition is not None:
+            self._changed(transition, _success_trigger(transition, False))
 
     def _record_success(self, trial: int | None, start: float) -> None:
         slow = False
@@ -704,17 +745,26 @@ class CircuitBreaker:
             if slow:
                 next(self._slow)
         next(self._succeeded)
-        if self._on_state_change:
-            with self._order:
-                transition = self._store.record_success(self.name, self._policy, trial, now, slow)
-                if transition is not None:
-                    self._pending.append((transition, _success_trigger(transition, slow)))
-        else:
-            transition = self._store.record_success(self.name, self._policy, trial, now, slow)
+        transition = self._store_success(trial, now, slow)
         if self._on_success:
             self._emit(self._on_success)
         if transition is not None:
             self._changed(transition, _success_trigger(transition, slow))
+
+    def _store_success(self, trial: int | None, now: float, slow: bool) -> Transition | None:
+        """Record a success in the store; queue the change it makes for the listeners."""
+        if not self._on_state_change:
+            return self._store.record_success(self.name, self._policy, trial, now, slow)
+        with self._order:
+            transition = self._store.record_success(self.name, self._policy, trial, now, slow)
+            if transition is not None:
+                self._pending.append((transition, _success_trigger(transition, slow)))
+        return transition
+
+    def _now(self) -> float:
+        """The breaker's clock, read as the fast paths read it (no call for the system clock)."""
+        clock = DEFAULTS.clock if self._clock is None else self._clock
+        return time.monotonic() if clock is SYSTEM_CLOCK else clock.monotonic()
 
     def _record_error(self, exc: Exception, trial: int | None, start: float) -> None:
         if not self._counts(exc):
