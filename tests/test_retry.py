@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import pickle
 import threading
 import time
 import traceback
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -1223,3 +1225,86 @@ def test_no_log_message_is_built_when_the_logger_is_off() -> None:
             )()
     finally:
         logger.setLevel(old)
+
+
+# --- what a retried call keeps alive ------------------------------------------------
+
+
+class _Boom(ConnectionError):
+    """A retryable failure whose instances can be followed with weak references."""
+
+
+class _Traced:
+    """Fails *failures* times, then returns; remembers each exception weakly."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.errors: list[weakref.ref[_Boom]] = []
+
+    def _fresh_error(self) -> _Boom:
+        error = _Boom(f"attempt {len(self.errors) + 1}")
+        self.errors.append(weakref.ref(error))
+        return error
+
+    def _fail_or_return(self) -> str:
+        if len(self.errors) < self.failures:
+            raise self._fresh_error()  # no local of this frame holds it: no cycle of ours
+        return "ok"
+
+    def __call__(self) -> str:
+        return self._fail_or_return()
+
+    async def call_async(self) -> str:
+        return self._fail_or_return()
+
+    def alive(self) -> list[int]:
+        """The attempt numbers whose exception is still alive."""
+        return [n for n, ref in enumerate(self.errors, 1) if ref() is not None]
+
+
+@pytest.fixture
+def quiet() -> Iterator[None]:
+    # pytest keeps the log records it captures: with logging off, only the
+    # library's own references to the failures count.
+    logging.disable(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+@pytest.mark.usefixtures("quiet")
+def test_a_call_that_recovers_frees_every_failure_at_once(asynchronous: bool) -> None:
+    """Once the call returns, no failure of it is alive, without waiting for the collector."""
+    traced = _Traced(failures=2)
+    gc.disable()
+    try:
+        if asynchronous:
+            decorated_async = retry(max_retries=2, base_delay=0, max_delay=0)(traced.call_async)
+            assert asyncio.run(decorated_async()) == "ok"
+        else:
+            assert retry(max_retries=2, base_delay=0, max_delay=0)(traced)() == "ok"
+        assert traced.alive() == []
+    finally:
+        gc.enable()
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+@pytest.mark.usefixtures("quiet")
+def test_a_call_that_fails_keeps_only_its_last_failure(asynchronous: bool) -> None:
+    """While the caller holds the final exception, every earlier attempt's is freed.
+
+    The final exception's traceback holds the frames of the wrapper and of the
+    loop: none of their locals may still point at an earlier failure.
+    """
+    traced = _Traced(failures=4)
+    decorated = retry(max_retries=3, base_delay=0, max_delay=0)
+    call: Callable[[], object] = (
+        (lambda: asyncio.run(decorated(traced.call_async)())) if asynchronous else decorated(traced)
+    )
+    with pytest.raises(_Boom) as raised:
+        call()
+    gc.collect()
+    assert str(raised.value) == "attempt 4"
+    assert traced.alive() == [4]

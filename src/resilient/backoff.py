@@ -2,7 +2,9 @@
 
 ``delays()`` is the single source of the waits the retry loop makes, so a test
 or a thundering-herd simulation can draw exactly the same sequence. This module
-imports nothing else of ``resilient``.
+imports nothing else of ``resilient`` (but ``Jitter`` and ``JitterSpec``, the
+types, handed on from ``resilient._types`` when asked for: defining a
+``Protocol`` imports ``typing``, which the call paths never need).
 """
 
 from __future__ import annotations
@@ -10,8 +12,13 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from collections.abc import Iterator
-from typing import Protocol
+
+# Not ``typing.TYPE_CHECKING``: see ``resilient/__init__.py``.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from resilient._types import Jitter, JitterSpec
 
 __all__ = [
     "Backoff",
@@ -25,19 +32,6 @@ __all__ = [
     "delays",
     "nominal_delay",
 ]
-
-
-class Jitter(Protocol):
-    """A jitter strategy: turns the nominal delay of one retry into the real one.
-
-    ``previous`` is the delay actually used before the previous retry (``base``
-    before the first), for strategies such as ``DecorrelatedJitter`` whose next
-    value depends on the last one. The result must lie in ``[0, cap]``.
-    """
-
-    def __call__(self, nominal: float, previous: float, base: float, cap: float) -> float:
-        """Return the delay to use before this retry."""
-        ...
 
 
 class _Strategy:
@@ -125,9 +119,6 @@ class ProportionalJitter(_Strategy):
     def __repr__(self) -> str:
         return f"ProportionalJitter({self.fraction!r})"
 
-
-JitterSpec = bool | Jitter
-"""What a ``jitter=`` parameter accepts: ``True``, ``False`` or a strategy."""
 
 _NO_JITTER = NoJitter()
 _DEFAULT_JITTER = ProportionalJitter(0.25)
@@ -267,3 +258,14 @@ class Backoff:
             f"Backoff(base_delay={self.base_delay!r}, max_delay={self.max_delay!r}, "
             f"jitter={self.jitter!r})"
         )
+
+
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> object:
+        """``Jitter`` and ``JitterSpec``, from ``resilient._types``, on first use (PEP 562)."""
+        if name in ("Jitter", "JitterSpec"):
+            from resilient import _types  # noqa: PLC0415 - only users of the names pay for typing
+
+            return getattr(_types, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
