@@ -64,27 +64,28 @@ def _marked() -> Callable[..., Any]:
     return inspect.markcoroutinefunction(marked)  # type: ignore[attr-defined, no-any-return]
 
 
-CALLABLES: list[Any] = [
-    plain,
-    coroutine_function,
-    generator_function,
-    async_generator_function,
-    with_attributes,
-    wrapping_a_coroutine_function,
-    lambda: None,
-    functools.partial(coroutine_function, 1),
-    functools.partial(generator_function),
-    Methods().method,
-    Methods().async_method,
-    Methods().gen_method,
-    Methods().partial_async,
-    Methods(),
-    Methods,
-    len,
-    staticmethod(plain).__func__,
-]
+CALLABLES: dict[str, Any] = {
+    "plain": plain,
+    "coroutine_function": coroutine_function,
+    "generator_function": generator_function,
+    "async_generator_function": async_generator_function,
+    "with_attributes": with_attributes,
+    "wrapping_a_coroutine_function": wrapping_a_coroutine_function,
+    "lambda": lambda: None,
+    "partial_of_a_coroutine_function": functools.partial(coroutine_function, 1),
+    "partial_of_a_generator_function": functools.partial(generator_function),
+    "method": Methods().method,
+    "async_method": Methods().async_method,
+    "generator_method": Methods().gen_method,
+    "partialmethod_of_an_async_method": Methods().partial_async,
+    "async_call": Methods(),
+    "class": Methods,
+    "builtin": len,
+    "staticmethod_func": staticmethod(plain).__func__,
+}
 if sys.version_info >= (3, 12):
-    CALLABLES.append(_marked())
+    CALLABLES["markcoroutinefunction"] = _marked()
+KINDS = [pytest.param(func, id=name) for name, func in CALLABLES.items()]
 
 
 def _reference_is_async(func: object) -> bool:
@@ -99,7 +100,7 @@ def _reference_is_generator(func: object) -> bool:
     return inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func)
 
 
-@pytest.mark.parametrize("func", CALLABLES, ids=repr)
+@pytest.mark.parametrize("func", KINDS)
 def test_the_kind_of_a_callable_is_what_inspect_says(func: object) -> None:
     """Plain functions are judged by their code flags; the verdict is inspect's, for any callable."""
     assert is_async_callable(func) is _reference_is_async(func)
@@ -111,7 +112,7 @@ def test_the_kind_of_a_callable_is_what_inspect_says(func: object) -> None:
         check_callable(func, "@retry", sync_only=False)
 
 
-@pytest.mark.parametrize("func", CALLABLES, ids=repr)
+@pytest.mark.parametrize("func", KINDS)
 def test_a_sync_form_refuses_exactly_the_coroutine_functions(func: object) -> None:
     """``sync_only`` refuses what inspect calls a coroutine function, and nothing else."""
     if _reference_is_generator(func):

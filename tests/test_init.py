@@ -109,9 +109,10 @@ def test_the_retry_decorator_loads_only_what_its_loop_needs() -> None:
 
     Not ``typing`` (types live apart), ``dataclasses`` and ``inspect`` (a plain
     function's kind is read off its code flags), ``logging`` (looked up on the
-    first failure), nor ``re``, ``asyncio``, ``json``, ``threading``: they cost
-    more to import than the whole retry loop. (Those the interpreter had
-    already loaded before the statement do not count.)
+    first failure), ``random`` (on the first drawn delay), nor ``re``,
+    ``asyncio``, ``json``, ``threading``: they cost more to import than the
+    whole retry loop. (Those the interpreter had already loaded before the
+    statement do not count.)
     """
     loaded = _run(
         """
@@ -138,6 +139,7 @@ def test_the_retry_decorator_loads_only_what_its_loop_needs() -> None:
         "json",
         "threading",
         "contextlib",
+        "random",
         "requests",
         "redis",
     }
@@ -169,3 +171,21 @@ def test_an_unknown_name_of_a_lazy_module_raises_attribute_error() -> None:
         resilient.backoff.Jiter  # noqa: B018 - the attribute access is the test
     with pytest.raises(AttributeError, match=r"'resilient\._clock' has no attribute 'Clok'"):
         resilient._clock.Clok  # noqa: B018
+
+
+def test_every_public_name_loads_no_json_encoder_nor_typing_extensions() -> None:
+    """``from resilient import *`` sets up no JSON encoder and leaves ``typing_extensions`` out.
+
+    The first ``JsonFormatter`` loads ``json``; ``typing_extensions`` is for
+    type checkers only.
+    """
+    loaded = _run(
+        """
+        import sys
+        before = set(sys.modules)
+        from resilient import *
+        print(" ".join(sorted(set(sys.modules) - before)))
+        """
+    ).split()
+    assert "resilient.logs" in loaded
+    assert sorted({"json", "json.encoder", "typing_extensions"}.intersection(loaded)) == []

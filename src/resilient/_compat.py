@@ -93,8 +93,13 @@ def check_callable(func: object, form: str, *, sync_only: bool, task: str | None
     ``"retry_with_backoff()"``, ``"breaker.call()"``); *task*, when given,
     names the task the message starts with (``"task 'sync-users': "``).
     """
-    flags = _plain_code_flags(func)
-    if flags is not None:  # a plain function: the flags say it all (tasks check at every call)
+    # A plain function is judged by its code flags alone; one without attributes
+    # (the common case: tasks check theirs at every call) without another call.
+    if type(func) is FunctionType and not func.__dict__:
+        flags: int | None = func.__code__.co_flags
+    else:
+        flags = _plain_code_flags(func)
+    if flags is not None:
         if flags & _GENERATOR_FLAGS or (sync_only and flags & _CO_COROUTINE):
             _refuse(func, form, task)
         return

@@ -123,8 +123,10 @@ class Policy:
         "classify",
         "clock",
         "deadline",
+        "max_attempts",
         "max_retries",
         "needs_full_loop",
+        "new_delays",
         "on_retry",
         "retry_on_result",
         "retryable",
@@ -198,6 +200,9 @@ class Policy:
             # slot, which costs more than the method it runs.
             classifier.__call__ if type(classifier) is Classifier else classifier
         )
+        self.max_attempts = max_retries + 1
+        # Bound once: iter() reaches Backoff.__iter__ through a slower type slot.
+        self.new_delays: Callable[[], Iterator[float]] = self.backoff.__iter__
         self.needs_full_loop = (
             deadline is not None or budget is not None or retry_on_result is not None
         )
@@ -271,9 +276,9 @@ class RetryCall:
         """
         self.policy = policy = target.policy
         self.gate = target.gate
-        self.clock = DEFAULTS.clock if policy.clock is None else policy.clock
-        self.start = self.clock.monotonic() if start is None else start
-        self.deadline_at = None if policy.deadline is None else self.start + policy.deadline
+        self.clock = clock = DEFAULTS.clock if policy.clock is None else policy.clock
+        self.start = start = clock.monotonic() if start is None else start
+        self.deadline_at = None if policy.deadline is None else start + policy.deadline
         self.attempt = 0
         self.delays: Iterator[float] | None = None
         self.closed_for = 0.0
@@ -281,9 +286,7 @@ class RetryCall:
         self.last_error: BaseException | None = None
         """The last failure that ran, to chain a later rejection to."""
         cap = DEFAULTS.attempt_cap
-        self.max_attempts = (
-            policy.max_retries + 1 if cap is None else min(cap, policy.max_retries + 1)
-        )
+        self.max_attempts = policy.max_attempts if cap is None else min(cap, policy.max_attempts)
 
     def enter_deadline(
         self, deadline_at: float
@@ -304,7 +307,10 @@ class RetryCall:
         policy = self.policy
         self.attempt += 1
         if isinstance(exc, Rejection):  # waiting cannot make the circuit admit it sooner
-            return self.rejected(exc)
+            if exc.__cause__ is None and self.last_error is not None:
+                exc.__cause__ = self.last_error
+            self.last_error = None
+            return self.give_up(exc, None, ErrorClass.TIMEOUT, _rejected_reason(exc))
         self.last_error = exc
         error_class = policy.classify(exc) if exc is not None else _result_class(result)
         if error_class not in policy.retryable:
@@ -315,7 +321,7 @@ class RetryCall:
         if not allowed:
             return self.give_up(exc, result, error_class, "the retry budget refused a retry")
         if self.delays is None:
-            self.delays = iter(policy.backoff)
+            self.delays = policy.new_delays()
         delay = next(self.delays)
         asked = None
         # Only a result or an exception with a response or headers can carry a Retry-After.
@@ -325,10 +331,13 @@ class RetryCall:
                 delay = min(max(delay, asked), policy.backoff.max_delay)
         if DEFAULTS.no_wait:
             delay = 0.0
-        if self.gate is not None:
-            closed_for = self.gate.remaining
+        gate = self.gate
+        if gate is not None:
+            closed_for = gate.remaining
             if closed_for > delay:  # the next attempt would only be rejected
-                return self.stop_for_circuit(exc, result, error_class, closed_for)
+                self.closed_for = closed_for
+                reason = f"circuit {gate.name!r} is open for {seconds(closed_for)} s more"
+                return self.give_up(exc, result, error_class, reason)
         logger = _logger or _log()
         log = logger.isEnabledFor(_WARNING)
         if self.deadline_at is None and not log and policy.on_retry is None:
@@ -341,22 +350,6 @@ class RetryCall:
         if policy.on_retry is not None:
             self.tell(policy.on_retry, exc, result, error_class, delay, now)
         return delay
-
-    def rejected(self, exc: Rejection) -> float:
-        """A call the circuit refused: chained to the last failure that ran, never retried."""
-        if exc.__cause__ is None and self.last_error is not None:
-            exc.__cause__ = self.last_error
-        self.last_error = None
-        return self.give_up(exc, None, ErrorClass.TIMEOUT, _rejected_reason(exc))
-
-    def stop_for_circuit(
-        self, exc: BaseException | None, result: Any, error_class: ErrorClass, closed_for: float
-    ) -> float:
-        """The composed breaker is open past the wait: give up now rather than be rejected."""
-        self.closed_for = closed_for
-        assert self.gate is not None
-        reason = f"circuit {self.gate.name!r} is open for {seconds(closed_for)} s more"
-        return self.give_up(exc, result, error_class, reason)
 
     def tell(
         self,
@@ -457,7 +450,7 @@ class RetryCall:
         )
 
 
-def _drop(failure: BaseException) -> None:
+def _drop(failure: BaseException | None) -> None:
     """Close what a failure we retry past holds open: urllib's ``HTTPError`` is a response.
 
     Left to the garbage collector, its socket would end in a ``ResourceWarning``.
@@ -512,7 +505,7 @@ def run_retry(call: RetryCall, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
     func, policy = call.target.func, call.policy
     token = None if call.deadline_at is None else call.enter_deadline(call.deadline_at)
     try:
-        failure, call.failure = call.failure, None
+        failure, call.failure = call.failure, None  # taken over: see RetryCall.failure
         result: Any = None
         while True:
             if failure is None:
@@ -535,7 +528,7 @@ def run_retry(call: RetryCall, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
             if delay > 0:
                 call.clock.sleep(delay)
             if hasattr(failure, "fp"):  # an open response: urllib's HTTPError
-                _drop(failure)  # type: ignore[arg-type]
+                _drop(failure)
             failure = None  # only the last exception is kept alive
     finally:
         call.last_error = None  # nothing chains to it once the loop is over: free it now
@@ -548,7 +541,7 @@ async def run_retry_async(call: RetryCall, args: tuple[Any, ...], kwargs: dict[s
     func, policy = call.target.func, call.policy
     token = None if call.deadline_at is None else call.enter_deadline(call.deadline_at)
     try:
-        failure, call.failure = call.failure, None
+        failure, call.failure = call.failure, None  # taken over: see RetryCall.failure
         result: Any = None
         while True:
             if failure is None:
@@ -569,7 +562,7 @@ async def run_retry_async(call: RetryCall, args: tuple[Any, ...], kwargs: dict[s
             if delay > 0:
                 await call.clock.asleep(delay)
             if hasattr(failure, "fp"):  # an open response: urllib's HTTPError
-                _drop(failure)  # type: ignore[arg-type]
+                _drop(failure)
             failure = None  # only the last exception is kept alive
     finally:
         call.last_error = None  # nothing chains to it once the loop is over: free it now

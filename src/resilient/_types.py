@@ -1,13 +1,14 @@
 """Strictly private. The types that cross the library's edge, kept off its call paths.
 
-The protocols users implement (``Clock``, ``Jitter``, what ``budget=``
-accepts, the breaker as the retry loop sees it) and the ``RetryState`` an
-``on_retry`` hook receives. They live apart because defining a ``Protocol``
-imports ``typing`` and a dataclass imports ``dataclasses`` (and ``inspect``),
-more than the whole retry loop costs to import; the loop needs neither. So
-``from resilient import retry`` never loads this module: ``resilient.Clock``,
-``resilient.backoff.Jitter`` and ``resilient.RetryState`` do, when first used,
-and the loop does once it has a ``RetryState`` to hand to a hook.
+The protocols users implement (``Clock``, ``Jitter``; for type checkers only,
+what ``budget=`` accepts and the breaker as the retry loop sees it) and the
+``RetryState`` an ``on_retry`` hook receives. They live apart because
+defining a ``Protocol`` imports ``typing`` and a dataclass imports
+``dataclasses`` (and ``inspect``), more than the whole retry loop costs to
+import; the loop needs neither. So ``from resilient import retry`` never
+loads this module: ``resilient.Clock``, ``resilient.backoff.Jitter`` and
+``resilient.RetryState`` do, when first used, and the loop does once it has a
+``RetryState`` to hand to a hook.
 """
 
 from __future__ import annotations
@@ -15,10 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-if TYPE_CHECKING:
-    from resilient._classify import ErrorClass
-
-__all__ = ["Budget", "Clock", "Gate", "Jitter", "JitterSpec", "RetryState"]
+__all__ = ["Clock", "Jitter", "JitterSpec", "RetryState"]
 
 
 class Clock(Protocol):
@@ -58,29 +56,6 @@ JitterSpec = bool | Jitter
 """What a ``jitter=`` parameter accepts: ``True``, ``False`` or a strategy."""
 
 
-class Budget(Protocol):
-    """What ``budget=`` accepts: ``RetryBudget`` or its Redis-backed twin."""
-
-    def record_failure(self) -> bool:
-        """Spend for a failed attempt; return whether a retry is allowed."""
-        ...
-
-    def record_success(self) -> None:
-        """Refund for a successful attempt."""
-        ...
-
-
-class Gate(Protocol):
-    """A circuit breaker, as the retry loop sees one it is composed with."""
-
-    name: str
-
-    @property
-    def remaining(self) -> float:
-        """Seconds until the circuit admits a trial call; 0.0 unless open."""
-        ...
-
-
 @dataclass(frozen=True)
 class RetryState:
     """What ``on_retry`` is told before each wait. Immutable, one per retry.
@@ -103,3 +78,29 @@ class RetryState:
     delay: float
     elapsed: float
     result: Any = None
+
+
+# What only type checkers read: not built at run time.
+if TYPE_CHECKING:
+    from resilient._classify import ErrorClass
+
+    class Budget(Protocol):
+        """What ``budget=`` accepts: ``RetryBudget`` or its Redis-backed twin."""
+
+        def record_failure(self) -> bool:
+            """Spend for a failed attempt; return whether a retry is allowed."""
+            ...
+
+        def record_success(self) -> None:
+            """Refund for a successful attempt."""
+            ...
+
+    class Gate(Protocol):
+        """A circuit breaker, as the retry loop sees one it is composed with."""
+
+        name: str
+
+        @property
+        def remaining(self) -> float:
+            """Seconds until the circuit admits a trial call; 0.0 unless open."""
+            ...

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import itertools
 import math
-import random
 
 # Not ``typing.TYPE_CHECKING``: see ``resilient/__init__.py``.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import random
     from collections.abc import Iterator
 
     from resilient._types import Jitter, JitterSpec
@@ -37,17 +37,34 @@ __all__ = [
 class _Strategy:
     """Strictly private. The shared shape of the jitter strategies."""
 
-    __slots__ = ("rng",)
+    __slots__ = ("_rng",)
 
     def __init__(self, rng: random.Random | None = None) -> None:
-        if rng is not None and not isinstance(rng, random.Random):
-            raise TypeError(f"rng must be a random.Random, got {rng!r}")
-        # The module-level functions of `random` share one hidden Random,
-        # which is thread-safe and what freezegun-free tests seed.
-        self.rng: random.Random = rng if rng is not None else random._inst
+        if rng is not None:
+            import random  # noqa: PLC0415 - only when given one: see rng
+
+            if not isinstance(rng, random.Random):
+                raise TypeError(f"rng must be a random.Random, got {rng!r}")
+        self._rng = rng
+
+    @property
+    def rng(self) -> random.Random:
+        """The generator drawn from: the one given, else the one ``random``'s functions share.
+
+        That one is thread-safe and what ``random.seed`` seeds. It is looked up
+        when a delay is drawn, not when the strategy is made, so that
+        importing this module does not import ``random``.
+        """
+        return self._rng if self._rng is not None else _shared_rng()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def _shared_rng() -> random.Random:
+    import random  # noqa: PLC0415 - on the first drawn delay: the retry path never needs it
+
+    return random._inst
 
 
 class NoJitter(_Strategy):

@@ -22,8 +22,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypedDict
 
-from typing_extensions import TypeVar, Unpack
-
 from resilient._classify import ErrorClass, Rejection, classify
 from resilient._clock import DEFAULTS, SYSTEM_CLOCK
 from resilient._compat import (
@@ -46,8 +44,12 @@ from resilient._retry import (
 from resilient.breaker import CircuitBreaker, CircuitOpenError
 
 if TYPE_CHECKING:
+    from typing_extensions import TypeVar, Unpack
+
     from resilient._clock import Clock
     from resilient._types import Budget, JitterSpec, RetryState
+else:
+    from typing import TypeVar
 
 __all__ = [
     "TaskOptions",
@@ -59,7 +61,10 @@ __all__ = [
     "run_tasks_async",
 ]
 
-T = TypeVar("T", default=Any)
+if TYPE_CHECKING:
+    T = TypeVar("T", default=Any)
+else:  # the default (PEP 696) is read by type checkers only, and typing_extensions
+    T = TypeVar("T")  # costs more to import than this whole module
 
 logger = logging.getLogger("resilient.task")
 
@@ -716,19 +721,16 @@ def _result(
     ``__dict__`` makes the same object, equal to and repr'd as the other.
     """
     made: TaskResult = object.__new__(TaskResult)
-    made.__dict__.update(
-        {
-            "success": success,
-            "result": result,
-            "error": error,
-            "error_class": error_class,
-            "attempts": attempts,
-            "elapsed": elapsed,
-            "exception": exception,
-            "rejected": rejected,
-            "task_name": task_name,
-        }
-    )
+    fields = made.__dict__
+    fields["success"] = success
+    fields["result"] = result
+    fields["error"] = error
+    fields["error_class"] = error_class
+    fields["attempts"] = attempts
+    fields["elapsed"] = elapsed
+    fields["exception"] = exception
+    fields["rejected"] = rejected
+    fields["task_name"] = task_name
     return made
 
 
