@@ -1308,3 +1308,83 @@ def test_a_call_that_fails_keeps_only_its_last_failure(asynchronous: bool) -> No
     gc.collect()
     assert str(raised.value) == "attempt 4"
     assert traced.alive() == [4]
+
+
+# --- the start of a call, read on the happy path -------------------------------------
+
+
+class _Ticking:
+    """A stand-in for ``time.monotonic`` that a test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_start_is_read_from_time_monotonic_looked_up_at_call_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Patching ``time.monotonic`` after decoration reaches the start of the call, too."""
+    states: list[RetryState] = []
+
+    def slow_then_fail() -> None:
+        ticking.now += 5.0
+        raise ConnectionError("timed out upstream")
+
+    decorated = retry(max_retries=1, base_delay=0, on_retry=states.append)(slow_then_fail)
+    ticking = _Ticking()
+    monkeypatch.setattr(time, "monotonic", ticking)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    with pytest.raises(ConnectionError) as info:
+        decorated()
+    assert states[0].elapsed == 5.0
+    assert info.value.__notes__ == ["resilient: 2 attempts over 10.000 s (retries exhausted)"]
+
+
+def test_the_start_is_read_from_the_clock_use_clock_installed_after_decoration() -> None:
+    """``use_clock`` reaches the start of calls to functions decorated before it."""
+    states: list[RetryState] = []
+
+    def slow_then_fail() -> None:
+        clock.advance(3.0)
+        raise ConnectionError("timed out upstream")
+
+    decorated = retry(max_retries=1, base_delay=1.0, jitter=False, on_retry=states.append)(
+        slow_then_fail
+    )
+    with use_clock(ManualClock()) as clock, pytest.raises(ConnectionError) as info:
+        decorated()
+    assert states[0].elapsed == 3.0
+    assert info.value.__notes__ == ["resilient: 2 attempts over 7.000 s (retries exhausted)"]
+
+
+def test_the_start_is_read_from_frozen_time() -> None:
+    """Under freezegun, time that passes in the first attempt counts in elapsed."""
+    states: list[RetryState] = []
+
+    def slow_then_fail() -> None:
+        frozen.tick(2.0)
+        raise ConnectionError("timed out upstream")
+
+    decorated = retry(max_retries=1, base_delay=0, on_retry=states.append)(slow_then_fail)
+    with freeze_time("2026-01-01 00:00:00") as frozen, pytest.raises(ConnectionError):
+        decorated()
+    assert states[0].elapsed == 2.0
+
+
+def test_the_start_of_an_async_call_is_read_at_call_time() -> None:
+    """The ``async`` fast path reads the start from the clock installed when it runs."""
+    states: list[RetryState] = []
+
+    async def slow_then_fail() -> None:
+        clock.advance(4.0)
+        raise ConnectionError("timed out upstream")
+
+    decorated = retry(max_retries=1, base_delay=1.0, jitter=False, on_retry=states.append)(
+        slow_then_fail
+    )
+    with use_clock(ManualClock()) as clock, pytest.raises(ConnectionError):
+        asyncio.run(decorated())
+    assert states[0].elapsed == 4.0
