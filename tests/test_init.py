@@ -102,3 +102,90 @@ def test_an_unknown_name_raises_attribute_error_naming_it() -> None:
     """A typo is an ``AttributeError`` that says which name, as for any module."""
     with pytest.raises(AttributeError, match="'resilient' has no attribute 'retri'"):
         resilient.retri  # noqa: B018 - the attribute access is the test
+
+
+def test_the_retry_decorator_loads_only_what_its_loop_needs() -> None:
+    """``from resilient import retry``, decorating and a successful call load no heavy module.
+
+    Not ``typing`` (types live apart), ``dataclasses`` and ``inspect`` (a plain
+    function's kind is read off its code flags), ``logging`` (looked up on the
+    first failure), ``random`` (on the first drawn delay), nor ``re``,
+    ``asyncio``, ``json``, ``threading``: they cost more to import than the
+    whole retry loop. (Those the interpreter had already loaded before the
+    statement do not count.)
+    """
+    loaded = _run(
+        """
+        import sys
+        before = set(sys.modules)
+        from resilient import retry
+
+        @retry(max_retries=2, base_delay=0.5)
+        def fetch(x):
+            return x + 1
+
+        fetch(1)
+        print(" ".join(sorted(set(sys.modules) - before)))
+        """
+    ).split()
+    heavy = {
+        "typing",
+        "typing_extensions",
+        "dataclasses",
+        "inspect",
+        "logging",
+        "re",
+        "asyncio",
+        "json",
+        "threading",
+        "contextlib",
+        "random",
+        "requests",
+        "redis",
+    }
+    assert "resilient._retry" in loaded
+    assert sorted(heavy.intersection(loaded)) == []
+
+
+def test_the_protocols_still_load_where_they_always_were() -> None:
+    """``Clock`` and ``Jitter`` (defined apart, loaded on use) are reachable by every old path."""
+    printed = _run(
+        """
+        import typing
+        import resilient, resilient._clock, resilient.backoff
+        from resilient.backoff import *
+        print(resilient.Clock is resilient._clock.Clock)
+        print(resilient.backoff.Jitter is Jitter, JitterSpec == (bool | Jitter))
+        print(all(getattr(t, "_is_protocol", False) for t in (resilient.Clock, Jitter)))
+        """
+    )
+    assert printed.split() == ["True", "True", "True", "True"]
+
+
+def test_an_unknown_name_of_a_lazy_module_raises_attribute_error() -> None:
+    """The modules that hand names on lazily still refuse the names they do not have."""
+    import resilient._clock
+    import resilient.backoff
+
+    with pytest.raises(AttributeError, match=r"'resilient\.backoff' has no attribute 'Jiter'"):
+        resilient.backoff.Jiter  # noqa: B018 - the attribute access is the test
+    with pytest.raises(AttributeError, match=r"'resilient\._clock' has no attribute 'Clok'"):
+        resilient._clock.Clok  # noqa: B018
+
+
+def test_every_public_name_loads_no_json_encoder_nor_typing_extensions() -> None:
+    """``from resilient import *`` sets up no JSON encoder and leaves ``typing_extensions`` out.
+
+    The first ``JsonFormatter`` loads ``json``; ``typing_extensions`` is for
+    type checkers only.
+    """
+    loaded = _run(
+        """
+        import sys
+        before = set(sys.modules)
+        from resilient import *
+        print(" ".join(sorted(set(sys.modules) - before)))
+        """
+    ).split()
+    assert "resilient.logs" in loaded
+    assert sorted({"json", "json.encoder", "typing_extensions"}.intersection(loaded)) == []

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import pickle
 import threading
 import time
 import traceback
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -1223,3 +1225,166 @@ def test_no_log_message_is_built_when_the_logger_is_off() -> None:
             )()
     finally:
         logger.setLevel(old)
+
+
+# --- what a retried call keeps alive ------------------------------------------------
+
+
+class _Boom(ConnectionError):
+    """A retryable failure whose instances can be followed with weak references."""
+
+
+class _Traced:
+    """Fails *failures* times, then returns; remembers each exception weakly."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.errors: list[weakref.ref[_Boom]] = []
+
+    def _fresh_error(self) -> _Boom:
+        error = _Boom(f"attempt {len(self.errors) + 1}")
+        self.errors.append(weakref.ref(error))
+        return error
+
+    def _fail_or_return(self) -> str:
+        if len(self.errors) < self.failures:
+            raise self._fresh_error()  # no local of this frame holds it: no cycle of ours
+        return "ok"
+
+    def __call__(self) -> str:
+        return self._fail_or_return()
+
+    async def call_async(self) -> str:
+        return self._fail_or_return()
+
+    def alive(self) -> list[int]:
+        """The attempt numbers whose exception is still alive."""
+        return [n for n, ref in enumerate(self.errors, 1) if ref() is not None]
+
+
+@pytest.fixture
+def quiet() -> Iterator[None]:
+    # pytest keeps the log records it captures: with logging off, only the
+    # library's own references to the failures count.
+    logging.disable(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+@pytest.mark.usefixtures("quiet")
+def test_a_call_that_recovers_frees_every_failure_at_once(asynchronous: bool) -> None:
+    """Once the call returns, no failure of it is alive, without waiting for the collector."""
+    traced = _Traced(failures=2)
+    gc.disable()
+    try:
+        if asynchronous:
+            decorated_async = retry(max_retries=2, base_delay=0, max_delay=0)(traced.call_async)
+            assert asyncio.run(decorated_async()) == "ok"
+        else:
+            assert retry(max_retries=2, base_delay=0, max_delay=0)(traced)() == "ok"
+        assert traced.alive() == []
+    finally:
+        gc.enable()
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+@pytest.mark.usefixtures("quiet")
+def test_a_call_that_fails_keeps_only_its_last_failure(asynchronous: bool) -> None:
+    """While the caller holds the final exception, every earlier attempt's is freed.
+
+    The final exception's traceback holds the frames of the wrapper and of the
+    loop: none of their locals may still point at an earlier failure.
+    """
+    traced = _Traced(failures=4)
+    decorated = retry(max_retries=3, base_delay=0, max_delay=0)
+    call: Callable[[], object] = (
+        (lambda: asyncio.run(decorated(traced.call_async)())) if asynchronous else decorated(traced)
+    )
+    with pytest.raises(_Boom) as raised:
+        call()
+    gc.collect()
+    assert str(raised.value) == "attempt 4"
+    assert traced.alive() == [4]
+
+
+# --- the start of a call, read on the happy path -------------------------------------
+
+
+class _Ticking:
+    """A stand-in for ``time.monotonic`` that a test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_start_is_read_from_time_monotonic_looked_up_at_call_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Patching ``time.monotonic`` after decoration reaches the start of the call, too."""
+    states: list[RetryState] = []
+
+    def slow_then_fail() -> None:
+        ticking.now += 5.0
+        raise ConnectionError("timed out upstream")
+
+    decorated = retry(max_retries=1, base_delay=0, on_retry=states.append)(slow_then_fail)
+    ticking = _Ticking()
+    monkeypatch.setattr(time, "monotonic", ticking)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    with pytest.raises(ConnectionError) as info:
+        decorated()
+    assert states[0].elapsed == 5.0
+    assert info.value.__notes__ == ["resilient: 2 attempts over 10.000 s (retries exhausted)"]
+
+
+def test_the_start_is_read_from_the_clock_use_clock_installed_after_decoration() -> None:
+    """``use_clock`` reaches the start of calls to functions decorated before it."""
+    states: list[RetryState] = []
+
+    def slow_then_fail() -> None:
+        clock.advance(3.0)
+        raise ConnectionError("timed out upstream")
+
+    decorated = retry(max_retries=1, base_delay=1.0, jitter=False, on_retry=states.append)(
+        slow_then_fail
+    )
+    with use_clock(ManualClock()) as clock, pytest.raises(ConnectionError) as info:
+        decorated()
+    assert states[0].elapsed == 3.0
+    assert info.value.__notes__ == ["resilient: 2 attempts over 7.000 s (retries exhausted)"]
+
+
+def test_the_start_is_read_from_frozen_time() -> None:
+    """Under freezegun, time that passes in the first attempt counts in elapsed."""
+    states: list[RetryState] = []
+
+    def slow_then_fail() -> None:
+        frozen.tick(2.0)
+        raise ConnectionError("timed out upstream")
+
+    decorated = retry(max_retries=1, base_delay=0, on_retry=states.append)(slow_then_fail)
+    with freeze_time("2026-01-01 00:00:00") as frozen, pytest.raises(ConnectionError):
+        decorated()
+    assert states[0].elapsed == 2.0
+
+
+def test_the_start_of_an_async_call_is_read_at_call_time() -> None:
+    """The ``async`` fast path reads the start from the clock installed when it runs."""
+    states: list[RetryState] = []
+
+    async def slow_then_fail() -> None:
+        clock.advance(4.0)
+        raise ConnectionError("timed out upstream")
+
+    decorated = retry(max_retries=1, base_delay=1.0, jitter=False, on_retry=states.append)(
+        slow_then_fail
+    )
+    with use_clock(ManualClock()) as clock, pytest.raises(ConnectionError):
+        asyncio.run(decorated())
+    assert states[0].elapsed == 4.0

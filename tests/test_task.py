@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
+import gc
 import logging
 import pickle
 import subprocess
 import sys
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -941,3 +944,74 @@ def test_a_result_with_rejected_pickles_and_compares() -> None:
     result = TaskResult(False, error_class=ErrorClass.TIMEOUT, rejected=True, task_name="t")
     assert pickle.loads(pickle.dumps(result)) == result
     assert result != TaskResult(False, error_class=ErrorClass.TIMEOUT, task_name="t")
+
+
+# --- what the library builds is what users build -----------------------------------
+
+
+def _fails_then_returns(failures: int) -> Callable[[], str]:
+    left = [failures]
+
+    def work() -> str:
+        if left[0]:
+            left[0] -= 1
+            raise ConnectionError("reset")
+        return "ok"
+
+    return work
+
+
+@pytest.mark.parametrize("failures", [0, 1, 4])
+def test_a_returned_result_is_the_dataclass_users_build(failures: int) -> None:
+    """Equal, same hash, repr, fields, ``replace``, pickle and frozenness as ``TaskResult(...)``."""
+    clock = ManualClock()
+    got = execute_task_safely(
+        "t", _fails_then_returns(failures), max_retries=3, clock=clock, **FAST
+    )
+    built = TaskResult(
+        got.success,
+        got.result,
+        got.error,
+        got.error_class,
+        got.attempts,
+        got.elapsed,
+        got.exception,
+        got.rejected,
+        got.task_name,
+    )
+    assert type(got) is TaskResult
+    assert got == built
+    assert hash(got) == hash(built)
+    assert repr(got) == repr(built)
+    assert vars(got) == vars(built)
+    assert dataclasses.fields(got) == dataclasses.fields(built)
+    assert dataclasses.replace(got, task_name="u") == dataclasses.replace(built, task_name="u")
+    assert pickle.loads(pickle.dumps(got)) == built
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got.attempts = 9  # type: ignore[misc]
+
+
+class _Boom(ConnectionError):
+    """A retryable failure whose instances can be followed with weak references."""
+
+
+def test_a_failed_task_keeps_only_its_last_exception() -> None:
+    """The result holds the last failure; every earlier attempt's is freed."""
+    errors: list[weakref.ref[_Boom]] = []
+
+    def fresh_error() -> _Boom:
+        error = _Boom(f"attempt {len(errors) + 1}")
+        errors.append(weakref.ref(error))
+        return error
+
+    def work() -> None:
+        raise fresh_error()
+
+    logging.disable(logging.CRITICAL)  # captured log records would hold on to the errors
+    try:
+        result = execute_task_safely("t", work, max_retries=3, clock=ManualClock(), **FAST)
+    finally:
+        logging.disable(logging.NOTSET)
+    gc.collect()
+    assert str(result.exception) == "attempt 4"
+    assert [n for n, ref in enumerate(errors, 1) if ref() is not None] == [4]

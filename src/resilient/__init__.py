@@ -23,14 +23,14 @@ if TYPE_CHECKING:
         classify_requests_error,
         retry_after,
     )
-    from resilient._clock import Clock, SystemClock
+    from resilient._clock import SystemClock
     from resilient._retry import (
-        RetryState,
         retry,
         retry_with_backoff,
         retry_with_backoff_async,
         time_remaining,
     )
+    from resilient._types import Clock, RetryState
     from resilient.backoff import (
         Backoff,
         DecorrelatedJitter,
@@ -78,7 +78,7 @@ _WHERE: dict[str, str] = {
     "CircuitOpenError": "resilient.breaker",
     "CircuitState": "resilient.breaker",
     "Classifier": "resilient._classify",
-    "Clock": "resilient._clock",
+    "Clock": "resilient._types",
     "DecorrelatedJitter": "resilient.backoff",
     "EqualJitter": "resilient.backoff",
     "ErrorClass": "resilient._classify",
@@ -88,7 +88,7 @@ _WHERE: dict[str, str] = {
     "MemoryStore": "resilient.breaker",
     "ProportionalJitter": "resilient.backoff",
     "RetryBudget": "resilient.budget",
-    "RetryState": "resilient._retry",
+    "RetryState": "resilient._types",
     "StructuredLogger": "resilient.logs",
     "SystemClock": "resilient._clock",
     "TaskResult": "resilient.task",

@@ -16,8 +16,17 @@ from __future__ import annotations
 import enum
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
+
+# Not ``typing.TYPE_CHECKING``: see ``resilient/__init__.py``.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, TypeAlias
+
+    Predicate: TypeAlias = Callable[[BaseException], bool]
+    Rule: TypeAlias = type[BaseException] | tuple[type[BaseException], ...] | Predicate
+    # How a type's class is read off one instance: (exc, status already known, classifier).
+    InstanceRule: TypeAlias = Callable[[BaseException, int | None, "Classifier"], "ErrorClass"]
 
 __all__ = ["Classifier", "ErrorClass", "classify", "classify_requests_error", "retry_after"]
 
@@ -54,11 +63,6 @@ class Rejection(Exception):
 
     error_class = ErrorClass.TIMEOUT
 
-
-Predicate = Callable[[BaseException], bool]
-Rule = type[BaseException] | tuple[type[BaseException], ...] | Predicate
-# How a type's class is read off one instance: (exc, status already known, classifier).
-InstanceRule = Callable[[BaseException, int | None, "Classifier"], ErrorClass]
 
 _FATAL_STATUSES = frozenset({501, 505})
 _TIMEOUT_STATUSES = frozenset({408, 504})

@@ -1,33 +1,19 @@
-"""Time as the library sees it: the Clock protocol and the process defaults.
+"""Time as the library sees it: the real clock and the process defaults.
 
-Strictly private: users import ``Clock`` from ``resilient`` and the knobs from
-``resilient.testing``.
+Strictly private: users import ``Clock`` and ``SystemClock`` from ``resilient``
+and the knobs from ``resilient.testing``. The ``Clock`` protocol is defined in
+``resilient._types`` (a ``Protocol`` imports ``typing``, which the call paths
+never need) and handed on here when asked for.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Protocol
 
-
-class Clock(Protocol):
-    """What every primitive that waits or reads time is given.
-
-    ``monotonic`` reads seconds from an arbitrary origin; ``sleep`` blocks the
-    thread; ``asleep`` suspends the running coroutine.
-    """
-
-    def monotonic(self) -> float:
-        """Seconds since an arbitrary, fixed origin; never goes backwards."""
-        ...
-
-    def sleep(self, seconds: float) -> None:
-        """Block the calling thread for *seconds*."""
-        ...
-
-    async def asleep(self, seconds: float) -> None:
-        """Suspend the calling coroutine for *seconds*."""
-        ...
+# Not ``typing.TYPE_CHECKING``: see ``resilient/__init__.py``.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from resilient._types import Clock as Clock
 
 
 class SystemClock:
@@ -94,3 +80,14 @@ def check_clock(clock: object, name: str = "clock") -> None:
             f"{name} must provide monotonic(), sleep() and asleep(), "
             f"got {clock!r} (missing {', '.join(missing)})"
         )
+
+
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> object:
+        """``Clock``, from ``resilient._types``, on first use (PEP 562)."""
+        if name == "Clock":
+            from resilient._types import Clock  # noqa: PLC0415 - only users of the name pay for typing
+
+            return Clock
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import inspect
 import sys
-from collections.abc import Awaitable, Callable
-from types import AsyncGeneratorType, CoroutineType, GeneratorType
-from typing import Any, NoReturn, TypeGuard
+from types import AsyncGeneratorType, CoroutineType, FunctionType, GeneratorType
+
+# Not ``typing.TYPE_CHECKING``: the call paths never import ``typing`` (see
+# ``resilient/__init__.py``); type checkers treat any name ``TYPE_CHECKING`` as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from typing import Any, NoReturn, TypeGuard
 
 
 def add_note(exc: BaseException, note: str) -> None:
@@ -21,10 +25,42 @@ def add_note(exc: BaseException, note: str) -> None:
 def is_async_callable(func: object) -> TypeGuard[Callable[..., Awaitable[Any]]]:
     """Whether calling *func* returns a coroutine: an ``async def`` function or method,
     a ``functools.partial`` of one, or an object whose ``__call__`` is ``async def``."""
+    flags = _plain_code_flags(func)
+    if flags is not None:
+        return bool(flags & _CO_COROUTINE)
+    import inspect  # noqa: PLC0415 - only callables other than plain functions need it
+
     if inspect.iscoroutinefunction(func):
         return True
     call = getattr(func, "__call__", None)  # noqa: B004 - the attribute, not callable()
     return not inspect.isfunction(func) and inspect.iscoroutinefunction(call)
+
+
+# The flags of ``inspect`` (``CO_*``), stable since Python 3.6.
+_CO_GENERATOR = 0x20
+_CO_COROUTINE = 0x80
+_CO_ASYNC_GENERATOR = 0x200
+_GENERATOR_FLAGS = _CO_GENERATOR | _CO_ASYNC_GENERATOR
+
+# What ``inspect`` reads on a plain function besides its code flags:
+# ``markcoroutinefunction``'s mark (3.12+) and ``partialmethod``'s link (3.13+).
+_INSPECT_MARKS = ("_is_coroutine_marker", "__partialmethod__")
+
+
+def _plain_code_flags(func: object) -> int | None:
+    """The code flags of a plain function that ``inspect`` judges by them alone, else ``None``.
+
+    For such a function (the common case) ``inspect.iscoroutinefunction``,
+    ``isgeneratorfunction`` and ``isasyncgenfunction`` only test these flags;
+    reading them here keeps ``inspect`` (and what it imports) out of
+    ``from resilient import retry``. Anything else asks ``inspect``.
+    """
+    if type(func) is not FunctionType:
+        return None
+    attributes = func.__dict__
+    if attributes and any(mark in attributes for mark in _INSPECT_MARKS):
+        return None
+    return func.__code__.co_flags
 
 
 def name_of(func: object) -> str:
@@ -46,7 +82,7 @@ LAZY_RESULTS: frozenset[type] = frozenset({CoroutineType, GeneratorType, AsyncGe
 """What a function returns when calling it does not run its work."""
 
 
-def check_callable(func: object, form: str, *, sync_only: bool, subject: str = "") -> None:
+def check_callable(func: object, form: str, *, sync_only: bool, task: str | None = None) -> None:
     """Refuse, with a message that says what to do, what *form* cannot run.
 
     One check for every call form and decorator: *func* must be callable and
@@ -54,22 +90,49 @@ def check_callable(func: object, form: str, *, sync_only: bool, subject: str = "
     functions. (The async forms accept any callable: a plain function may
     return an awaitable, which they check when it runs.)
     *form* names the form as the user wrote it (``"@retry"``,
-    ``"retry_with_backoff()"``, ``"breaker.call()"``); *subject*, when
-    given, starts the message (``"task 'sync-users': "``).
+    ``"retry_with_backoff()"``, ``"breaker.call()"``); *task*, when given,
+    names the task the message starts with (``"task 'sync-users': "``).
     """
+    # A plain function is judged by its code flags alone; one without attributes
+    # (the common case: tasks check theirs at every call) without another call.
+    if type(func) is FunctionType and not func.__dict__:
+        flags: int | None = func.__code__.co_flags
+    else:
+        flags = _plain_code_flags(func)
+    if flags is not None:
+        if flags & _GENERATOR_FLAGS or (sync_only and flags & _CO_COROUTINE):
+            _refuse(func, form, task)
+        return
+    if (
+        not callable(func)
+        or _is_generator_function(func)
+        or (sync_only and is_async_callable(func))
+    ):
+        _refuse(func, form, task)
+
+
+def _refuse(func: object, form: str, task: str | None) -> NoReturn:
+    subject = "" if task is None else f"task {task!r}: "
     if not callable(func):
         raise TypeError(f"{subject}{form} needs a function to call, got {func!r}")
-    if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+    if _is_generator_function(func):
         raise TypeError(
             f"{subject}{form} cannot run the generator function {name_of(func)!r}: calling it only "
             "creates the generator, so failures while iterating it would go unseen; "
             "wrap the code that consumes it, or return a list instead"
         )
-    if sync_only and is_async_callable(func):
-        raise TypeError(
-            f"{subject}{form} cannot run the coroutine function {name_of(func)!r}: "
-            f"{_ASYNC_HINT[form]}"
-        )
+    raise TypeError(
+        f"{subject}{form} cannot run the coroutine function {name_of(func)!r}: {_ASYNC_HINT[form]}"
+    )
+
+
+def _is_generator_function(func: object) -> bool:
+    flags = _plain_code_flags(func)
+    if flags is not None:
+        return bool(flags & _GENERATOR_FLAGS)
+    import inspect  # noqa: PLC0415 - only callables other than plain functions need it
+
+    return inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func)
 
 
 def refuse_lazy_result(result: object, func: object, form: str) -> NoReturn:

@@ -13,12 +13,14 @@ Low in the import graph: it imports nothing of ours and nothing heavy.
 
 from __future__ import annotations
 
-import threading
-import weakref
-from typing import TYPE_CHECKING, Any
+import _thread
 
+# Not ``typing.TYPE_CHECKING``: `from resilient import retry` must not load
+# ``typing`` through this module. Type checkers treat any TYPE_CHECKING as true.
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # the protocol is for the type checker: building it would cost the import
-    from typing import Protocol
+    import weakref
+    from typing import Any, Protocol
 
     from resilient._breaker_state import CircuitState
     from resilient._classify import ErrorClass
@@ -76,18 +78,24 @@ SINK: Sink | None = None
 
 # Every breaker alive in this process, registered at construction so that an
 # exporter enabled later still sees the breakers built before it. Keyed by id,
-# not a WeakSet: a subclass may well be unhashable.
-_breakers: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
-_breakers_lock = threading.Lock()
+# not a WeakSet: a subclass may well be unhashable. Made by the first breaker,
+# so that importing this module (the retry loop does) loads nothing.
+_breakers: weakref.WeakValueDictionary[int, Any] | None = None
+_breakers_lock = _thread.allocate_lock()
 
 
 def register_breaker(breaker: object) -> None:
     """Remember *breaker* (weakly) for the exporters that read it when scraped."""
+    global _breakers
     with _breakers_lock:
+        if _breakers is None:
+            import weakref  # noqa: PLC0415 - the first breaker pays for it, not `import`
+
+            _breakers = weakref.WeakValueDictionary()
         _breakers[id(breaker)] = breaker
 
 
 def live_breakers() -> list[Any]:
     """The breakers alive now, in no particular order."""
     with _breakers_lock:  # it cannot be iterated while another thread adds to it
-        return list(_breakers.values())
+        return [] if _breakers is None else list(_breakers.values())

@@ -15,6 +15,7 @@ __all__ = [
     "DEFAULT_REDACT_KEYS",
     "REDACTED",
     "Redactor",
+    "default_redactor",
     "describe_error",
     "error_fields",
     "redact",
@@ -176,13 +177,24 @@ def _build_scrubber(
 
 _MESSAGE_LIMIT = 500
 
-DEFAULT_REDACTOR = Redactor()
-"""The redaction of the library's own log messages: the default keys and headers."""
+_default_redactor: Redactor | None = None
+
+
+def default_redactor() -> Redactor:
+    """The redaction of the library's own log messages: the default keys and headers.
+
+    Built on first use: its pattern costs more to compile than importing
+    everything that imports this module.
+    """
+    global _default_redactor
+    if _default_redactor is None:
+        _default_redactor = Redactor()
+    return _default_redactor
 
 
 def redact(text: str) -> str:
     """*text* with secrets (``password=...``, ``Authorization: ...``, URL passwords) redacted."""
-    return DEFAULT_REDACTOR.scrub(text)
+    return (_default_redactor or default_redactor()).scrub(text)
 
 
 def type_name(kind: type) -> str:

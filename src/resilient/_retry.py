@@ -3,28 +3,28 @@
 Strictly private: users import these names from ``resilient`` (a module named
 ``retry`` would shadow the function ``resilient.retry`` once imported).
 
-The happy path is one ``try`` around the call. Everything that happens after
-a failure (classification, the budget, the deadline, the wait, the log line)
-lives in ``RetryCall``, built on the first failure and shared by the sync and the
-async loop.
+The happy path is one clock reading and one ``try`` around the call.
+Everything that happens after a failure (classification, the budget, the
+deadline, the wait, the log line) lives in ``RetryCall``, built on the first
+failure and shared by the sync and the async loop.
+
+Importing this module loads neither ``typing``, ``dataclasses``, ``inspect``
+nor ``logging`` (together they cost several times what the rest does): the
+types live in ``resilient._types``, and the logger is looked up on the first
+failure.
 """
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import functools
-import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterator
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, cast, overload
-
-from typing_extensions import ParamSpec
+from collections.abc import Collection
 
 from resilient import _events
 from resilient._classify import (
+    Classifier,
     ErrorClass,
     Rejection,
     classify,
@@ -32,7 +32,7 @@ from resilient._classify import (
     retry_after,
     status_class,
 )
-from resilient._clock import DEFAULTS, SYSTEM_CLOCK, Clock, check_clock
+from resilient._clock import DEFAULTS, SYSTEM_CLOCK, check_clock
 from resilient._compat import (
     LAZY_RESULTS,
     add_note,
@@ -42,65 +42,55 @@ from resilient._compat import (
     refuse_lazy_result,
     seconds,
 )
-from resilient._redact import describe_error, error_fields
-from resilient.backoff import Backoff, JitterSpec
+from resilient.backoff import Backoff
+
+# Not ``typing.TYPE_CHECKING``: see ``resilient/__init__.py``.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterator
+    from logging import Logger
+    from typing import Any, TypeVar, overload
+
+    from typing_extensions import ParamSpec
+
+    from resilient._clock import Clock
+    from resilient._types import Budget, Gate, JitterSpec, RetryState
+
+    P = ParamSpec("P")
+    T = TypeVar("T")
+else:
+
+    def overload(func):  # ``typing.overload`` for type checkers only, without importing ``typing``
+        return func
+
 
 __all__ = [
     "DEFAULT_RETRYABLE",
-    "Budget",
-    "RetryState",
     "retry",
     "retry_with_backoff",
     "retry_with_backoff_async",
     "time_remaining",
 ]
 
-P = ParamSpec("P")
-T = TypeVar("T")
-
-logger = logging.getLogger("resilient.retry")
-
 DEFAULT_RETRYABLE: frozenset[ErrorClass] = frozenset(
     {ErrorClass.TRANSIENT, ErrorClass.DEGRADED, ErrorClass.TIMEOUT}
 )
 """The classes retried unless ``retryable_classes=`` says otherwise."""
 
+_WARNING = 30  # logging.WARNING and logging.ERROR, without importing logging
+_ERROR = 40
 
-class Budget(Protocol):
-    """What ``budget=`` accepts: ``RetryBudget`` or its Redis-backed twin."""
-
-    def record_failure(self) -> bool:
-        """Spend for a failed attempt; return whether a retry is allowed."""
-        ...
-
-    def record_success(self) -> None:
-        """Refund for a successful attempt."""
-        ...
+_logger: Logger | None = None
 
 
-@dataclass(frozen=True)
-class RetryState:
-    """What ``on_retry`` is told before each wait. Immutable, one per retry.
+def _log() -> Logger:
+    """The ``resilient.retry`` logger, looked up on the first failure that needs it."""
+    global _logger
+    if _logger is None:
+        import logging  # noqa: PLC0415 - `from resilient import retry` must not load logging
 
-    Attributes:
-        function: the qualified name of the retried function.
-        attempt: the number of the attempt that just failed (1 for the first).
-        exception: the exception it raised, or ``None`` when a result was
-            rejected by ``retry_on_result``.
-        error_class: how the failure was classified.
-        delay: the seconds about to be waited.
-        elapsed: seconds since the call started (since its first failure when
-            no ``deadline`` is set: the happy path never reads the clock).
-        result: the rejected return value, when ``exception`` is ``None``.
-    """
-
-    function: str
-    attempt: int
-    exception: BaseException | None
-    error_class: ErrorClass
-    delay: float
-    elapsed: float
-    result: Any = None
+        _logger = logging.getLogger("resilient.retry")
+    return _logger
 
 
 # The absolute deadline of the innermost call running under `deadline=`, with
@@ -131,9 +121,13 @@ class Policy:
         "backoff",
         "budget",
         "classifier",
+        "classify",
         "clock",
         "deadline",
+        "max_attempts",
         "max_retries",
+        "needs_full_loop",
+        "new_delays",
         "on_retry",
         "retry_on_result",
         "retryable",
@@ -202,13 +196,18 @@ class Policy:
         self.budget = budget
         self.clock = clock
         self.retry_on_result = retry_on_result
-
-    @property
-    def needs_full_loop(self) -> bool:
-        """Whether the happy path must do more than call the function."""
-        return (
-            self.deadline is not None or self.budget is not None or self.retry_on_result is not None
+        self.classify: Callable[[BaseException], ErrorClass] = (
+            # Bound once: a Classifier is called through its type's __call__
+            # slot, which costs more than the method it runs.
+            classifier.__call__ if type(classifier) is Classifier else classifier
         )
+        self.max_attempts = max_retries + 1
+        # Bound once: iter() reaches Backoff.__iter__ through a slower type slot.
+        self.new_delays: Callable[[], Iterator[float]] = self.backoff.__iter__
+        self.needs_full_loop = (
+            deadline is not None or budget is not None or retry_on_result is not None
+        )
+        """Whether the happy path must do more than call the function."""
 
 
 _GIVE_UP = -1.0
@@ -216,17 +215,6 @@ _GIVE_UP = -1.0
 # The default of a function parameter that was not given (``None`` is a value
 # a user may pass by mistake, and deserves its own error).
 _NO_FUNCTION: Any = object()
-
-
-class Gate(Protocol):
-    """A circuit breaker, as the retry loop sees one it is composed with."""
-
-    name: str
-
-    @property
-    def remaining(self) -> float:
-        """Seconds until the circuit admits a trial call; 0.0 unless open."""
-        ...
 
 
 class RetryTarget:
@@ -268,18 +256,30 @@ class RetryCall:
         "closed_for",
         "deadline_at",
         "delays",
+        "failure",
+        "gate",
         "last_error",
         "max_attempts",
+        "policy",
         "start",
         "target",
     )
 
-    def __init__(self, target: RetryTarget, start: float | None) -> None:
+    def __init__(
+        self, target: RetryTarget, start: float | None, failure: Exception | None = None
+    ) -> None:
         self.target = target
-        policy = target.policy
-        self.clock = DEFAULTS.clock if policy.clock is None else policy.clock
-        self.start = self.clock.monotonic() if start is None else start
-        self.deadline_at = None if policy.deadline is None else self.start + policy.deadline
+        self.failure = failure
+        """The failure the loop has yet to handle: the first attempt's, made by the caller.
+
+        Handed over here rather than as an argument, so that no frame keeps it
+        alive (with its traceback and frames) once the loop has moved on.
+        """
+        self.policy = policy = target.policy
+        self.gate = target.gate
+        self.clock = clock = DEFAULTS.clock if policy.clock is None else policy.clock
+        self.start = start = clock.monotonic() if start is None else start
+        self.deadline_at = None if policy.deadline is None else start + policy.deadline
         self.attempt = 0
         self.delays: Iterator[float] | None = None
         self.closed_for = 0.0
@@ -287,9 +287,7 @@ class RetryCall:
         self.last_error: BaseException | None = None
         """The last failure that ran, to chain a later rejection to."""
         cap = DEFAULTS.attempt_cap
-        self.max_attempts = (
-            policy.max_retries + 1 if cap is None else min(cap, policy.max_retries + 1)
-        )
+        self.max_attempts = policy.max_attempts if cap is None else min(cap, policy.max_attempts)
 
     def enter_deadline(
         self, deadline_at: float
@@ -307,7 +305,7 @@ class RetryCall:
         applies Retry-After, the composed breaker, the deadline and the testing
         switches; then logs and calls ``on_retry``.
         """
-        policy = self.target.policy
+        policy = self.policy
         self.attempt += 1
         if isinstance(exc, Rejection):  # waiting cannot make the circuit admit it sooner
             if exc.__cause__ is None and self.last_error is not None:
@@ -315,7 +313,7 @@ class RetryCall:
             self.last_error = None
             return self.give_up(exc, None, ErrorClass.TIMEOUT, _rejected_reason(exc))
         self.last_error = exc
-        error_class = policy.classifier(exc) if exc is not None else _result_class(result)
+        error_class = policy.classify(exc) if exc is not None else _result_class(result)
         if error_class not in policy.retryable:
             return self.give_up(exc, result, error_class, f"not retryable: {error_class.name}")
         allowed = policy.budget is None or policy.budget.record_failure()
@@ -326,45 +324,56 @@ class RetryCall:
                 _events.SINK.budget_refused(policy.budget)
             return self.give_up(exc, result, error_class, "the retry budget refused a retry")
         if self.delays is None:
-            self.delays = iter(policy.backoff)
+            self.delays = policy.new_delays()
         delay = next(self.delays)
-        failed = exc if exc is not None else result
-        asked = (
-            retry_after(failed)
-            if exc is None or hasattr(failed, "response") or hasattr(failed, "headers")
-            else None
-        )
-        if asked is not None:
-            delay = min(max(delay, asked), policy.backoff.max_delay)
+        asked = None
+        # Only a result or an exception with a response or headers can carry a Retry-After.
+        if exc is None or hasattr(exc, "response") or hasattr(exc, "headers"):
+            asked = retry_after(result if exc is None else exc)
+            if asked is not None:
+                delay = min(max(delay, asked), policy.backoff.max_delay)
         if DEFAULTS.no_wait:
             delay = 0.0
-        gate = self.target.gate
+        gate = self.gate
         if gate is not None:
             closed_for = gate.remaining
             if closed_for > delay:  # the next attempt would only be rejected
                 self.closed_for = closed_for
                 reason = f"circuit {gate.name!r} is open for {seconds(closed_for)} s more"
                 return self.give_up(exc, result, error_class, reason)
-        now = self.clock.monotonic()
-        if self.deadline_at is not None and now + delay > self.deadline_at:
-            return self.give_up(exc, result, error_class, "the deadline would pass during the wait")
-        if logger.isEnabledFor(logging.WARNING):
-            self.log_retry(exc, result, error_class, delay, asked, now)
-        if policy.on_retry is not None:
-            policy.on_retry(
-                RetryState(
-                    self.target.name,
-                    self.attempt,
-                    exc,
-                    error_class,
-                    delay,
-                    now - self.start,
-                    result,
+        logger = _logger or _log()
+        log = logger.isEnabledFor(_WARNING)
+        if self.deadline_at is not None or log or policy.on_retry is not None:
+            now = self.clock.monotonic()  # read only when something needs it
+            if self.deadline_at is not None and now + delay > self.deadline_at:
+                return self.give_up(
+                    exc, result, error_class, "the deadline would pass during the wait"
                 )
-            )
+            if log:
+                self.log_retry(exc, result, error_class, delay, asked, now)
+            if policy.on_retry is not None:
+                self.tell(policy.on_retry, exc, result, error_class, delay, now)
         if _events.SINK is not None:
             _events.SINK.retried(self.target.name, self.attempt, error_class, delay, exc, result)
         return delay
+
+    def tell(
+        self,
+        on_retry: Callable[[RetryState], object],
+        exc: BaseException | None,
+        result: Any,
+        error_class: ErrorClass,
+        delay: float,
+        now: float,
+    ) -> None:
+        """Call ``on_retry`` with this retry's ``RetryState``."""
+        from resilient._types import RetryState  # noqa: PLC0415 - only hooks pay for dataclasses
+
+        on_retry(
+            RetryState(
+                self.target.name, self.attempt, exc, error_class, delay, now - self.start, result
+            )
+        )
 
     def log_retry(
         self,
@@ -390,7 +399,7 @@ class RetryCall:
         }
         if asked is not None:
             extra["retry_after"] = round(asked, 6)
-        logger.warning(
+        _log().warning(
             "retrying %s in %s s%s (attempt %d of %d) after %s",
             target.label,
             seconds(delay),
@@ -406,7 +415,7 @@ class RetryCall:
     ) -> float:
         """Note on the exception and log why the call ends here; return ``_GIVE_UP``."""
         ran = self.attempt - (exc is not None and self.not_run(exc))
-        if ran == 0 or (self.attempt == 1 and error_class not in self.target.policy.retryable):
+        if ran == 0 or (self.attempt == 1 and error_class not in self.policy.retryable):
             return _GIVE_UP  # nothing was retried: the caller sees the error untouched
         elapsed = self.clock.monotonic() - self.start
         what = f"{ran} attempt{'s' if ran != 1 else ''} over {elapsed:.3f} s ({reason})"
@@ -414,7 +423,8 @@ class RetryCall:
             add_note(exc, f"resilient: {what}")
         if _events.SINK is not None:
             _events.SINK.gave_up(self.target.name, self.attempt, error_class, exc, result)
-        if logger.isEnabledFor(logging.ERROR):
+        logger = _log()
+        if logger.isEnabledFor(_ERROR):
             error_type, error = _error_fields(exc, result)
             logger.error(
                 "giving up on %s after %s: %s",
@@ -440,27 +450,26 @@ class RetryCall:
 
         (A rejection from a breaker used inside the function means it ran.)
         """
-        gate = self.target.gate
+        gate = self.gate
         return (
             gate is not None
             and isinstance(exc, Rejection)
             and getattr(exc, "breaker_name", None) == gate.name
         )
 
-    def succeeded(self) -> None:
-        """Refund the budget for a successful attempt."""
-        if self.target.policy.budget is not None:
-            self.target.policy.budget.record_success()
-
 
 def _drop(failure: BaseException | None) -> None:
     """Close what a failure we retry past holds open: urllib's ``HTTPError`` is a response.
 
     Left to the garbage collector, its socket would end in a ``ResourceWarning``.
+    Called only for failures with an ``fp`` (the loops test that first: it is rare).
     """
-    if failure is not None and hasattr(failure, "fp") and callable(getattr(failure, "close", None)):
+    close = getattr(failure, "close", None)
+    if callable(close):
+        import contextlib  # noqa: PLC0415 - rare: only failures with a response to close
+
         with contextlib.suppress(Exception):  # a half-broken response: best effort
-            failure.close()  # type: ignore[attr-defined]
+            close()
 
 
 def _rejected_reason(exc: BaseException) -> str:
@@ -484,6 +493,8 @@ def _result_class(result: object) -> ErrorClass:
 def _describe(exc: BaseException | None, result: object) -> str:
     """The failure for a log message: the error, or the rejected result."""
     if exc is not None:
+        from resilient._redact import describe_error  # noqa: PLC0415 - only log lines need it
+
         return describe_error(exc)
     code = getattr(result, "status_code", None)
     return f"rejected result (status {code})" if code is not None else "rejected result"
@@ -491,18 +502,18 @@ def _describe(exc: BaseException | None, result: object) -> str:
 
 def _error_fields(exc: BaseException | None, result: object) -> tuple[str | None, str]:
     if exc is not None:
+        from resilient._redact import error_fields  # noqa: PLC0415 - only log lines need it
+
         return error_fields(exc)
     return None, _describe(None, result)
 
 
-def run_retry(
-    call: RetryCall, args: tuple[Any, ...], kwargs: dict[str, Any], first_failure: Exception | None
-) -> Any:
+def run_retry(call: RetryCall, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """The retry loop: call until success or a reason to give up; raise the last error."""
-    func, policy = call.target.func, call.target.policy
+    func, policy = call.target.func, call.policy
     token = None if call.deadline_at is None else call.enter_deadline(call.deadline_at)
     try:
-        failure = first_failure
+        failure, call.failure = call.failure, None  # taken over: see RetryCall.failure
         result: Any = None
         while True:
             if failure is None:
@@ -514,7 +525,8 @@ def run_retry(
                     if type(result) in LAZY_RESULTS:
                         refuse_lazy_result(result, func, call.target.form)
                     if policy.retry_on_result is None or not policy.retry_on_result(result):
-                        call.succeeded()
+                        if policy.budget is not None:  # a success refunds the budget
+                            policy.budget.record_success()
                         return result
             delay = call.after_failure(failure, result)
             if delay == _GIVE_UP:
@@ -523,21 +535,21 @@ def run_retry(
                 return result
             if delay > 0:
                 call.clock.sleep(delay)
-            _drop(failure)
+            if hasattr(failure, "fp"):  # an open response: urllib's HTTPError
+                _drop(failure)
             failure = None  # only the last exception is kept alive
     finally:
+        call.last_error = None  # nothing chains to it once the loop is over: free it now
         if token is not None:
             _DEADLINE.reset(token)
 
 
-async def run_retry_async(
-    call: RetryCall, args: tuple[Any, ...], kwargs: dict[str, Any], first_failure: Exception | None
-) -> Any:
+async def run_retry_async(call: RetryCall, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """The retry loop of ``async`` functions; ``run_retry``'s twin."""
-    func, policy = call.target.func, call.target.policy
+    func, policy = call.target.func, call.policy
     token = None if call.deadline_at is None else call.enter_deadline(call.deadline_at)
     try:
-        failure = first_failure
+        failure, call.failure = call.failure, None  # taken over: see RetryCall.failure
         result: Any = None
         while True:
             if failure is None:
@@ -547,7 +559,8 @@ async def run_retry_async(
                     failure = exc
                 else:
                     if policy.retry_on_result is None or not policy.retry_on_result(result):
-                        call.succeeded()
+                        if policy.budget is not None:  # a success refunds the budget
+                            policy.budget.record_success()
                         return result
             delay = call.after_failure(failure, result)
             if delay == _GIVE_UP:
@@ -556,17 +569,13 @@ async def run_retry_async(
                 return result
             if delay > 0:
                 await call.clock.asleep(delay)
-            _drop(failure)
+            if hasattr(failure, "fp"):  # an open response: urllib's HTTPError
+                _drop(failure)
             failure = None  # only the last exception is kept alive
     finally:
+        call.last_error = None  # nothing chains to it once the loop is over: free it now
         if token is not None:
             _DEADLINE.reset(token)
-
-
-def _start_time(policy: Policy) -> float:
-    """The clock reading at the start of a call (the happy path reads it too)."""
-    clock = DEFAULTS.clock if policy.clock is None else policy.clock
-    return time.monotonic() if clock is SYSTEM_CLOCK else clock.monotonic()
 
 
 def _decorate(func: Callable[P, T], policy: Policy) -> Callable[P, T]:
@@ -575,44 +584,47 @@ def _decorate(func: Callable[P, T], policy: Policy) -> Callable[P, T]:
     check_callable(func, "@retry", sync_only=False)
     target = RetryTarget(func, policy)
     full_loop = policy.needs_full_loop
+    own_clock = policy.clock
 
     if is_async_callable(func):
         if full_loop:
 
             async def retrying_async(*args: Any, **kwargs: Any) -> Any:
-                return await run_retry_async(RetryCall(target, None), args, kwargs, None)
+                return await run_retry_async(RetryCall(target, None), args, kwargs)
 
         else:
             afunc: Callable[..., Awaitable[Any]] = func
 
             async def retrying_async(*args: Any, **kwargs: Any) -> Any:
-                start = _start_time(policy)
+                # The system clock read directly: a method call costs as much as the reading.
+                clock = DEFAULTS.clock if own_clock is None else own_clock
+                start = time.monotonic() if clock is SYSTEM_CLOCK else clock.monotonic()
                 try:
                     return await afunc(*args, **kwargs)
                 except Exception as exc:
-                    failure = exc
+                    call = RetryCall(target, start, exc)  # the call takes the failure over
                 # Outside the `except`: later failures must not chain onto this one.
-                return await run_retry_async(RetryCall(target, start), args, kwargs, failure)
+                return await run_retry_async(call, args, kwargs)
 
         return functools.wraps(func)(retrying_async)  # type: ignore[return-value]
 
     if full_loop:
 
         def retrying(*args: Any, **kwargs: Any) -> Any:
-            return run_retry(RetryCall(target, None), args, kwargs, None)
+            return run_retry(RetryCall(target, None), args, kwargs)
 
     else:
-        own_clock = policy.clock
         checked = False  # whether a call returned something that is not a coroutine
 
         def retrying(*args: Any, **kwargs: Any) -> Any:
             nonlocal checked
+            # The system clock read directly: a method call costs as much as the reading.
             clock = DEFAULTS.clock if own_clock is None else own_clock
             start = time.monotonic() if clock is SYSTEM_CLOCK else clock.monotonic()
             try:
                 result = func(*args, **kwargs)
             except Exception as exc:
-                failure = exc
+                call = RetryCall(target, start, exc)  # the call takes the failure over
             else:
                 # A plain def that returns a coroutine returns one every time: the
                 # first call tells, and later calls skip the check.
@@ -622,7 +634,7 @@ def _decorate(func: Callable[P, T], policy: Policy) -> Callable[P, T]:
                     checked = True
                 return result
             # Outside the `except`: later failures must not chain onto this one.
-            return run_retry(RetryCall(target, start), args, kwargs, failure)
+            return run_retry(call, args, kwargs)
 
     return functools.wraps(func)(retrying)
 
@@ -632,7 +644,7 @@ def retry(func: Callable[P, T], /) -> Callable[P, T]: ...
 
 
 @overload
-def retry(
+def retry(  # noqa: F811 - the overload shim above is typing.overload to type checkers
     *,
     max_retries: int = 3,
     base_delay: float = 1.0,
@@ -648,8 +660,8 @@ def retry(
 ) -> Callable[[Callable[P, T]], Callable[P, T]]: ...
 
 
-def retry(
-    func: Callable[P, T] | None = _NO_FUNCTION,
+def retry(  # noqa: F811
+    func: Callable[P, T] = _NO_FUNCTION,
     /,
     *,
     max_retries: int = 3,
@@ -710,7 +722,7 @@ def retry(
     )
     if func is _NO_FUNCTION:
         return functools.partial(_decorate, policy=policy)
-    return _decorate(cast(Callable[P, T], func), policy)
+    return _decorate(func, policy)
 
 
 def retry_with_backoff(
@@ -739,7 +751,7 @@ def retry_with_backoff(
         )
     check_callable(func, "retry_with_backoff()", sync_only=True)
     policy = _plain_policy(max_retries, base_delay, max_delay, jitter, retryable_classes)
-    result: T = run_retry(RetryCall(RetryTarget(func, policy), None), args, kwargs, None)
+    result: T = run_retry(RetryCall(RetryTarget(func, policy), None), args, kwargs)
     return result
 
 
@@ -761,9 +773,7 @@ async def retry_with_backoff_async(
     """
     check_callable(func, "retry_with_backoff_async()", sync_only=False)
     policy = _plain_policy(max_retries, base_delay, max_delay, jitter, retryable_classes)
-    result: T = await run_retry_async(
-        RetryCall(RetryTarget(func, policy), None), args, kwargs, None
-    )
+    result: T = await run_retry_async(RetryCall(RetryTarget(func, policy), None), args, kwargs)
     return result
 
 

@@ -2,16 +2,23 @@
 
 ``delays()`` is the single source of the waits the retry loop makes, so a test
 or a thundering-herd simulation can draw exactly the same sequence. This module
-imports nothing else of ``resilient``.
+imports nothing else of ``resilient`` (but ``Jitter`` and ``JitterSpec``, the
+types, handed on from ``resilient._types`` when asked for: defining a
+``Protocol`` imports ``typing``, which the call paths never need).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import random
-from collections.abc import Iterator
-from typing import Protocol
+
+# Not ``typing.TYPE_CHECKING``: see ``resilient/__init__.py``.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import random
+    from collections.abc import Iterator
+
+    from resilient._types import Jitter, JitterSpec
 
 __all__ = [
     "Backoff",
@@ -27,33 +34,37 @@ __all__ = [
 ]
 
 
-class Jitter(Protocol):
-    """A jitter strategy: turns the nominal delay of one retry into the real one.
-
-    ``previous`` is the delay actually used before the previous retry (``base``
-    before the first), for strategies such as ``DecorrelatedJitter`` whose next
-    value depends on the last one. The result must lie in ``[0, cap]``.
-    """
-
-    def __call__(self, nominal: float, previous: float, base: float, cap: float) -> float:
-        """Return the delay to use before this retry."""
-        ...
-
-
 class _Strategy:
     """Strictly private. The shared shape of the jitter strategies."""
 
-    __slots__ = ("rng",)
+    __slots__ = ("_rng",)
 
     def __init__(self, rng: random.Random | None = None) -> None:
-        if rng is not None and not isinstance(rng, random.Random):
-            raise TypeError(f"rng must be a random.Random, got {rng!r}")
-        # The module-level functions of `random` share one hidden Random,
-        # which is thread-safe and what freezegun-free tests seed.
-        self.rng: random.Random = rng if rng is not None else random._inst
+        if rng is not None:
+            import random  # noqa: PLC0415 - only when given one: see rng
+
+            if not isinstance(rng, random.Random):
+                raise TypeError(f"rng must be a random.Random, got {rng!r}")
+        self._rng = rng
+
+    @property
+    def rng(self) -> random.Random:
+        """The generator drawn from: the one given, else the one ``random``'s functions share.
+
+        That one is thread-safe and what ``random.seed`` seeds. It is looked up
+        when a delay is drawn, not when the strategy is made, so that
+        importing this module does not import ``random``.
+        """
+        return self._rng if self._rng is not None else _shared_rng()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def _shared_rng() -> random.Random:
+    import random  # noqa: PLC0415 - on the first drawn delay: the retry path never needs it
+
+    return random._inst
 
 
 class NoJitter(_Strategy):
@@ -125,9 +136,6 @@ class ProportionalJitter(_Strategy):
     def __repr__(self) -> str:
         return f"ProportionalJitter({self.fraction!r})"
 
-
-JitterSpec = bool | Jitter
-"""What a ``jitter=`` parameter accepts: ``True``, ``False`` or a strategy."""
 
 _NO_JITTER = NoJitter()
 _DEFAULT_JITTER = ProportionalJitter(0.25)
@@ -267,3 +275,14 @@ class Backoff:
             f"Backoff(base_delay={self.base_delay!r}, max_delay={self.max_delay!r}, "
             f"jitter={self.jitter!r})"
         )
+
+
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> object:
+        """``Jitter`` and ``JitterSpec``, from ``resilient._types``, on first use (PEP 562)."""
+        if name in ("Jitter", "JitterSpec"):
+            from resilient import _types  # noqa: PLC0415 - only users of the names pay for typing
+
+            return getattr(_types, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

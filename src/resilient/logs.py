@@ -22,7 +22,6 @@ Example:
 from __future__ import annotations
 
 import builtins
-import json
 import logging
 import math
 import sys
@@ -33,7 +32,6 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from enum import Enum
 from itertools import islice
-from json.encoder import encode_basestring, encode_basestring_ascii
 from types import MappingProxyType, TracebackType
 from typing import Any, TextIO
 
@@ -80,7 +78,8 @@ _CONTEXT: ContextVar[Mapping[str, object]] = ContextVar(
 )
 
 _RECORD_SIZE = len(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
-_MILLIS = tuple(f'.{millis:03d}+00:00"' for millis in range(1000))
+_MILLIS: tuple[str, ...] = ()
+"""``'.042+00:00"'`` for every millisecond: built by the first ``JsonFormatter``."""
 _REDACTED_JSON = '"[REDACTED]"'
 
 _NoneType = type(None)
@@ -141,6 +140,12 @@ class JsonFormatter(logging.Formatter):
         max_items: int = 1_000,
     ) -> None:
         super().__init__()
+        from json.encoder import (  # noqa: PLC0415 - `import resilient` sets up no JSON encoder
+            encode_basestring,
+            encode_basestring_ascii,
+        )
+
+        _build_tables(ensure_ascii)
         for name, value in (
             ("max_length", max_length),
             ("max_depth", max_depth),
@@ -532,6 +537,8 @@ class JsonFormatter(logging.Formatter):
             except Exception:
                 timestamp = self._timestamp(time.time())
             ts_key, level_key, logger_key, message_key = self._core_keys
+            import json  # noqa: PLC0415 - loaded by the first JsonFormatter already
+
             return json.dumps(
                 {
                     ts_key: timestamp,
@@ -793,13 +800,28 @@ _CONFIGURED_MARK = "_resilient_configured"
 
 # Escaped even with ensure_ascii=False: the Unicode line separators, so that
 # no reader splits the line there, and surrogates, which no UTF-8 stream can
-# write (a lone one would make the handler fail).
-_UNSAFE_CHARACTERS = {
-    0x85: "\\u0085",
-    0x2028: "\\u2028",
-    0x2029: "\\u2029",
-    **{code: f"\\u{code:04x}" for code in range(0xD800, 0xE000)},
-}
+# write (a lone one would make the handler fail). Filled by the first
+# JsonFormatter(ensure_ascii=False).
+_UNSAFE_CHARACTERS: dict[int, str] = {}
+
+
+def _build_tables(ensure_ascii: bool) -> None:
+    """Fill the lookup tables of the hot path once, when a formatter first needs them.
+
+    Not at import: the 3,000 strings cost more than all the rest of this module.
+    """
+    global _MILLIS
+    if not _MILLIS:
+        _MILLIS = tuple(f'.{millis:03d}+00:00"' for millis in range(1000))
+    if not ensure_ascii and not _UNSAFE_CHARACTERS:
+        _UNSAFE_CHARACTERS.update(
+            {
+                0x85: "\\u0085",
+                0x2028: "\\u2028",
+                0x2029: "\\u2029",
+                **{code: f"\\u{code:04x}" for code in range(0xD800, 0xE000)},
+            }
+        )
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -860,9 +882,13 @@ def _free_key(
 
 def _nested_encoder(ensure_ascii: bool, default: Callable[[Any], Any]) -> Callable[[Any], str]:
     """A reusable encoder for sanitized values (no cycle check: none is left)."""
+    import json.encoder  # noqa: PLC0415 - `import resilient` sets up no JSON encoder
+
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is not None:
-        quote = encode_basestring_ascii if ensure_ascii else encode_basestring
+        quote = (
+            json.encoder.encode_basestring_ascii if ensure_ascii else json.encoder.encode_basestring
+        )
         iterencode = make(None, default, quote, None, ":", ",", False, False, False)
 
         def encode(value: Any) -> str:

@@ -16,16 +16,15 @@ import functools
 import inspect
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypedDict
-
-from typing_extensions import TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, Generic, TypedDict
 
 from resilient import _events
 from resilient._classify import ErrorClass, Rejection, classify
-from resilient._clock import DEFAULTS, Clock
+from resilient._clock import DEFAULTS, SYSTEM_CLOCK
 from resilient._compat import (
     LAZY_RESULTS,
     add_note,
@@ -37,16 +36,21 @@ from resilient._compat import (
 from resilient._redact import describe_error, error_fields, safe_repr, safe_str
 from resilient._retry import (
     DEFAULT_RETRYABLE,
-    Budget,
     Policy,
     RetryCall,
-    RetryState,
     RetryTarget,
     run_retry,
     run_retry_async,
 )
-from resilient.backoff import JitterSpec
 from resilient.breaker import CircuitBreaker, CircuitOpenError
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeVar, Unpack
+
+    from resilient._clock import Clock
+    from resilient._types import Budget, JitterSpec, RetryState
+else:
+    from typing import TypeVar
 
 __all__ = [
     "TaskOptions",
@@ -58,7 +62,10 @@ __all__ = [
     "run_tasks_async",
 ]
 
-T = TypeVar("T", default=Any)
+if TYPE_CHECKING:
+    T = TypeVar("T", default=Any)
+else:  # the default (PEP 696) is read by type checkers only, and typing_extensions
+    T = TypeVar("T")  # costs more to import than this whole module
 
 logger = logging.getLogger("resilient.task")
 
@@ -239,6 +246,7 @@ def execute_task_safely(
     """
     settings = _Settings.cached(
         (
+            False,
             max_retries,
             circuit_breaker,
             base_delay,
@@ -250,8 +258,7 @@ def execute_task_safely(
             on_retry,
             budget,
             clock,
-        ),
-        asynchronous=False,
+        )
     )
     _check_task(task_name, func, asynchronous=False)
     return _execute(settings, task_name, func, args, kwargs)
@@ -286,6 +293,7 @@ async def execute_task_safely_async(
     """
     settings = _Settings.cached(
         (
+            True,
             max_retries,
             circuit_breaker,
             base_delay,
@@ -297,8 +305,7 @@ async def execute_task_safely_async(
             on_retry,
             budget,
             clock,
-        ),
-        asynchronous=True,
+        )
     )
     _check_task(task_name, func, asynchronous=True)
     return await _execute_async(settings, task_name, func, args, kwargs)
@@ -468,15 +475,14 @@ class _Settings:
         return cls(asynchronous=asynchronous, **options)
 
     @classmethod
-    def cached(cls, options: tuple[Any, ...], *, asynchronous: bool) -> _Settings:
-        """The settings of *options* (in ``_OPTION_ORDER``), validated once per option set."""
-        key = (asynchronous, *options)
+    def cached(cls, key: tuple[Any, ...]) -> _Settings:
+        """The settings of ``(asynchronous, *options in _OPTION_ORDER)``, validated once per key."""
         try:
             found = _SETTINGS.get(key)
         except TypeError:  # an unhashable option (a list of classes): validate every time
-            return cls(asynchronous=asynchronous, **dict(zip(_OPTION_ORDER, options, strict=True)))
+            return cls.of(dict(zip(_OPTION_ORDER, key[1:], strict=True)), asynchronous=key[0])
         if found is None:
-            found = cls(asynchronous=asynchronous, **dict(zip(_OPTION_ORDER, options, strict=True)))
+            found = cls.of(dict(zip(_OPTION_ORDER, key[1:], strict=True)), asynchronous=key[0])
             if len(_SETTINGS) >= _SETTINGS_LIMIT:
                 _SETTINGS.clear()
             _SETTINGS[key] = found
@@ -566,38 +572,39 @@ def _execute(
     kwargs: dict[str, Any],
 ) -> TaskResult:
     clock = DEFAULTS.clock if settings.clock is None else settings.clock
-    start = clock.monotonic()
+    # The system clock read directly: a method call costs as much as the reading.
+    start = time.monotonic() if clock is SYSTEM_CLOCK else clock.monotonic()
     breaker = settings.breaker
     run = func if breaker is None else functools.partial(breaker.call, func)
-    first: Exception | None = None
-    if not settings.policy.needs_full_loop:  # the first attempt, as plainly as it gets
+    if settings.policy.needs_full_loop:
+        call = _task_call(settings, func, run, start, "execute_task_safely()")
+    else:  # the first attempt, as plainly as it gets
         try:
             value = run(*args, **kwargs)
             if type(value) in LAZY_RESULTS:
                 refuse_lazy_result(value, func, "execute_task_safely()")
         except Exception as exc:
-            first = exc
+            # The call takes the failure over: no local here keeps it alive.
+            call = _task_call(settings, func, run, start, "execute_task_safely()", exc)
         else:
-            return _succeeded(name, value, 1, clock.monotonic() - start)
-    return _retry_failed(settings, name, func, args, kwargs, clock, start, run, first)
+            end = time.monotonic() if clock is SYSTEM_CLOCK else clock.monotonic()
+            return _succeeded(name, value, 1, end - start)
+    return _retry_failed(settings, name, call, args, kwargs, clock, start)
 
 
 def _retry_failed(
     settings: _Settings,
     name: str,
-    func: Callable[..., Any],
+    call: RetryCall,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     clock: Clock,
     start: float,
-    run: Callable[..., Any],
-    first: Exception | None,
 ) -> TaskResult:
     """Everything after a first failure (or a first attempt that needs the full loop)."""
-    call = _task_call(settings, func, run, start, "execute_task_safely()")
     token = _TASK.set(name)
     try:
-        value = run_retry(call, args, kwargs, first)
+        value = run_retry(call, args, kwargs)
     except Exception as exc:
         return _failed(settings, name, call, exc, clock.monotonic() - start)
     finally:
@@ -631,7 +638,7 @@ async def _execute_async(
     call = _task_call(settings, func, attempt, start, "execute_task_safely_async()")
     token = _TASK.set(name)
     try:
-        value = await run_retry_async(call, args, kwargs, None)
+        value = await run_retry_async(call, args, kwargs)
     except Exception as exc:
         return _failed(settings, name, call, exc, clock.monotonic() - start)
     finally:
@@ -640,12 +647,17 @@ async def _execute_async(
 
 
 def _task_call(
-    settings: _Settings, func: Callable[..., Any], run: Callable[..., Any], start: float, form: str
+    settings: _Settings,
+    func: Callable[..., Any],
+    run: Callable[..., Any],
+    start: float,
+    form: str,
+    failure: Exception | None = None,
 ) -> RetryCall:
     """The retry loop's view of a task: *run* retried, named after *func*, its breaker the gate."""
     target = RetryTarget(run, settings.policy, named_after=_unwrap(func), form=form)
     target.gate = settings.breaker
-    return RetryCall(target, start)
+    return RetryCall(target, start, failure)
 
 
 def _unwrap(func: Callable[..., Any]) -> object:
@@ -673,7 +685,7 @@ def _succeeded(name: str, value: Any, attempts: int, elapsed: float) -> TaskResu
                 "elapsed": round(elapsed, 6),
             },
         )
-    return TaskResult(True, value, None, None, attempts, elapsed, None, False, name)
+    return _result(True, value, None, None, attempts, elapsed, None, False, name)
 
 
 def _failed(
@@ -692,7 +704,39 @@ def _failed(
     if _events.SINK is not None:
         _events.SINK.task_finished(name, "rejected" if rejected else "failure", elapsed, ran, exc)
     _log_failure(name, exc, error_class, ran, elapsed, rejected)
-    return TaskResult(False, None, _describe(exc), error_class, ran, elapsed, exc, rejected, name)
+    return _result(False, None, _describe(exc), error_class, ran, elapsed, exc, rejected, name)
+
+
+def _result(
+    success: bool,
+    result: Any,
+    error: str | None,
+    error_class: ErrorClass | None,
+    attempts: int,
+    elapsed: float,
+    exception: BaseException | None,
+    rejected: bool,
+    task_name: str,
+) -> TaskResult:
+    """``TaskResult(success, result, ...)``, built as unpickling builds one.
+
+    A frozen dataclass's ``__init__`` sets each field through
+    ``object.__setattr__``, which costs more than the rest of a trivial task
+    together; ``TaskResult`` has no ``__post_init__``, so filling in its
+    ``__dict__`` makes the same object, equal to and repr'd as the other.
+    """
+    made: TaskResult = object.__new__(TaskResult)
+    fields = made.__dict__
+    fields["success"] = success
+    fields["result"] = result
+    fields["error"] = error
+    fields["error_class"] = error_class
+    fields["attempts"] = attempts
+    fields["elapsed"] = elapsed
+    fields["exception"] = exception
+    fields["rejected"] = rejected
+    fields["task_name"] = task_name
+    return made
 
 
 def _log_failure(
@@ -766,7 +810,7 @@ def _check_task(name: object, func: object, *, asynchronous: bool) -> None:
     if not isinstance(name, str) or not name:
         raise TypeError(f"task_name must be a non-empty str, got {name!r}")
     form = "execute_task_safely_async()" if asynchronous else "execute_task_safely()"
-    check_callable(func, form, sync_only=not asynchronous, subject=f"task {name!r}: ")
+    check_callable(func, form, sync_only=not asynchronous, task=name)
 
 
 # -- many tasks -------------------------------------------------------------------

@@ -1,0 +1,106 @@
+"""Strictly private. The types that cross the library's edge, kept off its call paths.
+
+The protocols users implement (``Clock``, ``Jitter``; for type checkers only,
+what ``budget=`` accepts and the breaker as the retry loop sees it) and the
+``RetryState`` an ``on_retry`` hook receives. They live apart because
+defining a ``Protocol`` imports ``typing`` and a dataclass imports
+``dataclasses`` (and ``inspect``), more than the whole retry loop costs to
+import; the loop needs neither. So ``from resilient import retry`` never
+loads this module: ``resilient.Clock``, ``resilient.backoff.Jitter`` and
+``resilient.RetryState`` do, when first used, and the loop does once it has a
+``RetryState`` to hand to a hook.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+__all__ = ["Clock", "Jitter", "JitterSpec", "RetryState"]
+
+
+class Clock(Protocol):
+    """What every primitive that waits or reads time is given.
+
+    ``monotonic`` reads seconds from an arbitrary origin; ``sleep`` blocks the
+    thread; ``asleep`` suspends the running coroutine.
+    """
+
+    def monotonic(self) -> float:
+        """Seconds since an arbitrary, fixed origin; never goes backwards."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Block the calling thread for *seconds*."""
+        ...
+
+    async def asleep(self, seconds: float) -> None:
+        """Suspend the calling coroutine for *seconds*."""
+        ...
+
+
+class Jitter(Protocol):
+    """A jitter strategy: turns the nominal delay of one retry into the real one.
+
+    ``previous`` is the delay actually used before the previous retry (``base``
+    before the first), for strategies such as ``DecorrelatedJitter`` whose next
+    value depends on the last one. The result must lie in ``[0, cap]``.
+    """
+
+    def __call__(self, nominal: float, previous: float, base: float, cap: float) -> float:
+        """Return the delay to use before this retry."""
+        ...
+
+
+JitterSpec = bool | Jitter
+"""What a ``jitter=`` parameter accepts: ``True``, ``False`` or a strategy."""
+
+
+@dataclass(frozen=True)
+class RetryState:
+    """What ``on_retry`` is told before each wait. Immutable, one per retry.
+
+    Attributes:
+        function: the qualified name of the retried function.
+        attempt: the number of the attempt that just failed (1 for the first).
+        exception: the exception it raised, or ``None`` when a result was
+            rejected by ``retry_on_result``.
+        error_class: how the failure was classified.
+        delay: the seconds about to be waited.
+        elapsed: seconds since the call started.
+        result: the rejected return value, when ``exception`` is ``None``.
+    """
+
+    function: str
+    attempt: int
+    exception: BaseException | None
+    error_class: ErrorClass
+    delay: float
+    elapsed: float
+    result: Any = None
+
+
+# What only type checkers read: not built at run time.
+if TYPE_CHECKING:
+    from resilient._classify import ErrorClass
+
+    class Budget(Protocol):
+        """What ``budget=`` accepts: ``RetryBudget`` or its Redis-backed twin."""
+
+        def record_failure(self) -> bool:
+            """Spend for a failed attempt; return whether a retry is allowed."""
+            ...
+
+        def record_success(self) -> None:
+            """Refund for a successful attempt."""
+            ...
+
+    class Gate(Protocol):
+        """A circuit breaker, as the retry loop sees one it is composed with."""
+
+        name: str
+
+        @property
+        def remaining(self) -> float:
+            """Seconds until the circuit admits a trial call; 0.0 unless open."""
+            ...

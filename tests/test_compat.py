@@ -1,0 +1,138 @@
+"""Specification of ``resilient._compat``: what kind of callable a function is."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from resilient._compat import check_callable, is_async_callable
+
+
+def plain(x: int) -> int:
+    return x
+
+
+async def coroutine_function(x: int) -> int:
+    return x
+
+
+def generator_function() -> Iterator[int]:
+    yield 1
+
+
+async def async_generator_function() -> AsyncIterator[int]:
+    yield 1
+
+
+def with_attributes(x: int) -> int:
+    return x
+
+
+with_attributes.cache = {}  # type: ignore[attr-defined]
+
+
+@functools.wraps(coroutine_function)
+def wrapping_a_coroutine_function(x: int) -> Any:
+    return coroutine_function(x)
+
+
+class Methods:
+    def method(self) -> None:
+        pass
+
+    async def async_method(self) -> None:
+        pass
+
+    def gen_method(self) -> Iterator[int]:
+        yield 1
+
+    async def __call__(self) -> None:
+        pass
+
+    partial_async = functools.partialmethod(async_method)
+
+
+def _marked() -> Callable[..., Any]:
+    def marked() -> Any:
+        return coroutine_function(1)
+
+    return inspect.markcoroutinefunction(marked)  # type: ignore[attr-defined, no-any-return]
+
+
+CALLABLES: dict[str, Any] = {
+    "plain": plain,
+    "coroutine_function": coroutine_function,
+    "generator_function": generator_function,
+    "async_generator_function": async_generator_function,
+    "with_attributes": with_attributes,
+    "wrapping_a_coroutine_function": wrapping_a_coroutine_function,
+    "lambda": lambda: None,
+    "partial_of_a_coroutine_function": functools.partial(coroutine_function, 1),
+    "partial_of_a_generator_function": functools.partial(generator_function),
+    "method": Methods().method,
+    "async_method": Methods().async_method,
+    "generator_method": Methods().gen_method,
+    "partialmethod_of_an_async_method": Methods().partial_async,
+    "async_call": Methods(),
+    "class": Methods,
+    "builtin": len,
+    "staticmethod_func": staticmethod(plain).__func__,
+}
+if sys.version_info >= (3, 12):
+    CALLABLES["markcoroutinefunction"] = _marked()
+KINDS = [pytest.param(func, id=name) for name, func in CALLABLES.items()]
+
+
+def _reference_is_async(func: object) -> bool:
+    """The answer of ``inspect``, as the library gave it before reading code flags itself."""
+    if inspect.iscoroutinefunction(func):
+        return True
+    call = getattr(func, "__call__", None)  # noqa: B004
+    return not inspect.isfunction(func) and inspect.iscoroutinefunction(call)
+
+
+def _reference_is_generator(func: object) -> bool:
+    return inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func)
+
+
+@pytest.mark.parametrize("func", KINDS)
+def test_the_kind_of_a_callable_is_what_inspect_says(func: object) -> None:
+    """Plain functions are judged by their code flags; the verdict is inspect's, for any callable."""
+    assert is_async_callable(func) is _reference_is_async(func)
+    generator = _reference_is_generator(func)
+    if generator:
+        with pytest.raises(TypeError, match="generator function"):
+            check_callable(func, "@retry", sync_only=False)
+    else:
+        check_callable(func, "@retry", sync_only=False)
+
+
+@pytest.mark.parametrize("func", KINDS)
+def test_a_sync_form_refuses_exactly_the_coroutine_functions(func: object) -> None:
+    """``sync_only`` refuses what inspect calls a coroutine function, and nothing else."""
+    if _reference_is_generator(func):
+        expected: str | None = "generator function"
+    elif _reference_is_async(func):
+        expected = "coroutine function"
+    else:
+        expected = None
+    if expected is None:
+        check_callable(func, "retry_with_backoff()", sync_only=True)
+    else:
+        with pytest.raises(TypeError, match=expected):
+            check_callable(func, "retry_with_backoff()", sync_only=True)
+
+
+def test_a_task_name_starts_the_message() -> None:
+    """The message names the task it refuses, and says why."""
+    with pytest.raises(
+        TypeError, match=r"^task 'sync': execute_task_safely\(\) cannot run the coroutine"
+    ):
+        check_callable(coroutine_function, "execute_task_safely()", sync_only=True, task="sync")
+    with pytest.raises(TypeError, match=r"^task 'sync': execute_task_safely\(\) needs a function"):
+        check_callable(42, "execute_task_safely()", sync_only=True, task="sync")
