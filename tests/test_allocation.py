@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import tracemalloc
@@ -168,3 +169,26 @@ def test_the_exception_is_freed_once_the_caller_drops_it(failing: Failing) -> No
     with pytest.raises(Boom):
         decorated()
     assert failing.alive() == ([], [])
+
+
+def test_retry_keeps_only_the_last_exception(failing: Failing) -> None:
+    """``@retry`` frees every earlier attempt's exception, traceback and frame.
+
+    While the caller holds the final exception, its traceback holds the frames
+    of the wrapper and of the retry loop, so no local of those frames may
+    still point at an earlier attempt's exception.
+    """
+    decorated = retry(max_retries=3, base_delay=0.0, max_delay=0.0)(failing)
+    with pytest.raises(Boom) as raised:
+        decorated()
+    assert str(raised.value) == "attempt 4"
+    assert failing.alive() == ([4], [4])
+
+
+def test_async_retry_keeps_only_the_last_exception(failing: Failing) -> None:
+    """``@retry`` on an ``async def`` frees every earlier attempt's exception and frame."""
+    decorated = retry(max_retries=3, base_delay=0.0, max_delay=0.0)(failing.call_async)
+    with pytest.raises(Boom) as raised:
+        asyncio.run(decorated())
+    assert str(raised.value) == "attempt 4"
+    assert failing.alive() == ([4], [4])
