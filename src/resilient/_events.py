@@ -13,8 +13,6 @@ Low in the import graph: it imports nothing of ours and nothing heavy.
 
 from __future__ import annotations
 
-import _thread
-
 # Not ``typing.TYPE_CHECKING``: `from resilient import retry` must not load
 # ``typing`` through this module. Type checkers treat any TYPE_CHECKING as true.
 TYPE_CHECKING = False
@@ -77,25 +75,32 @@ SINK: Sink | None = None
 """Set by ``resilient.telemetry`` only; ``None`` while telemetry is off."""
 
 # Every breaker alive in this process, registered at construction so that an
-# exporter enabled later still sees the breakers built before it. Keyed by id,
-# not a WeakSet: a subclass may well be unhashable. Made by the first breaker,
-# so that importing this module (the retry loop does) loads nothing.
-_breakers: weakref.WeakValueDictionary[int, Any] | None = None
-_breakers_lock = _thread.allocate_lock()
+# exporter enabled later still sees the breakers built before it. A plain dict
+# of weak references keyed by id (a subclass may well be unhashable), not a
+# WeakValueDictionary: iterating one runs Python code between items, and on
+# CPython before 3.12 a reference dying in another thread meanwhile raises
+# "dictionary changed size during iteration". Copying a plain dict is one C
+# call under the GIL. Made by the first breaker, so that importing this module
+# (the retry loop does) loads nothing.
+_breakers: dict[int, weakref.ref[Any]] = {}
 
 
 def register_breaker(breaker: object) -> None:
     """Remember *breaker* (weakly) for the exporters that read it when scraped."""
-    global _breakers
-    with _breakers_lock:
-        if _breakers is None:
-            import weakref  # noqa: PLC0415 - the first breaker pays for it, not `import`
+    import weakref  # noqa: PLC0415 - the first breaker pays for it, not `import`
 
-            _breakers = weakref.WeakValueDictionary()
-        _breakers[id(breaker)] = breaker
+    key = id(breaker)
+
+    def forget(reference: weakref.ref[Any]) -> None:
+        # Runs in whichever thread drops the last reference; a dict pop is
+        # atomic. The identity check keeps a newer breaker given the same id.
+        if _breakers.get(key) is reference:
+            _breakers.pop(key, None)
+
+    _breakers[key] = weakref.ref(breaker, forget)  # one atomic store: no lock needed
 
 
 def live_breakers() -> list[Any]:
     """The breakers alive now, in no particular order."""
-    with _breakers_lock:  # it cannot be iterated while another thread adds to it
-        return [] if _breakers is None else list(_breakers.values())
+    references = list(_breakers.values())  # one C-level copy: safe against concurrent changes
+    return [breaker for reference in references if (breaker := reference()) is not None]
