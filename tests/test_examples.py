@@ -71,7 +71,6 @@ def test_agent_loop_logs_the_library_events_as_json(
     events = {(r["logger"], r["event"]) for r in records if "event" in r}
     assert {
         ("resilient.retry", "retry_scheduled"),
-        ("resilient.retry", "retry_gave_up"),
         ("resilient.breaker", "circuit_open"),
         ("resilient.task", "task_failed"),
         ("resilient.task", "task_rejected"),

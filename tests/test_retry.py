@@ -1388,3 +1388,38 @@ def test_the_start_of_an_async_call_is_read_at_call_time() -> None:
     with use_clock(ManualClock()) as clock, pytest.raises(ConnectionError):
         asyncio.run(decorated())
     assert states[0].elapsed == 4.0
+
+
+@pytest.mark.parametrize("error", [ConnectionError("down"), PermissionError("no")])
+def test_a_call_that_is_never_retried_is_raised_untouched_and_unlogged(
+    caplog: pytest.LogCaptureFixture, error: Exception
+) -> None:
+    """max_retries=0 (or a first failure that is not retryable): no note, no line."""
+    with caplog.at_level(logging.DEBUG, logger="resilient"), pytest.raises(type(error)) as info:
+        retry(max_retries=0, clock=ManualClock())(Flaky(error))()
+    assert info.value is error
+    assert getattr(error, "__notes__", []) == []
+    assert caplog.records == []
+
+
+def test_giving_up_counts_the_attempts_that_ran(caplog: pytest.LogCaptureFixture) -> None:
+    """Attempt 3 refused by the composed breaker (another caller opened it during the
+    wait): the giving-up line's ``attempt`` is the 2 attempts that ran, as its message
+    says, not the refused one."""
+    from resilient import CircuitBreaker, CircuitOpenError
+
+    clock = ManualClock()
+    breaker = CircuitBreaker(failure_threshold=10, name="db", clock=clock)
+
+    def open_during_the_second_wait(state: RetryState) -> None:
+        if state.attempt == 2:
+            breaker.trip()
+
+    decorated = retry(max_retries=4, on_retry=open_during_the_second_wait, clock=clock)(
+        breaker(Flaky(*[ConnectionError("down")] * 5))
+    )
+    with caplog.at_level(logging.ERROR, logger="resilient.retry"), pytest.raises(CircuitOpenError):
+        decorated()
+    [gave_up] = caplog.records
+    assert gave_up.attempt == 2  # type: ignore[attr-defined]
+    assert "after 2 attempts" in gave_up.getMessage()

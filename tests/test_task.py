@@ -1015,3 +1015,27 @@ def test_a_failed_task_keeps_only_its_last_exception() -> None:
     gc.collect()
     assert str(result.exception) == "attempt 4"
     assert [n for n, ref in enumerate(errors, 1) if ref() is not None] == [4]
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_a_failed_task_logs_its_end_once(
+    caplog: pytest.LogCaptureFixture, asynchronous: bool
+) -> None:
+    """The task's ERROR line says how it ended; the retry loop adds no "giving up" line
+    of its own (two ERROR lines for one failure would page an operator twice)."""
+    failures = [ConnectionError("refused")] * 3
+    clock = ManualClock()
+    with caplog.at_level(logging.DEBUG, logger="resilient"):
+        if asynchronous:
+            result = asyncio.run(
+                execute_task_safely_async("sync", AsyncFlaky(*failures), max_retries=2, clock=clock)
+            )
+        else:
+            result = execute_task_safely("sync", Flaky(*failures), max_retries=2, clock=clock)
+    assert (result.success, result.attempts) == (False, 3)
+    errors = [(r.name, r.event) for r in caplog.records if r.levelno >= logging.ERROR]  # type: ignore[attr-defined]
+    assert errors == [("resilient.task", "task_failed")]
+    assert [r.event for r in caplog.records if r.name == "resilient.retry"] == [  # type: ignore[attr-defined]
+        "retry_scheduled",
+        "retry_scheduled",
+    ]

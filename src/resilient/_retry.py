@@ -225,7 +225,7 @@ class RetryTarget:
     which the loop consults before each wait.
     """
 
-    __slots__ = ("form", "func", "gate", "label", "name", "policy")
+    __slots__ = ("form", "func", "gate", "label", "logs_outcome", "name", "policy")
 
     def __init__(
         self,
@@ -245,6 +245,8 @@ class RetryTarget:
         self.form = form
         """How the user called us, for error messages."""
         self.gate: Gate | None = getattr(func, "__resilient_breaker__", None)
+        self.logs_outcome = True
+        """False when the caller logs how the call ended (a task does): no "giving up" line."""
 
 
 class RetryCall:
@@ -415,16 +417,19 @@ class RetryCall:
     ) -> float:
         """Note on the exception and log why the call ends here; return ``_GIVE_UP``."""
         ran = self.attempt - (exc is not None and self.not_run(exc))
-        if ran == 0 or (self.attempt == 1 and error_class not in self.policy.retryable):
+        if ran == 0 or (
+            self.attempt == 1
+            and (self.max_attempts == 1 or error_class not in self.policy.retryable)
+        ):
             return _GIVE_UP  # nothing was retried: the caller sees the error untouched
         elapsed = self.clock.monotonic() - self.start
         what = f"{ran} attempt{'s' if ran != 1 else ''} over {elapsed:.3f} s ({reason})"
         if exc is not None:
             add_note(exc, f"resilient: {what}")
         if _events.SINK is not None:
-            _events.SINK.gave_up(self.target.name, self.attempt, error_class, exc, result)
+            _events.SINK.gave_up(self.target.name, ran, error_class, exc, result)
         logger = _log()
-        if logger.isEnabledFor(_ERROR):
+        if self.target.logs_outcome and logger.isEnabledFor(_ERROR):
             error_type, error = _error_fields(exc, result)
             logger.error(
                 "giving up on %s after %s: %s",
@@ -434,7 +439,7 @@ class RetryCall:
                 extra={
                     "event": "retry_gave_up",
                     "function": self.target.name,
-                    "attempt": self.attempt,
+                    "attempt": ran,
                     "max_attempts": self.max_attempts,
                     "error_class": error_class,
                     "reason": reason,

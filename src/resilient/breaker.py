@@ -45,7 +45,7 @@ from resilient._breaker_state import (
     check_store,
 )
 from resilient._classify import ErrorClass, Rejection, classify
-from resilient._clock import DEFAULTS, SYSTEM_CLOCK, Clock, check_clock, resolve_clock
+from resilient._clock import DEFAULTS, SYSTEM_CLOCK, check_clock, resolve_clock
 from resilient._compat import (
     LAZY_RESULTS,
     check_callable,
@@ -56,6 +56,9 @@ from resilient._compat import (
 )
 from resilient._redact import describe_error, error_fields
 from resilient.backoff import Backoff
+
+if TYPE_CHECKING:
+    from resilient._clock import Clock
 
 __all__ = [
     "BreakerListener",

@@ -232,8 +232,15 @@ def execute_task_safely(
         *args: positional arguments for *func*.
         max_retries: retries after the first attempt (``0``: one attempt).
         circuit_breaker: a ``CircuitBreaker`` every attempt goes through.
-        base_delay, max_delay, jitter, retryable_classes, deadline, classifier,
-            on_retry, budget, clock: as for ``@retry``.
+        base_delay: as for ``@retry``: the first wait, in seconds.
+        max_delay: as for ``@retry``: the longest wait.
+        jitter: as for ``@retry``: how waits are randomised.
+        retryable_classes: as for ``@retry``: the error classes retried.
+        deadline: as for ``@retry``: seconds for all attempts together.
+        classifier: as for ``@retry``: maps an exception to an ``ErrorClass``.
+        on_retry: as for ``@retry``: called before each wait.
+        budget: as for ``@retry``: a ``RetryBudget`` each retry spends from.
+        clock: as for ``@retry``: the clock to read and sleep on (tests).
         **kwargs: keyword arguments for *func* (a keyword named like an option
             above is taken as the option: bind it with ``functools.partial``).
 
@@ -657,6 +664,7 @@ def _task_call(
     """The retry loop's view of a task: *run* retried, named after *func*, its breaker the gate."""
     target = RetryTarget(run, settings.policy, named_after=_unwrap(func), form=form)
     target.gate = settings.breaker
+    target.logs_outcome = False  # the task's own line says how it ended
     return RetryCall(target, start, failure)
 
 

@@ -1,7 +1,9 @@
 """Test helpers: a clock you drive by hand, and switches that make waits free.
 
-Also a pytest plugin (registered through the ``pytest11`` entry point) that
-provides the fixtures ``resilient_clock`` and ``resilient_no_wait``.
+The pytest fixtures ``resilient_clock`` and ``resilient_no_wait`` built on
+them come from the plugin that installing the package registers (the
+``pytest11`` entry point, module ``resilient._pytest_plugin``), so importing
+this module does not import pytest.
 
 Example:
     >>> from resilient import retry
@@ -120,26 +122,6 @@ def cap_attempts(attempts: int) -> Iterator[None]:
         yield
     finally:
         DEFAULTS.attempt_cap = previous
-
-
-try:
-    import pytest
-except ImportError:  # pragma: no cover - the fixtures only matter under pytest
-    pass
-else:
-
-    @pytest.fixture
-    def resilient_clock() -> Iterator[ManualClock]:
-        """A ``ManualClock`` installed as the process default clock for one test."""
-        clock = ManualClock()
-        with use_clock(clock):
-            yield clock
-
-    @pytest.fixture
-    def resilient_no_wait() -> Iterator[None]:
-        """Every retry wait is zero for one test; attempt counts are unchanged."""
-        with no_wait():
-            yield
 
 
 def force_state(breaker: CircuitBreaker, state: CircuitState | str) -> None:
