@@ -332,7 +332,7 @@ class WindowRule(BreakerMachine):
         self.start(Model(5, recovery, success_threshold, trials, window, slow_limit, slow_rate))
 
 
-SETTINGS = settings(max_examples=150, stateful_step_count=40)
+SETTINGS = settings(max_examples=60, stateful_step_count=40)
 
 TestConsecutiveRule = ConsecutiveRule.TestCase
 TestConsecutiveRule.settings = SETTINGS

@@ -108,9 +108,9 @@ def test_quickstart_prints_the_result_after_retries() -> None:
     assert "result: {'city': 'Lisbon', 'temperature_c': 21.5}" in done.stdout.splitlines()
 
 
-# -- load: 8 threads x 200 tasks, one session, one breaker -----------------------
+# -- load: 8 threads x 100 tasks, one session, one breaker -----------------------
 
-THREADS, TASKS_PER_THREAD = 8, 200
+THREADS, TASKS_PER_THREAD = 8, 100
 # /flaky answers by request number: 3 failures in every 8 requests (a 503, a 429
 # with Retry-After, a reset connection), in a fixed cycle; /ok always answers.
 FLAKY_CYCLE: list[StepSpec] = [200, 503, 200, Step(429, retry_after="1"), 200, "reset", 200, 200]
@@ -156,7 +156,7 @@ def _worker(
 
 @pytest.fixture(scope="module")
 def load_run() -> Iterator[LoadRun]:
-    """8 threads x 200 tasks against one FlakyServer through one session and one breaker."""
+    """8 threads x 100 tasks against one FlakyServer through one session and one breaker."""
     breaker = CircuitBreaker(
         name="load",
         recovery_timeout=60.0,
@@ -180,7 +180,7 @@ def load_run() -> Iterator[LoadRun]:
 
 
 def test_load_no_exception_escapes_and_every_task_has_a_result(load_run: LoadRun) -> None:
-    """No exception escapes any of the 1600 tasks, and each one returns its TaskResult."""
+    """No exception escapes any of the 800 tasks, and each one returns its TaskResult."""
     assert load_run.escaped == []
     assert len(load_run.results) == THREADS * TASKS_PER_THREAD
     assert len({r.task_name for r in load_run.results}) == THREADS * TASKS_PER_THREAD
