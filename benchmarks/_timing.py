@@ -67,7 +67,8 @@ class Goal:
     A ratio goal is met when ``value(subject) / value(floor) <= limit`` for
     every subject (and, with ``flat``, when the largest subject is at most
     ``flat`` times the smallest). A goal the benchmark judged itself carries
-    ``met`` and ``figure``. ``path`` repeats the "path" column of the
+    ``met`` and ``figure``. ``when_missed`` explains, with the figures
+    of the same table, why the goal may not be met. ``path`` repeats the "path" column of the
     performance table of the design document verbatim, so ``run_all.py`` can
     put the goal in its row.
     """
@@ -81,6 +82,8 @@ class Goal:
     flat: float | None = None
     figure: str | None = None
     met: bool | None = None
+    when_missed: str = ""
+    """What stands in the way when the goal is missed: the page prints it under the table."""
 
     def judge(self, rows: Sequence[Row]) -> tuple[str, bool | None]:
         """The figure to print and whether the goal is met (``None``: not measured)."""

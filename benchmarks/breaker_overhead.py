@@ -82,6 +82,14 @@ GOALS = [
         FLOOR_NAME,
         3.0,
         flat=1.25,
+        when_missed=(
+            "a failure-rate window must enter every outcome, under the breaker's lock so "
+            "that threads lose no count: a count window holding only successes does no "
+            "more than the consecutive mode, but once it holds a failure each success takes "
+            "the lock and moves the ring; a time window reads the clock and finds its "
+            "bucket on every call. The lock and the clock read alone cost about what the "
+            "floor's try/except costs; the cost is flat in the window's size, as it should."
+        ),
     ),
     Goal(
         "breaker open, reject",

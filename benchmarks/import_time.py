@@ -63,6 +63,13 @@ GOALS = [
         ("from resilient import *",),
         "import tenacity",
         1.0,
+        when_missed=(
+            "every public name means every module: the breaker's and the tasks' classes "
+            "(frozen dataclasses and named tuples, whose creation runs generated code), "
+            "`logging`, `threading` and the standard-library modules they pull in. "
+            "`import resilient` itself loads nothing and each name loads only its module, "
+            "so a program pays for what it uses."
+        ),
     ),
 ]
 

@@ -284,24 +284,24 @@ def _fmt(value: float | None, unit: str) -> str:
 
 def judge_goals(
     outcomes: Sequence[Outcome], herd_result: Herd | None
-) -> list[tuple[str, str, str, bool | None]]:
-    """(path, goal, figure, met) for every goal of the design's table, then any other."""
+) -> list[tuple[str, str, str, bool | None, str]]:
+    """(path, goal, figure, met, why missed) of every goal of the design table, then the rest."""
     rows = [row for o in outcomes if o.report for row in o.report.rows]
     goals = [goal for o in outcomes if o.report for goal in o.report.goals]
     if herd_result is not None:
         goals += herd_goals(herd_result)
     by_path = {goal.path: goal for goal in goals}
-    judged: list[tuple[str, str, str, bool | None]] = []
+    judged: list[tuple[str, str, str, bool | None, str]] = []
     for path, target in DESIGN_GOALS:
         goal = by_path.pop(path, None)
         if goal is None:
-            judged.append((path, target, _why_unmeasured(path, outcomes), None))
+            judged.append((path, target, _why_unmeasured(path, outcomes), None, ""))
             continue
         figure, met = goal.judge(rows)
-        judged.append((path, target, figure, met))
+        judged.append((path, target, figure, met, goal.when_missed))
     for goal in by_path.values():
         figure, met = goal.judge(rows)
-        judged.append((goal.path, goal.target, figure, met))
+        judged.append((goal.path, goal.target, figure, met, goal.when_missed))
     return judged
 
 
@@ -365,9 +365,17 @@ def write_page(
     add("")
     add("| path | goal | this run | verdict |")
     add("| --- | --- | --- | --- |")
-    for goal_path, target, figure, met in judge_goals(outcomes, herd_result):
+    judged = judge_goals(outcomes, herd_result)
+    for goal_path, target, figure, met, _ in judged:
         add(f"| {goal_path} | {target} | {figure} | {verdict(met)} |")
     add("")
+    missed = [(goal_path, why) for goal_path, _, _, met, why in judged if met is False]
+    if missed:
+        add("### What stands in the way of the missed goals")
+        add("")
+        for goal_path, why in missed:
+            add(f"- **{goal_path}**: {why or 'not explained yet: profile it.'}")
+        add("")
     if herd_result is not None:
         _storm_section(add, herd_result, images)
         _outage_section(add, herd_result, images)
@@ -820,7 +828,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     seconds = time.perf_counter() - start
     write_page(output, outcomes, herd_result, args.quick, seconds, images)
     print("\ngoals")
-    for path, target, figure, met in judge_goals(outcomes, herd_result):
+    for path, target, figure, met, _ in judge_goals(outcomes, herd_result):
         print(f"  {verdict(met).strip('*'):13} {path}: {figure} (goal {target})")
     print(f"\nwrote {output} in {seconds:.0f} s")
 
