@@ -246,7 +246,7 @@ def test_namespace_and_name_never_map_to_the_same_keys(redis_client: Any) -> Non
     tripped = CircuitBreaker(1, name="prod:users", store=store)
     fail(tripped)
     assert tripped.state is OPEN
-    assert CircuitBreaker(1, name="users", store=RedisStore(redis_client, namespace="prod"))
+    assert redis_client.keys("*") == [b"{app:prod:users}:breaker"]
     with pytest.raises(ValueError, match=r"got namespace='app:prod'"):
         RedisStore(redis_client, namespace="app:prod")
 

@@ -912,7 +912,10 @@ class CircuitBreaker:
         if not logger.isEnabledFor(level):
             return
         template, args = _change_message(self.name, self._policy, transition, trigger, exc)
-        store_mode = _store_mode(self._store, self.name)
+        # A shared store says where this state lives (an in-memory one always "memory").
+        store_mode = (
+            None if type(self._store) is MemoryStore else _store_mode(self._store, self.name)
+        )
         if store_mode == "local":
             template += " (local fallback while Redis is unreachable)"
         extra: dict[str, object] = {
@@ -922,8 +925,9 @@ class CircuitBreaker:
             "new_state": new.value,
             "trigger": trigger,
             "failures": transition.failures,
-            "store_mode": store_mode,
         }
+        if store_mode is not None:
+            extra["store_mode"] = store_mode
         if new is _OPEN:
             extra["open_for"] = round(transition.open_for, 6)
         if exc is not None:
