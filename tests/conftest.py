@@ -60,9 +60,10 @@ def _free_port() -> int:
 class RedisServer:
     """A redis-server process on a loopback port, persistence off; stop and start it at will."""
 
-    def __init__(self, binary: str, directory: Path) -> None:
+    def __init__(self, binary: str, directory: Path, *options: str) -> None:
         self.binary = binary
         self.directory = directory
+        self.options = options  # more redis-server arguments
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -84,6 +85,7 @@ class RedisServer:
                     "--dir", str(self.directory),
                     "--daemonize", "no",
                     "--loglevel", "warning",
+                    *self.options,
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -176,4 +178,28 @@ def redis_server_factory(tmp_path: Path) -> Iterator[Callable[[], RedisServer]]:
     for server in servers:
         if server.process is not None:
             server.resume()  # a paused server must run to die cleanly
+        server.stop()
+
+
+@pytest.fixture
+def redis_cluster_node(tmp_path: Path) -> Iterator[RedisServer]:
+    """A one-node Redis Cluster (every slot on one server) of the test's own."""
+    binary = _require_redis()
+    server = RedisServer(
+        binary, tmp_path, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"
+    )
+    server.start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5.0) as conn:
+            conn.sendall(b"CLUSTER ADDSLOTSRANGE 0 16383\r\n")
+            assert conn.recv(64).startswith(b"+OK")
+            deadline = time.monotonic() + 10.0
+            while True:
+                conn.sendall(b"CLUSTER INFO\r\n")
+                if b"cluster_state:ok" in conn.recv(4096):
+                    break
+                assert time.monotonic() < deadline, "the one-node cluster did not become ok"
+                time.sleep(0.01)
+        yield server
+    finally:
         server.stop()

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import redis
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -37,7 +37,7 @@ from resilient import (
 from resilient.backoff import Backoff, FullJitter
 from resilient.breaker import MemoryStore
 from resilient.redis import RedisClientWarning, RedisRetryBudget, RedisStore, connect
-from resilient.testing import ManualClock
+from resilient.testing import ManualClock, force_state
 
 CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
 
@@ -128,6 +128,32 @@ def test_the_module_reaches_the_redis_package_not_itself() -> None:
             ValueError,
             "time_source must be 'redis' or 'breaker', got time_source='local'",
         ),
+        (
+            {"idle_ttl": 1e300},
+            ValueError,
+            "idle_ttl must be <= 31622400 s (366 days), got idle_ttl=1e+300",
+        ),
+        (
+            {"retry_interval": 86400},
+            ValueError,
+            "retry_interval must be <= 3600 s (an hour), got retry_interval=86400",
+        ),
+        (
+            {"max_staleness": 1e9},
+            ValueError,
+            "max_staleness must be <= 3600 s (an hour), got max_staleness=1000000000.0",
+        ),
+        (
+            {"trial_timeout": 86401},
+            ValueError,
+            "trial_timeout must be <= 86400 s (a day), got trial_timeout=86401",
+        ),
+        (
+            {"namespace": "app:prod"},
+            ValueError,
+            "namespace must not contain ':', '{' or '}' (':' separates it from the name",
+        ),
+        ({"namespace": "{app}"}, ValueError, "got namespace='{app}'"),
     ],
 )
 def test_bad_store_settings_fail_at_construction(
@@ -152,6 +178,11 @@ def test_a_store_needs_a_redis_client() -> None:
     [
         ({"socket_timeout": 0}, "socket_timeout must be a finite number > 0, got 0"),
         ({"connect_timeout": -1.0}, "connect_timeout must be a finite number > 0, got -1.0"),
+        (
+            {"socket_timeout": 1e9},
+            r"socket_timeout must be <= 60 s \(a minute\), got socket_timeout=1000000000.0",
+        ),
+        ({"connect_timeout": 3600}, r"connect_timeout must be <= 60 s \(a minute\)"),
     ],
 )
 def test_from_url_refuses_timeouts_that_would_not_bound_a_call(
@@ -198,6 +229,87 @@ def test_a_client_that_retries_by_itself_warns_too(redis_server: Any) -> None:
         RedisRetryBudget(client, "api")
     assert record[0].filename == __file__
     client.close()
+
+
+def test_a_budget_refuses_bad_namespaces_and_intervals_too(redis_client: Any) -> None:
+    """The same bounds and namespace rule as the store."""
+    with pytest.raises(ValueError, match="namespace must not contain ':'"):
+        RedisRetryBudget(redis_client, "api", namespace="app:prod")
+    with pytest.raises(ValueError, match=r"idle_ttl must be <= 31622400 s \(366 days\)"):
+        RedisRetryBudget(redis_client, "api", idle_ttl=1e12)
+
+
+def test_namespace_and_name_never_map_to_the_same_keys(redis_client: Any) -> None:
+    """A name may hold ':'; the namespace may not, so ("app", "prod:users") is its own circuit."""
+    store = RedisStore(redis_client, namespace="app")
+    assert store.keys("prod:users") == ("{app:prod:users}:breaker", "{app:prod:users}:window")
+    tripped = CircuitBreaker(1, name="prod:users", store=store)
+    fail(tripped)
+    assert tripped.state is OPEN
+    assert redis_client.keys("*") == [b"{app:prod:users}:breaker"]
+    with pytest.raises(ValueError, match=r"got namespace='app:prod'"):
+        RedisStore(redis_client, namespace="app:prod")
+
+
+@pytest.mark.parametrize("owner", [RedisStore, RedisRetryBudget])
+def test_an_asyncio_client_is_refused_with_what_to_use_instead(
+    redis_server: Any, owner: Any
+) -> None:
+    """redis.asyncio clients would fail at the first call: refused when the store is built."""
+    import redis.asyncio
+
+    client = redis.asyncio.Redis(port=redis_server.port, socket_timeout=0.25)
+    arguments = (client,) if owner is RedisStore else (client, "api")
+    with pytest.raises(TypeError) as info:
+        owner(*arguments)
+    message = str(info.value)
+    assert message.startswith(
+        "client must be a synchronous redis.Redis (or redis.cluster.RedisCluster) client, "
+        "got a redis.asyncio.client.Redis, an asyncio client"
+    )
+    assert "resilient.redis.connect(url)" in message
+    assert f"{owner.__name__}.from_url(url)" in message
+
+
+def test_a_client_whose_settings_cannot_be_read_draws_a_warning_saying_so(
+    redis_client: Any,
+) -> None:
+    """A wrapper that hides the connection options: the store says it cannot check them."""
+
+    class Wrapper:
+        def __init__(self, client: Any) -> None:
+            self.register_script = client.register_script
+
+    with pytest.warns(RedisClientWarning, match="whose timeouts and retries cannot be checked"):
+        RedisStore(Wrapper(redis_client))
+
+
+def test_a_redis_cluster_client_is_checked_for_timeouts_and_retries(
+    redis_cluster_node: Any,
+) -> None:
+    """RedisCluster's defaults (no socket timeout, 3 retries) warn; a well-built one works."""
+    from redis.cluster import RedisCluster
+
+    default = RedisCluster(host="127.0.0.1", port=redis_cluster_node.port)
+    with pytest.warns(RedisClientWarning) as record:
+        RedisStore(default)
+    message = str(record[0].message)
+    assert "it has no socket timeout" in message
+    assert "it retries a failed command" in message
+    default.close()
+    built = RedisCluster(
+        host="127.0.0.1",
+        port=redis_cluster_node.port,
+        socket_timeout=0.25,
+        socket_connect_timeout=0.25,
+        retry=Retry(NoBackoff(), 0),
+    )
+    window = FailureRateWindow(0.5, calls=4, minimum_calls=2)
+    breaker = CircuitBreaker(name="api", window=window, store=RedisStore(built))
+    fail(breaker, 2)  # both keys in one slot: the scripts run on a cluster
+    assert breaker.state is OPEN
+    assert RedisRetryBudget(built, "api").record_failure() is True
+    built.close()
 
 
 def test_a_well_built_client_draws_no_warning(redis_client: Any) -> None:
@@ -486,6 +598,137 @@ def test_with_the_breakers_clocks_the_same_skew_would_split_the_fleet(redis_clie
     fail(a)
     assert a.state is OPEN
     assert b.state is HALF_OPEN
+
+
+# -- keys lost mid-run -------------------------------------------------------------------
+
+_WINDOWS = {
+    "count": FailureRateWindow(0.5, calls=4, minimum_calls=2),
+    "time": FailureRateWindow(0.5, seconds=2.0, buckets=2, minimum_calls=2),
+}
+
+
+@settings(max_examples=40)
+@given(
+    kind=st.sampled_from(sorted(_WINDOWS)),
+    steps=st.lists(
+        st.sampled_from(["ok", "fail", "tick", "lose window", "lose circuit"]), max_size=25
+    ),
+)
+@example(kind="count", steps=["fail", "fail", "ok", "lose window", "ok", "fail"])
+@example(kind="time", steps=["fail", "ok", "lose window", "ok", "ok", "fail"])
+@example(kind="count", steps=["fail", "lose circuit", "ok", "ok", "fail"])
+def test_a_lost_key_is_an_empty_window_or_a_new_circuit_never_phantom_counts(
+    redis_server: Any, kind: str, steps: list[str]
+) -> None:
+    """Keys evicted or expired mid-run: Redis answers as MemoryStore does when the same is lost.
+
+    The window's key lost (its circuit survives): the window is empty, as if
+    cleared. The circuit's hash lost (its window survives): a new closed
+    circuit with an empty window. After every step, the same state, counts
+    and rates. (40 examples: each runs against the real server.)
+    """
+    client = redis_server.client()
+    try:
+        client.flushdb()
+        clock = ManualClock(1000.0)
+        reference = MemoryStore()
+        store = RedisStore(client, time_source="breaker", max_staleness=0.0)
+        pair = [
+            CircuitBreaker(
+                name="api", window=_WINDOWS[kind], clock=clock, store=s, recovery_timeout=3.0
+            )
+            for s in (reference, store)
+        ]
+        hash_key, window_key = store.keys("api")
+        for step in steps:
+            if step == "tick":
+                clock.advance(0.7)
+            elif step == "lose window":
+                client.delete(window_key)
+                window = reference.bind("api", pair[0]._policy).window
+                assert window is not None
+                window.clear()
+            elif step == "lose circuit":
+                client.delete(hash_key)
+                reference.seed("api", pair[0]._policy, CLOSED)
+            else:
+                outcomes = []
+                for breaker in pair:
+                    try:
+                        breaker.call(ok if step == "ok" else _raise_down)
+                        outcomes.append("ran")
+                    except Down:
+                        outcomes.append("ran")
+                    except CircuitOpenError:
+                        outcomes.append("rejected")
+                assert outcomes[0] == outcomes[1]
+            expected, got = (b.metrics for b in pair)
+            assert (got.state, got.failure_rate) == (expected.state, expected.failure_rate)
+            assert pair[1].failures == pair[0].failures
+        assert store.mode("api") == "redis"
+    finally:
+        client.close()
+
+
+def test_a_trial_permit_of_a_lost_circuit_is_refused_by_its_successor(redis_client: Any) -> None:
+    """The hash lost and recreated: its epochs start elsewhere, so an old ticket matches none.
+
+    Process A holds a trial permit when the circuit's hash is lost; process B
+    trips the new circuit and takes the trial of its half-open period. A's
+    late success must not close B's circuit.
+    """
+    clock = ManualClock()
+
+    def breaker() -> CircuitBreaker:
+        store = RedisStore(redis_client, time_source="breaker", max_staleness=0.0)
+        return CircuitBreaker(1, 10.0, name="api", store=store, clock=clock)
+
+    a, b = breaker(), breaker()
+    fail(a)
+    clock.advance(10.0)
+    with a:  # A's trial
+        redis_client.delete("{resilient:api}:breaker")
+        b.trip()
+        clock.advance(10.0)
+        b.__enter__()  # B's trial in the new circuit's half-open period
+    assert a.state is HALF_OPEN  # A's success belonged to the lost circuit
+    b.__exit__(None, None, None)
+    assert a.state is CLOSED
+
+
+def test_the_epoch_survives_in_redis_with_all_its_digits(redis_client: Any) -> None:
+    """Seeded from TIME in microseconds: 16 digits, stored exactly (Lua would write 1.7e+15)."""
+    breaker = CircuitBreaker(1, name="api", store=RedisStore(redis_client))
+    fail(breaker)
+    epoch = redis_client.hget("{resilient:api}:breaker", "e")
+    assert epoch.isdigit()
+    assert abs(int(epoch) / 1e6 - float(redis_client.time()[0])) < 60
+
+
+def test_an_open_period_too_long_for_a_redis_expiry_still_opens(redis_client: Any) -> None:
+    """recovery_timeout=1e300: the keys' expiry is capped, not sent as '1e+15' and refused."""
+    store = RedisStore(redis_client)
+    breaker = CircuitBreaker(1, 1e300, name="api", store=store)
+    fail(breaker)
+    assert breaker.state is OPEN
+    assert store.mode("api") == "redis"
+    assert redis_client.pttl("{resilient:api}:breaker") > 10**12
+
+
+def test_a_half_open_rejection_is_remembered_for_max_staleness(redis_client: Any) -> None:
+    """Every permit out: a storm of calls is rejected without a round trip each."""
+    client = CountingClient(redis_client)
+    breaker = CircuitBreaker(name="api", store=RedisStore(client, max_staleness=60.0))
+    force_state(breaker, "half_open")
+    with breaker:  # the one trial
+        before = client.round_trips
+        for _ in range(20):
+            with pytest.raises(CircuitOpenError) as info:
+                breaker.call(ok)
+            assert info.value.state is HALF_OPEN
+        assert client.round_trips - before == 1
+    assert breaker.state is CLOSED  # the trial's outcome refreshed what the cache says
 
 
 # -- keys -----------------------------------------------------------------------------

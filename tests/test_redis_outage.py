@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from resilient import CircuitBreaker, CircuitOpenError, CircuitState
+from resilient import CircuitBreaker, CircuitOpenError, CircuitState, FailureRateWindow
 from resilient.redis import RedisRetryBudget, RedisStore, connect
-from resilient.testing import ManualClock
+from resilient.testing import ManualClock, force_state
 
 CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
 TIMEOUT = 0.2
@@ -73,6 +73,31 @@ def _store(server: Any, **options: Any) -> RedisStore:
 
 def _wait_for_retry() -> None:
     time.sleep(INTERVAL + 0.05)
+
+
+class Heard:
+    """A listener that records state changes and store mode changes, in the order heard."""
+
+    def __init__(self) -> None:
+        self.heard: list[tuple[str, str, str]] = []
+
+    def on_state_change(
+        self, breaker: CircuitBreaker, old: CircuitState, new: CircuitState
+    ) -> None:
+        self.heard.append(("state", old.value, new.value))
+
+    def on_store_mode_change(self, breaker: CircuitBreaker, old_mode: str, new_mode: str) -> None:
+        self.heard.append(("mode", old_mode, new_mode))
+
+
+class ModesOnly:
+    """A listener with the store mode hook alone (no state-change listener on its breaker)."""
+
+    def __init__(self) -> None:
+        self.heard: list[tuple[str, str]] = []
+
+    def on_store_mode_change(self, breaker: CircuitBreaker, old_mode: str, new_mode: str) -> None:
+        self.heard.append((old_mode, new_mode))
 
 
 # -- on_store_error="local" (the default) ---------------------------------------------
@@ -133,26 +158,256 @@ def test_the_outcome_of_a_trial_redis_granted_is_dropped_while_redis_is_down(ser
     with breaker:  # admitted as Redis's trial
         server.stop()
     assert breaker.metrics.store_mode == "local"
-    assert breaker.state is CLOSED  # the local breaker, fresh for this outage
+    # The local breaker starts half-open, as Redis last was; the success did not close it.
+    assert breaker.state is HALF_OPEN
+    assert breaker.call(ok) == "ok"  # its own trial closes it
+    assert breaker.state is CLOSED
 
 
-def test_a_store_error_other_than_the_connection_falls_back_too(
+def test_one_breakers_script_error_falls_back_that_breaker_alone(
     redis_client: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A key overwritten with a string (WRONGTYPE) is an outage for that breaker, not a crash."""
-    store = RedisStore(redis_client, retry_interval=INTERVAL)
-    breaker = CircuitBreaker(name="api", store=store)
-    redis_client.set("{resilient:api}:breaker", "not a hash")
+    """A key overwritten with a string (WRONGTYPE) sends its breaker to the fallback, no other.
+
+    The broken breaker stays in the fallback while its key stays broken (one
+    warning, naming the keys and the error; no flapping at each retry), and
+    comes back once the key is gone; the other breaker never leaves Redis.
+    """
+    interval = 0.05
+    store = RedisStore(redis_client, retry_interval=interval, max_staleness=0.0)
+    modes = ModesOnly()
+    broken = CircuitBreaker(3, name="broken", store=store, listeners=[modes])
+    healthy = CircuitBreaker(3, name="healthy", store=store)
+    redis_client.set("{resilient:broken}:breaker", "not a hash")
+    seen = set()
     with caplog.at_level(logging.WARNING, logger="resilient.redis"):
-        assert breaker.call(ok) == "ok"
-        assert store.mode("api") == "local"
-        redis_client.delete("{resilient:api}:breaker")
-        _wait_for_retry()
-        assert breaker.call(ok) == "ok"
-        assert store.mode("api") == "redis"
-    [down] = _events(caplog, "breaker_store_unavailable")
+        started = time.monotonic()
+        while time.monotonic() - started < 4 * interval:  # several retries, each failing
+            assert broken.call(ok) == "ok"
+            seen.add(store.mode("broken"))
+            fail(healthy)
+            healthy.call(ok)
+            assert store.mode("healthy") == "redis"
+            time.sleep(0.005)
+        assert redis_client.hget("{resilient:healthy}:breaker", "f") == b"0"  # it reached Redis
+        redis_client.delete("{resilient:broken}:breaker")
+        time.sleep(interval + 0.02)
+        assert broken.call(ok) == "ok"
+        assert store.mode("broken") == "redis"
+    assert seen == {"local"}
+    assert modes.heard == [("redis", "local"), ("local", "redis")]
+    assert _events(caplog, "breaker_store_unavailable") == []
+    [down] = _events(caplog, "breaker_store_command_failed")
+    assert down.getMessage().startswith(
+        "circuit 'broken': a Redis script on its keys {resilient:broken}:breaker and "
+        "{resilient:broken}:window failed (ResponseError: WRONGTYPE"
+    )
+    assert "the other breakers of this store keep using Redis" in down.getMessage()
+    assert (down.breaker, down.store_mode, down.scope) == ("broken", "local", "breaker")
+    assert down.keys == ["{resilient:broken}:breaker", "{resilient:broken}:window"]
     assert down.error_type == "redis.exceptions.ResponseError"
     assert "WRONGTYPE" in down.error
+    [back] = _events(caplog, "breaker_store_recovered")
+    assert back.breaker == "broken"
+
+
+def test_a_breaker_whose_writes_fail_is_not_handed_back_by_a_read(
+    redis_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its window key made a hash: admissions (reads) work, recording fails; no flapping.
+
+    A read that succeeds does not hand the breaker back: only a script that
+    writes its keys does, so it stays in the fallback for as long as they are
+    broken, with one warning.
+    """
+    interval = 0.05
+    store = RedisStore(redis_client, retry_interval=interval, max_staleness=0.0)
+    window = FailureRateWindow(0.5, calls=10, minimum_calls=10)
+    breaker = CircuitBreaker(name="api", window=window, store=store)
+    breaker.call(ok)
+    redis_client.delete("{resilient:api}:window")
+    redis_client.hset("{resilient:api}:window", "written", "by someone else")
+    seen = []
+    with caplog.at_level(logging.WARNING, logger="resilient.redis"):
+        started = time.monotonic()
+        while time.monotonic() - started < 4 * interval:
+            breaker.call(ok)
+            seen.append(store.mode("api"))
+            time.sleep(0.005)
+    assert set(seen) == {"local"}
+    assert len(_events(caplog, "breaker_store_command_failed")) == 1
+    assert _events(caplog, "breaker_store_recovered") == []
+
+
+@pytest.mark.parametrize("refusal", ["read-only replica", "out of memory"])
+def test_a_server_that_refuses_writes_is_an_outage_until_a_write_succeeds(
+    server: Any, caplog: pytest.LogCaptureFixture, refusal: str
+) -> None:
+    """READONLY (a failover left us on a replica) or OOM: reads still work, so they prove nothing.
+
+    One warning when the outage starts, none at the retries in between (a
+    successful read does not end it), one when writes work again.
+    """
+    interval = 0.05
+    admin = connect(server.url)
+    store = _store(server, retry_interval=interval, max_staleness=0.0)
+    breaker = CircuitBreaker(1000, name="api", store=store)
+    breaker.call(ok)
+    if refusal == "read-only replica":
+        admin.replicaof("127.0.0.1", "9")  # a master that never answers: stays read-only
+    else:
+        admin.config_set("maxmemory", "1")
+    seen = []
+    with caplog.at_level(logging.WARNING, logger="resilient.redis"):
+        started = time.monotonic()
+        while time.monotonic() - started < 5 * interval:
+            fail(breaker)  # a write
+            seen.append(store.mode("api"))
+            breaker.call(ok)  # with nothing to write once the failure is local
+            seen.append(store.mode("api"))
+            time.sleep(0.005)
+        if refusal == "read-only replica":
+            admin.replicaof("NO", "ONE")
+        else:
+            admin.config_set("maxmemory", "0")
+        time.sleep(interval + 0.02)
+        breaker.call(ok)
+        assert store.mode("api") == "redis"
+    admin.close()
+    assert set(seen) == {"local"}
+    [down] = _events(caplog, "breaker_store_unavailable")
+    expected = "ReadOnlyError" if refusal == "read-only replica" else "OutOfMemoryError"
+    assert down.getMessage().startswith(f"circuit 'api' cannot write to Redis ({expected}: ")
+    assert "until a write to Redis succeeds again" in down.getMessage()
+    assert down.error_type == f"redis.exceptions.{expected}"
+    assert down.scope == "store"
+    assert len(_events(caplog, "breaker_store_recovered")) == 1
+
+
+def test_the_budget_is_handed_back_only_when_a_write_succeeds(
+    server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A read-only replica answers ``tokens``: the budget stays local until it can spend again."""
+    interval = 0.05
+    admin = connect(server.url)
+    budget = RedisRetryBudget(
+        connect(server.url, socket_timeout=TIMEOUT), "api", retry_interval=interval
+    )
+    budget.record_failure()
+    admin.replicaof("127.0.0.1", "9")
+    with caplog.at_level(logging.WARNING, logger="resilient.redis"):
+        budget.record_failure()
+        assert budget.mode == "local"
+        for _ in range(3):
+            time.sleep(interval + 0.01)
+            budget.tokens  # noqa: B018 - a read, which a read-only replica answers
+            assert budget.mode == "local"
+        admin.replicaof("NO", "ONE")
+        time.sleep(interval + 0.01)
+        assert budget.record_failure() is True
+        assert budget.mode == "redis"
+    admin.close()
+    [down] = _events(caplog, "retry_budget_store_unavailable")
+    assert down.getMessage().startswith("retry budget 'api' cannot write to Redis (ReadOnlyError")
+    assert len(_events(caplog, "retry_budget_store_recovered")) == 1
+
+
+# -- the local fallback starts where Redis was -------------------------------------------
+
+
+def test_the_local_breaker_starts_from_the_state_redis_last_gave(server: Any) -> None:
+    """Open stays open for the rest of its period; half-open admits its trials and no more."""
+    clock = ManualClock()
+    store = _store(server)
+    tripped = CircuitBreaker(1, 30.0, name="tripped", store=store, clock=clock)
+    probing = CircuitBreaker(1, 30.0, name="probing", store=store, clock=clock)
+    fail(tripped)
+    force_state(probing, "half_open")
+    assert (tripped.state, probing.state) == (OPEN, HALF_OPEN)  # read from Redis
+    server.stop()
+    ran = []
+    with pytest.raises(CircuitOpenError) as info:
+        tripped.call(lambda: ran.append(1))
+    assert tripped.metrics.store_mode == "local"
+    assert 29.0 < info.value.remaining <= 30.0  # what was left of Redis's open period
+    with probing, pytest.raises(CircuitOpenError):  # one trial the local half-open admits
+        probing.call(lambda: ran.append(2))
+    assert ran == []
+    assert probing.state is CLOSED  # its trial succeeded
+    clock.advance(30.0)
+    assert tripped.call(ok) == "ok"  # the local trial, once the remaining period is over
+    assert tripped.state is CLOSED
+
+
+# -- mode changes are visible --------------------------------------------------------------
+
+
+def test_listeners_hear_store_mode_changes_in_order_with_state_changes(
+    server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Down: 'redis' -> 'local', then the local opening; back: 'local' -> 'redis'.
+
+    A hook may call the breaker: the change is delivered outside its locks.
+    """
+    heard = Heard()
+    calls_from_hook = []
+
+    class CallsBack:
+        def on_store_mode_change(
+            self, breaker: CircuitBreaker, old_mode: str, new_mode: str
+        ) -> None:
+            calls_from_hook.append(breaker.metrics.store_mode)
+            if new_mode == "redis":  # delivered from a call that held the ordering lock
+                breaker.call(ok)
+
+    store = _store(server)
+    breaker = CircuitBreaker(2, 60.0, name="api", store=store, listeners=[heard, CallsBack()])
+    breaker.call(ok)
+    server.stop()
+    with caplog.at_level(logging.INFO):
+        fail(breaker, 2)
+        server.start()
+        _wait_for_retry()
+        breaker.call(ok)
+    assert heard.heard == [
+        ("mode", "redis", "local"),
+        ("state", "closed", "open"),
+        ("mode", "local", "redis"),
+    ]
+    assert calls_from_hook == ["local", "redis"]
+    [opened] = [r for r in caplog.records if getattr(r, "event", None) == "circuit_open"]
+    assert opened.getMessage().endswith("(local fallback while Redis is unreachable)")
+    assert opened.store_mode == "local"
+    [back] = _events(caplog, "breaker_store_recovered")
+    assert back.getMessage().endswith(
+        "the local breaker's state is dropped: it had the circuit open, Redis holds it "
+        "closed, and Redis's state applies from now on"
+    )
+    assert (back.local_state, back.redis_state, back.states_differ) == ("open", "closed", True)
+
+
+def test_a_breaker_without_state_listeners_hears_mode_changes_too(server: Any) -> None:
+    """The hook alone, on a breaker whose store operations take no ordering lock."""
+    modes = ModesOnly()
+    store = _store(server, max_staleness=0.0)
+    breaker = CircuitBreaker(name="api", store=store, listeners=[modes])
+    breaker.call(ok)
+    server.stop()
+    breaker.call(ok)
+    breaker.call(ok)
+    assert modes.heard == [("redis", "local")]
+
+
+def test_transitions_logged_on_redis_say_their_store_mode(
+    redis_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """store_mode is in every transition's extras; only the local fallback adds to the message."""
+    breaker = CircuitBreaker(1, 30.0, name="api", store=RedisStore(redis_client))
+    with caplog.at_level(logging.INFO, logger="resilient.breaker"):
+        fail(breaker)
+    [record] = caplog.records
+    assert record.store_mode == "redis"
+    assert "local fallback" not in record.getMessage()
 
 
 # -- on_store_error="open" and "closed" ------------------------------------------------
@@ -176,6 +431,14 @@ def test_the_open_fallback_rejects_calls_until_redis_returns(
             with pytest.raises(CircuitOpenError) as info:
                 breaker.call(lambda: ran.append(1))
             assert 0.0 < info.value.remaining <= INTERVAL
+    message = str(info.value)
+    assert message.startswith(
+        "circuit 'api' rejected the call without running it: Redis, where its state is "
+        "shared, is unreachable (on_store_error='open'), not because the dependency failed; "
+        "Redis is tried again in 0."
+    )
+    assert info.value.reason is not None
+    assert info.value.reason in message
     assert ran == []
     assert breaker.metrics.store_mode == "open"
     assert breaker.state is OPEN

@@ -188,6 +188,9 @@ class Admission(NamedTuple):
     """When rejected: seconds until a trial is admitted."""
     transition: Transition | None = None
     """The change this admission made (``OPEN`` to ``HALF_OPEN``), if any."""
+    reason: str | None = None
+    """When rejected for another reason than the circuit's state (a shared
+    store that is unreachable): why, for ``CircuitOpenError``'s message."""
 
 
 class StoredState(NamedTuple):
@@ -361,6 +364,34 @@ class MemoryStore:
             else:
                 transition = circuit.half_open()
         return transition if transition.old is not transition.new else None
+
+    def seed(
+        self,
+        name: str,
+        policy: BreakerPolicy,
+        state: CircuitState,
+        *,
+        failures: int = 0,
+        open_until: float = 0.0,
+        openings: int = 0,
+        last_open_for: float | None = None,
+    ) -> None:
+        """Start the circuit of *name* over in *state*, as another store last held it.
+
+        A fallback taking over from a shared store begins where that store
+        was: an open circuit stays open until *open_until* (on the breaker's
+        clock), a half-open one admits fresh trials. The window starts empty;
+        *failures* is the consecutive count (consecutive rule only).
+        """
+        circuit = self.bind(name, policy)
+        with circuit.lock:
+            if circuit.window is not None:
+                circuit.window.clear()
+            circuit.failures = failures if circuit.window is None else 0
+            circuit.open_until = open_until
+            circuit.openings = openings
+            circuit.last_open_for = last_open_for
+            circuit._enter(state)
 
     def snapshot(self, name: str, policy: BreakerPolicy, now: float) -> StoredState:
         """Read the circuit; see ``BreakerStore``."""

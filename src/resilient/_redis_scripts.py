@@ -11,7 +11,10 @@ run, so a script carries only those it needs).
 Keys (both carry the hash tag ``{namespace:name}``, so a Redis Cluster keeps
 one breaker in one slot): ``KEYS[1]`` the circuit (a hash), ``KEYS[2]`` its
 window (a string of one byte per call for a count-based window, a hash of
-buckets for a time-based one).
+buckets for a time-based one). A lost window key empties the window; a lost
+hash starts a new incarnation of the circuit (closed, its window dropped),
+whose half-open epochs start from Redis ``TIME`` in microseconds, so tickets
+of an earlier incarnation never match.
 
 Arguments (``ARGV``), all strings:
 
@@ -42,11 +45,13 @@ from __future__ import annotations
 
 __all__ = [
     "ACQUIRE",
+    "BUDGET_PROBE",
     "BUDGET_READ",
     "BUDGET_REFUND",
     "BUDGET_SPEND",
     "FAILURE",
     "FORCE",
+    "PROBE",
     "RELEASE",
     "SNAPSHOT",
     "SUCCESS",
@@ -96,7 +101,14 @@ local h = redis.call('HMGET', K, 's', 'f', 'e', 't', 'ts', 'u', 'o', 'l', 'g', '
                      'wc', 'wf', 'ws', 'p', 'b')
 local state = tonumber(h[1]) or 0
 local failures = tonumber(h[2]) or 0
-local epoch = tonumber(h[3]) or 0
+local epoch = tonumber(h[3])
+if epoch == nil then
+  -- No circuit stored (new, expired or evicted): a new incarnation. Its epoch
+  -- starts from Redis TIME in microseconds, not 0, so a trial ticket or an
+  -- answer from an earlier incarnation never matches one of this one.
+  local t = redis.call('TIME')
+  epoch = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
 local trials = tonumber(h[4]) or 0
 local trial_successes = tonumber(h[5]) or 0
 local open_until = tonumber(h[6]) or 0
@@ -116,11 +128,19 @@ local tr = nil
 
 -- A breaker with another window than the stored one: its window starts
 -- afresh, as MemoryStore's does (breakers sharing a name should share a policy).
+-- (A circuit whose hash was lost has no signature: a window key it left
+-- behind is dropped here too, and the circuit starts clean.)
 if stored_wsig ~= wsig then
   redis.call('DEL', W)
   wc, wf, ws, pos, bucket = 0, 0, 0, 0, nil
   stored_wsig = wsig
   dirty = true
+  wdirty = true
+elseif wkind ~= 0 and wc > 0 and redis.call('EXISTS', W) == 0 then
+  -- The window's key was lost (evicted, expired) but the circuit's totals
+  -- survived: they count calls no longer stored, which would never age out.
+  -- The window is empty, as its key says.
+  wc, wf, ws, pos, bucket = 0, 0, 0, 0, nil
   wdirty = true
 end
 
@@ -145,8 +165,8 @@ end
 
 local function reply(admitted, ticket)
   if dirty then
-    redis.call('HSET', K, 's', state, 'f', failures, 'e', epoch, 't', trials,
-               'ts', trial_successes, 'u', fmt(open_until), 'o', openings, 'l', last,
+    redis.call('HSET', K, 's', state, 'f', failures, 'e', string.format('%d', epoch),
+               't', trials, 'ts', trial_successes, 'u', fmt(open_until), 'o', openings, 'l', last,
                'g', fmt(granted), 'w', stored_wsig)
   end
   if wdirty then
@@ -159,6 +179,8 @@ local function reply(admitted, ticket)
     if state == 1 and open_until > now then
       ttl = ttl + math.ceil((open_until - now) * 1000)
     end
+    -- Lua turns large numbers into '1e+15' for Redis: capped (~3,000 years) and formatted.
+    ttl = string.format('%d', math.min(ttl, 1e14))
     redis.call('PEXPIRE', K, ttl)
     if wkind ~= 0 then redis.call('PEXPIRE', W, ttl) end
   end
@@ -385,6 +407,22 @@ return reply(0, -1)
 """
 )
 
+PROBE = (
+    _PRELUDE
+    + """
+-- Before handing a breaker back to Redis after an outage: its keys must read
+-- as the right types and accept a write (a read-only replica, or a server out
+-- of memory, answers reads and refuses writes). It rewrites what is stored.
+if wkind == 1 then
+  redis.call('STRLEN', W)
+elseif wkind == 2 then
+  redis.call('HLEN', W)
+end
+dirty = true
+return reply(0, -1)
+"""
+)
+
 # -- the retry budget: KEYS[1] holds the tokens; ARGV: max_tokens, token_ratio, idle ms --
 
 _BUDGET_PRELUDE = """
@@ -409,6 +447,15 @@ BUDGET_REFUND = (
     _BUDGET_PRELUDE
     + """
 tokens = math.min(tokens + tonumber(ARGV[2]), max)
+redis.call('SET', KEYS[1], string.format('%.17g', tokens), 'PX', ARGV[3])
+return string.format('%.17g', tokens)
+"""
+)
+
+BUDGET_PROBE = (
+    _BUDGET_PRELUDE
+    + """
+-- Before handing back after an outage: a write must succeed (it rewrites the tokens).
 redis.call('SET', KEYS[1], string.format('%.17g', tokens), 'PX', ARGV[3])
 return string.format('%.17g', tokens)
 """

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, cast
 
 from resilient import _events
 from resilient._breaker_state import (
@@ -92,6 +92,9 @@ class CircuitOpenError(RuntimeError, Rejection):
         remaining: seconds until the breaker admits a trial call (``0.0`` when
             it is half-open and every trial permit is taken).
         state: the state that rejected the call (``OPEN`` or ``HALF_OPEN``).
+        reason: why, when the circuit's state is not the cause (``None``
+            otherwise): a shared store that is unreachable, with
+            ``on_store_error="open"``.
 
     A fresh instance is raised for every rejected call; it pickles.
     """
@@ -103,7 +106,12 @@ class CircuitOpenError(RuntimeError, Rejection):
     if TYPE_CHECKING:
 
         def __init__(
-            self, breaker_name: str, remaining: float, state: CircuitState = _OPEN, /
+            self,
+            breaker_name: str,
+            remaining: float,
+            state: CircuitState = _OPEN,
+            reason: str | None = None,
+            /,
         ) -> None: ...
 
     @property
@@ -121,7 +129,17 @@ class CircuitOpenError(RuntimeError, Rejection):
         """The state that rejected the call."""
         return CircuitState(self.args[2]) if len(self.args) > 2 else _OPEN
 
+    @property
+    def reason(self) -> str | None:
+        """Why the call was rejected when the circuit's state is not the cause, else ``None``."""
+        return cast("str | None", self.args[3]) if len(self.args) > 3 else None
+
     def __str__(self) -> str:
+        if len(self.args) > 3 and self.args[3]:
+            return (
+                f"circuit {self.breaker_name!r} rejected the call without running it: "
+                f"{self.args[3]}"
+            )
         if self.state is _HALF_OPEN:
             return (
                 f"circuit {self.breaker_name!r} is half-open and has let through every trial "
@@ -166,8 +184,17 @@ class BreakerListener:
     def on_rejected(self, breaker: CircuitBreaker, error: CircuitOpenError) -> None:
         """A call was rejected without running; *error* is about to be raised."""
 
+    def on_store_mode_change(self, breaker: CircuitBreaker, old_mode: str, new_mode: str) -> None:
+        """The store keeps this breaker's state elsewhere now (``metrics.store_mode``).
 
-_HOOKS = ("on_state_change", "on_failure", "on_success", "on_rejected")
+        With ``resilient.redis.RedisStore``: ``"redis"`` to a fallback
+        (``"local"``, ``"open"`` or ``"closed"``) when Redis fails this
+        breaker, and back when Redis answers again. Delivered in order with
+        ``on_state_change``.
+        """
+
+
+_HOOKS = ("on_state_change", "on_failure", "on_success", "on_rejected", "on_store_mode_change")
 
 DEFAULT_COUNTED: frozenset[ErrorClass] = frozenset(
     {ErrorClass.TRANSIENT, ErrorClass.DEGRADED, ErrorClass.TIMEOUT, ErrorClass.UNKNOWN}
@@ -221,7 +248,8 @@ class CircuitBreaker:
         clock: where time comes from; the process default (see
             ``resilient.testing.use_clock``) when ``None``, read at each call.
         listeners: objects with ``on_state_change``, ``on_failure``,
-            ``on_success`` and/or ``on_rejected`` (see ``BreakerListener``).
+            ``on_success``, ``on_rejected`` and/or ``on_store_mode_change``
+            (see ``BreakerListener``).
         store: where the state lives; a new ``MemoryStore`` when ``None``.
             Constructing a breaker never resets the state already stored.
         classifier: ``(exc) -> ErrorClass``; default ``resilient.classify``.
@@ -254,6 +282,7 @@ class CircuitBreaker:
         "_on_failure",
         "_on_rejected",
         "_on_state_change",
+        "_on_store_mode_change",
         "_on_success",
         "_order",
         "_pending",
@@ -328,7 +357,13 @@ class CircuitBreaker:
         self._expected = _exception_types("expected_exception", expected_exception, empty=False)
         self._exclude = _exception_types("exclude", exclude, empty=True)
         hooks = _listener_hooks(listeners)
-        self._on_state_change, self._on_failure, self._on_success, self._on_rejected = hooks
+        (
+            self._on_state_change,
+            self._on_failure,
+            self._on_success,
+            self._on_rejected,
+            self._on_store_mode_change,
+        ) = hooks
         if store is None:
             store = MemoryStore()
 
@@ -364,7 +399,7 @@ class CircuitBreaker:
         # so listeners hear them in order and a slow listener blocks no call.
         self._order = threading.Lock()
         self._delivering = threading.Lock()
-        self._pending: collections.deque[tuple[Transition, str]] = collections.deque()
+        self._pending: collections.deque[tuple[Transition | _ModeChange, str]] = collections.deque()
         self._failed_hooks: set[int] = set()
         # With the in-memory store the breaker reads the circuit's state
         # without a lock to admit closed calls. With nothing to do per success
@@ -378,6 +413,9 @@ class CircuitBreaker:
         self._fast = self._circuit if simple else None
         self._windowed = window is not None
         self._timed = window is not None and window.time_based
+        watch_mode = getattr(store, "watch_mode", None)
+        if self._on_store_mode_change and callable(watch_mode):
+            watch_mode(self.name, self._store_mode_changed)
         _events.register_breaker(self)
 
     # -- the call forms -------------------------------------------------------
@@ -665,7 +703,7 @@ class CircuitBreaker:
                     self._pending.append((admission.transition, "recovery_timeout"))
         else:
             admission = self._store.acquire(self.name, self._policy, now)
-        if admission.transition is not None:
+        if admission.transition is not None or self._pending:
             try:
                 self._changed(admission.transition, "recovery_timeout")
             except BaseException:  # a listener or log handler raised Ctrl-C: no permit leaks
@@ -674,12 +712,18 @@ class CircuitBreaker:
                 raise
         if admission.admitted:
             return admission.trial
-        raise self._rejected_error(admission.remaining, admission.state)
+        raise self._rejected_error(admission.remaining, admission.state, admission.reason)
 
-    def _rejected_error(self, remaining: float, state: CircuitState) -> CircuitOpenError:
+    def _rejected_error(
+        self, remaining: float, state: CircuitState, reason: str | None = None
+    ) -> CircuitOpenError:
         """Count a rejection, tell the listeners, and return the error to raise."""
         next(self._rejected)
-        error = CircuitOpenError(self.name, remaining, state)
+        error = (
+            CircuitOpenError(self.name, remaining, state)
+            if reason is None
+            else CircuitOpenError(self.name, remaining, state, reason)
+        )
         if self._on_rejected:
             self._emit(self._on_rejected, error)
         if _events.SINK is not None:
@@ -738,6 +782,8 @@ class CircuitBreaker:
         transition = self._store_success(None, self._now(), False)
         if transition is not None:
             self._changed(transition, _success_trigger(transition, False))
+        elif self._pending:
+            self._changed(None, "")
 
     def _record_success(self, trial: int | None, start: float) -> None:
         slow = False
@@ -753,6 +799,8 @@ class CircuitBreaker:
             self._emit(self._on_success)
         if transition is not None:
             self._changed(transition, _success_trigger(transition, slow))
+        elif self._pending:
+            self._changed(None, "")
 
     def _store_success(self, trial: int | None, now: float, slow: bool) -> Transition | None:
         """Record a success in the store; queue the change it makes for the listeners."""
@@ -790,7 +838,7 @@ class CircuitBreaker:
             transition = self._store.record_failure(self.name, self._policy, trial, now, slow)
         if self._on_failure:
             self._emit(self._on_failure, exc)
-        if transition is not None:
+        if transition is not None or self._pending:
             self._changed(transition, trigger, exc)
 
     def _release(self, trial: int | None) -> None:
@@ -807,7 +855,7 @@ class CircuitBreaker:
                     self._pending.append((transition, trigger))
         else:
             transition = self._store.force(self.name, self._policy, state, now)
-        if transition is not None:
+        if transition is not None or self._pending:
             self._changed(transition, trigger)
 
     def _read(self) -> StoredState:
@@ -819,11 +867,15 @@ class CircuitBreaker:
         return stored._replace(remaining=max(stored.remaining, 0.0))
 
     def _changed(
-        self, transition: Transition, trigger: str, exc: BaseException | None = None
+        self, transition: Transition | None, trigger: str, exc: BaseException | None = None
     ) -> None:
-        """Log a state change and tell the listeners, in order; never under a lock."""
+        """Log a state change and tell the listeners, in order; never under a lock.
+
+        *transition* ``None``: deliver what is queued (a store mode change).
+        """
         if not self._on_state_change:
-            self._log_change(transition, trigger, exc)
+            if transition is not None:
+                self._log_change(transition, trigger, exc)
             return
         pending = self._pending
         while pending:
@@ -832,10 +884,28 @@ class CircuitBreaker:
             try:
                 while pending:
                     queued, why = pending.popleft()
+                    if type(queued) is _ModeChange:
+                        self._emit(self._on_store_mode_change, queued.old, queued.new)
+                        continue
+                    assert isinstance(queued, Transition)
                     self._log_change(queued, why, exc if queued is transition else None)
                     self._emit(self._on_state_change, queued.old, queued.new)
             finally:
                 self._delivering.release()
+
+    def _store_mode_changed(self, old: str, new: str) -> None:
+        """The store keeps this breaker's state elsewhere now; tell the listeners, in order.
+
+        The store calls it from inside an operation, which may run under
+        ``_order``: then the change is queued, and delivered once the lock is
+        released (by this thread, or by the one holding it).
+        """
+        if not self._on_state_change:
+            self._emit(self._on_store_mode_change, old, new)
+            return
+        self._pending.append((_ModeChange(old, new), "store_mode"))
+        if not self._order.locked():
+            self._changed(None, "")
 
     def _log_change(self, transition: Transition, trigger: str, exc: BaseException | None) -> None:
         if _events.SINK is not None:
@@ -845,6 +915,12 @@ class CircuitBreaker:
         if not logger.isEnabledFor(level):
             return
         template, args = _change_message(self.name, self._policy, transition, trigger, exc)
+        # A shared store says where this state lives (an in-memory one always "memory").
+        store_mode = (
+            None if type(self._store) is MemoryStore else _store_mode(self._store, self.name)
+        )
+        if store_mode == "local":
+            template += " (local fallback while Redis is unreachable)"
         extra: dict[str, object] = {
             "event": f"circuit_{new.value}",
             "breaker": self.name,
@@ -853,6 +929,8 @@ class CircuitBreaker:
             "trigger": trigger,
             "failures": transition.failures,
         }
+        if store_mode is not None:
+            extra["store_mode"] = store_mode
         if new is _OPEN:
             extra["open_for"] = round(transition.open_for, 6)
         if exc is not None:
@@ -915,6 +993,13 @@ class BreakerMetrics:
 
 
 # -- helpers --------------------------------------------------------------------
+
+
+class _ModeChange(NamedTuple):
+    """Strictly private. A store mode change queued for the listeners."""
+
+    old: str
+    new: str
 
 
 def _store_mode(store: BreakerStore, name: str) -> str:

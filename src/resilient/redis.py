@@ -19,16 +19,27 @@ Requires the ``redis`` package (``pip install "resilient-kit[redis]"``);
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import math
 import threading
 import time
 import warnings
+import weakref
+from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
 import redis
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import (
+    ClusterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisClusterException,
+    RedisError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from resilient import _redis_scripts as lua
@@ -77,14 +88,49 @@ _FALLBACK_WHAT = {
     "closed": "calls go through unguarded (on_store_error='closed')",
 }
 
-# Errors that mean "the store cannot answer now": the connection (refused,
-# reset, timed out), a server loading or read-only after a failover, a script
-# the server refuses. redis-py wraps socket errors in its own; OSError is for
-# the few paths that do not.
-_STORE_ERRORS = (RedisError, OSError)
+# Errors that mean "this server cannot serve any breaker now": the connection
+# (refused, reset, timed out, the server loading), a cluster without a master
+# for the slot, and a server that refuses every write (a read-only replica
+# after a failover, a server out of memory). Every breaker of the store falls
+# back. redis-py wraps socket errors in its own; OSError is for the few paths
+# that do not.
+_OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReadOnlyError,
+    OutOfMemoryError,
+    ClusterDownError,
+    RedisClusterException,
+    OSError,
+)
+_WRITES_REFUSED = (ReadOnlyError, OutOfMemoryError)
+# Any other error of a script (WRONGTYPE: something else wrote one of its
+# keys; an error the script raised on one breaker's data) is that breaker's
+# alone: it falls back, the others keep using Redis.
+_STORE_ERRORS: tuple[type[BaseException], ...] = (RedisError, RedisClusterException, OSError)
 
 DEFAULT_SOCKET_TIMEOUT = 0.25
 """Seconds ``from_url`` clients wait for a connection or an answer from Redis."""
+
+# Upper bounds of the settings, in seconds: beyond them a value is a mistake
+# (a unit error, an "infinite" sentinel) that would hang calls or overflow a
+# Redis expiry.
+_LIMITS = {
+    "socket_timeout": 60.0,
+    "connect_timeout": 60.0,
+    "max_staleness": 3600.0,
+    "retry_interval": 3600.0,
+    "trial_timeout": 86400.0,
+    "idle_ttl": 366 * 86400.0,
+}
+_LIMITS_SAID = {
+    "socket_timeout": "a minute",
+    "connect_timeout": "a minute",
+    "max_staleness": "an hour",
+    "retry_interval": "an hour",
+    "trial_timeout": "a day",
+    "idle_ttl": "366 days",
+}
 
 
 class RedisClientWarning(UserWarning):
@@ -107,26 +153,40 @@ class RedisStore:
     the consecutive-failure rule with no failure pending costs no round trip
     at all (a call that finds the remembered state too old refreshes it
     first). Another process's opening therefore goes unseen here for at most
-    ``max_staleness`` seconds.
+    ``max_staleness`` seconds. Rejections (open, or half-open with every
+    trial permit taken) are remembered as long.
+
+    When Redis fails, the scope of the failure decides who falls back: an
+    unreachable server (or one that refuses writes: a read-only replica, out
+    of memory) sends every breaker of the store to ``on_store_error``; an
+    error of one breaker's script (a key something else overwrote) sends
+    that breaker alone. A breaker is handed back to Redis only once a script
+    that writes its keys succeeds.
 
     Args:
-        client: a ``redis.Redis`` (or ``redis.RedisCluster``). Give it a short
-            ``socket_timeout`` and no retries, or use ``from_url``; a client
-            that could hang calls draws a ``RedisClientWarning``.
-        namespace: the first part of every key.
+        client: a synchronous ``redis.Redis`` or ``redis.cluster.RedisCluster``.
+            Give it a short ``socket_timeout`` and no retries, or use
+            ``from_url``; a client that could hang calls draws a
+            ``RedisClientWarning``. A ``redis.asyncio`` client is refused.
+        namespace: the first part of every key; without ``:``, ``{`` or ``}``.
         on_store_error: what a breaker does while Redis is unreachable:
             ``"local"`` (an in-process breaker with the same settings takes
-            over, and hands back when Redis answers again), ``"open"``
-            (reject calls) or ``"closed"`` (let calls through).
+            over, starting from the state last read from Redis, and hands back
+            when Redis answers again), ``"open"`` (reject calls) or
+            ``"closed"`` (let calls through).
         max_staleness: seconds this process may act on the state it last read
-            from Redis (``0`` asks Redis on every call: two round trips).
+            from Redis (``0`` asks Redis on every call: two round trips); at
+            most an hour.
         retry_interval: seconds between attempts to reach Redis during an
-            outage; calls in between use the fallback without waiting.
+            outage; calls in between use the fallback without waiting. At
+            most an hour.
         trial_timeout: seconds a half-open period whose every permit is out
             waits for an outcome before it hands out fresh permits (a process
             that died holding one cannot keep the circuit half-open for ever).
+            At most a day.
         idle_ttl: seconds without a write after which a breaker's keys expire
             (an open circuit's keys live at least until its open period ends).
+            At most 366 days.
         time_source: ``"redis"`` (Redis ``TIME``), or ``"breaker"`` to use
             each breaker's clock instead, for tests with ``ManualClock``.
 
@@ -145,8 +205,9 @@ class RedisStore:
         "_fallback",
         "_force",
         "_lanes",
-        "_last_error",
         "_lock",
+        "_outage",
+        "_probe",
         "_release",
         "_snapshot",
         "_success",
@@ -171,17 +232,17 @@ class RedisStore:
         idle_ttl: float = 86400.0,
         time_source: Literal["redis", "breaker"] = "redis",
     ) -> None:
-        _check_client(client)
-        _check_name("namespace", namespace)
+        _check_client(client, "RedisStore")
+        _check_namespace(namespace)
         if on_store_error not in _FALLBACKS:
             raise ValueError(
                 "on_store_error must be 'local', 'open' or 'closed', "
                 f"got on_store_error={on_store_error!r}"
             )
-        check_seconds("max_staleness", max_staleness)
-        check_seconds("retry_interval", retry_interval, allow_zero=False)
-        check_seconds("trial_timeout", trial_timeout, allow_zero=False)
-        check_seconds("idle_ttl", idle_ttl, allow_zero=False)
+        _check_limited("max_staleness", max_staleness)
+        _check_limited("retry_interval", retry_interval, allow_zero=False)
+        _check_limited("trial_timeout", trial_timeout, allow_zero=False)
+        _check_limited("idle_ttl", idle_ttl, allow_zero=False)
         if time_source not in ("redis", "breaker"):
             raise ValueError(
                 f"time_source must be 'redis' or 'breaker', got time_source={time_source!r}"
@@ -201,11 +262,13 @@ class RedisStore:
         self._release = client.register_script(lua.RELEASE)
         self._force = client.register_script(lua.FORCE)
         self._snapshot = client.register_script(lua.SNAPSHOT)
+        self._probe = client.register_script(lua.PROBE)
         self._fallback = MemoryStore()
         self._lanes: dict[str, _Lane] = {}
         self._lock = threading.Lock()
-        self._down_until = 0.0  # time.monotonic() before which Redis is not tried
-        self._last_error: BaseException | None = None
+        # A store-wide outage: time.monotonic() before which Redis is not tried, and its error.
+        self._down_until = 0.0
+        self._outage: BaseException | None = None
 
     @classmethod
     def from_url(
@@ -269,6 +332,25 @@ class RedisStore:
         lane = self._lanes.get(name)
         return "redis" if lane is None else lane.mode
 
+    def watch_mode(self, name: str, callback: Callable[[str, str], object]) -> None:
+        """Call ``callback(old_mode, new_mode)`` each time ``mode(name)`` changes.
+
+        ``CircuitBreaker`` registers here to deliver ``on_store_mode_change``
+        to its listeners. A bound method is held weakly (its object may be
+        collected); the call is made outside the store's lock, from the
+        thread whose operation changed the mode.
+        """
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, got {callback!r}")
+        ref: Callable[[], Callable[[str, str], object] | None] = (
+            weakref.WeakMethod(callback)
+            if inspect.ismethod(callback)
+            else (lambda: callback)  # a function: held as given
+        )
+        lane = self._lanes.get(name) or self._lane(name)
+        with self._lock:
+            lane.watchers = (*lane.watchers, ref)
+
     def keys(self, name: str) -> tuple[str, str]:
         """The Redis keys of breaker *name*: its circuit (a hash) and its window."""
         tag = f"{{{self.namespace}:{name}}}"
@@ -289,6 +371,8 @@ class RedisStore:
                     remaining = view.open_until - self._now_for_cache(now)
                     if remaining > 0.0:
                         return Admission(False, None, _OPEN, remaining)
+                elif view.permits_out:
+                    return _PERMITS_OUT
         reply = self._run(lane, self._acquire, policy, now, _NO_DURATION, ())
         if reply is None:
             return self._fallback_acquire(lane, policy, now)
@@ -332,7 +416,13 @@ class RedisStore:
         args = (_ticket(trial), b"1" if slow else b"0")
         reply = self._run(lane, self._success, policy, now, durations, args)
         if reply is None:
-            if trial is None and self.on_store_error == "local":
+            # Without a window the breaker does not read its clock for a success.
+            clock_read = now if policy.window is not None else None
+            if (
+                trial is None
+                and lane.mode == "local"
+                and self._seed_local(lane, policy, clock_read)
+            ):
                 return self._fallback.record_success(name, policy, None, now, slow)
             return None  # a trial granted by Redis: its outcome cannot be recorded now
         return _transition(reply)
@@ -347,7 +437,8 @@ class RedisStore:
         args = (_ticket(trial), b"1" if slow else b"0")
         reply = self._run(lane, self._failure, policy, now, self._durations(lane, policy), args)
         if reply is None:
-            if trial is None and self.on_store_error == "local":
+            if trial is None and lane.mode == "local":
+                self._seed_local(lane, policy, now)
                 return self._fallback.record_failure(name, policy, None, now, slow)
             return None
         return _transition(reply)
@@ -356,7 +447,8 @@ class RedisStore:
         """Give a trial permit back; see ``BreakerStore``."""
         lane = self._lanes.get(name) or self._lane(name)
         if trial < 0:
-            if lane.mode == "local":
+            # A local ticket; with a seed pending it is from an earlier outage: stale.
+            if lane.mode == "local" and lane.seed is None:
                 self._fallback.release(name, policy, -trial - 1)
             return
         self._run(lane, self._release, policy, 0.0, _NO_DURATION, (_ticket(trial),))
@@ -373,7 +465,8 @@ class RedisStore:
         durations = self._durations(lane, policy) if target == 1 else _NO_DURATION
         reply = self._run(lane, self._force, policy, now, durations, (str(target).encode(),))
         if reply is None:
-            if self.on_store_error == "local":
+            if lane.mode == "local":
+                self._seed_local(lane, policy, now)
                 return self._fallback.force(name, policy, state, now)
             return None
         return _transition(reply)
@@ -383,11 +476,12 @@ class RedisStore:
         lane = self._lanes.get(name) or self._lane(name)
         reply = self._run(lane, self._snapshot, policy, now, _NO_DURATION, ())
         if reply is None:
-            mode = self.on_store_error
+            mode = lane.mode
             if mode == "local":
+                self._seed_local(lane, policy, now)
                 return self._fallback.snapshot(name, policy, now)
             if mode == "open":
-                return StoredState(_OPEN, 0, self._retry_in())
+                return StoredState(_OPEN, 0, self._retry_in(lane))
             return StoredState(_CLOSED, 0, 0.0)
         return StoredState(
             _STATES[int(reply[1])],
@@ -424,27 +518,34 @@ class RedisStore:
         args: tuple[bytes, ...],
     ) -> list[Any] | None:
         """Run *script* for *lane*; ``None`` when Redis cannot answer (the fallback decides)."""
-        if self._down_until and not self._may_try():
-            self._fall_back(lane, policy, now, self._last_error)
+        if (self._down_until or lane.mode != "redis") and not self._hand_back(lane, policy, now):
             return None
+        try:
+            return self._eval(lane, script, policy, now, durations, args)
+        except _STORE_ERRORS as error:
+            self._failed(lane, policy, error)
+            return None
+
+    def _eval(
+        self,
+        lane: _Lane,
+        script: Any,
+        policy: BreakerPolicy,
+        now: float,
+        durations: tuple[bytes, bytes, bytes],
+        args: tuple[bytes, ...],
+    ) -> list[Any]:
+        """One script, one round trip; the answer refreshes what this process remembers."""
         if lane.policy is not policy:
             lane.bind(policy, self.idle_ttl, self.trial_timeout)
         redis_time = self.time_source == "redis"
         sent = time.monotonic()
-        try:
-            answer = script(
-                keys=lane.keys,
-                args=(b"" if redis_time else repr(now), lane.policy_field, *durations, *args),
-                client=self._client,
-            )
-            reply: list[Any] = answer.split()
-        except _STORE_ERRORS as error:
-            self._fall_back(lane, policy, now, error, failed=True)
-            return None
-        if self._down_until:
-            self._down_until = 0.0
-        if lane.mode != "redis":
-            self._recovered(lane)
+        answer = script(
+            keys=lane.keys,
+            args=(b"" if redis_time else repr(now), lane.policy_field, *durations, *args),
+            client=self._client,
+        )
+        reply: list[Any] = answer.split()
         state = _STATES[int(reply[1])]
         # When open: on Redis time, from the answer's arrival (so never early);
         # on the breaker's clock, exactly the stored end.
@@ -461,11 +562,40 @@ class RedisStore:
             sent + self.max_staleness,
             int(reply[4]),
             "" if last == "-" else last,
+            # acquire refused a trial: every permit of this half-open period is out
+            state is _HALF_OPEN and script is self._acquire and not int(reply[6]),
         )
         return reply
 
+    def _hand_back(self, lane: _Lane, policy: BreakerPolicy, now: float) -> bool:
+        """During an outage (the store's or this breaker's): whether this call may use Redis.
+
+        One call per ``retry_interval`` tries, with the probe script: it must
+        write this breaker's keys, because a read-only replica or a server out
+        of memory still answers reads. The others use the fallback at once.
+        """
+        if self._down_until:
+            if not self._may_try():
+                if lane.mode == "redis":
+                    self._fall_back(lane, policy, self._outage, store_wide=True)
+                return False
+        elif lane.down_until and not self._lane_may_try(lane):
+            return False
+        try:
+            reply = self._eval(lane, self._probe, policy, now, _NO_DURATION, ())
+        except _STORE_ERRORS as error:
+            self._failed(lane, policy, error)
+            return False
+        with self._lock:
+            self._down_until = 0.0
+            self._outage = None
+            lane.down_until = 0.0
+        if lane.mode != "redis":
+            self._recovered(lane, policy, now, _STATES[int(reply[1])])
+        return True
+
     def _may_try(self) -> bool:
-        """During an outage: whether this call is the one that tries Redis again."""
+        """During a store-wide outage: whether this call is the one that tries Redis again."""
         if time.monotonic() < self._down_until:
             return False
         with self._lock:
@@ -473,6 +603,17 @@ class RedisStore:
             if t < self._down_until:
                 return False
             self._down_until = t + self.retry_interval  # the others wait for this try
+            return True
+
+    def _lane_may_try(self, lane: _Lane) -> bool:
+        """During this breaker's own outage: whether this call tries its keys again."""
+        if time.monotonic() < lane.down_until:
+            return False
+        with self._lock:
+            t = time.monotonic()
+            if t < lane.down_until:
+                return False
+            lane.down_until = t + self.retry_interval
             return True
 
     def _now_for_cache(self, now: float) -> float:
@@ -496,83 +637,196 @@ class RedisStore:
 
     # -- outages -----------------------------------------------------------------
 
+    def _failed(self, lane: _Lane, policy: BreakerPolicy, error: BaseException) -> None:
+        """A script of *lane* failed: the store's outage, or this breaker's alone."""
+        store_wide = isinstance(error, _OUTAGE_ERRORS)
+        with self._lock:
+            until = time.monotonic() + self.retry_interval
+            if store_wide:
+                self._down_until = until
+                self._outage = error
+            else:
+                lane.down_until = until
+        self._fall_back(lane, policy, error, store_wide=store_wide)
+
     def _fall_back(
         self,
         lane: _Lane,
         policy: BreakerPolicy,
-        now: float,
         error: BaseException | None,
         *,
-        failed: bool = False,
+        store_wide: bool,
     ) -> None:
-        if not failed and lane.mode != "redis":
-            return  # this breaker's outage is already known and logged
+        """Hand *lane* to the fallback; log and tell the watchers once per outage."""
         with self._lock:
-            if failed:
-                self._down_until = time.monotonic() + self.retry_interval
-                self._last_error = error
+            if lane.mode != "redis" and (store_wide or not lane.store_wide):
+                return  # this breaker's outage is already known and logged
             entering = lane.mode == "redis"
             if entering:
                 lane.mode = self.on_store_error
                 lane.down_since = time.monotonic()
+                # The local breaker starts where Redis last was, not closed:
+                # an outage of Redis must not reopen the floodgates.
+                lane.seed = lane.view if lane.mode == "local" else None
                 lane.view = _UNKNOWN
-        if not entering:
-            return
-        if self.on_store_error == "local":
-            # The local breaker starts closed each outage: what it knew of an
-            # earlier one is stale.
-            self._fallback.force(lane.name, policy, _CLOSED, now)
+            lane.store_wide = store_wide
+            lane.reason = _outage_reason(error, store_wide)
+            seed = lane.seed
+            mode = lane.mode
+        what = _FALLBACK_WHAT[mode]
+        starting = ""
+        if mode == "local":
+            starting = (
+                ", starting from the state Redis last gave it "
+                f"({_seeded(seed.state if seed is not None else _CLOSED)})"
+            )
         extra: dict[str, object] = {
-            "event": "breaker_store_unavailable",
             "breaker": lane.name,
-            "store_mode": lane.mode,
+            "store_mode": mode,
+            "scope": "store" if store_wide else "breaker",
             "retry_in": self.retry_interval,
         }
+        if mode == "local":
+            extra["seeded_state"] = (seed.state if seed is not None else _CLOSED).value
         described = "an earlier error"
         if error is not None:
             extra["error_type"], extra["error"] = error_fields(error)
             described = describe_error(error)
-        logger.warning(
-            "circuit %r cannot reach Redis (%s): %s until Redis answers again; "
-            "retrying Redis every %s s",
-            lane.name,
-            described,
-            _FALLBACK_WHAT[lane.mode],
-            seconds(self.retry_interval),
-            extra=extra,
-        )
+        if store_wide:
+            refused = isinstance(error, _WRITES_REFUSED)
+            extra["event"] = "breaker_store_unavailable"
+            logger.warning(
+                "circuit %r cannot %s Redis (%s): %s until %s%s; retrying Redis every %s s",
+                lane.name,
+                "write to" if refused else "reach",
+                described,
+                what,
+                "a write to Redis succeeds again" if refused else "Redis answers again",
+                starting,
+                seconds(self.retry_interval),
+                extra=extra,
+            )
+        else:
+            extra["event"] = "breaker_store_command_failed"
+            extra["keys"] = list(lane.keys)
+            logger.warning(
+                "circuit %r: a Redis script on its keys %s failed (%s): %s until its keys "
+                "work again%s; the other breakers of this store keep using Redis; retrying "
+                "every %s s",
+                lane.name,
+                " and ".join(lane.keys),
+                described,
+                what,
+                starting,
+                seconds(self.retry_interval),
+                extra=extra,
+            )
+        if entering:
+            self._notify(lane, "redis", mode)
 
-    def _recovered(self, lane: _Lane) -> None:
+    def _recovered(
+        self, lane: _Lane, policy: BreakerPolicy, now: float, redis_state: CircuitState
+    ) -> None:
         with self._lock:
             if lane.mode == "redis":
                 return
             was = lane.mode
+            local_state: CircuitState | None = None
+            if was == "local":
+                seed = lane.seed
+                local_state = (
+                    seed.state
+                    if seed is not None
+                    else self._fallback.snapshot(lane.name, policy, now).state
+                )
             lane.mode = "redis"
+            lane.seed = None
             outage = time.monotonic() - lane.down_since
-        dropped = "; the local breaker's state is dropped" if was == "local" else ""
+        extra: dict[str, object] = {
+            "event": "breaker_store_recovered",
+            "breaker": lane.name,
+            "store_mode": "redis",
+            "previous_mode": was,
+            "outage_seconds": round(outage, 6),
+            "redis_state": redis_state.value,
+        }
+        if was != "local":
+            dropped = ""
+        elif local_state is redis_state:
+            dropped = "; the local breaker's state is dropped"
+        else:
+            assert local_state is not None
+            extra["local_state"] = local_state.value
+            dropped = (
+                f"; the local breaker's state is dropped: it had the circuit "
+                f"{local_state.value}, Redis holds it {redis_state.value}, and Redis's "
+                "state applies from now on"
+            )
+        extra["states_differ"] = local_state is not None and local_state is not redis_state
         logger.warning(
             "circuit %r reached Redis again after %s s: its state is shared through Redis again%s",
             lane.name,
             seconds(round(outage, 3)),
             dropped,
-            extra={
-                "event": "breaker_store_recovered",
-                "breaker": lane.name,
-                "store_mode": "redis",
-                "previous_mode": was,
-                "outage_seconds": round(outage, 6),
-            },
+            extra=extra,
         )
+        self._notify(lane, was, "redis")
+
+    def _notify(self, lane: _Lane, old: StoreMode, new: StoreMode) -> None:
+        for ref in lane.watchers:
+            callback = ref()
+            if callback is not None:
+                callback(old, new)
+
+    def _seed_local(self, lane: _Lane, policy: BreakerPolicy, now: float | None) -> bool:
+        """Start the local breaker from Redis's last answer, once per outage.
+
+        Returns False, seeding nothing, when that needs the breaker's clock
+        (an open circuit's remaining time) and *now* is ``None``.
+        """
+        if lane.seed is None:
+            return True
+        with self._lock:
+            view = lane.seed
+            if view is None:
+                return True
+            if view.state is not _CLOSED and now is None:
+                return False
+            open_until = 0.0
+            if view.state is _OPEN:
+                assert now is not None
+                open_until = now + (view.open_until - self._now_for_cache(now))
+            self._fallback.seed(
+                lane.name,
+                policy,
+                view.state,
+                failures=view.failures,
+                open_until=open_until,
+                openings=view.openings,
+                last_open_for=float(view.last) if view.last else None,
+            )
+            lane.seed = None
+        return True
 
     def _fallback_acquire(self, lane: _Lane, policy: BreakerPolicy, now: float) -> Admission:
-        mode = self.on_store_error
+        mode = lane.mode
         if mode == "local":
+            self._seed_local(lane, policy, now)
             admission = self._fallback.acquire(lane.name, policy, now)
             if admission.trial is None:
                 return admission
             return admission._replace(trial=-admission.trial - 1)  # a local ticket
         if mode == "open":
-            return Admission(False, None, _OPEN, self._retry_in())
+            retry_in = self._retry_in(lane)
+            return Admission(
+                False,
+                None,
+                _OPEN,
+                retry_in,
+                None,
+                f"{lane.reason} (on_store_error='open'), not because the dependency "
+                f"failed; Redis is tried again in {retry_in:.3f} s",
+            )
         return _ADMIT_CLOSED
 
     def _local_outcome(
@@ -586,13 +840,13 @@ class RedisStore:
         success: bool,
     ) -> Transition | None:
         """The outcome of a trial the local fallback admitted; dropped once Redis is back."""
-        if lane.mode != "local":
-            return None
+        if lane.mode != "local" or lane.seed is not None:
+            return None  # Redis is back, or a ticket of an earlier outage
         record = self._fallback.record_success if success else self._fallback.record_failure
         return record(lane.name, policy, -trial - 1, now, slow)
 
-    def _retry_in(self) -> float:
-        return max(self._down_until - time.monotonic(), 1e-3)
+    def _retry_in(self, lane: _Lane) -> float:
+        return max(max(self._down_until, lane.down_until) - time.monotonic(), 1e-3)
 
     def _log_lost_permits(self, lane: _Lane, policy: BreakerPolicy) -> None:
         logger.warning(
@@ -623,15 +877,48 @@ class _View(NamedTuple):
     openings: int
     last: str
     """The last open duration, as stored (``""`` for none)."""
+    permits_out: bool = False
+    """Half-open, and acquire was refused: every trial permit is out."""
 
 
 _UNKNOWN = _View(_CLOSED, 0, 0.0, -math.inf, 0, "")
+_PERMITS_OUT = Admission(False, None, _HALF_OPEN, 0.0)
+
+
+def _seeded(state: CircuitState) -> str:
+    if state is _OPEN:
+        return "open for the rest of its open period"
+    if state is _HALF_OPEN:
+        return "half-open (trial calls only)"
+    return "closed"
+
+
+def _outage_reason(error: BaseException | None, store_wide: bool) -> str:
+    """Why calls are rejected under ``on_store_error="open"``, for ``CircuitOpenError``."""
+    if not store_wide:
+        return "a Redis script on its shared state failed"
+    if isinstance(error, _WRITES_REFUSED):
+        return "Redis, where its state is shared, refuses writes"
+    return "Redis, where its state is shared, is unreachable"
 
 
 class _Lane:
     """Strictly private. One breaker name in one ``RedisStore``: keys, cache and mode."""
 
-    __slots__ = ("down_since", "keys", "mode", "name", "policy", "policy_field", "view")
+    __slots__ = (
+        "down_since",
+        "down_until",
+        "keys",
+        "mode",
+        "name",
+        "policy",
+        "policy_field",
+        "reason",
+        "seed",
+        "store_wide",
+        "view",
+        "watchers",
+    )
 
     def __init__(self, name: str, keys: tuple[str, str]) -> None:
         self.name = name
@@ -639,6 +926,11 @@ class _Lane:
         self.view = _UNKNOWN
         self.mode: StoreMode = "redis"
         self.down_since = 0.0
+        self.down_until = 0.0  # this breaker's own outage: when its keys are tried again
+        self.store_wide = False  # whether the fallback in force is for the store's outage
+        self.reason = ""
+        self.seed: _View | None = None  # the view the local breaker starts from, once
+        self.watchers: tuple[Callable[[], Callable[[str, str], object] | None], ...] = ()
         self.policy: BreakerPolicy | None = None
         self.policy_field = b""
 
@@ -692,11 +984,14 @@ class RedisRetryBudget:
     While Redis is unreachable, a local ``RetryBudget`` takes over, starting
     from the tokens last read from Redis; one warning is logged per outage
     and one on recovery, and Redis is tried again at most every
-    *retry_interval* seconds. The key ``{namespace:name}:budget`` expires after
-    *idle_ttl* seconds without a write (an absent key is a full bucket).
+    *retry_interval* seconds; it is handed back only once a write to Redis
+    succeeds (a read-only replica answers reads). The key
+    ``{namespace:name}:budget`` expires after *idle_ttl* seconds without a
+    write (an absent key is a full bucket).
 
     Args:
-        client: a ``redis.Redis``; see ``RedisStore``.
+        client: a synchronous ``redis.Redis`` or ``redis.cluster.RedisCluster``;
+            see ``RedisStore``.
         name: names the budget; budgets with the same name share tokens.
         max_tokens: the size of the bucket (> 0).
         token_ratio: tokens refunded per success, in (0, max_tokens].
@@ -714,6 +1009,7 @@ class RedisRetryBudget:
         "_lock",
         "_mode",
         "_outage_start",
+        "_probe",
         "_read",
         "_refund",
         "_spend",
@@ -737,12 +1033,12 @@ class RedisRetryBudget:
         retry_interval: float = 2.0,
         idle_ttl: float = 86400.0,
     ) -> None:
-        _check_client(client)
+        _check_client(client, "RedisRetryBudget")
         _check_name("name", name)
-        _check_name("namespace", namespace)
+        _check_namespace(namespace)
         local = RetryBudget(max_tokens, token_ratio)  # validates as RetryBudget does
-        check_seconds("retry_interval", retry_interval, allow_zero=False)
-        check_seconds("idle_ttl", idle_ttl, allow_zero=False)
+        _check_limited("retry_interval", retry_interval, allow_zero=False)
+        _check_limited("idle_ttl", idle_ttl, allow_zero=False)
         _warn_if_client_can_hang(client, "RedisRetryBudget", stacklevel=2)
         self._client = client
         self.name = name
@@ -761,6 +1057,7 @@ class RedisRetryBudget:
         self._spend = client.register_script(lua.BUDGET_SPEND)
         self._refund = client.register_script(lua.BUDGET_REFUND)
         self._read = client.register_script(lua.BUDGET_READ)
+        self._probe = client.register_script(lua.BUDGET_PROBE)
         self._lock = threading.Lock()
         self._down_until = 0.0
         self._mode: Literal["redis", "local"] = "redis"
@@ -857,19 +1154,23 @@ class RedisRetryBudget:
 
     def _call(self, script: Any) -> Any:
         """One script; ``None`` when Redis cannot answer (the local budget decides)."""
-        if self._down_until:
+        if self._mode != "redis":
             with self._lock:
                 t = time.monotonic()
                 if t < self._down_until:
                     return None
                 self._down_until = t + self.retry_interval  # this call tries; others wait
+            try:  # a write first: a read-only replica or a full server still answers reads
+                self._probe(keys=self._key, args=self._static, client=self._client)
+            except _STORE_ERRORS as error:
+                self._unavailable(error)
+                return None
+            self._recovered()
         try:
             reply = script(keys=self._key, args=self._static, client=self._client)
         except _STORE_ERRORS as error:
             self._unavailable(error)
             return None
-        if self._mode != "redis":
-            self._recovered()
         return reply
 
     def _unavailable(self, error: BaseException) -> None:
@@ -883,13 +1184,15 @@ class RedisRetryBudget:
             local._tokens = self._last_tokens  # carry on from what Redis last said
             self._local = local
         error_type, message = error_fields(error)
+        refused = isinstance(error, _WRITES_REFUSED)
         logger.warning(
-            "retry budget %r cannot reach Redis (%s): a local budget starting from %s "
-            "token(s) decides for this process until Redis answers again; retrying Redis "
-            "every %s s",
+            "retry budget %r cannot %s Redis (%s): a local budget starting from %s "
+            "token(s) decides for this process until %s; retrying Redis every %s s",
             self.name,
+            "write to" if refused else "reach",
             describe_error(error),
             seconds(round(self._last_tokens, 3)),
+            "a write to Redis succeeds again" if refused else "Redis answers again",
             seconds(self.retry_interval),
             extra={
                 "event": "retry_budget_store_unavailable",
@@ -933,7 +1236,7 @@ def connect(
 
     Args:
         url: as ``redis.Redis.from_url`` reads it.
-        socket_timeout: seconds to wait for an answer (> 0).
+        socket_timeout: seconds to wait for an answer (> 0, at most a minute).
         connect_timeout: seconds to wait for a connection; default *socket_timeout*.
 
     Returns:
@@ -941,10 +1244,10 @@ def connect(
     """
     if not isinstance(url, str) or not url:
         raise TypeError(f"url must be a non-empty str, got {url!r}")
-    check_seconds("socket_timeout", socket_timeout, allow_zero=False)
+    _check_limited("socket_timeout", socket_timeout, allow_zero=False)
     if connect_timeout is None:
         connect_timeout = socket_timeout
-    check_seconds("connect_timeout", connect_timeout, allow_zero=False)
+    _check_limited("connect_timeout", connect_timeout, allow_zero=False)
     return redis.Redis.from_url(
         url,
         socket_timeout=float(socket_timeout),
@@ -978,11 +1281,22 @@ def _signature(window: object) -> str:
     return hashlib.sha1(repr(window).encode(), usedforsecurity=False).hexdigest()[:16]
 
 
-def _check_client(client: object) -> None:
+def _check_client(client: object, owner: str) -> None:
     if not callable(getattr(client, "register_script", None)):
         raise TypeError(
-            f"client must be a redis.Redis (or redis.RedisCluster) client, got {client!r}; "
-            "use RedisStore.from_url(url) to build one"
+            f"client must be a redis.Redis (or redis.cluster.RedisCluster) client, got "
+            f"{client!r}; use {owner}.from_url(url) to build one"
+        )
+    kind = type(client)
+    if kind.__module__.startswith("redis.asyncio") or inspect.iscoroutinefunction(
+        getattr(client, "execute_command", None)
+    ):
+        raise TypeError(
+            f"client must be a synchronous redis.Redis (or redis.cluster.RedisCluster) client, "
+            f"got a {kind.__module__}.{kind.__qualname__}, an asyncio client: the breaker "
+            f"runs {owner}'s scripts synchronously, so the async client's commands would "
+            "never be awaited. Give it a synchronous client for the same server: "
+            f"resilient.redis.connect(url), or {owner}.from_url(url)"
         )
 
 
@@ -991,22 +1305,54 @@ def _check_name(name: str, value: object) -> None:
         raise TypeError(f"{name} must be a non-empty str, got {value!r}")
 
 
+def _check_namespace(namespace: object) -> None:
+    _check_name("namespace", namespace)
+    assert isinstance(namespace, str)
+    if any(char in namespace for char in ":{}"):
+        raise ValueError(
+            "namespace must not contain ':', '{' or '}' (':' separates it from the name in "
+            "the keys, so namespace='app:prod' with name='users' would share the keys of "
+            "namespace='app' with name='prod:users'; braces would break the hash tag that "
+            f"keeps a breaker's keys in one Redis Cluster slot), got namespace={namespace!r}"
+        )
+
+
+def _check_limited(name: str, value: object, *, allow_zero: bool = True) -> None:
+    """``check_seconds``, and at most the bound of ``_LIMITS`` for *name*."""
+    check_seconds(name, value, allow_zero=allow_zero)
+    assert isinstance(value, (int, float))
+    limit = _LIMITS[name]
+    if value > limit:
+        raise ValueError(
+            f"{name} must be <= {seconds(limit)} s ({_LIMITS_SAID[name]}), got {name}={value!r}"
+        )
+
+
 def _warn_if_client_can_hang(client: Any, owner: str, stacklevel: int) -> None:
     """Warn once, at construction, when *client* could hang calls while Redis is down.
 
     *stacklevel* counts from the caller of this helper, as ``warnings.warn`` does.
     """
-    try:
-        options = dict(client.connection_pool.connection_kwargs)
-    except AttributeError:  # a cluster client, or a stand-in: nothing to read
+    found = _client_options(client)
+    if found is None:
+        kind = type(client)
+        warnings.warn(
+            f"the Redis client given to {owner} is a {kind.__module__}.{kind.__qualname__}, "
+            "whose timeouts and retries cannot be checked: make sure it has a short socket "
+            f"timeout (socket_timeout={DEFAULT_SOCKET_TIMEOUT}) and does not retry by itself "
+            "(retry=Retry(NoBackoff(), 0)), or a Redis server that stops answering would hang "
+            "the breakers' calls; or use from_url(url)",
+            RedisClientWarning,
+            stacklevel=stacklevel + 1,
+        )
         return
+    options, retries = found
     problems = []
     if options.get("socket_timeout") is None:
         problems.append(
             "it has no socket timeout, so a Redis server that stops answering would hang "
             "every call the breakers make"
         )
-    retries = _retries(options)
     if retries:
         problems.append(
             f"it retries a failed command {retries} time(s) by itself (with its own "
@@ -1024,11 +1370,33 @@ def _warn_if_client_can_hang(client: Any, owner: str, stacklevel: int) -> None:
         )
 
 
+def _client_options(client: Any) -> tuple[dict[str, Any], int] | None:
+    """The connection options of *client* and how often it retries a command; None: unknown."""
+    options = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None)
+    if isinstance(options, dict):  # redis.Redis
+        return dict(options), _retries(options)
+    get_options = getattr(client, "get_connection_kwargs", None)
+    if callable(get_options):
+        # redis.cluster.RedisCluster: one client per node, each built from these
+        # options; the cluster client retries on its own (its `retry`) on top.
+        options = get_options()
+        if isinstance(options, dict):
+            return dict(options), max(_retries(options), _count(getattr(client, "retry", None)))
+    return None
+
+
 def _retries(options: dict[str, Any]) -> int:
     retry = options.get("retry")
     if retry is None:
         on_error = options.get("retry_on_error") or options.get("retry_on_timeout")
         return 1 if on_error else 0
+    return _count(retry)
+
+
+def _count(retry: object) -> int:
+    """How many times a redis-py ``Retry`` retries (``get_retries()`` is redis-py 5.1+)."""
+    if retry is None:
+        return 0
     get_retries = getattr(retry, "get_retries", None)
     count = get_retries() if callable(get_retries) else getattr(retry, "_retries", 0)
     return int(count) if isinstance(count, int) else 0
