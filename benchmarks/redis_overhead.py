@@ -1,11 +1,13 @@
 """Cost of a breaker whose state lives in Redis, against pybreaker's Redis storage.
 
-Run: ``python benchmarks/redis_overhead.py [--quick] [redis://host:port/db]``.
-Without a URL it starts a throwaway ``redis-server`` on a free loopback port
-(persistence off). Prints nanoseconds per call, the ratio to pybreaker's
-``CircuitRedisStorage`` on the same server in the same run, and the round
-trips per call, counted by the server (``INFO commandstats``: neither library
-pipelines, so each command is one round trip). Asserts nothing.
+Run: ``python benchmarks/redis_overhead.py [--quick] [redis://host:port/db]``
+(``run_all.py`` runs it too when ``redis-server`` is on the PATH). Without a
+URL it starts a throwaway ``redis-server`` on a free loopback port
+(persistence off). Prints nanoseconds per call against one ``PING`` (one
+round trip, the floor) and pybreaker's ``CircuitRedisStorage`` on the same
+server in the same run, and the round trips per call, counted by the client
+(neither library pipelines, so each command is one round trip). Asserts
+nothing.
 
 Measured, on the closed path (the protected function returns at once):
 
@@ -40,14 +42,25 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import machine, ns_per_call
+from _timing import FLOOR, OURS, REFERENCE, Goal, Report, measure, print_report, rows_of
 
 from resilient import CircuitBreaker, FailureRateWindow
 from resilient.redis import RedisStore, connect
 
-QUICK = "--quick" in sys.argv
-NUMBER = 500 if QUICK else 3000
-REPEAT = 3 if QUICK else 7
+GROUP = "breaker on a RedisStore, closed path (same server, ns per call)"
+PING = "one PING per call"
+OURS_OK = "resilient, success"
+OURS_FAIL = "resilient, counted failure"
+PEER_OK = "pybreaker CircuitRedisStorage, success"
+PEER_FAIL = "pybreaker CircuitRedisStorage, failure"
+KINDS = {
+    PING: FLOOR,
+    OURS_OK: OURS,
+    OURS_FAIL: OURS,
+    "resilient + FailureRateWindow, success": OURS,
+    "resilient max_staleness=0, success": REFERENCE,
+}
+TRIP_COUNT = 2000
 
 
 def protected() -> int:
@@ -161,38 +174,55 @@ def candidates(client: CountingRedis) -> dict[str, Callable[[], object]]:
     return found
 
 
-def main(url: str) -> None:
-    print(machine())
-    print(f"redis at {url}; best of {REPEAT} interleaved runs of {NUMBER} calls each")
+def measure_on(url: str, quick: bool) -> Report:
+    """Round trips and nanoseconds per call of every candidate, on the server at *url*."""
     # Short timeouts and no retries, as resilient.redis.connect builds; both libraries use it.
     client = CountingRedis.from_url(url, socket_timeout=1.0, retry=Retry(NoBackoff(), 0))
     found = candidates(client)
-    trips = {}
+    trips: dict[str, float] = {}
     for name, func in found.items():
         func()  # warm: scripts loaded, caches filled
-        trips[name] = round_trips_per_call(client, func, NUMBER)
-    # Interleaved, best of REPEAT for each: a machine busier at one moment
-    # weighs on every candidate alike.
-    best = dict.fromkeys(found, float("inf"))
-    for _ in range(REPEAT):
-        for name, func in found.items():
-            best[name] = min(best[name], ns_per_call(func, NUMBER, 1))
-    rows = [(name, best[name], trips[name]) for name in found]
-    peer = {name: ns for name, ns, _ in rows}
-    print(f"\n  {'closed path':42} {'ns/call':>10} {'round trips':>12} {'x pybreaker':>12}")
-    for name, ns, trips in rows:
-        if "failure" in name:
-            baseline = peer.get("pybreaker CircuitRedisStorage, failure")
-        else:
-            baseline = peer.get("pybreaker CircuitRedisStorage, success")
-        ratio = f"{ns / baseline:12.3f}" if baseline else f"{'n/a':>12}"
-        print(f"  {name:42} {ns:10.0f} {trips:12.2f} {ratio}")
+        trips[name] = round_trips_per_call(client, func, TRIP_COUNT)
+    results: dict[str, float | None] = dict(measure(found, quick=quick, repeat=5 if quick else 20))
+    notes = {name: f"{count:.2f} round trips per call" for name, count in trips.items()}
+    client.close()
+    return Report(rows=rows_of(GROUP, results, KINDS, notes), goals=[goal(results, trips)])
+
+
+def goal(results: dict[str, float | None], trips: dict[str, float]) -> Goal:
+    """The design's goal: one round trip per call at most, and faster than pybreaker's storage."""
+    ours = [name for name, kind in KINDS.items() if kind == OURS]
+    most_trips = max(trips[name] for name in ours)
+    figure = f"at most {most_trips:.2f} round trips per call"
+    met = most_trips <= 1.0
+    pairs = [(OURS_OK, PEER_OK), (OURS_FAIL, PEER_FAIL)]
+    ratios = [
+        (results[mine] or 0.0) / peer
+        for mine, their in pairs
+        if (peer := results.get(their)) and results.get(mine) is not None
+    ]
+    if len(ratios) == len(pairs):
+        figure += f"; {ratios[0]:.2f}x pybreaker's storage on success, {ratios[1]:.2f}x on failure"
+        met = met and max(ratios) < 1.0
+    else:
+        figure += "; pybreaker not installed"
+        return Goal("`RedisStore`, closed path", GOAL_TARGET, figure=figure, met=None)
+    return Goal("`RedisStore`, closed path", GOAL_TARGET, figure=figure, met=met)
+
+
+GOAL_TARGET = "one round trip per call; faster than pybreaker's Redis storage"
+
+
+def run(quick: bool) -> Report:
+    """Start a throwaway server, measure on it, stop it; see the module docstring."""
+    with throwaway_redis() as url:
+        return measure_on(url, quick)
 
 
 if __name__ == "__main__":
+    quick = "--quick" in sys.argv
     urls = [arg for arg in sys.argv[1:] if not arg.startswith("--")]
     if urls:
-        main(urls[0])
+        print_report(measure_on(urls[0], quick))
     else:
-        with throwaway_redis() as started:
-            main(started)
+        print_report(run(quick))
