@@ -423,7 +423,7 @@ class _Circuit:
         self.open_until = 0.0
         self.openings = 0
         self.last_open_for: float | None = None
-        self.window_config = window
+        self.window_config: FailureRateWindow | None = window
         self.window = _new_window(window)
 
     def conform(self, window: FailureRateWindow | None) -> None:

@@ -880,7 +880,7 @@ class RedisRetryBudget:
             self._mode = "local"
             self._outage_start = time.monotonic()
             local = RetryBudget(self.max_tokens, self.token_ratio)
-            local._tokens = self._last_tokens  # carry on from what Redis last said
+            local._tokens = self._last_tokens  # pyright: ignore[reportPrivateUsage]  # carry on from what Redis last said
             self._local = local
         error_type, message = error_fields(error)
         logger.warning(
@@ -945,7 +945,7 @@ def connect(
     if connect_timeout is None:
         connect_timeout = socket_timeout
     check_seconds("connect_timeout", connect_timeout, allow_zero=False)
-    return redis.Redis.from_url(
+    return redis.Redis.from_url(  # pyright: ignore[reportUnknownMemberType]
         url,
         socket_timeout=float(socket_timeout),
         socket_connect_timeout=float(connect_timeout),
@@ -1000,7 +1000,7 @@ def _warn_if_client_can_hang(client: Any, owner: str, stacklevel: int) -> None:
         options = dict(client.connection_pool.connection_kwargs)
     except AttributeError:  # a cluster client, or a stand-in: nothing to read
         return
-    problems = []
+    problems: list[str] = []
     if options.get("socket_timeout") is None:
         problems.append(
             "it has no socket timeout, so a Redis server that stops answering would hang "
