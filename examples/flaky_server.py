@@ -49,7 +49,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import TypeAlias
+from typing import TypeAlias, cast
 
 __all__ = ["Event", "FlakyServer", "Step"]
 
@@ -75,7 +75,7 @@ class Step:
     action: str = "respond"
     delay: float = 0.0
     retry_after: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict[str, str])
     body_size: int = 100
 
 
@@ -138,9 +138,9 @@ class FlakyServer:
         if self._httpd is not None:
             raise RuntimeError("the server is already running")
         self._stopping.clear()
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
         httpd.daemon_threads = True
-        httpd.flaky = self  # type: ignore[attr-defined]
+        httpd.flaky = self
         self._httpd = httpd
         self._thread = threading.Thread(
             target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -273,6 +273,12 @@ class FlakyServer:
         raise ValueError(f"a step name must be 'ok' or one of {_ACTIONS}, got {spec!r}")
 
 
+class _HTTPServer(ThreadingHTTPServer):
+    """Strictly private. The socket server, and the FlakyServer its handlers ask."""
+
+    flaky: FlakyServer
+
+
 class _Handler(BaseHTTPRequestHandler):
     """Strictly private. Plays the step the server hands out for each request."""
 
@@ -282,12 +288,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     @property
     def flaky(self) -> FlakyServer:
-        server: FlakyServer = self.server.flaky  # type: ignore[attr-defined]
-        return server
+        return cast(_HTTPServer, self.server).flaky
 
     def setup(self) -> None:
         super().setup()
-        self.flaky._connected()
+        self.flaky._connected()  # pyright: ignore[reportPrivateUsage]
 
     def do_GET(self) -> None:
         self._serve()
@@ -298,14 +303,14 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         path = self.path.split("?", 1)[0]
-        attempt, step = self.flaky._next_step(self.command, path)
+        attempt, step = self.flaky._next_step(self.command, path)  # pyright: ignore[reportPrivateUsage]
         try:
             if step.action == "reset":
                 self._reset()
             elif step.action == "drip":
                 self._drip(step)
             else:
-                if step.action == "slow" and self.flaky._stopping.wait(step.delay):
+                if step.action == "slow" and self.flaky._stopping.wait(step.delay):  # pyright: ignore[reportPrivateUsage]
                     self.close_connection = True
                     return
                 payload: dict[str, object] = {"path": path, "attempt": attempt}
@@ -338,7 +343,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.flush()
         for _ in range(step.body_size):
-            if self.flaky._stopping.wait(self.flaky.drip_interval):
+            if self.flaky._stopping.wait(self.flaky.drip_interval):  # pyright: ignore[reportPrivateUsage]
                 break
             self.wfile.write(b".")
         self.close_connection = True

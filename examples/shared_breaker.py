@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from multiprocessing.synchronize import Event
 
@@ -65,7 +65,7 @@ def reports(url: str, opened: Event) -> None:
     """Never saw a failure itself, yet is protected by what checkout learned."""
     _log_plainly()
     breaker = inventory_breaker(url)
-    calls = []
+    calls: list[int] = []
 
     def count_stock() -> int:
         calls.append(1)
@@ -106,7 +106,7 @@ def _log_plainly() -> None:
 
 
 @contextmanager
-def throwaway_redis() -> Iterator[str]:
+def throwaway_redis() -> Generator[str, None, None]:
     """Start redis-server on a free loopback port, persistence off; yield its URL."""
     binary = shutil.which("redis-server")
     if binary is None:

@@ -391,7 +391,7 @@ class MemoryStore:
             circuit.open_until = open_until
             circuit.openings = openings
             circuit.last_open_for = last_open_for
-            circuit._enter(state)
+            circuit._enter(state)  # pyright: ignore[reportPrivateUsage]  # this module's own class
 
     def snapshot(self, name: str, policy: BreakerPolicy, now: float) -> StoredState:
         """Read the circuit; see ``BreakerStore``."""
@@ -454,7 +454,7 @@ class _Circuit:
         self.open_until = 0.0
         self.openings = 0
         self.last_open_for: float | None = None
-        self.window_config = window
+        self.window_config: FailureRateWindow | None = window
         self.window = _new_window(window)
 
     def conform(self, window: FailureRateWindow | None) -> None:

@@ -436,7 +436,7 @@ class Classifier:
 
 def _is_exception_types(rule: object) -> bool:
     if isinstance(rule, tuple):
-        return all(isinstance(t, type) and issubclass(t, BaseException) for t in rule)
+        return all(isinstance(t, type) and issubclass(t, BaseException) for t in rule)  # pyright: ignore[reportUnknownVariableType]
     return isinstance(rule, type) and issubclass(rule, BaseException)
 
 

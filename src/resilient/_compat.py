@@ -19,7 +19,7 @@ def add_note(exc: BaseException, note: str) -> None:
         exc.add_note(note)
     else:
         notes = getattr(exc, "__notes__", None)
-        exc.__notes__ = [*notes, note] if isinstance(notes, list) else [note]  # type: ignore[attr-defined]
+        exc.__notes__ = [*notes, note] if isinstance(notes, list) else [note]  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def is_async_callable(func: object) -> TypeGuard[Callable[..., Awaitable[Any]]]:

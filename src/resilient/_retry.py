@@ -585,7 +585,9 @@ async def run_retry_async(call: RetryCall, args: tuple[Any, ...], kwargs: dict[s
 
 def _decorate(func: Callable[P, T], policy: Policy) -> Callable[P, T]:
     if isinstance(func, (staticmethod, classmethod)):
-        return type(func)(_decorate(func.__func__, policy))
+        # Stacked above @staticmethod or @classmethod: wrap the function inside.
+        descriptor: Any = func  # pyright: ignore[reportUnknownVariableType]
+        return type(descriptor)(_decorate(descriptor.__func__, policy))  # type: ignore[no-any-return]
     check_callable(func, "@retry", sync_only=False)
     target = RetryTarget(func, policy)
     full_loop = policy.needs_full_loop
@@ -611,7 +613,7 @@ def _decorate(func: Callable[P, T], policy: Policy) -> Callable[P, T]:
                 # Outside the `except`: later failures must not chain onto this one.
                 return await run_retry_async(call, args, kwargs)
 
-        return functools.wraps(func)(retrying_async)  # type: ignore[return-value]
+        return functools.wraps(func)(retrying_async)  # type: ignore[return-value]  # pyright: ignore[reportReturnType]
 
     if full_loop:
 

@@ -64,7 +64,7 @@ class _Strategy:
 def _shared_rng() -> random.Random:
     import random  # noqa: PLC0415 - on the first drawn delay: the retry path never needs it
 
-    return random._inst
+    return random._inst  # pyright: ignore[reportPrivateUsage]  # the generator of random.random()
 
 
 class NoJitter(_Strategy):

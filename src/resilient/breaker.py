@@ -482,7 +482,7 @@ class CircuitBreaker:
             start = self._start()
             result = await func(*args, **kwargs)
         except Exception as exc:
-            self._record_error(exc, trial, start)
+            self._record_error(exc, trial, start)  # pyright: ignore[reportPossiblyUnboundVariable]
             raise
         except BaseException:
             self._release(trial)
@@ -542,7 +542,7 @@ class CircuitBreaker:
                     raise CircuitOpenError(breaker.name, remaining, _OPEN)
             return breaker._call(func, args, kwargs, "@breaker")
 
-        guarded.__resilient_breaker__ = self  # type: ignore[attr-defined]
+        guarded.__resilient_breaker__ = self  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue]
         return guarded
 
     def _decorate_async(self, func: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
@@ -550,7 +550,7 @@ class CircuitBreaker:
         async def guarded(*args: Any, **kwargs: Any) -> Any:
             return await self.call_async(func, *args, **kwargs)
 
-        guarded.__resilient_breaker__ = self  # type: ignore[attr-defined]
+        guarded.__resilient_breaker__ = self  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue]
         return guarded
 
     def __enter__(self) -> CircuitBreaker:
@@ -673,7 +673,7 @@ class CircuitBreaker:
             start = self._start()
             result = func(*args, **kwargs)
         except Exception as exc:
-            self._record_error(exc, trial, start)
+            self._record_error(exc, trial, start)  # pyright: ignore[reportPossiblyUnboundVariable]
             raise
         except BaseException:
             self._release(trial)
@@ -1017,11 +1017,11 @@ def _peek(counter: itertools.count[int]) -> int:
 def _error_classes(name: str, value: object) -> tuple[ErrorClass, ...]:
     if isinstance(value, (str, ErrorClass)) or not isinstance(value, Collection):
         raise TypeError(f"{name} must be a collection of ErrorClass, got {value!r}")
-    for item in value:
+    for item in cast("Collection[object]", value):
         if not isinstance(item, ErrorClass):
             raise TypeError(f"{name} must hold only ErrorClass members, got {item!r} in {value!r}")
     # A tuple: membership by identity first, without calling Enum.__hash__ (in Python).
-    return tuple(frozenset(value))
+    return tuple(frozenset(cast("Collection[ErrorClass]", value)))
 
 
 def _success_trigger(transition: Transition, slow: bool) -> str:
@@ -1099,7 +1099,7 @@ def _rate_reason(policy: BreakerPolicy, transition: Transition) -> str:
 
 
 def _exception_types(name: str, value: object, *, empty: bool) -> tuple[type[Exception], ...]:
-    types = value if isinstance(value, tuple) else (value,)
+    types = cast("tuple[object, ...]", value) if isinstance(value, tuple) else (value,)
     for t in types:
         if not (isinstance(t, type) and issubclass(t, BaseException)):
             raise TypeError(f"{name} must be an exception type or a tuple of them, got {value!r}")
@@ -1119,7 +1119,7 @@ def _listener_hooks(
     if isinstance(listeners, (str, bytes)) or not isinstance(listeners, Iterable):
         raise TypeError(f"listeners must be an iterable of listener objects, got {listeners!r}")
     found: dict[str, list[Callable[..., object]]] = {hook: [] for hook in _HOOKS}
-    for listener in listeners:
+    for listener in cast("Iterable[object]", listeners):
         has_any = False
         for hook in _HOOKS:
             method = getattr(listener, hook, None)

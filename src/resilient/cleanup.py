@@ -30,7 +30,18 @@ import os
 import stat
 import sys
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, suppress
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, Literal, Protocol, TextIO, TypeVar, overload
+from typing import (
+    IO,
+    TYPE_CHECKING,
+    Any,
+    BinaryIO,
+    Literal,
+    Protocol,
+    TextIO,
+    TypeVar,
+    cast,
+    overload,
+)
 
 from resilient._compat import add_note
 from resilient._redact import describe_error, error_fields, type_name
@@ -862,8 +873,9 @@ def _reentered(name: str) -> RuntimeError:
 
 
 def _check_path(name: str, value: Any) -> str:
+    path = cast("str | bytes | os.PathLike[str] | os.PathLike[bytes]", value)
     try:
-        return os.fsdecode(os.fspath(value))
+        return os.fsdecode(os.fspath(path))
     except TypeError:
         raise TypeError(f"{name} must be a str or os.PathLike, got {value!r}") from None
 

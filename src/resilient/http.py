@@ -48,8 +48,8 @@ import math
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Generator, Mapping
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import requests
@@ -57,6 +57,7 @@ import urllib3.poolmanager
 from requests.adapters import DEFAULT_POOLBLOCK, DEFAULT_POOLSIZE, HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.response import HTTPResponse
 from urllib3.util.retry import Retry
 from urllib3.util.timeout import Timeout
 
@@ -235,7 +236,7 @@ class ResilientAdapter(HTTPAdapter):
                     request,
                     stream=stream,
                     # A urllib3 Timeout is accepted at run time, not by the annotation.
-                    timeout=_DeadlineTimeout(connect, read, watch),  # type: ignore[arg-type]
+                    timeout=_DeadlineTimeout(connect, read, watch),  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
                     verify=verify,
                     cert=cert,
                     proxies=dict(proxies) if proxies is not None else None,
@@ -274,16 +275,17 @@ class ResilientAdapter(HTTPAdapter):
             # timer. urllib3 validated them; its "default" marker is an object
             # that is not a number (not the same one in 1.26 and 2.x).
             return (
-                _number_or(timeout._connect, self.connect_timeout),
-                _number_or(timeout._read, self.read_timeout),
+                _number_or(timeout._connect, self.connect_timeout),  # pyright: ignore[reportPrivateUsage]
+                _number_or(timeout._read, self.read_timeout),  # pyright: ignore[reportPrivateUsage]
                 _number_or(timeout.total, None),
             )
         if isinstance(timeout, tuple):
-            if len(timeout) != 2:
+            pair = cast("tuple[object, ...]", timeout)
+            if len(pair) != 2:
                 raise ValueError(
                     f"timeout must be a number or a (connect, read) tuple, got {timeout!r}"
                 )
-            connect, read = timeout
+            connect, read = pair
         else:
             connect = read = timeout
         return (
@@ -484,7 +486,7 @@ def _mark_not_retryable(exc: BaseException, request: requests.PreparedRequest) -
     if getattr(exc, "error_class", None) is ErrorClass.FATAL:
         return
     try:
-        exc.error_class = ErrorClass.FATAL  # type: ignore[attr-defined]
+        exc.error_class = ErrorClass.FATAL  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue]
     except AttributeError:  # an exception type that takes no attributes
         return
     add_note(
@@ -761,7 +763,16 @@ class _DeadlineTimeout(Timeout):
         return max(min(self.read_seconds, self.watch.remaining()), 0.0)  # 0: urllib3 times out
 
 
-class _WatchedConnectionMixin:
+# What the mixins below are mixed into, for the type checkers; at run time
+# they derive from object, as mixins do.
+if TYPE_CHECKING:
+    _ConnectionBase = HTTPConnection
+    _ResponseBase = HTTPResponse
+else:
+    _ConnectionBase = _ResponseBase = object
+
+
+class _WatchedConnectionMixin(_ConnectionBase):
     """Strictly private. A connection that reports to the watch of the request using it.
 
     It also remembers its socket after http.client lets go of it.
@@ -770,7 +781,7 @@ class _WatchedConnectionMixin:
     last_socket: Any = None
 
     def connect(self) -> None:
-        super().connect()  # type: ignore[misc]
+        super().connect()
         self.last_socket = getattr(self, "sock", None)
         watch = _IN_FLIGHT.get()
         if watch is not None:
@@ -783,7 +794,7 @@ class _WatchedConnectionMixin:
             if getattr(self, "sock", None) is not None:  # a kept-alive connection, reused
                 watch.connected = True
             watch.attach(self)
-        super().putrequest(*args, **kwargs)  # type: ignore[misc]
+        super().putrequest(*args, **kwargs)
 
 
 class _WatchedHTTPConnection(_WatchedConnectionMixin, HTTPConnection):
@@ -804,13 +815,15 @@ class _WatchedPoolMixin:
 class _WatchedHTTPConnectionPool(_WatchedPoolMixin, HTTPConnectionPool):
     """Strictly private."""
 
-    ConnectionCls = _WatchedHTTPConnection
+    # pyright finds urllib3's own HTTPConnection at odds with urllib3's
+    # BaseHTTPConnection protocol (a Final against a list), and so ours.
+    ConnectionCls = _WatchedHTTPConnection  # pyright: ignore[reportAssignmentType]
 
 
 class _WatchedHTTPSConnectionPool(_WatchedPoolMixin, HTTPSConnectionPool):
     """Strictly private."""
 
-    ConnectionCls = _WatchedHTTPSConnection
+    ConnectionCls = _WatchedHTTPSConnection  # pyright: ignore[reportAssignmentType]
 
 
 _WATCHED_POOLS: dict[str, type[HTTPConnectionPool]] = {
@@ -819,7 +832,7 @@ _WATCHED_POOLS: dict[str, type[HTTPConnectionPool]] = {
 }
 
 
-class _WatchedResponseMixin:
+class _WatchedResponseMixin(_ResponseBase):
     """Strictly private. Body reads under the watch; it lets go before the pool gets the connection.
 
     Mixed into the class of each urllib3 response the adapter returns (see
@@ -830,11 +843,11 @@ class _WatchedResponseMixin:
     _resilient_watch: _Watch
 
     def read(self, *args: Any, **kwargs: Any) -> Any:
-        return _guarded(self._resilient_watch, super().read, args, kwargs)  # type: ignore[misc]
+        return _guarded(self._resilient_watch, super().read, args, kwargs)
 
-    def read_chunked(self, *args: Any, **kwargs: Any) -> Iterator[bytes]:
+    def read_chunked(self, *args: Any, **kwargs: Any) -> Generator[bytes, None, None]:
         watch = self._resilient_watch
-        chunks = _guarded(watch, super().read_chunked, args, kwargs)  # type: ignore[misc]
+        chunks = _guarded(watch, super().read_chunked, args, kwargs)
         while True:
             chunk = _guarded(watch, next, (chunks, None), {})
             if chunk is None:
@@ -842,23 +855,23 @@ class _WatchedResponseMixin:
             yield chunk
 
     def release_conn(self) -> None:
-        conn = self.connection  # type: ignore[attr-defined]
+        conn = self.connection
         if self._resilient_watch.release() and conn is not None:
             conn.close()  # cut: a fresh socket for whoever takes it from the pool
-        super().release_conn()  # type: ignore[misc]
+        super().release_conn()
 
     def close(self) -> None:
         self._resilient_watch.cancel()
-        super().close()  # type: ignore[misc]
+        super().close()
 
 
-class _WatchedRead1Mixin:
+class _WatchedRead1Mixin(_ResponseBase):
     """Strictly private. ``read1`` under the watch, for the urllib3 versions that have it."""
 
     _resilient_watch: _Watch
 
     def read1(self, *args: Any, **kwargs: Any) -> Any:
-        return _guarded(self._resilient_watch, super().read1, args, kwargs)  # type: ignore[misc]
+        return _guarded(self._resilient_watch, super().read1, args, kwargs)
 
 
 def _guarded(
@@ -889,7 +902,7 @@ _WATCHED_RESPONSE_CLASSES: dict[type, type] = {}
 def _watch_body(response: requests.Response, watch: _Watch) -> None:
     """Put the body of *response* under *watch*, until it is consumed or closed."""
     raw: Any = response.raw
-    base = type(raw)
+    base = type(cast(object, raw))
     watched = _WATCHED_RESPONSE_CLASSES.get(base)
     if watched is None:
         mixins: tuple[type, ...] = (_WatchedResponseMixin,)

@@ -27,13 +27,16 @@ import math
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from enum import Enum
 from itertools import islice
 from types import MappingProxyType, TracebackType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
+
+if TYPE_CHECKING:
+    import datetime as _datetime
 
 from resilient._redact import (
     DEFAULT_REDACT_HEADERS,
@@ -279,7 +282,7 @@ class JsonFormatter(logging.Formatter):
             if secret:
                 parts.append(_REDACTED_JSON)
                 continue
-            kind = type(value)
+            kind = type(value)  # pyright: ignore[reportUnknownVariableType]  # value: Any
             if kind is str:
                 if len(value) > limit or (
                     scrub is not None and ("=" in value or ":" in value or "earer" in value)
@@ -375,19 +378,22 @@ class JsonFormatter(logging.Formatter):
     def _clean(self, value: object, depth: int, path: set[int]) -> object:
         kind = type(value)
         if kind is str:
-            return self._clean_str(value)  # type: ignore[arg-type]
+            return self._clean_str(value)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
         if kind is int:
-            return self._clean_int(value)  # type: ignore[arg-type]
+            return self._clean_int(value)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
         if kind in _SCALARS:
             return value
         if kind is float:
-            return value if math.isfinite(value) else str(value)  # type: ignore[arg-type]
+            return value if math.isfinite(value) else str(value)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
         if isinstance(value, tuple):
             # A namedtuple: a dict of its fields, like a dataclass.
-            fields = getattr(type(value), "_fields", None)
-            if isinstance(fields, tuple) and all(type(name) is str for name in fields):
-                as_dict = dict(zip(fields, value, strict=False))
-                return self._clean_fields(value, as_dict, depth, path)
+            row = cast("tuple[object, ...]", value)
+            fields = getattr(type(row), "_fields", None)
+            if isinstance(fields, tuple):
+                names = cast("tuple[object, ...]", fields)
+                if all(type(name) is str for name in names):
+                    as_dict = dict(zip(cast("tuple[str, ...]", names), row, strict=False))
+                    return self._clean_fields(row, as_dict, depth, path)
         if isinstance(value, (dict, list, tuple, set, frozenset, Mapping)):
             return self._clean_container(value, depth, path)
         if isinstance(value, Enum):
@@ -398,7 +404,8 @@ class JsonFormatter(logging.Formatter):
         if isinstance(value, BaseException):
             return self._clean_str(_describe(value))
         if isinstance(value, (bytes, bytearray, memoryview)):
-            return self._clean_str(bytes(value).decode("utf-8", "backslashreplace"))
+            data = cast("bytes | bytearray | memoryview[int]", value)
+            return self._clean_str(bytes(data).decode("utf-8", "backslashreplace"))
         if isinstance(value, str):
             return self._clean_str(str.__str__(value))
         if isinstance(value, bool):
@@ -424,10 +431,11 @@ class JsonFormatter(logging.Formatter):
         try:
             limit = self.max_items
             if isinstance(value, (dict, Mapping)):
+                mapping = cast("Mapping[object, object]", value)
                 out: dict[str, object] = {}
-                for count, (key, item) in enumerate(value.items()):
+                for count, (key, item) in enumerate(mapping.items()):
                     if count == limit:
-                        out["..."] = f"{len(value) - limit} more items"
+                        out["..."] = f"{len(mapping) - limit} more items"
                         break
                     name = key if type(key) is str else _key_text(key)
                     if self._is_secret(name):
@@ -460,7 +468,9 @@ class JsonFormatter(logging.Formatter):
         # dataclasses is imported: value's class was made by it. Fields are
         # read one level at a time (never dataclasses.asdict, which deep-copies).
         fields = sys.modules["dataclasses"].fields(value)
-        as_dict = {field.name: getattr(value, field.name, None) for field in fields}
+        as_dict: dict[str, object] = {
+            field.name: getattr(value, field.name, None) for field in fields
+        }
         return self._clean_fields(value, as_dict, depth, path)
 
     def _clean_fields(
@@ -511,7 +521,7 @@ class JsonFormatter(logging.Formatter):
             out["traceback"] = self._clean_str(_format_traceback(exc), 10)
         notes = getattr(exc, "__notes__", None)
         if isinstance(notes, (list, tuple)) and notes:
-            out["notes"] = self.sanitize(list(notes))
+            out["notes"] = self.sanitize(list(cast("Iterable[object]", notes)))
         if depth >= self.max_depth:
             return out
         cause = exc.__cause__
@@ -770,7 +780,7 @@ class StructuredLogger:
 
 
 @contextmanager
-def bound_context(**fields: object) -> Iterator[Mapping[str, object]]:
+def bound_context(**fields: object) -> Generator[Mapping[str, object], None, None]:
     """Add ``fields`` to every line logged inside the ``with`` block.
 
     The fields live in a context variable: they reach every ``StructuredLogger``
@@ -812,7 +822,7 @@ def _build_tables(ensure_ascii: bool) -> None:
     """
     global _MILLIS
     if not _MILLIS:
-        _MILLIS = tuple(f'.{millis:03d}+00:00"' for millis in range(1000))
+        _MILLIS = tuple(f'.{millis:03d}+00:00"' for millis in range(1000))  # pyright: ignore[reportConstantRedefinition]
     if not ensure_ascii and not _UNSAFE_CHARACTERS:
         _UNSAFE_CHARACTERS.update(
             {
@@ -824,7 +834,7 @@ def _build_tables(ensure_ascii: bool) -> None:
         )
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]  # pyright: ignore[reportMissingTypeArgument]
     """Strictly private: a StreamHandler that writes to ``sys.stderr`` as it is now."""
 
     def __init__(self) -> None:
@@ -910,9 +920,9 @@ def _readable(value: object) -> str | None:
     datetime = modules.get("datetime")
     if datetime is not None:
         if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
-            return str(value.isoformat())
+            return str(cast("_datetime.date | _datetime.time", value).isoformat())
         if isinstance(value, datetime.timedelta):
-            return str(value.total_seconds())
+            return str(cast("_datetime.timedelta", value).total_seconds())
     for module, name in (("decimal", "Decimal"), ("uuid", "UUID"), ("pathlib", "PurePath")):
         found = modules.get(module)
         if found is not None and isinstance(value, getattr(found, name)):

@@ -27,7 +27,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, cast
 
 import redis
 from redis.backoff import NoBackoff
@@ -53,7 +53,7 @@ from resilient._breaker_state import (
     check_seconds,
 )
 from resilient._compat import seconds
-from resilient._redact import describe_error, error_fields
+from resilient._redact import describe_error, error_fields, type_name
 from resilient.backoff import Backoff
 from resilient.budget import RetryBudget
 
@@ -788,7 +788,7 @@ class RedisStore:
             return True
         with self._lock:
             view = lane.seed
-            if view is None:
+            if view is None:  # pyright: ignore[reportUnnecessaryComparison]  # another thread took it
                 return True
             if view.state is not _CLOSED and now is None:
                 return False
@@ -1181,7 +1181,7 @@ class RedisRetryBudget:
             self._mode = "local"
             self._outage_start = time.monotonic()
             local = RetryBudget(self.max_tokens, self.token_ratio)
-            local._tokens = self._last_tokens  # carry on from what Redis last said
+            local._tokens = self._last_tokens  # pyright: ignore[reportPrivateUsage]  # carry on from what Redis last said
             self._local = local
         error_type, message = error_fields(error)
         refused = isinstance(error, _WRITES_REFUSED)
@@ -1248,7 +1248,7 @@ def connect(
     if connect_timeout is None:
         connect_timeout = socket_timeout
     _check_limited("connect_timeout", connect_timeout, allow_zero=False)
-    return redis.Redis.from_url(
+    return redis.Redis.from_url(  # pyright: ignore[reportUnknownMemberType]
         url,
         socket_timeout=float(socket_timeout),
         socket_connect_timeout=float(connect_timeout),
@@ -1335,9 +1335,9 @@ def _warn_if_client_can_hang(client: Any, owner: str, stacklevel: int) -> None:
     """
     found = _client_options(client)
     if found is None:
-        kind = type(client)
+        kind = type_name(cast("type[object]", type(client)))
         warnings.warn(
-            f"the Redis client given to {owner} is a {kind.__module__}.{kind.__qualname__}, "
+            f"the Redis client given to {owner} is a {kind}, "
             "whose timeouts and retries cannot be checked: make sure it has a short socket "
             f"timeout (socket_timeout={DEFAULT_SOCKET_TIMEOUT}) and does not retry by itself "
             "(retry=Retry(NoBackoff(), 0)), or a Redis server that stops answering would hang "
@@ -1347,7 +1347,7 @@ def _warn_if_client_can_hang(client: Any, owner: str, stacklevel: int) -> None:
         )
         return
     options, retries = found
-    problems = []
+    problems: list[str] = []
     if options.get("socket_timeout") is None:
         problems.append(
             "it has no socket timeout, so a Redis server that stops answering would hang "
@@ -1374,14 +1374,16 @@ def _client_options(client: Any) -> tuple[dict[str, Any], int] | None:
     """The connection options of *client* and how often it retries a command; None: unknown."""
     options = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None)
     if isinstance(options, dict):  # redis.Redis
-        return dict(options), _retries(options)
+        known = cast("dict[str, Any]", options)
+        return dict(known), _retries(known)
     get_options = getattr(client, "get_connection_kwargs", None)
     if callable(get_options):
         # redis.cluster.RedisCluster: one client per node, each built from these
         # options; the cluster client retries on its own (its `retry`) on top.
         options = get_options()
         if isinstance(options, dict):
-            return dict(options), max(_retries(options), _count(getattr(client, "retry", None)))
+            known = cast("dict[str, Any]", options)
+            return dict(known), max(_retries(known), _count(getattr(client, "retry", None)))
     return None
 
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypedDict
+from typing import TYPE_CHECKING, Any, Generic, TypedDict, cast
 
 from resilient import _events
 from resilient._classify import ErrorClass, Rejection, classify
@@ -835,12 +835,16 @@ def _check_jobs(tasks: object, concurrency: object, *, asynchronous: bool) -> li
     if isinstance(tasks, (str, bytes)) or not isinstance(tasks, Iterable):
         raise TypeError(f"tasks must be an iterable of (name, func, *args) tuples, got {tasks!r}")
     jobs: list[_Job] = []
-    for task in tasks:
-        if isinstance(task, (str, bytes)) or not isinstance(task, Sequence) or len(task) < 2:
+    for task in cast("Iterable[object]", tasks):
+        if (
+            isinstance(task, (str, bytes))
+            or not isinstance(task, Sequence)
+            or len(cast("Sequence[object]", task)) < 2
+        ):
             raise TypeError(f"each task must be a (name, func, *args) tuple, got {task!r}")
-        name, func, *args = task
+        name, func, *args = cast("Sequence[object]", task)
         _check_task(name, func, asynchronous=asynchronous)
-        jobs.append((name, func, tuple(args)))
+        jobs.append(cast("_Job", (name, func, tuple(args))))
     return jobs
 
 
@@ -904,5 +908,5 @@ def _attach_summary(exc: BaseException, results: list[TaskResult | None]) -> Non
         tuple(r for r in results if r is not None), len(results), interrupted=True
     )
     with contextlib.suppress(Exception):  # a type that refuses attributes: the note says it
-        exc.summary = summary  # type: ignore[attr-defined]
+        exc.summary = summary  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue]
     add_note(exc, str(summary))

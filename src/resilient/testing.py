@@ -23,7 +23,7 @@ Example:
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 
 from resilient._clock import DEFAULTS, Clock, check_clock
@@ -82,7 +82,7 @@ class ManualClock:
 
 
 @contextmanager
-def use_clock(clock: Clock) -> Iterator[Clock]:
+def use_clock(clock: Clock) -> Generator[Clock, None, None]:
     """Make *clock* the process default for the duration of the block.
 
     Every primitive built without ``clock=`` reads the default at each call,
@@ -98,7 +98,7 @@ def use_clock(clock: Clock) -> Iterator[Clock]:
 
 
 @contextmanager
-def no_wait() -> Iterator[None]:
+def no_wait() -> Generator[None, None, None]:
     """Make every wait of every retry zero, without changing how many attempts run."""
     previous = DEFAULTS.no_wait
     DEFAULTS.no_wait = True
@@ -109,7 +109,7 @@ def no_wait() -> Iterator[None]:
 
 
 @contextmanager
-def cap_attempts(attempts: int) -> Iterator[None]:
+def cap_attempts(attempts: int) -> Generator[None, None, None]:
     """Run at most *attempts* attempts per retried call inside the block.
 
     A configured smaller count is kept: this only ever lowers it.
@@ -143,4 +143,4 @@ def force_state(breaker: CircuitBreaker, state: CircuitState | str) -> None:
         target = CircuitState(state)
     except ValueError:
         raise ValueError(f"state must be 'closed', 'open' or 'half_open', got {state!r}") from None
-    breaker._force(target)
+    breaker._force(target)  # pyright: ignore[reportPrivateUsage]  # the package's own helper
