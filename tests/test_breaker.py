@@ -439,6 +439,63 @@ def test_a_slow_trial_call_reopens_the_circuit(clock: ManualClock) -> None:
     assert breaker.state is OPEN
 
 
+@pytest.mark.parametrize("form", ["call", "call_async", "with"])
+def test_a_clock_that_fails_as_a_trial_starts_gives_its_error_and_the_permit_back(
+    form: str,
+) -> None:
+    """The slow-call rule reads the clock as an admitted trial starts: if that read fails,
+    the clock's own error propagates (not an UnboundLocalError) and the permit goes back."""
+
+    class BrokenOnce(ManualClock):
+        broken = False
+
+        def monotonic(self) -> float:
+            if self.broken:
+                self.broken = False
+                raise OSError("clock source gone")
+            return super().monotonic()
+
+    class BreakTheClockOnAdmission:
+        """Hears the change to half-open that admits the trial, before the trial starts."""
+
+        def on_state_change(
+            self, breaker: CircuitBreaker, old: CircuitState, new: CircuitState
+        ) -> None:
+            if new is HALF_OPEN:
+                clock.broken = True
+
+    clock = BrokenOnce()
+    breaker = CircuitBreaker(
+        clock=clock,
+        window=FailureRateWindow(calls=4),
+        slow_call_duration=1.0,
+        listeners=[BreakTheClockOnAdmission()],
+    )
+    breaker.trip()
+    clock.advance(60)
+    ran: list[str] = []
+
+    async def trial_async() -> None:
+        ran.append("async")
+
+    def attempt() -> None:
+        if form == "call":
+            breaker.call(ran.append, "sync")
+        elif form == "call_async":
+            asyncio.run(breaker.call_async(trial_async))
+        else:
+            with breaker:
+                ran.append("with")
+
+    with pytest.raises(OSError, match="clock source gone"):
+        attempt()
+    assert ran == []
+    assert breaker.state is HALF_OPEN
+    attempt()  # the permit came back: the one trial is admitted, and closes the circuit
+    assert ran
+    assert breaker.state is CLOSED
+
+
 @given(
     size=st.integers(1, 8),
     outcomes=st.lists(st.tuples(st.booleans(), st.booleans()), max_size=40),

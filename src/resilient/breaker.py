@@ -478,11 +478,11 @@ class CircuitBreaker:
                 self._closed_success()
             return result
         trial = self._admit()
+        start = self._started(trial)
         try:
-            start = self._start()
             result = await func(*args, **kwargs)
         except Exception as exc:
-            self._record_error(exc, trial, start)  # pyright: ignore[reportPossiblyUnboundVariable]
+            self._record_error(exc, trial, start)
             raise
         except BaseException:
             self._release(trial)
@@ -556,8 +556,9 @@ class CircuitBreaker:
     def __enter__(self) -> CircuitBreaker:
         """Admit the body of a ``with`` block as one call, or raise ``CircuitOpenError``."""
         trial = self._admit()
+        start = self._started(trial)
         try:
-            self._tickets.set((*self._tickets.get(), (trial, self._start())))
+            self._tickets.set((*self._tickets.get(), (trial, start)))
         except BaseException:
             self._release(trial)
             raise
@@ -669,11 +670,11 @@ class CircuitBreaker:
         self, func: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any], form: str
     ) -> T:
         trial = self._admit()
+        start = self._started(trial)
         try:
-            start = self._start()
             result = func(*args, **kwargs)
         except Exception as exc:
-            self._record_error(exc, trial, start)  # pyright: ignore[reportPossiblyUnboundVariable]
+            self._record_error(exc, trial, start)
             raise
         except BaseException:
             self._release(trial)
@@ -730,8 +731,18 @@ class CircuitBreaker:
             _events.SINK.breaker_rejected(self.name, error)
         return error
 
-    def _start(self) -> float:
-        return resolve_clock(self._clock).monotonic() if self._slow_limit is not None else 0.0
+    def _started(self, trial: int | None) -> float:
+        """When a call admitted with *trial* starts, for the slow-call rule (else 0.0).
+
+        A clock that fails hands the permit back before its error propagates.
+        """
+        if self._slow_limit is None:
+            return 0.0
+        try:
+            return resolve_clock(self._clock).monotonic()
+        except BaseException:
+            self._release(trial)
+            raise
 
     def _counts(self, exc: Exception) -> bool:
         """Whether *exc* counts toward opening: expected, not excluded, of a counted class."""
