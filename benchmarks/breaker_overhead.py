@@ -88,7 +88,9 @@ GOALS = [
             "more than the consecutive mode, but once it holds a failure each success takes "
             "the lock and moves the ring; a time window reads the clock and finds its "
             "bucket on every call. The lock and the clock read alone cost about what the "
-            "floor's try/except costs; the cost is flat in the window's size, as it should."
+            "floor's try/except costs. The cost is flat in the window's size (compare the "
+            "count windows with each other, and the time windows with each other): the "
+            "spread the verdict reports is between the two kinds of window."
         ),
     ),
     Goal(
