@@ -85,7 +85,9 @@ GOALS = [
             "decorator adds a second coroutine and its frame to every call. The "
             "`hand-written async try/except` row of the same table is that cost alone, and "
             "`@retry` is measured beside it: the goal as written is out of reach of any "
-            "wrapper, so the comparison that matters is with that row."
+            "wrapper, so the comparison that matters is with that row. What `@retry` adds "
+            "to that row is one clock read as the call starts (about 80 ns here), which "
+            "the deadline and the reported elapsed time are counted from."
         ),
     ),
 ]
