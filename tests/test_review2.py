@@ -5,6 +5,8 @@ Each test fails against the code it was written for; none is marked xfail.
 
 from __future__ import annotations
 
+import gc
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -44,7 +46,9 @@ def test_a_breaker_with_a_broken_key_keeps_healthy_breakers_off_redis_after_an_o
     gets back to Redis.
     """
     interval = 0.02
-    store = RedisStore(connect(server.url, socket_timeout=TIMEOUT), retry_interval=interval)
+    store = RedisStore(
+        connect(server.url, socket_timeout=TIMEOUT), retry_interval=interval, max_staleness=0.0
+    )
     broken = CircuitBreaker(1000, name="broken", store=store)
     healthy = CircuitBreaker(1000, name="healthy", store=store)
     assert broken.call(ok) == healthy.call(ok) == "ok"
@@ -106,3 +110,80 @@ def test_with_a_state_listener_every_call_waits_behind_the_one_that_retries_redi
     server.resume()
     retrying.join()
     assert waited < TIMEOUT / 4, f"a call waited {waited:.3f} s behind another call's retry"
+
+
+def test_one_outage_of_redis_logs_one_warning_not_one_per_breaker(
+    server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 9: "One structured warning per outage and one on recovery, not one per call".
+
+    One store, twenty breakers (one per dependency is the common shape), one
+    outage of the one server they share: twenty "cannot reach Redis" warnings
+    and twenty "reached Redis again" warnings, per process. A fleet of 100
+    workers turns one Redis restart into 4,000 WARNING lines.
+    """
+    interval = 0.02
+    store = RedisStore(
+        connect(server.url, socket_timeout=TIMEOUT), retry_interval=interval, max_staleness=0.0
+    )
+    breakers = [CircuitBreaker(1000, name=f"dep-{i}", store=store) for i in range(20)]
+    for breaker in breakers:
+        breaker.call(ok)
+    with caplog.at_level(logging.WARNING, logger="resilient.redis"):
+        server.stop()
+        for breaker in breakers:
+            breaker.call(ok)
+        server.start()
+        time.sleep(interval + 0.005)
+        for breaker in breakers:
+            breaker.call(ok)
+        assert {store.mode(b.name) for b in breakers} == {"redis"}
+    down = [r for r in caplog.records if getattr(r, "event", None) == "breaker_store_unavailable"]
+    back = [r for r in caplog.records if getattr(r, "event", None) == "breaker_store_recovered"]
+    assert (len(down), len(back)) == (1, 1)
+
+
+def test_a_mode_watcher_that_raises_does_not_fail_the_call(server: Any) -> None:
+    """``RedisStore.watch_mode`` callbacks run inside the store operation, unguarded.
+
+    A watcher that raises (a metrics exporter with a bug) makes the call that
+    noticed the outage raise its error instead of the fallback deciding: Redis
+    failing takes the application's call down after all. Breaker listeners
+    are guarded (logged once, the call goes on); this hook is not.
+    """
+    store = RedisStore(
+        connect(server.url, socket_timeout=TIMEOUT), retry_interval=0.02, max_staleness=0.0
+    )
+    breaker = CircuitBreaker(1000, name="api", store=store)
+
+    def watcher(old: str, new: str) -> None:
+        raise RuntimeError(f"exporter bug on {old} -> {new}")
+
+    store.watch_mode("api", watcher)
+    assert breaker.call(ok) == "ok"
+    server.stop()
+    assert breaker.call(ok) == "ok"  # the local fallback decides; the watcher's bug is not ours
+
+
+def test_breakers_built_per_request_do_not_pile_up_in_the_store(server: Any) -> None:
+    """Each breaker with an ``on_store_mode_change`` listener registers a watcher, never removed.
+
+    The watcher is a weak reference to the breaker's method, so the breaker
+    itself is collected, but the dead reference stays in the store's tuple
+    for that name for ever: a service that builds its breaker per request
+    (same name, shared store) grows that tuple by one per request, and every
+    mode change walks all of it.
+    """
+
+    class Modes(BreakerListener):
+        def on_store_mode_change(self, breaker: CircuitBreaker, old: str, new: str) -> None:
+            pass
+
+    store = RedisStore(connect(server.url, socket_timeout=TIMEOUT))
+    for _ in range(1000):
+        breaker = CircuitBreaker(name="api", store=store, listeners=[Modes()])
+        breaker.call(ok)
+        del breaker
+    gc.collect()
+    watchers = store._lanes["api"].watchers  # no public view of it
+    assert sum(ref() is None for ref in watchers) < 10, f"{len(watchers)} watchers kept"
