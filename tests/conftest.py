@@ -22,6 +22,7 @@ settings.register_profile("ci", deadline=None, print_blob=True, derandomize=True
 settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: harmless when xdist is off
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto``: a few more workers than CPUs.
 

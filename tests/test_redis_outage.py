@@ -111,7 +111,7 @@ def test_a_local_breaker_takes_over_and_hands_back_when_redis_returns(
     breaker = CircuitBreaker(3, 60.0, name="api", store=store)
     assert breaker.call(ok) == "ok"
     server.stop()
-    with caplog.at_level(logging.WARNING, logger="resilient.redis"):
+    with caplog.at_level(logging.INFO, logger="resilient.redis"):
         assert breaker.call(ok) == "ok"
         assert breaker.metrics.store_mode == "local" == store.mode("api")
         fail(breaker, 3)
@@ -180,7 +180,7 @@ def test_one_breakers_script_error_falls_back_that_breaker_alone(
     healthy = CircuitBreaker(3, name="healthy", store=store)
     redis_client.set("{resilient:broken}:breaker", "not a hash")
     seen = set()
-    with caplog.at_level(logging.WARNING, logger="resilient.redis"):
+    with caplog.at_level(logging.INFO, logger="resilient.redis"):
         started = time.monotonic()
         while time.monotonic() - started < 4 * interval:  # several retries, each failing
             assert broken.call(ok) == "ok"
@@ -228,7 +228,7 @@ def test_a_breaker_whose_writes_fail_is_not_handed_back_by_a_read(
     redis_client.delete("{resilient:api}:window")
     redis_client.hset("{resilient:api}:window", "written", "by someone else")
     seen = []
-    with caplog.at_level(logging.WARNING, logger="resilient.redis"):
+    with caplog.at_level(logging.INFO, logger="resilient.redis"):
         started = time.monotonic()
         while time.monotonic() - started < 4 * interval:
             breaker.call(ok)
@@ -258,7 +258,7 @@ def test_a_server_that_refuses_writes_is_an_outage_until_a_write_succeeds(
     else:
         admin.config_set("maxmemory", "1")
     seen = []
-    with caplog.at_level(logging.WARNING, logger="resilient.redis"):
+    with caplog.at_level(logging.INFO, logger="resilient.redis"):
         started = time.monotonic()
         while time.monotonic() - started < 5 * interval:
             fail(breaker)  # a write
@@ -295,7 +295,7 @@ def test_the_budget_is_handed_back_only_when_a_write_succeeds(
     )
     budget.record_failure()
     admin.replicaof("127.0.0.1", "9")
-    with caplog.at_level(logging.WARNING, logger="resilient.redis"):
+    with caplog.at_level(logging.INFO, logger="resilient.redis"):
         budget.record_failure()
         assert budget.mode == "local"
         for _ in range(3):
@@ -426,7 +426,7 @@ def test_the_open_fallback_rejects_calls_until_redis_returns(
     assert breaker.call(ok) == "ok"
     server.stop()
     ran = []
-    with caplog.at_level(logging.WARNING, logger="resilient.redis"):
+    with caplog.at_level(logging.INFO, logger="resilient.redis"):
         for _ in range(3):
             with pytest.raises(CircuitOpenError) as info:
                 breaker.call(lambda: ran.append(1))
@@ -518,13 +518,14 @@ def test_redis_is_tried_at_most_once_per_retry_interval(server: Any) -> None:
     assert client.attempts - before <= elapsed / INTERVAL + 1
 
 
-def test_one_warning_per_outage_and_per_breaker(
+def test_one_warning_per_outage_and_one_info_line_per_breaker(
     server: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Two outages of one store, two breakers: two warnings each, and two recoveries each."""
+    """Two outages of one store, two breakers: the store warns once per outage and once
+    per recovery; each breaker's fallback and hand-back are INFO lines, once each."""
     store = _store(server)
     breakers = [CircuitBreaker(1000, name=n, store=store) for n in ("a", "b")]
-    with caplog.at_level(logging.WARNING, logger="resilient.redis"):
+    with caplog.at_level(logging.INFO, logger="resilient.redis"):
         for _ in range(2):
             server.stop()
             for _ in range(20):
@@ -539,6 +540,14 @@ def test_one_warning_per_outage_and_per_breaker(
     back = _events(caplog, "breaker_store_recovered")
     assert sorted(r.breaker for r in down) == ["a", "a", "b", "b"]
     assert sorted(r.breaker for r in back) == ["a", "a", "b", "b"]
+    assert {r.levelno for r in down + back} == {logging.INFO}
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.event for r in warnings] == [  # type: ignore[attr-defined]
+        "redis_store_unavailable",
+        "redis_store_recovered",
+    ] * 2
+    assert warnings[0].getMessage().startswith("Redis store 'resilient' cannot reach Redis (")
+    assert warnings[1].getMessage().startswith("Redis store 'resilient' reached Redis again")
 
 
 # -- the budget ------------------------------------------------------------------------------
@@ -554,7 +563,7 @@ def test_the_budget_carries_on_locally_from_the_last_tokens_and_warns_once(
         assert budget.record_failure()
     assert budget.tokens == 7.0
     server.stop()
-    with caplog.at_level(logging.WARNING, logger="resilient.redis"):
+    with caplog.at_level(logging.INFO, logger="resilient.redis"):
         assert budget.record_failure() is True  # 6 > 5, locally
         assert budget.mode == "local"
         assert budget.record_failure() is False  # 5 > 5 is false

@@ -26,7 +26,7 @@ from hypothesis.stateful import run_state_machine_as_test
 from resilient.redis import RedisStore
 from test_breaker_state_machine import ConsecutiveRule, Model, WindowRule
 
-SETTINGS = settings(max_examples=30, stateful_step_count=25)
+SETTINGS = settings(max_examples=20, stateful_step_count=25)
 
 _namespaces = itertools.count()
 

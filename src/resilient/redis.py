@@ -52,7 +52,7 @@ from resilient._breaker_state import (
     Transition,
     check_seconds,
 )
-from resilient._compat import seconds
+from resilient._compat import name_of, seconds
 from resilient._redact import describe_error, error_fields, type_name
 from resilient.backoff import Backoff
 from resilient.budget import RetryBudget
@@ -207,6 +207,7 @@ class RedisStore:
         "_lanes",
         "_lock",
         "_outage",
+        "_outage_since",
         "_probe",
         "_release",
         "_snapshot",
@@ -269,6 +270,7 @@ class RedisStore:
         # A store-wide outage: time.monotonic() before which Redis is not tried, and its error.
         self._down_until = 0.0
         self._outage: BaseException | None = None
+        self._outage_since = 0.0
 
     @classmethod
     def from_url(
@@ -348,8 +350,9 @@ class RedisStore:
             else (lambda: callback)  # a function: held as given
         )
         lane = self._lanes.get(name) or self._lane(name)
-        with self._lock:
-            lane.watchers = (*lane.watchers, ref)
+        with self._lock:  # the watchers of collected breakers go as new ones come
+            alive = tuple(known for known in lane.watchers if known() is not None)
+            lane.watchers = (*alive, ref)
 
     def keys(self, name: str) -> tuple[str, str]:
         """The Redis keys of breaker *name*: its circuit (a hash) and its window."""
@@ -584,11 +587,13 @@ class RedisStore:
         try:
             reply = self._eval(lane, self._probe, policy, now, _NO_DURATION, ())
         except _STORE_ERRORS as error:
+            if not isinstance(error, _OUTAGE_ERRORS):
+                # Redis answered: the store's outage is over, only this breaker's keys fail.
+                self._store_recovered()
             self._failed(lane, policy, error)
             return False
+        self._store_recovered()
         with self._lock:
-            self._down_until = 0.0
-            self._outage = None
             lane.down_until = 0.0
         if lane.mode != "redis":
             self._recovered(lane, policy, now, _STATES[int(reply[1])])
@@ -640,14 +645,66 @@ class RedisStore:
     def _failed(self, lane: _Lane, policy: BreakerPolicy, error: BaseException) -> None:
         """A script of *lane* failed: the store's outage, or this breaker's alone."""
         store_wide = isinstance(error, _OUTAGE_ERRORS)
+        starting = False
         with self._lock:
-            until = time.monotonic() + self.retry_interval
+            t = time.monotonic()
             if store_wide:
-                self._down_until = until
+                starting = self._outage is None
+                if starting:
+                    self._outage_since = t
+                self._down_until = t + self.retry_interval
                 self._outage = error
             else:
-                lane.down_until = until
+                lane.down_until = t + self.retry_interval
+        if starting:
+            self._log_store_down(error)
         self._fall_back(lane, policy, error, store_wide=store_wide)
+
+    def _store_recovered(self) -> None:
+        """Redis answered: end the store-wide outage, if there was one, with one line."""
+        if self._outage is None and not self._down_until:
+            return
+        with self._lock:
+            ended = self._outage
+            self._down_until = 0.0
+            self._outage = None
+            since = self._outage_since
+        if ended is None:
+            return
+        outage = time.monotonic() - since
+        logger.warning(
+            "Redis store %r reached Redis again after %s s: each of its breakers hands its "
+            "state back to Redis on its next call",
+            self.namespace,
+            seconds(round(outage, 3)),
+            extra={
+                "event": "redis_store_recovered",
+                "namespace": self.namespace,
+                "outage_seconds": round(outage, 6),
+            },
+        )
+
+    def _log_store_down(self, error: BaseException) -> None:
+        refused = isinstance(error, _WRITES_REFUSED)
+        error_type, message = error_fields(error)
+        logger.warning(
+            "Redis store %r cannot %s Redis (%s): its breakers use their fallback (%s) "
+            "until %s; retrying Redis every %s s",
+            self.namespace,
+            "write to" if refused else "reach",
+            describe_error(error),
+            _FALLBACK_WHAT[self.on_store_error],
+            "a write to Redis succeeds again" if refused else "Redis answers again",
+            seconds(self.retry_interval),
+            extra={
+                "event": "redis_store_unavailable",
+                "namespace": self.namespace,
+                "store_mode": self.on_store_error,
+                "retry_in": self.retry_interval,
+                "error_type": error_type,
+                "error": message,
+            },
+        )
 
     def _fall_back(
         self,
@@ -693,9 +750,10 @@ class RedisStore:
             extra["error_type"], extra["error"] = error_fields(error)
             described = describe_error(error)
         if store_wide:
+            # The store's own WARNING says it once per outage; each breaker's line is detail.
             refused = isinstance(error, _WRITES_REFUSED)
             extra["event"] = "breaker_store_unavailable"
-            logger.warning(
+            logger.info(
                 "circuit %r cannot %s Redis (%s): %s until %s%s; retrying Redis every %s s",
                 lane.name,
                 "write to" if refused else "reach",
@@ -741,6 +799,7 @@ class RedisStore:
                 )
             lane.mode = "redis"
             lane.seed = None
+            store_wide = lane.store_wide
             outage = time.monotonic() - lane.down_since
         extra: dict[str, object] = {
             "event": "breaker_store_recovered",
@@ -763,7 +822,11 @@ class RedisStore:
                 "state applies from now on"
             )
         extra["states_differ"] = local_state is not None and local_state is not redis_state
-        logger.warning(
+        # After the store's outage, the store's own line said it; a state that
+        # changed meanwhile is still worth a WARNING.
+        level = logging.INFO if store_wide and not extra["states_differ"] else logging.WARNING
+        logger.log(
+            level,
             "circuit %r reached Redis again after %s s: its state is shared through Redis again%s",
             lane.name,
             seconds(round(outage, 3)),
@@ -773,10 +836,28 @@ class RedisStore:
         self._notify(lane, was, "redis")
 
     def _notify(self, lane: _Lane, old: StoreMode, new: StoreMode) -> None:
+        """Tell *lane*'s watchers; one that raises is logged once and never fails the call."""
         for ref in lane.watchers:
             callback = ref()
-            if callback is not None:
+            if callback is None:
+                continue
+            try:
                 callback(old, new)
+            except Exception as error:
+                if id(callback) in lane.failed_watchers:
+                    continue
+                lane.failed_watchers.add(id(callback))
+                logger.error(
+                    "mode watcher %s of circuit %r failed on %s -> %s: %s; the call goes on, "
+                    "and later failures of this watcher are not logged",
+                    name_of(callback),
+                    lane.name,
+                    old,
+                    new,
+                    describe_error(error),
+                    exc_info=error,
+                    extra={"event": "breaker_store_watcher_failed", "breaker": lane.name},
+                )
 
     def _seed_local(self, lane: _Lane, policy: BreakerPolicy, now: float | None) -> bool:
         """Start the local breaker from Redis's last answer, once per outage.
@@ -908,6 +989,7 @@ class _Lane:
     __slots__ = (
         "down_since",
         "down_until",
+        "failed_watchers",
         "keys",
         "mode",
         "name",
@@ -931,6 +1013,8 @@ class _Lane:
         self.reason = ""
         self.seed: _View | None = None  # the view the local breaker starts from, once
         self.watchers: tuple[Callable[[], Callable[[str, str], object] | None], ...] = ()
+        self.failed_watchers: set[int] = set()
+        """The ids of watchers whose failure was logged: each is logged once."""
         self.policy: BreakerPolicy | None = None
         self.policy_field = b""
 
