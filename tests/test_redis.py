@@ -193,6 +193,13 @@ def test_from_url_refuses_timeouts_that_would_not_bound_a_call(
         RedisStore.from_url("redis://127.0.0.1:9/0", **options)
 
 
+@pytest.mark.parametrize("build", [RedisStore.from_url, connect])
+def test_a_url_that_is_not_redis_is_refused_naming_the_url(build: Any) -> None:
+    """redis-py's own message says which schemes it knows, not which argument was wrong."""
+    with pytest.raises(ValueError, match=r"url is not a Redis URL \(.*\), got url='http://x'"):
+        build("http://x")
+
+
 def test_from_url_builds_a_client_with_short_timeouts_and_no_retries() -> None:
     """Its client waits 0.25 s at most for a connection or an answer, and never retries."""
     store = RedisStore.from_url("redis://127.0.0.1:9/0")

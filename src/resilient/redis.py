@@ -1332,12 +1332,15 @@ def connect(
     if connect_timeout is None:
         connect_timeout = socket_timeout
     _check_limited("connect_timeout", connect_timeout, allow_zero=False)
-    return redis.Redis.from_url(  # pyright: ignore[reportUnknownMemberType]
-        url,
-        socket_timeout=float(socket_timeout),
-        socket_connect_timeout=float(connect_timeout),
-        retry=Retry(NoBackoff(), 0),
-    )
+    try:
+        return redis.Redis.from_url(  # pyright: ignore[reportUnknownMemberType]
+            url,
+            socket_timeout=float(socket_timeout),
+            socket_connect_timeout=float(connect_timeout),
+            retry=Retry(NoBackoff(), 0),
+        )
+    except ValueError as error:  # redis-py's message does not say which argument
+        raise ValueError(f"url is not a Redis URL ({error}), got url={url!r}") from error
 
 
 # -- helpers --------------------------------------------------------------------
