@@ -233,7 +233,9 @@ def explain(
             "consecutive failures opened 'inventory-api', and that call still raised its "
             "own HTTPError. "
             f"The next {rejected} tasks were rejected at once with CircuitOpenError "
-            "(rejected=True, 0 attempts, TIMEOUT), without a request: the server received "
+            "(rejected=True, 0 attempts, TIMEOUT: a rejection is classed as a timeout, the "
+            "dependency being unavailable, and rejected=True tells it from a real one), "
+            "without a request: the server received "
             f"{dead_requests} requests on /dead in all. The breaker is {breaker.state}; "
             f"after {RECOVERY_TIMEOUT:g} s it would let one trial call through."
         ),

@@ -1194,10 +1194,10 @@ def test_state_changes_are_logged_with_structured_fields(
         (
             "WARNING",
             "circuit 'api' opened after 2 consecutive failures (the last: Boom: down); calls "
-            "are rejected for the next 60 s, then 1 trial call(s) go through",
+            "are rejected for the next 60 s, then 1 trial call goes through",
         ),
-        ("INFO", "circuit 'api' half-open: letting 1 trial call(s) through to test the dependency"),
-        ("INFO", "circuit 'api' closed: 1 trial call(s) succeeded; calls flow again"),
+        ("INFO", "circuit 'api' half-open: letting 1 trial call through to test the dependency"),
+        ("INFO", "circuit 'api' closed: 1 trial call succeeded; calls flow again"),
     ]
     first = records[0]
     assert (first.breaker, first.old_state, first.new_state, first.failures) == (  # type: ignore[attr-defined]
@@ -1998,7 +1998,7 @@ def test_a_window_opening_says_the_rate_and_threshold(
     fail_times(breaker, 2)
     assert _messages(caplog) == [
         "circuit 'search' opened: 2 of the last 4 calls failed (50%, threshold 50%) (the "
-        "last: Boom: down); calls are rejected for the next 30 s, then 1 trial call(s) go through"
+        "last: Boom: down); calls are rejected for the next 30 s, then 1 trial call goes through"
     ]
 
 
@@ -2013,11 +2013,30 @@ def test_reopening_trip_and_reset_say_why(
     breaker.reset()
     assert _messages(caplog) == [
         "circuit 'api' opened by trip(); calls are rejected for the next 10 s, then 1 trial "
-        "call(s) go through",
-        "circuit 'api' half-open: letting 1 trial call(s) through to test the dependency",
+        "call goes through",
+        "circuit 'api' half-open: letting 1 trial call through to test the dependency",
         "circuit 'api' reopened: a trial call failed (the last: Boom: down); calls are "
-        "rejected for the next 10 s, then 1 trial call(s) go through",
+        "rejected for the next 10 s, then 1 trial call goes through",
         "circuit 'api' closed by reset(); calls flow again",
+    ]
+
+
+def test_several_trial_calls_are_counted_in_plain_words(
+    clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ "2 trial calls go through", not "2 trial call(s)"."""
+    breaker = CircuitBreaker(
+        clock=clock, name="api", recovery_timeout=10, half_open_max_calls=2, success_threshold=2
+    )
+    breaker.trip()
+    clock.advance(10)
+    breaker.call(lambda: None)
+    breaker.call(lambda: None)
+    assert _messages(caplog) == [
+        "circuit 'api' opened by trip(); calls are rejected for the next 10 s, then 2 trial "
+        "calls go through",
+        "circuit 'api' half-open: letting 2 trial calls through to test the dependency",
+        "circuit 'api' closed: 2 trial calls succeeded; calls flow again",
     ]
 
 

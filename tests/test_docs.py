@@ -84,6 +84,16 @@ def test_the_docs_have_examples() -> None:
     assert any(block.needs_redis for block in BLOCKS)
 
 
+def test_every_output_marker_is_checked() -> None:
+    """An ``<!-- output -->`` that does not follow its block directly (prose between
+    them) would never be compared with what the block prints: every marker counts."""
+    for page in _pages():
+        markers = page.read_text(encoding="utf-8").count("<!-- output -->")
+        where = f"{page.relative_to(ROOT)}#"
+        checked = sum(1 for b in BLOCKS if b.where.startswith(where) and b.expected is not None)
+        assert markers == checked, f"{page.relative_to(ROOT)}: an output marker is not checked"
+
+
 @pytest.fixture(scope="session")
 def zygote() -> Iterator[Zygote]:
     """One interpreter with the common modules loaded, forking a child per block."""

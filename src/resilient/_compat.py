@@ -161,3 +161,8 @@ _ASYNC_HINT: dict[str, str] = {
     "execute_task_safely()": "use execute_task_safely_async (or run_tasks_async)",
     "run_tasks()": "use run_tasks_async",
 }
+
+
+def trial_calls(count: int) -> str:
+    """``"1 trial call"``, ``"3 trial calls"``: for log messages."""
+    return f"{count} trial call" if count == 1 else f"{count} trial calls"

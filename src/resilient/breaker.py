@@ -53,6 +53,7 @@ from resilient._compat import (
     name_of,
     refuse_lazy_result,
     seconds,
+    trial_calls,
 )
 from resilient._redact import describe_error, error_fields
 from resilient.backoff import Backoff
@@ -1054,15 +1055,15 @@ def _change_message(
     new = transition.new
     if new is _HALF_OPEN:
         return (
-            "circuit %r half-open: letting %d trial call(s) through to test the dependency",
-            (name, policy.half_open_max_calls),
+            "circuit %r half-open: letting %s through to test the dependency",
+            (name, trial_calls(policy.half_open_max_calls)),
         )
     if new is _CLOSED:
         if trigger == "reset":
             return "circuit %r closed by reset(); calls flow again", (name,)
         return (
-            "circuit %r closed: %d trial call(s) succeeded; calls flow again",
-            (name, policy.success_threshold),
+            "circuit %r closed: %s succeeded; calls flow again",
+            (name, trial_calls(policy.success_threshold)),
         )
     if trigger == "trip":
         why = "opened by trip()"
@@ -1083,9 +1084,16 @@ def _change_message(
         why = _rate_reason(policy, transition)
     if exc is not None:
         why += f" (the last: {describe_error(exc)})"
+    trials = policy.half_open_max_calls
     return (
-        "circuit %r %s; calls are rejected for the next %s s, then %d trial call(s) go through",
-        (name, why, seconds(transition.open_for), policy.half_open_max_calls),
+        "circuit %r %s; calls are rejected for the next %s s, then %s %s through",
+        (
+            name,
+            why,
+            seconds(transition.open_for),
+            trial_calls(trials),
+            "goes" if trials == 1 else "go",
+        ),
     )
 
 

@@ -52,7 +52,7 @@ from resilient._breaker_state import (
     Transition,
     check_seconds,
 )
-from resilient._compat import name_of, seconds
+from resilient._compat import name_of, seconds, trial_calls
 from resilient._redact import describe_error, error_fields, type_name
 from resilient.backoff import Backoff
 from resilient.budget import RetryBudget
@@ -931,13 +931,13 @@ class RedisStore:
 
     def _log_lost_permits(self, lane: _Lane, policy: BreakerPolicy) -> None:
         logger.warning(
-            "circuit %r: no outcome came back for the %d trial call(s) of its half-open "
+            "circuit %r: no outcome came back for the %s of its half-open "
             "period within trial_timeout=%s s (a process holding them may have died); "
-            "a new half-open period lets %d trial call(s) through",
+            "a new half-open period lets %s through",
             lane.name,
-            policy.half_open_max_calls,
+            trial_calls(policy.half_open_max_calls),
             seconds(self.trial_timeout),
-            policy.half_open_max_calls,
+            trial_calls(policy.half_open_max_calls),
             extra={
                 "event": "breaker_trials_lost",
                 "breaker": lane.name,
