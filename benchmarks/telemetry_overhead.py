@@ -46,6 +46,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(__file__))
 
 from _timing import CLOCK, FLOOR, OURS, REFERENCE, Goal, Report, Row, print_report, try_import
+from retry_overhead import fails_twice, work
 
 from resilient import _events, telemetry
 
@@ -156,23 +157,6 @@ def bare_library() -> dict[str, types.ModuleType]:
 
 
 # -- the paths ---------------------------------------------------------------------------------
-
-
-def work(x: int) -> int:
-    return x + 1
-
-
-def fails_twice() -> Callable[[int], int]:
-    count = 0
-
-    def attempt(x: int) -> int:
-        nonlocal count
-        count += 1
-        if count % 3:
-            raise ConnectionError("reset")
-        return x + 1
-
-    return attempt
 
 
 def rejecting(breaker_class: Any, name: str) -> Callable[[int], None]:

@@ -390,10 +390,15 @@ def test_after_the_open_period_in_redis_time_a_trial_closes_it_for_everyone(
 
 def test_a_trial_failure_reopens_the_circuit_and_the_timer_restarts(redis_client: Any) -> None:
     """The failed trial's process and every other see it open again, for a new full period."""
-    a = CircuitBreaker(1, 0.2, name="api", store=RedisStore(redis_client))
-    b = CircuitBreaker(1, 0.2, name="api", store=RedisStore(redis_client))
+    clock = ManualClock()  # the claim is not about Redis time: the breakers' clock will do
+    a, b = (
+        CircuitBreaker(
+            1, 0.2, name="api", store=RedisStore(redis_client, time_source="breaker"), clock=clock
+        )
+        for _ in range(2)
+    )
     fail(a)
-    time.sleep(0.25)
+    clock.advance(0.25)
     fail(b)  # the trial
     assert a.state is OPEN
     assert 0.1 < a.remaining <= 0.2
@@ -401,13 +406,16 @@ def test_a_trial_failure_reopens_the_circuit_and_the_timer_restarts(redis_client
 
 def test_exactly_half_open_max_calls_trials_across_stores_and_threads(redis_client: Any) -> None:
     """16 threads on 4 stores race for the trials of one half-open period: 3 get one."""
-    stores = [RedisStore(redis_client) for _ in range(4)]
+    clock = ManualClock()
+    stores = [RedisStore(redis_client, time_source="breaker") for _ in range(4)]
     breakers = [
-        CircuitBreaker(1, 0.2, name="api", store=s, half_open_max_calls=3, success_threshold=3)
+        CircuitBreaker(
+            1, 0.2, name="api", store=s, half_open_max_calls=3, success_threshold=3, clock=clock
+        )
         for s in stores
     ]
     fail(breakers[0])
-    time.sleep(0.25)
+    clock.advance(0.25)
     start, tried = threading.Barrier(16), threading.Barrier(16)
     admitted: list[int] = []
     rejected: list[int] = []
@@ -464,10 +472,20 @@ def test_a_half_open_period_whose_permit_holder_died_starts_over(
 
 def test_released_permits_are_handed_out_again(redis_client: Any) -> None:
     """A trial ended by an excluded error gives its permit back to the fleet."""
-    a = CircuitBreaker(1, 0.1, name="api", store=RedisStore(redis_client), exclude=KeyError)
-    b = CircuitBreaker(1, 0.1, name="api", store=RedisStore(redis_client))
+    clock = ManualClock()
+    a = CircuitBreaker(
+        1,
+        0.1,
+        name="api",
+        store=RedisStore(redis_client, time_source="breaker"),
+        exclude=KeyError,
+        clock=clock,
+    )
+    b = CircuitBreaker(
+        1, 0.1, name="api", store=RedisStore(redis_client, time_source="breaker"), clock=clock
+    )
     fail(a)
-    time.sleep(0.15)
+    clock.advance(0.15)
 
     def missing() -> None:
         raise KeyError("not a health signal")
@@ -852,10 +870,15 @@ def test_an_open_circuit_rejects_from_the_cache_without_a_round_trip(redis_clien
 def test_listeners_hear_the_changes_this_process_made_in_order(redis_client: Any) -> None:
     """A's listener hears open, half-open, closed; B's hears nothing of what A did."""
     heard_a, heard_b = Transitions(), Transitions()
-    a = CircuitBreaker(1, 0.1, name="api", store=RedisStore(redis_client), listeners=[heard_a])
-    b = CircuitBreaker(1, 0.1, name="api", store=RedisStore(redis_client), listeners=[heard_b])
+    clock = ManualClock()
+
+    def breaker(heard: Transitions) -> CircuitBreaker:
+        store = RedisStore(redis_client, time_source="breaker")
+        return CircuitBreaker(1, 0.1, name="api", store=store, listeners=[heard], clock=clock)
+
+    a, b = breaker(heard_a), breaker(heard_b)
     fail(a)
-    time.sleep(0.15)
+    clock.advance(0.15)
     a.call(ok)
     assert heard_a.heard == [(CLOSED, OPEN), (OPEN, HALF_OPEN), (HALF_OPEN, CLOSED)]
     assert b.state is CLOSED

@@ -234,6 +234,7 @@ class RetryTarget:
         *,
         named_after: object = None,
         form: str = "@retry",
+        logs_outcome: bool = True,
     ) -> None:
         self.func = func
         self.policy = policy
@@ -245,7 +246,7 @@ class RetryTarget:
         self.form = form
         """How the user called us, for error messages."""
         self.gate: Gate | None = getattr(func, "__resilient_breaker__", None)
-        self.logs_outcome = True
+        self.logs_outcome = logs_outcome
         """False when the caller logs how the call ended (a task does): no "giving up" line."""
 
 

@@ -662,9 +662,11 @@ def _task_call(
     failure: Exception | None = None,
 ) -> RetryCall:
     """The retry loop's view of a task: *run* retried, named after *func*, its breaker the gate."""
-    target = RetryTarget(run, settings.policy, named_after=_unwrap(func), form=form)
+    # The task's own line says how it ended: no "giving up" line from the loop.
+    target = RetryTarget(
+        run, settings.policy, named_after=_unwrap(func), form=form, logs_outcome=False
+    )
     target.gate = settings.breaker
-    target.logs_outcome = False  # the task's own line says how it ended
     return RetryCall(target, start, failure)
 
 
