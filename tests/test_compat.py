@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from resilient._compat import check_callable, is_async_callable
+from resilient._compat import check_callable, is_async_callable, name_of, qualified_name_of
 
 
 def plain(x: int) -> int:
@@ -136,3 +136,52 @@ def test_a_task_name_starts_the_message() -> None:
         check_callable(coroutine_function, "execute_task_safely()", sync_only=True, task="sync")
     with pytest.raises(TypeError, match=r"^task 'sync': execute_task_safely\(\) needs a function"):
         check_callable(42, "execute_task_safely()", sync_only=True, task="sync")
+
+
+class _Hostile:
+    """Reading its name fails, and not with AttributeError."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in ("__qualname__", "__module__"):
+            raise RuntimeError(f"no {name}")
+        return object.__getattribute__(self, name)
+
+    def __call__(self) -> None:
+        pass
+
+
+class _Named:
+    def method(self) -> None:
+        pass
+
+    def __call__(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("func", "expected"),
+    [
+        (plain, f"{__name__}.plain"),
+        (functools.partial(plain, 1), f"{__name__}.plain"),
+        (functools.partial(functools.partial(_Named().method), x=1), f"{__name__}._Named.method"),
+        (_Named().method, f"{__name__}._Named.method"),
+        (_Named(), f"{__name__}._Named"),
+        (functools.partial(_Named()), f"{__name__}._Named"),
+        (_Named, f"{__name__}._Named"),
+        ([].append, "builtins.list.append"),
+        (str.upper, "builtins.str.upper"),
+        (len, "builtins.len"),
+        (_Hostile(), f"{__name__}._Hostile"),
+    ],
+)
+def test_a_callable_is_named_by_its_code_never_by_its_repr(func: object, expected: str) -> None:
+    """Partials and bound methods by their function, instances by their class; never raises."""
+    assert qualified_name_of(func) == expected
+    assert expected.endswith(f".{name_of(func)}")
+
+
+def test_a_partial_that_loops_back_on_itself_is_still_named() -> None:
+    """A pathological partial (its ``func`` set to itself) ends in a name, not a hang."""
+    looped = functools.partial(plain)
+    looped.__setstate__((looped, (), {}, None))
+    assert name_of(looped) == "partial"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import pickle
@@ -1193,6 +1194,71 @@ def test_secrets_in_errors_never_reach_a_message(caplog: pytest.LogCaptureFixtur
     assert "abc123" not in text
     assert "https://bot:[REDACTED]@api.example.com/v1?api_key=[REDACTED]" in text
     assert all("abc123" not in r.error for r in caplog.records)  # type: ignore[attr-defined]
+
+
+class _Client:
+    """A client whose repr holds its token, as many do."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __repr__(self) -> str:
+        return f"_Client(token={self.token!r})"
+
+    def fetch(self, url: str) -> str:
+        raise ConnectionError("reset")
+
+    def __call__(self, url: str) -> str:
+        raise ConnectionError("reset")
+
+
+def _fetch(url: str, token: str) -> str:
+    raise ConnectionError("reset")
+
+
+_NAMED_FORMS: list[tuple[str, Callable[[], Callable[[], object]], str]] = [
+    ("partial", lambda: functools.partial(_fetch, "/users", "hunter2"), "_fetch"),
+    (
+        "partial of a partial",
+        lambda: functools.partial(functools.partial(_fetch, "/users"), token="hunter2"),
+        "_fetch",
+    ),
+    ("bound method", lambda: functools.partial(_Client("hunter2").fetch, "/u"), "_Client.fetch"),
+    ("callable instance", lambda: functools.partial(_Client("hunter2"), "/u"), "_Client"),
+]
+
+
+@pytest.mark.parametrize(("form", "make", "name"), _NAMED_FORMS, ids=[f[0] for f in _NAMED_FORMS])
+def test_a_retried_callable_is_named_by_its_code_never_by_its_repr(
+    caplog: pytest.LogCaptureFixture,
+    form: str,
+    make: Callable[[], Callable[[], object]],
+    name: str,
+) -> None:
+    """A partial by its function, a bound method by its function, a callable instance by
+    its class: the arguments (a token) reach neither the messages nor the fields."""
+    caplog.set_level(logging.WARNING, logger="resilient.retry")
+    with no_wait(), pytest.raises(ConnectionError):
+        retry_with_backoff(make(), max_retries=1)
+    [retrying, gave_up] = caplog.records
+    assert retrying.getMessage().startswith(f"retrying {name} in 0 s (attempt 2 of 2)")
+    assert gave_up.getMessage().startswith(f"giving up on {name} after 2 attempts")
+    assert {r.function for r in caplog.records} == {f"{__name__}.{name}"}  # type: ignore[attr-defined]
+    assert "hunter2" not in caplog.text
+    assert all("hunter2" not in repr(r.__dict__) for r in caplog.records)
+
+
+def test_instances_of_one_callable_class_share_one_function_name(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """20 instances (each with its own address and repr) are one name, not 20."""
+    caplog.set_level(logging.WARNING, logger="resilient.retry")
+    for n in range(20):
+        with no_wait(), pytest.raises(ConnectionError):
+            retry_with_backoff(_Client(f"token-{n}"), "/u", max_retries=1)
+    assert {r.function for r in caplog.records} == {f"{__name__}._Client"}  # type: ignore[attr-defined]
+    assert "token-" not in caplog.text
+    assert " at 0x" not in caplog.text
 
 
 def test_the_giving_up_line_carries_the_sentence_of_the_note(

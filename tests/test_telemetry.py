@@ -10,6 +10,7 @@ disabled after each test.
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import re
@@ -671,6 +672,81 @@ def test_a_rejected_retry_result_has_its_status_code_as_error_type(otel: Otel) -
     [(_, attrs)] = [e for e in otel.events() if e[0] == "resilient.retry"]
     assert attrs["error.type"] == "503"
     assert attrs["error_class"] == "degraded"
+
+
+class _Fetcher:
+    """A callable whose repr holds its token and whose address differs per instance."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __repr__(self) -> str:
+        return f"<_Fetcher token={self.token!r} at {id(self):#x}>"
+
+    def __call__(self, url: str) -> None:
+        raise ConnectionError("reset")
+
+    def fetch(self, url: str) -> None:
+        raise ConnectionError("reset")
+
+
+def _fetch(url: str, token: str) -> None:
+    raise ConnectionError("reset")
+
+
+def _retry_twenty_ways() -> None:
+    """20 instances of one class, 20 per-call partials, 20 bound methods of new instances."""
+    for n in range(20):
+        for func in (
+            _Fetcher(f"secret-{n}"),
+            functools.partial(_fetch, token=f"secret-{n}"),
+            _Fetcher(f"secret-{n}").fetch,
+        ):
+            with pytest.raises(ConnectionError):
+                retry(max_retries=1, clock=ManualClock())(func)(f"/item/{n}")
+
+
+_BOUNDED = {f"{__name__}._Fetcher", f"{__name__}._fetch", f"{__name__}._Fetcher.fetch"}
+
+
+def test_prometheus_function_labels_are_bounded_by_the_code_not_the_objects(
+    registry: CollectorRegistry,
+) -> None:
+    """One series per function or class, whatever the count of instances or partials;
+    no argument (a token) and no address in any label."""
+    telemetry.enable_prometheus(registry)
+    _retry_twenty_ways()
+    text = generate_latest(registry).decode()
+    samples = scrape(registry)
+    functions = {
+        dict(labels)["function"]
+        for (name, labels) in samples
+        if name.startswith("resilient_retries")
+    }
+    assert functions == _BOUNDED
+    for function in _BOUNDED:
+        assert (
+            value(samples, "resilient_retries_total", function=function, error_class="transient")
+            == 20
+        )
+    assert "secret-" not in text
+    assert "0x" not in text
+
+
+def test_otel_function_attributes_are_bounded_by_the_code_not_the_objects(otel: Otel) -> None:
+    """The same bound for OpenTelemetry's points and span events."""
+    telemetry.enable_opentelemetry(meter_provider=otel.meters, tracer_provider=otel.tracers)
+    with otel.tracer.start_as_current_span("batch"):
+        _retry_twenty_ways()
+    functions = {
+        dict(attributes)["function"]
+        for (name, attributes) in otel.points()
+        if name.startswith("resilient.retry.")
+    }
+    assert functions == _BOUNDED
+    events = [attrs for name, attrs in otel.events() if name == "resilient.retry"]
+    assert {attrs["function"] for attrs in events} == _BOUNDED
+    assert "secret-" not in repr((otel.points(), otel.events()))
 
 
 # -- switching on and off --------------------------------------------------------------------------

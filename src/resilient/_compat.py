@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from types import AsyncGeneratorType, CoroutineType, FunctionType, GeneratorType
+from functools import partial
+from types import AsyncGeneratorType, CoroutineType, FunctionType, GeneratorType, MethodType
 
 # Not ``typing.TYPE_CHECKING``: the call paths never import ``typing`` (see
 # ``resilient/__init__.py``); type checkers treat any name ``TYPE_CHECKING`` as true.
@@ -64,9 +65,57 @@ def _plain_code_flags(func: object) -> int | None:
 
 
 def name_of(func: object) -> str:
-    """The qualified name of *func* for messages: ``fetch_user``, ``Client.get``, or its repr."""
-    name = getattr(func, "__qualname__", None)
-    return name if isinstance(name, str) else repr(func)
+    """The qualified name of the code *func* runs, for messages: ``fetch_user``, ``Client.get``.
+
+    Never a ``repr``, which may hold arguments (a token given to a
+    ``functools.partial``) or an address, and would make a telemetry label
+    per object: a partial is named by its underlying function, a bound method
+    by its function, a callable instance (or anything without a name) by its
+    class.
+    """
+    return _named(func)[1]
+
+
+def qualified_name_of(func: object) -> str:
+    """``name_of(func)`` with its module: ``myapp.users.fetch_user``, the ``function`` field."""
+    module, name = _named(func)
+    return f"{module}.{name}"
+
+
+# Typed as plain classes: what they wrap is read as an ``object`` (a name is all we want).
+_PARTIAL: type[object] = partial
+_METHOD: type[object] = MethodType
+
+
+def _named(func: object) -> tuple[str, str]:
+    """The module and qualified name of what *func* runs (see ``name_of``); never raises."""
+    target = func
+    for _ in range(100):  # a partial of a partial ...; bounded, should one loop back on itself
+        if isinstance(target, _PARTIAL):
+            target = _attribute(target, "func")
+        elif isinstance(target, _METHOD):
+            target = _attribute(target, "__func__")
+        else:
+            break
+    name = _attribute(target, "__qualname__")
+    module = _attribute(target, "__module__")
+    if not isinstance(name, str) or isinstance(target, (_PARTIAL, _METHOD)):
+        kind: type[object] = type(target)  # an instance, callable or not: named by its class
+        name, module = _attribute(kind, "__qualname__"), _attribute(kind, "__module__")
+    elif not isinstance(module, str):  # a method of a builtin type (``[].append``): its type's
+        owner = _attribute(target, "__objclass__") or type(_attribute(target, "__self__"))
+        module = _attribute(owner, "__module__")
+    return (module if isinstance(module, str) and module else "?"), (
+        name if isinstance(name, str) else "?"
+    )
+
+
+def _attribute(thing: object, name: str) -> object:
+    """``getattr(thing, name, None)``, also when the lookup raises something else."""
+    try:
+        return getattr(thing, name, None)
+    except Exception:  # a hostile __getattribute__: a name for a log line will do without
+        return None
 
 
 def seconds(value: float) -> str:

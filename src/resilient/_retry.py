@@ -39,6 +39,7 @@ from resilient._compat import (
     check_callable,
     is_async_callable,
     name_of,
+    qualified_name_of,
     refuse_lazy_result,
     seconds,
 )
@@ -239,7 +240,7 @@ class RetryTarget:
         self.func = func
         self.policy = policy
         named = func if named_after is None else named_after
-        self.name = _name_of(named)
+        self.name = qualified_name_of(named)
         """The qualified name, module included: the ``function`` field of the logs."""
         self.label = name_of(named)
         """The name in log messages."""
@@ -783,10 +784,6 @@ async def retry_with_backoff_async(
     policy = _plain_policy(max_retries, base_delay, max_delay, jitter, retryable_classes)
     result: T = await run_retry_async(RetryCall(RetryTarget(func, policy), None), args, kwargs)
     return result
-
-
-def _name_of(func: object) -> str:
-    return f"{getattr(func, '__module__', None) or '?'}.{getattr(func, '__qualname__', repr(func))}"
 
 
 def _plain_policy(

@@ -663,19 +663,9 @@ def _task_call(
 ) -> RetryCall:
     """The retry loop's view of a task: *run* retried, named after *func*, its breaker the gate."""
     # The task's own line says how it ended: no "giving up" line from the loop.
-    target = RetryTarget(
-        run, settings.policy, named_after=_unwrap(func), form=form, logs_outcome=False
-    )
+    target = RetryTarget(run, settings.policy, named_after=func, form=form, logs_outcome=False)
     target.gate = settings.breaker
     return RetryCall(target, start, failure)
-
-
-def _unwrap(func: Callable[..., Any]) -> object:
-    """What names *func* in logs: the function under any partials, or an object's class."""
-    target: object = func
-    while isinstance(target, functools.partial):
-        target = target.func
-    return target if hasattr(target, "__qualname__") else type(target)
 
 
 def _succeeded(name: str, value: Any, attempts: int, elapsed: float) -> TaskResult:

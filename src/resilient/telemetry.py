@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from resilient import _events
+from resilient._compat import name_of
 from resilient._redact import describe_error, error_fields, type_name
 
 if TYPE_CHECKING:
@@ -327,7 +328,7 @@ def _failed_once(where: object, error: Exception) -> None:
 
     *where* is an exporter's hook (its qualified name says which) or a phrase.
     """
-    name = where if isinstance(where, str) else getattr(where, "__qualname__", repr(where))
+    name = where if isinstance(where, str) else name_of(where)
     if name in _reported:
         return
     _reported.add(name)
