@@ -17,6 +17,7 @@ import requests
 
 from resilient import CircuitBreaker, ErrorClass, FailureRateWindow, TaskResult, execute_task_safely
 from resilient.http import create_resilient_session, get_json_or_none
+from resilient.testing import ManualClock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 from flaky_server import FlakyServer, Step, StepSpec
@@ -134,6 +135,8 @@ def _worker(
     start: threading.Barrier,
     run: LoadRun,
 ) -> None:
+    # The waits (the 429's Retry-After: 1 s is honoured) pass on this thread's own clock.
+    clock = ManualClock()
     try:
         start.wait()
         for n in range(TASKS_PER_THREAD):
@@ -145,8 +148,9 @@ def _worker(
                 url + path,
                 max_retries=5,
                 base_delay=0.0,
-                max_delay=0.0,  # also caps the Retry-After: no wait at all
+                max_delay=0.0,
                 jitter=False,
+                clock=clock,
                 circuit_breaker=breaker,
             )
             run.results.append(result)

@@ -120,6 +120,32 @@ def test_429_raised_by_get_json_or_none_honours_retry_after(
     assert clock.sleeps == [1.0, 1.0]
 
 
+def test_retry_after_beyond_max_delay_is_waited_out_through_the_session(
+    flaky_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """A real 429 with Retry-After: 90 under max_delay=1 is waited in full, then retried once."""
+    flaky_server.script("/slow-down", [Step(429, retry_after="90")], then=200)
+    session, clock = make_session(), ManualClock()
+    fetch = retry(max_delay=1.0, jitter=False, clock=clock)(get_json_or_none)
+    assert fetch(session, flaky_server.url + "/slow-down") == {"path": "/slow-down", "attempt": 2}
+    assert clock.sleeps == [90.0]
+    assert flaky_server.requests("/slow-down") == 2
+
+
+def test_retry_after_of_an_hour_through_the_session_gives_up_at_once(
+    flaky_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """A real 503 with Retry-After: 3600 is raised after one request, saying what was asked."""
+    flaky_server.script("/maintenance", [], then=Step(503, retry_after="3600"))
+    session, clock = make_session(), ManualClock()
+    fetch = retry(clock=clock)(get_json_or_none)
+    with pytest.raises(requests.HTTPError) as caught:
+        fetch(session, flaky_server.url + "/maintenance")
+    assert flaky_server.requests("/maintenance") == 1
+    assert clock.sleeps == []
+    assert "the server asked to wait 3600 s (Retry-After)" in caught.value.__notes__[0]
+
+
 def test_503_then_success(flaky_server: FlakyServer, make_session: MakeSession) -> None:
     """DEGRADED answers are retried until the service recovers."""
     flaky_server.script("/flaky", [503, 503], then=200)

@@ -249,12 +249,150 @@ def test_zero_delay_makes_no_sleep_call() -> None:
     assert clock.sleeps == []
 
 
-def test_retry_after_is_honoured_and_capped() -> None:
-    """A Retry-After longer than the backoff wins, but never beyond max_delay."""
+def test_retry_after_is_honoured_beyond_max_delay() -> None:
+    """A Retry-After longer than the backoff wins, also beyond max_delay: max_delay caps only the backoff."""
     clock = ManualClock()
-    flaky = Flaky(http_error(429, "7"), http_error(429, "500"), clock=clock)
+    flaky = Flaky(http_error(429, "7"), http_error(429, "90"), clock=clock)
     retry(base_delay=1.0, max_delay=30.0, jitter=False, clock=clock)(flaky)()
-    assert clock.sleeps == [7.0, 30.0]
+    assert clock.sleeps == [7.0, 90.0]
+    assert flaky.calls == 3
+
+
+def test_retry_after_90_under_max_delay_1_is_waited_out() -> None:
+    """Retry-After: 90 under max_delay=1 is waited in full, not retried after 1 s (another 429)."""
+    clock = ManualClock()
+    flaky = Flaky(http_error(429, "90"), clock=clock)
+    assert retry(max_delay=1.0, base_delay=1.0, clock=clock)(flaky)() == "ok"
+    assert clock.sleeps == [90.0]
+    assert flaky.called_at == [0.0, 90.0]
+
+
+def test_retry_after_beyond_max_retry_after_gives_up_at_once() -> None:
+    """Retry-After: 3600 is never retried early: one attempt, the original error, a note saying why."""
+    clock = ManualClock()
+    error = http_error(429, "3600")
+    flaky = Flaky(error, clock=clock)
+    with pytest.raises(requests.HTTPError) as info:
+        retry(max_retries=5, clock=clock)(flaky)()
+    assert info.value is error
+    assert flaky.calls == 1
+    assert clock.sleeps == []
+    assert info.value.__notes__ == [
+        "resilient: 1 attempt over 0.000 s (the server asked to wait 3600 s (Retry-After), "
+        "more than max_retry_after=120 s)"
+    ]
+
+
+def test_max_retry_after_sets_the_longest_wait_honoured() -> None:
+    """max_retry_after=200 honours 150 s; max_retry_after=10 refuses 11 s but honours 10 s."""
+    clock = ManualClock()
+    flaky = Flaky(http_error(503, "150"), clock=clock)
+    retry(max_retry_after=200, clock=clock)(flaky)()
+    assert clock.sleeps == [150.0]
+    clock = ManualClock()
+    flaky = Flaky(http_error(503, "10"), http_error(503, "11"), clock=clock)
+    with pytest.raises(requests.HTTPError, match="503") as info:
+        retry(max_retry_after=10, base_delay=0.5, jitter=False, clock=clock)(flaky)()
+    assert clock.sleeps == [10.0]
+    assert (
+        "asked to wait 11 s (Retry-After), more than max_retry_after=10 s"
+        in info.value.__notes__[0]
+    )
+
+
+def test_retry_after_past_the_deadline_gives_up_at_once() -> None:
+    """A Retry-After that would end past the deadline is not retried early: give up, saying so."""
+    clock = ManualClock()
+    error = http_error(429, "60")
+    flaky = Flaky(error, clock=clock)
+    with pytest.raises(requests.HTTPError) as info:
+        retry(deadline=30, clock=clock)(flaky)()
+    assert info.value is error
+    assert flaky.calls == 1
+    assert clock.sleeps == []
+    assert (
+        "the server asked to wait 60 s (Retry-After), past the deadline" in info.value.__notes__[0]
+    )
+
+
+def test_retry_after_refused_logs_what_the_server_asked(caplog: pytest.LogCaptureFixture) -> None:
+    """The give-up line reads on its own: which function, what the server asked, the limit."""
+    clock = ManualClock()
+
+    def fetch_report() -> None:
+        raise http_error(429, "600")
+
+    with caplog.at_level(logging.ERROR, "resilient.retry"), pytest.raises(requests.HTTPError):
+        retry(clock=clock)(fetch_report)()
+    (record,) = caplog.records
+    assert record.getMessage() == (
+        "giving up on test_retry_after_refused_logs_what_the_server_asked.<locals>.fetch_report "
+        "after 1 attempt over 0.000 s (the server asked to wait 600 s (Retry-After), more than "
+        "max_retry_after=120 s): HTTPError: 429 error"
+    )
+    assert record.reason.startswith("the server asked to wait 600 s")  # type: ignore[attr-defined]
+
+
+def test_retry_after_refused_on_a_result_returns_it_at_once() -> None:
+    """retry_on_result: a 429 response asking for an hour is returned at once, not retried."""
+    clock = ManualClock()
+    answers = [response(429, "3600"), response(200)]
+    got = retry(retry_on_result=lambda r: r.status_code != 200, clock=clock)(
+        lambda: answers.pop(0)
+    )()
+    assert got.status_code == 429
+    assert clock.sleeps == []
+
+
+def test_retry_with_backoff_honours_max_retry_after() -> None:
+    """The function forms take max_retry_after too, sync and async."""
+    with use_clock(ManualClock()) as clock:
+        flaky = Flaky(http_error(429, "45"))
+        assert retry_with_backoff(flaky, max_delay=1.0) == "ok"
+        assert clock.sleeps == [45.0]  # type: ignore[attr-defined]
+        flaky = Flaky(http_error(429, "45"))
+        with pytest.raises(requests.HTTPError):
+            retry_with_backoff(flaky, max_retry_after=30)
+        assert flaky.calls == 1
+        flaky = Flaky(http_error(429, "45"))
+        with pytest.raises(requests.HTTPError):
+            asyncio.run(retry_with_backoff_async(_as_async(flaky), max_retry_after=30))
+        assert flaky.calls == 1
+        flaky = Flaky(http_error(429, "45"))
+        assert asyncio.run(retry_with_backoff_async(_as_async(flaky), max_delay=1.0)) == "ok"
+        assert clock.sleeps == [45.0, 45.0]  # type: ignore[attr-defined]
+
+
+def _as_async(func: Callable[[], str]) -> Callable[[], Any]:
+    async def call() -> str:
+        return func()
+
+    return call
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    base=st.floats(0.0, 10.0),
+    cap=st.floats(10.0, 100.0),
+    asked=st.floats(0.0, 1000.0),
+    limit=st.floats(0.0, 500.0),
+)
+def test_server_wait_rule(base: float, cap: float, asked: float, limit: float) -> None:
+    """The wait is max(backoff, Retry-After) when Retry-After <= max_retry_after; else no retry at all."""
+    clock = ManualClock()
+    flaky = Flaky(http_error(429, repr(asked)), clock=clock)
+    decorated = retry(
+        base_delay=base, max_delay=cap, max_retry_after=limit, jitter=False, clock=clock
+    )(flaky)
+    if asked > limit:
+        with pytest.raises(requests.HTTPError):
+            decorated()
+        assert flaky.calls == 1
+        assert clock.sleeps == []
+    else:
+        assert decorated() == "ok"
+        expected = max(min(base, cap), asked)
+        assert clock.sleeps == ([expected] if expected > 0 else [])
 
 
 def test_retry_after_shorter_than_backoff_does_not_shorten_it() -> None:
@@ -926,6 +1064,26 @@ def test_calls_are_independent_under_threads() -> None:
             "retryable_classes must be a collection",
         ),
         ({"deadline": 0}, ValueError, "deadline must be a finite number > 0, got 0"),
+        (
+            {"max_retry_after": -1},
+            ValueError,
+            "max_retry_after must be a finite number >= 0, got -1",
+        ),
+        (
+            {"max_retry_after": float("inf")},
+            ValueError,
+            "max_retry_after must be a finite number >= 0, got inf",
+        ),
+        (
+            {"max_retry_after": "60"},
+            TypeError,
+            "max_retry_after must be a number of seconds, got '60'",
+        ),
+        (
+            {"max_retry_after": None},
+            TypeError,
+            "max_retry_after must be a number of seconds, got None",
+        ),
         ({"deadline": "10"}, TypeError, "deadline must be a number of seconds or None, got '10'"),
         ({"classifier": None}, TypeError, "classifier must be callable, got None"),
         ({"retry_on_result": True}, TypeError, "retry_on_result must be callable, got True"),

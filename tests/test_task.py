@@ -1039,3 +1039,80 @@ def test_a_failed_task_logs_its_end_once(
         "retry_scheduled",
         "retry_scheduled",
     ]
+
+
+# --- the server's wait (Retry-After) ------------------------------------------
+
+
+def _http_error(status: int, retry_after: str) -> Exception:
+    import requests
+
+    response = requests.Response()
+    response.status_code = status
+    response.headers["Retry-After"] = retry_after
+    return requests.HTTPError(f"{status} error", response=response)
+
+
+def test_task_gives_up_at_once_on_a_long_retry_after_and_carries_it() -> None:
+    """Retry-After: 3600: one attempt, no wait, and TaskResult.retry_after says when to requeue."""
+    clock = ManualClock()
+    flaky = Flaky(_http_error(429, "3600"))
+    result = execute_task_safely("report", flaky, max_retries=5, clock=clock)
+    assert (result.success, result.attempts, result.retry_after) == (False, 1, 3600.0)
+    assert result.error_class is ErrorClass.TRANSIENT
+    assert clock.sleeps == []
+    assert result.exception is not None
+    assert "asked to wait 3600 s (Retry-After)" in result.exception.__notes__[0]
+
+
+def test_task_honours_a_retry_after_beyond_max_delay_up_to_max_retry_after() -> None:
+    """max_delay=1 does not cut a Retry-After of 90; max_retry_after=60 refuses it."""
+    clock = ManualClock()
+    result = execute_task_safely("a", Flaky(_http_error(503, "90")), max_delay=1.0, clock=clock)
+    assert (result.success, result.attempts, result.retry_after) == (True, 2, None)
+    assert clock.sleeps == [90.0]
+    result = execute_task_safely(
+        "b", Flaky(_http_error(503, "90")), max_retry_after=60, clock=clock
+    )
+    assert (result.success, result.attempts, result.retry_after) == (False, 1, 90.0)
+    assert clock.sleeps == [90.0]
+
+
+def test_task_retry_after_past_the_deadline_gives_up_at_once() -> None:
+    """A server's wait that ends past the task's deadline: no wait, the ask in the result."""
+    clock = ManualClock()
+    result = execute_task_safely("c", Flaky(_http_error(429, "40")), deadline=30.0, clock=clock)
+    assert (result.success, result.attempts, result.retry_after) == (False, 1, 40.0)
+    assert clock.sleeps == []
+
+
+def test_async_task_and_run_tasks_take_max_retry_after() -> None:
+    """The async twin and run_tasks accept max_retry_after and report retry_after."""
+    clock = ManualClock()
+    result = asyncio.run(
+        execute_task_safely_async(
+            "d", AsyncFlaky(_http_error(429, "30")), max_retry_after=10, clock=clock
+        )
+    )
+    assert (result.success, result.retry_after) == (False, 30.0)
+    summary = run_tasks(
+        [("e", Flaky(_http_error(429, "30"))), ("f", Flaky(_http_error(429, "5")))],
+        max_retry_after=10,
+        clock=clock,
+    )
+    assert [(r.success, r.retry_after) for r in summary.results] == [(False, 30.0), (True, None)]
+    assert clock.sleeps == [5.0]
+
+
+def test_task_result_retry_after_is_none_without_a_server_wait() -> None:
+    """A failure without a Retry-After leaves retry_after None."""
+    result = execute_task_safely("g", always(ConnectionError), max_retries=1, clock=ManualClock())
+    assert (result.success, result.retry_after) == (False, None)
+
+
+def test_task_bad_max_retry_after_is_refused_before_the_call() -> None:
+    """max_retry_after=-1 raises ValueError naming it; the function is not called."""
+    flaky = Flaky()
+    with pytest.raises(ValueError, match="max_retry_after must be a finite number >= 0, got -1"):
+        execute_task_safely("h", flaky, max_retry_after=-1)
+    assert flaky.calls == 0

@@ -127,6 +127,7 @@ class Policy:
         "deadline",
         "max_attempts",
         "max_retries",
+        "max_retry_after",
         "needs_full_loop",
         "new_delays",
         "on_retry",
@@ -148,6 +149,7 @@ class Policy:
         budget: Budget | None,
         clock: Clock | None,
         retry_on_result: Callable[[Any], bool] | None,
+        max_retry_after: float = 120.0,
     ) -> None:
         if isinstance(max_retries, bool) or not isinstance(max_retries, int):
             raise TypeError(f"max_retries must be an int, got {max_retries!r}")
@@ -188,6 +190,7 @@ class Policy:
                 f"budget must have record_failure() and record_success(), got {budget!r}"
             )
         check_clock(clock)
+        self.max_retry_after = check_max_retry_after(max_retry_after)
         self.max_retries = max_retries
         # A tuple: membership by identity first, without calling Enum.__hash__ (in Python).
         self.retryable = tuple(frozenset(retryable_classes))
@@ -212,6 +215,36 @@ class Policy:
 
 
 _GIVE_UP = -1.0
+
+DEFAULT_MAX_RETRY_AFTER = 120.0
+"""The longest ``Retry-After`` honoured unless ``max_retry_after=`` says otherwise (openai's)."""
+
+
+def check_max_retry_after(value: object) -> float:
+    """Validate ``max_retry_after`` (seconds, or a ``timedelta``); return it in seconds."""
+    total_seconds = getattr(value, "total_seconds", None)  # a timedelta, without importing it
+    if callable(total_seconds) and not isinstance(value, (int, float)):
+        value = total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"max_retry_after must be a number of seconds, got {value!r}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"max_retry_after must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def server_wait(computed: float, asked: float | None, max_retry_after: float) -> float | None:
+    """The wait before a retry, given the server's ``Retry-After``; ``None``: do not retry.
+
+    *computed* is the backoff's delay (already capped by ``max_delay``). A
+    server's wait is honoured in full, beyond ``max_delay``, up to
+    *max_retry_after*; one that asks for longer is not retried early: ``None``.
+    """
+    if asked is None:
+        return computed
+    if asked > max_retry_after:
+        return None
+    return asked if asked > computed else computed
+
 
 # The default of a function parameter that was not given (``None`` is a value
 # a user may pass by mistake, and deserves its own error).
@@ -335,7 +368,10 @@ class RetryCall:
         if exc is None or hasattr(exc, "response") or hasattr(exc, "headers"):
             asked = retry_after(result if exc is None else exc)
             if asked is not None:
-                delay = min(max(delay, asked), policy.backoff.max_delay)
+                waited = server_wait(delay, asked, policy.max_retry_after)
+                if waited is None:
+                    return self.server_too_slow(exc, result, error_class, asked, None)
+                delay = waited
         if DEFAULTS.no_wait:
             delay = 0.0
         gate = self.gate
@@ -350,6 +386,8 @@ class RetryCall:
         if self.deadline_at is not None or log or policy.on_retry is not None:
             now = self.clock.monotonic()  # read only when something needs it
             if self.deadline_at is not None and now + delay > self.deadline_at:
+                if asked is not None and delay == asked:
+                    return self.server_too_slow(exc, result, error_class, asked, self.deadline_at)
                 return self.give_up(
                     exc, result, error_class, "the deadline would pass during the wait"
                 )
@@ -414,13 +452,40 @@ class RetryCall:
             extra=extra,
         )
 
-    def give_up(
-        self, exc: BaseException | None, result: Any, error_class: ErrorClass, reason: str
+    def server_too_slow(
+        self,
+        exc: BaseException | None,
+        result: Any,
+        error_class: ErrorClass,
+        asked: float,
+        deadline_at: float | None,
     ) -> float:
-        """Note on the exception and log why the call ends here; return ``_GIVE_UP``."""
+        """Give up on a server whose ``Retry-After`` cannot be honoured: never retry it early."""
+        if deadline_at is None:
+            limit = f"more than max_retry_after={seconds(self.policy.max_retry_after)} s"
+        else:
+            limit = "past the deadline"
+        reason = f"the server asked to wait {seconds(asked)} s (Retry-After), {limit}"
+        return self.give_up(exc, result, error_class, reason, always=True)
+
+    def give_up(
+        self,
+        exc: BaseException | None,
+        result: Any,
+        error_class: ErrorClass,
+        reason: str,
+        *,
+        always: bool = False,
+    ) -> float:
+        """Note on the exception and log why the call ends here; return ``_GIVE_UP``.
+
+        Nothing is noted or logged when nothing was retried (the caller sees
+        the error untouched), unless *always*: a server's wait refused says so.
+        """
         ran = self.attempt - (exc is not None and self.not_run(exc))
         if ran == 0 or (
-            self.attempt == 1
+            not always
+            and self.attempt == 1
             and (self.max_attempts == 1 or error_class not in self.policy.retryable)
         ):
             return _GIVE_UP  # nothing was retried: the caller sees the error untouched
@@ -666,6 +731,7 @@ def retry(  # noqa: F811 - the overload shim above is typing.overload to type ch
     budget: Budget | None = None,
     clock: Clock | None = None,
     retry_on_result: Callable[[Any], bool] | None = None,
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
 ) -> Callable[[Callable[P, T]], Callable[P, T]]: ...
 
 
@@ -684,6 +750,7 @@ def retry(  # noqa: F811
     budget: Budget | None = None,
     clock: Clock | None = None,
     retry_on_result: Callable[[Any], bool] | None = None,
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
 ) -> Callable[P, T] | Callable[[Callable[P, T]], Callable[P, T]]:
     """Retry a function, sync or ``async``, when it fails in a retryable way.
 
@@ -698,7 +765,8 @@ def retry(  # noqa: F811
     Args:
         max_retries: retries after the first attempt (``0``: one attempt).
         base_delay: nominal seconds before the first retry.
-        max_delay: cap on any single wait, also on a ``Retry-After``.
+        max_delay: cap on the computed backoff of any single wait (not on a
+            server's ``Retry-After``: see *max_retry_after*).
         jitter: ``True`` (uniform in [0.75, 1.25] x nominal), ``False``, or a
             strategy from ``resilient.backoff``.
         retryable_classes: the ``ErrorClass`` values worth retrying.
@@ -712,6 +780,10 @@ def retry(  # noqa: F811
         retry_on_result: ``(result) -> bool``; a result for which it is true
             counts as a failed attempt (a response by its status code). When
             attempts run out the last result is returned.
+        max_retry_after: the longest ``Retry-After`` (or ``retry-after-ms``)
+            honoured, in seconds, even beyond *max_delay*. A server that asks
+            for longer, or for a wait past the *deadline*, is not retried
+            early: the call gives up at once, the note saying what it asked.
 
     Returns:
         The decorated function, with the same signature.
@@ -728,6 +800,7 @@ def retry(  # noqa: F811
         budget=budget,
         clock=clock,
         retry_on_result=retry_on_result,
+        max_retry_after=max_retry_after,
     )
     if func is _NO_FUNCTION:
         return functools.partial(_decorate, policy=policy)
@@ -743,12 +816,14 @@ def retry_with_backoff(
     max_delay: float = 60.0,
     jitter: JitterSpec = True,
     retryable_classes: Collection[ErrorClass] = DEFAULT_RETRYABLE,
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
     **kwargs: Any,
 ) -> T:
     """Call ``func(*args, **kwargs)`` and retry it as ``@retry`` would.
 
     The keyword arguments not named here go to *func*. For the other options
     of ``@retry`` (deadline, budget, clock...) use ``retry(...)(func)(*args)``.
+    ``max_retry_after`` is ``@retry``'s: the longest server's wait honoured.
 
     Returns:
         What *func* returned on the first attempt that succeeded.
@@ -759,7 +834,9 @@ def retry_with_backoff(
             "function, use @retry(max_retries=..., base_delay=...) instead"
         )
     check_callable(func, "retry_with_backoff()", sync_only=True)
-    policy = _plain_policy(max_retries, base_delay, max_delay, jitter, retryable_classes)
+    policy = _plain_policy(
+        max_retries, base_delay, max_delay, jitter, retryable_classes, max_retry_after
+    )
     result: T = run_retry(RetryCall(RetryTarget(func, policy), None), args, kwargs)
     return result
 
@@ -773,6 +850,7 @@ async def retry_with_backoff_async(
     max_delay: float = 60.0,
     jitter: JitterSpec = True,
     retryable_classes: Collection[ErrorClass] = DEFAULT_RETRYABLE,
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
     **kwargs: Any,
 ) -> T:
     """Await ``func(*args, **kwargs)`` and retry it; the ``async`` twin of ``retry_with_backoff``.
@@ -781,7 +859,9 @@ async def retry_with_backoff_async(
         What *func* returned on the first attempt that succeeded.
     """
     check_callable(func, "retry_with_backoff_async()", sync_only=False)
-    policy = _plain_policy(max_retries, base_delay, max_delay, jitter, retryable_classes)
+    policy = _plain_policy(
+        max_retries, base_delay, max_delay, jitter, retryable_classes, max_retry_after
+    )
     result: T = await run_retry_async(RetryCall(RetryTarget(func, policy), None), args, kwargs)
     return result
 
@@ -792,6 +872,7 @@ def _plain_policy(
     max_delay: float,
     jitter: JitterSpec,
     retryable_classes: Collection[ErrorClass],
+    max_retry_after: float,
 ) -> Policy:
     return Policy(
         max_retries=max_retries,
@@ -805,4 +886,5 @@ def _plain_policy(
         budget=None,
         clock=None,
         retry_on_result=None,
+        max_retry_after=max_retry_after,
     )

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypedDict, cast
 
 from resilient import _events
-from resilient._classify import ErrorClass, Rejection, classify
+from resilient._classify import ErrorClass, Rejection, classify, retry_after
 from resilient._clock import DEFAULTS, SYSTEM_CLOCK
 from resilient._compat import (
     LAZY_RESULTS,
@@ -35,6 +35,7 @@ from resilient._compat import (
 )
 from resilient._redact import describe_error, error_fields, safe_repr, safe_str
 from resilient._retry import (
+    DEFAULT_MAX_RETRY_AFTER,
     DEFAULT_RETRYABLE,
     Policy,
     RetryCall,
@@ -94,6 +95,11 @@ class TaskResult(Generic[T]):
             failure that ran). ``False`` in every other case: a loop can tell
             "the dependency failed" from "we did not try".
         task_name: the name the task was run under.
+        retry_after: the seconds the server asked to wait (``Retry-After`` or
+            ``retry-after-ms``) with the final failure, when it carried one
+            (``None`` otherwise): when the task gave up because the server
+            asked for longer than ``max_retry_after`` or past the
+            ``deadline``, a scheduler can requeue it for then.
     """
 
     success: bool
@@ -105,6 +111,7 @@ class TaskResult(Generic[T]):
     exception: BaseException | None = field(default=None, compare=False, repr=False)
     rejected: bool = False
     task_name: str = ""
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True, repr=False)
@@ -185,6 +192,7 @@ class TaskOptions(TypedDict, total=False):
     on_retry: Callable[[RetryState], object] | None
     budget: Budget | None
     clock: Clock | None
+    max_retry_after: float
 
 
 _OPTION_NAMES = frozenset(TaskOptions.__annotations__)
@@ -206,6 +214,7 @@ def execute_task_safely(
     on_retry: Callable[[RetryState], object] | None = None,
     budget: Budget | None = None,
     clock: Clock | None = None,
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
     **kwargs: Any,
 ) -> TaskResult[T]:
     """Call ``func(*args, **kwargs)``, retrying as ``@retry`` does, and report how it went.
@@ -241,6 +250,9 @@ def execute_task_safely(
         on_retry: as for ``@retry``: called before each wait.
         budget: as for ``@retry``: a ``RetryBudget`` each retry spends from.
         clock: as for ``@retry``: the clock to read and sleep on (tests).
+        max_retry_after: as for ``@retry``: the longest server's wait
+            (``Retry-After``) honoured; beyond it the task fails at once,
+            with ``TaskResult.retry_after`` saying what the server asked.
         **kwargs: keyword arguments for *func* (a keyword named like an option
             above is taken as the option: bind it with ``functools.partial``).
 
@@ -265,6 +277,7 @@ def execute_task_safely(
             on_retry,
             budget,
             clock,
+            max_retry_after,
         )
     )
     _check_task(task_name, func, asynchronous=False)
@@ -287,6 +300,7 @@ async def execute_task_safely_async(
     on_retry: Callable[[RetryState], object] | None = None,
     budget: Budget | None = None,
     clock: Clock | None = None,
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
     **kwargs: Any,
 ) -> TaskResult[T]:
     """Await ``func(*args, **kwargs)``: the ``async`` twin of ``execute_task_safely``.
@@ -312,6 +326,7 @@ async def execute_task_safely_async(
             on_retry,
             budget,
             clock,
+            max_retry_after,
         )
     )
     _check_task(task_name, func, asynchronous=True)
@@ -443,6 +458,7 @@ class _Settings:
         on_retry: Callable[[RetryState], object] | None = None,
         budget: Budget | None = None,
         clock: Clock | None = None,
+        max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
     ) -> None:
         method = "call_async" if asynchronous else "call"
         if circuit_breaker is not None and not callable(getattr(circuit_breaker, method, None)):
@@ -469,6 +485,7 @@ class _Settings:
             budget=budget,
             clock=clock,
             retry_on_result=None,
+            max_retry_after=max_retry_after,
         )
 
     @classmethod
@@ -535,6 +552,7 @@ _OPTION_ORDER = (
     "on_retry",
     "budget",
     "clock",
+    "max_retry_after",
 )
 _SETTINGS: dict[tuple[Any, ...], _Settings] = {}
 _SETTINGS_LIMIT = 256
@@ -704,7 +722,10 @@ def _failed(
     if _events.SINK is not None:
         _events.SINK.task_finished(name, "rejected" if rejected else "failure", elapsed, ran, exc)
     _log_failure(name, exc, error_class, ran, elapsed, rejected)
-    return _result(False, None, _describe(exc), error_class, ran, elapsed, exc, rejected, name)
+    made = _result(False, None, _describe(exc), error_class, ran, elapsed, exc, rejected, name)
+    if not rejected and (hasattr(exc, "response") or hasattr(exc, "headers")):
+        made.__dict__["retry_after"] = retry_after(exc)
+    return made
 
 
 def _result(
@@ -736,6 +757,7 @@ def _result(
     fields["exception"] = exception
     fields["rejected"] = rejected
     fields["task_name"] = task_name
+    fields["retry_after"] = None
     return made
 
 

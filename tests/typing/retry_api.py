@@ -78,6 +78,7 @@ def on_retry(state: RetryState) -> None:
     budget=RetryBudget(max_tokens=5, token_ratio=0.5, name="api"),
     clock=ManualClock(),
     retry_on_result=lambda result: result is None,
+    max_retry_after=60.0,
 )
 def every_option(url: str) -> bytes | None:
     return url.encode()

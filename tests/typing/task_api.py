@@ -59,6 +59,7 @@ def results() -> None:
     assert_type(parsed.exception, BaseException | None)
     assert_type(parsed.rejected, bool)
     assert_type(parsed.task_name, str)
+    assert_type(parsed.retry_after, float | None)
     if parsed.success and parsed.result is not None:
         assert_type(parsed.result, int)
     assert_type(execute_task_safely("parse", parse, "ff", base=16), TaskResult[int])
