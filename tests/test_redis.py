@@ -1104,3 +1104,23 @@ def test_a_store_without_a_mode_reports_custom() -> None:
     breaker = CircuitBreaker(name="api", store=Delegating())  # type: ignore[arg-type]
     assert breaker.call(ok) == "ok"
     assert breaker.metrics.store_mode == "custom"
+
+
+def test_importing_it_without_the_redis_package_says_which_extra_to_install() -> None:
+    """Without redis-py, ``import resilient.redis`` fails with the extra to install."""
+    code = (
+        "import sys\n"
+        "sys.modules['redis'] = None  # as if redis-py were not installed\n"
+        "try:\n"
+        "    import resilient.redis\n"
+        "except ImportError as error:\n"
+        "    print(error)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        "resilient.redis needs the redis package, which is not installed: "
+        'pip install "resilient-kit[redis]"'
+    )
