@@ -547,6 +547,59 @@ def test_a_time_window_holds_exactly_the_calls_of_its_live_buckets(
     )
 
 
+def _lines_run(call: Callable[[], object]) -> int:
+    """How many lines of Python *call* runs: work, counted the same on any machine."""
+    count = 0
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        nonlocal count
+        if event == "line":
+            count += 1
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        call()
+    finally:
+        sys.settrace(None)
+    return count
+
+
+def _idle_then_call(buckets: int, idle: float) -> int:
+    """Lines run by the first call after *idle* seconds, on a window of 1000 s in *buckets*."""
+    clock = ManualClock()
+    window = FailureRateWindow(0.9, seconds=1000, buckets=buckets, minimum_calls=1000)
+    breaker = CircuitBreaker(window=window, clock=clock)
+    for _ in range(3):  # calls in one bucket, then quiet
+        breaker.call(ok)
+        with pytest.raises(Boom):
+            breaker.call(fail)
+    clock.advance(idle)
+    return _lines_run(lambda: breaker.call(ok))
+
+
+@pytest.mark.parametrize("idle", [0.0, 150.0, 400.0, 999.0, 1000.0, 5000.0])
+def test_a_call_after_an_idle_spell_costs_the_same_whatever_the_bucket_count(
+    idle: float,
+) -> None:
+    """Catching up is O(1) in the bucket count: 10,000 buckets of 0.1 s run exactly the
+    lines 10 buckets of 100 s do, after any idle spell, within the span or past it."""
+    assert _idle_then_call(10_000, idle) == _idle_then_call(10, idle)
+
+
+def test_a_window_keeps_only_the_buckets_that_saw_calls() -> None:
+    """Memory follows the calls, not the bucket count; an idle spell past the span empties it."""
+    window = _TimeWindow(1000.0, 10_000)
+    for now in (0.0, 0.05, 0.15, 500.0):
+        window.record(True, False, now)
+    assert len(window._buckets) == 3  # pyright: ignore[reportPrivateUsage]
+    window.advance(1000.1)  # the buckets of 0.0 and 0.1 s aged out
+    assert len(window._buckets) == 2  # pyright: ignore[reportPrivateUsage]  # 500.0 and now
+    assert (window.calls, window.failures) == (1, 1)
+    window.advance(2100.0)  # idle for longer than the span
+    assert (window.calls, window.failures, len(window._buckets)) == (0, 0, 1)  # pyright: ignore[reportPrivateUsage]
+
+
 @given(
     calls=st.integers(1, 200),
     data=st.data(),
@@ -1352,6 +1405,13 @@ def test_bad_configuration_fails_at_construction(
         ({"minimum_calls": 0}, ValueError, "minimum_calls must be >= 1, got 0"),
         ({"seconds": 10, "buckets": 0}, ValueError, "buckets must be >= 1, got 0"),
         ({"buckets": 5}, ValueError, "buckets only applies to a time-based window"),
+        ({"calls": 10**11}, ValueError, r"calls must be <= 1_000_000, got 100000000000$"),
+        ({"calls": 1_000_001}, ValueError, r"calls must be <= 1_000_000, got 1000001$"),
+        (
+            {"seconds": 10, "buckets": 10**9},
+            ValueError,
+            r"buckets must be <= 10_000, got 1000000000$",
+        ),
     ],
 )
 def test_bad_window_configuration_fails_at_construction(
@@ -1360,6 +1420,17 @@ def test_bad_window_configuration_fails_at_construction(
     """FailureRateWindow validates like the breaker does."""
     with pytest.raises(error, match=message):
         FailureRateWindow(**kwargs)
+
+
+def test_the_largest_windows_are_accepted() -> None:
+    """The bounds themselves are allowed, and a window that large works."""
+    clock = ManualClock()
+    for window in (
+        FailureRateWindow(calls=1_000_000),
+        FailureRateWindow(seconds=1000, buckets=10_000),
+    ):
+        breaker = CircuitBreaker(window=window, clock=clock)
+        assert breaker.call(ok) == "ok"
 
 
 def test_window_defaults_follow_resilience4j() -> None:

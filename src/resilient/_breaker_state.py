@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import math
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -53,6 +54,12 @@ _OPEN = CircuitState.OPEN
 _HALF_OPEN = CircuitState.HALF_OPEN
 
 
+MAX_WINDOW_CALLS = 1_000_000
+"""The largest count-based window: one byte per call, in memory or on Redis."""
+MAX_WINDOW_BUCKETS = 10_000
+"""The most buckets a time-based window may have."""
+
+
 @dataclass(frozen=True, slots=True)
 class FailureRateWindow:
     """Open on a failure rate over a sliding window instead of consecutive failures.
@@ -73,6 +80,13 @@ class FailureRateWindow:
             a count-based window at most *calls* is used.
         buckets: how many buckets a time-based window has; default one per
             second (at most 600).
+
+    A count-based window keeps one byte per call, so *calls* is at most
+    ``MAX_WINDOW_CALLS`` (1,000,000); a time-based window keeps its entered
+    buckets, so *buckets* is at most ``MAX_WINDOW_BUCKETS`` (10,000): finer
+    buckets cost memory (and, on Redis, work inside the server) and tell
+    nothing a person reads off a failure rate. Larger values are refused here,
+    not with a ``MemoryError`` at the first call.
     """
 
     failure_rate_threshold: float = 0.5
@@ -96,12 +110,12 @@ class FailureRateWindow:
                 )
             if self.calls is None:
                 object.__setattr__(self, "calls", 100)
-            check_int("calls", self.calls)
+            check_int("calls", self.calls, maximum=MAX_WINDOW_CALLS)
             return
         check_seconds("seconds", self.seconds, allow_zero=False)
         if self.buckets is None:
             object.__setattr__(self, "buckets", max(1, min(math.ceil(self.seconds), 600)))
-        check_int("buckets", self.buckets)
+        check_int("buckets", self.buckets, maximum=MAX_WINDOW_BUCKETS)
 
     @property
     def time_based(self) -> bool:
@@ -595,16 +609,18 @@ class _TimeWindow:
     """Strictly private. Calls of the last *seconds*, in *buckets* time buckets.
 
     Bucket *k* covers ``[k * width, (k + 1) * width)`` of the clock; the
-    window holds the current bucket and the ``buckets - 1`` before it.
+    window holds the current bucket and the ``buckets - 1`` before it. Only
+    the buckets that were entered are kept, oldest first, so catching up after
+    an idle spell costs the buckets that age out (each entered once), not the
+    bucket count: a window idle for longer than its span is simply emptied.
     """
 
     __slots__ = (
-        "_calls",
-        "_fails",
-        "_index",
+        "_buckets",
+        "_current",
         "_last",
         "_next",
-        "_slows",
+        "_size",
         "_width",
         "calls",
         "config",
@@ -619,31 +635,32 @@ class _TimeWindow:
         self.config = config
         self.quiet = False  # never: every success counts in its bucket (see _CountWindow)
         self._width = seconds / buckets
-        self._calls = [0] * buckets
-        self._fails = [0] * buckets
-        self._slows = [0] * buckets
+        self._size = buckets
+        self._buckets: deque[list[int]] = deque()  # [calls, failures, slow, number], oldest first
+        self._current: list[int] = []  # the newest bucket's entry (none before the first advance)
         self.calls = self.failures = self.slow = 0
-        self._last: int | None = None  # the newest bucket
-        self._index = 0  # its place in the lists
+        self._last: int | None = None  # the newest bucket's number
         self._next = -math.inf  # where the bucket after it starts, in widths
 
     def advance(self, now: float) -> int:
         """Drop the buckets that aged out by *now*; return the current bucket."""
         current = math.floor(now / self._width)
         last = self._last
-        if last is None or current - last >= len(self._calls):
-            self.clear()
+        if last is None or current - last >= self._size:
+            self.clear()  # idle for the whole span (or new): empty, whatever the bucket count
         elif current > last:
-            for k in range(last + 1, current + 1):
-                i = k % len(self._calls)
-                self.calls -= self._calls[i]
-                self.failures -= self._fails[i]
-                self.slow -= self._slows[i]
-                self._calls[i] = self._fails[i] = self._slows[i] = 0
+            buckets = self._buckets
+            oldest_live = current - self._size + 1
+            while buckets and buckets[0][3] < oldest_live:
+                calls, failures, slow, _ = buckets.popleft()
+                self.calls -= calls
+                self.failures -= failures
+                self.slow -= slow
         else:  # a clock swapped for one that is behind: stay in the newest bucket
             return last
         self._last = current
-        self._index = current % len(self._calls)
+        self._current = entry = [0, 0, 0, current]
+        self._buckets.append(entry)
         self._next = float(current + 1)
         return current
 
@@ -655,25 +672,25 @@ class _TimeWindow:
         calls = self.calls + 1
         if (self.failures or self.slow) and policy.rate_exceeded(calls, self.failures, self.slow):
             return False
-        self._calls[self._index] += 1
+        self._current[0] += 1
         self.calls = calls
         return True
 
     def record(self, failed: bool, slow: bool, now: float) -> None:
-        i = self.advance(now) % len(self._calls)
-        self._calls[i] += 1
-        self._fails[i] += failed
-        self._slows[i] += slow
+        self.advance(now)
+        entry = self._current
+        entry[0] += 1
+        entry[1] += failed
+        entry[2] += slow
         self.calls += 1
         self.failures += failed
         self.slow += slow
 
     def clear(self) -> None:
-        n = len(self._calls)
-        self._calls, self._fails, self._slows = [0] * n, [0] * n, [0] * n
+        self._buckets = deque()
+        self._current = []
         self.calls = self.failures = self.slow = 0
         self._last = None
-        self._index = 0
         self._next = -math.inf  # the next success advances first
 
 
@@ -690,11 +707,13 @@ def _new_window(config: FailureRateWindow | None) -> _CountWindow | _TimeWindow 
 # -- validation shared with the breaker --------------------------------------
 
 
-def check_int(name: str, value: object, minimum: int = 1) -> None:
+def check_int(name: str, value: object, minimum: int = 1, maximum: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum:_}, got {value!r}")
 
 
 def check_seconds(
