@@ -64,6 +64,17 @@ class Rejection(Exception):
     error_class = ErrorClass.TIMEOUT
 
 
+class Throttled(Exception):
+    """Strictly private. Base of the errors raised when pacing held a call back.
+
+    ``RateLimitExceeded`` and ``ConcurrencyLimitExceeded`` are ones. They
+    are TRANSIENT, and a circuit breaker never counts them as failures: the
+    dependency did not fail, this process chose not to call it.
+    """
+
+    error_class = ErrorClass.TRANSIENT
+
+
 _FATAL_STATUSES = frozenset({501, 505})
 _TIMEOUT_STATUSES = frozenset({408, 504})
 _TRANSIENT_STATUSES = frozenset({425, 429})

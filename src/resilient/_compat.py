@@ -209,6 +209,8 @@ _ASYNC_HINT: dict[str, str] = {
     "with breaker": "use 'async with breaker:' around the awaited call",
     "execute_task_safely()": "use execute_task_safely_async (or run_tasks_async)",
     "run_tasks()": "use run_tasks_async",
+    "@limiter": "decorate the 'async def' function itself, and the limiter awaits it",
+    "concurrency.call()": "use 'await concurrency.call_async(func, ...)'",
 }
 
 

@@ -68,7 +68,7 @@ if TYPE_CHECKING:  # the protocol is for the type checker: building it would cos
             """Task *task* ended: *outcome* is ``"success"``, ``"failure"`` or ``"rejected"``."""
 
 
-__all__ = ["SINK", "live_breakers", "register_breaker"]
+__all__ = ["SINK", "live_breakers", "live_pacers", "register_breaker", "register_pacer"]
 
 
 SINK: Sink | None = None
@@ -104,3 +104,27 @@ def live_breakers() -> list[Any]:
     """The breakers alive now, in no particular order."""
     references = list(_breakers.values())  # one C-level copy: safe against concurrent changes
     return [breaker for reference in references if (breaker := reference()) is not None]
+
+
+# The rate limiters and concurrency limits alive in this process, kept as the
+# breakers are: they count their own outcomes, read when the metrics are.
+_pacers: dict[int, weakref.ref[Any]] = {}
+
+
+def register_pacer(pacer: object) -> None:
+    """Remember a ``RateLimiter`` or ``ConcurrencyLimit`` (weakly) for the exporters."""
+    import weakref  # noqa: PLC0415 - the first pacer pays for it, not `import`
+
+    key = id(pacer)
+
+    def forget(reference: weakref.ref[Any]) -> None:
+        if _pacers.get(key) is reference:
+            _pacers.pop(key, None)
+
+    _pacers[key] = weakref.ref(pacer, forget)
+
+
+def live_pacers() -> list[Any]:
+    """The rate limiters and concurrency limits alive now, in no particular order."""
+    references = list(_pacers.values())
+    return [pacer for reference in references if (pacer := reference()) is not None]

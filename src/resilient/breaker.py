@@ -44,7 +44,7 @@ from resilient._breaker_state import (
     check_seconds,
     check_store,
 )
-from resilient._classify import ErrorClass, Rejection, classify
+from resilient._classify import ErrorClass, Rejection, Throttled, classify
 from resilient._clock import DEFAULTS, SYSTEM_CLOCK, check_clock, resolve_clock
 from resilient._compat import (
     LAZY_RESULTS,
@@ -748,6 +748,8 @@ class CircuitBreaker:
     def _counts(self, exc: Exception) -> bool:
         """Whether *exc* counts toward opening: expected, not excluded, of a counted class."""
         if not isinstance(exc, self._expected) or isinstance(exc, self._exclude):
+            return False
+        if isinstance(exc, Throttled):  # pacing held the call back: the dependency did not fail
             return False
         try:
             error_class = self._classifier(exc)

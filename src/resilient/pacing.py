@@ -1,0 +1,1357 @@
+"""Pacing: how fast (``RateLimiter``) and how many at once (``ConcurrencyLimit``).
+
+A rate limit and a concurrency limit are the two ways a dependency says
+"not so much": a provider's requests-per-minute and tokens-per-minute, a
+database that melts above N queries in flight. ``RateLimiter`` admits work at
+a rate with a burst (GCRA, the virtual-scheduling form of a token bucket:
+exact, O(1), one number of state); ``ConcurrencyLimit`` is a bulkhead that
+bounds the calls in flight, optionally adapting that bound to the overload
+signals the dependency sends (AIMD, as TCP does).
+
+Both keep their state in this process unless given a ``store``: a
+``PacingStore`` (``resilient.redis.RedisStore``) shares it with every process
+that uses the same ``name``. The protocol is written for a store that runs
+one atomic script per operation on a clock of its own; ``MemoryPacingStore``
+is the in-process reference implementation.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import itertools
+import logging
+import math
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, runtime_checkable
+
+from resilient import _events
+from resilient._classify import ErrorClass, Throttled, classify, response_status, retry_after
+from resilient._clock import DEFAULTS, SYSTEM_CLOCK, check_clock
+from resilient._compat import (
+    LAZY_RESULTS,
+    check_callable,
+    is_async_callable,
+    refuse_lazy_result,
+    seconds,
+)
+from resilient._retry import time_remaining
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from typing_extensions import ParamSpec, Self
+
+    from resilient._types import Clock
+
+    P = ParamSpec("P")
+
+T = TypeVar("T")
+
+__all__ = [
+    "ConcurrencyLimit",
+    "ConcurrencyLimitExceeded",
+    "MemoryPacingStore",
+    "PacingStore",
+    "RateLimitExceeded",
+    "RateLimiter",
+    "RatePolicy",
+    "Reservation",
+]
+
+logger = logging.getLogger("resilient.pacing")
+
+_EPSILON = 1e-9
+"""Waits this short are no wait: float rounding at a conformance boundary."""
+
+_BACKOFF_RATIO = 0.9
+"""The multiplicative cut of an adaptive limit on an overload signal."""
+
+_POLL_FIRST, _POLL_MAX = 0.005, 0.1
+"""A ConcurrencyLimit waiting for a slot through a store asks again after these."""
+
+_limiter_names = itertools.count(1)
+_concurrency_names = itertools.count(1)
+
+
+# -- errors ---------------------------------------------------------------------------
+
+
+class RateLimitExceeded(RuntimeError, Throttled):
+    """A ``RateLimiter`` could not admit the call within the time allowed.
+
+    Raised at once, without waiting, when the wait would exceed the
+    ``timeout`` given to ``acquire`` or the time left under an enclosing
+    ``deadline`` (``resilient.time_remaining()``). TRANSIENT for every
+    classifier, and never counted as a circuit breaker failure: the
+    dependency did not fail, this process held the call back.
+
+    Attributes:
+        limiter: the ``name`` of the limiter.
+        retry_after: seconds until the limiter would admit the same cost,
+            if nobody else takes it first.
+        cost: the cost that was asked for.
+        allowed: the longest wait that was allowed (seconds).
+
+    A fresh instance per refusal; it pickles.
+    """
+
+    error_class = ErrorClass.TRANSIENT
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self, limiter: str, retry_after: float, cost: float, allowed: float, /
+        ) -> None: ...
+
+    @property
+    def limiter(self) -> str:
+        """The ``name`` of the limiter that refused."""
+        return str(self.args[0])
+
+    @property
+    def retry_after(self) -> float:
+        """Seconds until the limiter would admit the same cost."""
+        return float(self.args[1])
+
+    @property
+    def cost(self) -> float:
+        """The cost asked for."""
+        return float(self.args[2])
+
+    @property
+    def allowed(self) -> float:
+        """The longest wait the caller allowed, in seconds."""
+        return float(self.args[3])
+
+    def __str__(self) -> str:
+        if len(self.args) != 4:
+            return super().__str__()
+        limiter, wait, cost, allowed = self.args
+        return (
+            f"rate limiter {limiter!r} would admit cost {_number(cost)} in {seconds(wait)} s, "
+            f"more than the {seconds(allowed)} s allowed; not waiting"
+        )
+
+
+class ConcurrencyLimitExceeded(RuntimeError, Throttled):
+    """A ``ConcurrencyLimit`` had no free slot within ``max_wait``.
+
+    TRANSIENT for every classifier, and never counted as a circuit breaker
+    failure (the dependency did not fail).
+
+    Attributes:
+        concurrency: the ``name`` of the limit.
+        limit: the limit when the call was refused.
+        max_wait: the seconds the call waited for a slot.
+        retry_after: ``None``: when a slot frees up is not known.
+
+    A fresh instance per refusal; it pickles.
+    """
+
+    error_class = ErrorClass.TRANSIENT
+    retry_after: float | None = None
+
+    if TYPE_CHECKING:
+
+        def __init__(self, concurrency: str, limit: int, max_wait: float, /) -> None: ...
+
+    @property
+    def concurrency(self) -> str:
+        """The ``name`` of the limit that refused."""
+        return str(self.args[0])
+
+    @property
+    def limit(self) -> int:
+        """The limit when the call was refused."""
+        return int(self.args[1])
+
+    @property
+    def max_wait(self) -> float:
+        """Seconds the call waited for a slot."""
+        return float(self.args[2])
+
+    def __str__(self) -> str:
+        if len(self.args) != 3:
+            return super().__str__()
+        name, limit, max_wait = self.args
+        waited = f"within {seconds(max_wait)} s" if max_wait > 0 else "at once"
+        return (
+            f"concurrency limit {name!r} had no free slot {waited} "
+            f"({limit} of {limit} in flight); not running the call"
+        )
+
+
+# -- the store protocol ---------------------------------------------------------------
+
+
+class RatePolicy(NamedTuple):
+    """The settings of one rate limiter, as a store receives them.
+
+    Attributes:
+        rate: units admitted per *per* seconds, sustained.
+        per: the period of *rate*, in seconds.
+        burst: units that may be admitted at once from a full limiter.
+    """
+
+    rate: float
+    per: float
+    burst: float
+
+    @property
+    def interval(self) -> float:
+        """Seconds per unit: ``per / rate`` (the GCRA emission interval)."""
+        return self.per / self.rate
+
+
+class Reservation(NamedTuple):
+    """A store's answer to ``rate_reserve``.
+
+    Attributes:
+        admitted: whether the cost was reserved.
+        wait: when admitted, seconds the caller must wait before it proceeds
+            (``0.0``: at once); when refused, seconds until the same cost
+            would be admitted if nobody took it first (the ``retry_after``).
+    """
+
+    admitted: bool
+    wait: float
+
+
+@runtime_checkable
+class PacingStore(Protocol):
+    """Where the state of rate limiters and concurrency limits lives, keyed by name.
+
+    A ``RateLimiter`` or ``ConcurrencyLimit`` built with ``store=`` and a
+    ``name`` makes every decision through these methods, so every process
+    using the same store and name shares one limit. ``MemoryPacingStore`` is
+    the reference implementation; a shared store (``resilient.redis``) runs
+    each method as one atomic script. What a store must do:
+
+    - **One call per operation, atomic.** Each method is one indivisible
+      read-modify-write of one name's state: an admitted ``acquire`` is
+      exactly one ``rate_reserve`` call, whatever the wait.
+    - **Its own clock.** *now* is the caller's clock reading, in seconds
+      from an arbitrary origin. A store with a clock of its own (Redis
+      ``TIME``) uses that instead and ignores *now*; every duration it
+      returns is relative (seconds from the moment of the call), so
+      callers on different hosts never compare clocks.
+    - **The rate is GCRA with reservation.** State per name: a theoretical
+      arrival time ``tat`` (absent means "full": ``tat <= now``) and a pause
+      end ``paused_until`` (absent means not paused). With
+      ``T = policy.interval`` and ``tau = policy.burst * T``, ``rate_reserve``
+      computes ``start = max(now, paused_until)``,
+      ``new_tat = max(tat, start) + cost * T`` and
+      ``at = max(start, new_tat - tau)``; the wait is ``at - now`` (``0.0``
+      when below 1e-9). If ``wait <= max_wait`` it stores ``tat = new_tat``
+      and returns ``Reservation(True, wait)``: the caller sleeps *wait*
+      once and proceeds, asking nothing more (no polling). Otherwise it
+      changes nothing and returns ``Reservation(False, wait)``. *max_wait*
+      is ``>= 0`` and may be ``math.inf``. A store may expire the state once
+      ``tat`` and ``paused_until`` have passed: absent state is the same.
+    - **Costs.** *cost* is a positive float never above ``policy.burst``
+      (the limiter refuses larger costs before calling). ``rate_refund``
+      gives units back: ``tat = tat - cost * T`` (never needed below *now*).
+    - **Pause** is one value per name: ``rate_pause`` sets
+      ``paused_until = max(paused_until, now + seconds)``; every later
+      ``rate_reserve`` of any process reads it.
+    - **Slots are leases.** ``slot_acquire`` admits when fewer than *limit*
+      unexpired leases are held under *name*, and returns a new lease id
+      (a string unique in the store) that expires *lease_ttl* seconds later
+      unless released; else ``None``, at once (it never waits: the limit
+      waits, and asks again). ``slot_release`` drops the lease; releasing an
+      expired or unknown lease does nothing. A crashed process's leases
+      thus come back after *lease_ttl*.
+    - **Async twins.** Every method has an ``async`` twin with the same
+      arguments and answer, which the async forms (``acquire_async``,
+      ``async with``, ``call_async``) await. A store that serves only one
+      kind raises ``TypeError`` from the other, naming the form to use.
+    - **Errors.** What a store does while its backend is unreachable is its
+      own policy (``RedisStore(on_store_error=...)``); an exception it
+      raises propagates to the caller of the limiter unchanged.
+    """
+
+    def rate_reserve(
+        self, name: str, policy: RatePolicy, cost: float, max_wait: float, now: float
+    ) -> Reservation:
+        """Reserve *cost* units if they can be admitted within *max_wait* seconds."""
+        ...
+
+    async def rate_reserve_async(
+        self, name: str, policy: RatePolicy, cost: float, max_wait: float, now: float
+    ) -> Reservation:
+        """``rate_reserve``'s twin, awaited by the async forms."""
+        ...
+
+    def rate_refund(self, name: str, policy: RatePolicy, cost: float, now: float) -> None:
+        """Give *cost* units back (an estimate that was too high)."""
+        ...
+
+    async def rate_refund_async(
+        self, name: str, policy: RatePolicy, cost: float, now: float
+    ) -> None:
+        """``rate_refund``'s twin."""
+        ...
+
+    def rate_pause(self, name: str, policy: RatePolicy, seconds: float, now: float) -> None:
+        """Admit nothing under *name* for *seconds* (extends, never shortens, a pause)."""
+        ...
+
+    async def rate_pause_async(
+        self, name: str, policy: RatePolicy, seconds: float, now: float
+    ) -> None:
+        """``rate_pause``'s twin."""
+        ...
+
+    def slot_acquire(self, name: str, limit: int, lease_ttl: float, now: float) -> str | None:
+        """Take a slot if fewer than *limit* are held: a lease id, else ``None``."""
+        ...
+
+    async def slot_acquire_async(
+        self, name: str, limit: int, lease_ttl: float, now: float
+    ) -> str | None:
+        """``slot_acquire``'s twin."""
+        ...
+
+    def slot_release(self, name: str, lease: str, now: float) -> None:
+        """Give the slot of *lease* back."""
+        ...
+
+    async def slot_release_async(self, name: str, lease: str, now: float) -> None:
+        """``slot_release``'s twin."""
+        ...
+
+
+_STORE_METHODS = (
+    "rate_reserve",
+    "rate_refund",
+    "rate_pause",
+    "slot_acquire",
+    "slot_release",
+)
+
+
+class MemoryPacingStore:
+    """A ``PacingStore`` in this process: the reference implementation of the protocol.
+
+    Thread-safe. Limiters and limits built without ``store=`` do not use it
+    (they keep their state in themselves, faster); it is for tests, for a
+    shared store's fallback while its backend is unreachable, and as the
+    executable form of the protocol's rules. It reads time only from the
+    *now* it is given.
+    """
+
+    __slots__ = ("_leases", "_lock", "_paused", "_serial", "_tat")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tat: dict[str, float] = {}
+        self._paused: dict[str, float] = {}
+        self._leases: dict[str, dict[str, float]] = {}
+        self._serial = itertools.count(1)
+
+    def rate_reserve(
+        self, name: str, policy: RatePolicy, cost: float, max_wait: float, now: float
+    ) -> Reservation:
+        """See ``PacingStore.rate_reserve``."""
+        interval = policy.interval
+        with self._lock:
+            paused = self._paused.get(name, now)
+            start = paused if paused > now else now
+            tat = self._tat.get(name, start)
+            new_tat = (tat if tat > start else start) + cost * interval
+            at = new_tat - policy.burst * interval
+            wait = (at if at > start else start) - now
+            if wait <= _EPSILON:
+                wait = 0.0
+            if wait > max_wait:
+                return Reservation(False, wait)
+            self._tat[name] = new_tat
+            return Reservation(True, wait)
+
+    async def rate_reserve_async(
+        self, name: str, policy: RatePolicy, cost: float, max_wait: float, now: float
+    ) -> Reservation:
+        """See ``PacingStore.rate_reserve``."""
+        return self.rate_reserve(name, policy, cost, max_wait, now)
+
+    def rate_refund(self, name: str, policy: RatePolicy, cost: float, now: float) -> None:
+        """See ``PacingStore.rate_refund``."""
+        with self._lock:
+            tat = self._tat.get(name)
+            if tat is not None:
+                self._tat[name] = max(tat - cost * policy.interval, now)
+
+    async def rate_refund_async(
+        self, name: str, policy: RatePolicy, cost: float, now: float
+    ) -> None:
+        """See ``PacingStore.rate_refund``."""
+        self.rate_refund(name, policy, cost, now)
+
+    def rate_pause(self, name: str, policy: RatePolicy, seconds: float, now: float) -> None:
+        """See ``PacingStore.rate_pause``."""
+        with self._lock:
+            until = now + seconds
+            if until > self._paused.get(name, -math.inf):
+                self._paused[name] = until
+
+    async def rate_pause_async(
+        self, name: str, policy: RatePolicy, seconds: float, now: float
+    ) -> None:
+        """See ``PacingStore.rate_pause``."""
+        self.rate_pause(name, policy, seconds, now)
+
+    def slot_acquire(self, name: str, limit: int, lease_ttl: float, now: float) -> str | None:
+        """See ``PacingStore.slot_acquire``."""
+        with self._lock:
+            leases = self._leases.setdefault(name, {})
+            if len(leases) >= limit:
+                for lease, expires in list(leases.items()):
+                    if expires <= now:
+                        del leases[lease]
+                if len(leases) >= limit:
+                    return None
+            lease = str(next(self._serial))
+            leases[lease] = now + lease_ttl
+            return lease
+
+    async def slot_acquire_async(
+        self, name: str, limit: int, lease_ttl: float, now: float
+    ) -> str | None:
+        """See ``PacingStore.slot_acquire``."""
+        return self.slot_acquire(name, limit, lease_ttl, now)
+
+    def slot_release(self, name: str, lease: str, now: float) -> None:
+        """See ``PacingStore.slot_release``."""
+        with self._lock:
+            leases = self._leases.get(name)
+            if leases is not None:
+                leases.pop(lease, None)
+
+    async def slot_release_async(self, name: str, lease: str, now: float) -> None:
+        """See ``PacingStore.slot_release``."""
+        self.slot_release(name, lease, now)
+
+    def __repr__(self) -> str:
+        return "MemoryPacingStore()"
+
+
+# -- RateLimiter ----------------------------------------------------------------------
+
+
+class RateLimiter:
+    """Admit work at *rate* units per *per* seconds, with bursts of up to *burst*.
+
+    GCRA (the virtual-scheduling form of a token bucket): over any interval
+    of length ``t`` it admits at most ``burst + rate * t / per`` units, and
+    it starts full, so there is no first-period overshoot. A caller that
+    must wait reserves its turn and sleeps once, through the clock; with a
+    ``store`` the limit holds for every process sharing the ``name``.
+
+    Args:
+        rate: units per *per* seconds (> 0).
+        per: the period of *rate*, in seconds or a ``timedelta`` (> 0):
+            ``RateLimiter(500, per=60)`` is 500 requests per minute.
+        burst: units admitted at once from a full limiter (> 0, default 1:
+            evenly spaced). A ``cost`` may never exceed it.
+        name: names the limiter in logs and telemetry (the ``limiter`` label)
+            and in the store; required with *store*.
+        store: a ``PacingStore`` that shares the state
+            (``resilient.redis.RedisStore``); default: this object.
+        clock: where time is read and waited; default the process clock.
+
+    Example:
+        >>> from resilient.testing import ManualClock
+        >>> limiter = RateLimiter(2, per=1.0, burst=2, clock=ManualClock())
+        >>> limiter.try_acquire(), limiter.try_acquire(), limiter.try_acquire()
+        (True, True, False)
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_admitted",
+        "_clock",
+        "_interval",
+        "_lock",
+        "_paused_until",
+        "_policy",
+        "_refused",
+        "_tat",
+        "_tolerance",
+        "_waited",
+        "burst",
+        "name",
+        "per",
+        "rate",
+        "store",
+    )
+
+    def __init__(
+        self,
+        rate: float,
+        per: float | datetime.timedelta = 1.0,
+        *,
+        burst: float = 1,
+        name: str | None = None,
+        store: PacingStore | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        _check_positive("rate", rate)
+        per = _check_duration("per", per, allow_zero=False)
+        _check_positive("burst", burst)
+        _check_name(name, store)
+        check_clock(clock)
+        self.rate: float = float(rate)
+        """Units per *per* seconds."""
+        self.per: float = per
+        """The period of *rate*, in seconds."""
+        self.burst: float = burst
+        """Units admitted at once from a full limiter; the largest cost."""
+        self.name: str = name if name is not None else f"limiter-{next(_limiter_names)}"
+        """The name in logs, telemetry and the store."""
+        self.store: PacingStore | None = store
+        """Where the state is shared, or ``None``."""
+        self._clock = clock
+        self._policy = RatePolicy(self.rate, per, float(burst))
+        self._interval = per / self.rate
+        self._tolerance = float(burst) * self._interval
+        if not (math.isfinite(self._interval) and math.isfinite(self._tolerance)):
+            raise ValueError(
+                f"rate and per must give a finite interval per unit, got rate={rate!r}, per={per!r}"
+            )
+        self._lock = threading.Lock()
+        self._tat = -math.inf
+        self._paused_until = -math.inf
+        self._admitted = 0
+        self._waited = 0
+        self._refused = 0
+        _events.register_pacer(self)
+
+    # -- the call forms ---------------------------------------------------------------
+
+    def acquire(
+        self, cost: float = 1, *, timeout: float | datetime.timedelta | None = None
+    ) -> None:
+        """Wait until *cost* units are admitted.
+
+        The wait goes through the clock. When it would be longer than
+        *timeout*, or than the time left under an enclosing ``deadline``
+        (``resilient.time_remaining()``), nothing is reserved and
+        ``RateLimitExceeded`` is raised at once, with ``retry_after``.
+
+        Args:
+            cost: units to take (> 0, at most ``burst``).
+            timeout: the longest wait accepted, in seconds; ``None``: no
+                bound but the deadline's.
+
+        Raises:
+            RateLimitExceeded: the wait would exceed what is allowed.
+            ValueError: *cost* is above ``burst`` and could never be admitted.
+        """
+        if type(cost) is not int or cost != 1:
+            cost = self._check_cost(cost)
+        allowed = self._allowed(timeout)
+        clock = DEFAULTS.clock if self._clock is None else self._clock
+        now = time.monotonic() if clock is SYSTEM_CLOCK else clock.monotonic()
+        if self.store is None:
+            admitted, wait = self._reserve(cost, allowed, now)
+        else:
+            admitted, wait = self.store.rate_reserve(self.name, self._policy, cost, allowed, now)
+            self._count(admitted, wait)
+        if not admitted:
+            raise RateLimitExceeded(self.name, wait, cost, allowed)
+        if wait > 0.0:
+            try:
+                clock.sleep(wait)
+            except BaseException:
+                self._give_back(cost)
+                raise
+
+    async def acquire_async(
+        self, cost: float = 1, *, timeout: float | datetime.timedelta | None = None
+    ) -> None:
+        """Wait until *cost* units are admitted; ``acquire``'s ``async`` twin.
+
+        The wait is ``await clock.asleep(...)``; a cancelled wait gives the
+        reservation back.
+
+        Raises:
+            RateLimitExceeded: the wait would exceed what is allowed.
+            ValueError: *cost* is above ``burst`` and could never be admitted.
+        """
+        if type(cost) is not int or cost != 1:
+            cost = self._check_cost(cost)
+        allowed = self._allowed(timeout)
+        clock = DEFAULTS.clock if self._clock is None else self._clock
+        now = clock.monotonic()
+        if self.store is None:
+            admitted, wait = self._reserve(cost, allowed, now)
+        else:
+            admitted, wait = await self.store.rate_reserve_async(
+                self.name, self._policy, cost, allowed, now
+            )
+            self._count(admitted, wait)
+        if not admitted:
+            raise RateLimitExceeded(self.name, wait, cost, allowed)
+        if wait > 0.0:
+            try:
+                await clock.asleep(wait)
+            except BaseException:
+                if self.store is None:
+                    self._give_back(cost)
+                else:
+                    await self._refund_async(cost)
+                raise
+
+    def try_acquire(self, cost: float = 1) -> bool:
+        """Take *cost* units if they are admitted now, without waiting.
+
+        Returns:
+            Whether they were taken.
+
+        Raises:
+            ValueError: *cost* is above ``burst`` and could never be admitted.
+        """
+        if type(cost) is not int or cost != 1:
+            cost = self._check_cost(cost)
+        clock = DEFAULTS.clock if self._clock is None else self._clock
+        now = time.monotonic() if clock is SYSTEM_CLOCK else clock.monotonic()
+        if self.store is not None:
+            admitted = self.store.rate_reserve(self.name, self._policy, cost, 0.0, now).admitted
+            self._count(admitted, 0.0)
+            return admitted
+        with self._lock:  # _reserve inlined: this is the path measured against a bare Lock
+            paused = self._paused_until
+            start = paused if paused > now else now
+            tat = self._tat
+            new_tat = (tat if tat > start else start) + cost * self._interval
+            if new_tat - self._tolerance - now > _EPSILON or paused > now:
+                self._refused += 1
+                return False
+            self._tat = new_tat
+            self._admitted += 1
+            return True
+
+    def refund(self, cost: float) -> None:
+        """Give *cost* units back: the estimate taken was higher than the real use.
+
+        Pace tokens per minute by acquiring an estimate before the call and
+        refunding the difference once the real usage is known.
+        """
+        cost = _check_positive("cost", cost)
+        clock = DEFAULTS.clock if self._clock is None else self._clock
+        now = clock.monotonic()
+        if self.store is not None:
+            self.store.rate_refund(self.name, self._policy, cost, now)
+            return
+        with self._lock:
+            self._tat = max(self._tat - cost * self._interval, now)
+
+    async def refund_async(self, cost: float) -> None:
+        """``refund``'s ``async`` twin (it awaits the store)."""
+        cost = _check_positive("cost", cost)
+        await self._refund_async(cost)
+
+    def pause(self, seconds: float | datetime.timedelta) -> None:
+        """Admit nothing for *seconds*: a server's ``Retry-After`` holds for every caller.
+
+        With a store, every process sharing the name pauses. A pause only
+        ever extends: a shorter one while a longer one runs changes nothing.
+        """
+        duration = _check_duration("seconds", seconds, allow_zero=True)
+        clock = DEFAULTS.clock if self._clock is None else self._clock
+        now = clock.monotonic()
+        if self.store is not None:
+            self.store.rate_pause(self.name, self._policy, duration, now)
+        elif not self._pause_local(duration, now):
+            return
+        self._log_pause(duration)
+
+    async def pause_async(self, seconds: float | datetime.timedelta) -> None:
+        """``pause``'s ``async`` twin (it awaits the store)."""
+        duration = _check_duration("seconds", seconds, allow_zero=True)
+        clock = DEFAULTS.clock if self._clock is None else self._clock
+        now = clock.monotonic()
+        if self.store is not None:
+            await self.store.rate_pause_async(self.name, self._policy, duration, now)
+        elif not self._pause_local(duration, now):
+            return
+        self._log_pause(duration)
+
+    def __enter__(self) -> Self:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    async def __aenter__(self) -> Self:
+        await self.acquire_async()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    def __call__(self, func: Callable[P, T]) -> Callable[P, T]:
+        """Use as ``@limiter``: every call of *func* (sync or ``async``) acquires cost 1 first."""
+        check_callable(func, "@limiter", sync_only=False)
+        if is_async_callable(func):
+            afunc: Callable[..., Awaitable[Any]] = func
+
+            async def paced_async(*args: Any, **kwargs: Any) -> Any:
+                await self.acquire_async()
+                return await afunc(*args, **kwargs)
+
+            return functools.wraps(func)(paced_async)  # type: ignore[return-value]  # pyright: ignore[reportReturnType]
+
+        def paced(*args: Any, **kwargs: Any) -> Any:
+            self.acquire()
+            result = func(*args, **kwargs)
+            if type(result) in LAZY_RESULTS:
+                refuse_lazy_result(result, func, "@limiter")
+            return result
+
+        return functools.wraps(func)(paced)
+
+    def __repr__(self) -> str:
+        shared = "" if self.store is None else f", store={self.store!r}"
+        return (
+            f"RateLimiter({_number(self.rate)}, per={_number(self.per)}, "
+            f"burst={_number(self.burst)}, name={self.name!r}{shared})"
+        )
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _reserve(self, cost: float, max_wait: float, now: float) -> tuple[bool, float]:
+        """The in-process ``rate_reserve`` (see ``PacingStore``), with the counts."""
+        with self._lock:
+            paused = self._paused_until
+            start = paused if paused > now else now
+            tat = self._tat
+            new_tat = (tat if tat > start else start) + cost * self._interval
+            at = new_tat - self._tolerance
+            wait = (at if at > start else start) - now
+            if wait <= _EPSILON:
+                wait = 0.0
+            if wait > max_wait:
+                self._refused += 1
+                return False, wait
+            self._tat = new_tat
+            if wait > 0.0:
+                self._waited += 1
+            else:
+                self._admitted += 1
+            return True, wait
+
+    def _count(self, admitted: bool, wait: float) -> None:
+        with self._lock:
+            if not admitted:
+                self._refused += 1
+            elif wait > 0.0:
+                self._waited += 1
+            else:
+                self._admitted += 1
+
+    def _give_back(self, cost: float) -> None:
+        """A reserved wait was interrupted: the units were not used."""
+        clock = DEFAULTS.clock if self._clock is None else self._clock
+        now = clock.monotonic()
+        if self.store is not None:
+            self.store.rate_refund(self.name, self._policy, cost, now)
+            return
+        with self._lock:
+            self._tat = max(self._tat - cost * self._interval, now)
+
+    async def _refund_async(self, cost: float) -> None:
+        clock = DEFAULTS.clock if self._clock is None else self._clock
+        now = clock.monotonic()
+        if self.store is not None:
+            await self.store.rate_refund_async(self.name, self._policy, cost, now)
+            return
+        with self._lock:
+            self._tat = max(self._tat - cost * self._interval, now)
+
+    def _pause_local(self, duration: float, now: float) -> bool:
+        """Extend the pause; whether it changed (no log line for a pause already covered)."""
+        with self._lock:
+            until = now + duration
+            if until <= self._paused_until or duration <= 0.0:
+                return False
+            self._paused_until = until
+            return True
+
+    def _log_pause(self, duration: float) -> None:
+        if duration > 0.0 and logger.isEnabledFor(logging.INFO):
+            where = "" if self.store is None else " in every process sharing it"
+            logger.info(
+                "rate limiter %r paused for %s s%s: no call is admitted until then",
+                self.name,
+                seconds(duration),
+                where,
+                extra={"event": "rate_limiter_paused", "limiter": self.name, "pause": duration},
+            )
+
+    def _check_cost(self, cost: object) -> float:
+        value = _check_positive("cost", cost)
+        if value > self.burst:
+            raise ValueError(
+                f"cost must be <= burst ({_number(self.burst)}) of rate limiter {self.name!r}, "
+                f"got {cost!r}: it could never be admitted"
+            )
+        return value
+
+    @staticmethod
+    def _allowed(timeout: object) -> float:
+        """The longest wait allowed: *timeout*, bounded by an enclosing deadline."""
+        allowed = math.inf if timeout is None else _check_duration("timeout", timeout)
+        remaining = time_remaining()
+        if remaining is not None and remaining < allowed:
+            return remaining
+        return allowed
+
+
+# -- ConcurrencyLimit -----------------------------------------------------------------
+
+
+class ConcurrencyLimit:
+    """A bulkhead: at most ``limit`` calls in flight; the others wait or are refused.
+
+    A call that finds no free slot waits up to *max_wait* seconds (also
+    bounded by an enclosing ``deadline``) for one, then raises
+    ``ConcurrencyLimitExceeded``. With ``adaptive=True`` the limit moves
+    with the outcomes (AIMD): an overload signal (status 429 or 503, a
+    ``Retry-After``, a TIMEOUT or DEGRADED class) cuts it to 0.9 of itself,
+    at most once per round of calls in flight; successes while at least half
+    of it is in use raise it by one per round (a round: as many calls as the
+    limit); it stays within ``[min_limit, max_limit]``.
+
+    Args:
+        limit: the calls allowed in flight (an int >= 1); where an adaptive
+            limit starts.
+        max_wait: seconds (or a ``timedelta``) a call waits for a slot;
+            ``0``: refuse at once.
+        adaptive: move the limit by AIMD on the outcomes.
+        min_limit: the floor of an adaptive limit (>= 1, <= *limit*).
+        max_limit: the ceiling of an adaptive limit (>= *limit*); ``None``:
+            no ceiling but the half-used rule.
+        lease_ttl: with a store, seconds after which a slot whose holder
+            never released it (a killed process) comes back; set it above
+            your longest call.
+        name: names the limit in logs, telemetry (the ``concurrency`` label)
+            and the store; required with *store*.
+        store: a ``PacingStore`` that shares the slots between processes.
+        clock: where time is read; default the process clock.
+        classifier: classifies failures for the adaptive rule.
+
+    Example:
+        >>> limit = ConcurrencyLimit(2)
+        >>> with limit:
+        ...     limit.in_flight
+        1
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_async_waiters",
+        "_clock",
+        "_completed",
+        "_cond",
+        "_ignore_until",
+        "_in_flight",
+        "_leases",
+        "_limit",
+        "_limit_f",
+        "_lock",
+        "_successes",
+        "_sync_waiters",
+        "_used_high",
+        "adaptive",
+        "classifier",
+        "lease_ttl",
+        "max_limit",
+        "max_wait",
+        "min_limit",
+        "name",
+        "store",
+    )
+
+    def __init__(
+        self,
+        limit: int,
+        *,
+        max_wait: float | datetime.timedelta = 0.0,
+        adaptive: bool = False,
+        min_limit: int = 1,
+        max_limit: int | None = None,
+        lease_ttl: float | datetime.timedelta = 60.0,
+        name: str | None = None,
+        store: PacingStore | None = None,
+        clock: Clock | None = None,
+        classifier: Callable[..., ErrorClass] = classify,
+    ) -> None:
+        _check_int("limit", limit)
+        _check_int("min_limit", min_limit)
+        if min_limit > limit:
+            raise ValueError(f"min_limit must be <= limit ({limit}), got {min_limit!r}")
+        if max_limit is not None:
+            _check_int("max_limit", max_limit)
+            if max_limit < limit:
+                raise ValueError(f"max_limit must be >= limit ({limit}), got {max_limit!r}")
+        if not isinstance(adaptive, bool):
+            raise TypeError(f"adaptive must be a bool, got {adaptive!r}")
+        if not callable(classifier):
+            raise TypeError(f"classifier must be callable, got {classifier!r}")
+        _check_name(name, store)
+        check_clock(clock)
+        self.max_wait: float = _check_duration("max_wait", max_wait, allow_zero=True)
+        """Seconds a call waits for a slot."""
+        self.lease_ttl: float = _check_duration("lease_ttl", lease_ttl, allow_zero=False)
+        """Seconds a store keeps a slot whose holder never released it."""
+        self.adaptive: bool = adaptive
+        """Whether the limit moves by AIMD."""
+        self.min_limit: int = min_limit
+        """The floor of an adaptive limit."""
+        self.max_limit: int | None = max_limit
+        """The ceiling of an adaptive limit, or ``None``."""
+        self.name: str = name if name is not None else f"concurrency-{next(_concurrency_names)}"
+        """The name in logs, telemetry and the store."""
+        self.store: PacingStore | None = store
+        """Where the slots are shared, or ``None``."""
+        self.classifier: Callable[..., ErrorClass] = classifier
+        """Classifies failures for the adaptive rule."""
+        self._clock = clock
+        self._limit = limit
+        self._limit_f = float(limit)
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._in_flight = 0
+        self._leases: list[str] = []
+        """Store leases taken by ``with``: any one may be released (they are alike)."""
+        self._sync_waiters = 0
+        self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._completed = 0
+        self._ignore_until = 0
+        self._successes = 0
+        self._used_high = False
+        _events.register_pacer(self)
+
+    @property
+    def limit(self) -> int:
+        """The calls allowed in flight now (moves when adaptive)."""
+        return self._limit
+
+    @property
+    def in_flight(self) -> int:
+        """The calls holding a slot of this object now (with a store: this process's)."""
+        return self._in_flight
+
+    # -- the call forms ---------------------------------------------------------------
+
+    def call(self, func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Call ``func(*args, **kwargs)`` in a slot; its outcome feeds the adaptive rule.
+
+        Raises:
+            ConcurrencyLimitExceeded: no slot within ``max_wait``.
+        """
+        check_callable(func, "concurrency.call()", sync_only=True)
+        lease = self._enter()
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:
+            self._exit(lease, self._failure_signal(exc))
+            raise
+        if type(result) in LAZY_RESULTS:
+            self._exit(lease, None)
+            refuse_lazy_result(result, func, "concurrency.call()")
+        self._exit(lease, _result_signal(result))
+        return result
+
+    async def call_async(
+        self, func: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any
+    ) -> T:
+        """Await ``func(*args, **kwargs)`` in a slot; ``call``'s ``async`` twin.
+
+        Raises:
+            ConcurrencyLimitExceeded: no slot within ``max_wait``.
+        """
+        check_callable(func, "concurrency.call_async()", sync_only=False)
+        lease = await self._enter_async()
+        try:
+            result = await func(*args, **kwargs)
+        except BaseException as exc:
+            await self._exit_async(lease, self._failure_signal(exc))
+            raise
+        await self._exit_async(lease, _result_signal(result))
+        return result
+
+    def record_overload(self) -> None:
+        """Tell an adaptive limit that a call saw an overload signal without raising.
+
+        For ``with limit:`` blocks whose response says 429 or 503 as a value;
+        ``call`` and the integrations read the response themselves.
+        """
+        if self.adaptive:
+            with self._lock:
+                self._overloaded()
+
+    def __enter__(self) -> Self:
+        if self.store is None:
+            if not self.adaptive:
+                with self._lock:  # the fast path: a free slot, nothing else to do
+                    if self._in_flight < self._limit:
+                        self._in_flight += 1
+                        return self
+            self._enter()
+        else:
+            self._leases.append(self._enter_store())
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.store is None and not self.adaptive:
+            with self._lock:
+                self._in_flight -= 1
+                if self._sync_waiters or self._async_waiters:
+                    self._wake()
+            return
+        lease = self._leases.pop() if self.store is not None else None
+        self._exit(lease, False if exc is None else self._failure_signal(exc))
+
+    async def __aenter__(self) -> Self:
+        lease = await self._enter_async()
+        if lease is not None:
+            self._leases.append(lease)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        lease = self._leases.pop() if self.store is not None else None
+        await self._exit_async(lease, False if exc is None else self._failure_signal(exc))
+
+    def __call__(self, func: Callable[P, T]) -> Callable[P, T]:
+        """Use as ``@limit``: every call of *func* (sync or ``async``) runs in a slot."""
+        check_callable(func, "@concurrency", sync_only=False)
+        if is_async_callable(func):
+            afunc: Callable[..., Awaitable[Any]] = func
+
+            async def limited_async(*args: Any, **kwargs: Any) -> Any:
+                return await self.call_async(afunc, *args, **kwargs)
+
+            return functools.wraps(func)(limited_async)  # type: ignore[return-value]  # pyright: ignore[reportReturnType]
+
+        def limited(*args: Any, **kwargs: Any) -> Any:
+            return self.call(func, *args, **kwargs)
+
+        return functools.wraps(func)(limited)
+
+    def __repr__(self) -> str:
+        adaptive = "" if not self.adaptive else ", adaptive=True"
+        shared = "" if self.store is None else f", store={self.store!r}"
+        return (
+            f"ConcurrencyLimit({self._limit}, name={self.name!r}{adaptive}{shared}, "
+            f"in_flight={self._in_flight})"
+        )
+
+    # -- slots ------------------------------------------------------------------------
+
+    def _enter(self) -> str | None:
+        """Take a slot, waiting up to ``max_wait``; the store's lease id, if any."""
+        if self.store is not None:
+            return self._enter_store()
+        with self._lock:
+            if self._in_flight < self._limit:
+                self._take()
+                return None
+        wait = self._allowed()
+        if wait <= 0.0:
+            raise self._refusal(wait)
+        with self._lock:
+            self._sync_waiters += 1
+            try:
+                while self._in_flight >= self._limit:
+                    started = time.monotonic()
+                    if not self._cond.wait(wait):
+                        raise self._refusal(self._allowed())
+                    wait -= time.monotonic() - started
+                    if wait <= 0.0 and self._in_flight >= self._limit:
+                        raise self._refusal(self._allowed())
+                self._take()
+            finally:
+                self._sync_waiters -= 1
+        return None
+
+    def _enter_store(self) -> str:
+        store = self.store
+        assert store is not None
+        clock = DEFAULTS.clock if self._clock is None else self._clock
+        wait = self._allowed()
+        pause = _POLL_FIRST
+        while True:
+            lease = store.slot_acquire(self.name, self._limit, self.lease_ttl, clock.monotonic())
+            if lease is not None:
+                with self._lock:
+                    self._take()
+                return lease
+            if wait <= 0.0:
+                raise self._refusal(self._allowed())
+            step = min(pause, wait)
+            clock.sleep(step)
+            wait -= step
+            pause = min(pause * 2, _POLL_MAX)
+
+    async def _enter_async(self) -> str | None:
+        if self.store is not None:
+            return await self._enter_store_async()
+        import asyncio  # noqa: PLC0415 - only the async forms load asyncio
+
+        with self._lock:
+            if self._in_flight < self._limit:
+                self._take()
+                return None
+        wait = self._allowed()
+        if wait <= 0.0:
+            raise self._refusal(wait)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            future: asyncio.Future[None] = loop.create_future()
+            waiter = (loop, future)
+            with self._lock:
+                if self._in_flight < self._limit:
+                    self._take()
+                    return None
+                self._async_waiters.append(waiter)
+            try:
+                left = deadline - loop.time()
+                if left <= 0.0:
+                    raise self._refusal(self._allowed())
+                try:
+                    await asyncio.wait_for(future, left)
+                except asyncio.TimeoutError:
+                    raise self._refusal(self._allowed()) from None
+            finally:
+                with self._lock:
+                    if waiter in self._async_waiters:
+                        self._async_waiters.remove(waiter)
+                    elif future.cancelled() and self._in_flight < self._limit:
+                        self._wake()  # woken, then cancelled: pass the wake-up on
+
+    async def _enter_store_async(self) -> str:
+        store = self.store
+        assert store is not None
+        clock = DEFAULTS.clock if self._clock is None else self._clock
+        wait = self._allowed()
+        pause = _POLL_FIRST
+        while True:
+            lease = await store.slot_acquire_async(
+                self.name, self._limit, self.lease_ttl, clock.monotonic()
+            )
+            if lease is not None:
+                with self._lock:
+                    self._take()
+                return lease
+            if wait <= 0.0:
+                raise self._refusal(self._allowed())
+            step = min(pause, wait)
+            await clock.asleep(step)
+            wait -= step
+            pause = min(pause * 2, _POLL_MAX)
+
+    def _take(self) -> None:
+        """Count a slot taken (the lock is held)."""
+        self._in_flight += 1
+        if self.adaptive and self._in_flight * 2 >= self._limit:
+            self._used_high = True
+
+    def _exit(self, lease: str | None, overload: bool | None) -> None:
+        """Give a slot back with its outcome: overload, success (False) or neither (None)."""
+        if lease is not None and self.store is not None:
+            clock = DEFAULTS.clock if self._clock is None else self._clock
+            self.store.slot_release(self.name, lease, clock.monotonic())
+        self._release(overload)
+
+    async def _exit_async(self, lease: str | None, overload: bool | None) -> None:
+        if lease is not None and self.store is not None:
+            clock = DEFAULTS.clock if self._clock is None else self._clock
+            await self.store.slot_release_async(self.name, lease, clock.monotonic())
+        self._release(overload)
+
+    def _release(self, overload: bool | None) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            if self.adaptive:
+                self._completed += 1
+                if overload:
+                    self._overloaded()
+                elif overload is False:
+                    self._succeeded()
+            if self._sync_waiters or self._async_waiters:
+                self._wake()
+
+    def _wake(self) -> None:
+        """Wake one waiter of each kind (the lock is held); losers of the race wait again."""
+        if self._sync_waiters:
+            self._cond.notify()
+        while self._async_waiters:
+            loop, future = self._async_waiters.pop(0)
+            if not future.done():
+                loop.call_soon_threadsafe(_resolve, future)
+                break
+
+    def _allowed(self) -> float:
+        remaining = time_remaining()
+        if remaining is not None and remaining < self.max_wait:
+            return remaining
+        return self.max_wait
+
+    def _refusal(self, waited: float) -> ConcurrencyLimitExceeded:
+        return ConcurrencyLimitExceeded(self.name, self._limit, max(waited, 0.0))
+
+    # -- the adaptive rule (the lock is held) -------------------------------------------
+
+    def _failure_signal(self, exc: BaseException) -> bool | None:
+        """Whether a failure is an overload signal (True), or says nothing (None)."""
+        if not self.adaptive or not isinstance(exc, Exception) or isinstance(exc, Throttled):
+            return None
+        if response_status(exc) in _OVERLOAD_STATUSES or retry_after(exc) is not None:
+            return True
+        try:
+            error_class = self.classifier(exc)
+        except Exception:
+            return None
+        return True if error_class in _OVERLOAD_CLASSES else None
+
+    def _overloaded(self) -> None:
+        if self._completed < self._ignore_until:
+            return  # this round was cut already: calls in flight then see the same overload
+        old = self._limit
+        self._limit_f = max(float(self.min_limit), self._limit_f * _BACKOFF_RATIO)
+        self._limit = max(self.min_limit, int(self._limit_f))
+        self._ignore_until = self._completed + self._in_flight + 1
+        self._successes = 0
+        self._used_high = False
+        if self._limit != old:
+            self._log_change(old, "an overload signal")
+
+    def _succeeded(self) -> None:
+        self._successes += 1
+        if self._successes < self._limit:
+            return
+        used, self._successes = self._used_high, 0
+        self._used_high = self._in_flight * 2 >= self._limit
+        if not used or (self.max_limit is not None and self._limit >= self.max_limit):
+            return
+        old = self._limit
+        self._limit_f = float(self._limit + 1)
+        self._limit += 1
+        self._log_change(old, "a round of successes")
+
+    def _log_change(self, old: int, why: str) -> None:
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "concurrency limit %r moved from %d to %d after %s",
+                self.name,
+                old,
+                self._limit,
+                why,
+                extra={
+                    "event": "concurrency_limit_changed",
+                    "concurrency": self.name,
+                    "old_limit": old,
+                    "limit": self._limit,
+                },
+            )
+
+
+# -- helpers --------------------------------------------------------------------------
+
+_OVERLOAD_STATUSES = frozenset({429, 503})
+_OVERLOAD_CLASSES = (ErrorClass.TIMEOUT, ErrorClass.DEGRADED)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _result_signal(result: object) -> bool:
+    """Whether a returned value (a response) says overload; else it is a success."""
+    code = getattr(result, "status_code", None)
+    if isinstance(code, int) and code in _OVERLOAD_STATUSES:
+        return True
+    if code is not None and getattr(result, "headers", None) is not None:
+        return retry_after(result) is not None
+    return False
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _check_positive(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _check_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int >= 1, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value!r}")
+
+
+def _check_duration(name: str, value: object, *, allow_zero: bool = True) -> float:
+    if isinstance(value, datetime.timedelta):
+        value = value.total_seconds()
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds or a timedelta, got {value!r}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
+    return float(value)
+
+
+def _check_name(name: object, store: object) -> None:
+    if name is not None:
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {name!r}")
+        if not name:
+            raise ValueError(f"name must be a non-empty str, got {name!r}")
+    if store is None:
+        return
+    missing = [
+        method
+        for base in _STORE_METHODS
+        for method in (base, f"{base}_async")
+        if not callable(getattr(store, method, None))
+    ]
+    if missing:
+        raise TypeError(
+            f"store must implement PacingStore, got {store!r} (missing {', '.join(missing)})"
+        )
+    if name is None:
+        raise ValueError("a store shares state by name: pass name= with store=")

@@ -1,0 +1,976 @@
+"""``RateLimiter`` and ``ConcurrencyLimit``: the GCRA bound, waits, pauses, bulkheads, AIMD."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import math
+import pickle
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from resilient import (
+    CircuitBreaker,
+    ConcurrencyLimit,
+    ConcurrencyLimitExceeded,
+    ErrorClass,
+    MemoryPacingStore,
+    PacingStore,
+    RateLimiter,
+    RateLimitExceeded,
+    classify,
+    retry,
+)
+from resilient.pacing import RatePolicy, Reservation
+from resilient.testing import ManualClock
+
+# --- helpers --------------------------------------------------------------------------
+
+
+class CountingStore(MemoryPacingStore):
+    """A MemoryPacingStore that counts its calls, to show how many round trips an acquire costs."""
+
+    __slots__ = ("calls",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def rate_reserve(
+        self, name: str, policy: RatePolicy, cost: float, max_wait: float, now: float
+    ) -> Reservation:
+        self.calls.append("rate_reserve")
+        return super().rate_reserve(name, policy, cost, max_wait, now)
+
+    async def rate_reserve_async(
+        self, name: str, policy: RatePolicy, cost: float, max_wait: float, now: float
+    ) -> Reservation:
+        self.calls.append("rate_reserve_async")
+        return super().rate_reserve(name, policy, cost, max_wait, now)
+
+
+class Response:
+    """The shape of a requests/httpx response, as far as pacing reads one."""
+
+    def __init__(self, status_code: int, headers: dict[str, str] | None = None) -> None:
+        self.status_code = status_code
+        self.headers = headers or {}
+
+
+class HTTPError(Exception):
+    """An error carrying a response, like requests' and httpx's."""
+
+    def __init__(self, status_code: int, headers: dict[str, str] | None = None) -> None:
+        super().__init__(f"status {status_code}")
+        self.response = Response(status_code, headers)
+
+
+def limiter_on(clock: ManualClock, shared: bool, **options: Any) -> RateLimiter:
+    """A limiter in process, or one going through a MemoryPacingStore."""
+    if shared:
+        return RateLimiter(clock=clock, store=MemoryPacingStore(), name="shared", **options)
+    return RateLimiter(clock=clock, **options)
+
+
+def run_in_threads(work: Callable[[], None], count: int) -> None:
+    """Run *work* in *count* threads released together; re-raise any error."""
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            barrier.wait(timeout=10)
+            work()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=target) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads)
+    assert not errors, errors
+
+
+# --- the GCRA bound -------------------------------------------------------------------
+
+operations = st.lists(
+    st.tuples(
+        st.sampled_from(["try", "acquire", "acquire_timeout", "pause"]),
+        st.floats(min_value=0.0, max_value=3.0),  # the gap before the operation
+        st.integers(min_value=1, max_value=4),  # cost
+        st.floats(min_value=0.0, max_value=2.0),  # a timeout or a pause
+    ),
+    max_size=60,
+)
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["in-process", "store"])
+@settings(max_examples=150)
+@given(
+    ops=operations,
+    rate=st.integers(min_value=1, max_value=20),
+    per=st.sampled_from([0.5, 1.0, 60.0]),
+    burst=st.integers(min_value=4, max_value=10),
+)
+def test_admitted_units_never_exceed_burst_plus_rate_over_any_interval(
+    shared: bool, ops: list[tuple[str, float, int, float]], rate: int, per: float, burst: int
+) -> None:
+    """For any schedule of acquires, costs and pauses: at most burst + rate*t/per units in t."""
+    clock = ManualClock()
+    limiter = limiter_on(clock, shared, rate=rate, per=per, burst=burst)
+    admitted: list[tuple[float, int]] = []  # (when the caller proceeded, cost)
+    for kind, gap, cost, extra in ops:
+        clock.advance(gap)
+        if kind == "try":
+            if limiter.try_acquire(cost):
+                admitted.append((clock.monotonic(), cost))
+        elif kind == "acquire":
+            limiter.acquire(cost)
+            admitted.append((clock.monotonic(), cost))
+        elif kind == "acquire_timeout":
+            try:
+                limiter.acquire(cost, timeout=extra)
+            except RateLimitExceeded:
+                pass
+            else:
+                admitted.append((clock.monotonic(), cost))
+        else:
+            limiter.pause(extra)
+    times = [when for when, _ in admitted]
+    assert times == sorted(times)
+    for i, (start, _) in enumerate(admitted):
+        units = 0
+        for end, cost in admitted[i:]:
+            units += cost
+            assert units <= burst + rate * (end - start) / per + 1e-6
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["in-process", "store"])
+def test_starts_full_without_first_period_overshoot(shared: bool) -> None:
+    """A fresh limiter admits its burst at once, then the rate: never a second burst in period one."""
+    clock = ManualClock()
+    limiter = limiter_on(clock, shared, rate=10, per=1.0, burst=10)
+    assert sum(limiter.try_acquire() for _ in range(20)) == 10  # the burst, no more
+    admitted = 10
+    for _ in range(100):  # poll every 10 ms through the first second
+        clock.advance(0.01)
+        admitted += sum(limiter.try_acquire() for _ in range(5))
+    assert admitted == 10 + 10  # burst + rate * 1 s: aiolimiter admits 20 at once here
+
+
+def test_waiting_caller_sleeps_once_exactly_until_its_turn() -> None:
+    """acquire() reserves its turn and sleeps once, the exact wait, through the clock."""
+    clock = ManualClock()
+    limiter = RateLimiter(2, per=1.0, clock=clock)
+    limiter.acquire()
+    limiter.acquire()
+    limiter.acquire(1)
+    assert clock.sleeps == [0.5, 0.5]
+    assert clock.monotonic() == 1.0
+
+
+def test_waiting_callers_queue_in_order_of_arrival() -> None:
+    """Three callers arriving together are admitted one interval apart."""
+    clock = ManualClock()
+    limiter = RateLimiter(1, per=2.0, clock=clock, store=MemoryPacingStore(), name="q")
+    waits = []
+    for _ in range(3):
+        allowed, wait = limiter.store.rate_reserve("q", RatePolicy(1, 2.0, 1), 1, math.inf, 0.0)  # type: ignore[union-attr]
+        assert allowed
+        waits.append(wait)
+    assert waits == [0.0, 2.0, 4.0]
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["in-process", "store"])
+def test_timeout_refuses_at_once_with_the_wait_as_retry_after(shared: bool) -> None:
+    """A wait longer than timeout raises at once: nothing slept, nothing reserved."""
+    clock = ManualClock()
+    limiter = limiter_on(clock, shared, rate=1, per=4.0, burst=1)
+    limiter.acquire()
+    clock.advance(1.0)
+    with pytest.raises(RateLimitExceeded) as caught:
+        limiter.acquire(timeout=2.5)
+    assert caught.value.retry_after == pytest.approx(3.0)
+    assert caught.value.allowed == 2.5
+    assert caught.value.limiter == limiter.name
+    assert clock.sleeps == []
+    assert clock.monotonic() == 1.0
+    limiter.acquire(timeout=3.0)  # the refusal took nothing: the turn at t=4 is still free
+    assert clock.sleeps == [pytest.approx(3.0)]
+
+
+def test_timeout_accepts_a_timedelta() -> None:
+    """timeout= takes a timedelta as well as seconds."""
+    clock = ManualClock()
+    limiter = RateLimiter(1, clock=clock)
+    limiter.acquire()
+    with pytest.raises(RateLimitExceeded):
+        limiter.acquire(timeout=datetime.timedelta(milliseconds=500))
+    limiter.acquire(timeout=datetime.timedelta(seconds=1))
+
+
+def test_enclosing_deadline_bounds_the_wait() -> None:
+    """Under @retry(deadline=...), a wait past the time left is refused at once."""
+    clock = ManualClock()
+    limiter = RateLimiter(1, per=10.0, clock=clock)
+    limiter.acquire()
+    seen: list[RateLimitExceeded] = []
+
+    @retry(deadline=3.0, max_retries=0, clock=clock)
+    def call() -> None:
+        try:
+            limiter.acquire()
+        except RateLimitExceeded as exc:
+            seen.append(exc)
+            raise
+
+    with pytest.raises(RateLimitExceeded):
+        call()
+    assert seen[0].allowed == pytest.approx(3.0)
+    assert seen[0].retry_after == pytest.approx(10.0)
+    assert clock.sleeps == []
+
+
+def test_try_acquire_never_waits() -> None:
+    """try_acquire answers at once and takes nothing when it says no."""
+    clock = ManualClock()
+    limiter = RateLimiter(1, per=1.0, burst=2, clock=clock)
+    assert limiter.try_acquire(2)
+    assert not limiter.try_acquire()
+    clock.advance(1.0)
+    assert limiter.try_acquire()
+    assert clock.sleeps == []
+
+
+def test_cost_above_burst_is_refused_at_the_call() -> None:
+    """A cost above burst could never be admitted: ValueError naming cost, at once."""
+    limiter = RateLimiter(100, burst=10, clock=ManualClock())
+    for call in (limiter.acquire, limiter.try_acquire):
+        with pytest.raises(ValueError, match=r"cost must be <= burst \(10\).*got 11"):
+            call(11)
+
+
+@pytest.mark.parametrize("bad", [0, -1, math.nan, math.inf, "1", True, None])
+def test_bad_cost_is_refused_naming_it(bad: object) -> None:
+    """Zero, negative, NaN, infinite or non-numbers: refused, naming cost and the value."""
+    limiter = RateLimiter(1, clock=ManualClock())
+    with pytest.raises((TypeError, ValueError), match=r"cost must be .*got"):
+        limiter.acquire(bad)  # type: ignore[arg-type]
+    with pytest.raises((TypeError, ValueError), match=r"cost must be"):
+        limiter.refund(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["in-process", "store"])
+def test_refund_gives_units_back(shared: bool) -> None:
+    """A token estimate refunded by the unused part is admitted again at once."""
+    clock = ManualClock()
+    limiter = limiter_on(clock, shared, rate=1000, per=60.0, burst=1000)
+    limiter.acquire(800)  # the estimate
+    assert not limiter.try_acquire(500)
+    limiter.refund(600)  # only 200 were used
+    assert limiter.try_acquire(500)
+    assert clock.sleeps == []
+
+
+def test_refund_never_fills_beyond_the_burst() -> None:
+    """Refunding into a full limiter adds nothing: the burst stays the ceiling."""
+    clock = ManualClock()
+    limiter = RateLimiter(1, burst=3, clock=clock)
+    limiter.refund(3)
+    assert [limiter.try_acquire() for _ in range(4)] == [True, True, True, False]
+
+
+# --- pause ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["in-process", "store"])
+def test_pause_admits_nothing_until_it_ends(shared: bool) -> None:
+    """pause(5): refused meanwhile; a waiting caller sleeps until it ends, exactly."""
+    clock = ManualClock()
+    limiter = limiter_on(clock, shared, rate=10, burst=10)
+    limiter.pause(5.0)
+    assert not limiter.try_acquire()
+    with pytest.raises(RateLimitExceeded) as caught:
+        limiter.acquire(timeout=4.0)
+    assert caught.value.retry_after == pytest.approx(5.0)
+    limiter.acquire()
+    assert clock.sleeps == [pytest.approx(5.0)]
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["in-process", "store"])
+def test_pause_only_ever_extends(shared: bool) -> None:
+    """A shorter pause during a longer one changes nothing."""
+    clock = ManualClock()
+    limiter = limiter_on(clock, shared, rate=10, burst=10)
+    limiter.pause(datetime.timedelta(seconds=5))
+    clock.advance(1.0)
+    limiter.pause(1.0)
+    clock.advance(2.0)
+    assert not limiter.try_acquire()
+    clock.advance(2.0)
+    assert limiter.try_acquire()
+
+
+def test_pause_after_a_burst_does_not_refill_it() -> None:
+    """The units taken before a pause stay taken: no fresh burst when it ends early."""
+    clock = ManualClock()
+    limiter = RateLimiter(1, burst=5, clock=clock)
+    assert all(limiter.try_acquire() for _ in range(5))
+    limiter.pause(0.5)
+    clock.advance(1.0)
+    assert [limiter.try_acquire() for _ in range(2)] == [True, False]
+
+
+def test_pause_through_a_store_holds_for_every_limiter_sharing_the_name() -> None:
+    """One process's pause stops the others at their next acquire."""
+    clock = ManualClock()
+    store = MemoryPacingStore()
+    one = RateLimiter(10, burst=10, name="api", store=store, clock=clock)
+    two = RateLimiter(10, burst=10, name="api", store=store, clock=clock)
+    other = RateLimiter(10, burst=10, name="other", store=store, clock=clock)
+    one.pause(3.0)
+    assert not two.try_acquire()
+    assert other.try_acquire()
+
+
+def test_pause_logs_a_line_that_reads_on_its_own(caplog: pytest.LogCaptureFixture) -> None:
+    """The pause is logged at INFO once, with what, which limiter, how long, what next."""
+    limiter = RateLimiter(1, name="openai", clock=ManualClock())
+    with caplog.at_level(logging.INFO, logger="resilient.pacing"):
+        limiter.pause(2.0)
+        limiter.pause(1.0)  # inside the first: nothing new to say
+    assert [r.getMessage() for r in caplog.records] == [
+        "rate limiter 'openai' paused for 2 s: no call is admitted until then"
+    ]
+    assert caplog.records[0].limiter == "openai"  # type: ignore[attr-defined]
+    assert caplog.records[0].pause == 2.0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("bad", [-1, math.nan, math.inf, "2", True])
+def test_bad_pause_is_refused_naming_seconds(bad: object) -> None:
+    """pause() refuses negative, NaN, infinite and non-numbers, naming seconds."""
+    limiter = RateLimiter(1, clock=ManualClock())
+    with pytest.raises((TypeError, ValueError), match=r"seconds must be"):
+        limiter.pause(bad)  # type: ignore[arg-type]
+
+
+# --- the store protocol ---------------------------------------------------------------
+
+
+def test_an_admitted_acquire_is_one_store_call_even_when_it_waits() -> None:
+    """Reservation: one call per admitted acquire; the waiting caller sleeps and asks no more."""
+    clock = ManualClock()
+    store = CountingStore()
+    limiter = RateLimiter(1, name="api", store=store, clock=clock)
+    limiter.acquire()
+    limiter.acquire()
+    assert store.calls == ["rate_reserve", "rate_reserve"]
+    assert clock.sleeps == [1.0]
+
+
+def test_limiters_sharing_a_store_and_name_share_one_rate() -> None:
+    """Two limiters, one store, one name: the second finds the burst spent."""
+    clock = ManualClock()
+    store = MemoryPacingStore()
+    one = RateLimiter(1, burst=2, name="api", store=store, clock=clock)
+    two = RateLimiter(1, burst=2, name="api", store=store, clock=clock)
+    assert one.try_acquire()
+    assert two.try_acquire()
+    assert not one.try_acquire()
+    assert not two.try_acquire()
+
+
+def test_memory_store_is_a_pacing_store() -> None:
+    """MemoryPacingStore implements the protocol (checked at run time too)."""
+    assert isinstance(MemoryPacingStore(), PacingStore)
+    assert not isinstance(object(), PacingStore)
+
+
+def test_a_store_needs_a_name() -> None:
+    """store= without name= is refused at construction."""
+    with pytest.raises(ValueError, match="pass name= with store="):
+        RateLimiter(1, store=MemoryPacingStore())
+    with pytest.raises(ValueError, match="pass name= with store="):
+        ConcurrencyLimit(1, store=MemoryPacingStore())
+
+
+def test_a_store_missing_methods_is_refused_naming_them() -> None:
+    """Something that is not a PacingStore is refused with what it lacks."""
+    with pytest.raises(TypeError, match=r"store must implement PacingStore.*rate_reserve"):
+        RateLimiter(1, store=object(), name="x")  # type: ignore[arg-type]
+
+
+# --- call forms -----------------------------------------------------------------------
+
+
+def test_with_and_decorator_acquire_cost_one() -> None:
+    """with limiter: and @limiter each take one unit before the body runs."""
+    clock = ManualClock()
+    limiter = RateLimiter(1, clock=clock)
+
+    @limiter
+    def work(x: int) -> int:
+        return x * 2
+
+    with limiter:
+        pass
+    assert work(2) == 4
+    assert clock.sleeps == [1.0]
+    assert work.__name__ == "work"
+
+
+def test_decorator_refuses_generator_functions() -> None:
+    """@limiter on a generator function is refused at decoration time, saying why."""
+
+    def gen() -> Any:
+        yield 1
+
+    with pytest.raises(TypeError, match="generator function"):
+        RateLimiter(1)(gen)
+
+
+def test_async_twins_wait_through_asleep() -> None:
+    """acquire_async, async with and @limiter on async def wait with clock.asleep."""
+    clock = ManualClock()
+    limiter = RateLimiter(2, clock=clock)
+
+    @limiter
+    async def work() -> str:
+        return "done"
+
+    async def main() -> str:
+        await limiter.acquire_async()
+        async with limiter:
+            pass
+        return await work()
+
+    assert asyncio.run(main()) == "done"
+    assert clock.sleeps == [0.5, 0.5]
+
+
+def test_async_timeout_refuses_at_once() -> None:
+    """acquire_async with a timeout shorter than the wait raises without waiting."""
+    clock = ManualClock()
+    limiter = RateLimiter(1, per=5.0, clock=clock)
+
+    async def main() -> None:
+        await limiter.acquire_async()
+        await limiter.acquire_async(timeout=1.0)
+
+    with pytest.raises(RateLimitExceeded) as caught:
+        asyncio.run(main())
+    assert caught.value.retry_after == pytest.approx(5.0)
+    assert clock.sleeps == []
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["in-process", "store"])
+def test_async_acquire_through_a_store_awaits_its_twin(shared: bool) -> None:
+    """With a store, the async forms await rate_reserve_async, once per admitted acquire."""
+    clock = ManualClock()
+    store = CountingStore()
+    limiter = RateLimiter(1, name="api", store=store, clock=clock)
+
+    async def main() -> None:
+        await limiter.acquire_async()
+        await limiter.acquire_async()
+
+    asyncio.run(main())
+    assert store.calls == ["rate_reserve_async", "rate_reserve_async"]
+    assert clock.sleeps == [1.0]
+
+
+def test_cancelled_wait_gives_the_reservation_back() -> None:
+    """A task cancelled while it waits for its turn frees that turn for the next caller."""
+    limiter = RateLimiter(1, per=0.2)  # the real clock: the wait must really be pending
+
+    async def main() -> None:
+        await limiter.acquire_async()
+        waiting = asyncio.ensure_future(limiter.acquire_async())
+        await asyncio.sleep(0.01)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        with pytest.raises(RateLimitExceeded) as caught:
+            await limiter.acquire_async(timeout=0.0)
+        # Its turn came back: the next one is one interval after the first, not two.
+        assert caught.value.retry_after <= 0.2
+
+    asyncio.run(main())
+
+
+# --- errors ---------------------------------------------------------------------------
+
+
+def test_errors_are_transient_runtime_errors_that_pickle() -> None:
+    """Both are RuntimeError, TRANSIENT, and survive a pickle round trip."""
+    rate = RateLimitExceeded("api", 1.5, 1.0, 0.5)
+    slots = ConcurrencyLimitExceeded("db", 8, 0.25)
+    for error in (rate, slots):
+        assert isinstance(error, RuntimeError)
+        assert classify(error) is ErrorClass.TRANSIENT
+        copy = pickle.loads(pickle.dumps(error))
+        assert str(copy) == str(error)
+    assert pickle.loads(pickle.dumps(rate)).retry_after == 1.5
+    assert slots.retry_after is None
+    assert str(rate) == (
+        "rate limiter 'api' would admit cost 1 in 1.5 s, more than the 0.5 s allowed; not waiting"
+    )
+    assert str(slots) == (
+        "concurrency limit 'db' had no free slot within 0.25 s (8 of 8 in flight); "
+        "not running the call"
+    )
+
+
+def test_pacing_refusals_never_count_as_breaker_failures() -> None:
+    """A breaker around paced calls stays closed however often pacing refuses."""
+    breaker = CircuitBreaker(failure_threshold=1, name="api")
+    limit = ConcurrencyLimit(1)
+    limiter = RateLimiter(1, per=60.0, clock=ManualClock())
+    limiter.acquire()
+
+    @breaker
+    def paced() -> None:
+        limiter.acquire(timeout=0.0)
+
+    @breaker
+    def bulkheaded() -> None:
+        with limit:
+            pass
+
+    for _ in range(3):
+        with pytest.raises(RateLimitExceeded):
+            paced()
+        with limit, pytest.raises(ConcurrencyLimitExceeded):
+            bulkheaded()
+    assert breaker.state == "closed"
+
+
+# --- construction ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"rate": 0}, "rate must be a finite number > 0, got 0"),
+        ({"rate": -1}, "rate must be a finite number > 0, got -1"),
+        ({"rate": math.nan}, "rate must be a finite number > 0, got nan"),
+        ({"rate": math.inf}, "rate must be a finite number > 0, got inf"),
+        ({"rate": "10"}, "rate must be a number, got '10'"),
+        ({"rate": True}, "rate must be a number, got True"),
+        ({"rate": 1, "per": 0}, "per must be a finite number of seconds > 0, got 0"),
+        ({"rate": 1, "per": -1.0}, "per must be a finite number of seconds > 0, got -1.0"),
+        ({"rate": 1, "per": math.inf}, "per must be a finite number of seconds > 0, got inf"),
+        ({"rate": 1, "per": "60"}, "per must be a number of seconds or a timedelta, got '60'"),
+        ({"rate": 1, "burst": 0}, "burst must be a finite number > 0, got 0"),
+        ({"rate": 1, "burst": math.nan}, "burst must be a finite number > 0, got nan"),
+        ({"rate": 1, "burst": False}, "burst must be a number, got False"),
+        ({"rate": 1, "name": ""}, "name must be a non-empty str, got ''"),
+        ({"rate": 1, "name": 3}, "name must be a str, got 3"),
+        ({"rate": 1, "clock": object()}, "clock must provide monotonic"),
+        ({"rate": 1e-300, "per": 1e300}, "must give a finite interval"),
+    ],
+)
+def test_rate_limiter_refuses_bad_settings_naming_them(
+    kwargs: dict[str, Any], message: str
+) -> None:
+    """Each bad setting fails at construction, naming the parameter and the value."""
+    with pytest.raises((TypeError, ValueError), match=message.replace("(", r"\(")):
+        RateLimiter(**kwargs)
+
+
+def test_rate_limiter_reads_back_its_settings() -> None:
+    """rate, per (timedelta as seconds), burst and name read back; repr shows them."""
+    limiter = RateLimiter(500, per=datetime.timedelta(minutes=1), burst=20, name="openai")
+    assert (limiter.rate, limiter.per, limiter.burst, limiter.name) == (500.0, 60.0, 20, "openai")
+    assert repr(limiter) == "RateLimiter(500, per=60, burst=20, name='openai')"
+    assert RateLimiter(1).name.startswith("limiter-")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"limit": 0}, "limit must be >= 1, got 0"),
+        ({"limit": -2}, "limit must be >= 1, got -2"),
+        ({"limit": 2.5}, "limit must be an int >= 1, got 2.5"),
+        ({"limit": True}, "limit must be an int >= 1, got True"),
+        ({"limit": 4, "min_limit": 0}, "min_limit must be >= 1, got 0"),
+        ({"limit": 4, "min_limit": 5}, r"min_limit must be <= limit \(4\), got 5"),
+        ({"limit": 4, "max_limit": 3}, r"max_limit must be >= limit \(4\), got 3"),
+        ({"limit": 4, "max_limit": 9.0}, "max_limit must be an int >= 1, got 9.0"),
+        ({"limit": 4, "max_wait": -1}, "max_wait must be a finite number of seconds >= 0"),
+        ({"limit": 4, "max_wait": math.nan}, "max_wait must be a finite number of seconds"),
+        ({"limit": 4, "max_wait": math.inf}, "max_wait must be a finite number of seconds"),
+        ({"limit": 4, "max_wait": "1"}, "max_wait must be a number of seconds or a timedelta"),
+        ({"limit": 4, "lease_ttl": 0}, "lease_ttl must be a finite number of seconds > 0, got 0"),
+        ({"limit": 4, "lease_ttl": math.inf}, "lease_ttl must be a finite number of seconds > 0"),
+        ({"limit": 4, "adaptive": 1}, "adaptive must be a bool, got 1"),
+        ({"limit": 4, "classifier": 3}, "classifier must be callable, got 3"),
+        ({"limit": 4, "name": ""}, "name must be a non-empty str"),
+    ],
+)
+def test_concurrency_limit_refuses_bad_settings_naming_them(
+    kwargs: dict[str, Any], message: str
+) -> None:
+    """Each bad setting fails at construction, naming the parameter and the value."""
+    with pytest.raises((TypeError, ValueError), match=message):
+        ConcurrencyLimit(**kwargs)
+
+
+# --- ConcurrencyLimit -----------------------------------------------------------------
+
+
+def test_limit_and_in_flight_read_back() -> None:
+    """.limit and .in_flight say what is allowed and what is running."""
+    limit = ConcurrencyLimit(3, name="db")
+    assert (limit.limit, limit.in_flight) == (3, 0)
+    with limit:
+        assert limit.in_flight == 1
+        assert limit.call(lambda: limit.in_flight) == 2
+    assert limit.in_flight == 0
+    assert repr(limit) == "ConcurrencyLimit(3, name='db', in_flight=0)"
+
+
+def test_a_full_limit_refuses_at_once_without_max_wait() -> None:
+    """max_wait=0: the call beyond the limit raises ConcurrencyLimitExceeded, not run."""
+    limit = ConcurrencyLimit(1, name="db")
+    ran = []
+    with limit, pytest.raises(ConcurrencyLimitExceeded) as caught:
+        limit.call(ran.append, 1)
+    assert ran == []
+    assert (caught.value.concurrency, caught.value.limit, caught.value.max_wait) == ("db", 1, 0.0)
+    assert limit.in_flight == 0
+
+
+def test_slot_is_given_back_when_the_call_raises() -> None:
+    """A failing call frees its slot."""
+    limit = ConcurrencyLimit(1)
+
+    def boom() -> None:
+        raise KeyError("x")
+
+    with pytest.raises(KeyError):
+        limit.call(boom)
+    with pytest.raises(KeyError), limit:
+        raise KeyError("y")
+    assert limit.in_flight == 0
+    assert limit.call(lambda: "ok") == "ok"
+
+
+def test_call_refuses_coroutine_functions_pointing_to_call_async() -> None:
+    """call() on an async def says to await call_async instead."""
+
+    async def work() -> None:
+        pass
+
+    with pytest.raises(TypeError, match="call_async"):
+        ConcurrencyLimit(1).call(work)  # type: ignore[arg-type]
+
+
+def test_sixteen_threads_never_exceed_the_limit() -> None:
+    """16 real threads hammering a limit of 3 (waiting for slots): never more than 3 inside."""
+    limit = ConcurrencyLimit(3, max_wait=10.0)
+    inside = 0
+    peak = 0
+    guard = threading.Lock()
+
+    def work() -> None:
+        nonlocal inside, peak
+        for _ in range(50):
+            with limit:
+                with guard:
+                    inside += 1
+                    peak = max(peak, inside)
+                time.sleep(0)  # let another thread run while the slot is held
+                with guard:
+                    inside -= 1
+
+    run_in_threads(work, 16)
+    assert peak == 3
+    assert limit.in_flight == 0
+
+
+def test_sixteen_threads_refused_beyond_the_limit_without_waiting() -> None:
+    """16 threads, limit 4, max_wait 0: at most 4 inside; the others refused, none lost."""
+    limit = ConcurrencyLimit(4)
+    inside = 0
+    peak = 0
+    outcomes = {"ran": 0, "refused": 0}
+    guard = threading.Lock()
+    release = threading.Event()
+
+    def work() -> None:
+        nonlocal inside, peak
+        try:
+            with limit:
+                with guard:
+                    inside += 1
+                    peak = max(peak, inside)
+                    outcomes["ran"] += 1
+                release.wait(0.05)
+                with guard:
+                    inside -= 1
+        except ConcurrencyLimitExceeded:
+            with guard:
+                outcomes["refused"] += 1
+
+    run_in_threads(work, 16)
+    assert peak <= 4
+    assert outcomes["ran"] + outcomes["refused"] == 16
+    assert outcomes["ran"] >= 4
+
+
+def test_a_waiting_thread_gets_the_slot_a_release_frees() -> None:
+    """With max_wait, a caller waits for the slot and gets it when the holder leaves."""
+    limit = ConcurrencyLimit(1, max_wait=5.0)
+    entered = threading.Event()
+    got: list[float] = []
+
+    def holder() -> None:
+        with limit:
+            entered.set()
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    entered.wait(5)
+    started = time.monotonic()
+    with limit:
+        got.append(time.monotonic() - started)
+    thread.join()
+    assert got
+    assert got[0] < 4.0
+
+
+def test_max_wait_refuses_after_waiting() -> None:
+    """No slot within max_wait: ConcurrencyLimitExceeded carrying max_wait."""
+    limit = ConcurrencyLimit(1, max_wait=0.02)
+    with limit, pytest.raises(ConcurrencyLimitExceeded) as caught:
+        limit.call(lambda: None)
+    assert caught.value.max_wait == 0.02
+
+
+def test_enclosing_deadline_bounds_max_wait() -> None:
+    """Under a deadline with no time left, the limit refuses at once."""
+    clock = ManualClock()
+    limit = ConcurrencyLimit(1, max_wait=30.0)
+
+    @retry(deadline=1.0, max_retries=0, clock=clock)
+    def call() -> None:
+        clock.advance(1.0)  # the deadline has come
+        limit.call(lambda: None)
+
+    started = time.monotonic()
+    with limit, pytest.raises(ConcurrencyLimitExceeded):
+        call()
+    assert time.monotonic() - started < 5.0  # not the 30 s of max_wait
+
+
+def test_sixteen_tasks_never_exceed_the_limit() -> None:
+    """The async forms: 16 tasks, limit 3, waiting for slots: never more than 3 inside."""
+    limit = ConcurrencyLimit(3, max_wait=10.0)
+    inside = 0
+    peak = 0
+
+    @limit
+    async def work() -> None:
+        nonlocal inside, peak
+        inside += 1
+        peak = max(peak, inside)
+        await asyncio.sleep(0)
+        inside -= 1
+
+    async def main() -> None:
+        async def many() -> None:
+            for _ in range(10):
+                await work()
+                async with limit:
+                    await asyncio.sleep(0)
+
+        await asyncio.gather(*(many() for _ in range(16)))
+
+    asyncio.run(main())
+    assert peak == 3
+    assert limit.in_flight == 0
+
+
+def test_async_max_wait_refuses_after_waiting() -> None:
+    """No slot within max_wait for a task: ConcurrencyLimitExceeded."""
+    limit = ConcurrencyLimit(1, max_wait=0.02)
+
+    async def main() -> None:
+        async with limit:
+            await limit.call_async(asyncio.sleep, 0)
+
+    with pytest.raises(ConcurrencyLimitExceeded):
+        asyncio.run(main())
+    assert limit.in_flight == 0
+
+
+def test_slots_through_a_store_are_shared_by_name() -> None:
+    """Two limits on one store and name share the slots; another name does not."""
+    clock = ManualClock()
+    store = MemoryPacingStore()
+    one = ConcurrencyLimit(2, name="db", store=store, clock=clock)
+    two = ConcurrencyLimit(2, name="db", store=store, clock=clock)
+    other = ConcurrencyLimit(2, name="other", store=store, clock=clock)
+    with one, two:
+        with pytest.raises(ConcurrencyLimitExceeded):
+            one.call(lambda: None)
+        assert other.call(lambda: "ok") == "ok"
+        assert (one.in_flight, two.in_flight) == (1, 1)
+    assert one.call(lambda: "ok") == "ok"
+
+
+def test_store_slot_wait_asks_again_until_a_slot_frees() -> None:
+    """A limit waiting through a store asks again (bounded steps) and gets the freed slot."""
+    clock = ManualClock()
+    store = MemoryPacingStore()
+    holder = ConcurrencyLimit(1, name="db", store=store, clock=clock, lease_ttl=0.05)
+    waiter = ConcurrencyLimit(1, name="db", store=store, clock=clock, max_wait=1.0)
+    with holder:
+        assert waiter.call(lambda: "ok") == "ok"  # the holder's lease expired meanwhile
+    assert 0.05 <= clock.monotonic() <= 0.2
+    assert max(clock.sleeps) <= 0.1
+
+
+def test_a_lost_lease_comes_back_after_lease_ttl() -> None:
+    """A slot never released (a killed process) is admitted again once its lease expires."""
+    clock = ManualClock()
+    store = MemoryPacingStore()
+    assert store.slot_acquire("db", 1, 10.0, clock.monotonic()) is not None  # never released
+    limit = ConcurrencyLimit(1, name="db", store=store, clock=clock)
+    with pytest.raises(ConcurrencyLimitExceeded):
+        limit.call(lambda: None)
+    clock.advance(10.0)
+    assert limit.call(lambda: "ok") == "ok"
+
+
+def test_async_slots_through_a_store() -> None:
+    """async with and call_async take and give back store leases."""
+    clock = ManualClock()
+    store = MemoryPacingStore()
+    limit = ConcurrencyLimit(1, name="db", store=store, clock=clock)
+
+    async def main() -> None:
+        async with limit:
+            assert limit.in_flight == 1
+            with pytest.raises(ConcurrencyLimitExceeded):
+                await limit.call_async(asyncio.sleep, 0)
+        await limit.call_async(asyncio.sleep, 0)
+
+    asyncio.run(main())
+    assert limit.in_flight == 0
+    assert store.slot_acquire("db", 1, 1.0, 0.0) is not None  # every lease was released
+
+
+# --- adaptive -------------------------------------------------------------------------
+
+
+def fill_rounds(limit: ConcurrencyLimit, outcome: Callable[[], object], rounds: int) -> None:
+    """Run *rounds* rounds of calls with the limit fully used, each ending with *outcome*."""
+    for _ in range(rounds):
+        calls = limit.limit
+
+        def step(remaining: int) -> None:
+            if remaining == 0:
+                return
+            try:
+                with limit:
+                    step(remaining - 1)
+                    result = outcome()
+                    if isinstance(result, BaseException):
+                        raise result
+            except Exception:
+                pass
+
+        step(calls)
+
+
+def test_adaptive_limit_falls_on_429s() -> None:
+    """Each round of 429s cuts the limit to 0.9 of itself, once per round."""
+    limit = ConcurrencyLimit(20, adaptive=True)
+    fill_rounds(limit, lambda: HTTPError(429), 1)
+    assert limit.limit == 18  # once for the round, not once per call
+    fill_rounds(limit, lambda: HTTPError(429), 5)
+    assert limit.limit < 12
+
+
+@pytest.mark.parametrize(
+    "signal",
+    [
+        HTTPError(503),
+        HTTPError(400, {"Retry-After": "3"}),
+        TimeoutError("read timed out"),
+        HTTPError(502),  # DEGRADED
+    ],
+    ids=["503", "retry-after", "timeout", "degraded"],
+)
+def test_adaptive_limit_reads_every_overload_signal(signal: Exception) -> None:
+    """503, a Retry-After, a TIMEOUT or a DEGRADED class cut the limit."""
+    limit = ConcurrencyLimit(10, adaptive=True)
+    fill_rounds(limit, lambda: signal, 1)
+    assert limit.limit == 9
+
+
+def test_a_response_returned_with_429_is_an_overload() -> None:
+    """call() reads a returned response's status: a 429 value cuts like a raised one."""
+    limit = ConcurrencyLimit(10, adaptive=True)
+    limit.call(Response, 429)
+    assert limit.limit == 9
+    with limit:
+        limit.record_overload()  # the with form says so by hand
+    assert limit.limit == 9  # same round: the first cut stands for it
+
+
+def test_fatal_and_transient_failures_move_nothing() -> None:
+    """A 404 or a connection error is not an overload and not a success."""
+    limit = ConcurrencyLimit(4, adaptive=True)
+    fill_rounds(limit, lambda: HTTPError(404), 3)
+    fill_rounds(limit, lambda: ConnectionError("reset"), 3)
+    assert limit.limit == 4
+
+
+def test_adaptive_limit_climbs_back_one_per_round_of_successes() -> None:
+    """Rounds of successes with the limit at least half used raise it by one each."""
+    limit = ConcurrencyLimit(10, adaptive=True, max_limit=100)
+    fill_rounds(limit, lambda: HTTPError(429), 3)
+    low = limit.limit
+    fill_rounds(limit, lambda: "ok", 5)
+    assert limit.limit == low + 5
+
+
+def test_successes_with_the_limit_mostly_idle_do_not_raise_it() -> None:
+    """One call at a time never proves the limit too low: it stays put."""
+    limit = ConcurrencyLimit(10, adaptive=True)
+    for _ in range(100):
+        limit.call(lambda: "ok")
+    assert limit.limit == 10
+
+
+@settings(max_examples=100)
+@given(
+    outcomes=st.lists(st.sampled_from(["ok", "429", "404"]), max_size=60),
+    start=st.integers(min_value=1, max_value=30),
+    low=st.integers(min_value=1, max_value=30),
+    high=st.integers(min_value=1, max_value=30),
+)
+def test_adaptive_limit_stays_between_min_and_max(
+    outcomes: list[str], start: int, low: int, high: int
+) -> None:
+    """Whatever the outcomes, min_limit <= limit <= max_limit."""
+    low, start, high = sorted((low, start, high))
+    limit = ConcurrencyLimit(start, adaptive=True, min_limit=low, max_limit=high)
+    errors = {"429": HTTPError(429), "404": HTTPError(404)}
+    for outcome in outcomes:
+        fill_rounds(limit, lambda outcome=outcome: errors.get(outcome, "ok"), 1)  # type: ignore[misc]
+        assert low <= limit.limit <= high
+    assert limit.in_flight == 0
