@@ -7,6 +7,7 @@ import functools
 import gc
 import logging
 import pickle
+import re
 import threading
 import time
 import traceback
@@ -1647,3 +1648,354 @@ def test_giving_up_counts_the_attempts_that_ran(caplog: pytest.LogCaptureFixture
     [gave_up] = caplog.records
     assert gave_up.attempt == 2  # type: ignore[attr-defined]
     assert "after 2 attempts" in gave_up.getMessage()
+
+
+# --- on=, fallback=, logger=, stop_event=, one note per exception (issue 19) -----
+
+
+@pytest.mark.parametrize(
+    "error",
+    [KeyError("k"), PermissionError("denied"), ValueError("bad")],
+    ids=["unknown", "fatal", "unknown-value"],
+)
+def test_on_types_are_retried_whatever_their_class(error: Exception) -> None:
+    """``on=`` names exceptions retried whatever ``classify`` says of them (FATAL too)."""
+    flaky = Flaky(error, error)
+    assert retry(on=(KeyError, PermissionError, ValueError), clock=ManualClock())(flaky)() == "ok"
+    assert flaky.calls == 3
+
+
+def test_on_accepts_one_type_and_subclasses_match() -> None:
+    """``on=LookupError`` retries a KeyError (a subclass)."""
+    flaky = Flaky(KeyError("k"))
+    assert retry(on=LookupError, clock=ManualClock())(flaky)() == "ok"
+    assert flaky.calls == 2
+
+
+def test_on_predicate_decides_per_exception() -> None:
+    """A predicate given to ``on=`` sees each exception and decides."""
+    seen: list[BaseException] = []
+
+    def transient_value_error(exc: BaseException) -> bool:
+        seen.append(exc)
+        return "try again" in str(exc)
+
+    flaky = Flaky(ValueError("try again"), ValueError("broken"))
+    with pytest.raises(ValueError, match="broken"):
+        retry(on=transient_value_error, clock=ManualClock())(flaky)()
+    assert flaky.calls == 2
+    assert [str(e) for e in seen] == ["try again", "broken"]
+
+
+def test_exceptions_on_does_not_match_follow_retryable_classes() -> None:
+    """With ``on=KeyError``, a ConnectionError is still retried (TRANSIENT) and a
+    ValueError (UNKNOWN) is raised at once."""
+    flaky = Flaky(ConnectionError("down"), ValueError("bad"))
+    with pytest.raises(ValueError, match="bad"):
+        retry(on=KeyError, clock=ManualClock())(flaky)()
+    assert flaky.calls == 2
+
+
+def test_on_never_retries_a_rejected_call() -> None:
+    """An open circuit stops the call at once, even when ``on=`` names CircuitOpenError."""
+    from resilient import CircuitBreaker, CircuitOpenError
+
+    clock = ManualClock()
+    breaker = CircuitBreaker(1, name="on-open", clock=clock)
+    breaker.trip()
+    calls = Flaky()
+    with pytest.raises(CircuitOpenError):
+        retry(on=CircuitOpenError, clock=clock)(breaker(calls))()
+    assert calls.calls == 0
+    assert clock.sleeps == []
+
+
+def test_retry_with_backoff_takes_on() -> None:
+    """``retry_with_backoff(func, on=...)`` retries what ``on`` names."""
+    flaky = Flaky(KeyError("k"))
+    with no_wait():
+        assert retry_with_backoff(flaky, on=KeyError) == "ok"
+    assert flaky.calls == 2
+
+
+def test_retry_with_backoff_async_takes_on_and_fallback() -> None:
+    asyncio.run(_test_retry_with_backoff_async_takes_on_and_fallback())
+
+
+async def _test_retry_with_backoff_async_takes_on_and_fallback() -> None:
+    """The async twin has ``on=`` and ``fallback=`` too."""
+
+    async def fails() -> str:
+        raise KeyError("k")
+
+    with no_wait():
+        got = await retry_with_backoff_async(fails, on=KeyError, fallback=lambda exc: "cached")
+    assert got == "cached"
+
+
+@pytest.mark.parametrize(
+    "classes",
+    [[ValueError], (ErrorClass.TRANSIENT, KeyError), ValueError],
+    ids=["list", "mixed", "bare"],
+)
+def test_exception_types_in_retryable_classes_point_to_on(classes: Any) -> None:
+    """A tenacity user's guess, ``retryable_classes=[ValueError]``, is refused with the
+    ``on=`` spelling."""
+    with pytest.raises(TypeError, match=r"retryable_classes.*on=\((ValueError|KeyError),\)"):
+        retry(retryable_classes=classes)
+
+
+@pytest.mark.parametrize(
+    ("on", "message"),
+    [
+        (int, "on must be an exception type.*int"),
+        ("ValueError", "on must be an exception type.*'ValueError'"),
+        ((ValueError, 3), "on must be an exception type.*3"),
+        (KeyboardInterrupt, "on must name Exception subclasses.*KeyboardInterrupt"),
+        ((), "on must name at least one exception type"),
+    ],
+)
+def test_bad_on_is_refused_at_construction(on: Any, message: str) -> None:
+    """``on=`` holding anything but exception types or a predicate fails at once, named."""
+    with pytest.raises((TypeError, ValueError), match=message):
+        retry(on=on)
+    with pytest.raises((TypeError, ValueError), match=message):
+        retry_with_backoff(Flaky(), on=on)
+
+
+def test_fallback_value_is_the_result_when_attempts_run_out() -> None:
+    """Retries exhausted: the fallback gets the last exception, noted, and its value returns."""
+    seen: list[Exception] = []
+
+    def fallback(exc: Exception) -> str:
+        seen.append(exc)
+        return "cached"
+
+    last = ConnectionError("3")
+    flaky = Flaky(ConnectionError("1"), ConnectionError("2"), last)
+    decorated = retry(max_retries=2, jitter=False, fallback=fallback, clock=ManualClock())
+    assert decorated(flaky)() == "cached"
+    assert seen == [last]
+    assert last.__notes__ == ["resilient: 3 attempts over 3.000 s (retries exhausted)"]
+
+
+def test_fallback_covers_the_deadline_and_the_budget() -> None:
+    """A deadline that would pass and a budget that refuses both end in the fallback."""
+    clock = ManualClock()
+    deadline = retry(deadline=1.5, base_delay=1.0, jitter=False, fallback=repr, clock=clock)
+    assert deadline(Flaky(*[ConnectionError("down")] * 5))() == "ConnectionError('down')"
+    budget = RetryBudget(max_tokens=2, token_ratio=0.1)
+    spent = retry(budget=budget, fallback=lambda exc: "no budget", clock=clock)
+    assert spent(Flaky(*[ConnectionError("down")] * 5))() == "no budget"
+
+
+def test_fallback_covers_an_open_circuit() -> None:
+    """@retry over @breaker: a call the open circuit rejects ends in the fallback."""
+    from resilient import CircuitBreaker, CircuitOpenError
+
+    clock = ManualClock()
+    breaker = CircuitBreaker(1, name="fallback-open", clock=clock)
+    breaker.trip()
+    seen: list[Exception] = []
+    guarded = retry(fallback=lambda exc: seen.append(exc) or "stale", clock=clock)(breaker(Flaky()))
+    assert guarded() == "stale"
+    assert isinstance(seen[0], CircuitOpenError)
+
+
+def test_fallback_never_hides_a_failure_that_is_not_retried() -> None:
+    """A FATAL error (a bug, the caller's bad input) is raised, not handed to the fallback."""
+    called: list[Exception] = []
+    flaky = Flaky(PermissionError("denied"))
+    with pytest.raises(PermissionError):
+        retry(fallback=called.append, clock=ManualClock())(flaky)()
+    assert called == []
+
+
+def test_retry_with_backoff_takes_a_fallback() -> None:
+    """``retry_with_backoff(..., fallback=...)`` returns its value when the call gives up."""
+    with no_wait():
+        got = retry_with_backoff(
+            Flaky(*[TimeoutError("slow")] * 3), max_retries=1, fallback=lambda exc: 0
+        )
+    assert got == 0
+
+
+def test_async_functions_await_an_async_fallback() -> None:
+    asyncio.run(_test_async_functions_await_an_async_fallback())
+
+
+async def _test_async_functions_await_an_async_fallback() -> None:
+    """An ``async def`` fallback of an ``async def`` function is awaited."""
+
+    async def fallback(exc: Exception) -> str:
+        await asyncio.sleep(0)
+        return f"fallback after {type(exc).__name__}"
+
+    @retry(max_retries=1, fallback=fallback, clock=ManualClock())
+    async def fetch() -> str:
+        raise ConnectionError("down")
+
+    assert await fetch() == "fallback after ConnectionError"
+
+
+def test_an_async_fallback_is_refused_for_a_plain_function() -> None:
+    """A plain function cannot await its fallback: refused when decorated, naming it."""
+
+    async def fallback(exc: Exception) -> str:
+        return "x"
+
+    with pytest.raises(TypeError, match=r"fallback must be a plain function.*'async def'"):
+        retry(fallback=fallback)(Flaky())
+    with pytest.raises(TypeError, match="fallback must be a plain function"):
+        retry_with_backoff(Flaky(), fallback=fallback)
+
+
+@pytest.mark.parametrize("fallback", ["cached", 0, [1]])
+def test_a_fallback_that_is_not_callable_is_refused(fallback: Any) -> None:
+    """``fallback=`` must be callable, checked at construction."""
+    with pytest.raises(TypeError, match=re.escape(f"fallback must be callable, got {fallback!r}")):
+        retry(fallback=fallback)
+    with pytest.raises(TypeError, match="fallback must be callable"):
+        retry_with_backoff(Flaky(), fallback=fallback)
+
+
+def test_logger_receives_the_lines_instead_of_resilient_retry(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``logger=``: the same messages and fields, on the given logger only."""
+    mine = logging.getLogger("myapp.sync")
+    with caplog.at_level(logging.DEBUG), pytest.raises(ConnectionError):
+        retry(max_retries=1, logger=mine, clock=ManualClock(), jitter=False)(
+            Flaky(ConnectionError("a"), ConnectionError("b"))
+        )()
+    assert [r.name for r in caplog.records] == ["myapp.sync", "myapp.sync"]
+    warning, error = caplog.records
+    assert warning.getMessage().startswith("retrying ")
+    assert warning.event == "retry_scheduled"  # type: ignore[attr-defined]
+    assert error.getMessage().startswith("giving up on ")
+    assert error.event == "retry_gave_up"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("logger", ["resilient.retry", print, 3])
+def test_a_logger_that_is_not_one_is_refused(logger: Any) -> None:
+    """``logger=`` must be a logging.Logger (a name is not one)."""
+    with pytest.raises(TypeError, match=r"logger must be a logging\.Logger"):
+        retry(logger=logger)
+
+
+def test_stop_event_set_before_a_retry_stops_the_call() -> None:
+    """Once set, no new attempt: the first attempt's failure is raised, noted, no wait."""
+    event = threading.Event()
+    event.set()
+    clock = ManualClock()
+    error = ConnectionError("down")
+    flaky = Flaky(error)
+    with pytest.raises(ConnectionError) as info:
+        retry(stop_event=event, clock=clock)(flaky)()
+    assert info.value is error
+    assert flaky.calls == 1
+    assert clock.sleeps == []
+    assert error.__notes__ == ["resilient: 1 attempt over 0.000 s (stop_event is set)"]
+
+
+def test_stop_event_is_checked_after_a_manual_clock_wait() -> None:
+    """With a ManualClock (no real wait to cut short), an event set during the wait stops
+    the call before the next attempt; its fallback answers."""
+    event = threading.Event()
+
+    class SettingClock(ManualClock):
+        def sleep(self, seconds: float) -> None:
+            super().sleep(seconds)
+            event.set()  # a shutdown signal arrives while the call waits
+
+    clock = SettingClock()
+    flaky = Flaky(ConnectionError("1"), ConnectionError("2"))
+    got = retry(stop_event=event, clock=clock, fallback=lambda exc: "drained")(flaky)()
+    assert got == "drained"
+    assert flaky.calls == 1
+    assert len(clock.sleeps) == 1
+
+
+def test_stop_event_ends_a_real_wait_early() -> None:
+    """A threading.Event set by another thread ends a 30 s wait at once (the call is back
+    long before the wait would have ended)."""
+    event = threading.Event()
+    flaky = Flaky(ConnectionError("down"))
+    timer = threading.Timer(0.05, event.set)
+    started = time.monotonic()
+    timer.start()
+    try:
+        with pytest.raises(ConnectionError) as info:
+            retry(base_delay=30.0, jitter=False, stop_event=event)(flaky)()
+    finally:
+        timer.cancel()
+    assert time.monotonic() - started < 15.0  # far from the 30 s wait
+    assert flaky.calls == 1
+    assert "stop_event was set during the wait" in info.value.__notes__[0]
+
+
+def test_asyncio_stop_event_ends_an_async_wait_early() -> None:
+    asyncio.run(_test_asyncio_stop_event_ends_an_async_wait_early())
+
+
+async def _test_asyncio_stop_event_ends_an_async_wait_early() -> None:
+    """An asyncio.Event ends the wait of an ``async def`` function at once."""
+    event = asyncio.Event()
+    calls = 0
+
+    @retry(base_delay=30.0, jitter=False, stop_event=event, fallback=lambda exc: "stopped")
+    async def fetch() -> str:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError("down")
+
+    asyncio.get_running_loop().call_later(0.05, event.set)
+    started = time.monotonic()
+    assert await fetch() == "stopped"
+    assert time.monotonic() - started < 15.0
+    assert calls == 1
+
+
+def test_threading_stop_event_ends_an_async_wait_early() -> None:
+    asyncio.run(_test_threading_stop_event_ends_an_async_wait_early())
+
+
+async def _test_threading_stop_event_ends_an_async_wait_early() -> None:
+    """A threading.Event (set from another thread) ends an async wait early too."""
+    event = threading.Event()
+
+    @retry(base_delay=30.0, jitter=False, stop_event=event, fallback=lambda exc: "stopped")
+    async def fetch() -> str:
+        raise ConnectionError("down")
+
+    timer = threading.Timer(0.05, event.set)
+    timer.start()
+    started = time.monotonic()
+    try:
+        assert await fetch() == "stopped"
+    finally:
+        timer.cancel()
+    assert time.monotonic() - started < 15.0
+
+
+@pytest.mark.parametrize("event", [True, "stop", object()])
+def test_a_stop_event_without_is_set_is_refused(event: Any) -> None:
+    """``stop_event=`` needs ``is_set()``: refused at construction, named."""
+    with pytest.raises(TypeError, match=r"stop_event must be a threading\.Event or an asyncio"):
+        retry(stop_event=event)
+
+
+def test_an_exception_raised_again_keeps_one_note() -> None:
+    """A reused exception object (a mock's side_effect) gets its note replaced, not
+    another one per call; notes that are not ours stay."""
+    error = ConnectionError("down")
+    error.__notes__ = ["from the caller"]  # type: ignore[attr-defined]
+    decorated = retry(max_retries=1, clock=ManualClock(), jitter=False)(
+        lambda: (_ for _ in ()).throw(error)
+    )
+    for _ in range(3):
+        with pytest.raises(ConnectionError):
+            decorated()
+    ours = [n for n in error.__notes__ if n.startswith("resilient:")]
+    assert ours == ["resilient: 2 attempts over 1.000 s (retries exhausted)"]
+    assert error.__notes__[0] == "from the caller"

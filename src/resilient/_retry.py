@@ -48,21 +48,34 @@ from resilient.backoff import Backoff
 # Not ``typing.TYPE_CHECKING``: see ``resilient/__init__.py``.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterator
+    from collections.abc import Awaitable, Callable, Iterable, Iterator
     from logging import Logger
-    from typing import Any, TypeVar, overload
+    from typing import Any, NoReturn, TypeVar, overload
 
-    from typing_extensions import ParamSpec
+    from typing_extensions import ParamSpec, deprecated
 
     from resilient._clock import Clock
-    from resilient._types import Budget, Gate, JitterSpec, RetryState
+    from resilient._types import (
+        AsyncFallbackDecorator,
+        Budget,
+        FallbackDecorator,
+        Gate,
+        JitterSpec,
+        RetryOn,
+        RetryState,
+        StopEvent,
+    )
 
     P = ParamSpec("P")
     T = TypeVar("T")
+    R = TypeVar("R")
 else:
 
     def overload(func):  # ``typing.overload`` for type checkers only, without importing ``typing``
         return func
+
+    def deprecated(message):  # for type checkers only: marks the overload they must reject
+        return overload
 
 
 __all__ = [
@@ -125,14 +138,20 @@ class Policy:
         "classify",
         "clock",
         "deadline",
+        "fallback",
+        "fallback_is_async",
+        "logger",
         "max_attempts",
         "max_retries",
         "max_retry_after",
         "needs_full_loop",
         "new_delays",
+        "on",
         "on_retry",
         "retry_on_result",
         "retryable",
+        "stop_event",
+        "stop_wait",
     )
 
     def __init__(
@@ -150,24 +169,17 @@ class Policy:
         clock: Clock | None,
         retry_on_result: Callable[[Any], bool] | None,
         max_retry_after: float = 120.0,
+        on: RetryOn | None = None,
+        fallback: Callable[[Exception], Any] | None = None,
+        logger: Logger | None = None,
+        stop_event: StopEvent | None = None,
     ) -> None:
         if isinstance(max_retries, bool) or not isinstance(max_retries, int):
             raise TypeError(f"max_retries must be an int, got {max_retries!r}")
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries!r}")
         self.backoff = Backoff(base_delay, max_delay, jitter)
-        if isinstance(retryable_classes, (str, ErrorClass)) or not isinstance(
-            retryable_classes, Collection
-        ):
-            raise TypeError(
-                f"retryable_classes must be a collection of ErrorClass, got {retryable_classes!r}"
-            )
-        for item in retryable_classes:
-            if not isinstance(item, ErrorClass):
-                raise TypeError(
-                    f"retryable_classes must hold only ErrorClass members, got {item!r} "
-                    f"in {retryable_classes!r}"
-                )
+        _check_retryable_classes(retryable_classes)
         if deadline is not None:
             if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
                 raise TypeError(f"deadline must be a number of seconds or None, got {deadline!r}")
@@ -177,6 +189,7 @@ class Policy:
             ("classifier", classifier),
             ("on_retry", on_retry),
             ("retry_on_result", retry_on_result),
+            ("fallback", fallback),
         ):
             if hook is not None and not callable(hook):
                 raise TypeError(f"{name} must be callable, got {hook!r}")
@@ -191,6 +204,14 @@ class Policy:
             )
         check_clock(clock)
         self.max_retry_after = check_max_retry_after(max_retry_after)
+        self.on = _check_on(on)
+        """Exception types (a tuple), a predicate, or ``None``: retried whatever their class."""
+        self.logger = _check_logger(logger)
+        self.stop_event = stop_event
+        self.stop_wait = _check_stop_event(stop_event)
+        """How a wait listens to *stop_event*: ``"thread"``, ``"async"`` or ``""`` (checks only)."""
+        self.fallback = fallback
+        self.fallback_is_async = fallback is not None and is_async_callable(fallback)
         self.max_retries = max_retries
         # A tuple: membership by identity first, without calling Enum.__hash__ (in Python).
         self.retryable = tuple(frozenset(retryable_classes))
@@ -212,6 +233,88 @@ class Policy:
             deadline is not None or budget is not None or retry_on_result is not None
         )
         """Whether the happy path must do more than call the function."""
+
+
+def _check_retryable_classes(value: object) -> None:
+    """Refuse anything but a collection of ``ErrorClass``; exception types point to ``on=``."""
+    items: tuple[object, ...] = ()
+    if isinstance(value, type) and issubclass(value, BaseException):
+        items = (value,)
+    elif isinstance(value, (str, ErrorClass)) or not isinstance(value, Collection):
+        raise TypeError(f"retryable_classes must be a collection of ErrorClass, got {value!r}")
+    else:
+        items = tuple(cast_objects(value))  # pyright: ignore[reportUnknownArgumentType]
+    types = [t for t in items if isinstance(t, type) and issubclass(t, BaseException)]
+    if types:
+        names = ", ".join(t.__name__ for t in types)
+        raise TypeError(
+            f"retryable_classes takes ErrorClass members (TRANSIENT, DEGRADED, ...), got the "
+            f"exception type{'s' if len(types) > 1 else ''} {names} in {value!r}: to retry "
+            f"exceptions by type whatever their class, write on=({names},)"
+        )
+    for item in items:
+        if not isinstance(item, ErrorClass):
+            raise TypeError(
+                f"retryable_classes must hold only ErrorClass members, got {item!r} in {value!r}"
+            )
+
+
+def _check_on(on: object) -> tuple[type[Exception], ...] | Callable[[BaseException], bool] | None:
+    """``on=`` as the loop uses it: a tuple of ``Exception`` types, a predicate, or ``None``."""
+    if on is None:
+        return None
+    if isinstance(on, (type, tuple, list, set, frozenset)):
+        types: tuple[object, ...] = (
+            (on,) if isinstance(on, type) else tuple(cast_objects(on))  # pyright: ignore[reportUnknownArgumentType]
+        )
+        if not types:
+            raise ValueError(f"on must name at least one exception type, got {on!r}")
+        for t in types:
+            if not (isinstance(t, type) and issubclass(t, BaseException)):
+                raise TypeError(
+                    "on must be an exception type, a tuple of them, or a predicate "
+                    f"(exc) -> bool, got {t!r} in {on!r}"
+                )
+            if not issubclass(t, Exception):
+                raise TypeError(
+                    f"on must name Exception subclasses, got {on!r}: {t.__name__} is never "
+                    "caught, so never retried"
+                )
+        return types  # type: ignore[return-value]  # pyright: ignore[reportReturnType]
+    if not callable(on):
+        raise TypeError(
+            "on must be an exception type, a tuple of them, or a predicate (exc) -> bool, "
+            f"got {on!r}"
+        )
+    return on  # pyright: ignore[reportReturnType]
+
+
+def cast_objects(value: object) -> Iterable[object]:
+    """*value*, an iterable checked by the caller, as type checkers should see it."""
+    return value  # type: ignore[return-value]  # pyright: ignore[reportReturnType]
+
+
+def _check_logger(logger: object) -> Logger | None:
+    if logger is not None and not (
+        callable(getattr(logger, "isEnabledFor", None)) and callable(getattr(logger, "log", None))
+    ):
+        raise TypeError(f"logger must be a logging.Logger (or LoggerAdapter), got {logger!r}")
+    return logger  # type: ignore[return-value]  # pyright: ignore[reportReturnType]
+
+
+def _check_stop_event(event: object) -> str:
+    """Refuse a ``stop_event`` without ``is_set()``; say how a wait can listen to it."""
+    if event is None:
+        return ""
+    if not callable(getattr(event, "is_set", None)):
+        raise TypeError(
+            f"stop_event must be a threading.Event or an asyncio.Event (with is_set()), "
+            f"got {event!r}"
+        )
+    wait = getattr(event, "wait", None)
+    if not callable(wait):
+        return ""
+    return "async" if is_async_callable(wait) else "thread"
 
 
 _GIVE_UP = -1.0
@@ -245,6 +348,13 @@ def server_wait(computed: float, asked: float | None, max_retry_after: float) ->
         return None
     return asked if asked > computed else computed
 
+
+_SLEEP = time.sleep
+"""``time.sleep`` as imported: a wait that listens to a stop_event uses it only unpatched."""
+_WAIT_SLICE = 86400.0
+"""The longest single ``Event.wait`` (under ``threading.TIMEOUT_MAX`` on every platform)."""
+_POLL = 0.02
+"""How often a coroutine looks at a ``threading.Event`` while it waits."""
 
 # The default of a function parameter that was not given (``None`` is a value
 # a user may pass by mistake, and deserves its own error).
@@ -293,9 +403,13 @@ class RetryCall:
         "closed_for",
         "deadline_at",
         "delays",
+        "error_class",
         "failure",
+        "fallback",
         "gate",
         "last_error",
+        "logger",
+        "matched_on",
         "max_attempts",
         "policy",
         "start",
@@ -325,6 +439,13 @@ class RetryCall:
         """The last failure that ran, to chain a later rejection to."""
         cap = DEFAULTS.attempt_cap
         self.max_attempts = policy.max_attempts if cap is None else min(cap, policy.max_attempts)
+        self.logger = policy.logger or _logger or _log()
+        self.error_class = ErrorClass.UNKNOWN
+        """How the last failure was classified."""
+        self.matched_on = False
+        """Whether the last failure matched ``on=``: retried whatever its class."""
+        self.fallback: Callable[[Exception], Any] | None = None
+        """The policy's ``fallback`` once the call gave up in a way it covers, else ``None``."""
 
     def enter_deadline(
         self, deadline_at: float
@@ -351,8 +472,18 @@ class RetryCall:
             return self.give_up(exc, None, ErrorClass.TIMEOUT, _rejected_reason(exc))
         self.last_error = exc
         error_class = policy.classify(exc) if exc is not None else _result_class(result)
+        self.error_class = error_class
         if error_class not in policy.retryable:
-            return self.give_up(exc, result, error_class, f"not retryable: {error_class.name}")
+            on = policy.on
+            if (
+                on is None
+                or exc is None
+                or not (isinstance(exc, on) if isinstance(on, tuple) else on(exc))
+            ):
+                return self.give_up(exc, result, error_class, f"not retryable: {error_class.name}")
+            self.matched_on = True
+        else:
+            self.matched_on = False
         allowed = policy.budget is None or policy.budget.record_failure()
         if self.attempt >= self.max_attempts:
             return self.give_up(exc, result, error_class, "retries exhausted")
@@ -360,6 +491,8 @@ class RetryCall:
             if _events.SINK is not None:
                 _events.SINK.budget_refused(policy.budget)
             return self.give_up(exc, result, error_class, "the retry budget refused a retry")
+        if policy.stop_event is not None and policy.stop_event.is_set():
+            return self.give_up(exc, result, error_class, "stop_event is set")
         if self.delays is None:
             self.delays = policy.new_delays()
         delay = next(self.delays)
@@ -381,8 +514,7 @@ class RetryCall:
                 self.closed_for = closed_for
                 reason = f"circuit {gate.name!r} is open for {seconds(closed_for)} s more"
                 return self.give_up(exc, result, error_class, reason)
-        logger = _logger or _log()
-        log = logger.isEnabledFor(_WARNING)
+        log = self.logger.isEnabledFor(_WARNING)
         if self.deadline_at is not None or log or policy.on_retry is not None:
             now = self.clock.monotonic()  # read only when something needs it
             if self.deadline_at is not None and now + delay > self.deadline_at:
@@ -441,7 +573,7 @@ class RetryCall:
         }
         if asked is not None:
             extra["retry_after"] = round(asked, 6)
-        _log().warning(
+        self.logger.warning(
             "retrying %s in %s s%s (attempt %d of %d) after %s",
             target.label,
             seconds(delay),
@@ -481,21 +613,23 @@ class RetryCall:
 
         Nothing is noted or logged when nothing was retried (the caller sees
         the error untouched), unless *always*: a server's wait refused says so.
+        Every reason but a failure the policy does not retry arms the fallback.
         """
+        retryable = error_class in self.policy.retryable or self.matched_on
+        if retryable or isinstance(exc, Rejection):
+            self.fallback = self.policy.fallback
         ran = self.attempt - (exc is not None and self.not_run(exc))
         if ran == 0 or (
-            not always
-            and self.attempt == 1
-            and (self.max_attempts == 1 or error_class not in self.policy.retryable)
+            not always and self.attempt == 1 and (self.max_attempts == 1 or not retryable)
         ):
             return _GIVE_UP  # nothing was retried: the caller sees the error untouched
         elapsed = self.clock.monotonic() - self.start
         what = f"{ran} attempt{'s' if ran != 1 else ''} over {elapsed:.3f} s ({reason})"
         if exc is not None:
-            add_note(exc, f"resilient: {what}")
+            _note(exc, f"resilient: {what}")
         if _events.SINK is not None:
             _events.SINK.gave_up(self.target.name, ran, error_class, exc, result)
-        logger = _log()
+        logger = self.logger
         if self.target.logs_outcome and logger.isEnabledFor(_ERROR):
             error_type, error = _error_fields(exc, result)
             logger.error(
@@ -517,6 +651,64 @@ class RetryCall:
             )
         return _GIVE_UP
 
+    def wait(self, delay: float) -> bool:
+        """Wait *delay* seconds before the next attempt; ``False`` when ``stop_event`` ended it.
+
+        With the real clock a wait listens to a ``threading.Event`` and ends
+        as soon as it is set; with any other clock (or an ``asyncio.Event``,
+        which a thread cannot wait on) the event is checked when the wait ends.
+        """
+        event = self.policy.stop_event
+        if event is None:
+            self.clock.sleep(delay)
+            return True
+        if self.policy.stop_wait == "thread" and self.real_time(time.sleep is _SLEEP):
+            end = time.monotonic() + delay
+            remaining = delay
+            # In slices: Event.wait refuses a timeout above threading.TIMEOUT_MAX.
+            wait: Callable[[float], bool] = getattr(event, "wait")  # noqa: B009 - not in StopEvent
+            while not wait(min(remaining, _WAIT_SLICE)):
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    break
+        else:
+            self.clock.sleep(delay)
+        return self.go_on(event)
+
+    async def await_wait(self, delay: float) -> bool:
+        """``wait``'s twin for ``async`` functions: an ``asyncio.Event`` ends the wait at once."""
+        event = self.policy.stop_event
+        if event is None:
+            await self.clock.asleep(delay)
+            return True
+        import asyncio  # noqa: PLC0415 - only async loops with a stop_event get here
+
+        if not self.real_time(asyncio.sleep is asyncio.tasks.sleep):
+            await self.clock.asleep(delay)
+        elif self.policy.stop_wait == "async":
+            wait_async: Callable[[], Awaitable[object]] = getattr(event, "wait")  # noqa: B009
+            waiter = asyncio.ensure_future(wait_async())
+            try:
+                await asyncio.wait((waiter,), timeout=delay)
+            finally:
+                waiter.cancel()
+        else:  # a threading.Event seen from a coroutine: looked at every few hundredths
+            end = time.monotonic() + delay
+            while not event.is_set() and (left := end - time.monotonic()) > 0:
+                await asyncio.sleep(min(left, _POLL))
+        return self.go_on(event)
+
+    def real_time(self, sleep_unpatched: bool) -> bool:
+        """Whether waits happen in real time: the system clock, its sleep not patched."""
+        return self.clock is SYSTEM_CLOCK and sleep_unpatched
+
+    def go_on(self, event: StopEvent) -> bool:
+        """After a wait: ``True`` to make the next attempt, else give up (``stop_event``)."""
+        if not event.is_set():
+            return True
+        self.give_up(self.last_error, None, self.error_class, "stop_event was set during the wait")
+        return False
+
     def not_run(self, exc: BaseException) -> bool:
         """Whether *exc* is the composed breaker refusing the call: the function did not run.
 
@@ -528,6 +720,26 @@ class RetryCall:
             and isinstance(exc, Rejection)
             and getattr(exc, "breaker_name", None) == gate.name
         )
+
+
+def _note(exc: BaseException, note: str) -> None:
+    """Add the give-up *note*, replacing the one an earlier call left on the same object.
+
+    An exception object raised again (a module-level instance, a mock's
+    ``side_effect``) keeps one note of ours, the last, not one per call.
+    """
+    notes = getattr(exc, "__notes__", None)
+    if isinstance(notes, list) and notes:
+        notes[:] = [n for n in cast_objects(notes) if not _is_give_up_note(n)]  # pyright: ignore[reportUnknownArgumentType]
+    add_note(exc, note)
+
+
+def _is_give_up_note(note: object) -> bool:
+    """Whether *note* is a give-up note of ours: ``resilient: 3 attempts over 1.000 s (...)``."""
+    if not isinstance(note, str) or not note.startswith("resilient: "):
+        return False
+    count, space, rest = note[11:].partition(" ")
+    return count.isdigit() and bool(space) and rest.startswith(("attempt over ", "attempts over "))
 
 
 def _drop(failure: BaseException | None) -> None:
@@ -601,12 +813,12 @@ def run_retry(call: RetryCall, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
                             policy.budget.record_success()
                         return result
             delay = call.after_failure(failure, result)
-            if delay == _GIVE_UP:
-                if failure is not None:
+            if delay == _GIVE_UP or (delay > 0 and not call.wait(delay)):
+                if failure is None:
+                    return result
+                if call.fallback is None:
                     raise failure
-                return result
-            if delay > 0:
-                call.clock.sleep(delay)
+                return call.fallback(failure)
             if hasattr(failure, "fp"):  # an open response: urllib's HTTPError
                 _drop(failure)
             failure = None  # only the last exception is kept alive
@@ -635,12 +847,13 @@ async def run_retry_async(call: RetryCall, args: tuple[Any, ...], kwargs: dict[s
                             policy.budget.record_success()
                         return result
             delay = call.after_failure(failure, result)
-            if delay == _GIVE_UP:
-                if failure is not None:
+            if delay == _GIVE_UP or (delay > 0 and not await call.await_wait(delay)):
+                if failure is None:
+                    return result
+                if call.fallback is None:
                     raise failure
-                return result
-            if delay > 0:
-                await call.clock.asleep(delay)
+                value = call.fallback(failure)
+                return await value if policy.fallback_is_async else value
             if hasattr(failure, "fp"):  # an open response: urllib's HTTPError
                 _drop(failure)
             failure = None  # only the last exception is kept alive
@@ -655,7 +868,14 @@ def _decorate(func: Callable[P, T], policy: Policy) -> Callable[P, T]:
         # Stacked above @staticmethod or @classmethod: wrap the function inside.
         descriptor: Any = func  # pyright: ignore[reportUnknownVariableType]
         return type(descriptor)(_decorate(descriptor.__func__, policy))  # type: ignore[no-any-return]
+    if _is_count(func):
+        raise TypeError(
+            f"@retry takes its options by keyword: write @retry(max_retries={func!r}), "
+            f"not @retry({func!r})"
+        )
     check_callable(func, "@retry", sync_only=False)
+    if policy.fallback_is_async and not is_async_callable(func):
+        _refuse_async_fallback(policy, "@retry on the plain function " + repr(name_of(func)))
     target = RetryTarget(func, policy)
     full_loop = policy.needs_full_loop
     own_clock = policy.clock
@@ -732,7 +952,55 @@ def retry(  # noqa: F811 - the overload shim above is typing.overload to type ch
     clock: Clock | None = None,
     retry_on_result: Callable[[Any], bool] | None = None,
     max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+    on: RetryOn | None = None,
+    fallback: None = None,
+    logger: Logger | None = None,
+    stop_event: StopEvent | None = None,
 ) -> Callable[[Callable[P, T]], Callable[P, T]]: ...
+
+
+@overload
+def retry(  # type: ignore[overload-overlap]  # noqa: F811  # pyright: ignore[reportOverlappingOverload]
+    *,
+    max_retries: int = 3,
+    base_delay: float = 1.0,
+    max_delay: float = 60.0,
+    jitter: JitterSpec = True,
+    retryable_classes: Collection[ErrorClass] = DEFAULT_RETRYABLE,
+    deadline: float | None = None,
+    classifier: Callable[..., ErrorClass] = classify,
+    on_retry: Callable[[RetryState], object] | None = None,
+    budget: Budget | None = None,
+    clock: Clock | None = None,
+    retry_on_result: Callable[[Any], bool] | None = None,
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+    on: RetryOn | None = None,
+    fallback: Callable[[Exception], Awaitable[R]],
+    logger: Logger | None = None,
+    stop_event: StopEvent | None = None,
+) -> AsyncFallbackDecorator[R]: ...
+
+
+@overload
+def retry(  # noqa: F811
+    *,
+    max_retries: int = 3,
+    base_delay: float = 1.0,
+    max_delay: float = 60.0,
+    jitter: JitterSpec = True,
+    retryable_classes: Collection[ErrorClass] = DEFAULT_RETRYABLE,
+    deadline: float | None = None,
+    classifier: Callable[..., ErrorClass] = classify,
+    on_retry: Callable[[RetryState], object] | None = None,
+    budget: Budget | None = None,
+    clock: Clock | None = None,
+    retry_on_result: Callable[[Any], bool] | None = None,
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+    on: RetryOn | None = None,
+    fallback: Callable[[Exception], R],
+    logger: Logger | None = None,
+    stop_event: StopEvent | None = None,
+) -> FallbackDecorator[R]: ...
 
 
 def retry(  # noqa: F811
@@ -751,16 +1019,26 @@ def retry(  # noqa: F811
     clock: Clock | None = None,
     retry_on_result: Callable[[Any], bool] | None = None,
     max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
-) -> Callable[P, T] | Callable[[Callable[P, T]], Callable[P, T]]:
+    on: RetryOn | None = None,
+    fallback: Callable[[Exception], Any] | None = None,
+    logger: Logger | None = None,
+    stop_event: StopEvent | None = None,
+) -> (
+    Callable[P, T]
+    | Callable[[Callable[P, T]], Callable[P, T]]
+    | FallbackDecorator[Any]
+    | AsyncFallbackDecorator[Any]
+):
     """Retry a function, sync or ``async``, when it fails in a retryable way.
 
     Use as ``@retry`` or ``@retry(...)``. At most ``max_retries + 1`` attempts
     are made; before retry *n* (0-based) it waits
     ``min(base_delay * 2**n, max_delay)``, jittered. Failures are classified by
-    *classifier*; only classes in *retryable_classes* are retried, anything
-    else is raised at once. When attempts run out, the last exception is
-    raised (the original object, with a PEP 678 note saying how many attempts
-    were made over how long). Only ``Exception`` subclasses are ever caught.
+    *classifier*; only classes in *retryable_classes* (and the exceptions
+    *on* matches) are retried, anything else is raised at once. When the call
+    gives up, the last exception is raised (the original object, with a PEP
+    678 note saying how many attempts were made over how long), or
+    *fallback*'s value returned. Only ``Exception`` subclasses are ever caught.
 
     Args:
         max_retries: retries after the first attempt (``0``: one attempt).
@@ -784,6 +1062,18 @@ def retry(  # noqa: F811
             honoured, in seconds, even beyond *max_delay*. A server that asks
             for longer, or for a wait past the *deadline*, is not retried
             early: the call gives up at once, the note saying what it asked.
+        on: exception types (or a predicate ``(exc) -> bool``) retried
+            whatever their class; other failures follow *retryable_classes*.
+        fallback: ``(exc) -> result``, called instead of raising when the call
+            gives up on a retryable failure (attempts, deadline, budget, an
+            open circuit, *stop_event*); its value is the call's result. A
+            failure that is not retried (FATAL...) is raised, never hidden.
+            ``async def`` functions may have an ``async def`` fallback.
+        logger: where this function's retry lines go instead of the
+            ``resilient.retry`` logger; same messages and fields.
+        stop_event: a ``threading.Event`` or ``asyncio.Event``; once set, no
+            new attempt starts and a wait in progress ends early (graceful
+            shutdown): the call gives up with its last failure.
 
     Returns:
         The decorated function, with the same signature.
@@ -801,13 +1091,52 @@ def retry(  # noqa: F811
         clock=clock,
         retry_on_result=retry_on_result,
         max_retry_after=max_retry_after,
+        on=on,
+        fallback=fallback,
+        logger=logger,
+        stop_event=stop_event,
     )
     if func is _NO_FUNCTION:
         return functools.partial(_decorate, policy=policy)
     return _decorate(func, policy)
 
 
+@overload
+@deprecated("retry_with_backoff() cannot run an 'async def' function: use retry_with_backoff_async")
 def retry_with_backoff(
+    func: Callable[..., Awaitable[Any]],
+    /,
+    *args: Any,
+    max_retries: int = 3,
+    base_delay: float = 1.0,
+    max_delay: float = 60.0,
+    jitter: JitterSpec = True,
+    retryable_classes: Collection[ErrorClass] = DEFAULT_RETRYABLE,
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+    on: RetryOn | None = None,
+    fallback: Callable[[Exception], Any] | None = None,
+    **kwargs: Any,
+) -> None: ...
+
+
+@overload
+def retry_with_backoff(  # noqa: F811
+    func: Callable[..., T],
+    /,
+    *args: Any,
+    max_retries: int = 3,
+    base_delay: float = 1.0,
+    max_delay: float = 60.0,
+    jitter: JitterSpec = True,
+    retryable_classes: Collection[ErrorClass] = DEFAULT_RETRYABLE,
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+    on: RetryOn | None = None,
+    fallback: Callable[[Exception], T] | None = None,
+    **kwargs: Any,
+) -> T: ...
+
+
+def retry_with_backoff(  # noqa: F811
     func: Callable[..., T] = _NO_FUNCTION,
     /,
     *args: Any,
@@ -817,16 +1146,21 @@ def retry_with_backoff(
     jitter: JitterSpec = True,
     retryable_classes: Collection[ErrorClass] = DEFAULT_RETRYABLE,
     max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+    on: RetryOn | None = None,
+    fallback: Callable[[Exception], T] | None = None,
     **kwargs: Any,
-) -> T:
+) -> T | None:
     """Call ``func(*args, **kwargs)`` and retry it as ``@retry`` would.
 
-    The keyword arguments not named here go to *func*. For the other options
-    of ``@retry`` (deadline, budget, clock...) use ``retry(...)(func)(*args)``.
-    ``max_retry_after`` is ``@retry``'s: the longest server's wait honoured.
+    The keyword arguments not named here go to *func* (so *func* cannot
+    receive arguments named like these). For the other options of ``@retry``
+    (deadline, budget, clock...) use ``retry(...)(func)(*args)``.
+    ``max_retry_after``, ``on`` and ``fallback`` are ``@retry``'s.
+    ``async def`` functions need ``retry_with_backoff_async``.
 
     Returns:
-        What *func* returned on the first attempt that succeeded.
+        What *func* returned on the first attempt that succeeded, or what
+        *fallback* returned when the call gave up.
     """
     if func is _NO_FUNCTION:
         raise TypeError(
@@ -835,8 +1169,10 @@ def retry_with_backoff(
         )
     check_callable(func, "retry_with_backoff()", sync_only=True)
     policy = _plain_policy(
-        max_retries, base_delay, max_delay, jitter, retryable_classes, max_retry_after
+        max_retries, base_delay, max_delay, jitter, retryable_classes, max_retry_after, on, fallback
     )
+    if policy.fallback_is_async:
+        _refuse_async_fallback(policy, "retry_with_backoff()")
     result: T = run_retry(RetryCall(RetryTarget(func, policy), None), args, kwargs)
     return result
 
@@ -851,19 +1187,36 @@ async def retry_with_backoff_async(
     jitter: JitterSpec = True,
     retryable_classes: Collection[ErrorClass] = DEFAULT_RETRYABLE,
     max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+    on: RetryOn | None = None,
+    fallback: Callable[[Exception], T | Awaitable[T]] | None = None,
     **kwargs: Any,
 ) -> T:
     """Await ``func(*args, **kwargs)`` and retry it; the ``async`` twin of ``retry_with_backoff``.
 
     Returns:
-        What *func* returned on the first attempt that succeeded.
+        What *func* returned on the first attempt that succeeded, or what
+        *fallback* returned (awaited, when it is ``async def``) when the call
+        gave up.
     """
     check_callable(func, "retry_with_backoff_async()", sync_only=False)
     policy = _plain_policy(
-        max_retries, base_delay, max_delay, jitter, retryable_classes, max_retry_after
+        max_retries, base_delay, max_delay, jitter, retryable_classes, max_retry_after, on, fallback
     )
     result: T = await run_retry_async(RetryCall(RetryTarget(func, policy), None), args, kwargs)
     return result
+
+
+def _is_count(value: object) -> bool:
+    """Whether *value* is an int, as in ``@retry(5)``."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _refuse_async_fallback(policy: Policy, form: str) -> NoReturn:
+    raise TypeError(
+        f"fallback must be a plain function for {form}: "
+        f"{name_of(policy.fallback)!r} is 'async def', and its coroutine would be returned "
+        "unawaited; use a plain function, or retry an 'async def' function"
+    )
 
 
 def _plain_policy(
@@ -873,6 +1226,8 @@ def _plain_policy(
     jitter: JitterSpec,
     retryable_classes: Collection[ErrorClass],
     max_retry_after: float,
+    on: RetryOn | None,
+    fallback: Callable[[Exception], Any] | None,
 ) -> Policy:
     return Policy(
         max_retries=max_retries,
@@ -887,4 +1242,6 @@ def _plain_policy(
         clock=None,
         retry_on_result=None,
         max_retry_after=max_retry_after,
+        on=on,
+        fallback=fallback,
     )

@@ -82,7 +82,48 @@ class RetryState:
 
 # What only type checkers read: not built at run time.
 if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+    from typing import TypeAlias, TypeVar, overload
+
+    from typing_extensions import ParamSpec
+
     from resilient._classify import ErrorClass
+
+    P = ParamSpec("P")
+    T = TypeVar("T")
+    R_co = TypeVar("R_co", covariant=True)
+
+    RetryOn: TypeAlias = (
+        "type[Exception] | tuple[type[Exception], ...] | Callable[[Exception], bool]"
+    )
+    """What ``on=`` accepts: exception types, or a predicate on the exception."""
+
+    class StopEvent(Protocol):
+        """What ``stop_event=`` accepts: a ``threading.Event`` or an ``asyncio.Event``."""
+
+        def is_set(self) -> bool:
+            """Whether the event is set: no new attempt starts once it is."""
+            ...
+
+    class FallbackDecorator(Protocol[R_co]):
+        """What ``@retry(fallback=f)`` returns: the decorated function returns what it
+        returns or what *f* returns (``f`` returning ``None`` makes the result optional)."""
+
+        @overload
+        def __call__(
+            self, func: Callable[P, Coroutine[Any, Any, T]], /
+        ) -> Callable[P, Coroutine[Any, Any, T | R_co]]: ...
+
+        @overload
+        def __call__(self, func: Callable[P, T], /) -> Callable[P, T | R_co]: ...
+
+    class AsyncFallbackDecorator(Protocol[R_co]):
+        """What ``@retry(fallback=f)`` returns for an ``async def`` *f*: a decorator for
+        ``async def`` functions, whose result is theirs or *f*'s."""
+
+        def __call__(
+            self, func: Callable[P, Coroutine[Any, Any, T]], /
+        ) -> Callable[P, Coroutine[Any, Any, T | R_co]]: ...
 
     class Budget(Protocol):
         """What ``budget=`` accepts: ``RetryBudget`` or its Redis-backed twin."""

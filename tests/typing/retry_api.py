@@ -13,7 +13,10 @@ and "still a coroutine function" is checked by assignment, both ways.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
+import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -242,10 +245,66 @@ def rejected() -> None:
     retry(on_retry=plain)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     retry(clock=object())  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]
     retry(max_tries=3)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue]
-    retry_with_backoff(plain, max_retries="3")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    retry_with_backoff(plain, max_retries="3")  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType, reportCallIssue]
 
 
 async def rejected_async() -> None:
     await fetch(b"u")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     await Client().amethod("1")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     await retry_with_backoff_async(plain, 1)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+
+
+# --- on=, fallback=, logger=, stop_event= (issue 19) ---------------------------
+
+
+def maybe_user(user_id: int) -> dict[str, int] | None:
+    return {"id": user_id}
+
+
+async def amaybe_user(user_id: int) -> dict[str, int] | None:
+    return {"id": user_id}
+
+
+def new_options(event: threading.Event, aevent: asyncio.Event) -> None:
+    """``on=`` takes types or a predicate; the result is the function's or the fallback's."""
+    log = logging.getLogger("app")
+    by_type = retry(on=KeyError, logger=log, stop_event=event)(plain)
+    assert_type(by_type(1), float)
+    by_types = retry(on=(KeyError, ValueError), stop_event=aevent)(plain)
+    assert_type(by_types(1), float)
+    by_predicate = retry(on=lambda exc: "again" in str(exc))(plain)
+    assert_type(by_predicate(1), float)
+    # The function's result type, and what the fallback returns.
+    assert_type(retry(fallback=lambda exc: None)(maybe_user)(1), dict[str, int] | None)
+    assert_type(retry(fallback=lambda exc: 0.0)(plain)(1), float)
+    assert_type(retry(fallback=lambda exc: None)(plain)(1), float | None)
+    assert_type(retry_with_backoff(plain, 1, on=KeyError, fallback=lambda exc: 0.5), float)
+
+
+async def new_options_async() -> None:
+    assert_type(await retry(fallback=lambda exc: None)(amaybe_user)(1), dict[str, int] | None)
+    assert_type(await retry(fallback=lambda exc: None)(aplain)(1), bytes | None)
+
+    async def async_fallback(exc: Exception) -> None:
+        return None
+
+    assert_type(await retry(fallback=async_fallback)(amaybe_user)(1), dict[str, int] | None)
+    assert_type(await retry_with_backoff_async(aplain, 1, fallback=lambda exc: b""), bytes)
+
+
+def new_options_rejected() -> None:
+    """What the runtime refuses, the type checkers reject too."""
+    retry(on=3)  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]
+    retry(on=int)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    retry(fallback="cached")  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType, reportCallIssue]
+    retry(stop_event=True)  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]
+    retry(logger="app")  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]
+
+    async def async_fallback(exc: Exception) -> float:
+        return 0.0
+
+    # An async fallback cannot be awaited by a plain function.
+    retry(fallback=async_fallback)(plain)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    # An async def function needs retry_with_backoff_async (issue 20): the call is refused.
+    retry_with_backoff(aplain, 1)  # type: ignore[deprecated]  # pyright: ignore[reportDeprecated]
+    retry_with_backoff(fetch, "u")  # type: ignore[deprecated]  # pyright: ignore[reportDeprecated]
