@@ -983,6 +983,13 @@ def test_configure_passes_formatter_options() -> None:
         stdlib.removeHandler(handler)
 
 
+@pytest.mark.parametrize("name", ["", "   ", "root"])
+def test_a_structured_logger_refuses_the_root_logger(name: str) -> None:
+    """``StructuredLogger("")`` would write to the root logger: refused, naming ``name``."""
+    with pytest.raises(ValueError, match=rf"^name must name a logger of your own .*got {name!r}"):
+        StructuredLogger(name)
+
+
 def test_unconfigured_logging_writes_json_to_stderr(capfd: pytest.CaptureFixture[str]) -> None:
     """With no handler anywhere on the chain, lines go to stderr as JSON."""
     name = f"test.logs.unconfigured.{next(_names)}"

@@ -574,7 +574,7 @@ class StructuredLogger:
     JSON instead of being dropped or printed bare by ``logging.lastResort``.
 
     Args:
-        name: the stdlib logger name.
+        name: the stdlib logger name; not the root logger's (``""``, ``"root"``).
         service: the ``service`` field of every line (none when ``None``).
 
     Example:
@@ -587,6 +587,11 @@ class StructuredLogger:
     def __init__(self, name: str, service: str | None = None) -> None:
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, got {name!r}")
+        if not name.strip() or name == "root":
+            raise ValueError(
+                f"name must name a logger of your own (e.g. your module's __name__), got {name!r}: "
+                "that is the root logger, whose level and handlers are the whole application's"
+            )
         if service is not None and not isinstance(service, str):
             raise TypeError(f"service must be a str or None, got {service!r}")
         self._logger = logging.getLogger(name)
