@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import decimal
@@ -27,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from resilient import ErrorClass
+from resilient._redact import redact
 from resilient.logs import (
     DEFAULT_REDACT_KEYS,
     JsonFormatter,
@@ -646,6 +648,35 @@ def test_secrets_written_inside_strings_are_redacted(text: str, leak: str) -> No
     assert "[REDACTED]" in out["message"]
 
 
+_SECRET_TEXTS = st.lists(
+    st.sampled_from(
+        [
+            "password=hunter2",
+            "token: abc",
+            "Authorization: Bearer x.y",
+            "postgres://app:pw@db/x",
+            "?api_key=k-1&x=2",
+            "Cookie: a=b",
+            " ",
+            ", ",
+            "'",
+            "]",
+            "=",
+            "ok",
+        ]
+    ),
+    max_size=8,
+).map("".join)
+
+
+@given(_SECRET_TEXTS)
+def test_redacting_twice_changes_nothing(text: str) -> None:
+    """A message the library redacted is redacted again by JsonFormatter: the same text,
+    not ``password=[REDACTED]]``."""
+    once = redact(text)
+    assert redact(once) == once
+
+
 def test_ordinary_text_is_left_alone() -> None:
     """Prose with colons and equals signs is not redacted."""
     text = "error: retry 2 of 3, delay=1.5 s, max_tokens=10, https://example.com/a"
@@ -1035,6 +1066,167 @@ def test_fresh_interpreter_without_logging_config_writes_json_to_stderr() -> Non
     lines = [strict_loads(line) for line in done.stderr.splitlines()]
     assert [(x["level"], x["message"]) for x in lines] == [("INFO", "hello"), ("ERROR", "boom")]
     assert lines[1]["exception"]["type"] == "ZeroDivisionError"
+
+
+# -- the library's own tracebacks ------------------------------------------------------
+
+
+class _Leaky(Exception):
+    """An error whose text holds a secret, and whose cause does too."""
+
+
+def _leaky() -> _Leaky:
+    try:
+        raise ConnectionError("db at postgres://app:hunter2@db/x refused")
+    except ConnectionError as cause:
+        error = _Leaky("login failed: password=hunter2")
+        error.__cause__ = cause
+        return error
+
+
+def _listener_fails() -> None:
+    from resilient import CircuitBreaker
+
+    class Listener:
+        def on_state_change(self, *args: object) -> None:
+            raise _leaky()
+
+    CircuitBreaker(name="leaky-listener", listeners=[Listener()]).trip()
+
+
+def _breaker_classifier_fails() -> None:
+    from resilient import CircuitBreaker
+
+    def classifier(exc: BaseException) -> ErrorClass:
+        raise _leaky()
+
+    def down() -> None:
+        raise ConnectionError("down")
+
+    with contextlib.suppress(ConnectionError):
+        CircuitBreaker(name="leaky-classifier", classifier=classifier).call(down)
+
+
+def _task_classifier_fails() -> None:
+    from resilient import execute_task_safely
+
+    def classifier(exc: BaseException) -> ErrorClass:
+        raise _leaky()
+
+    def down() -> None:
+        raise ConnectionError("down")
+
+    execute_task_safely("leaky", down, max_retries=0, classifier=classifier)
+
+
+def _task_on_retry_fails() -> None:
+    from resilient import execute_task_safely
+    from resilient.testing import ManualClock
+
+    answers = iter([ConnectionError("down")])
+
+    def flaky() -> str:
+        error = next(answers, None)
+        if error is not None:
+            raise error
+        return "ok"
+
+    def on_retry(state: object) -> None:
+        raise _leaky()
+
+    execute_task_safely("leaky", flaky, on_retry=on_retry, clock=ManualClock())
+
+
+def _cleanup_fails() -> None:
+    from resilient import database_transaction
+
+    class Connection:
+        def cursor(self) -> Any:
+            return self
+
+        def close(self) -> None:
+            pass
+
+        def commit(self) -> None:
+            pass
+
+        def rollback(self) -> None:
+            raise _leaky()
+
+    with contextlib.suppress(ValueError), database_transaction(Connection()):
+        raise ValueError("the body failed")
+
+
+_TRACEBACK_SITES: dict[str, tuple[Callable[[], None], str]] = {
+    "breaker_listener_failed": (_listener_fails, "resilient.breaker"),
+    "breaker_classifier_failed": (_breaker_classifier_fails, "resilient.breaker"),
+    "task_classifier_failed": (_task_classifier_fails, "resilient.task"),
+    "task_on_retry_failed": (_task_on_retry_fails, "resilient.task"),
+    "cleanup_failed": (_cleanup_fails, "resilient.cleanup"),
+}
+
+
+@pytest.mark.parametrize("event", sorted(_TRACEBACK_SITES))
+def test_the_librarys_tracebacks_are_redacted_under_a_plain_formatter(event: str) -> None:
+    """A plain ``logging.Formatter`` prints the traceback of the library's failure lines
+    with secrets redacted, the cause's too; the record still carries the exception."""
+    trigger, name = _TRACEBACK_SITES[event]
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(funcName)s: %(message)s"))
+    records: list[logging.LogRecord] = []
+    handler.addFilter(lambda record: records.append(record) or True)
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    try:
+        trigger()
+    finally:
+        logger.removeHandler(handler)
+    record = next(r for r in records if getattr(r, "event", None) == event)
+    text = stream.getvalue()
+    assert "Traceback (most recent call last)" in text
+    assert "_Leaky: login failed: password=[REDACTED]" in text
+    assert "postgres://app:[REDACTED]@db/x" in text  # the cause, printed above it
+    assert "hunter2" not in text
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], _Leaky)  # for JsonFormatter and error trackers
+    assert record.funcName != "log_with_traceback"  # the line's source is the library's call site
+
+
+def test_the_librarys_tracebacks_are_redacted_when_logging_is_unconfigured() -> None:
+    """No handler anywhere: the last-resort handler prints a redacted traceback."""
+    code = (
+        "from resilient import CircuitBreaker\n"
+        "class Listener:\n"
+        "    def on_state_change(self, *args):\n"
+        "        raise ValueError('login failed: password=hunter2')\n"
+        "CircuitBreaker(name='db', listeners=[Listener()]).trip()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert "listener Listener.on_state_change of circuit 'db' raised" in done.stderr
+    assert "ValueError: login failed: password=[REDACTED]" in done.stderr
+    assert "Traceback (most recent call last)" in done.stderr
+    assert "hunter2" not in done.stderr
+
+
+def test_json_lines_of_the_librarys_failures_keep_the_structured_exception() -> None:
+    """``JsonFormatter`` still renders the exception itself (type, message, traceback), redacted."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("resilient.breaker")
+    logger.addHandler(handler)
+    try:
+        _listener_fails()
+    finally:
+        logger.removeHandler(handler)
+    lines = [strict_loads(x) for x in stream.getvalue().splitlines()]
+    [line] = [x for x in lines if x.get("event") == "breaker_listener_failed"]
+    assert line["exception"]["type"].endswith("_Leaky")
+    assert line["exception"]["message"] == "login failed: password=[REDACTED]"
+    assert "hunter2" not in stream.getvalue()
 
 
 def test_importing_the_module_does_not_import_asyncio() -> None:

@@ -8,7 +8,13 @@ of the library's own log lines, URLs with credentials in them.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Iterable
+
+# Not ``typing.TYPE_CHECKING``: see ``resilient/__init__.py``.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from logging import Logger
 
 __all__ = [
     "DEFAULT_REDACT_HEADERS",
@@ -18,6 +24,7 @@ __all__ = [
     "default_redactor",
     "describe_error",
     "error_fields",
+    "log_with_traceback",
     "redact",
     "safe_repr",
     "safe_str",
@@ -152,7 +159,8 @@ def _build_scrubber(
         parts.append(
             r"(?P<key>(?<![\w.-])[A-Za-z_][\w.-]*)"
             r"(?P<sep>=\s*[\"']?|[\"']\s*[:=]\s*[\"']?)"
-            r"(?P<value>(?<=[\"'])[^\"'\r\n]*|[^\s&,;\"')}\]]+)"
+            # A value redacted already is matched whole: redacting twice changes nothing.
+            r"(?P<value>(?<=[\"'])[^\"'\r\n]*|\[REDACTED\]|[^\s&,;\"')}\]]+)"
         )
     if not parts:
         return None
@@ -241,3 +249,51 @@ def safe_repr(value: object) -> str:
     except Exception:
         return f"<{type(value).__qualname__} (repr() failed)>"
     return text if type(text) is str else f"<{type(value).__qualname__}>"
+
+
+def log_with_traceback(
+    logger: Logger,
+    level: int,
+    message: str,
+    *args: object,
+    error: BaseException,
+    extra: dict[str, object],
+) -> None:
+    """``logger.log(level, message, *args, exc_info=error, extra=extra)``, traceback redacted.
+
+    For the library's own lines about a failure (a listener, a hook, a
+    cleanup): the record keeps the exception (``JsonFormatter`` renders and
+    redacts it, error trackers read it), and its ``exc_text``, which every
+    ``logging.Formatter`` prints instead of formatting the traceback itself
+    (the plain one, ``basicConfig``'s, the last-resort handler of unconfigured
+    logging), is the traceback with secrets redacted. Never raises for an
+    ``Exception`` of the formatting.
+    """
+    if not logger.isEnabledFor(level):
+        return
+    # The source of the line, as logger.log would find it.
+    caller = sys._getframe(1)  # pyright: ignore[reportPrivateUsage]
+    record = logger.makeRecord(
+        logger.name,
+        level,
+        caller.f_code.co_filename,
+        caller.f_lineno,
+        message,
+        args,
+        (type(error), error, error.__traceback__),
+        caller.f_code.co_name,
+        extra,
+    )
+    record.exc_text = redact(format_traceback(error))
+    logger.handle(record)
+
+
+def format_traceback(exc: BaseException) -> str:
+    """The traceback of *exc* as ``logging.Formatter.formatException`` writes it; never raises."""
+    import traceback  # noqa: PLC0415 - only failure lines need it
+
+    try:
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    except Exception as error:
+        return f"<traceback unavailable: {describe_error(error)}>"
+    return text[:-1] if text.endswith("\n") else text

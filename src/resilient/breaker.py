@@ -55,7 +55,7 @@ from resilient._compat import (
     seconds,
     trial_calls,
 )
-from resilient._redact import describe_error, error_fields
+from resilient._redact import describe_error, error_fields, log_with_traceback
 from resilient.backoff import Backoff
 
 if TYPE_CHECKING:
@@ -753,11 +753,14 @@ class CircuitBreaker:
             return False
         try:
             error_class = self._classifier(exc)
-        except Exception:
-            logger.exception(
+        except Exception as error:
+            log_with_traceback(
+                logger,
+                logging.ERROR,
                 "classifier of circuit %r failed on %s; the failure counts as UNKNOWN",
                 self.name,
                 type(exc).__name__,
+                error=error,
                 extra={"event": "breaker_classifier_failed", "breaker": self.name},
             )
             error_class = ErrorClass.UNKNOWN
@@ -962,13 +965,15 @@ class CircuitBreaker:
                     continue
                 self._failed_hooks.add(id(hook))
                 hook_name = name_of(hook)
-                logger.error(
+                log_with_traceback(
+                    logger,
+                    logging.ERROR,
                     "listener %s of circuit %r raised %s; the breaker carries on, and further "
                     "failures of this listener are not logged",
                     hook_name,
                     self.name,
                     describe_error(error),
-                    exc_info=error,
+                    error=error,
                     extra={
                         "event": "breaker_listener_failed",
                         "breaker": self.name,

@@ -44,7 +44,7 @@ from typing import (
 )
 
 from resilient._compat import add_note
-from resilient._redact import describe_error, error_fields, type_name
+from resilient._redact import describe_error, error_fields, log_with_traceback, type_name
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -846,13 +846,15 @@ def _report(
     with suppress(Exception):
         if logger.isEnabledFor(logging.ERROR):
             error_type, text = error_fields(error)
-            logger.error(
+            log_with_traceback(
+                logger,
+                logging.ERROR,
                 "%s: %s; %s; the %s raised in the block propagates",
                 what,
                 describe_error(error),
                 after,
                 type(original).__name__,
-                exc_info=(type(error), error, error.__traceback__),
+                error=error,
                 extra={
                     "event": "cleanup_failed",
                     **fields,

@@ -43,6 +43,7 @@ from resilient._redact import (
     DEFAULT_REDACT_KEYS,
     REDACTED,
     Redactor,
+    log_with_traceback,
     safe_repr,
     safe_str,
     type_name,
@@ -734,8 +735,14 @@ class StructuredLogger:
         try:
             # stacklevel 3: the caller of info() / error() / ... is the source
             logger.log(level, message, exc_info=exc_info, extra=extra, stacklevel=3)
-        except Exception:
-            logging.getLogger(__name__).debug("log call failed", exc_info=True)
+        except Exception as error:
+            log_with_traceback(
+                logging.getLogger(__name__),
+                logging.DEBUG,
+                "log call failed",
+                error=error,
+                extra={"event": "log_call_failed"},
+            )
 
     def _fallback_logger(self) -> logging.Logger:
         # A logger outside the hierarchy, with the real one's filters, writing

@@ -33,7 +33,13 @@ from resilient._compat import (
     refuse_lazy_result,
     seconds,
 )
-from resilient._redact import describe_error, error_fields, safe_repr, safe_str
+from resilient._redact import (
+    describe_error,
+    error_fields,
+    log_with_traceback,
+    safe_repr,
+    safe_str,
+)
 from resilient._retry import (
     DEFAULT_MAX_RETRY_AFTER,
     DEFAULT_RETRYABLE,
@@ -517,13 +523,15 @@ class _Settings:
         try:
             found = self.user_classifier(exc)
         except Exception as error:
-            logger.error(
+            log_with_traceback(
+                logger,
+                logging.ERROR,
                 "classifier %s failed on %s in task %r: %s; the failure counts as UNKNOWN",
                 name_of(self.user_classifier),
                 type(exc).__name__,
                 _TASK.get(),
                 describe_error(error),
-                exc_info=error,
+                error=error,
                 extra={"event": "task_classifier_failed", "task": _TASK.get()},
             )
             return ErrorClass.UNKNOWN
@@ -574,13 +582,15 @@ class _SafeHook:
         try:
             self.hook(state)
         except Exception as error:
-            logger.error(
+            log_with_traceback(
+                logger,
+                logging.ERROR,
                 "on_retry hook %s failed in task %r (attempt %d): %s; the retries go on",
                 name_of(self.hook),
                 _TASK.get(),
                 state.attempt,
                 describe_error(error),
-                exc_info=error,
+                error=error,
                 extra={
                     "event": "task_on_retry_failed",
                     "task": _TASK.get(),

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from resilient import _events
 from resilient._compat import name_of
-from resilient._redact import describe_error, error_fields, type_name
+from resilient._redact import describe_error, error_fields, log_with_traceback, type_name
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
@@ -333,11 +333,13 @@ def _failed_once(where: object, error: Exception) -> None:
         return
     _reported.add(name)
     error_type, message = error_fields(error)
-    logger.error(
+    log_with_traceback(
+        logger,
+        logging.ERROR,
         "telemetry failed in %s: %s; the calls carry on, and further failures there are not logged",
         name,
         describe_error(error),
-        exc_info=error,
+        error=error,
         extra={
             "event": "telemetry_failed",
             "where": name,

@@ -23,7 +23,7 @@ from resilient._breaker_state import (
     Transition,
 )
 from resilient._compat import name_of, seconds
-from resilient._redact import describe_error, error_fields
+from resilient._redact import describe_error, error_fields, log_with_traceback
 from resilient.redis._lane import UNKNOWN, Lane
 from resilient.redis._settings import OUTAGE_ERRORS, WRITES_REFUSED, FallbackMode, StoreMode
 
@@ -324,7 +324,9 @@ class Fallback:
                 if id(callback) in lane.failed_watchers:
                     continue
                 lane.failed_watchers.add(id(callback))
-                logger.error(
+                log_with_traceback(
+                    logger,
+                    logging.ERROR,
                     "mode watcher %s of circuit %r failed on %s -> %s: %s; the call goes on, "
                     "and later failures of this watcher are not logged",
                     name_of(callback),
@@ -332,7 +334,7 @@ class Fallback:
                     old,
                     new,
                     describe_error(error),
-                    exc_info=error,
+                    error=error,
                     extra={"event": "breaker_store_watcher_failed", "breaker": lane.name},
                 )
 
