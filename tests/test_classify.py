@@ -26,12 +26,16 @@ import urllib.request
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
+import anthropic
 import httpx
+import httpx2
 import multidict
+import openai
 import pytest
 import requests
 import yarl
@@ -49,6 +53,9 @@ from resilient import (
     retry_after,
 )
 from resilient.testing import ManualClock
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+from fake_llm_server import ANTHROPIC_PATH, OPENAI_PATH, FakeLLMServer, Reply
 
 TRANSIENT = ErrorClass.TRANSIENT
 DEGRADED = ErrorClass.DEGRADED
@@ -1573,3 +1580,404 @@ def test_retry_closes_the_http_errors_it_retries_past(server: LoopbackServer) ->
         assert fetch() == b"ok"
         gc.collect()
     assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+# --- the LLM era: httpx2, the Stainless SDKs, chains, x-should-retry -------------------
+
+SDKS = ("openai", "anthropic")
+
+
+@pytest.mark.parametrize(
+    ("exc_type", "expected"), HTTPX_TABLE, ids=lambda v: getattr(v, "__name__", v)
+)
+def test_httpx2_exceptions_are_classified_exactly_like_httpx(
+    exc_type: type[Exception], expected: ErrorClass
+) -> None:
+    """Each ``httpx2`` exception class gets the class of its ``httpx`` namesake."""
+    twin = getattr(httpx2, exc_type.__name__)
+    assert twin is not exc_type
+    exc = twin() if issubclass(twin, httpx2.StreamError) else twin("failed")
+    assert classify(exc) is expected
+
+
+def test_httpx2_connection_refused_is_transient(closed_port_url: str) -> None:
+    """A real ``httpx2`` GET of a refused port raises ``ConnectError``: TRANSIENT."""
+    with pytest.raises(httpx2.ConnectError) as caught, httpx2.Client() as client:
+        client.get(closed_port_url)
+    assert classify(caught.value) is TRANSIENT
+
+
+@pytest.mark.parametrize(("status", "expected"), LIVE_STATUS_TABLE)
+def test_httpx2_status_error_is_classified_by_its_response(
+    status: int, expected: ErrorClass
+) -> None:
+    """``httpx2.HTTPStatusError`` from ``raise_for_status`` is classified by its status."""
+    transport = httpx2.MockTransport(lambda request: httpx2.Response(status))
+    with httpx2.Client(transport=transport) as client:
+        response = client.get("http://service.test/")
+    with pytest.raises(httpx2.HTTPStatusError) as caught:
+        response.raise_for_status()
+    assert classify(caught.value) is expected
+
+
+@pytest.fixture
+def llm_server() -> Iterator[FakeLLMServer]:
+    """A scripted fake of the OpenAI and Anthropic APIs on loopback."""
+    with FakeLLMServer() as running:
+        yield running
+
+
+@pytest.fixture
+def silent_url() -> Iterator[str]:
+    """A loopback URL whose listener accepts connections (backlog) and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def sdk_call(sdk: str, base_url: str, *, timeout: float = 5.0) -> Exception:
+    """What one real SDK call (``max_retries=0``: the SDK's retries off) raises."""
+    try:
+        if sdk == "openai":
+            openai.OpenAI(
+                api_key="test", base_url=base_url + "/v1", max_retries=0, timeout=timeout
+            ).chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+        else:
+            anthropic.Anthropic(
+                api_key="test", base_url=base_url, max_retries=0, timeout=timeout
+            ).messages.create(model="m", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+    except Exception as exc:
+        return exc
+    raise AssertionError(f"the {sdk} call did not fail")
+
+
+def sdk_module(sdk: str) -> Any:
+    return openai if sdk == "openai" else anthropic
+
+
+@pytest.mark.parametrize("sdk", SDKS)
+def test_sdk_connection_error_is_transient(sdk: str, closed_port_url: str) -> None:
+    """A real SDK call to a refused port raises ``APIConnectionError``: TRANSIENT."""
+    exc = sdk_call(sdk, closed_port_url.rstrip("/"))
+    assert type(exc) is sdk_module(sdk).APIConnectionError
+    assert isinstance(exc.__cause__, httpx2.ConnectError)
+    assert classify(exc) is TRANSIENT
+
+
+@pytest.mark.parametrize("sdk", SDKS)
+def test_sdk_timeout_is_timeout(sdk: str, silent_url: str) -> None:
+    """A real SDK call to a listener that never answers raises ``APITimeoutError``: TIMEOUT."""
+    exc = sdk_call(sdk, silent_url, timeout=0.1)
+    assert type(exc) is sdk_module(sdk).APITimeoutError
+    assert classify(exc) is TIMEOUT
+
+
+SDK_STATUSES = [
+    (400, FATAL),
+    (401, FATAL),
+    (403, FATAL),
+    (404, FATAL),
+    (409, FATAL),
+    (422, FATAL),
+    (429, TRANSIENT),
+    (500, DEGRADED),
+    (503, DEGRADED),
+    (504, TIMEOUT),
+    (529, DEGRADED),
+]
+
+
+@pytest.mark.parametrize(("status", "expected"), SDK_STATUSES)
+@pytest.mark.parametrize("sdk", SDKS)
+def test_sdk_status_errors_are_classified_by_status(
+    sdk: str, status: int, expected: ErrorClass, llm_server: FakeLLMServer
+) -> None:
+    """A real SDK call answered with *status* raises its ``APIStatusError``, classified by status."""
+    llm_server.script(OPENAI_PATH if sdk == "openai" else ANTHROPIC_PATH, Reply(status))
+    exc = sdk_call(sdk, llm_server.url)
+    assert isinstance(exc, sdk_module(sdk).APIStatusError)
+    assert exc.status_code == status
+    assert classify(exc) is expected
+
+
+def test_anthropic_overloaded_529_is_degraded(llm_server: FakeLLMServer) -> None:
+    """Anthropic's 529 "overloaded" (its own ``OverloadedError``) is DEGRADED."""
+    llm_server.script(ANTHROPIC_PATH, Reply(529))
+    exc = sdk_call("anthropic", llm_server.url)
+    assert type(exc) is anthropic.OverloadedError
+    assert classify(exc) is DEGRADED
+
+
+@pytest.mark.parametrize("sdk", SDKS)
+def test_sdk_errors_built_as_the_sdk_builds_them(sdk: str) -> None:
+    """The SDK's own constructors (no network): connection, timeout, status errors."""
+    module = sdk_module(sdk)
+    request = httpx2.Request("POST", "https://api.test/v1/x")
+    assert classify(module.APIConnectionError(request=request)) is TRANSIENT
+    assert classify(module.APITimeoutError(request=request)) is TIMEOUT
+    response = httpx2.Response(529, request=request)
+    assert classify(module.APIStatusError("overloaded", response=response, body=None)) is DEGRADED
+    response = httpx2.Response(422, request=request)
+    assert classify(module.UnprocessableEntityError("bad", response=response, body=None)) is FATAL
+
+
+def test_a_stainless_shaped_sdk_is_recognised_without_importing_anything() -> None:
+    """Any SDK with Stainless's tree (``APIError`` > ``APIConnectionError`` > ``APITimeoutError``)."""
+
+    class APIError(Exception):
+        pass
+
+    class APIConnectionError(APIError):
+        pass
+
+    class APITimeoutError(APIConnectionError):
+        pass
+
+    class MyTimeout(APITimeoutError):
+        pass
+
+    assert classify(APIConnectionError("down")) is TRANSIENT
+    assert classify(MyTimeout("slow")) is TIMEOUT
+    assert classify(APIError("other")) is UNKNOWN
+
+    class APIConnectionErrorLookalike(Exception):  # no APIError above it: not the SDK shape
+        pass
+
+    assert classify(APIConnectionErrorLookalike()) is UNKNOWN
+
+
+# the chain
+
+
+class Wrapper(Exception):
+    """An exception of a library that wraps the real failure."""
+
+
+def raised_from(cause: BaseException | None, *, depth: int = 1) -> BaseException:
+    """A ``Wrapper`` raised ``from`` *cause* through *depth* wrappers."""
+    exc: BaseException | None = cause
+    for n in range(depth):
+        try:
+            raise Wrapper(f"wrapper {n}") from exc
+        except Wrapper as caught:
+            exc = caught
+    assert exc is not None
+    return exc
+
+
+def test_a_wrapper_raised_from_a_connection_error_is_transient() -> None:
+    """``raise Wrapper from ConnectionResetError``: retried like the connection error."""
+    assert classify(raised_from(ConnectionResetError())) is TRANSIENT
+    assert classify(raised_from(TimeoutError())) is TIMEOUT
+    assert classify(raised_from(http_error(503))) is DEGRADED
+
+
+def wrap_while_handling(*, suppress: bool) -> None:
+    """Raise a ``Wrapper`` inside the ``except`` of a connection reset."""
+    try:
+        raise ConnectionResetError("reset")
+    except ConnectionResetError:
+        if suppress:
+            raise Wrapper("hidden") from None
+        raise Wrapper("while handling")  # noqa: B904 - the implicit context is the point
+
+
+def test_an_exception_raised_while_handling_another_takes_its_context() -> None:
+    """An error raised in an ``except`` block (``__context__``) answers for an UNKNOWN one."""
+    with pytest.raises(Wrapper) as caught:
+        wrap_while_handling(suppress=False)
+    assert classify(caught.value) is TRANSIENT
+
+
+def test_a_suppressed_context_is_not_read() -> None:
+    """``raise ... from None`` hides the context: the wrapper stays UNKNOWN."""
+    with pytest.raises(Wrapper) as caught:
+        wrap_while_handling(suppress=True)
+    assert caught.value.__context__ is not None
+    assert classify(caught.value) is UNKNOWN
+
+
+def test_the_chain_is_read_five_links_deep_and_no_deeper() -> None:
+    """Five wrappers over a connection error: TRANSIENT; six: UNKNOWN."""
+    assert classify(raised_from(ConnectionResetError(), depth=5)) is TRANSIENT
+    assert classify(raised_from(ConnectionResetError(), depth=6)) is UNKNOWN
+
+
+def test_a_cyclic_chain_ends() -> None:
+    """A chain that loops back on itself (built by hand) is UNKNOWN, not a hang."""
+    first, second = Wrapper("a"), Wrapper("b")
+    first.__cause__, second.__cause__ = second, first
+    assert classify(first) is UNKNOWN
+
+
+def test_the_chain_is_read_only_when_the_rules_say_unknown() -> None:
+    """A FATAL wrapper stays FATAL whatever it was raised from; the first known link wins."""
+    bug = TypeError("bug")
+    bug.__cause__ = ConnectionResetError()
+    assert classify(bug) is FATAL
+    inner = Wrapper("inner")
+    inner.__cause__ = ConnectionResetError()
+    middle = TimeoutError("middle")
+    middle.__cause__ = inner
+    top = Wrapper("top")
+    top.__cause__ = middle
+    assert classify(top) is TIMEOUT
+
+
+def test_the_chain_uses_registered_rules_and_error_class_attributes() -> None:
+    """Each link is classified as it would be alone: registered rules and ``error_class`` too."""
+    classifier = Classifier()
+    classifier.register(KeyError, TRANSIENT)
+    assert classifier(raised_from(KeyError("cache"))) is TRANSIENT
+    marked = ValueError("marked")
+    marked.error_class = DEGRADED  # type: ignore[attr-defined]
+    assert classify(raised_from(marked)) is DEGRADED
+
+
+def test_an_explicit_unknown_is_not_second_guessed() -> None:
+    """A rule or attribute that says UNKNOWN on the exception itself stops there."""
+    classifier = Classifier()
+    classifier.register(Wrapper, UNKNOWN)
+    assert classifier(raised_from(ConnectionResetError())) is UNKNOWN
+    exc = raised_from(ConnectionResetError())
+    exc.error_class = UNKNOWN  # type: ignore[attr-defined]
+    assert classify(exc) is UNKNOWN
+
+
+# x-should-retry
+
+
+@pytest.mark.parametrize(
+    ("status", "header", "expected"),
+    [
+        (409, "true", TRANSIENT),  # the lock timeout the SDKs retry: the server says so
+        (400, "true", TRANSIENT),
+        (503, "true", DEGRADED),  # true keeps a retryable class as it is
+        (504, "true", TIMEOUT),
+        (503, "false", FATAL),
+        (429, "false", FATAL),
+        (500, "False", FATAL),
+        (409, " TRUE ", TRANSIENT),
+        (503, "maybe", DEGRADED),  # neither true nor false: ignored
+        (409, "", FATAL),
+    ],
+)
+def test_x_should_retry_overrides_the_status(
+    status: int, header: str, expected: ErrorClass
+) -> None:
+    """``x-should-retry: true`` makes FATAL or UNKNOWN TRANSIENT; ``false`` makes anything FATAL."""
+    assert classify(http_error(status, {"x-should-retry": header})) is expected
+
+
+def test_x_should_retry_true_on_an_unknown_error_with_a_response() -> None:
+    """An error without a failing status, whose response says retry, is TRANSIENT."""
+    assert classify(ResponseError(200, {"x-should-retry": "true"})) is TRANSIENT
+
+
+@pytest.mark.parametrize("sdk", SDKS)
+def test_x_should_retry_from_a_real_sdk_error(sdk: str, llm_server: FakeLLMServer) -> None:
+    """The SDK's 409 carrying ``x-should-retry: true`` is TRANSIENT; a 500 with ``false`` FATAL."""
+    path = OPENAI_PATH if sdk == "openai" else ANTHROPIC_PATH
+    llm_server.script(path, Reply(409, headers={"x-should-retry": "true"}))
+    assert classify(sdk_call(sdk, llm_server.url)) is TRANSIENT
+    llm_server.script(path, Reply(500, headers={"x-should-retry": "false"}))
+    assert classify(sdk_call(sdk, llm_server.url)) is FATAL
+
+
+def test_a_registered_rule_wins_over_x_should_retry() -> None:
+    """The user's rules come before the server's verdict."""
+    classifier = Classifier()
+    classifier.register(requests.HTTPError, DEGRADED)
+    assert classifier(http_error(503, {"x-should-retry": "false"})) is DEGRADED
+
+
+# retry-after-ms
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"retry-after-ms": "250"}, 0.25),
+        ({"retry-after-ms": "1500", "Retry-After": "9"}, 1.5),  # milliseconds first
+        ({"Retry-After-Ms": "20"}, 0.02),  # any case
+        ({"retry-after-ms": "0"}, 0.0),
+        ({"retry-after-ms": "soon", "Retry-After": "9"}, 9.0),  # unusable: falls back
+        ({"retry-after-ms": "-5", "Retry-After": "9"}, 9.0),
+        ({"retry-after-ms": "inf", "Retry-After": "2"}, 2.0),
+        ({"retry-after-ms": "nan"}, None),
+    ],
+)
+def test_retry_after_reads_retry_after_ms_first(
+    headers: dict[str, str], expected: float | None
+) -> None:
+    """``retry-after-ms`` (the LLM providers' header) before ``Retry-After``."""
+    assert retry_after(real_response(429, headers)) == expected
+
+
+@pytest.mark.parametrize("sdk", SDKS)
+def test_retry_after_ms_from_a_real_sdk_error(sdk: str, llm_server: FakeLLMServer) -> None:
+    """The 429 a real SDK raises carries its ``retry-after-ms``."""
+    path = OPENAI_PATH if sdk == "openai" else ANTHROPIC_PATH
+    llm_server.script(path, Reply(429, headers={"retry-after-ms": "750", "retry-after": "1"}))
+    exc = sdk_call(sdk, llm_server.url)
+    assert isinstance(exc, sdk_module(sdk).RateLimitError)
+    assert retry_after(exc) == 0.75
+
+
+def test_retry_after_ms_from_httpx2_headers() -> None:
+    """An ``httpx2.Response`` is read the same way."""
+    response = httpx2.Response(429, headers={"retry-after-ms": "40"})
+    assert retry_after(response) == 0.04
+
+
+# requests' ChunkedEncodingError
+
+
+def test_requests_chunked_encoding_error_is_transient() -> None:
+    """The connection broke mid-body: TRANSIENT, like the other clients' equivalents."""
+    assert classify(requests.exceptions.ChunkedEncodingError("cut")) is TRANSIENT
+
+
+def test_requests_chunked_encoding_error_from_a_real_cut_body() -> None:
+    """A real chunked body cut short makes ``requests`` raise ``ChunkedEncodingError``: TRANSIENT."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel")
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        try:
+            with pytest.raises(requests.exceptions.ChunkedEncodingError) as caught:
+                requests.get(f"http://127.0.0.1:{listener.getsockname()[1]}/", timeout=5)
+        finally:
+            thread.join(timeout=5)
+    assert classify(caught.value) is TRANSIENT
+
+
+# nothing imported
+
+
+def test_classify_imports_no_llm_client() -> None:
+    """``import resilient`` and classifying load neither httpx, httpx2, openai nor anthropic."""
+    done = run_python(
+        """
+        import sys
+        import resilient
+
+        class APIError(Exception): ...
+        class APIConnectionError(APIError): ...
+
+        wrapped = RuntimeError("wrapper")
+        wrapped.__cause__ = APIConnectionError()
+        assert resilient.classify(wrapped) is resilient.ErrorClass.TRANSIENT
+        print(sorted(m for m in ("httpx", "httpx2", "openai", "anthropic") if m in sys.modules))
+        """
+    )
+    assert done.stdout.strip() == "[]"
