@@ -30,6 +30,7 @@ from resilient import (
     retry,
     retry_with_backoff,
     retry_with_backoff_async,
+    retrying,
     time_remaining,
 )
 from resilient.testing import ManualClock, cap_attempts, no_wait, use_clock
@@ -1999,3 +2000,224 @@ def test_an_exception_raised_again_keeps_one_note() -> None:
     ours = [n for n in error.__notes__ if n.startswith("resilient:")]
     assert ours == ["resilient: 2 attempts over 1.000 s (retries exhausted)"]
     assert error.__notes__[0] == "from the caller"
+
+
+# --- the block form: retrying() (issue 19) ------------------------------------
+
+
+def test_block_form_retries_the_block_until_it_succeeds() -> None:
+    """``for attempt in retrying(...): with attempt:`` waits as @retry does; numbers from 1."""
+    clock = ManualClock()
+    numbers: list[int] = []
+    for attempt in retrying(clock=clock, jitter=False):
+        with attempt:
+            numbers.append(attempt.number)
+            if attempt.number < 3:
+                raise ConnectionError("down")
+    assert numbers == [1, 2, 3]
+    assert clock.sleeps == [1.0, 2.0]
+
+
+def test_block_form_a_failure_not_retried_leaves_the_loop_at_once() -> None:
+    """A FATAL error leaves the loop from the ``with`` block: untouched, one attempt."""
+    error = PermissionError("denied")
+    numbers: list[int] = []
+
+    def block() -> None:
+        for attempt in retrying(clock=ManualClock()):
+            with attempt:
+                numbers.append(attempt.number)
+                raise error
+
+    with pytest.raises(PermissionError) as info:
+        block()
+    assert info.value is error
+    assert numbers == [1]
+    assert getattr(error, "__notes__", []) == []
+
+
+def test_block_form_gives_up_like_the_decorator(caplog: pytest.LogCaptureFixture) -> None:
+    """Exhausted: the last exception, the same note and the same lines as @retry, named
+    after the function the block is in."""
+    last = ConnectionError("3")
+    failures = iter([ConnectionError("1"), ConnectionError("2"), last])
+
+    def sync_users() -> None:  # the function the block is in
+        for attempt in retrying(max_retries=2, clock=ManualClock(), jitter=False):
+            with attempt:
+                raise next(failures)
+
+    with (
+        caplog.at_level(logging.WARNING, logger="resilient.retry"),
+        pytest.raises(ConnectionError) as info,
+    ):
+        sync_users()
+    assert info.value is last
+    assert last.__notes__ == ["resilient: 3 attempts over 3.000 s (retries exhausted)"]
+    messages = [r.getMessage() for r in caplog.records]
+    # (the qualified name from Python 3.11, the plain name before)
+    assert "sync_users in 1 s (attempt 2 of 3) after ConnectionError: 1" in messages[0]
+    assert "sync_users after 3 attempts over 3.000 s" in messages[-1]
+    function = caplog.records[0].function  # type: ignore[attr-defined]
+    assert function.startswith("test_retry.")
+    assert function.endswith("sync_users")
+
+
+def test_block_form_name_names_the_block_in_logs(caplog: pytest.LogCaptureFixture) -> None:
+    """``name=`` is what the lines call the block."""
+    with caplog.at_level(logging.WARNING, logger="resilient.retry"):
+        for attempt in retrying(clock=ManualClock(), name="sync-users"):
+            with attempt:
+                if attempt.number == 1:
+                    raise ConnectionError("down")
+    assert caplog.records[0].getMessage().startswith("retrying sync-users in ")
+
+
+def test_block_form_async_for_awaits_the_clock() -> None:
+    """``async for`` waits with ``clock.asleep`` and ends on success."""
+    clock = ManualClock()
+
+    async def main() -> list[int]:
+        numbers: list[int] = []
+        async for attempt in retrying(clock=clock, jitter=False):
+            with attempt:
+                numbers.append(attempt.number)
+                if attempt.number < 3:
+                    raise TimeoutError("slow")
+        return numbers
+
+    assert asyncio.run(main()) == [1, 2, 3]
+    assert clock.sleeps == [1.0, 2.0]
+
+
+def test_block_form_fallback_ends_the_loop_with_its_value() -> None:
+    """Giving up with a fallback ends the loop quietly; ``attempt.result`` holds its value."""
+    for attempt in retrying(max_retries=1, clock=ManualClock(), fallback=lambda exc: "cached"):
+        with attempt:
+            raise ConnectionError("down")
+    assert attempt.number == 2
+    assert attempt.result == "cached"
+
+
+def test_block_form_async_fallback_is_awaited_and_refused_in_a_for_loop() -> None:
+    """An ``async def`` fallback works with ``async for`` and is refused by a ``for`` loop."""
+
+    async def fallback(exc: Exception) -> str:
+        return "async cached"
+
+    block = retrying(max_retries=0, clock=ManualClock(), fallback=fallback, on=KeyError)
+
+    async def main() -> object:
+        async for attempt in block:
+            with attempt:
+                raise KeyError("k")
+        return attempt.result
+
+    assert asyncio.run(main()) == "async cached"
+    with pytest.raises(TypeError, match="only 'async for"):
+        iter(block)
+
+
+def test_block_form_deadline_is_visible_inside_and_stops_the_loop() -> None:
+    """``time_remaining()`` inside the block; a wait past the deadline is never started."""
+    clock = ManualClock()
+    seen: list[float | None] = []
+
+    def block() -> None:
+        for attempt in retrying(deadline=2.5, clock=clock, jitter=False):
+            with attempt:
+                seen.append(time_remaining())
+                raise ConnectionError("down")
+
+    with pytest.raises(ConnectionError) as info:
+        block()
+    assert seen == [2.5, 1.5]
+    assert time_remaining() is None
+    assert "deadline" in info.value.__notes__[0]
+
+
+def test_block_form_spends_and_refunds_the_budget() -> None:
+    """A failed attempt costs a token; the successful end refunds."""
+    budget = RetryBudget(max_tokens=10, token_ratio=0.5)
+    for attempt in retrying(budget=budget, clock=ManualClock()):
+        with attempt:
+            if attempt.number == 1:
+                raise ConnectionError("down")
+    assert budget.tokens == 9.5
+
+
+def test_block_form_judges_attempt_result_with_retry_on_result() -> None:
+    """``retry_on_result`` judges what the block put in ``attempt.result``."""
+    values = iter([None, None, "ready"])
+    for attempt in retrying(retry_on_result=lambda value: value is None, clock=ManualClock()):
+        with attempt:
+            attempt.result = next(values)
+    assert (attempt.number, attempt.result) == (3, "ready")
+
+
+def test_block_form_on_and_stop_event() -> None:
+    """``on=`` retries what it names; a set ``stop_event`` stops before the next attempt."""
+    numbers: list[int] = []
+    for attempt in retrying(on=KeyError, clock=ManualClock()):
+        with attempt:
+            numbers.append(attempt.number)
+            if attempt.number == 1:
+                raise KeyError("k")
+    assert numbers == [1, 2]
+    event = threading.Event()
+    event.set()
+    numbers.clear()
+
+    def block() -> None:
+        for attempt in retrying(stop_event=event, clock=ManualClock()):
+            with attempt:
+                numbers.append(attempt.number)
+                raise ConnectionError("down")
+
+    with pytest.raises(ConnectionError):
+        block()
+    assert numbers == [1]
+
+
+def test_block_form_lets_control_flow_exceptions_through() -> None:
+    """KeyboardInterrupt leaves the loop at once, never retried."""
+    numbers: list[int] = []
+
+    def block() -> None:
+        for attempt in retrying(clock=ManualClock()):
+            with attempt:
+                numbers.append(attempt.number)
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        block()
+    assert numbers == [1]
+
+
+def test_block_form_refuses_an_attempt_left_unused() -> None:
+    """Forgetting ``with attempt:`` is a mistake, said at the next iteration."""
+    with pytest.raises(RuntimeError, match="write 'with attempt:'"):
+        for _attempt in retrying(clock=ManualClock()):
+            pass
+
+
+def test_block_form_object_is_reusable() -> None:
+    """One ``retrying(...)`` object serves many loops, each its own call."""
+    block = retrying(max_retries=1, clock=ManualClock(), fallback=lambda exc: "fb")
+    for _ in range(2):
+        numbers = []
+        for attempt in block:
+            with attempt:
+                numbers.append(attempt.number)
+                raise ConnectionError("down")
+        assert numbers == [1, 2]
+
+
+def test_block_form_refuses_bad_options_at_construction() -> None:
+    """Every option is validated by ``retrying(...)`` itself, named."""
+    with pytest.raises(ValueError, match="max_retries must be >= 0"):
+        retrying(max_retries=-1)
+    with pytest.raises(TypeError, match="fallback must be callable"):
+        retrying(fallback="x")  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match="name must be a non-empty str"):
+        retrying(name="")

@@ -16,6 +16,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from resilient._block import Attempt, Retrying, retrying
     from resilient._classify import (
         Classifier,
         ErrorClass,
@@ -78,6 +79,7 @@ if TYPE_CHECKING:
 
 # Each public name and the module that defines it.
 _WHERE: dict[str, str] = {
+    "Attempt": "resilient._block",
     "Backoff": "resilient.backoff",
     "BreakerListener": "resilient.breaker",
     "BreakerMetrics": "resilient.breaker",
@@ -103,6 +105,7 @@ _WHERE: dict[str, str] = {
     "RateLimiter": "resilient.pacing",
     "RetryBudget": "resilient.budget",
     "RetryState": "resilient._types",
+    "Retrying": "resilient._block",
     "StructuredLogger": "resilient.logs",
     "SystemClock": "resilient._clock",
     "TaskResult": "resilient.task",
@@ -122,6 +125,7 @@ _WHERE: dict[str, str] = {
     "retry_after": "resilient._classify",
     "retry_with_backoff": "resilient._retry",
     "retry_with_backoff_async": "resilient._retry",
+    "retrying": "resilient._block",
     "run_tasks": "resilient.task",
     "run_tasks_async": "resilient.task",
     "safe_temp_file": "resilient.cleanup",
@@ -131,6 +135,7 @@ _WHERE: dict[str, str] = {
 # ``create_resilient_session`` and ``get_json_or_none`` are left out of
 # ``__all__``: they need the ``requests`` extra, which ``import *`` must not.
 __all__ = [
+    "Attempt",
     "Backoff",
     "BreakerListener",
     "BreakerMetrics",
@@ -156,6 +161,7 @@ __all__ = [
     "RateLimiter",
     "RetryBudget",
     "RetryState",
+    "Retrying",
     "StructuredLogger",
     "SystemClock",
     "TaskResult",
@@ -173,6 +179,7 @@ __all__ = [
     "retry_after",
     "retry_with_backoff",
     "retry_with_backoff_async",
+    "retrying",
     "run_tasks",
     "run_tasks_async",
     "safe_temp_file",

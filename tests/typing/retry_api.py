@@ -23,16 +23,19 @@ from typing import Any
 from typing_extensions import assert_type
 
 from resilient import (
+    Attempt,
     DecorrelatedJitter,
     EqualJitter,
     ErrorClass,
     FullJitter,
     ProportionalJitter,
     RetryBudget,
+    Retrying,
     RetryState,
     retry,
     retry_with_backoff,
     retry_with_backoff_async,
+    retrying,
     time_remaining,
 )
 from resilient.backoff import delays
@@ -308,3 +311,32 @@ def new_options_rejected() -> None:
     # An async def function needs retry_with_backoff_async (issue 20): the call is refused.
     retry_with_backoff(aplain, 1)  # type: ignore[deprecated]  # pyright: ignore[reportDeprecated]
     retry_with_backoff(fetch, "u")  # type: ignore[deprecated]  # pyright: ignore[reportDeprecated]
+
+
+def block_form() -> None:
+    """``retrying`` iterates ``Attempt``s; with a fallback, ``attempt.result`` is its type."""
+    block = retrying(max_retries=2, on=KeyError, deadline=5.0, name="sync")
+    assert_type(block, Retrying[Any])
+    for attempt in block:
+        assert_type(attempt, Attempt[Any])
+        assert_type(attempt.number, int)
+        with attempt:
+            print(attempt.number)
+    for cached in retrying(fallback=lambda exc: 0.5):
+        assert_type(cached, Attempt[float])
+        with cached:
+            cached.result = 1.0
+        assert_type(cached.result, float | None)
+
+
+async def block_form_async() -> None:
+    async for attempt in retrying(stop_event=asyncio.Event()):
+        assert_type(attempt, Attempt[Any])
+        with attempt:
+            await asyncio.sleep(0)
+
+
+def block_form_rejected() -> None:
+    retrying(max_retries="2")  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]
+    retrying(on="KeyError")  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]
+    retrying(5)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue]

@@ -1,0 +1,381 @@
+"""The block form of retry: ``for attempt in retrying(...): with attempt: ...``.
+
+Strictly private: users import ``retrying`` from ``resilient``. For code that
+cannot be a function (tenacity's ``Retrying``, stamina's ``retry_context``).
+Every decision is the one ``@retry`` makes: the loop below only drives
+``RetryCall`` (classification, budget, deadline, Retry-After, logs, telemetry,
+the give-up note and the fallback all live there), so a change to the retry
+policy applies to every form.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+
+from resilient._classify import ErrorClass, classify
+from resilient._retry import (
+    _DEADLINE,  # pyright: ignore[reportPrivateUsage]
+    _GIVE_UP,  # pyright: ignore[reportPrivateUsage]
+    DEFAULT_MAX_RETRY_AFTER,
+    DEFAULT_RETRYABLE,
+    Policy,
+    RetryCall,
+    RetryTarget,
+)
+
+if TYPE_CHECKING:
+    import contextvars
+    from logging import Logger
+
+    from resilient._clock import Clock
+    from resilient._types import Budget, JitterSpec, RetryOn, RetryState, StopEvent
+
+__all__ = ["Attempt", "Retrying", "retrying"]
+
+T = TypeVar("T")
+
+_RUNNING = 0
+_SUCCEEDED = 1
+_RETRY = 2
+_FALLBACK = 3
+_DONE = 4
+
+
+class Attempt(Generic[T]):
+    """One attempt of a ``retrying`` block: use it as ``with attempt:`` around the work.
+
+    The ``with`` block catches ``Exception`` subclasses only. A failure that is
+    retried is swallowed (the loop goes on, after the wait); one that ends
+    the call leaves the ``with`` block at once, the original exception with
+    its note, unless the policy's ``fallback`` answers it.
+
+    Attributes:
+        number: the attempt's number, from 1.
+        result: for ``retry_on_result``, set it to the attempt's value (the
+            predicate judges it when the block ends); when the block gave up
+            and a ``fallback`` answered, what the fallback returned.
+    """
+
+    __slots__ = ("_run", "_state", "_token", "number", "result")
+
+    def __init__(self, run: _Attempts[T], number: int) -> None:
+        self._run = run
+        self.number = number
+        self.result: T | None = None
+        self._state = -1  # not entered yet
+        self._token: contextvars.Token[Any] | None = None
+
+    def __enter__(self) -> Attempt[T]:
+        if self._state != -1:
+            raise RuntimeError(f"attempt {self.number} was already used: one 'with' per attempt")
+        self._state = _RUNNING
+        call = self._run.call
+        if call.deadline_at is not None:
+            self._token = call.enter_deadline(call.deadline_at)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if self._token is not None:
+            _DEADLINE.reset(self._token)
+            self._token = None
+        run = self._run
+        call = run.call
+        if exc is None:
+            predicate = call.policy.retry_on_result
+            if predicate is None or not predicate(self.result):
+                self._state = _SUCCEEDED
+                return False
+            delay = call.after_failure(None, self.result)
+            if delay == _GIVE_UP:
+                self._state = _DONE  # the last value stays in attempt.result
+                return False
+            run.delay = delay
+            self._state = _RETRY
+            return False
+        if not isinstance(exc, Exception):  # Ctrl-C, cancellation: straight through
+            self._state = _DONE
+            return False
+        delay = call.after_failure(exc, None)
+        if delay == _GIVE_UP:
+            if call.fallback is None:
+                self._state = _DONE
+                call.last_error = None
+                return False  # leaves the loop at once: the original exception, noted
+            run.failure = exc
+            self._state = _FALLBACK
+            return True
+        run.delay = delay
+        run.failure = exc
+        self._state = _RETRY
+        return True
+
+    def __repr__(self) -> str:
+        return f"<Attempt {self.number}>"
+
+
+class Retrying(Generic[T]):
+    """What ``retrying(...)`` returns: iterate it (``for`` or ``async for``) for attempts.
+
+    Reusable: each loop over it is one retried call with its own attempts,
+    start time and deadline; one object may be shared by threads.
+    """
+
+    __slots__ = ("_target",)
+
+    def __init__(self, target: RetryTarget) -> None:
+        self._target = target
+
+    def __iter__(self) -> Iterator[Attempt[T]]:
+        """A fresh run of attempts for a ``for`` loop."""
+        if self._target.policy.fallback_is_async:
+            raise TypeError(
+                "fallback must be a plain function in a 'for' loop: it is 'async def', and "
+                "only 'async for attempt in retrying(...)' can await it"
+            )
+        return _Attempts[T](self._target)
+
+    def __aiter__(self) -> AsyncIterator[Attempt[T]]:
+        """A fresh run of attempts for an ``async for`` loop: its waits are awaited."""
+        return _Attempts[T](self._target)
+
+    def __repr__(self) -> str:
+        return f"<Retrying {self._target.label}>"
+
+
+class _Attempts(Generic[T]):
+    """Strictly private. One run of a ``retrying`` block: the attempts of one call."""
+
+    __slots__ = ("call", "current", "delay", "failure")
+
+    def __init__(self, target: RetryTarget) -> None:
+        self.call = RetryCall(target, None)
+        self.current: Attempt[T] | None = None
+        self.delay = 0.0
+        self.failure: Exception | None = None
+
+    def __iter__(self) -> _Attempts[T]:
+        return self
+
+    def __aiter__(self) -> _Attempts[T]:
+        return self
+
+    def _after(self) -> Attempt[T] | None:
+        """What the last attempt's end means: ``None`` to wait ``self.delay`` then go on.
+
+        Raises StopIteration (mapped by the async form) when the loop is over.
+        """
+        current = self.current
+        if current is None:
+            self.current = Attempt(self, 1)
+            return self.current
+        state = current._state  # pyright: ignore[reportPrivateUsage]
+        if state == _SUCCEEDED:
+            current._state = _DONE  # pyright: ignore[reportPrivateUsage]
+            budget = self.call.policy.budget
+            if budget is not None:  # a success refunds the budget
+                budget.record_success()
+            raise StopIteration
+        if state == _RETRY:
+            return None
+        if state == _FALLBACK:
+            return current
+        if state == -1:
+            raise RuntimeError(
+                f"attempt {current.number} of the retrying block was not used: write "
+                "'with attempt:' around the code to retry"
+            )
+        raise StopIteration  # _DONE: the loop left by an exception, or results ran out
+
+    def _next(self, current: Attempt[T]) -> Attempt[T]:
+        self.failure = None  # only the last exception is kept alive
+        self.current = Attempt(self, current.number + 1)
+        return self.current
+
+    def _stop(self, current: Attempt[T]) -> Exception | None:
+        """The call gave up with a fallback armed, or a stop_event ended the wait.
+
+        Returns the failure to raise, or ``None`` when the fallback answers.
+        """
+        current._state = _DONE  # pyright: ignore[reportPrivateUsage]
+        failure, self.failure = self.failure, None
+        self.call.last_error = None
+        if self.call.fallback is None or failure is None:
+            return failure
+        current.result = self.call.fallback(failure)
+        return None
+
+    def __next__(self) -> Attempt[T]:
+        current = self.current
+        found = self._after()
+        if found is not None and found is not current:
+            return found  # the first attempt
+        assert current is not None
+        if found is None and (self.delay <= 0 or self.call.wait(self.delay)):
+            return self._next(current)
+        failure = self._stop(current)
+        if failure is not None:
+            raise failure
+        raise StopIteration
+
+    async def __anext__(self) -> Attempt[T]:
+        current = self.current
+        try:
+            found = self._after()
+        except StopIteration:
+            raise StopAsyncIteration from None
+        if found is not None and found is not current:
+            return found
+        assert current is not None
+        if found is None and (self.delay <= 0 or await self.call.await_wait(self.delay)):
+            return self._next(current)
+        fallback_is_async = self.call.policy.fallback_is_async
+        failure = self._stop(current)
+        if failure is not None:
+            raise failure
+        if fallback_is_async and self.call.fallback is not None:
+            current.result = await current.result  # type: ignore[misc]  # pyright: ignore[reportGeneralTypeIssues]
+        raise StopAsyncIteration
+
+
+@overload
+def retrying(
+    *,
+    max_retries: int = 3,
+    base_delay: float = 1.0,
+    max_delay: float = 60.0,
+    jitter: JitterSpec = True,
+    retryable_classes: Collection[ErrorClass] = DEFAULT_RETRYABLE,
+    deadline: float | None = None,
+    classifier: Callable[..., ErrorClass] = classify,
+    on_retry: Callable[[RetryState], object] | None = None,
+    budget: Budget | None = None,
+    clock: Clock | None = None,
+    retry_on_result: Callable[[Any], bool] | None = None,
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+    on: RetryOn | None = None,
+    fallback: Callable[[Exception], T],
+    logger: Logger | None = None,
+    stop_event: StopEvent | None = None,
+    name: str | None = None,
+) -> Retrying[T]: ...
+
+
+@overload
+def retrying(
+    *,
+    max_retries: int = 3,
+    base_delay: float = 1.0,
+    max_delay: float = 60.0,
+    jitter: JitterSpec = True,
+    retryable_classes: Collection[ErrorClass] = DEFAULT_RETRYABLE,
+    deadline: float | None = None,
+    classifier: Callable[..., ErrorClass] = classify,
+    on_retry: Callable[[RetryState], object] | None = None,
+    budget: Budget | None = None,
+    clock: Clock | None = None,
+    retry_on_result: Callable[[Any], bool] | None = None,
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+    on: RetryOn | None = None,
+    fallback: None = None,
+    logger: Logger | None = None,
+    stop_event: StopEvent | None = None,
+    name: str | None = None,
+) -> Retrying[Any]: ...
+
+
+def retrying(
+    *,
+    max_retries: int = 3,
+    base_delay: float = 1.0,
+    max_delay: float = 60.0,
+    jitter: JitterSpec = True,
+    retryable_classes: Collection[ErrorClass] = DEFAULT_RETRYABLE,
+    deadline: float | None = None,
+    classifier: Callable[..., ErrorClass] = classify,
+    on_retry: Callable[[RetryState], object] | None = None,
+    budget: Budget | None = None,
+    clock: Clock | None = None,
+    retry_on_result: Callable[[Any], bool] | None = None,
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+    on: RetryOn | None = None,
+    fallback: Callable[[Exception], Any] | None = None,
+    logger: Logger | None = None,
+    stop_event: StopEvent | None = None,
+    name: str | None = None,
+) -> Retrying[Any]:
+    """Retry a block of code: ``for attempt in retrying(...): with attempt: ...``.
+
+    The options, rules, logs, telemetry and note are ``@retry``'s; iterate
+    with ``async for`` in ``async def`` code (the waits are awaited). Each
+    attempt is an ``Attempt`` (``attempt.number`` from 1); the code to retry
+    goes in its ``with`` block. A failure that is not retried, or the last
+    one, leaves the loop at once (the original exception, noted); a success
+    ends the loop. With a ``fallback``, giving up ends the loop quietly and
+    the last attempt's ``result`` holds the fallback's value.
+
+    Args:
+        max_retries: as for ``@retry``, and every option down to
+            ``stop_event``.
+        base_delay: see ``retry``.
+        max_delay: see ``retry``.
+        jitter: see ``retry``.
+        retryable_classes: see ``retry``.
+        deadline: see ``retry``; ``time_remaining()`` works inside the block.
+        classifier: see ``retry``.
+        on_retry: see ``retry``.
+        budget: see ``retry``.
+        clock: see ``retry``.
+        retry_on_result: judges ``attempt.result`` (set it in the block).
+        max_retry_after: see ``retry``.
+        on: see ``retry``.
+        fallback: see ``retry``; its value lands in the last ``attempt.result``.
+        logger: see ``retry``.
+        stop_event: see ``retry``.
+        name: what the logs and the telemetry call the block (their
+            ``function``); by default the function the block is written in.
+
+    Returns:
+        A reusable ``Retrying``: each loop over it is one retried call.
+    """
+    policy = Policy(
+        max_retries=max_retries,
+        base_delay=base_delay,
+        max_delay=max_delay,
+        jitter=jitter,
+        retryable_classes=retryable_classes,
+        deadline=deadline,
+        classifier=classifier,
+        on_retry=on_retry,
+        budget=budget,
+        clock=clock,
+        retry_on_result=retry_on_result,
+        max_retry_after=max_retry_after,
+        on=on,
+        fallback=fallback,
+        logger=logger,
+        stop_event=stop_event,
+    )
+    if name is not None and (not isinstance(name, str) or not name):
+        raise TypeError(f"name must be a non-empty str or None, got {name!r}")
+    target = RetryTarget(_no_function, policy, form="retrying()")
+    if name is None:
+        caller = sys._getframe(1)  # pyright: ignore[reportPrivateUsage]  # the block's function
+        code = caller.f_code
+        module = caller.f_globals.get("__name__", "?")
+        label = getattr(code, "co_qualname", code.co_name)
+        target.name, target.label = f"{module}.{label}", label
+    else:
+        target.name = target.label = name
+    return Retrying(target)
+
+
+def _no_function() -> None:  # pragma: no cover - a block has no function: never called
+    """What a block's ``RetryTarget`` holds where a decorator holds the function."""
