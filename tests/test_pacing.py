@@ -26,7 +26,11 @@ from resilient import (
     RateLimiter,
     RateLimitExceeded,
     classify,
+    execute_task_safely,
+    execute_task_safely_async,
     retry,
+    run_tasks,
+    run_tasks_async,
 )
 from resilient.pacing import RatePolicy, Reservation
 from resilient.testing import ManualClock
@@ -974,3 +978,325 @@ def test_adaptive_limit_stays_between_min_and_max(
         fill_rounds(limit, lambda outcome=outcome: errors.get(outcome, "ok"), 1)  # type: ignore[misc]
         assert low <= limit.limit <= high
     assert limit.in_flight == 0
+
+
+# --- wiring: retry(limiter=...) -------------------------------------------------------
+
+
+def failing(times: int, error: Callable[[], Exception]) -> Callable[[], str]:
+    """A function that raises error() *times* times, then returns "ok"."""
+    calls: list[int] = []
+
+    def func() -> str:
+        calls.append(1)
+        if len(calls) <= times:
+            raise error()
+        return "ok"
+
+    return func
+
+
+def test_retry_acquires_the_limiter_before_every_attempt() -> None:
+    """Every attempt, the first included, waits for its turn after the backoff."""
+    clock = ManualClock()
+    limiter = RateLimiter(1, per=1.0, clock=clock)
+    paced = retry(limiter=limiter, base_delay=0.1, jitter=False, clock=clock)(
+        failing(2, lambda: ConnectionError("reset"))
+    )
+    assert paced() == "ok"
+    # attempt 1 at 0; backoff 0.1, then the limiter's turn at 1; backoff 0.2, turn at 2
+    assert clock.sleeps == pytest.approx([0.1, 0.9, 0.2, 0.8])
+    assert not limiter.try_acquire()  # three units were taken
+
+
+def test_retry_refused_by_the_limiter_under_a_deadline_gives_up_at_once() -> None:
+    """A turn past the deadline: RateLimitExceeded at once, chained to the last failure, noted."""
+    clock = ManualClock()
+    limiter = RateLimiter(1, per=10.0, clock=clock)
+    paced = retry(limiter=limiter, deadline=5.0, base_delay=0.1, jitter=False, clock=clock)(
+        failing(5, lambda: ConnectionError("reset"))
+    )
+    with pytest.raises(RateLimitExceeded) as caught:
+        paced()
+    assert isinstance(caught.value.__cause__, ConnectionError)
+    assert caught.value.retry_after == pytest.approx(9.9)
+    assert clock.sleeps == [0.1]  # the backoff only: no wait for a turn that comes too late
+    notes = getattr(caught.value, "__notes__", [])
+    assert any("rate limiter" in note and "past the deadline" in note for note in notes)
+
+
+def test_retry_whose_first_turn_is_too_late_raises_the_refusal_untouched() -> None:
+    """Nothing ran: the caller sees the limiter's refusal, without a note."""
+    clock = ManualClock()
+    limiter = RateLimiter(1, per=10.0, clock=clock)
+    limiter.acquire()
+    ran: list[int] = []
+    paced = retry(limiter=limiter, deadline=5.0, clock=clock)(lambda: ran.append(1))
+    with pytest.raises(RateLimitExceeded) as caught:
+        paced()
+    assert ran == []
+    assert not getattr(caught.value, "__notes__", [])
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_on_429_or_503_pauses_the_shared_limiter(status: int) -> None:
+    """A 429/503 with Retry-After pauses the limiter: a caller that shares it waits too."""
+    clock = ManualClock()
+    limiter = RateLimiter(100, burst=100, clock=clock)
+    paced = retry(limiter=limiter, max_retries=0, clock=clock)(
+        failing(1, lambda: HTTPError(status, {"Retry-After": "7"}))
+    )
+    with pytest.raises(HTTPError):
+        paced()  # its one attempt failed: the pause holds for everyone anyway
+    assert not limiter.try_acquire()
+    clock.advance(7.0)
+    assert limiter.try_acquire()
+
+
+def test_retry_after_on_another_status_does_not_pause() -> None:
+    """A 500 with Retry-After delays this call's retry but pauses nobody else."""
+    clock = ManualClock()
+    limiter = RateLimiter(100, burst=100, clock=clock)
+    paced = retry(limiter=limiter, max_retries=0, clock=clock)(
+        failing(1, lambda: HTTPError(500, {"Retry-After": "7"}))
+    )
+    with pytest.raises(HTTPError):
+        paced()
+    assert limiter.try_acquire()
+
+
+def test_retry_pause_is_capped_by_max_retry_after() -> None:
+    """A server asking for an hour pauses the limiter for max_retry_after at most."""
+    clock = ManualClock()
+    limiter = RateLimiter(100, burst=100, clock=clock)
+    paced = retry(limiter=limiter, clock=clock, max_retry_after=30.0)(
+        failing(1, lambda: HTTPError(429, {"Retry-After": "3600"}))
+    )
+    with pytest.raises(HTTPError):
+        paced()
+    clock.advance(30.0)
+    assert limiter.try_acquire()
+
+
+def test_retry_on_result_429_pauses_the_limiter() -> None:
+    """A 429 returned as a value (retry_on_result) pauses the limiter like a raised one."""
+    clock = ManualClock()
+    limiter = RateLimiter(100, burst=100, clock=clock)
+    answers = [Response(429, {"Retry-After": "2"}), Response(200)]
+    paced = retry(
+        limiter=limiter,
+        clock=clock,
+        jitter=False,
+        base_delay=0.5,
+        retry_on_result=lambda r: r.status_code != 200,
+    )(lambda: answers.pop(0))
+    assert paced().status_code == 200
+    # the wait the server asked, then the limiter already free at its end
+    assert clock.sleeps == [2.0]
+
+
+def test_async_retry_acquires_and_pauses_through_the_async_forms() -> None:
+    """The async loop awaits acquire_async and pause_async (a store's async twins)."""
+    clock = ManualClock()
+    store = CountingStore()
+    limiter = RateLimiter(1, name="api", store=store, clock=clock)
+    calls: list[int] = []
+
+    @retry(limiter=limiter, base_delay=0.1, jitter=False, clock=clock)
+    async def work() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise HTTPError(429, {"Retry-After": "3"})
+        return "ok"
+
+    assert asyncio.run(work()) == "ok"
+    assert store.calls == ["rate_reserve_async", "rate_reserve_async"]
+    # Retry-After 3 s; the pause ends at 3, the limiter's next turn is at 1: no extra wait
+    assert clock.sleeps == [3.0]
+
+
+def test_retry_refuses_a_limiter_that_is_not_one() -> None:
+    """limiter= must be a RateLimiter: refused at decoration, naming it."""
+    with pytest.raises(TypeError, match="limiter must be a RateLimiter, got 3"):
+        retry(limiter=3)  # type: ignore[arg-type]
+
+
+# --- wiring: tasks --------------------------------------------------------------------
+
+
+def test_task_attempts_acquire_the_limiter_and_run_in_a_slot() -> None:
+    """execute_task_safely: every attempt takes the limiter's turn, then a slot."""
+    clock = ManualClock()
+    limiter = RateLimiter(1, clock=clock)
+    limit = ConcurrencyLimit(1, name="db")
+    seen: list[int] = []
+
+    def work() -> str:
+        seen.append(limit.in_flight)
+        if len(seen) < 2:
+            raise ConnectionError("reset")
+        return "ok"
+
+    result = execute_task_safely(
+        "job", work, limiter=limiter, concurrency=limit, base_delay=0.25, jitter=False, clock=clock
+    )
+    assert result.success
+    assert result.attempts == 2
+    assert seen == [1, 1]  # each attempt inside a slot
+    assert clock.sleeps == [0.25, 0.75]  # the backoff, then the limiter's turn at t=1
+    assert limit.in_flight == 0
+
+
+def test_task_refused_a_slot_is_retried_then_reported_transient() -> None:
+    """A full limit refuses the attempt (TRANSIENT): retried, then the task fails, never raises."""
+    clock = ManualClock()
+    limit = ConcurrencyLimit(1)
+    with limit:
+        result = execute_task_safely(
+            "job", lambda: "ok", concurrency=limit, max_retries=2, clock=clock
+        )
+    assert not result.success
+    assert isinstance(result.exception, ConcurrencyLimitExceeded)
+    assert result.error_class is ErrorClass.TRANSIENT
+    assert result.attempts == 3
+
+
+def test_async_task_attempts_acquire_and_run_in_a_slot() -> None:
+    """execute_task_safely_async: the async forms of both."""
+    clock = ManualClock()
+    limiter = RateLimiter(2, clock=clock)
+    limit = ConcurrencyLimit(1)
+
+    async def work() -> int:
+        return limit.in_flight
+
+    async def main() -> list[Any]:
+        return [
+            (
+                await execute_task_safely_async("job", work, limiter=limiter, concurrency=limit)
+            ).result
+            for _ in range(3)
+        ]
+
+    assert asyncio.run(main()) == [1, 1, 1]
+    assert clock.sleeps == [0.5, 0.5]
+
+
+def test_run_tasks_with_a_concurrency_limit_never_exceeds_it() -> None:
+    """run_tasks(concurrency=ConcurrencyLimit(3)): a pool of 3, never more than 3 inside."""
+    limit = ConcurrencyLimit(3)
+    inside = 0
+    peak = 0
+    guard = threading.Lock()
+
+    def work(_: int) -> None:
+        nonlocal inside, peak
+        with guard:
+            inside += 1
+            peak = max(peak, inside)
+        time.sleep(0.001)
+        with guard:
+            inside -= 1
+
+    summary = run_tasks([(f"t{i}", work, i) for i in range(16)], concurrency=limit)
+    assert summary.succeeded == 16
+    assert 1 <= peak <= 3
+
+
+def test_run_tasks_paces_every_task_through_the_limiter() -> None:
+    """run_tasks(limiter=...) passes the limiter to every task."""
+    clock = ManualClock()
+    limiter = RateLimiter(4, clock=clock)
+    summary = run_tasks([(f"t{i}", lambda: None) for i in range(5)], limiter=limiter, clock=clock)
+    assert summary.succeeded == 5
+    assert clock.sleeps == [0.25] * 4
+
+
+def test_run_tasks_async_with_a_concurrency_limit() -> None:
+    """run_tasks_async(concurrency=ConcurrencyLimit(2)): two workers, two slots."""
+    limit = ConcurrencyLimit(2)
+    peak = 0
+
+    async def work() -> None:
+        nonlocal peak
+        peak = max(peak, limit.in_flight)
+        await asyncio.sleep(0)
+
+    summary = asyncio.run(run_tasks_async([(f"t{i}", work) for i in range(8)], concurrency=limit))
+    assert summary.succeeded == 8
+    assert peak == 2
+
+
+def test_tasks_refuse_a_concurrency_that_is_not_a_limit() -> None:
+    """concurrency= must be a ConcurrencyLimit (or, for run_tasks, an int)."""
+    with pytest.raises(TypeError, match="concurrency must be a ConcurrencyLimit or None"):
+        execute_task_safely("job", lambda: None, concurrency=3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="concurrency must be an int >= 1 or a ConcurrencyLimit"):
+        run_tasks([], concurrency="3")  # type: ignore[arg-type]
+
+
+# --- wiring: resilient.http -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def api() -> Any:
+    """The scripted loopback server of the examples (``/ok``, ``/rate-limited``...)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+    from flaky_server import FlakyServer
+
+    with FlakyServer() as server:
+        yield server
+
+
+def test_session_requests_acquire_the_limiter(api: Any) -> None:
+    """Every request of create_resilient_session(limiter=) waits for its turn before it is sent."""
+    from resilient.http import create_resilient_session
+
+    api.reset()
+    clock = ManualClock()
+    limiter = RateLimiter(1, clock=clock)
+    with create_resilient_session(limiter=limiter) as session:
+        codes = [session.get(f"{api.url}/ok").status_code for _ in range(3)]
+    assert codes == [200, 200, 200]
+    assert clock.sleeps == [1.0, 1.0]
+
+
+def test_session_429_with_retry_after_pauses_the_limiter(api: Any) -> None:
+    """A 429 with Retry-After: 1 pauses the shared limiter for a second, for every caller."""
+    from resilient.http import create_resilient_session
+
+    api.reset()
+    clock = ManualClock()
+    limiter = RateLimiter(100, burst=100, clock=clock)
+    with create_resilient_session(limiter=limiter) as session:
+        assert session.get(f"{api.url}/rate-limited").status_code == 429
+    assert not limiter.try_acquire()
+    clock.advance(1.0)
+    assert limiter.try_acquire()
+
+
+def test_session_turn_past_the_total_timeout_is_refused_unsent(api: Any) -> None:
+    """A turn later than the call's cap: RateLimitExceeded at once, the request never sent."""
+    from resilient.http import create_resilient_session
+
+    api.reset()
+    clock = ManualClock()
+    limiter = RateLimiter(1, per=60.0, clock=clock)
+    with create_resilient_session(limiter=limiter, total_timeout=5.0) as session:
+        session.get(f"{api.url}/ok")
+        with pytest.raises(RateLimitExceeded) as caught:
+            session.get(f"{api.url}/ok")
+    assert caught.value.allowed <= 5.0
+    assert api.requests("/ok") == 1
+    assert clock.sleeps == []
+
+
+def test_session_refuses_a_limiter_that_is_not_one() -> None:
+    """limiter= is checked at construction."""
+    from resilient.http import create_resilient_session
+
+    with pytest.raises(TypeError, match="limiter must be a RateLimiter or None, got 'x'"):
+        create_resilient_session(limiter="x")  # type: ignore[arg-type]

@@ -65,6 +65,7 @@ if TYPE_CHECKING:
         RetryState,
         StopEvent,
     )
+    from resilient.pacing import RateLimiter
 
     P = ParamSpec("P")
     T = TypeVar("T")
@@ -140,6 +141,7 @@ class Policy:
         "deadline",
         "fallback",
         "fallback_is_async",
+        "limiter",
         "logger",
         "max_attempts",
         "max_retries",
@@ -173,6 +175,7 @@ class Policy:
         fallback: Callable[[Exception], Any] | None = None,
         logger: Logger | None = None,
         stop_event: StopEvent | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         if isinstance(max_retries, bool) or not isinstance(max_retries, int):
             raise TypeError(f"max_retries must be an int, got {max_retries!r}")
@@ -203,6 +206,12 @@ class Policy:
                 f"budget must have record_failure() and record_success(), got {budget!r}"
             )
         check_clock(clock)
+        if limiter is not None and not all(
+            callable(getattr(limiter, method, None))
+            for method in ("acquire", "acquire_async", "pause", "pause_async")
+        ):
+            raise TypeError(f"limiter must be a RateLimiter, got {limiter!r}")
+        self.limiter = limiter
         self.max_retry_after = check_max_retry_after(max_retry_after)
         self.on = _check_on(on)
         """Exception types (a tuple), a predicate, or ``None``: retried whatever their class."""
@@ -230,7 +239,10 @@ class Policy:
         # Bound once: iter() reaches Backoff.__iter__ through a slower type slot.
         self.new_delays: Callable[[], Iterator[float]] = self.backoff.__iter__
         self.needs_full_loop = (
-            deadline is not None or budget is not None or retry_on_result is not None
+            deadline is not None
+            or budget is not None
+            or retry_on_result is not None
+            or limiter is not None
         )
         """Whether the happy path must do more than call the function."""
 
@@ -411,6 +423,8 @@ class RetryCall:
         "logger",
         "matched_on",
         "max_attempts",
+        "paced_out",
+        "pause_for",
         "policy",
         "start",
         "target",
@@ -446,6 +460,10 @@ class RetryCall:
         """Whether the last failure matched ``on=``: retried whatever its class."""
         self.fallback: Callable[[Exception], Any] | None = None
         """The policy's ``fallback`` once the call gave up in a way it covers, else ``None``."""
+        self.pause_for = 0.0
+        """Seconds the limiter must pause: a 429 or 503 asked for it with Retry-After."""
+        self.paced_out: BaseException | None = None
+        """The limiter's refusal of the next attempt: it did not run."""
 
     def enter_deadline(
         self, deadline_at: float
@@ -471,6 +489,8 @@ class RetryCall:
             self.last_error = None
             return self.give_up(exc, None, ErrorClass.TIMEOUT, _rejected_reason(exc))
         self.last_error = exc
+        if policy.limiter is not None:
+            self.pause_for = _server_pause(exc, result, policy.max_retry_after)
         error_class = policy.classify(exc) if exc is not None else _result_class(result)
         self.error_class = error_class
         if error_class not in policy.retryable:
@@ -715,11 +735,30 @@ class RetryCall:
         (A rejection from a breaker used inside the function means it ran.)
         """
         gate = self.gate
-        return (
+        return exc is self.paced_out or (
             gate is not None
             and isinstance(exc, Rejection)
             and getattr(exc, "breaker_name", None) == gate.name
         )
+
+    def refused(self, exc: Exception) -> None:
+        """The limiter refused the next attempt within the time left: the call ends with it.
+
+        Waiting out a backoff cannot help (the limiter already said the wait
+        is longer than the time left), so the refusal ends the call at once,
+        chained to the last failure of the function, noted and logged as a
+        give-up (and handed to ``fallback`` when there is one).
+        """
+        if exc.__cause__ is None and self.last_error is not None:
+            exc.__cause__ = self.last_error
+        self.last_error = None
+        self.attempt += 1
+        self.paced_out = exc
+        wait = getattr(exc, "retry_after", None)
+        name = getattr(self.policy.limiter, "name", "?")
+        when = f" in {seconds(wait)} s" if isinstance(wait, float) else ""
+        reason = f"rate limiter {name!r} would admit the next attempt only{when}, past the deadline"
+        self.give_up(exc, None, ErrorClass.TRANSIENT, reason)
 
 
 def _note(exc: BaseException, note: str) -> None:
@@ -754,6 +793,18 @@ def _drop(failure: BaseException | None) -> None:
 
         with contextlib.suppress(Exception):  # a half-broken response: best effort
             close()
+
+
+def _server_pause(exc: BaseException | None, result: Any, max_retry_after: float) -> float:
+    """Seconds a 429 or 503 asked every caller to wait (``Retry-After``), capped; else 0.0."""
+    source: Any = result if exc is None else exc
+    code = response_status(source)
+    if code is None:
+        code = getattr(source, "status_code", None)
+    if code != 429 and code != 503:
+        return 0.0
+    asked = retry_after(source)
+    return 0.0 if asked is None else min(asked, max_retry_after)
 
 
 def _rejected_reason(exc: BaseException) -> str:
@@ -796,11 +847,20 @@ def run_retry(call: RetryCall, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
     """The retry loop: call until success or a reason to give up; raise the last error."""
     func, policy = call.target.func, call.policy
     token = None if call.deadline_at is None else call.enter_deadline(call.deadline_at)
+    limiter = policy.limiter
     try:
         failure, call.failure = call.failure, None  # taken over: see RetryCall.failure
         result: Any = None
         while True:
             if failure is None:
+                if limiter is not None:
+                    try:  # every attempt, the first included, within the time left
+                        limiter.acquire()
+                    except Exception as exc:
+                        call.refused(exc)
+                        if call.fallback is None:
+                            raise
+                        return call.fallback(exc)
                 try:
                     result = func(*args, **kwargs)
                 except Exception as exc:
@@ -813,6 +873,9 @@ def run_retry(call: RetryCall, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
                             policy.budget.record_success()
                         return result
             delay = call.after_failure(failure, result)
+            if call.pause_for > 0.0 and limiter is not None:  # every caller sharing it waits
+                limiter.pause(call.pause_for)
+                call.pause_for = 0.0
             if delay == _GIVE_UP or (delay > 0 and not call.wait(delay)):
                 if failure is None:
                     return result
@@ -832,11 +895,21 @@ async def run_retry_async(call: RetryCall, args: tuple[Any, ...], kwargs: dict[s
     """The retry loop of ``async`` functions; ``run_retry``'s twin."""
     func, policy = call.target.func, call.policy
     token = None if call.deadline_at is None else call.enter_deadline(call.deadline_at)
+    limiter = policy.limiter
     try:
         failure, call.failure = call.failure, None  # taken over: see RetryCall.failure
         result: Any = None
         while True:
             if failure is None:
+                if limiter is not None:
+                    try:  # every attempt, the first included, within the time left
+                        await limiter.acquire_async()
+                    except Exception as exc:
+                        call.refused(exc)
+                        if call.fallback is None:
+                            raise
+                        value = call.fallback(exc)
+                        return await value if policy.fallback_is_async else value
                 try:
                     result = await func(*args, **kwargs)
                 except Exception as exc:
@@ -847,6 +920,9 @@ async def run_retry_async(call: RetryCall, args: tuple[Any, ...], kwargs: dict[s
                             policy.budget.record_success()
                         return result
             delay = call.after_failure(failure, result)
+            if call.pause_for > 0.0 and limiter is not None:  # every caller sharing it waits
+                await limiter.pause_async(call.pause_for)
+                call.pause_for = 0.0
             if delay == _GIVE_UP or (delay > 0 and not await call.await_wait(delay)):
                 if failure is None:
                     return result
@@ -956,6 +1032,7 @@ def retry(  # noqa: F811 - the overload shim above is typing.overload to type ch
     fallback: None = None,
     logger: Logger | None = None,
     stop_event: StopEvent | None = None,
+    limiter: RateLimiter | None = None,
 ) -> Callable[[Callable[P, T]], Callable[P, T]]: ...
 
 
@@ -978,6 +1055,7 @@ def retry(  # type: ignore[overload-overlap]  # noqa: F811  # pyright: ignore[re
     fallback: Callable[[Exception], Awaitable[R]],
     logger: Logger | None = None,
     stop_event: StopEvent | None = None,
+    limiter: RateLimiter | None = None,
 ) -> AsyncFallbackDecorator[R]: ...
 
 
@@ -1000,6 +1078,7 @@ def retry(  # noqa: F811
     fallback: Callable[[Exception], R],
     logger: Logger | None = None,
     stop_event: StopEvent | None = None,
+    limiter: RateLimiter | None = None,
 ) -> FallbackDecorator[R]: ...
 
 
@@ -1023,6 +1102,7 @@ def retry(  # noqa: F811
     fallback: Callable[[Exception], Any] | None = None,
     logger: Logger | None = None,
     stop_event: StopEvent | None = None,
+    limiter: RateLimiter | None = None,
 ) -> (
     Callable[P, T]
     | Callable[[Callable[P, T]], Callable[P, T]]
@@ -1074,6 +1154,11 @@ def retry(  # noqa: F811
         stop_event: a ``threading.Event`` or ``asyncio.Event``; once set, no
             new attempt starts and a wait in progress ends early (graceful
             shutdown): the call gives up with its last failure.
+        limiter: a ``RateLimiter`` every attempt, the first included,
+            acquires within the time left (``RateLimitExceeded`` at once
+            when its turn would come past the *deadline*); a 429 or 503
+            carrying a ``Retry-After`` pauses it for that long (at most
+            *max_retry_after*), so every caller sharing it waits.
 
     Returns:
         The decorated function, with the same signature.
@@ -1095,6 +1180,7 @@ def retry(  # noqa: F811
         fallback=fallback,
         logger=logger,
         stop_event=stop_event,
+        limiter=limiter,
     )
     if func is _NO_FUNCTION:
         return functools.partial(_decorate, policy=policy)

@@ -61,10 +61,13 @@ from urllib3.response import HTTPResponse
 from urllib3.util.retry import Retry
 from urllib3.util.timeout import Timeout
 
-from resilient._classify import ErrorClass
+from resilient._classify import ErrorClass, retry_after
 from resilient._compat import add_note
 from resilient._redact import REDACTED, Redactor
-from resilient._retry import time_remaining
+from resilient._retry import DEFAULT_MAX_RETRY_AFTER, time_remaining
+
+if TYPE_CHECKING:
+    from resilient.pacing import RateLimiter
 
 __all__ = [
     "IDEMPOTENT_METHODS",
@@ -125,6 +128,11 @@ class ResilientAdapter(HTTPAdapter):
         pool_connections: as for ``HTTPAdapter``.
         pool_maxsize: as for ``HTTPAdapter``.
         pool_block: as for ``HTTPAdapter``.
+        limiter: a ``RateLimiter`` every request sent acquires first, within
+            the time left under the call's cap (``RateLimitExceeded``, not
+            sent, when its turn comes later); a 429 or 503 with
+            ``Retry-After`` pauses it for that long (at most 120 s), so
+            every caller sharing it waits.
     """
 
     __attrs__ = [  # noqa: RUF012 - requests' pickling protocol
@@ -133,6 +141,7 @@ class ResilientAdapter(HTTPAdapter):
         "read_timeout",
         "total_timeout",
         "connect_retries",
+        "limiter",
     ]
 
     def __init__(
@@ -145,7 +154,14 @@ class ResilientAdapter(HTTPAdapter):
         pool_connections: int = DEFAULT_POOLSIZE,
         pool_maxsize: int = DEFAULT_POOLSIZE,
         pool_block: bool = DEFAULT_POOLBLOCK,
+        limiter: RateLimiter | None = None,
     ) -> None:
+        if limiter is not None and not (
+            callable(getattr(limiter, "acquire", None))
+            and callable(getattr(limiter, "pause", None))
+        ):
+            raise TypeError(f"limiter must be a RateLimiter or None, got {limiter!r}")
+        self.limiter = limiter
         self.connect_timeout = _positive_seconds("connect_timeout", connect_timeout)
         self.read_timeout = _positive_seconds("read_timeout", read_timeout)
         self.total_timeout = _positive_seconds("total_timeout", total_timeout)
@@ -228,6 +244,8 @@ class ResilientAdapter(HTTPAdapter):
             raise TotalTimeout(
                 call.describe(request, "not sent: {why} has passed"), request=request
             )
+        if self.limiter is not None:  # the turn comes first: its wait counts against the cap
+            self.limiter.acquire(timeout=max(call.deadline - now, 0.0))
         watch = self._watchdog.watch(call, request)
         token = _IN_FLIGHT.set(watch)
         try:
@@ -246,6 +264,8 @@ class ResilientAdapter(HTTPAdapter):
                     raise watch.timeout("before the response") from exc
                 raise
             _watch_body(response, watch)
+            if self.limiter is not None and response.status_code in (429, 503):
+                _pause(self.limiter, response)
             if not stream:
                 try:
                     response.content  # noqa: B018 - reads and caches the body, under the watch
@@ -375,6 +395,8 @@ def create_resilient_session(
     read_timeout: float = 30.0,
     total_timeout: float = 60.0,
     connect_retries: int = 2,
+    *,
+    limiter: RateLimiter | None = None,
 ) -> ResilientSession:
     """A ``ResilientSession`` with a ``ResilientAdapter`` on ``http://`` and ``https://``.
 
@@ -385,6 +407,9 @@ def create_resilient_session(
             also a body streamed with ``stream=True``.
         connect_retries: immediate retries of a connection that failed to
             open; nothing else is retried.
+        limiter: a ``RateLimiter`` every request acquires before it is sent
+            (within the time left of the call); a 429 or 503 with
+            ``Retry-After`` pauses it, for every caller sharing it.
 
     Returns:
         A new session (a ``requests.Session``); close it (or use it in a
@@ -400,6 +425,7 @@ def create_resilient_session(
             read_timeout=read_timeout,
             total_timeout=total_timeout,
             connect_retries=connect_retries,
+            limiter=limiter,
         )
     )
 
@@ -439,6 +465,13 @@ def get_json_or_none(session: requests.Session, url: str, **kwargs: Any) -> Any:
 
 
 # -- helpers ---------------------------------------------------------------
+
+
+def _pause(limiter: RateLimiter, response: requests.Response) -> None:
+    """A 429 or 503 asked every caller to wait: pause the shared limiter that long."""
+    asked = retry_after(response)
+    if asked is not None and asked > 0:
+        limiter.pause(min(asked, DEFAULT_MAX_RETRY_AFTER))
 
 
 def _positive_seconds(name: str, value: object) -> float:

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 
     from resilient._clock import Clock
     from resilient._types import Budget, JitterSpec, RetryState
+    from resilient.pacing import ConcurrencyLimit, RateLimiter
 else:
     from typing import TypeVar
 
@@ -199,6 +200,7 @@ class TaskOptions(TypedDict, total=False):
     budget: Budget | None
     clock: Clock | None
     max_retry_after: float
+    limiter: RateLimiter | None
 
 
 _OPTION_NAMES = frozenset(TaskOptions.__annotations__)
@@ -221,6 +223,8 @@ def execute_task_safely(
     budget: Budget | None = None,
     clock: Clock | None = None,
     max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+    limiter: RateLimiter | None = None,
+    concurrency: ConcurrencyLimit | None = None,
     **kwargs: Any,
 ) -> TaskResult[T]:
     """Call ``func(*args, **kwargs)``, retrying as ``@retry`` does, and report how it went.
@@ -259,6 +263,12 @@ def execute_task_safely(
         max_retry_after: as for ``@retry``: the longest server's wait
             (``Retry-After``) honoured; beyond it the task fails at once,
             with ``TaskResult.retry_after`` saying what the server asked.
+        limiter: as for ``@retry``: a ``RateLimiter`` every attempt acquires
+            first (within the time left under *deadline*); a 429 or 503 with
+            ``Retry-After`` pauses it for every caller sharing it.
+        concurrency: a ``ConcurrencyLimit`` every attempt runs in (after the
+            limiter's turn, around the breaker); its refusal is TRANSIENT
+            and retried like any other.
         **kwargs: keyword arguments for *func* (a keyword named like an option
             above is taken as the option: bind it with ``functools.partial``).
 
@@ -284,6 +294,8 @@ def execute_task_safely(
             budget,
             clock,
             max_retry_after,
+            limiter,
+            concurrency,
         )
     )
     _check_task(task_name, func, asynchronous=False)
@@ -307,6 +319,8 @@ async def execute_task_safely_async(
     budget: Budget | None = None,
     clock: Clock | None = None,
     max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+    limiter: RateLimiter | None = None,
+    concurrency: ConcurrencyLimit | None = None,
     **kwargs: Any,
 ) -> TaskResult[T]:
     """Await ``func(*args, **kwargs)``: the ``async`` twin of ``execute_task_safely``.
@@ -333,6 +347,8 @@ async def execute_task_safely_async(
             budget,
             clock,
             max_retry_after,
+            limiter,
+            concurrency,
         )
     )
     _check_task(task_name, func, asynchronous=True)
@@ -342,7 +358,7 @@ async def execute_task_safely_async(
 def run_tasks(
     tasks: Iterable[Sequence[Any]],
     *,
-    concurrency: int = 1,
+    concurrency: int | ConcurrencyLimit = 1,
     **options: Unpack[TaskOptions],
 ) -> TaskSummary:
     """Run ``(name, func, *args)`` tasks with ``execute_task_safely``; keep going past failures.
@@ -360,22 +376,26 @@ def run_tasks(
 
     Args:
         tasks: ``(name, func, *args)`` tuples.
-        concurrency: how many tasks run at a time (>= 1).
+        concurrency: how many tasks run at a time (>= 1); or a
+            ``ConcurrencyLimit`` every attempt runs in, in a pool of as many
+            threads as it may admit (its ``max_limit`` when it has one, else
+            its ``limit``): an adaptive limit then moves within that pool.
         **options: passed to every ``execute_task_safely`` call
             (``max_retries``, ``circuit_breaker``, ``clock``...).
 
     Returns:
         A ``TaskSummary`` with the results in input order.
     """
-    jobs = _check_jobs(tasks, concurrency, asynchronous=False)
-    settings = _Settings.of(options, asynchronous=False)
+    workers, slots = _workers(concurrency, "call")
+    jobs = _check_jobs(tasks, asynchronous=False)
+    settings = _Settings.of(options, asynchronous=False, concurrency=slots)
     results: list[TaskResult | None] = [None] * len(jobs)
     try:
-        if concurrency == 1 or len(jobs) <= 1:
+        if workers == 1 or len(jobs) <= 1:
             for index, (name, func, args) in enumerate(jobs):
                 results[index] = _execute(settings, name, func, args, {})
         else:
-            _run_in_threads(settings, jobs, results, concurrency)
+            _run_in_threads(settings, jobs, results, workers)
     except BaseException as exc:
         _attach_summary(exc, results)
         raise
@@ -385,7 +405,7 @@ def run_tasks(
 async def run_tasks_async(
     tasks: Iterable[Sequence[Any]],
     *,
-    concurrency: int = 1,
+    concurrency: int | ConcurrencyLimit = 1,
     **options: Unpack[TaskOptions],
 ) -> TaskSummary:
     """Await ``(name, coroutine_function, *args)`` tasks, at most *concurrency* at a time.
@@ -400,8 +420,9 @@ async def run_tasks_async(
     """
     import asyncio  # noqa: PLC0415 - `import resilient` must not load asyncio
 
-    jobs = _check_jobs(tasks, concurrency, asynchronous=True)
-    settings = _Settings.of(options, asynchronous=True)
+    count, slots = _workers(concurrency, "call_async")
+    jobs = _check_jobs(tasks, asynchronous=True)
+    settings = _Settings.of(options, asynchronous=True, concurrency=slots)
     results: list[TaskResult | None] = [None] * len(jobs)
     if not jobs:
         return TaskSummary((), 0)
@@ -418,7 +439,7 @@ async def run_tasks_async(
                 # of the event loop): carry it to run_tasks_async as an Exception.
                 raise _Stopped(exc) from None
 
-    workers = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, len(jobs)))]
+    workers = [asyncio.ensure_future(worker()) for _ in range(min(count, len(jobs)))]
     stop: BaseException | None = None
     try:
         await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
@@ -447,7 +468,7 @@ class _Settings:
     so a loop over many small tasks validates its options once.
     """
 
-    __slots__ = ("breaker", "clock", "policy", "user_classifier")
+    __slots__ = ("breaker", "clock", "policy", "slots", "user_classifier")
 
     def __init__(
         self,
@@ -465,8 +486,15 @@ class _Settings:
         budget: Budget | None = None,
         clock: Clock | None = None,
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+        limiter: RateLimiter | None = None,
+        concurrency: ConcurrencyLimit | None = None,
     ) -> None:
         method = "call_async" if asynchronous else "call"
+        if concurrency is not None and not (
+            callable(getattr(concurrency, method, None)) and hasattr(concurrency, "limit")
+        ):
+            raise TypeError(f"concurrency must be a ConcurrencyLimit or None, got {concurrency!r}")
+        self.slots = concurrency
         if circuit_breaker is not None and not callable(getattr(circuit_breaker, method, None)):
             raise TypeError(
                 f"circuit_breaker must be a CircuitBreaker (with {method}()) or None, "
@@ -492,17 +520,24 @@ class _Settings:
             clock=clock,
             retry_on_result=None,
             max_retry_after=max_retry_after,
+            limiter=limiter,
         )
 
     @classmethod
-    def of(cls, options: Mapping[str, Any], *, asynchronous: bool) -> _Settings:
+    def of(
+        cls,
+        options: Mapping[str, Any],
+        *,
+        asynchronous: bool,
+        concurrency: ConcurrencyLimit | None = None,
+    ) -> _Settings:
         unknown = sorted(set(options) - _OPTION_NAMES)
         if unknown:
             raise TypeError(
                 f"unknown task option(s) {', '.join(map(repr, unknown))}; "
                 f"the options are {', '.join(sorted(_OPTION_NAMES))}"
             )
-        return cls(asynchronous=asynchronous, **options)
+        return cls(asynchronous=asynchronous, concurrency=concurrency, **options)
 
     @classmethod
     def cached(cls, key: tuple[Any, ...]) -> _Settings:
@@ -510,9 +545,9 @@ class _Settings:
         try:
             found = _SETTINGS.get(key)
         except TypeError:  # an unhashable option (a list of classes): validate every time
-            return cls.of(dict(zip(_OPTION_ORDER, key[1:], strict=True)), asynchronous=key[0])
+            return cls(asynchronous=key[0], **dict(zip(_OPTION_ORDER, key[1:], strict=True)))
         if found is None:
-            found = cls.of(dict(zip(_OPTION_ORDER, key[1:], strict=True)), asynchronous=key[0])
+            found = cls(asynchronous=key[0], **dict(zip(_OPTION_ORDER, key[1:], strict=True)))
             if len(_SETTINGS) >= _SETTINGS_LIMIT:
                 _SETTINGS.clear()
             _SETTINGS[key] = found
@@ -561,6 +596,8 @@ _OPTION_ORDER = (
     "budget",
     "clock",
     "max_retry_after",
+    "limiter",
+    "concurrency",
 )
 _SETTINGS: dict[tuple[Any, ...], _Settings] = {}
 _SETTINGS_LIMIT = 256
@@ -611,6 +648,8 @@ def _execute(
     start = time.monotonic() if clock is SYSTEM_CLOCK else clock.monotonic()
     breaker = settings.breaker
     run = func if breaker is None else functools.partial(breaker.call, func)
+    if settings.slots is not None:
+        run = functools.partial(settings.slots.call, run)
     if settings.policy.needs_full_loop:
         call = _task_call(settings, func, run, start, "execute_task_safely()")
     else:  # the first attempt, as plainly as it gets
@@ -670,6 +709,8 @@ async def _execute_async(
     attempt: Callable[..., Awaitable[Any]] = (
         run if breaker is None else functools.partial(breaker.call_async, run)
     )
+    if settings.slots is not None:
+        attempt = functools.partial(settings.slots.call_async, attempt)
     call = _task_call(settings, func, attempt, start, "execute_task_safely_async()")
     token = _TASK.set(name)
     try:
@@ -851,11 +892,21 @@ def _check_task(name: object, func: object, *, asynchronous: bool) -> None:
 _Job = tuple[str, Callable[..., Any], tuple[Any, ...]]
 
 
-def _check_jobs(tasks: object, concurrency: object, *, asynchronous: bool) -> list[_Job]:
+def _workers(concurrency: object, method: str) -> tuple[int, ConcurrencyLimit | None]:
+    """The number of workers of a run, and the ``ConcurrencyLimit`` given instead, if any."""
+    if not isinstance(concurrency, int) and callable(getattr(concurrency, method, None)):
+        limit = cast("ConcurrencyLimit", concurrency)
+        return (limit.max_limit or limit.limit), limit
     if isinstance(concurrency, bool) or not isinstance(concurrency, int):
-        raise TypeError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        raise TypeError(
+            f"concurrency must be an int >= 1 or a ConcurrencyLimit, got {concurrency!r}"
+        )
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency!r}")
+    return concurrency, None
+
+
+def _check_jobs(tasks: object, *, asynchronous: bool) -> list[_Job]:
     if isinstance(tasks, (str, bytes)) or not isinstance(tasks, Iterable):
         raise TypeError(f"tasks must be an iterable of (name, func, *args) tuples, got {tasks!r}")
     jobs: list[_Job] = []
