@@ -1038,6 +1038,22 @@ def test_retry_whose_first_turn_is_too_late_raises_the_refusal_untouched() -> No
     assert not getattr(caught.value, "__notes__", [])
 
 
+def test_retry_refused_by_the_limiter_hands_the_refusal_to_fallback() -> None:
+    """A turn past the deadline is a give-up like the others: fallback= answers instead."""
+    clock = ManualClock()
+    limiter = RateLimiter(1, per=10.0, clock=clock)
+    limiter.acquire()
+    got: list[BaseException] = []
+
+    def fallback(exc: Exception) -> str:
+        got.append(exc)
+        return "cached"
+
+    paced = retry(limiter=limiter, deadline=5.0, clock=clock, fallback=fallback)(lambda: "fresh")
+    assert paced() == "cached"
+    assert isinstance(got[0], RateLimitExceeded)
+
+
 @pytest.mark.parametrize("status", [429, 503])
 def test_retry_after_on_429_or_503_pauses_the_shared_limiter(status: int) -> None:
     """A 429/503 with Retry-After pauses the limiter: a caller that shares it waits too."""
