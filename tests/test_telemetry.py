@@ -34,6 +34,10 @@ import resilient.telemetry as telemetry
 from resilient import (
     CircuitBreaker,
     CircuitOpenError,
+    ConcurrencyLimit,
+    ConcurrencyLimitExceeded,
+    RateLimiter,
+    RateLimitExceeded,
     RetryBudget,
     _events,
     execute_task_safely,
@@ -1369,4 +1373,85 @@ def test_async_retries_and_rejections_reach_the_current_span(otel: Otel) -> None
         "resilient.retry",
         "resilient.retry",
         "resilient.breaker.rejected",
+    ]
+
+
+# -- pacing --------------------------------------------------------------------------------
+
+
+def paced_run(tag: str) -> tuple[RateLimiter, ConcurrencyLimit]:
+    """A limiter with 2 admitted at once, 1 after a wait, 2 refused; a limit of 3 with 1 inside."""
+    clock = ManualClock()
+    limiter = RateLimiter(1, burst=2, name=f"{tag}-api", clock=clock)
+    assert limiter.try_acquire()
+    assert limiter.try_acquire()
+    assert not limiter.try_acquire()
+    limiter.acquire()  # waits a second
+    with pytest.raises(RateLimitExceeded):
+        limiter.acquire(timeout=0.5)
+    limit = ConcurrencyLimit(3, name=f"{tag}-db")
+    return limiter, limit
+
+
+def test_rate_limiter_acquires_and_concurrency_gauges_in_prometheus(
+    registry: CollectorRegistry,
+) -> None:
+    """resilient_rate_limiter_acquires_total by outcome; the limit and in-flight gauges."""
+    telemetry.enable_prometheus(registry)
+    _limiter, limit = paced_run("prom")  # kept alive: the exporters read live limiters
+    with limit:
+        samples = scrape(registry)
+    name = "resilient_rate_limiter_acquires_total"
+    assert {
+        outcome: value(samples, name, limiter="prom-api", outcome=outcome)
+        for outcome in ("admitted", "waited", "refused")
+    } == {"admitted": 2, "waited": 1, "refused": 2}
+    assert value(samples, "resilient_concurrency_limit", concurrency="prom-db") == 3
+    assert value(samples, "resilient_concurrency_in_flight", concurrency="prom-db") == 1
+    assert value(scrape(registry), "resilient_concurrency_in_flight", concurrency="prom-db") == 0
+    types = {
+        line.split()[2]: line.split()[3]
+        for line in generate_latest(registry).decode().splitlines()
+        if line.startswith("# TYPE")
+    }
+    assert types["resilient_rate_limiter_acquires_total"] == "counter"
+    assert types["resilient_concurrency_limit"] == "gauge"
+    assert types["resilient_concurrency_in_flight"] == "gauge"
+
+
+def test_pacing_in_opentelemetry_with_a_span_event_per_refusal(otel: Otel) -> None:
+    """The same facts under resilient.*; each refusal that raised is an event on the span."""
+    telemetry.enable_opentelemetry(meter_provider=otel.meters, tracer_provider=otel.tracers)
+    with otel.tracer.start_as_current_span("request"):
+        limiter, limit = paced_run("otel")
+    with limit:
+        points = otel.points()
+    acquires = "resilient.rate_limiter.acquires"
+    assert points[(acquires, frozenset({"limiter": "otel-api", "outcome": "waited"}.items()))] == 1
+    assert points[(acquires, frozenset({"limiter": "otel-api", "outcome": "refused"}.items()))] == 2
+    assert (
+        points[("resilient.concurrency.limit", frozenset({"concurrency": "otel-db"}.items()))] == 3
+    )
+    names = [name for name, _ in otel.events()]
+    assert names[0] == "resilient.rate_limiter.refused"
+    assert otel.events()[0][1]["limiter"] == "otel-api"
+    assert otel.events()[0][1]["retry_after"] == pytest.approx(1.0)
+    del limiter
+
+
+def test_a_refused_slot_is_an_event_on_the_span(otel: Otel) -> None:
+    """ConcurrencyLimitExceeded adds resilient.concurrency.refused to the current span."""
+    telemetry.enable_opentelemetry(meter_provider=otel.meters, tracer_provider=otel.tracers)
+    limit = ConcurrencyLimit(1, name="span-db")
+    with (
+        otel.tracer.start_as_current_span("request"),
+        limit,
+        pytest.raises(ConcurrencyLimitExceeded),
+    ):
+        limit.call(lambda: None)
+    assert otel.events() == [
+        (
+            "resilient.concurrency.refused",
+            {"concurrency": "span-db", "error.type": "resilient.pacing.ConcurrencyLimitExceeded"},
+        )
     ]

@@ -67,6 +67,9 @@ if TYPE_CHECKING:  # the protocol is for the type checker: building it would cos
         ) -> None:
             """Task *task* ended: *outcome* is ``"success"``, ``"failure"`` or ``"rejected"``."""
 
+        def pacing_refused(self, kind: str, name: str, error: BaseException) -> None:
+            """A ``"limiter"`` or ``"concurrency"`` named *name* refused a call with *error*."""
+
 
 __all__ = ["SINK", "live_breakers", "live_pacers", "register_breaker", "register_pacer"]
 

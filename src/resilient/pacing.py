@@ -562,7 +562,7 @@ class RateLimiter:
             admitted, wait = self.store.rate_reserve(self.name, self._policy, cost, allowed, now)
             self._count(admitted, wait)
         if not admitted:
-            raise RateLimitExceeded(self.name, wait, cost, allowed)
+            raise self._refusal(wait, cost, allowed)
         if wait > 0.0:
             try:
                 clock.sleep(wait)
@@ -595,7 +595,7 @@ class RateLimiter:
             )
             self._count(admitted, wait)
         if not admitted:
-            raise RateLimitExceeded(self.name, wait, cost, allowed)
+            raise self._refusal(wait, cost, allowed)
         if wait > 0.0:
             try:
                 await clock.asleep(wait)
@@ -734,6 +734,16 @@ class RateLimiter:
         )
 
     # -- helpers ----------------------------------------------------------------------
+
+    def _refusal(self, wait: float, cost: float, allowed: float) -> RateLimitExceeded:
+        error = RateLimitExceeded(self.name, wait, cost, allowed)
+        if _events.SINK is not None:
+            _events.SINK.pacing_refused("limiter", self.name, error)
+        return error
+
+    def _pacing_counts(self) -> tuple[int, int, int]:
+        """Acquires admitted at once, admitted after a wait, refused: read by the telemetry."""
+        return self._admitted, self._waited, self._refused
 
     def _reserve(self, cost: float, max_wait: float, now: float) -> tuple[bool, float]:
         """The in-process ``rate_reserve`` (see ``PacingStore``), with the counts."""
@@ -1226,7 +1236,10 @@ class ConcurrencyLimit:
         return self.max_wait
 
     def _refusal(self, waited: float) -> ConcurrencyLimitExceeded:
-        return ConcurrencyLimitExceeded(self.name, self._limit, max(waited, 0.0))
+        error = ConcurrencyLimitExceeded(self.name, self._limit, max(waited, 0.0))
+        if _events.SINK is not None:
+            _events.SINK.pacing_refused("concurrency", self.name, error)
+        return error
 
     # -- the adaptive rule (the lock is held) -------------------------------------------
 

@@ -241,6 +241,7 @@ class _Exporters:
         "_breaker_rejected",
         "_budget_refused",
         "_gave_up",
+        "_pacing_refused",
         "_retried",
         "_task_finished",
     )
@@ -257,6 +258,7 @@ class _Exporters:
         self._breaker_changed = hooks("breaker_changed")
         self._breaker_rejected = hooks("breaker_rejected")
         self._task_finished = hooks("task_finished")
+        self._pacing_refused = hooks("pacing_refused")
 
     def retried(
         self,
@@ -318,6 +320,13 @@ class _Exporters:
                 hook(task, outcome, elapsed, attempts, exc)
             except Exception as error:
                 _failed_once(hook, error)
+
+    def pacing_refused(self, kind: str, name: str, error: BaseException) -> None:
+        for hook in self._pacing_refused:
+            try:
+                hook(kind, name, error)
+            except Exception as failure:
+                _failed_once(hook, failure)
 
 
 _reported: set[str] = set()
@@ -477,6 +486,35 @@ def _read_breakers() -> dict[str, _BreakerView]:
     return views
 
 
+PACING_OUTCOMES: tuple[str, ...] = ("admitted", "waited", "refused")
+"""The values of the ``outcome`` label of the rate limiters' acquires: admitted at
+once, admitted after a wait, refused (``RateLimitExceeded``, or ``try_acquire`` saying no)."""
+
+
+def _read_pacers() -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """The live rate limiters' counts and concurrency limits' ``[limit, in_flight]``, by name.
+
+    Objects built with the same name (sharing a store) are one series: the
+    counts and the calls in flight add up, the limit is the largest.
+    """
+    limiters: dict[str, list[int]] = {}
+    limits: dict[str, list[int]] = {}
+    for pacer in _events.live_pacers():
+        try:
+            counts = getattr(pacer, "_pacing_counts", None)
+            if counts is not None:
+                total = limiters.setdefault(pacer.name, [0, 0, 0])
+                for index, count in enumerate(counts()):
+                    total[index] += count
+            else:
+                pair = limits.setdefault(pacer.name, [0, 0])
+                pair[0] = max(pair[0], pacer.limit)
+                pair[1] += pacer.in_flight
+        except Exception as error:
+            _failed_once(f"reading {pacer!r}", error)
+    return limiters, limits
+
+
 # -- Prometheus -----------------------------------------------------------------------------
 
 
@@ -540,6 +578,9 @@ class _Prometheus:
 
     breaker_rejected = None
     """Rejections are counted by the breaker itself, and read when collected."""
+
+    pacing_refused = None
+    """Refusals are counted by the rate limiters themselves, and read when collected."""
 
     def task_finished(
         self, task: str, outcome: str, elapsed: float, attempts: int, exc: BaseException | None
@@ -641,6 +682,31 @@ class _Prometheus:
                 modes.add_metric((name, mode), 1.0)
         yield from (calls, states, modes)
 
+        limiters, limits = ({}, {}) if empty else _read_pacers()
+        acquires = CounterMetricFamily(
+            "resilient_rate_limiter_acquires",
+            "Acquires of each rate limiter in this process: admitted at once, after a wait, "
+            "or refused.",
+            labels=("limiter", "outcome"),
+        )
+        for name in sorted(limiters):
+            for outcome, count in zip(PACING_OUTCOMES, limiters[name], strict=True):
+                acquires.add_metric((name, outcome), count)
+        limit_gauge = GaugeMetricFamily(
+            "resilient_concurrency_limit",
+            "The calls each concurrency limit allows in flight now (moves when adaptive).",
+            labels=("concurrency",),
+        )
+        in_flight = GaugeMetricFamily(
+            "resilient_concurrency_in_flight",
+            "The calls holding a slot of each concurrency limit in this process now.",
+            labels=("concurrency",),
+        )
+        for name in sorted(limits):
+            limit_gauge.add_metric((name,), limits[name][0])
+            in_flight.add_metric((name,), limits[name][1])
+        yield from (acquires, limit_gauge, in_flight)
+
 
 def _sort_key(item: tuple[tuple[str | None, ...], int]) -> tuple[str, ...]:
     return tuple(part or "" for part in item[0])
@@ -737,6 +803,24 @@ class _OpenTelemetry:
             callbacks=[self._observe_modes],
             description="1 for where each breaker's state lives now.",
         )
+        meter.create_observable_counter(
+            "resilient.rate_limiter.acquires",
+            callbacks=[self._observe_acquires],
+            unit="{acquire}",
+            description="Acquires of each rate limiter: admitted at once, after a wait, refused.",
+        )
+        meter.create_observable_gauge(
+            "resilient.concurrency.limit",
+            callbacks=[functools.partial(self._observe_limits, 0)],
+            unit="{call}",
+            description="The calls each concurrency limit allows in flight now.",
+        )
+        meter.create_observable_gauge(
+            "resilient.concurrency.in_flight",
+            callbacks=[functools.partial(self._observe_limits, 1)],
+            unit="{call}",
+            description="The calls holding a slot of each concurrency limit now.",
+        )
 
     # -- the events
 
@@ -796,6 +880,17 @@ class _OpenTelemetry:
                 },
             )
 
+    def pacing_refused(self, kind: str, name: str, error: BaseException) -> None:
+        span = self._current_span()
+        if span.is_recording():
+            attributes: dict[str, Any] = {kind: name, "error.type": type_name(type(error))}
+            wait = getattr(error, "retry_after", None)
+            if isinstance(wait, float):
+                attributes["retry_after"] = wait
+            span.add_event(
+                f"resilient.{'rate_limiter' if kind == 'limiter' else kind}.refused", attributes
+            )
+
     def task_finished(
         self, task: str, outcome: str, elapsed: float, attempts: int, exc: BaseException | None
     ) -> None:
@@ -843,6 +938,24 @@ class _OpenTelemetry:
             self._observation(1, {"breaker": name, "mode": mode})
             for name, view in _read_breakers().items()
             for mode in sorted(view.modes)
+        ]
+
+    def _observe_acquires(self, options: CallbackOptions) -> Iterable[Observation]:
+        if not self.active:
+            return []
+        limiters, _ = _read_pacers()
+        return [
+            self._observation(count, {"limiter": name, "outcome": outcome})
+            for name, counts in limiters.items()
+            for outcome, count in zip(PACING_OUTCOMES, counts, strict=True)
+        ]
+
+    def _observe_limits(self, index: int, options: CallbackOptions) -> Iterable[Observation]:
+        if not self.active:
+            return []
+        _, limits = _read_pacers()
+        return [
+            self._observation(pair[index], {"concurrency": name}) for name, pair in limits.items()
         ]
 
 
