@@ -13,6 +13,11 @@ its third failure opens the shared circuit. The *reports* process, which has
 not failed once, is then rejected at once without calling the service. After
 the open period (measured by Redis's clock) the reports process makes the one
 trial call; it succeeds, and the checkout process sees the circuit closed.
+
+The two processes hand each other the turn with events, never with sleeps:
+checkout starts failing only once reports is up and waiting (starting a
+process can take longer than the whole open period on a busy machine), and
+reports calls as soon as checkout says the circuit is open.
 """
 
 from __future__ import annotations
@@ -42,7 +47,10 @@ def inventory_breaker(url: str) -> CircuitBreaker:
     return CircuitBreaker(3, OPEN_FOR, name="inventory-api", store=store)
 
 
-def checkout(url: str, opened: Event, done: Event) -> None:
+HANDSHAKE_TIMEOUT = 60.0  # seconds a process waits for the other's signal before giving up
+
+
+def checkout(url: str, ready: Event, opened: Event, done: Event) -> None:
     """Calls the inventory service while it is down, until the circuit opens."""
     _log_plainly()
     breaker = inventory_breaker(url)
@@ -50,6 +58,8 @@ def checkout(url: str, opened: Event, done: Event) -> None:
     def reserve_item() -> None:
         raise ConnectionRefusedError("inventory service: connection refused")
 
+    # Open the circuit only once reports is up: its start-up must not eat the open period.
+    _wait_for(ready, "the reports process to start")
     for attempt in range(1, 4):
         try:
             breaker.call(reserve_item)
@@ -57,11 +67,11 @@ def checkout(url: str, opened: Event, done: Event) -> None:
             print(f"checkout: call {attempt} failed: {error}", flush=True)
     print(f"checkout: the circuit is now {breaker.state.value}", flush=True)
     opened.set()
-    done.wait(timeout=30)  # until the reports process has run its trial
+    _wait_for(done, "the reports process to run its trial")
     print(f"checkout: the circuit is now {breaker.state.value}", flush=True)
 
 
-def reports(url: str, opened: Event) -> None:
+def reports(url: str, ready: Event, opened: Event) -> None:
     """Never saw a failure itself, yet is protected by what checkout learned."""
     _log_plainly()
     breaker = inventory_breaker(url)
@@ -71,7 +81,8 @@ def reports(url: str, opened: Event) -> None:
         calls.append(1)
         return 42
 
-    opened.wait(timeout=30)
+    ready.set()
+    _wait_for(opened, "the checkout process to open the circuit")
     try:
         breaker.call(count_stock)
     except CircuitOpenError as error:
@@ -86,19 +97,28 @@ def main(url: str) -> int:
     """Run checkout and reports in two processes sharing the breaker in *url*."""
     inventory_breaker(url).reset()  # a fresh start if an earlier run left it open
     spawn = multiprocessing.get_context("spawn")
-    opened, done = spawn.Event(), spawn.Event()
-    first = spawn.Process(target=checkout, args=(url, opened, done), name="checkout")
-    second = spawn.Process(target=reports, args=(url, opened), name="reports")
+    ready, opened, done = spawn.Event(), spawn.Event(), spawn.Event()
+    first = spawn.Process(target=checkout, args=(url, ready, opened, done), name="checkout")
+    second = spawn.Process(target=reports, args=(url, ready, opened), name="reports")
     first.start()
     second.start()
-    second.join(timeout=30)
+    second.join(timeout=2 * HANDSHAKE_TIMEOUT)
     done.set()
-    first.join(timeout=30)
+    first.join(timeout=2 * HANDSHAKE_TIMEOUT)
+    for process in (first, second):
+        if process.is_alive():  # stuck: stop it rather than leave it behind
+            process.kill()
+            process.join()
     if (first.exitcode, second.exitcode) != (0, 0):
         print(f"a process failed: exit codes {first.exitcode}, {second.exitcode}")
         return 1
     print("shared breaker: both processes saw one circuit")
     return 0
+
+
+def _wait_for(event: Event, what: str) -> None:
+    if not event.wait(timeout=HANDSHAKE_TIMEOUT):
+        raise SystemExit(f"gave up after {HANDSHAKE_TIMEOUT:.0f} s waiting for {what}")
 
 
 def _log_plainly() -> None:

@@ -64,6 +64,10 @@ def _require_redis() -> str:
     return binary
 
 
+# Seconds a Redis client in a test waits for an answer when the test is not about timeouts.
+PATIENT_SOCKET_TIMEOUT = 5.0
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -145,9 +149,15 @@ class RedisServer:
         self.process.send_signal(signal.SIGCONT)
 
     def client(self, **options: Any) -> Any:
-        """A client with short timeouts and no retries, as ``RedisStore.from_url`` builds."""
+        """A client with no retries, as ``RedisStore.from_url`` builds, and a 5 s socket timeout.
+
+        Not the library's 0.25 s default: on a busy machine an answer can take
+        longer than that, and a test whose claim is not about timeouts must not
+        see an outage that did not happen. Tests of timeouts give their own.
+        """
         from resilient.redis import connect
 
+        options.setdefault("socket_timeout", PATIENT_SOCKET_TIMEOUT)
         return connect(self.url, **options)
 
 
