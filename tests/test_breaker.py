@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import copy
 import itertools
 import logging
@@ -974,6 +975,43 @@ def test_an_async_with_block_counts_as_one_call(clock: ManualClock) -> None:
 
     asyncio.run(main())
     assert breaker.metrics.failures == 1
+
+
+def test_with_blocks_of_throwaway_breakers_leave_nothing_per_breaker_in_the_context() -> None:
+    """10,000 breakers each used once in a ``with`` block: the thread's context holds at
+    most one variable of the library's, not one per breaker."""
+    before = len(contextvars.copy_context())
+    for n in range(10_000):
+        with CircuitBreaker(name=f"throwaway-{n}"):
+            pass
+    assert len(contextvars.copy_context()) <= before + 1
+
+
+def test_async_with_blocks_of_throwaway_breakers_leave_nothing_per_breaker() -> None:
+    """The same in a task: its context ends with at most one variable of the library's."""
+
+    async def main() -> tuple[int, int]:
+        before = len(contextvars.copy_context())
+        for n in range(1_000):
+            async with CircuitBreaker(name=f"throwaway-{n}"):
+                await asyncio.sleep(0)
+        return before, len(contextvars.copy_context())
+
+    before, after = asyncio.run(main())
+    assert after <= before + 1
+
+
+def test_with_blocks_may_end_in_another_order_than_they_began(clock: ManualClock) -> None:
+    """Two breakers' blocks left out of order (an ExitStack can) each record their own outcome."""
+    first, second = CircuitBreaker(1, clock=clock), CircuitBreaker(1, clock=clock)
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(Boom, Boom(), None)  # the outer block ends first, failed
+    second.__exit__(None, None, None)
+    assert (first.state, second.state) == (OPEN, CLOSED)
+    assert (first.metrics.failures, second.metrics.successes) == (1, 1)
+    with pytest.raises(RuntimeError, match="__exit__ without a matching __enter__"):
+        second.__exit__(None, None, None)
 
 
 def test_call_async_counts_like_call(clock: ManualClock) -> None:

@@ -204,6 +204,13 @@ DEFAULT_COUNTED: frozenset[ErrorClass] = frozenset(
 
 _names = itertools.count(1)
 
+# The ``with`` blocks open in this context, innermost last: (breaker, trial ticket, start).
+# One variable for every breaker: a variable per breaker would stay in the
+# context of every thread and task that used it, long after the breaker is gone.
+_BLOCKS: ContextVar[tuple[tuple[CircuitBreaker, int | None, float], ...]] = ContextVar(
+    "resilient.breaker.blocks", default=()
+)
+
 
 class CircuitBreaker:
     """Guard calls to a dependency: stop calling it while it is down.
@@ -293,7 +300,6 @@ class CircuitBreaker:
         "_slow_limit",
         "_store",
         "_succeeded",
-        "_tickets",
         "_timed",
         "_windowed",
         "name",
@@ -392,9 +398,6 @@ class CircuitBreaker:
         self._ignored = itertools.count()
         self._slow = itertools.count()
         self._rejected = itertools.count()
-        self._tickets: ContextVar[tuple[tuple[int | None, float], ...]] = ContextVar(
-            f"resilient.breaker:{self.name}", default=()
-        )
         # State changes are queued in the step that makes them (under _order)
         # and delivered from the queue by one thread at a time (_delivering),
         # so listeners hear them in order and a slow listener blocks no call.
@@ -559,7 +562,7 @@ class CircuitBreaker:
         trial = self._admit()
         start = self._started(trial)
         try:
-            self._tickets.set((*self._tickets.get(), (trial, start)))
+            _BLOCKS.set((*_BLOCKS.get(), (self, trial, start)))
         except BaseException:
             self._release(trial)
             raise
@@ -572,11 +575,16 @@ class CircuitBreaker:
         tb: TracebackType | None,
     ) -> None:
         """Record how the block ended; never suppresses its exception."""
-        tickets = self._tickets.get()
-        if not tickets:
-            raise RuntimeError(f"{self!r}: __exit__ without a matching __enter__")
-        trial, start = tickets[-1]
-        self._tickets.set(tickets[:-1])
+        blocks = _BLOCKS.get()
+        if blocks and blocks[-1][0] is self:  # the innermost block: the usual case
+            _, trial, start = blocks[-1]
+            _BLOCKS.set(blocks[:-1])
+        else:  # blocks left in another order than entered (an ExitStack can)
+            mine = [i for i, block in enumerate(blocks) if block[0] is self]
+            if not mine:
+                raise RuntimeError(f"{self!r}: __exit__ without a matching __enter__")
+            _, trial, start = blocks[mine[-1]]
+            _BLOCKS.set(blocks[: mine[-1]] + blocks[mine[-1] + 1 :])
         if exc_type is None:
             self._record_success(trial, start)
         elif isinstance(exc, Exception):
