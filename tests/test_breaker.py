@@ -1271,6 +1271,30 @@ def test_a_listener_may_use_the_breaker_because_no_lock_is_held(clock: ManualClo
     assert seen == [OPEN, CLOSED]
 
 
+def test_the_opening_line_names_the_innermost_cause_of_the_last_failure(
+    clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A wrapped failure reads as its cause; the ``error`` field keeps the wrapper's text."""
+    caplog.set_level(logging.WARNING, logger="resilient.breaker")
+    breaker = CircuitBreaker(1, clock=clock, name="api")
+
+    def fetch() -> None:
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except ConnectionRefusedError as error:
+            raise ConnectionError(
+                "Max retries exceeded with url: /x (Connection refused)"
+            ) from error
+
+    with pytest.raises(ConnectionError):
+        breaker.call(fetch)
+    [opened] = caplog.records
+    assert "(the last: ConnectionError, caused by ConnectionRefusedError: [Errno 111] " in (
+        opened.getMessage()
+    )
+    assert opened.error == "Max retries exceeded with url: /x (Connection refused)"  # type: ignore[attr-defined]
+
+
 def test_state_changes_are_logged_with_structured_fields(
     clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:

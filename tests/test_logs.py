@@ -27,8 +27,8 @@ from freezegun import freeze_time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from resilient import ErrorClass
-from resilient._redact import redact
+from resilient import CircuitOpenError, ErrorClass
+from resilient._redact import describe_error, error_fields, redact
 from resilient.logs import (
     DEFAULT_REDACT_KEYS,
     JsonFormatter,
@@ -675,6 +675,99 @@ def test_redacting_twice_changes_nothing(text: str) -> None:
     not ``password=[REDACTED]]``."""
     once = redact(text)
     assert redact(once) == once
+
+
+def _raised_from(outer: BaseException, inner: BaseException) -> BaseException:
+    outer.__cause__ = inner
+    return outer
+
+
+def _raised_while_handling(outer: BaseException, inner: BaseException) -> BaseException:
+    outer.__context__ = inner
+    return outer
+
+
+class _Reasoned(Exception):
+    def __init__(self, text: str, reason: BaseException) -> None:
+        super().__init__(text)
+        self.reason = reason
+
+
+class _OpenCircuit(CircuitOpenError):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("error", "described"),
+    [
+        (ConnectionError("refused"), "ConnectionError: refused"),
+        (
+            _raised_from(
+                ConnectionError(
+                    "Max retries exceeded with url: /x (Caused by [Errno 111] refused)"
+                ),
+                ConnectionRefusedError(111, "refused"),
+            ),
+            "ConnectionError, caused by ConnectionRefusedError: [Errno 111] refused",
+        ),
+        (  # requests: ConnectionError(error) raised while handling that error
+            _raised_while_handling(
+                ConnectionError(inner := OSError("Max retries (Caused by: boom)")), inner
+            ),
+            "ConnectionError, caused by OSError: Max retries (Caused by: boom)",
+        ),
+        (  # an unrelated error being handled is not a cause
+            _raised_while_handling(ValueError("bad input"), KeyError("x")),
+            "ValueError: bad input",
+        ),
+        (  # urllib3's MaxRetryError and urllib's URLError hold theirs as .reason
+            _Reasoned(
+                "<urlopen error [Errno 111] refused>", ConnectionRefusedError(111, "refused")
+            ),
+            "_Reasoned, caused by ConnectionRefusedError: [Errno 111] refused",
+        ),
+        (  # redis-py: "Error 111 connecting to host:6379. Connection refused."
+            _raised_from(
+                ConnectionError("Error 111 connecting to db:6379. Connection refused."),
+                ConnectionRefusedError(111, "Connection refused"),
+            ),
+            "ConnectionError, caused by ConnectionRefusedError: [Errno 111] Connection refused",
+        ),
+        (  # a wrapper that says more than its cause keeps its text
+            _raised_from(ValueError("bad config"), KeyError("port")),
+            "ValueError: bad config (caused by KeyError: 'port')",
+        ),
+        (  # chains of any depth, secrets redacted at every level
+            _raised_from(
+                RuntimeError("login failed"),
+                _raised_from(OSError("wrapped"), PermissionError("password=hunter2")),
+            ),
+            "RuntimeError: login failed (caused by PermissionError: password=[REDACTED])",
+        ),
+        (
+            _raised_from(RuntimeError("x" * 300), TimeoutError("y" * 300)),
+            f"RuntimeError: {'x' * 200}...[100 more chars] "
+            f"(caused by TimeoutError: {'y' * 200}...[100 more chars])",
+        ),
+        (  # an open circuit chained to the last failure is not caused by it
+            _raised_from(_OpenCircuit("db", 3.0), ConnectionError("down")),
+            "_OpenCircuit: circuit 'db' is open: call rejected without running; "
+            "next trial call in 3.000 s",
+        ),
+    ],
+)
+def test_an_error_is_described_by_its_innermost_cause(error: BaseException, described: str) -> None:
+    """The message names what went wrong at the bottom of a wrapped error, shortened."""
+    assert describe_error(error) == described
+    _, text = error_fields(error)
+    assert text == redact(str(error))  # the field keeps the error's own full text
+
+
+def test_a_cause_chain_that_loops_is_described() -> None:
+    """A cycle of causes ends; it is described, never looped over forever."""
+    first, second = ValueError("first"), KeyError("second")
+    first.__cause__, second.__cause__ = second, first
+    assert describe_error(first) == "ValueError: first (caused by KeyError: 'second')"
 
 
 def test_ordinary_text_is_left_alone() -> None:

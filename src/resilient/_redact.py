@@ -24,6 +24,7 @@ __all__ = [
     "default_redactor",
     "describe_error",
     "error_fields",
+    "innermost_cause",
     "log_with_traceback",
     "redact",
     "safe_repr",
@@ -224,13 +225,91 @@ def error_fields(exc: BaseException) -> tuple[str, str]:
 
 
 def describe_error(exc: BaseException) -> str:
-    """``"ConnectionError: connection refused"`` for a log message: short type name and
-    message, secrets redacted, cut at a few hundred characters; never raises."""
-    text = redact(safe_str(exc))
-    if len(text) > _MESSAGE_LIMIT:
-        text = f"{text[:_MESSAGE_LIMIT]}...[{len(text) - _MESSAGE_LIMIT} more chars]"
+    """The failure for a log message, secrets redacted, shortened; never raises.
+
+    ``"ConnectionError: connection refused"``: the short type name and the
+    message. An error that wraps another names the innermost cause, which is
+    what went wrong: a ``requests`` ``ConnectionError`` whose text is urllib3's
+    "Max retries exceeded with url ..." reads ``"ConnectionError, caused by
+    ConnectionRefusedError: [Errno 111] Connection refused"``. When the
+    wrapper's text says more than the cause's (it does not repeat it), both
+    are shown: ``"ValueError: bad config (caused by KeyError: 'port')"``. The
+    ``error`` field of the line keeps the error's full text.
+    """
+    from resilient._classify import Rejection  # noqa: PLC0415 - loaded by then; no import cycle
+
+    text = _shorten(redact(safe_str(exc)))
     name = type(exc).__qualname__
-    return f"{name}: {text}" if text else name
+    # A refusal (an open circuit) says all there is; the failure it is chained to did not cause it.
+    root = exc if isinstance(exc, Rejection) else innermost_cause(exc)
+    if root is exc:
+        return f"{name}: {text}" if text else name
+    root_text = _shorten(redact(safe_str(root)), _CAUSE_LIMIT)
+    root_name = type(root).__qualname__
+    if root_name == name:  # httpx's ConnectError caused by httpcore's: say which is which
+        root_name = type_name(type(root))
+    cause = f"{root_name}: {root_text}" if root_text else root_name
+    if not text or _restates(text, root, root_text):
+        return f"{name}, caused by {cause}"
+    return f"{name}: {_shorten(text, _CAUSE_LIMIT)} (caused by {cause})"
+
+
+_CAUSE_LIMIT = 200
+
+
+def _restates(text: str, root: BaseException, root_text: str) -> bool:
+    """Whether a wrapper's *text* only restates its cause's (urllib3's "Max retries
+    exceeded ... [Errno 111] Connection refused", redis-py's "Error 111 connecting to
+    host:6379. Connection refused.")."""
+    if root_text and root_text in text:
+        return True
+    reason = getattr(root, "strerror", None) if isinstance(root, OSError) else None
+    return isinstance(reason, str) and bool(reason) and reason in text
+
+
+def _shorten(text: str, limit: int = _MESSAGE_LIMIT) -> str:
+    if len(text) > limit:
+        return f"{text[:limit]}...[{len(text) - limit} more chars]"
+    return text
+
+
+def innermost_cause(exc: BaseException) -> BaseException:
+    """The error at the bottom of what *exc* wraps: *exc* itself when it wraps nothing.
+
+    A wrapped error is the explicit cause (``raise ... from error``), an
+    error the wrapper holds as its ``reason`` (urllib3's ``MaxRetryError``,
+    ``urllib.error.URLError``), or the error being handled when the wrapper
+    was raised, when the wrapper holds it among its arguments (``requests``
+    raises ``ConnectionError(error)`` that way). An unrelated error that was
+    merely being handled is not a cause.
+    """
+    seen = {id(exc)}
+    current = exc
+    for _ in range(16):
+        inner = _wrapped(current)
+        if inner is None or id(inner) in seen:
+            break
+        seen.add(id(inner))
+        current = inner
+    return current
+
+
+def _wrapped(exc: BaseException) -> BaseException | None:
+    cause = exc.__cause__
+    if cause is not None:
+        return cause
+    try:
+        reason: object = getattr(exc, "reason", None)
+        if isinstance(reason, BaseException):
+            return reason
+        context = exc.__context__
+        if context is not None and not exc.__suppress_context__:
+            args: object = exc.args
+            if isinstance(args, tuple) and any(arg is context for arg in args):
+                return context
+    except Exception:  # a property that raises: treat the error as wrapping nothing
+        return None
+    return None
 
 
 def safe_str(value: object) -> str:
