@@ -49,6 +49,7 @@ KNOWN_ORDER = (
     "import_time",
     "redis_overhead",
     "telemetry_overhead",
+    "pacing",
 )
 # What a module needs whether or not it says so itself.
 KNOWN_REQUIRES = {"redis_overhead": ("redis-server",)}
@@ -90,6 +91,15 @@ DESIGN_GOALS: tuple[tuple[str, str], ...] = (
         "full jitter <= 0.5x the calls of plain exponential",
     ),
     ("outage with a `RetryBudget`", "amplification <= 1.1x"),
+    (
+        "`RateLimiter.try_acquire`, admitted, in process",
+        "<= 2.0x a `threading.Lock` acquire/release plus `time.monotonic()`",
+    ),
+    ("`ConcurrencyLimit`, in process", "<= 2.0x a `threading.BoundedSemaphore` acquire/release"),
+    (
+        "fleet against a rate-limited API (benchmarks/, simulated)",
+        "goodput >= 95% of the API's capacity, < 1% 429s once converged",
+    ),
 )
 STORM_N = 100
 
@@ -572,6 +582,9 @@ def _overhead_section(add: Any, outcomes: Sequence[Outcome], images: dict[str, s
             add(f"Not run: {outcome.skipped or outcome.failed}.")
             add("")
             continue
+        if outcome.name in images:
+            add(f"![{outcome.name}]({images[outcome.name]})")
+            add("")
         rows = outcome.report.rows
         for group in dict.fromkeys(row.group for row in rows):
             members = [row for row in rows if row.group == group]
@@ -825,6 +838,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         images["outage"] = "img/outage.png"
     if plot_overhead(outcomes, images_dir / "overhead.png"):
         images["overhead"] = "img/overhead.png"
+    if any(o.name == "pacing" and o.report for o in outcomes):
+        import pacing  # the simulations are deterministic: run again here for the plot
+
+        pacing.plot(str(images_dir / "pacing.png"))
+        images["pacing"] = "img/pacing.png"
     seconds = time.perf_counter() - start
     write_page(output, outcomes, herd_result, args.quick, seconds, images)
     print("\ngoals")

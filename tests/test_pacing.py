@@ -1316,3 +1316,45 @@ def test_session_refuses_a_limiter_that_is_not_one() -> None:
 
     with pytest.raises(TypeError, match="limiter must be a RateLimiter or None, got 'x'"):
         create_resilient_session(limiter="x")  # type: ignore[arg-type]
+
+
+# --- the simulation of benchmarks/pacing.py -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def simulation() -> Any:
+    """``benchmarks/pacing.py``, imported by path (``benchmarks/`` is not a package)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parent.parent / "benchmarks"
+    sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location("pacing_bench", folder / "pacing.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_simulated_fleet_paced_by_a_shared_limiter_meets_its_goals(simulation: Any) -> None:
+    """Shared pacing: every task done, >= 95% of capacity, no 429 once converged; alone, many."""
+    by_name = {s.name: simulation.run_fleet(s) for s in simulation.STRATEGIES}
+    shared = by_name["+ shared RateLimiter"]
+    assert shared.completed == simulation.CLIENTS * simulation.TASKS
+    assert shared.goodput >= 0.95
+    assert shared.rejected_converged < 0.01
+    alone = by_name["@retry alone"]
+    assert alone.share_429 > 0.2
+    assert alone.goodput < shared.goodput
+
+
+def test_simulated_adaptive_limits_converge_on_the_capacity(simulation: Any) -> None:
+    """Ten adaptive limits settle within 10% of the capacity, and of the doubled one."""
+    result = simulation.run_adaptive(end=75.0)
+    assert result.settled_first is not None
+    assert result.settled_first <= 30.0
+    assert result.settled_second is not None
+    assert result.settled_second <= 15.0
