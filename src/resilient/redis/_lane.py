@@ -108,5 +108,11 @@ class Lane:
         self.policy = policy
 
 
+# The layout of the window's key, in the signature: a window stored by a version
+# of the scripts with another layout is dropped, not misread.
+_WINDOW_LAYOUT = "2"
+
+
 def _signature(window: object) -> str:
-    return hashlib.sha1(repr(window).encode(), usedforsecurity=False).hexdigest()[:16]
+    text = f"{_WINDOW_LAYOUT}:{window!r}"
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:16]

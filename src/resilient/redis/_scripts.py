@@ -11,7 +11,14 @@ run, so a script carries only those it needs).
 Keys (both carry the hash tag ``{namespace:name}``, so a Redis Cluster keeps
 one breaker in one slot): ``KEYS[1]`` the circuit (a hash), ``KEYS[2]`` its
 window (a string of one byte per call for a count-based window, a hash of
-buckets for a time-based one). A lost window key empties the window; a lost
+buckets for a time-based one). A time-based window keeps only the buckets
+that saw calls, each under its number (``c<k>``, ``f<k>``, ``s<k>``: calls,
+failures, slow calls) and linked to the next one entered (``n<k>``); the
+circuit's ``p`` is the oldest, the window's ``l`` the newest. Catching up
+after an idle spell drops the aged-out buckets from the oldest on: each
+bucket is dropped once, as it was entered once, so a call costs the same
+whatever the bucket count, and a window idle for longer than its span is
+simply deleted. A lost window key empties the window; a lost
 hash starts a new incarnation of the circuit (closed, its window dropped),
 whose half-open epochs start from Redis ``TIME`` in microseconds, so tickets
 of an earlier incarnation never match.
@@ -172,7 +179,7 @@ local function reply(admitted, ticket)
   if wdirty then
     local b = ''
     if bucket ~= nil then b = fmt(bucket) end
-    redis.call('HSET', K, 'wc', wc, 'wf', wf, 'ws', ws, 'p', pos, 'b', b)
+    redis.call('HSET', K, 'wc', wc, 'wf', wf, 'ws', ws, 'p', fmt(pos), 'b', b)
   end
   if dirty or wdirty then
     local ttl = idle_ms
@@ -204,19 +211,27 @@ local function clear_window()
 end
 
 -- Time-based window: drop the buckets that aged out; return the current bucket.
+-- Only entered buckets are visited (pos, the oldest, then each one's successor),
+-- never the bucket numbers in between: O(1) per call, amortized, whatever wsize.
 local function advance()
   local current = math.floor(now / wwidth)
   if bucket == nil or current - bucket >= wsize then
-    clear_window()
+    clear_window()  -- idle for the whole span: empty, in one command
   elseif current > bucket then
-    for k = bucket + 1, current do
-      local i = k % wsize
-      local v = redis.call('HMGET', W, 'c' .. i, 'f' .. i, 's' .. i)
-      if v[1] then
-        wc = wc - tonumber(v[1])
-        wf = wf - (tonumber(v[2]) or 0)
-        ws = ws - (tonumber(v[3]) or 0)
-        redis.call('HDEL', W, 'c' .. i, 'f' .. i, 's' .. i)
+    local oldest_live = current - wsize + 1
+    while wc > 0 and pos < oldest_live do
+      local k = fmt(pos)
+      local v = redis.call('HMGET', W, 'c' .. k, 'f' .. k, 's' .. k, 'n' .. k)
+      wc = wc - (tonumber(v[1]) or 0)
+      wf = wf - (tonumber(v[2]) or 0)
+      ws = ws - (tonumber(v[3]) or 0)
+      redis.call('HDEL', W, 'c' .. k, 'f' .. k, 's' .. k, 'n' .. k)
+      local following = tonumber(v[4])
+      if following == nil or following <= pos then
+        -- The newest entered bucket aged out too (or a link was lost): empty.
+        wc, wf, ws, pos = 0, 0, 0, 0
+      else
+        pos = following
       end
     end
   else
@@ -242,8 +257,18 @@ local function record(failed, slow)
     redis.call('SETRANGE', W, pos, string.char(failed + 2 * slow))
     pos = (pos + 1) % wsize
   else
-    local i = advance() % wsize
-    redis.call('HINCRBY', W, 'c' .. i, 1)
+    local current = advance()
+    local i = fmt(current)  -- every digit: bucket numbers on Redis time are large
+    if redis.call('HINCRBY', W, 'c' .. i, 1) == 1 then
+      -- The bucket's first call: link it after the newest entered one.
+      if wc == 0 then
+        pos = current
+      else
+        local newest = redis.call('HGET', W, 'l')
+        if newest then redis.call('HSET', W, 'n' .. newest, i) end
+      end
+      redis.call('HSET', W, 'l', i)
+    end
     if failed == 1 then redis.call('HINCRBY', W, 'f' .. i, 1) end
     if slow == 1 then redis.call('HINCRBY', W, 's' .. i, 1) end
     wc = wc + 1

@@ -1,0 +1,90 @@
+"""``resilient.redis`` under adversarial settings: work and memory bounded by design.
+
+Each claim is measured in what Redis or the store does (commands run,
+structures kept), never in time: the counts are the same on any machine.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+
+from resilient import CircuitBreaker, FailureRateWindow
+from resilient.redis import RedisStore
+from resilient.testing import ManualClock
+
+_namespaces = itertools.count()
+
+
+class Down(Exception):
+    """The dependency failed."""
+
+
+def ok() -> str:
+    return "ok"
+
+
+def down() -> None:
+    raise Down("down")
+
+
+def _commands(client: Any) -> int:
+    """Commands Redis ran since its statistics were last reset (scripts' own included)."""
+    stats = client.info("commandstats")
+    return sum(
+        int(entry["calls"])
+        for name, entry in stats.items()
+        if name not in ("cmdstat_info", "cmdstat_config|resetstat", "cmdstat_config")
+    )
+
+
+def _commands_of_a_call_after(client: Any, buckets: int, idle: float) -> int:
+    """Redis commands run by one call after *idle* seconds, on a window of 1000 s."""
+    clock = ManualClock()
+    store = RedisStore(
+        client, namespace=f"idle-{next(_namespaces)}", time_source="breaker", max_staleness=0
+    )
+    window = FailureRateWindow(0.9, seconds=1000, buckets=buckets, minimum_calls=1000)
+    breaker = CircuitBreaker(name="api", window=window, store=store, clock=clock)
+    for _ in range(3):  # calls in one bucket (any bucket width), then quiet
+        breaker.call(ok)
+        with pytest.raises(Down):
+            breaker.call(down)
+    clock.advance(idle)
+    client.config_resetstat()
+    breaker.call(ok)
+    return _commands(client)
+
+
+@pytest.mark.parametrize("idle", [150.0, 400.0, 999.0, 1000.0, 5000.0])
+def test_a_call_after_an_idle_spell_runs_the_same_commands_whatever_the_bucket_count(
+    redis_client: Any, idle: float
+) -> None:
+    """Catching up is O(1) on Redis: 10,000 buckets run exactly the commands 10 do
+    (a script that visited every bucket in between ran thousands and held Redis)."""
+    many = _commands_of_a_call_after(redis_client, 10_000, idle)
+    assert many == _commands_of_a_call_after(redis_client, 10, idle)
+    assert many <= 20
+
+
+def test_a_window_on_redis_keeps_only_the_buckets_that_saw_calls(redis_client: Any) -> None:
+    """The window's hash holds the entered buckets; past the span it is gone."""
+    clock = ManualClock()
+    store = RedisStore(redis_client, time_source="breaker", max_staleness=0)
+    window = FailureRateWindow(0.9, seconds=1000, buckets=10_000, minimum_calls=1000)
+    breaker = CircuitBreaker(name="api", window=window, store=store, clock=clock)
+    for at in (0.0, 0.05, 0.15, 500.0):
+        clock.advance(at - clock.monotonic())
+        with pytest.raises(Down):
+            breaker.call(down)
+    _, window_key = store.keys("api")
+    entered = {f for f in redis_client.hkeys(window_key) if f.startswith(b"c")}
+    assert len(entered) == 3  # buckets 0, 1 and 5000, not 10,000
+    clock.advance(600.0)  # 0.0 and 0.1 s age out
+    breaker.call(ok)
+    assert breaker.metrics.failure_rate == 0.5  # the failure at 500 s and this success
+    clock.advance(2000.0)  # idle for longer than the span
+    assert breaker.metrics.failure_rate == 0.0
+    assert redis_client.exists(window_key) == 0
