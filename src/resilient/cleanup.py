@@ -239,14 +239,17 @@ def atomic_write(
 ) -> AbstractContextManager[BinaryIO]: ...
 
 
+# A mode known only at run time: text or binary, the checker cannot tell, so
+# the text-only arguments are refused here as the run time refuses them in
+# binary mode (a literal text mode takes them, through the first overload).
 @overload
 def atomic_write(
     path: str | os.PathLike[str],
     mode: str,
     *,
-    encoding: str | None = None,
-    errors: str | None = None,
-    newline: str | None = None,
+    encoding: None = None,
+    errors: None = None,
+    newline: None = None,
     permissions: int | None = None,
 ) -> AbstractContextManager[IO[Any]]: ...
 

@@ -79,6 +79,15 @@ def rejected(target: Path) -> None:
     safe_temp_file(suffix=1)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     atomic_write(target, "w").__enter__().write(b"bytes")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     atomic_write(target, permissions="600")  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]
+    # Text-only arguments in a binary mode: ValueError at run time, so an error for the checkers.
+    atomic_write(target, "wb", encoding="utf-8")  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType, reportCallIssue]
+    atomic_write(target, "xb", errors="strict")  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType, reportCallIssue]
+    atomic_write(target, "wb+", newline="\n")  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType, reportCallIssue]
     database_transaction(object())  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     StructuredLogger("shop").info("placed", exc="not an exception")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     JsonFormatter({"message": "msg"})  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+
+
+def rejected_unknown_mode(target: Path, mode: str) -> None:
+    # A mode only known at run time may be binary: the text-only arguments need a literal mode.
+    atomic_write(target, mode, encoding="utf-8")  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType, reportCallIssue]
