@@ -2256,3 +2256,145 @@ def test_one_failure_opening_the_circuit_reads_well(
     breaker = CircuitBreaker(1, clock=clock, name="api")
     fail_times(breaker, 1)
     assert _messages(caplog)[0].startswith("circuit 'api' opened after 1 failure (the last:")
+
+
+# --- settings read back, logger=, errors that say what to do, timedelta (issue 19) --
+
+
+def test_settings_read_back_and_cannot_be_set() -> None:
+    """pybreaker's users read ``fail_max`` and ``reset_timeout``: ours read back, read-only."""
+    window = FailureRateWindow(0.5, calls=10, minimum_calls=5)
+    breaker = CircuitBreaker(
+        3,
+        30.0,
+        name="users-api",
+        half_open_max_calls=4,
+        success_threshold=2,
+        window=window,
+    )
+    assert breaker.name == "users-api"
+    assert breaker.failure_threshold == 3
+    assert breaker.recovery_timeout == 30.0
+    assert breaker.half_open_max_calls == 4
+    assert breaker.success_threshold == 2
+    assert breaker.window is window
+    for setting in (
+        "name",
+        "failure_threshold",
+        "recovery_timeout",
+        "half_open_max_calls",
+        "success_threshold",
+        "window",
+    ):
+        with pytest.raises(AttributeError):
+            setattr(breaker, setting, 1)
+    assert breaker.failure_threshold == 3
+
+
+def test_a_new_breaker_with_the_same_name_and_store_keeps_the_state() -> None:
+    """The documented way to change a setting: a new breaker on the same store and name."""
+    clock = ManualClock()
+    store = MemoryStore()
+    old = CircuitBreaker(1, 60.0, name="api", store=store, clock=clock)
+    old.trip()
+    new = CircuitBreaker(5, 120.0, name="api", store=store, clock=clock)
+    assert new.state is CircuitState.OPEN
+    assert new.failure_threshold == 5
+
+
+def test_logger_receives_the_breaker_lines(caplog: pytest.LogCaptureFixture) -> None:
+    """``logger=``: state changes go to that logger, same messages and fields."""
+    mine = logging.getLogger("myapp.breakers")
+    breaker = CircuitBreaker(1, name="db", logger=mine, clock=ManualClock())
+    with caplog.at_level(logging.INFO):
+        breaker.trip()
+    [record] = caplog.records
+    assert record.name == "myapp.breakers"
+    assert record.getMessage().startswith("circuit 'db' opened by trip()")
+    assert record.event == "circuit_open"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("logger", ["resilient.breaker", print])
+def test_a_logger_that_is_not_one_is_refused(logger: Any) -> None:
+    """``logger=`` must be a ``logging.Logger``, checked at construction."""
+    with pytest.raises(TypeError, match=r"logger must be a logging\.Logger or None"):
+        CircuitBreaker(logger=logger)
+
+
+def test_bare_decorator_says_to_build_a_breaker_first() -> None:
+    """``@CircuitBreaker`` without parentheses: say what to do, not 'failure_threshold must
+    be an int'."""
+    with pytest.raises(TypeError, match=r"not a decorator by itself.*@breaker"):
+
+        @CircuitBreaker  # type: ignore[arg-type]
+        def fetch() -> str:  # pragma: no cover - never decorated
+            return "ok"
+
+
+def test_a_name_given_first_suggests_name_keyword() -> None:
+    """``CircuitBreaker("users-api")`` suggests ``name='users-api'``."""
+    with pytest.raises(TypeError, match=r"CircuitBreaker\(name='users-api'\)"):
+        CircuitBreaker("users-api")  # type: ignore[arg-type]
+
+
+def test_name_is_required_error_does_not_show_the_store_repr() -> None:
+    """The error stays short: the store's kind, never its repr (a Redis client's holds
+    its connection details)."""
+
+    class SecretStore(MemoryStore):
+        def __repr__(self) -> str:
+            return "SecretStore(password=hunter2)"
+
+    with pytest.raises(
+        ValueError, match=r"name is required with store=SecretStore\(\.\.\.\)"
+    ) as info:
+        CircuitBreaker(store=SecretStore())
+    assert "hunter2" not in str(info.value)
+
+
+def test_durations_take_a_timedelta() -> None:
+    """``recovery_timeout``, ``slow_call_duration`` and a window's ``seconds`` accept a
+    ``timedelta``; they read back in seconds."""
+    from datetime import timedelta
+
+    window = FailureRateWindow(0.5, seconds=timedelta(minutes=1), minimum_calls=1)
+    assert window.seconds == 60.0
+    clock = ManualClock()
+    breaker = CircuitBreaker(
+        1,
+        timedelta(seconds=30),
+        window=window,
+        slow_call_duration=timedelta(milliseconds=200),
+        clock=clock,
+    )
+    assert breaker.recovery_timeout == 30.0
+    breaker.trip()
+    assert breaker.remaining == 30.0
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"recovery_timeout": 1e10}, r"^recovery_timeout must be at most 315576000 s"),
+        (
+            {"recovery_timeout": __import__("datetime").timedelta(seconds=-1)},
+            r"^recovery_timeout must be a finite number >= 0",
+        ),
+        (
+            {"window": None, "slow_call_duration": 1e10},
+            r"^slow_call_duration must be at most 315576000 s",
+        ),
+    ],
+)
+def test_durations_are_bounded_at_construction(options: dict[str, Any], message: str) -> None:
+    """A duration past ten years, or a negative timedelta, fails at construction, named."""
+    if "slow_call_duration" in options:
+        options = {**options, "window": FailureRateWindow(0.5, calls=10)}
+    with pytest.raises(ValueError, match=message):
+        CircuitBreaker(**options)
+
+
+def test_a_window_past_ten_years_is_refused() -> None:
+    """``FailureRateWindow(seconds=...)`` is bounded too."""
+    with pytest.raises(ValueError, match=r"^seconds must be at most 315576000 s"):
+        FailureRateWindow(seconds=1e10)

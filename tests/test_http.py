@@ -1133,3 +1133,43 @@ def test_import_resilient_does_not_import_requests() -> None:
         "assert 'resilient.http' not in sys.modules, 'resilient.http'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+
+
+def test_importing_it_without_requests_says_which_extra_to_install() -> None:
+    """Without requests, ``import resilient.http`` fails with the extra to install."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "sys.modules['requests'] = None  # as if requests were not installed\n"
+        "try:\n"
+        "    import resilient.http\n"
+        "except ImportError as error:\n"
+        "    print(error)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        "resilient.http needs the requests package, which is not installed: "
+        'pip install "resilient-kit[requests]"'
+    )
+
+
+def test_session_timeouts_take_a_timedelta() -> None:
+    """``create_resilient_session``'s timeouts accept a ``timedelta``; bounded like any."""
+    from datetime import timedelta
+
+    from resilient.http import create_resilient_session
+
+    session = create_resilient_session(
+        connect_timeout=timedelta(seconds=2), read_timeout=timedelta(milliseconds=1500)
+    )
+    adapter = session.get_adapter("https://example.com")
+    assert (adapter.connect_timeout, adapter.read_timeout) == (2.0, 1.5)  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match=r"total_timeout must be at most 315576000 s"):
+        create_resilient_session(total_timeout=1e10)
+    with pytest.raises(ValueError, match=r"read_timeout must be a finite number > 0"):
+        create_resilient_session(read_timeout=timedelta(seconds=-1))

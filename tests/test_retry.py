@@ -2255,3 +2255,79 @@ def test_block_form_refuses_bad_options_at_construction() -> None:
         retrying(fallback="x")  # type: ignore[call-overload]
     with pytest.raises(TypeError, match="name must be a non-empty str"):
         retrying(name="")
+
+
+# --- durations: timedelta everywhere, bounded (issue 19, issue 20 item 8) -------
+
+
+def test_every_retry_duration_takes_a_timedelta() -> None:
+    """``base_delay``, ``max_delay``, ``deadline`` and ``max_retry_after`` accept a
+    ``timedelta`` and mean the same as the seconds."""
+    from datetime import timedelta
+
+    clock = ManualClock()
+    decorated = retry(
+        base_delay=timedelta(milliseconds=500),
+        max_delay=timedelta(seconds=1),
+        deadline=timedelta(seconds=10),
+        max_retry_after=timedelta(minutes=2),
+        jitter=False,
+        clock=clock,
+    )(Flaky(*[ConnectionError("down")] * 3))
+    assert decorated() == "ok"
+    assert clock.sleeps == [0.5, 1.0, 1.0]
+    block_clock = ManualClock()
+    for attempt in retrying(base_delay=timedelta(seconds=2), jitter=False, clock=block_clock):
+        with attempt:
+            if attempt.number == 1:
+                raise ConnectionError("down")
+    assert block_clock.sleeps == [2.0]
+
+
+@pytest.mark.parametrize("name", ["base_delay", "max_delay", "deadline", "max_retry_after"])
+def test_a_negative_timedelta_is_refused_naming_the_parameter(name: str) -> None:
+    """A negative ``timedelta`` fails at construction like a negative number."""
+    from datetime import timedelta
+
+    options: dict[str, Any] = {name: timedelta(seconds=-1)}
+    with pytest.raises(ValueError, match=rf"^{name} must be a finite number"):
+        retry(**options)
+    with pytest.raises(ValueError, match=rf"^{name} must be a finite number"):
+        retrying(**options)
+
+
+@pytest.mark.parametrize("name", ["base_delay", "max_delay", "deadline", "max_retry_after"])
+@pytest.mark.parametrize("value", [1e10, 9.3e9, 10**12])
+def test_a_duration_past_ten_years_is_refused_at_construction(name: str, value: float) -> None:
+    """Past ~9.2e9 s ``time.sleep`` raises OverflowError at the first wait, hiding the
+    function's error: refused when decorating, naming the parameter (issue 20, item 8)."""
+    options: dict[str, Any] = {name: value}
+    if name == "base_delay":
+        options["max_delay"] = value
+    with pytest.raises(ValueError, match=rf"^{name} must be at most 315576000 s \(ten years\)"):
+        retry(**options)
+    with pytest.raises(ValueError, match=rf"^{name} must be at most 315576000 s"):
+        retrying(**options)
+    if name != "deadline":  # not an option of retry_with_backoff
+        flaky = Flaky()
+        with pytest.raises(ValueError, match=rf"^{name} must be at most 315576000 s"):
+            retry_with_backoff(flaky, **options)
+        assert flaky.calls == 0
+
+
+def test_ten_years_is_accepted() -> None:
+    """The bound itself is a valid duration."""
+    retry(base_delay=315_576_000.0, max_delay=315_576_000.0, deadline=315_576_000.0)
+
+
+@given(
+    seconds=st.floats(min_value=0, max_value=315_576_000.0, allow_nan=False),
+)
+def test_a_timedelta_means_its_seconds(seconds: float) -> None:
+    """Any duration given as a timedelta gives the same delays as its seconds."""
+    from datetime import timedelta
+
+    from resilient.backoff import Backoff
+
+    as_delta = Backoff(0.0, timedelta(seconds=seconds), jitter=False)
+    assert as_delta.max_delay == timedelta(seconds=seconds).total_seconds()

@@ -49,7 +49,7 @@ def test_manual_clock_advance_moves_time_without_recording() -> None:
 
 def test_manual_clock_refuses_to_go_back() -> None:
     """A negative advance is an error naming the value."""
-    with pytest.raises(ValueError, match="seconds must be >= 0, got -1"):
+    with pytest.raises(ValueError, match="seconds must be a finite number >= 0, got -1"):
         ManualClock().advance(-1)
 
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from logging import Logger
 
     from resilient._clock import Clock
-    from resilient._types import Budget, JitterSpec, RetryOn, RetryState, StopEvent
+    from resilient._types import Budget, JitterSpec, RetryOn, RetryState, Seconds, StopEvent
 
 __all__ = ["Attempt", "Retrying", "retrying"]
 
@@ -249,17 +249,17 @@ class _Attempts(Generic[T]):
 def retrying(
     *,
     max_retries: int = 3,
-    base_delay: float = 1.0,
-    max_delay: float = 60.0,
+    base_delay: Seconds = 1.0,
+    max_delay: Seconds = 60.0,
     jitter: JitterSpec = True,
     retryable_classes: Collection[ErrorClass] = DEFAULT_RETRYABLE,
-    deadline: float | None = None,
+    deadline: Seconds | None = None,
     classifier: Callable[..., ErrorClass] = classify,
     on_retry: Callable[[RetryState], object] | None = None,
     budget: Budget | None = None,
     clock: Clock | None = None,
     retry_on_result: Callable[[Any], bool] | None = None,
-    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+    max_retry_after: Seconds = DEFAULT_MAX_RETRY_AFTER,
     on: RetryOn | None = None,
     fallback: Callable[[Exception], T],
     logger: Logger | None = None,
@@ -272,17 +272,17 @@ def retrying(
 def retrying(
     *,
     max_retries: int = 3,
-    base_delay: float = 1.0,
-    max_delay: float = 60.0,
+    base_delay: Seconds = 1.0,
+    max_delay: Seconds = 60.0,
     jitter: JitterSpec = True,
     retryable_classes: Collection[ErrorClass] = DEFAULT_RETRYABLE,
-    deadline: float | None = None,
+    deadline: Seconds | None = None,
     classifier: Callable[..., ErrorClass] = classify,
     on_retry: Callable[[RetryState], object] | None = None,
     budget: Budget | None = None,
     clock: Clock | None = None,
     retry_on_result: Callable[[Any], bool] | None = None,
-    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+    max_retry_after: Seconds = DEFAULT_MAX_RETRY_AFTER,
     on: RetryOn | None = None,
     fallback: None = None,
     logger: Logger | None = None,
@@ -294,17 +294,17 @@ def retrying(
 def retrying(
     *,
     max_retries: int = 3,
-    base_delay: float = 1.0,
-    max_delay: float = 60.0,
+    base_delay: Seconds = 1.0,
+    max_delay: Seconds = 60.0,
     jitter: JitterSpec = True,
     retryable_classes: Collection[ErrorClass] = DEFAULT_RETRYABLE,
-    deadline: float | None = None,
+    deadline: Seconds | None = None,
     classifier: Callable[..., ErrorClass] = classify,
     on_retry: Callable[[RetryState], object] | None = None,
     budget: Budget | None = None,
     clock: Clock | None = None,
     retry_on_result: Callable[[Any], bool] | None = None,
-    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+    max_retry_after: Seconds = DEFAULT_MAX_RETRY_AFTER,
     on: RetryOn | None = None,
     fallback: Callable[[Exception], Any] | None = None,
     logger: Logger | None = None,

@@ -15,9 +15,13 @@ import math
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
+from resilient._compat import MAX_SECONDS, duration
 from resilient.backoff import Backoff
+
+if TYPE_CHECKING:
+    from resilient._types import Seconds
 
 __all__ = [
     "Admission",
@@ -74,8 +78,9 @@ class FailureRateWindow:
         failure_rate_threshold: in ``(0, 1]``; ``0.5`` opens at 50 % failures.
         calls: a count-based window over the last *calls* calls (the default,
             100, when neither *calls* nor *seconds* is given).
-        seconds: a time-based window over the last *seconds* seconds, made of
-            *buckets* buckets read from the breaker's clock.
+        seconds: a time-based window over the last *seconds* seconds (or a
+            ``timedelta``), made of *buckets* buckets read from the breaker's
+            clock; read back in seconds.
         minimum_calls: calls the window must hold before a rate is judged; for
             a count-based window at most *calls* is used.
         buckets: how many buckets a time-based window has; default one per
@@ -95,6 +100,17 @@ class FailureRateWindow:
     minimum_calls: int = 100
     buckets: int | None = None
 
+    if TYPE_CHECKING:  # the dataclass's __init__, where seconds may be a timedelta too
+
+        def __init__(
+            self,
+            failure_rate_threshold: float = 0.5,
+            calls: int | None = None,
+            seconds: Seconds | None = None,
+            minimum_calls: int = 100,
+            buckets: int | None = None,
+        ) -> None: ...
+
     def __post_init__(self) -> None:
         check_rate("failure_rate_threshold", self.failure_rate_threshold)
         check_int("minimum_calls", self.minimum_calls)
@@ -112,7 +128,9 @@ class FailureRateWindow:
                 object.__setattr__(self, "calls", 100)
             check_int("calls", self.calls, maximum=MAX_WINDOW_CALLS)
             return
-        check_seconds("seconds", self.seconds, allow_zero=False)
+        object.__setattr__(
+            self, "seconds", check_seconds("seconds", self.seconds, allow_zero=False)
+        )
         if self.buckets is None:
             object.__setattr__(self, "buckets", max(1, min(math.ceil(self.seconds), 600)))
         check_int("buckets", self.buckets, maximum=MAX_WINDOW_BUCKETS)
@@ -717,14 +735,16 @@ def check_int(name: str, value: object, minimum: int = 1, maximum: int | None = 
 
 
 def check_seconds(
-    name: str, value: object, *, allow_zero: bool = True, backoff_ok: bool = False
-) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        kind = "a number of seconds or a Backoff" if backoff_ok else "a number of seconds"
-        raise TypeError(f"{name} must be {kind}, got {value!r}")
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    name: str,
+    value: object,
+    *,
+    allow_zero: bool = True,
+    backoff_ok: bool = False,
+    maximum: float = MAX_SECONDS,
+) -> float:
+    """*value* in seconds (a number or a ``timedelta``), bounded; else an error naming *name*."""
+    also = " or a Backoff" if backoff_ok else ""
+    return duration(name, value, allow_zero=allow_zero, maximum=maximum, also=also)
 
 
 def check_rate(name: str, value: object) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from functools import partial
 from types import AsyncGeneratorType, CoroutineType, FunctionType, GeneratorType, MethodType
@@ -21,6 +22,56 @@ def add_note(exc: BaseException, note: str) -> None:
     else:
         notes = getattr(exc, "__notes__", None)
         exc.__notes__ = [*notes, note] if isinstance(notes, list) else [note]  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue]
+
+
+MAX_SECONDS = 315_576_000.0
+"""The longest duration any parameter accepts: ten years (of 365.25 days).
+
+Far beyond any sensible wait, and far below what ``time.sleep`` and
+``threading.Event.wait`` refuse with an ``OverflowError`` (about 9.2e9 s):
+a longer value is a mistake, said at construction rather than at the first
+wait in production.
+"""
+
+
+def duration(
+    name: str,
+    value: object,
+    *,
+    allow_zero: bool = True,
+    maximum: float = MAX_SECONDS,
+    also: str = "",
+) -> float:
+    """*value*, a duration parameter, in seconds: a number or a ``datetime.timedelta``.
+
+    Raises ``TypeError`` or ``ValueError`` naming *name* and the value: not a
+    number, not finite, negative (or zero unless *allow_zero*), or above
+    *maximum*. *also* names what else the parameter takes, for the message
+    (``" or a Backoff"``). ``datetime`` is not imported: a timedelta is
+    recognised by its ``total_seconds()``.
+    """
+    seconds_ = value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        total_seconds = getattr(value, "total_seconds", None)
+        if isinstance(value, (bool, str, bytes)) or not callable(total_seconds):
+            raise TypeError(
+                f"{name} must be a number of seconds{also}, got {value!r} "
+                "(a datetime.timedelta works too)"
+            )
+        seconds_ = total_seconds()
+        if isinstance(seconds_, bool) or not isinstance(seconds_, (int, float)):
+            raise TypeError(f"{name} must be a number of seconds{also}, got {value!r}")
+    assert isinstance(seconds_, (int, float))
+    if not math.isfinite(seconds_) or seconds_ < 0 or (seconds_ == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    if seconds_ > maximum:
+        said = " (ten years)" if maximum == MAX_SECONDS else ""
+        raise ValueError(
+            f"{name} must be at most {maximum:.0f} s{said}, got {value!r}: a longer wait "
+            "is a mistake, and past about 9.2e9 s the platform's sleep fails"
+        )
+    return float(seconds_)
 
 
 def is_async_callable(func: object) -> TypeGuard[Callable[..., Awaitable[Any]]]:

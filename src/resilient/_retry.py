@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import math
 import time
 from collections.abc import Collection
 
@@ -37,6 +36,7 @@ from resilient._compat import (
     LAZY_RESULTS,
     add_note,
     check_callable,
+    duration,
     is_async_callable,
     name_of,
     qualified_name_of,
@@ -63,6 +63,7 @@ if TYPE_CHECKING:
         JitterSpec,
         RetryOn,
         RetryState,
+        Seconds,
         StopEvent,
     )
     from resilient.pacing import RateLimiter
@@ -160,17 +161,17 @@ class Policy:
         self,
         *,
         max_retries: int,
-        base_delay: float,
-        max_delay: float,
+        base_delay: Seconds,
+        max_delay: Seconds,
         jitter: JitterSpec,
         retryable_classes: Collection[ErrorClass],
-        deadline: float | None,
+        deadline: Seconds | None,
         classifier: Callable[..., ErrorClass],
         on_retry: Callable[[RetryState], object] | None,
         budget: Budget | None,
         clock: Clock | None,
         retry_on_result: Callable[[Any], bool] | None,
-        max_retry_after: float = 120.0,
+        max_retry_after: Seconds = 120.0,
         on: RetryOn | None = None,
         fallback: Callable[[Exception], Any] | None = None,
         logger: Logger | None = None,
@@ -184,10 +185,7 @@ class Policy:
         self.backoff = Backoff(base_delay, max_delay, jitter)
         _check_retryable_classes(retryable_classes)
         if deadline is not None:
-            if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
-                raise TypeError(f"deadline must be a number of seconds or None, got {deadline!r}")
-            if not (math.isfinite(deadline) and deadline > 0):
-                raise ValueError(f"deadline must be a finite number > 0, got {deadline!r}")
+            deadline = duration("deadline", deadline, allow_zero=False, also=" or None")
         for name, hook in (
             ("classifier", classifier),
             ("on_retry", on_retry),
@@ -337,14 +335,7 @@ DEFAULT_MAX_RETRY_AFTER = 120.0
 
 def check_max_retry_after(value: object) -> float:
     """Validate ``max_retry_after`` (seconds, or a ``timedelta``); return it in seconds."""
-    total_seconds = getattr(value, "total_seconds", None)  # a timedelta, without importing it
-    if callable(total_seconds) and not isinstance(value, (int, float)):
-        value = total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"max_retry_after must be a number of seconds, got {value!r}")
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"max_retry_after must be a finite number >= 0, got {value!r}")
-    return float(value)
+    return duration("max_retry_after", value)
 
 
 def server_wait(computed: float, asked: float | None, max_retry_after: float) -> float | None:
@@ -1017,17 +1008,17 @@ def retry(func: Callable[P, T], /) -> Callable[P, T]: ...
 def retry(  # noqa: F811 - the overload shim above is typing.overload to type checkers
     *,
     max_retries: int = 3,
-    base_delay: float = 1.0,
-    max_delay: float = 60.0,
+    base_delay: Seconds = 1.0,
+    max_delay: Seconds = 60.0,
     jitter: JitterSpec = True,
     retryable_classes: Collection[ErrorClass] = DEFAULT_RETRYABLE,
-    deadline: float | None = None,
+    deadline: Seconds | None = None,
     classifier: Callable[..., ErrorClass] = classify,
     on_retry: Callable[[RetryState], object] | None = None,
     budget: Budget | None = None,
     clock: Clock | None = None,
     retry_on_result: Callable[[Any], bool] | None = None,
-    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+    max_retry_after: Seconds = DEFAULT_MAX_RETRY_AFTER,
     on: RetryOn | None = None,
     fallback: None = None,
     logger: Logger | None = None,
@@ -1040,17 +1031,17 @@ def retry(  # noqa: F811 - the overload shim above is typing.overload to type ch
 def retry(  # type: ignore[overload-overlap]  # noqa: F811  # pyright: ignore[reportOverlappingOverload]
     *,
     max_retries: int = 3,
-    base_delay: float = 1.0,
-    max_delay: float = 60.0,
+    base_delay: Seconds = 1.0,
+    max_delay: Seconds = 60.0,
     jitter: JitterSpec = True,
     retryable_classes: Collection[ErrorClass] = DEFAULT_RETRYABLE,
-    deadline: float | None = None,
+    deadline: Seconds | None = None,
     classifier: Callable[..., ErrorClass] = classify,
     on_retry: Callable[[RetryState], object] | None = None,
     budget: Budget | None = None,
     clock: Clock | None = None,
     retry_on_result: Callable[[Any], bool] | None = None,
-    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+    max_retry_after: Seconds = DEFAULT_MAX_RETRY_AFTER,
     on: RetryOn | None = None,
     fallback: Callable[[Exception], Awaitable[R]],
     logger: Logger | None = None,
@@ -1063,17 +1054,17 @@ def retry(  # type: ignore[overload-overlap]  # noqa: F811  # pyright: ignore[re
 def retry(  # noqa: F811
     *,
     max_retries: int = 3,
-    base_delay: float = 1.0,
-    max_delay: float = 60.0,
+    base_delay: Seconds = 1.0,
+    max_delay: Seconds = 60.0,
     jitter: JitterSpec = True,
     retryable_classes: Collection[ErrorClass] = DEFAULT_RETRYABLE,
-    deadline: float | None = None,
+    deadline: Seconds | None = None,
     classifier: Callable[..., ErrorClass] = classify,
     on_retry: Callable[[RetryState], object] | None = None,
     budget: Budget | None = None,
     clock: Clock | None = None,
     retry_on_result: Callable[[Any], bool] | None = None,
-    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+    max_retry_after: Seconds = DEFAULT_MAX_RETRY_AFTER,
     on: RetryOn | None = None,
     fallback: Callable[[Exception], R],
     logger: Logger | None = None,
@@ -1087,17 +1078,17 @@ def retry(  # noqa: F811
     /,
     *,
     max_retries: int = 3,
-    base_delay: float = 1.0,
-    max_delay: float = 60.0,
+    base_delay: Seconds = 1.0,
+    max_delay: Seconds = 60.0,
     jitter: JitterSpec = True,
     retryable_classes: Collection[ErrorClass] = DEFAULT_RETRYABLE,
-    deadline: float | None = None,
+    deadline: Seconds | None = None,
     classifier: Callable[..., ErrorClass] = classify,
     on_retry: Callable[[RetryState], object] | None = None,
     budget: Budget | None = None,
     clock: Clock | None = None,
     retry_on_result: Callable[[Any], bool] | None = None,
-    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+    max_retry_after: Seconds = DEFAULT_MAX_RETRY_AFTER,
     on: RetryOn | None = None,
     fallback: Callable[[Exception], Any] | None = None,
     logger: Logger | None = None,
@@ -1194,11 +1185,11 @@ def retry_with_backoff(
     /,
     *args: Any,
     max_retries: int = 3,
-    base_delay: float = 1.0,
-    max_delay: float = 60.0,
+    base_delay: Seconds = 1.0,
+    max_delay: Seconds = 60.0,
     jitter: JitterSpec = True,
     retryable_classes: Collection[ErrorClass] = DEFAULT_RETRYABLE,
-    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+    max_retry_after: Seconds = DEFAULT_MAX_RETRY_AFTER,
     on: RetryOn | None = None,
     fallback: Callable[[Exception], Any] | None = None,
     **kwargs: Any,
@@ -1211,11 +1202,11 @@ def retry_with_backoff(  # noqa: F811
     /,
     *args: Any,
     max_retries: int = 3,
-    base_delay: float = 1.0,
-    max_delay: float = 60.0,
+    base_delay: Seconds = 1.0,
+    max_delay: Seconds = 60.0,
     jitter: JitterSpec = True,
     retryable_classes: Collection[ErrorClass] = DEFAULT_RETRYABLE,
-    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+    max_retry_after: Seconds = DEFAULT_MAX_RETRY_AFTER,
     on: RetryOn | None = None,
     fallback: Callable[[Exception], T] | None = None,
     **kwargs: Any,
@@ -1227,11 +1218,11 @@ def retry_with_backoff(  # noqa: F811
     /,
     *args: Any,
     max_retries: int = 3,
-    base_delay: float = 1.0,
-    max_delay: float = 60.0,
+    base_delay: Seconds = 1.0,
+    max_delay: Seconds = 60.0,
     jitter: JitterSpec = True,
     retryable_classes: Collection[ErrorClass] = DEFAULT_RETRYABLE,
-    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+    max_retry_after: Seconds = DEFAULT_MAX_RETRY_AFTER,
     on: RetryOn | None = None,
     fallback: Callable[[Exception], T] | None = None,
     **kwargs: Any,
@@ -1268,11 +1259,11 @@ async def retry_with_backoff_async(
     /,
     *args: Any,
     max_retries: int = 3,
-    base_delay: float = 1.0,
-    max_delay: float = 60.0,
+    base_delay: Seconds = 1.0,
+    max_delay: Seconds = 60.0,
     jitter: JitterSpec = True,
     retryable_classes: Collection[ErrorClass] = DEFAULT_RETRYABLE,
-    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+    max_retry_after: Seconds = DEFAULT_MAX_RETRY_AFTER,
     on: RetryOn | None = None,
     fallback: Callable[[Exception], T | Awaitable[T]] | None = None,
     **kwargs: Any,
@@ -1307,11 +1298,11 @@ def _refuse_async_fallback(policy: Policy, form: str) -> NoReturn:
 
 def _plain_policy(
     max_retries: int,
-    base_delay: float,
-    max_delay: float,
+    base_delay: Seconds,
+    max_delay: Seconds,
     jitter: JitterSpec,
     retryable_classes: Collection[ErrorClass],
-    max_retry_after: float,
+    max_retry_after: Seconds,
     on: RetryOn | None,
     fallback: Callable[[Exception], Any] | None,
 ) -> Policy:

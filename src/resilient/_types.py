@@ -14,9 +14,10 @@ loads this module: ``resilient.Clock``, ``resilient.backoff.Jitter`` and
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-__all__ = ["Clock", "Jitter", "JitterSpec", "RetryState"]
+__all__ = ["Clock", "Jitter", "JitterSpec", "RetryState", "Seconds"]
 
 
 class Clock(Protocol):
@@ -54,6 +55,9 @@ class Jitter(Protocol):
 
 JitterSpec = bool | Jitter
 """What a ``jitter=`` parameter accepts: ``True``, ``False`` or a strategy."""
+
+Seconds = float | timedelta
+"""What a duration parameter accepts: seconds, or a ``datetime.timedelta``."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,10 @@ if TYPE_CHECKING:
     class Gate(Protocol):
         """A circuit breaker, as the retry loop sees one it is composed with."""
 
-        name: str
+        @property
+        def name(self) -> str:
+            """The breaker's name."""
+            ...
 
         @property
         def remaining(self) -> float:

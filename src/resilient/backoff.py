@@ -12,13 +12,15 @@ from __future__ import annotations
 import itertools
 import math
 
+from resilient._compat import duration
+
 # Not ``typing.TYPE_CHECKING``: see ``resilient/__init__.py``.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import random
     from collections.abc import Iterator
 
-    from resilient._types import Jitter, JitterSpec
+    from resilient._types import Jitter, JitterSpec, Seconds
 
 __all__ = [
     "Backoff",
@@ -154,18 +156,20 @@ def resolve_jitter(jitter: JitterSpec, name: str = "jitter") -> Jitter:
     return jitter
 
 
-def check_delays(base_delay: float, max_delay: float) -> None:
-    """Validate a ``(base_delay, max_delay)`` pair, naming the bad parameter."""
-    for name, value in (("base_delay", base_delay), ("max_delay", max_delay)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{name} must be a number of seconds, got {value!r}")
-        if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    if base_delay > max_delay:
+def check_delays(base_delay: Seconds, max_delay: Seconds) -> tuple[float, float]:
+    """Validate a ``(base_delay, max_delay)`` pair, naming the bad parameter.
+
+    Returns:
+        Both in seconds (either may be given as a ``datetime.timedelta``).
+    """
+    base = duration("base_delay", base_delay)
+    cap = duration("max_delay", max_delay)
+    if base > cap:
         raise ValueError(
             "base_delay must be <= max_delay, "
             f"got base_delay={base_delay!r} > max_delay={max_delay!r}"
         )
+    return base, cap
 
 
 def nominal_delay(retry_number: int, base_delay: float, max_delay: float) -> float:
@@ -187,8 +191,8 @@ def nominal_delay(retry_number: int, base_delay: float, max_delay: float) -> flo
 
 
 def delays(
-    base_delay: float,
-    max_delay: float,
+    base_delay: Seconds,
+    max_delay: Seconds,
     jitter: JitterSpec = True,
     rng: random.Random | None = None,
 ) -> Iterator[float]:
@@ -205,11 +209,11 @@ def delays(
         rng: a ``random.Random`` used instead of the strategy's own; for
             ``jitter=True`` it makes the default jitter reproducible.
     """
-    check_delays(base_delay, max_delay)
+    base, cap = check_delays(base_delay, max_delay)
     strategy = resolve_jitter(jitter)
     if rng is not None:
         strategy = _with_rng(strategy, rng)
-    return _delays(float(base_delay), float(max_delay), strategy)
+    return _delays(base, cap, strategy)
 
 
 def _with_rng(strategy: Jitter, rng: random.Random) -> Jitter:
@@ -248,11 +252,9 @@ class Backoff:
     __slots__ = ("base_delay", "jitter", "max_delay")
 
     def __init__(
-        self, base_delay: float = 1.0, max_delay: float = 60.0, jitter: JitterSpec = True
+        self, base_delay: Seconds = 1.0, max_delay: Seconds = 60.0, jitter: JitterSpec = True
     ) -> None:
-        check_delays(base_delay, max_delay)
-        self.base_delay = float(base_delay)
-        self.max_delay = float(max_delay)
+        self.base_delay, self.max_delay = check_delays(base_delay, max_delay)
         self.jitter: Jitter = resolve_jitter(jitter)
 
     def __iter__(self) -> Iterator[float]:

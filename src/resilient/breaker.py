@@ -27,6 +27,7 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, cast
 
@@ -75,7 +76,7 @@ __all__ = [
 P = ParamSpec("P")
 T = TypeVar("T")
 
-logger = logging.getLogger("resilient.breaker")
+_logger = logging.getLogger("resilient.breaker")
 
 _CLOSED = CircuitState.CLOSED
 _OPEN = CircuitState.OPEN
@@ -235,7 +236,7 @@ class CircuitBreaker:
 
     Args:
         failure_threshold: consecutive failures that open the circuit.
-        recovery_timeout: seconds the circuit stays open, or a
+        recovery_timeout: seconds (or a ``timedelta``) the circuit stays open, or a
             ``resilient.Backoff``: each consecutive opening without a recovery
             waits longer, jittered, up to its ``max_delay``.
         expected_exception: the exception type (or tuple) that counts as a
@@ -262,6 +263,13 @@ class CircuitBreaker:
             Constructing a breaker never resets the state already stored.
         classifier: ``(exc) -> ErrorClass``; default ``resilient.classify``.
         counted_classes: the classes of failure that count toward opening.
+        logger: where this breaker's lines go instead of the
+            ``resilient.breaker`` logger; same messages and fields.
+
+    The settings read back as read-only properties (``name``,
+    ``failure_threshold``, ``recovery_timeout``, ``half_open_max_calls``,
+    ``success_threshold``, ``window``): to change them, build a new breaker
+    with the same ``name`` and ``store``; it shares the state already stored.
 
     Example:
         >>> from resilient.breaker import CircuitBreaker
@@ -286,6 +294,8 @@ class CircuitBreaker:
         "_failed_hooks",
         "_fast",
         "_ignored",
+        "_logger",
+        "_name",
         "_needs_now",
         "_on_failure",
         "_on_rejected",
@@ -302,13 +312,12 @@ class CircuitBreaker:
         "_succeeded",
         "_timed",
         "_windowed",
-        "name",
     )
 
     def __init__(
         self,
         failure_threshold: int = 5,
-        recovery_timeout: float | Backoff = 60.0,
+        recovery_timeout: float | timedelta | Backoff = 60.0,
         expected_exception: type[Exception] | tuple[type[Exception], ...] = Exception,
         *,
         name: str | None = None,
@@ -316,17 +325,19 @@ class CircuitBreaker:
         half_open_max_calls: int = 1,
         success_threshold: int = 1,
         window: FailureRateWindow | None = None,
-        slow_call_duration: float | None = None,
+        slow_call_duration: float | timedelta | None = None,
         slow_call_rate_threshold: float = 1.0,
         clock: Clock | None = None,
         listeners: Iterable[object] = (),
         store: BreakerStore | None = None,
         classifier: Callable[..., ErrorClass] = classify,
         counted_classes: Collection[ErrorClass] = DEFAULT_COUNTED,
+        logger: logging.Logger | None = None,
     ) -> None:
+        _check_not_misused(failure_threshold)
         check_int("failure_threshold", failure_threshold)
         if not isinstance(recovery_timeout, Backoff):
-            check_seconds("recovery_timeout", recovery_timeout, backoff_ok=True)
+            recovery_timeout = check_seconds("recovery_timeout", recovery_timeout, backoff_ok=True)
         check_int("half_open_max_calls", half_open_max_calls)
         check_int("success_threshold", success_threshold)
         if success_threshold > half_open_max_calls:
@@ -338,7 +349,9 @@ class CircuitBreaker:
         if window is not None and not isinstance(window, FailureRateWindow):
             raise TypeError(f"window must be a FailureRateWindow or None, got {window!r}")
         if slow_call_duration is not None:
-            check_seconds("slow_call_duration", slow_call_duration, allow_zero=False)
+            slow_call_duration = check_seconds(
+                "slow_call_duration", slow_call_duration, allow_zero=False
+            )
             if window is None:
                 raise ValueError(
                     "slow_call_duration needs window=FailureRateWindow(...) to measure the "
@@ -352,13 +365,17 @@ class CircuitBreaker:
             check_store(store)
         if store is not None and name is None:
             raise ValueError(
-                f"name is required with store={store!r}: breakers that share a store share "
-                "a circuit by name, and a made-up name (breaker-1, breaker-2, ...) depends on "
-                "the order each process builds its breakers; give name='users-api' or the like"
+                f"name is required with store={type(store).__name__}(...): breakers that "
+                "share a store share a circuit by name, and a made-up name (breaker-1, "
+                "breaker-2, ...) depends on the order each process builds its breakers; give "
+                "name='users-api' or the like"
             )
         check_clock(clock)
         if not callable(classifier):
             raise TypeError(f"classifier must be callable, got {classifier!r}")
+        if logger is not None and not isinstance(logger, logging.Logger):
+            raise TypeError(f"logger must be a logging.Logger or None, got {logger!r}")
+        self._logger = _logger if logger is None else logger
         self._counted = _error_classes("counted_classes", counted_classes)
         self._classifier = classifier
         self._expected = _exception_types("expected_exception", expected_exception, empty=False)
@@ -374,7 +391,8 @@ class CircuitBreaker:
         if store is None:
             store = MemoryStore()
 
-        self.name: str = name if name is not None else f"breaker-{next(_names)}"
+        self._name: str = name if name is not None else f"breaker-{next(_names)}"
+        """Read back as ``name``; the circuit's key in its store, so it never changes."""
         self._policy = BreakerPolicy(
             failure_threshold=failure_threshold,
             recovery_timeout=recovery_timeout,
@@ -412,14 +430,14 @@ class CircuitBreaker:
         # count-based window of successes only, else one short critical section
         # (_Circuit.enter_success). A success that opens the circuit still goes
         # through the store, so every change is queued under _order as above.
-        self._circuit = store.bind(self.name, self._policy) if type(store) is MemoryStore else None
+        self._circuit = store.bind(self._name, self._policy) if type(store) is MemoryStore else None
         simple = not self._on_success and self._slow_limit is None
         self._fast = self._circuit if simple else None
         self._windowed = window is not None
         self._timed = window is not None and window.time_based
         watch_mode = getattr(store, "watch_mode", None)
         if self._on_store_mode_change and callable(watch_mode):
-            watch_mode(self.name, self._store_mode_changed)
+            watch_mode(self._name, self._store_mode_changed)
         _events.register_breaker(self)
 
     # -- the call forms -------------------------------------------------------
@@ -543,7 +561,7 @@ class CircuitBreaker:
                     if breaker._on_rejected:
                         raise breaker._rejected_error(remaining, _OPEN)
                     next(breaker._rejected)  # _rejected_error without listeners, inlined
-                    raise CircuitOpenError(breaker.name, remaining, _OPEN)
+                    raise CircuitOpenError(breaker._name, remaining, _OPEN)
             return breaker._call(func, args, kwargs, "@breaker")
 
         guarded.__resilient_breaker__ = self  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue]
@@ -627,6 +645,38 @@ class CircuitBreaker:
         """Failures counted toward opening: consecutive ones, or those in the window."""
         return self._read().failures
 
+    # -- settings, read back (fixed at construction) ---------------------------
+
+    @property
+    def name(self) -> str:
+        """The breaker's name: in errors, logs, telemetry, and its key in the store."""
+        return self._name
+
+    @property
+    def failure_threshold(self) -> int:
+        """Consecutive counted failures that open the circuit (without a window)."""
+        return self._policy.failure_threshold
+
+    @property
+    def recovery_timeout(self) -> float | Backoff:
+        """Seconds the circuit stays open (or the ``Backoff`` that grows them)."""
+        return self._policy.recovery_timeout
+
+    @property
+    def half_open_max_calls(self) -> int:
+        """Trial calls admitted per half-open period."""
+        return self._policy.half_open_max_calls
+
+    @property
+    def success_threshold(self) -> int:
+        """Trial successes that close the circuit."""
+        return self._policy.success_threshold
+
+    @property
+    def window(self) -> FailureRateWindow | None:
+        """The failure-rate window, or ``None`` for the consecutive-failures rule."""
+        return self._policy.window
+
     @property
     def metrics(self) -> BreakerMetrics:
         """A read-only snapshot of this breaker's counters and state.
@@ -648,7 +698,7 @@ class CircuitBreaker:
         else:
             rate_calls, rate_failures, rate_slow = successes + failures, failures, slow
         return BreakerMetrics(
-            name=self.name,
+            name=self._name,
             state=stored.state,
             calls=successes + failures + ignored,
             successes=successes,
@@ -659,7 +709,7 @@ class CircuitBreaker:
             failure_rate=rate_failures / rate_calls if rate_calls else 0.0,
             slow_call_rate=rate_slow / rate_calls if rate_calls else 0.0,
             remaining=stored.remaining,
-            store_mode=_store_mode(self._store, self.name),
+            store_mode=_store_mode(self._store, self._name),
         )
 
     def reset(self) -> None:
@@ -671,7 +721,7 @@ class CircuitBreaker:
         self._force(_OPEN)
 
     def __repr__(self) -> str:
-        return f"CircuitBreaker(name={self.name!r}, state={self.state.value!r})"
+        return f"CircuitBreaker(name={self._name!r}, state={self.state.value!r})"
 
     # -- everything off the closed happy path ---------------------------------
 
@@ -708,17 +758,17 @@ class CircuitBreaker:
         now = resolve_clock(self._clock).monotonic()
         if self._on_state_change:
             with self._order:
-                admission = self._store.acquire(self.name, self._policy, now)
+                admission = self._store.acquire(self._name, self._policy, now)
                 if admission.transition is not None:
                     self._pending.append((admission.transition, "recovery_timeout"))
         else:
-            admission = self._store.acquire(self.name, self._policy, now)
+            admission = self._store.acquire(self._name, self._policy, now)
         if admission.transition is not None or self._pending:
             try:
                 self._changed(admission.transition, "recovery_timeout")
             except BaseException:  # a listener or log handler raised Ctrl-C: no permit leaks
                 if admission.admitted and admission.trial is not None:
-                    self._store.release(self.name, self._policy, admission.trial)
+                    self._store.release(self._name, self._policy, admission.trial)
                 raise
         if admission.admitted:
             return admission.trial
@@ -730,14 +780,14 @@ class CircuitBreaker:
         """Count a rejection, tell the listeners, and return the error to raise."""
         next(self._rejected)
         error = (
-            CircuitOpenError(self.name, remaining, state)
+            CircuitOpenError(self._name, remaining, state)
             if reason is None
-            else CircuitOpenError(self.name, remaining, state, reason)
+            else CircuitOpenError(self._name, remaining, state, reason)
         )
         if self._on_rejected:
             self._emit(self._on_rejected, error)
         if _events.SINK is not None:
-            _events.SINK.breaker_rejected(self.name, error)
+            _events.SINK.breaker_rejected(self._name, error)
         return error
 
     def _started(self, trial: int | None) -> float:
@@ -763,13 +813,13 @@ class CircuitBreaker:
             error_class = self._classifier(exc)
         except Exception as error:
             log_with_traceback(
-                logger,
+                self._logger,
                 logging.ERROR,
                 "classifier of circuit %r failed on %s; the failure counts as UNKNOWN",
-                self.name,
+                self._name,
                 type(exc).__name__,
                 error=error,
-                extra={"event": "breaker_classifier_failed", "breaker": self.name},
+                extra={"event": "breaker_classifier_failed", "breaker": self._name},
             )
             error_class = ErrorClass.UNKNOWN
         return error_class in self._counted
@@ -790,7 +840,7 @@ class CircuitBreaker:
         assert circuit is not None
         policy = self._policy
         if not self._windowed:
-            self._store.record_success(self.name, policy, None, 0.0, False)
+            self._store.record_success(self._name, policy, None, 0.0, False)
             return
         window = circuit.window
         if window is not None and window.quiet and window.config is policy.window:
@@ -830,9 +880,9 @@ class CircuitBreaker:
     def _store_success(self, trial: int | None, now: float, slow: bool) -> Transition | None:
         """Record a success in the store; queue the change it makes for the listeners."""
         if not self._on_state_change:
-            return self._store.record_success(self.name, self._policy, trial, now, slow)
+            return self._store.record_success(self._name, self._policy, trial, now, slow)
         with self._order:
-            transition = self._store.record_success(self.name, self._policy, trial, now, slow)
+            transition = self._store.record_success(self._name, self._policy, trial, now, slow)
             if transition is not None:
                 self._pending.append((transition, _success_trigger(transition, slow)))
         return transition
@@ -846,7 +896,7 @@ class CircuitBreaker:
         if not self._counts(exc):
             next(self._ignored)
             if trial is not None:
-                self._store.release(self.name, self._policy, trial)
+                self._store.release(self._name, self._policy, trial)
             return
         now = resolve_clock(self._clock).monotonic()
         slow = self._slow_limit is not None and now - start > self._slow_limit
@@ -856,11 +906,11 @@ class CircuitBreaker:
         trigger = "trial_failed" if trial is not None else "failures"
         if self._on_state_change:
             with self._order:
-                transition = self._store.record_failure(self.name, self._policy, trial, now, slow)
+                transition = self._store.record_failure(self._name, self._policy, trial, now, slow)
                 if transition is not None:
                     self._pending.append((transition, trigger))
         else:
-            transition = self._store.record_failure(self.name, self._policy, trial, now, slow)
+            transition = self._store.record_failure(self._name, self._policy, trial, now, slow)
         if self._on_failure:
             self._emit(self._on_failure, exc)
         if transition is not None or self._pending:
@@ -868,24 +918,24 @@ class CircuitBreaker:
 
     def _release(self, trial: int | None) -> None:
         if trial is not None:
-            self._store.release(self.name, self._policy, trial)
+            self._store.release(self._name, self._policy, trial)
 
     def _force(self, state: CircuitState) -> None:
         now = resolve_clock(self._clock).monotonic()
         trigger = {_CLOSED: "reset", _OPEN: "trip"}.get(state, "forced")
         if self._on_state_change:
             with self._order:
-                transition = self._store.force(self.name, self._policy, state, now)
+                transition = self._store.force(self._name, self._policy, state, now)
                 if transition is not None:
                     self._pending.append((transition, trigger))
         else:
-            transition = self._store.force(self.name, self._policy, state, now)
+            transition = self._store.force(self._name, self._policy, state, now)
         if transition is not None or self._pending:
             self._changed(transition, trigger)
 
     def _read(self) -> StoredState:
         stored = self._store.snapshot(
-            self.name, self._policy, resolve_clock(self._clock).monotonic()
+            self._name, self._policy, resolve_clock(self._clock).monotonic()
         )
         if stored.state is _OPEN and stored.remaining <= 0.0:
             return stored._replace(state=_HALF_OPEN, remaining=0.0)
@@ -934,21 +984,22 @@ class CircuitBreaker:
 
     def _log_change(self, transition: Transition, trigger: str, exc: BaseException | None) -> None:
         if _events.SINK is not None:
-            _events.SINK.breaker_changed(self.name, transition.old, transition.new, exc)
+            _events.SINK.breaker_changed(self._name, transition.old, transition.new, exc)
         new = transition.new
         level = logging.WARNING if new is _OPEN else logging.INFO
+        logger = self._logger
         if not logger.isEnabledFor(level):
             return
-        template, args = _change_message(self.name, self._policy, transition, trigger, exc)
+        template, args = _change_message(self._name, self._policy, transition, trigger, exc)
         # A shared store says where this state lives (an in-memory one always "memory").
         store_mode = (
-            None if type(self._store) is MemoryStore else _store_mode(self._store, self.name)
+            None if type(self._store) is MemoryStore else _store_mode(self._store, self._name)
         )
         if store_mode == "local":
             template += " (local fallback while Redis is unreachable)"
         extra: dict[str, object] = {
             "event": f"circuit_{new.value}",
-            "breaker": self.name,
+            "breaker": self._name,
             "old_state": transition.old.value,
             "new_state": new.value,
             "trigger": trigger,
@@ -974,17 +1025,17 @@ class CircuitBreaker:
                 self._failed_hooks.add(id(hook))
                 hook_name = name_of(hook)
                 log_with_traceback(
-                    logger,
+                    self._logger,
                     logging.ERROR,
                     "listener %s of circuit %r raised %s; the breaker carries on, and further "
                     "failures of this listener are not logged",
                     hook_name,
-                    self.name,
+                    self._name,
                     describe_error(error),
                     error=error,
                     extra={
                         "event": "breaker_listener_failed",
-                        "breaker": self.name,
+                        "breaker": self._name,
                         "hook": hook_name,
                     },
                 )
@@ -1034,6 +1085,22 @@ def _store_mode(store: BreakerStore, name: str) -> str:
     if callable(mode):
         return str(mode(name))
     return "memory" if isinstance(store, MemoryStore) else "custom"
+
+
+def _check_not_misused(first: object) -> None:
+    """Say what to do when the first argument shows a misunderstanding (not a threshold)."""
+    if isinstance(first, str):
+        raise TypeError(
+            f"CircuitBreaker({first!r}): the first argument is failure_threshold (an int); "
+            f"give the name by keyword: CircuitBreaker(name={first!r})"
+        )
+    if callable(first):
+        raise TypeError(
+            f"CircuitBreaker is not a decorator by itself (got {name_of(first)!r} as "
+            "failure_threshold): build a breaker first, breaker = CircuitBreaker(name='users-api', "
+            "failure_threshold=5), then decorate with @breaker (one breaker per dependency, "
+            "shared by the functions that call it)"
+        )
 
 
 def _peek(counter: itertools.count[int]) -> int:

@@ -52,7 +52,13 @@ from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-import requests
+try:
+    import requests
+except ImportError as _missing:  # pragma: no cover - tested in a subprocess
+    raise ImportError(
+        "resilient.http needs the requests package, which is not installed: "
+        'pip install "resilient-kit[requests]"'
+    ) from _missing
 import urllib3.poolmanager
 from requests.adapters import DEFAULT_POOLBLOCK, DEFAULT_POOLSIZE, HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -62,12 +68,15 @@ from urllib3.util.retry import Retry
 from urllib3.util.timeout import Timeout
 
 from resilient._classify import ErrorClass, retry_after
-from resilient._compat import add_note
+from resilient._compat import add_note, duration
 from resilient._redact import REDACTED, Redactor
 from resilient._retry import DEFAULT_MAX_RETRY_AFTER, time_remaining
 
 if TYPE_CHECKING:
     from resilient.pacing import RateLimiter
+
+if TYPE_CHECKING:
+    from resilient._types import Seconds
 
 __all__ = [
     "IDEMPOTENT_METHODS",
@@ -146,9 +155,9 @@ class ResilientAdapter(HTTPAdapter):
 
     def __init__(
         self,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 30.0,
-        total_timeout: float = 60.0,
+        connect_timeout: Seconds = 5.0,
+        read_timeout: Seconds = 30.0,
+        total_timeout: Seconds = 60.0,
         connect_retries: int = 2,
         *,
         pool_connections: int = DEFAULT_POOLSIZE,
@@ -391,9 +400,9 @@ class ResilientSession(requests.Session):
 
 
 def create_resilient_session(
-    connect_timeout: float = 5.0,
-    read_timeout: float = 30.0,
-    total_timeout: float = 60.0,
+    connect_timeout: Seconds = 5.0,
+    read_timeout: Seconds = 30.0,
+    total_timeout: Seconds = 60.0,
     connect_retries: int = 2,
     *,
     limiter: RateLimiter | None = None,
@@ -475,11 +484,7 @@ def _pause(limiter: RateLimiter, response: requests.Response) -> None:
 
 
 def _positive_seconds(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
+    return duration(name, value, allow_zero=False)
 
 
 def _call_seconds(name: str, value: object, default: float) -> float:

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from typing_extensions import TypeVar, Unpack
 
     from resilient._clock import Clock
-    from resilient._types import Budget, JitterSpec, RetryState
+    from resilient._types import Budget, JitterSpec, RetryState, Seconds
     from resilient.pacing import ConcurrencyLimit, RateLimiter
 else:
     from typing import TypeVar
@@ -190,16 +190,16 @@ class TaskOptions(TypedDict, total=False):
 
     max_retries: int
     circuit_breaker: CircuitBreaker | None
-    base_delay: float
-    max_delay: float
+    base_delay: Seconds
+    max_delay: Seconds
     jitter: JitterSpec
     retryable_classes: Collection[ErrorClass]
-    deadline: float | None
+    deadline: Seconds | None
     classifier: Callable[..., ErrorClass]
     on_retry: Callable[[RetryState], object] | None
     budget: Budget | None
     clock: Clock | None
-    max_retry_after: float
+    max_retry_after: Seconds
     limiter: RateLimiter | None
 
 
@@ -213,16 +213,16 @@ def execute_task_safely(
     *args: Any,
     max_retries: int = 3,
     circuit_breaker: CircuitBreaker | None = None,
-    base_delay: float = 1.0,
-    max_delay: float = 60.0,
+    base_delay: Seconds = 1.0,
+    max_delay: Seconds = 60.0,
     jitter: JitterSpec = True,
     retryable_classes: Collection[ErrorClass] = DEFAULT_RETRYABLE,
-    deadline: float | None = None,
+    deadline: Seconds | None = None,
     classifier: Callable[..., ErrorClass] = classify,
     on_retry: Callable[[RetryState], object] | None = None,
     budget: Budget | None = None,
     clock: Clock | None = None,
-    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+    max_retry_after: Seconds = DEFAULT_MAX_RETRY_AFTER,
     limiter: RateLimiter | None = None,
     concurrency: ConcurrencyLimit | None = None,
     **kwargs: Any,
@@ -309,16 +309,16 @@ async def execute_task_safely_async(
     *args: Any,
     max_retries: int = 3,
     circuit_breaker: CircuitBreaker | None = None,
-    base_delay: float = 1.0,
-    max_delay: float = 60.0,
+    base_delay: Seconds = 1.0,
+    max_delay: Seconds = 60.0,
     jitter: JitterSpec = True,
     retryable_classes: Collection[ErrorClass] = DEFAULT_RETRYABLE,
-    deadline: float | None = None,
+    deadline: Seconds | None = None,
     classifier: Callable[..., ErrorClass] = classify,
     on_retry: Callable[[RetryState], object] | None = None,
     budget: Budget | None = None,
     clock: Clock | None = None,
-    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+    max_retry_after: Seconds = DEFAULT_MAX_RETRY_AFTER,
     limiter: RateLimiter | None = None,
     concurrency: ConcurrencyLimit | None = None,
     **kwargs: Any,
@@ -476,16 +476,16 @@ class _Settings:
         asynchronous: bool,
         max_retries: int = 3,
         circuit_breaker: CircuitBreaker | None = None,
-        base_delay: float = 1.0,
-        max_delay: float = 60.0,
+        base_delay: Seconds = 1.0,
+        max_delay: Seconds = 60.0,
         jitter: JitterSpec = True,
         retryable_classes: Collection[ErrorClass] = DEFAULT_RETRYABLE,
-        deadline: float | None = None,
+        deadline: Seconds | None = None,
         classifier: Callable[..., ErrorClass] = classify,
         on_retry: Callable[[RetryState], object] | None = None,
         budget: Budget | None = None,
         clock: Clock | None = None,
-        max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+        max_retry_after: Seconds = DEFAULT_MAX_RETRY_AFTER,
         limiter: RateLimiter | None = None,
         concurrency: ConcurrencyLimit | None = None,
     ) -> None:

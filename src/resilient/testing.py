@@ -22,12 +22,18 @@ Example:
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Generator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from resilient._clock import DEFAULTS, Clock, check_clock
+from resilient._compat import duration
 from resilient.breaker import CircuitBreaker, CircuitState
+
+if TYPE_CHECKING:
+    from resilient._types import Seconds
 
 __all__ = ["ManualClock", "cap_attempts", "force_state", "no_wait", "use_clock"]
 
@@ -54,12 +60,11 @@ class ManualClock:
         """The current manual time."""
         return self._now
 
-    def advance(self, seconds: float) -> None:
-        """Move time forward by *seconds* (which must not be negative)."""
-        if seconds < 0:
-            raise ValueError(f"seconds must be >= 0, got {seconds!r}")
+    def advance(self, seconds: Seconds) -> None:
+        """Move time forward by *seconds* (not negative; a ``timedelta`` works too)."""
+        step = duration("seconds", seconds, maximum=math.inf)
         with self._lock:
-            self._now += seconds
+            self._now += step
 
     def sleep(self, seconds: float) -> None:
         """Record *seconds* and advance time by it, without blocking."""

@@ -8,6 +8,7 @@ assignment, rejected lines with one suppression per checker).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -158,3 +159,27 @@ async def rejected_async() -> None:
     await breaker.call_async(parse, "1")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     await breaker.call_async(aparse, 1)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     await fetch_async(1)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+
+
+def settings_and_durations() -> None:
+    """Durations take a timedelta; the settings read back, typed, and cannot be set."""
+    from datetime import timedelta
+
+    from resilient import FailureRateWindow
+
+    breaker = CircuitBreaker(
+        3,
+        timedelta(seconds=30),
+        name="users",
+        window=FailureRateWindow(seconds=timedelta(minutes=1)),
+        slow_call_duration=timedelta(seconds=2),
+        logger=logging.getLogger("app"),
+    )
+    assert_type(breaker.name, str)
+    assert_type(breaker.failure_threshold, int)
+    assert_type(breaker.recovery_timeout, float | Backoff)
+    assert_type(breaker.half_open_max_calls, int)
+    assert_type(breaker.success_threshold, int)
+    assert_type(breaker.window, FailureRateWindow | None)
+    breaker.failure_threshold = 4  # type: ignore[misc]  # pyright: ignore[reportAttributeAccessIssue]
+    CircuitBreaker(logger="app")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]

@@ -340,3 +340,19 @@ def block_form_rejected() -> None:
     retrying(max_retries="2")  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]
     retrying(on="KeyError")  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]
     retrying(5)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue]
+
+
+def durations() -> None:
+    """Every duration takes a ``timedelta`` as well as seconds."""
+    from datetime import timedelta
+
+    from resilient import Backoff
+
+    retry(base_delay=timedelta(seconds=1), max_delay=timedelta(minutes=1))
+    retry(deadline=timedelta(seconds=30), max_retry_after=timedelta(minutes=2))
+    retrying(deadline=timedelta(seconds=30))
+    retry_with_backoff(plain, 1, base_delay=timedelta(milliseconds=100))
+    Backoff(timedelta(seconds=1), timedelta(minutes=5))
+    delays(timedelta(seconds=1), 60.0)
+    ManualClock().advance(timedelta(seconds=5))
+    retry(deadline="30s")  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]

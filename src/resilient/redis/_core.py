@@ -122,10 +122,10 @@ class BreakerCore:
                 "on_store_error must be 'local', 'open' or 'closed', "
                 f"got on_store_error={on_store_error!r}"
             )
-        check_limited("max_staleness", max_staleness)
-        check_limited("retry_interval", retry_interval, allow_zero=False)
-        check_limited("trial_timeout", trial_timeout, allow_zero=False)
-        check_limited("idle_ttl", idle_ttl, allow_zero=False)
+        max_staleness = check_limited("max_staleness", max_staleness)
+        retry_interval = check_limited("retry_interval", retry_interval, allow_zero=False)
+        trial_timeout = check_limited("trial_timeout", trial_timeout, allow_zero=False)
+        idle_ttl = check_limited("idle_ttl", idle_ttl, allow_zero=False)
         if time_source not in ("redis", "breaker"):
             raise ValueError(
                 f"time_source must be 'redis' or 'breaker', got time_source={time_source!r}"
@@ -489,8 +489,8 @@ class BudgetCore:
         check_name("name", name)
         check_namespace(namespace)
         local = RetryBudget(max_tokens, token_ratio)  # validates as RetryBudget does
-        check_limited("retry_interval", retry_interval, allow_zero=False)
-        check_limited("idle_ttl", idle_ttl, allow_zero=False)
+        retry_interval = check_limited("retry_interval", retry_interval, allow_zero=False)
+        idle_ttl = check_limited("idle_ttl", idle_ttl, allow_zero=False)
         warn_if_client_can_hang(client, owner, stacklevel=3)
         self.name = name
         self.namespace = namespace

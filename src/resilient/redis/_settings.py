@@ -9,6 +9,7 @@ breaker's keys.
 from __future__ import annotations
 
 import inspect
+import math
 import warnings
 from typing import Any, Literal, cast
 
@@ -155,15 +156,19 @@ def check_namespace(namespace: object) -> None:
         )
 
 
-def check_limited(name: str, value: object, *, allow_zero: bool = True) -> None:
-    """``check_seconds``, and at most the bound of ``_LIMITS`` for *name*."""
-    check_seconds(name, value, allow_zero=allow_zero)
-    assert isinstance(value, (int, float))
+def check_limited(name: str, value: object, *, allow_zero: bool = True) -> float:
+    """``check_seconds`` (a ``timedelta`` too), and at most the bound of ``_LIMITS`` for *name*.
+
+    Returns:
+        The value in seconds.
+    """
+    value = check_seconds(name, value, allow_zero=allow_zero, maximum=math.inf)
     limit = _LIMITS[name]
     if value > limit:
         raise ValueError(
             f"{name} must be <= {seconds(limit)} s ({_LIMITS_SAID[name]}), got {name}={value!r}"
         )
+    return value
 
 
 def check_url(url: object, socket_timeout: object, connect_timeout: object) -> float:
