@@ -115,7 +115,7 @@ class Reply:
 
 @dataclass(frozen=True)
 class Seen:
-    """One request the server received, and the reply it got."""
+    """One request the server received (header names in lower case), and the reply it got."""
 
     method: str
     path: str
@@ -257,7 +257,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         body = self._read_body()
         path = self.path.split("?", 1)[0]
-        reply = self.fake._next(self.command, path, dict(self.headers.items()), body)  # pyright: ignore[reportPrivateUsage]
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        reply = self.fake._next(self.command, path, headers, body)  # pyright: ignore[reportPrivateUsage]
         stopping = self.fake._stopping  # pyright: ignore[reportPrivateUsage]
         try:
             if reply.reset:

@@ -134,6 +134,7 @@ def test_code_block_runs(
 REFERENCE_MODULES = (
     "resilient.backoff",
     "resilient.http",
+    "resilient.httpx",
     "resilient.logs",
     "resilient.redis",
     "resilient.testing",

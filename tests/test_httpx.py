@@ -1,0 +1,723 @@
+"""Specification of ``resilient.httpx``: the transports under httpx, httpx2 and the LLM SDKs.
+
+Everything runs for real on loopback: the openai and anthropic SDKs (with
+their own retries off) against a scripted fake of their APIs, and plain
+``httpx``/``httpx2`` clients, sync and async, against the scripted flaky
+server of the examples. Waits go through a ``ManualClock``; the one test that
+needs real time (a body dripping one byte a second) states its margin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import httpx2
+import openai
+import pytest
+
+from resilient import CircuitBreaker, CircuitOpenError, ErrorClass, RetryBudget, classify
+from resilient.httpx import AsyncResilientTransport, ResilientTransport
+from resilient.testing import ManualClock, cap_attempts, no_wait
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+from fake_llm_server import ANTHROPIC_PATH, OPENAI_PATH, FakeLLMServer, Reply
+from flaky_server import FlakyServer, Step
+
+SDKS = ("openai", "anthropic")
+LIBRARIES = (httpx, httpx2)
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+# -- fixtures and helpers -----------------------------------------------------------
+
+
+@pytest.fixture
+def llm() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def flaky() -> Iterator[FlakyServer]:
+    with FlakyServer(drip_interval=1.0, drip_size=10) as server:
+        yield server
+
+
+@pytest.fixture
+def closed_port() -> str:
+    """A loopback URL nothing listens on: connecting is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+_OPEN: list[Any] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    """Close every SDK client a test made: their pooled sockets must not leak."""
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
+def path_of(sdk: str) -> str:
+    return OPENAI_PATH if sdk == "openai" else ANTHROPIC_PATH
+
+
+def sdk_module(sdk: str) -> Any:
+    return openai if sdk == "openai" else anthropic
+
+
+def sdk_client(sdk: str, base_url: str, transport: Any, *, timeout: float = 5.0) -> Any:
+    """The real SDK client, its retries off, on an httpx2 client with *transport*."""
+    http_client = httpx2.Client(transport=transport, timeout=timeout)
+    _OPEN.append(http_client)
+    if sdk == "openai":
+        return openai.OpenAI(
+            api_key="test", base_url=base_url + "/v1", max_retries=0, http_client=http_client
+        )
+    return anthropic.Anthropic(
+        api_key="test", base_url=base_url, max_retries=0, http_client=http_client
+    )
+
+
+def ask(sdk: str, client: Any, **options: Any) -> str:
+    """One chat completion / message; the assistant's text."""
+    if sdk == "openai":
+        completion = client.chat.completions.create(model="m", messages=MESSAGES, **options)
+        return str(completion.choices[0].message.content)
+    message = client.messages.create(model="m", max_tokens=8, messages=MESSAGES, **options)
+    return str(message.content[0].text)
+
+
+def asked(sdk: str, client: Any, **options: Any) -> Exception:
+    """What one SDK call raises."""
+    try:
+        ask(sdk, client, **options)
+    except Exception as exc:
+        return exc
+    raise AssertionError(f"the {sdk} call did not fail")
+
+
+# -- the SDKs through the transport ---------------------------------------------------
+
+
+@pytest.mark.parametrize("sdk", SDKS)
+def test_sdk_connection_error_is_retried_max_retries_times(sdk: str, closed_port: str) -> None:
+    """A refused connection (TRANSIENT, never sent) is retried max_retries times, POST or not."""
+    clock = ManualClock()
+    client = sdk_client(sdk, closed_port, ResilientTransport(max_retries=2, clock=clock))
+    exc = asked(sdk, client)
+    assert type(exc) is sdk_module(sdk).APIConnectionError
+    assert classify(exc) is ErrorClass.TRANSIENT
+    assert isinstance(exc.__cause__, httpx2.ConnectError)
+    assert len(clock.sleeps) == 2
+    assert exc.__cause__.__notes__[-1].startswith("resilient: 3 attempts over")
+
+
+@pytest.mark.parametrize("sdk", SDKS)
+def test_sdk_timeout_is_timeout_and_a_post_is_not_resent(sdk: str, llm: FakeLLMServer) -> None:
+    """A read timeout is TIMEOUT; the POST may have been acted on: one request only."""
+    llm.script(path_of(sdk), Reply(delay=2.0))
+    client = sdk_client(sdk, llm.url, ResilientTransport(clock=ManualClock()), timeout=0.1)
+    exc = asked(sdk, client)
+    assert type(exc) is sdk_module(sdk).APITimeoutError
+    assert classify(exc) is ErrorClass.TIMEOUT
+    assert llm.count(path_of(sdk)) == 1
+
+
+@pytest.mark.parametrize("sdk", SDKS)
+def test_sdk_timeout_is_retried_when_idempotent(sdk: str, llm: FakeLLMServer) -> None:
+    """With idempotent=True (completions have no side effect) a read timeout is retried."""
+    llm.script(path_of(sdk), Reply(delay=2.0))
+    clock = ManualClock()
+    transport = ResilientTransport(idempotent=True, clock=clock)
+    assert ask(sdk, sdk_client(sdk, llm.url, transport, timeout=0.2)) == "echo: hi"
+    assert llm.count(path_of(sdk)) == 2
+    assert len(clock.sleeps) == 1
+
+
+@pytest.mark.parametrize("sdk", SDKS)
+def test_sdk_429_waits_what_retry_after_ms_asks(sdk: str, llm: FakeLLMServer) -> None:
+    """A 429 with retry-after-ms: 1500 waits 1.5 s (not the 0.5 s backoff), then succeeds."""
+    llm.script(path_of(sdk), Reply(429, headers={"retry-after-ms": "1500", "retry-after": "9"}))
+    clock = ManualClock()
+    client = sdk_client(sdk, llm.url, ResilientTransport(clock=clock))
+    assert ask(sdk, client) == "echo: hi"
+    assert clock.sleeps == [1.5]
+    assert llm.count(path_of(sdk)) == 2
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
+@pytest.mark.parametrize("sdk", SDKS)
+def test_sdk_fatal_statuses_make_exactly_one_request(
+    sdk: str, status: int, llm: FakeLLMServer
+) -> None:
+    """400/401/403/404/422: one request, no wait, the SDK's own typed error."""
+    llm.script(path_of(sdk), Reply(status))
+    clock = ManualClock()
+    client = sdk_client(sdk, llm.url, ResilientTransport(idempotent=True, clock=clock))
+    exc = asked(sdk, client)
+    assert isinstance(exc, sdk_module(sdk).APIStatusError)
+    assert exc.status_code == status
+    assert llm.count(path_of(sdk)) == 1
+    assert clock.sleeps == []
+
+
+@pytest.mark.parametrize("sdk", SDKS)
+def test_sdk_500_on_a_post_is_not_resent_by_default(sdk: str, llm: FakeLLMServer) -> None:
+    """A 500 may have been acted on: the POST is sent once and the SDK raises its error."""
+    llm.script(path_of(sdk), Reply(500))
+    clock = ManualClock()
+    exc = asked(sdk, sdk_client(sdk, llm.url, ResilientTransport(clock=clock)))
+    assert isinstance(exc, sdk_module(sdk).InternalServerError)
+    assert llm.count(path_of(sdk)) == 1
+    assert clock.sleeps == []
+
+
+@pytest.mark.parametrize("sdk", SDKS)
+def test_sdk_500_on_a_post_is_resent_with_idempotent_true(sdk: str, llm: FakeLLMServer) -> None:
+    """idempotent=True: the 500 is retried, and the second answer is the completion."""
+    llm.script(path_of(sdk), Reply(500))
+    transport = ResilientTransport(idempotent=True, clock=ManualClock())
+    assert ask(sdk, sdk_client(sdk, llm.url, transport)) == "echo: hi"
+    assert llm.count(path_of(sdk)) == 2
+
+
+@pytest.mark.parametrize("sdk", SDKS)
+def test_sdk_500_on_a_post_is_resent_with_an_idempotency_key(sdk: str, llm: FakeLLMServer) -> None:
+    """A POST carrying an Idempotency-Key is retried, with the same key each time."""
+    llm.script(path_of(sdk), Reply(500))
+    client = sdk_client(sdk, llm.url, ResilientTransport(clock=ManualClock()))
+    assert ask(sdk, client, extra_headers={"Idempotency-Key": "k-1"}) == "echo: hi"
+    seen = llm.seen(path_of(sdk))
+    assert [s.headers.get("idempotency-key") for s in seen] == ["k-1", "k-1"]
+
+
+@pytest.mark.parametrize("sdk", SDKS)
+def test_sdk_529_overloaded_and_503_are_retried_for_a_post(sdk: str, llm: FakeLLMServer) -> None:
+    """529 and 503 say the request was not processed: retried whatever the method."""
+    llm.script(path_of(sdk), Reply(529), Reply(503))
+    transport = ResilientTransport(clock=ManualClock())
+    assert ask(sdk, sdk_client(sdk, llm.url, transport)) == "echo: hi"
+    assert llm.count(path_of(sdk)) == 3
+
+
+@pytest.mark.parametrize("sdk", SDKS)
+def test_sdk_retry_after_3600_returns_at_once(sdk: str, llm: FakeLLMServer) -> None:
+    """A server asking for an hour is not retried early: the SDK raises its 429 at once."""
+    llm.script(path_of(sdk), Reply(429, headers={"retry-after": "3600"}))
+    clock = ManualClock()
+    exc = asked(sdk, sdk_client(sdk, llm.url, ResilientTransport(clock=clock)))
+    assert isinstance(exc, sdk_module(sdk).RateLimitError)
+    assert llm.count(path_of(sdk)) == 1
+    assert clock.sleeps == []
+
+
+@pytest.mark.parametrize("sdk", SDKS)
+def test_sdk_retry_after_90_under_max_delay_1_is_waited_out(sdk: str, llm: FakeLLMServer) -> None:
+    """Retry-After: 90 with max_delay=1 waits the 90 s (max_retry_after 120), then succeeds."""
+    llm.script(path_of(sdk), Reply(429, headers={"retry-after": "90"}))
+    clock = ManualClock()
+    transport = ResilientTransport(max_delay=1.0, clock=clock)
+    assert ask(sdk, sdk_client(sdk, llm.url, transport)) == "echo: hi"
+    assert clock.sleeps == [90.0]
+
+
+@pytest.mark.parametrize("sdk", SDKS)
+def test_sdk_breaker_opens_and_rejects(sdk: str, llm: FakeLLMServer) -> None:
+    """Two 503s open a breaker given to the transport; the next call never reaches the server."""
+    llm.script(path_of(sdk), Reply(503), Reply(503))
+    breaker = CircuitBreaker(failure_threshold=2, recovery_timeout=60.0, name=f"llm-{sdk}")
+    transport = ResilientTransport(max_retries=0, breaker=breaker, clock=ManualClock())
+    client = sdk_client(sdk, llm.url, transport)
+    for _ in range(2):
+        assert isinstance(asked(sdk, client), sdk_module(sdk).APIStatusError)
+    assert breaker.is_open
+    exc = asked(sdk, client)
+    # anthropic wraps what its transport raises in its APIConnectionError; openai does not.
+    assert isinstance(exc if sdk == "openai" else exc.__cause__, CircuitOpenError)
+    assert llm.count(path_of(sdk)) == 2
+
+
+@pytest.mark.parametrize("sdk", SDKS)
+def test_sdk_async_clients_go_through_the_async_transport(sdk: str, llm: FakeLLMServer) -> None:
+    """AsyncOpenAI / AsyncAnthropic: a 429 (retry-after-ms) then a 529, then the answer."""
+    llm.script(path_of(sdk), Reply(429, headers={"retry-after-ms": "700"}), Reply(529), Reply(503))
+    clock = ManualClock()
+
+    async def main() -> str:
+        transport = AsyncResilientTransport(clock=clock)
+        async with httpx2.AsyncClient(transport=transport) as http_client:
+            if sdk == "openai":
+                client: Any = openai.AsyncOpenAI(
+                    api_key="t", base_url=llm.url + "/v1", max_retries=0, http_client=http_client
+                )
+                completion = await client.chat.completions.create(model="m", messages=MESSAGES)
+                return str(completion.choices[0].message.content)
+            client = anthropic.AsyncAnthropic(
+                api_key="t", base_url=llm.url, max_retries=0, http_client=http_client
+            )
+            message = await client.messages.create(model="m", max_tokens=8, messages=MESSAGES)
+            return str(message.content[0].text)
+
+    assert asyncio.run(main()) == "echo: hi"
+    assert llm.count(path_of(sdk)) == 4
+    assert clock.sleeps[0] == 0.7
+    assert len(clock.sleeps) == 3
+
+
+# -- plain httpx and httpx2 clients, sync and async -----------------------------------
+
+
+@pytest.mark.parametrize("lib", LIBRARIES, ids=lambda m: m.__name__)
+def test_get_retried_on_503_and_the_last_503_returned(lib: Any, flaky: FlakyServer) -> None:
+    """A GET answered 503 every time is tried max_retries + 1 times; the last 503 is returned."""
+    flaky.script("/always-503", [], then=503)
+    clock = ManualClock()
+    transport = ResilientTransport(max_retries=2, jitter=False, clock=clock)
+    with lib.Client(transport=transport) as client:
+        response = client.get(flaky.url + "/always-503")
+    assert response.status_code == 503
+    assert response.json() == {"path": "/always-503", "attempt": 3}  # the last, readable
+    assert flaky.requests("/always-503") == 3
+    assert clock.sleeps == [1.0, 1.0]  # Retry-After: 1 over the 0.5 s and ~1 s backoff
+
+
+@pytest.mark.parametrize("lib", LIBRARIES, ids=lambda m: m.__name__)
+def test_async_get_retried_on_503_and_the_last_503_returned(lib: Any, flaky: FlakyServer) -> None:
+    """The async twin under either library's AsyncClient."""
+    flaky.script("/always-503-async", [], then=503)
+    clock = ManualClock()
+
+    async def main() -> Any:
+        transport = AsyncResilientTransport(max_retries=2, clock=clock)
+        async with lib.AsyncClient(transport=transport) as client:
+            return await client.get(flaky.url + "/always-503-async")
+
+    response = asyncio.run(main())
+    assert response.status_code == 503
+    assert response.json()["attempt"] == 3
+    assert flaky.requests("/always-503-async") == 3
+    assert len(clock.sleeps) == 2
+
+
+def _chunks() -> Iterator[bytes]:
+    yield b"part one, "
+    yield b"part two"
+
+
+async def _achunks() -> AsyncIterator[bytes]:
+    yield b"part one, "
+    yield b"part two"
+
+
+@pytest.mark.parametrize("lib", LIBRARIES, ids=lambda m: m.__name__)
+def test_a_streamed_upload_is_never_replayed(lib: Any, llm: FakeLLMServer) -> None:
+    """A PUT (idempotent) of a one-shot stream answered 503 is not resent; bytes are."""
+    llm.script("/upload", 503, 503, 503, 503)
+    clock = ManualClock()
+    with lib.Client(transport=ResilientTransport(jitter=False, clock=clock)) as client:
+        response = client.put(llm.url + "/upload", content=_chunks())
+        assert response.status_code == 503
+        assert [s.body for s in llm.seen("/upload")] == [b"part one, part two"]
+        assert client.put(llm.url + "/upload", content=b"in memory").status_code == 200
+    assert llm.count("/upload") == 1 + 4  # bytes can be sent again: 3 x 503, then 200
+    assert clock.sleeps == [0.5, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("lib", LIBRARIES, ids=lambda m: m.__name__)
+def test_an_async_streamed_upload_is_never_replayed(lib: Any, llm: FakeLLMServer) -> None:
+    """The async twin: an async generator body is sent once."""
+    llm.script("/upload-async", 503)
+
+    async def main() -> Any:
+        transport = AsyncResilientTransport(clock=ManualClock())
+        async with lib.AsyncClient(transport=transport) as client:
+            return await client.put(llm.url + "/upload-async", content=_achunks())
+
+    response = asyncio.run(main())
+    assert response.status_code == 503
+    assert [s.body for s in llm.seen("/upload-async")] == [b"part one, part two"]
+
+
+@pytest.mark.parametrize("lib", LIBRARIES, ids=lambda m: m.__name__)
+def test_a_streamed_upload_is_retried_when_the_connection_was_refused(
+    lib: Any, closed_port: str
+) -> None:
+    """Refused before anything was sent: even a one-shot body may be tried again."""
+    clock = ManualClock()
+    with (
+        lib.Client(transport=ResilientTransport(max_retries=2, clock=clock)) as client,
+        pytest.raises(lib.ConnectError),
+    ):
+        client.post(closed_port + "/upload", content=_chunks())
+    assert len(clock.sleeps) == 2
+
+
+# Real time: the server sends the headers at once, then one byte a second (10
+# bytes). total_timeout=0.3 must cut the body well before its first byte at
+# 1 s: the claim holds with a margin of 0.7 s on a busy machine.
+DRIP_CAP, DRIP_CLAIM = 0.3, 1.0
+
+
+@pytest.mark.parametrize("lib", LIBRARIES, ids=lambda m: m.__name__)
+def test_total_timeout_cuts_a_body_that_drips(lib: Any, flaky: FlakyServer) -> None:
+    """The final body is under total_timeout too: a dripping body raises ReadTimeout."""
+    with lib.Client(transport=ResilientTransport(total_timeout=DRIP_CAP)) as client:
+        started = time.monotonic()
+        with pytest.raises(lib.ReadTimeout):
+            client.get(flaky.url + "/drip")
+        assert time.monotonic() - started < DRIP_CLAIM
+
+
+@pytest.mark.parametrize("lib", LIBRARIES, ids=lambda m: m.__name__)
+def test_total_timeout_cuts_a_body_that_drips_async(lib: Any, flaky: FlakyServer) -> None:
+    """The async twin: each read of the body is bounded by the time left."""
+
+    async def main() -> None:
+        transport = AsyncResilientTransport(total_timeout=DRIP_CAP)
+        async with lib.AsyncClient(transport=transport) as client:
+            await client.get(flaky.url + "/drip")
+
+    started = time.monotonic()
+    with pytest.raises(lib.ReadTimeout):
+        asyncio.run(main())
+    assert time.monotonic() - started < DRIP_CLAIM
+
+
+@pytest.mark.parametrize("lib", LIBRARIES, ids=lambda m: m.__name__)
+def test_total_timeout_cuts_a_streamed_body_read_later(lib: Any, flaky: FlakyServer) -> None:
+    """With client.stream(...), the cap still holds while the caller reads the body."""
+    with lib.Client(transport=ResilientTransport(total_timeout=DRIP_CAP)) as client:
+        started = time.monotonic()
+        with client.stream("GET", flaky.url + "/drip") as response, pytest.raises(lib.ReadTimeout):
+            response.read()
+        assert time.monotonic() - started < DRIP_CLAIM
+
+
+def test_total_timeout_cuts_a_body_that_keeps_dripping_fast(llm: FakeLLMServer) -> None:
+    """Bytes every 0.05 s never trip a read timeout, but the whole body is still capped.
+
+    Real time: 40 bytes over 2 s; the cap is 0.3 s, the claim 1.0 s (margin 0.7 s).
+    """
+    llm.script("/fast-drip", Reply(body=b"x" * 40, drip=0.05))
+    with httpx2.Client(transport=ResilientTransport(total_timeout=DRIP_CAP)) as client:
+        started = time.monotonic()
+        with pytest.raises(httpx2.ReadTimeout, match=r"total_timeout=0\.3 s passed while reading"):
+            client.get(llm.url + "/fast-drip")
+        assert time.monotonic() - started < DRIP_CLAIM
+
+
+def test_total_timeout_stops_before_a_wait_that_would_pass_it(flaky: FlakyServer) -> None:
+    """A wait that would end past total_timeout is not started: the 503 is returned."""
+    flaky.script("/busy", [], then=Step(503, retry_after="5"))
+    clock = ManualClock()
+    transport = ResilientTransport(total_timeout=3.0, clock=clock)
+    with httpx2.Client(transport=transport) as client:
+        assert client.get(flaky.url + "/busy").status_code == 503
+    assert clock.sleeps == []
+    assert flaky.requests("/busy") == 1
+
+
+# -- the rules, one by one ------------------------------------------------------------
+
+
+def scripted(*answers: Any) -> Callable[[Any], Any]:
+    """A handler for httpx2.MockTransport: each request gets the next answer."""
+    queue = list(answers)
+    seen: list[Any] = []
+
+    def handler(request: Any) -> Any:
+        seen.append(request)
+        answer = queue.pop(0) if queue else 200
+        if isinstance(answer, Exception):
+            raise answer
+        status, headers = answer if isinstance(answer, tuple) else (answer, {})
+        return httpx2.Response(status, headers=headers, json={"n": len(seen)})
+
+    handler.seen = seen  # type: ignore[attr-defined]
+    return handler
+
+
+def mock_client(handler: Callable[[Any], Any], **options: Any) -> httpx2.Client:
+    options.setdefault("clock", ManualClock())
+    options.setdefault("jitter", False)
+    transport = ResilientTransport(httpx2.MockTransport(handler), **options)
+    return httpx2.Client(transport=transport, base_url="http://api.test")
+
+
+@pytest.mark.parametrize("status", [500, 502, 504, 408])
+@pytest.mark.parametrize(
+    ("method", "retried"), [("GET", True), ("PUT", True), ("DELETE", True), ("POST", False)]
+)
+def test_other_retryable_statuses_only_for_idempotent_methods(
+    status: int, method: str, retried: bool
+) -> None:
+    """500, 502, 504, 408: retried for idempotent methods, never for a POST."""
+    handler = scripted(status)
+    with mock_client(handler) as client:
+        response = client.request(method, "/x", content=b"{}")
+    assert len(handler.seen) == (2 if retried else 1)  # type: ignore[attr-defined]
+    assert response.status_code == (200 if retried else status)
+
+
+@pytest.mark.parametrize("status", [429, 503, 529])
+def test_not_processed_statuses_are_retried_for_a_post(status: int) -> None:
+    """429, 503, 529: the request was not acted on; a POST is sent again."""
+    handler = scripted(status)
+    with mock_client(handler) as client:
+        assert client.post("/x", content=b"{}").status_code == 200
+    assert len(handler.seen) == 2  # type: ignore[attr-defined]
+
+
+def test_x_should_retry_true_retries_a_post_and_false_stops_anything() -> None:
+    """x-should-retry: true on a 409 POST is retried; false on a 503 GET is returned at once."""
+    handler = scripted((409, {"x-should-retry": "true"}))
+    with mock_client(handler) as client:
+        assert client.post("/x", content=b"{}").status_code == 200
+    assert len(handler.seen) == 2  # type: ignore[attr-defined]
+    handler = scripted((503, {"x-should-retry": "false"}))
+    with mock_client(handler) as client:
+        assert client.get("/x").status_code == 503
+    assert len(handler.seen) == 1  # type: ignore[attr-defined]
+
+
+def test_read_errors_are_retried_only_for_idempotent_requests() -> None:
+    """A read error after sending: a GET is retried, a POST raises at once."""
+    for method, calls in (("GET", 2), ("POST", 1)):
+        handler = scripted(httpx2.ReadError("connection reset"))
+        with mock_client(handler) as client:
+            if calls == 1:
+                with pytest.raises(httpx2.ReadError):
+                    client.request(method, "/x")
+            else:
+                assert client.request(method, "/x").status_code == 200
+        assert len(handler.seen) == calls  # type: ignore[attr-defined]
+
+
+def test_fatal_errors_are_raised_at_once() -> None:
+    """An error classified FATAL (a bad URL) is raised untouched, without a note."""
+    error = httpx2.UnsupportedProtocol("ftp is not supported")
+    handler = scripted(error)
+    with mock_client(handler) as client, pytest.raises(httpx2.UnsupportedProtocol) as caught:
+        client.get("/x")
+    assert caught.value is error
+    assert not getattr(error, "__notes__", [])
+
+
+def test_exhausted_error_is_raised_with_a_note() -> None:
+    """Connection errors every time: the last one is raised, noting the attempts."""
+    handler = scripted(*[httpx2.ConnectError("refused") for _ in range(4)])
+    with mock_client(handler) as client, pytest.raises(httpx2.ConnectError) as caught:
+        client.get("/x")
+    assert caught.value.__notes__[-1].startswith("resilient: 4 attempts over")
+    assert "(retries exhausted)" in caught.value.__notes__[-1]
+
+
+def test_the_budget_stops_retries() -> None:
+    """A RetryBudget that refuses: no retry, the 503 returned."""
+    budget = RetryBudget(max_tokens=2, token_ratio=0.1)
+    handler = scripted(503, 503, 503)
+    with mock_client(handler, budget=budget) as client:
+        assert client.get("/x").status_code == 503
+    assert len(handler.seen) == 1  # type: ignore[attr-defined]
+
+
+def test_the_testing_switches_apply() -> None:
+    """no_wait() makes the waits zero; cap_attempts(2) stops at two attempts."""
+    clock = ManualClock()
+    handler = scripted(503, 503, 503)
+    with no_wait(), mock_client(handler, clock=clock) as client:
+        assert client.get("/x").status_code == 200
+    assert clock.sleeps == []
+    handler = scripted(503, 503, 503)
+    with cap_attempts(2), mock_client(handler) as client:
+        assert client.get("/x").status_code == 503
+    assert len(handler.seen) == 2  # type: ignore[attr-defined]
+
+
+def test_a_failing_response_is_drained_and_closed_before_the_retry() -> None:
+    """Between attempts the failed response is read (bounded) and closed."""
+    responses: list[httpx2.Response] = []
+
+    def handler(request: Any) -> Any:
+        status = 503 if not responses else 200
+        responses.append(httpx2.Response(status, content=b"x" * 200_000))
+        return responses[-1]
+
+    with mock_client(handler) as client:
+        assert client.get("/x").status_code == 200
+    assert responses[0].is_closed
+
+
+def test_a_breaker_counts_failing_responses_but_not_fatal_ones() -> None:
+    """A 503 counts against the breaker; a 404 (FATAL) is ignored; a 200 resets it."""
+    breaker = CircuitBreaker(failure_threshold=3, name="api")
+    handler = scripted(503, 404, 200)
+    with mock_client(handler, max_retries=0, breaker=breaker) as client:
+        client.get("/x")
+        assert breaker.failures == 1
+        client.get("/x")
+        assert breaker.failures == 1
+        client.get("/x")
+        assert breaker.failures == 0
+
+
+def test_an_open_breaker_raises_circuit_open_error_from_send() -> None:
+    """An open circuit: CircuitOpenError from the client's call, nothing sent."""
+    breaker = CircuitBreaker(failure_threshold=1, name="down")
+    breaker.trip()
+    handler = scripted()
+    with mock_client(handler, breaker=breaker) as client, pytest.raises(CircuitOpenError):
+        client.get("/x")
+    assert handler.seen == []  # type: ignore[attr-defined]
+
+
+def test_logs_name_method_and_host_never_path_or_query(caplog: pytest.LogCaptureFixture) -> None:
+    """Each retry line reads on its own and is labelled by method and host only."""
+    handler = scripted(503, 503)
+    with caplog.at_level(logging.WARNING, "resilient.retry"), mock_client(handler) as client:
+        client.get("/users/42/secret?token=abc")
+    retry_lines = [r for r in caplog.records if r.name == "resilient.retry"]
+    assert [r.getMessage() for r in retry_lines] == [
+        "retrying GET api.test in 0.5 s (attempt 2 of 4) after 503 Service Unavailable",
+        "retrying GET api.test in 1 s (attempt 3 of 4) after 503 Service Unavailable",
+    ]
+    for record in retry_lines:
+        assert record.function == "GET api.test"  # type: ignore[attr-defined]
+        assert (record.method, record.host) == ("GET", "api.test")  # type: ignore[attr-defined]
+        assert "secret" not in str(record.__dict__)
+        assert "token" not in str(record.__dict__)
+
+
+def test_giving_up_is_logged_with_what_the_server_asked(caplog: pytest.LogCaptureFixture) -> None:
+    """A Retry-After beyond max_retry_after: one ERROR line saying so, the response returned."""
+    handler = scripted((429, {"retry-after": "600"}))
+    with caplog.at_level(logging.ERROR, "resilient.retry"), mock_client(handler) as client:
+        assert client.post("/v1/chat").status_code == 429
+    (record,) = caplog.records
+    assert record.getMessage() == (
+        "giving up on POST api.test after 1 attempt over 0.000 s (the server asked to wait "
+        "600 s (Retry-After), more than max_retry_after=120 s): 429 Too Many Requests; the "
+        "last response is returned"
+    )
+
+
+def test_telemetry_counts_retries_by_method_and_host() -> None:
+    """The retries are counted under function="GET api.test", like @retry's."""
+    prometheus_client = pytest.importorskip("prometheus_client")
+    from resilient import telemetry
+
+    registry = prometheus_client.CollectorRegistry()
+    telemetry.enable_prometheus(registry=registry)
+    try:
+        with mock_client(scripted(503, 503)) as client:
+            client.get("/x?key=1")
+        value = registry.get_sample_value(
+            "resilient_retries_total", {"function": "GET api.test", "error_class": "degraded"}
+        )
+    finally:
+        telemetry.disable()
+    assert value == 2.0
+
+
+# -- construction ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport_type", [ResilientTransport, AsyncResilientTransport])
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"max_retries": -1}, ValueError, "max_retries must be >= 0, got -1"),
+        ({"max_retries": 2.5}, TypeError, "max_retries must be an int, got 2.5"),
+        ({"base_delay": -1.0}, ValueError, "base_delay must be a finite number >= 0, got -1.0"),
+        ({"max_delay": float("nan")}, ValueError, "max_delay must be a finite number >= 0"),
+        (
+            {"max_retry_after": -5},
+            ValueError,
+            "max_retry_after must be a finite number >= 0, got -5",
+        ),
+        ({"total_timeout": 0}, ValueError, "total_timeout must be a finite number > 0, got 0"),
+        (
+            {"total_timeout": "9"},
+            TypeError,
+            "total_timeout must be a number of seconds or None, got '9'",
+        ),
+        ({"idempotent": "yes"}, TypeError, "idempotent must be True or False, got 'yes'"),
+        ({"breaker": object()}, TypeError, "breaker must be a CircuitBreaker or None"),
+        ({"budget": 3}, TypeError, "budget must have record_failure() and record_success(), got 3"),
+        ({"classifier": "x"}, TypeError, "classifier must be callable, got 'x'"),
+        ({"clock": 1}, TypeError, "clock must provide monotonic()"),
+        ({"jitter": "no"}, TypeError, "jitter must be True, False or a jitter strategy"),
+        ({"transport": "x"}, TypeError, "transport must be an httpx or httpx2"),
+    ],
+)
+def test_bad_settings_are_refused_at_construction(
+    transport_type: Any, options: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    """Each bad setting raises at construction, naming the parameter and the value."""
+    with pytest.raises(error) as caught:
+        transport_type(**options)
+    assert message in str(caught.value)
+
+
+def test_durations_accept_timedelta() -> None:
+    """max_delay, max_retry_after and total_timeout take a timedelta too."""
+    from datetime import timedelta
+
+    transport = ResilientTransport(
+        max_delay=timedelta(seconds=5),
+        max_retry_after=timedelta(minutes=1),
+        total_timeout=timedelta(seconds=30),
+    )
+    assert "max_retry_after=60.0, total_timeout=30.0" in repr(transport)
+
+
+def test_import_without_httpx_or_httpx2_names_the_extra() -> None:
+    """Without either client, importing resilient.httpx says what to install."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.modules['httpx'] = None; sys.modules['httpx2'] = None\n"
+            "import resilient.httpx",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "ImportError: resilient.httpx needs httpx (>= 0.27) or httpx2 (>= 2)" in done.stderr
+    assert "resilient-kit[httpx]" in done.stderr
+
+
+def test_import_resilient_does_not_import_resilient_httpx() -> None:
+    """``import resilient`` loads neither this module nor the clients."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, resilient; print(sorted(m for m in ('resilient.httpx', 'httpx', "
+            "'httpx2') if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert done.stdout.strip() == "[]"
