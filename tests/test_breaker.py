@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import contextvars
 import copy
+import gc
 import itertools
 import logging
 import math
@@ -558,11 +559,14 @@ def _lines_run(call: Callable[[], object]) -> int:
             count += 1
         return tracer
 
+    gc.collect()
+    gc.disable()  # a collection inside would count the lines of whatever it finalizes
     sys.settrace(tracer)
     try:
         call()
     finally:
         sys.settrace(None)
+        gc.enable()
     return count
 
 

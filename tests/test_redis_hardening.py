@@ -6,13 +6,15 @@ structures kept), never in time: the counts are the same on any machine.
 
 from __future__ import annotations
 
+import gc
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from resilient import CircuitBreaker, FailureRateWindow
-from resilient.redis import RedisStore
+from resilient.redis import RedisRetryBudget, RedisStore
 from resilient.testing import ManualClock
 
 _namespaces = itertools.count()
@@ -88,3 +90,96 @@ def test_a_window_on_redis_keeps_only_the_buckets_that_saw_calls(redis_client: A
     clock.advance(2000.0)  # idle for longer than the span
     assert breaker.metrics.failure_rate == 0.0
     assert redis_client.exists(window_key) == 0
+
+
+# -- per-name state: released with the breakers ----------------------------------------
+
+
+def _names_kept(store: RedisStore) -> set[str]:
+    """The names the store keeps something for: its lanes and its fallback's circuits."""
+    lanes = set(store._lanes)  # pyright: ignore[reportPrivateUsage]  # no public view of them
+    local = set(store._fb.local._circuits)  # pyright: ignore[reportPrivateUsage]
+    return lanes | local
+
+
+def test_a_store_releases_the_state_of_names_whose_breakers_are_gone(redis_client: Any) -> None:
+    """10,000 breakers, each its own name, dropped (a thousand after a call through
+    Redis): the store keeps nothing for their names, only for the breaker still alive."""
+    store = RedisStore(redis_client)
+    for n in range(10_000):
+        breaker = CircuitBreaker(name=f"tenant-{n}", store=store)
+        if n % 10 == 0:  # a round trip each: a thousand keep the test quick
+            assert breaker.call(ok) == "ok"
+    del breaker
+    gc.collect()
+    kept = CircuitBreaker(name="kept", store=store)
+    assert kept.call(ok) == "ok"
+    assert _names_kept(store) == {"kept"}
+    other = CircuitBreaker(name="kept", store=store)  # a second breaker of the same name
+    del kept
+    gc.collect()
+    CircuitBreaker(name="next", store=store)
+    assert _names_kept(store) == {"kept", "next"}  # "kept" still has a breaker
+    assert other.call(ok) == "ok"
+
+
+def test_the_local_fallback_of_dropped_breakers_is_released_too() -> None:
+    """During an outage each name gets a local breaker; it goes with its breakers."""
+    import socket
+
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = redis.Redis(
+        port=port, socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0)
+    )
+    store = RedisStore(client, on_store_error="local", retry_interval=3600)
+    for n in range(1_000):
+        breaker = CircuitBreaker(1, name=f"tenant-{n}", store=store)
+        with pytest.raises(Down):
+            breaker.call(down)  # opens the local breaker of that name
+        assert breaker.metrics.store_mode == "local"
+    del breaker
+    gc.collect()
+    CircuitBreaker(name="next", store=store)
+    assert _names_kept(store) == {"next"}
+
+
+# -- names Redis cannot key --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda client: CircuitBreaker(name="svc-\ud800", store=RedisStore(client)),
+        lambda client: RedisRetryBudget(client, "svc-\ud800"),
+    ],
+    ids=["breaker on a RedisStore", "RedisRetryBudget"],
+)
+def test_a_name_that_cannot_be_encoded_is_refused_at_construction(
+    redis_client: Any, build: Callable[[Any], object]
+) -> None:
+    """A lone surrogate: refused when built, naming ``name``, not a UnicodeEncodeError
+    from every call before the function runs."""
+    with pytest.raises(
+        ValueError,
+        match=r"^name must be text that UTF-8 can encode .*got name='svc-\\ud800': "
+        r"surrogates not allowed at position 4$",
+    ):
+        build(redis_client)
+
+
+def test_a_namespace_that_cannot_be_encoded_is_refused(redis_client: Any) -> None:
+    """The namespace is part of every key too."""
+    with pytest.raises(ValueError, match=r"^namespace must be text that UTF-8 can encode"):
+        RedisStore(redis_client, namespace="app-\udcff")
+
+
+def test_a_name_that_encodes_is_accepted_whatever_its_script(redis_client: Any) -> None:
+    """Non-ASCII names are fine: only what UTF-8 cannot encode is refused."""
+    breaker = CircuitBreaker(name="サービス-é-🚀", store=RedisStore(redis_client))
+    assert breaker.call(ok) == "ok"

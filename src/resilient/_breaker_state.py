@@ -250,6 +250,12 @@ class BreakerStore(Protocol):
     read its clock for it). A *trial* ticket
     comes from ``acquire``; outcomes of a trial whose half-open period has
     ended are ignored. Creating a breaker never resets what is stored.
+
+    Optionally a store has ``attach(name) -> object``: each breaker calls it
+    once, when built, and keeps what it returns for its life, so a store
+    that keeps something per name (``RedisStore``'s cache) can release it
+    when every breaker of that name is gone, and refuse a name it cannot
+    store with a ``ValueError``.
     """
 
     def acquire(self, name: str, policy: BreakerPolicy, now: float) -> Admission:
@@ -445,6 +451,11 @@ class MemoryStore:
                 window.slow,
                 circuit.openings,
             )
+
+    def discard(self, name: str) -> None:
+        """Forget the circuit of *name* (a store that holds this one as a cache drops it)."""
+        with self._lock:
+            self._circuits.pop(name, None)
 
     def __repr__(self) -> str:
         return f"MemoryStore(circuits={len(self._circuits)})"

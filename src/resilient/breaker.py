@@ -284,6 +284,7 @@ class CircuitBreaker:
     __slots__ = (
         "__weakref__",
         "_circuit",
+        "_claim",
         "_classifier",
         "_clock",
         "_counted",
@@ -435,6 +436,10 @@ class CircuitBreaker:
         self._fast = self._circuit if simple else None
         self._windowed = window is not None
         self._timed = window is not None and window.time_based
+        # A store that keeps something per name (a RedisStore's cache) keeps it
+        # while this object lives, and may refuse the name (one Redis cannot key).
+        attach = getattr(store, "attach", None)
+        self._claim: object = attach(self.name) if callable(attach) else None
         watch_mode = getattr(store, "watch_mode", None)
         if self._on_store_mode_change and callable(watch_mode):
             watch_mode(self._name, self._store_mode_changed)

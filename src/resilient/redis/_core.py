@@ -20,6 +20,7 @@ No lock is ever held across a ``yield``.
 
 from __future__ import annotations
 
+import collections
 import inspect
 import math
 import threading
@@ -83,6 +84,7 @@ class BreakerCore:
 
     __slots__ = (
         "_acquire",
+        "_dropped",
         "_failure",
         "_fb",
         "_force",
@@ -147,6 +149,9 @@ class BreakerCore:
         self._snapshot = client.register_script(lua.SNAPSHOT)
         self._probe = client.register_script(lua.PROBE)
         self._lanes: dict[str, Lane] = {}
+        # (name, claim) of breakers gone: appended by the garbage collector's
+        # callbacks (which must take no lock), swept when a lane is made.
+        self._dropped: collections.deque[tuple[str, weakref.ref[object]]] = collections.deque()
         self._lock = threading.Lock()
         self._fb = Fallback(
             namespace, on_store_error, self.retry_interval, time_source == "redis", self._lock
@@ -184,13 +189,52 @@ class BreakerCore:
             alive = tuple(known for known in lane.watchers if known() is not None)
             lane.watchers = (*alive, ref)
 
+    def attach(self, name: str) -> object:
+        """Keep what this store holds for breaker *name* while the returned object lives.
+
+        ``CircuitBreaker`` calls it once, when built, and keeps the object:
+        the name's cache, mode and fallback state are released once every
+        breaker of that name is gone (a breaker per request or per tenant
+        must not grow the store for ever). The name is checked here, so a
+        breaker whose name cannot be a Redis key fails when it is built.
+
+        Raises:
+            ValueError: *name* cannot be encoded as UTF-8 (a lone surrogate).
+        """
+        check_name("name", name)
+        claim: object = _Claim()
+        dropped = self._dropped
+        ref: weakref.ref[object] = weakref.ref(claim, lambda gone: dropped.append((name, gone)))
+        with self._lock:
+            self._sweep()
+            lane = self._lanes.get(name)
+            if lane is None:
+                lane = self._lanes[name] = Lane(name, self.keys(name))
+            lane.claims.add(ref)
+        return claim
+
+    def _sweep(self) -> None:
+        """Release the lanes whose breakers are all gone (under the lock)."""
+        dropped = self._dropped
+        while dropped:
+            name, ref = dropped.popleft()
+            lane = self._lanes.get(name)
+            if lane is None or ref not in lane.claims:
+                continue
+            lane.claims.discard(ref)
+            if not lane.claims:
+                del self._lanes[name]
+                self._fb.forget(name)
+
     def keys(self, name: str) -> tuple[str, str]:
         """The Redis keys of breaker *name*: its circuit (a hash) and its window."""
         tag = f"{{{self.namespace}:{name}}}"
         return f"{tag}:breaker", f"{tag}:window"
 
     def _lane(self, name: str) -> Lane:
+        check_name("name", name)
         with self._lock:
+            self._sweep()
             lane = self._lanes.get(name)
             if lane is None:
                 lane = self._lanes[name] = Lane(name, self.keys(name))
@@ -446,6 +490,12 @@ class BreakerCore:
                 "trial_timeout": self.trial_timeout,
             },
         )
+
+
+class _Claim:
+    """Strictly private. What a breaker holds to keep its name's state in a store."""
+
+    __slots__ = ("__weakref__",)
 
 
 class BudgetCore:

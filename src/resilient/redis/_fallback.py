@@ -80,6 +80,10 @@ class Fallback:
         self.outage: BaseException | None = None
         self.outage_since = 0.0
 
+    def forget(self, name: str) -> None:
+        """Drop the local breaker of *name*: every breaker of that name is gone."""
+        self.local.discard(name)
+
     def now_for_cache(self, now: float) -> float:
         """The clock a lane's cached open period is on: monotonic for Redis time."""
         return time.monotonic() if self.redis_time else now
@@ -124,7 +128,7 @@ class Fallback:
                 if starting:
                     self.outage_since = t
                 self.down_until = t + self.retry_interval
-                self.outage = error
+                self.outage = _without_frames(error)
             else:
                 lane.down_until = t + self.retry_interval
         if starting:
@@ -407,6 +411,23 @@ class Fallback:
             return None  # Redis is back, or a ticket of an earlier outage
         record = self.local.record_success if success else self.local.record_failure
         return record(lane.name, policy, -trial - 1, now, slow)
+
+
+def _without_frames(error: BaseException) -> BaseException:
+    """*error* (and what it chains to) without tracebacks, to be kept for the outage.
+
+    A traceback holds the frames of the call that met the outage, and through
+    them that breaker and the call's arguments: kept for the whole outage,
+    they would outlive every breaker dropped meanwhile. Store errors are never
+    raised to a caller, so nothing else needs them.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
+    return error
 
 
 def _seeded(state: CircuitState) -> str:

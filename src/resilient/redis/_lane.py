@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import weakref
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -39,6 +40,7 @@ class Lane:
     """Strictly private. One breaker name in one Redis store: keys, cache and mode."""
 
     __slots__ = (
+        "claims",
         "down_since",
         "down_until",
         "failed_watchers",
@@ -69,6 +71,8 @@ class Lane:
         """The ids of watchers whose failure was logged: each is logged once."""
         self.policy: BreakerPolicy | None = None
         self.policy_field = b""
+        self.claims: set[weakref.ref[object]] = set()
+        """The breakers using this name (see ``BreakerCore.attach``), held weakly."""
 
     def bind(self, policy: BreakerPolicy, idle_ttl: float, trial_timeout: float) -> None:
         """Encode what *policy* fixes as the scripts' policy argument, once per policy."""

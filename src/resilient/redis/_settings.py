@@ -140,8 +140,16 @@ def check_client(client: object, owner: str, *, asyncio: bool = False) -> None:
 
 
 def check_name(name: str, value: object) -> None:
+    """A name that becomes part of a Redis key: a non-empty str that UTF-8 can encode."""
     if not isinstance(value, str) or not value:
         raise TypeError(f"{name} must be a non-empty str, got {value!r}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(
+            f"{name} must be text that UTF-8 can encode (it is part of a Redis key), "
+            f"got {name}={value!r}: {error.reason} at position {error.start}"
+        ) from None
 
 
 def check_namespace(namespace: object) -> None:
