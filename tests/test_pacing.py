@@ -936,10 +936,14 @@ def test_a_response_returned_with_429_is_an_overload() -> None:
 
 
 def test_fatal_and_transient_failures_move_nothing() -> None:
-    """A 404 or a connection error is not an overload and not a success."""
+    """A 404, a connection error, a breaker's rejection or a pacing refusal: neither way."""
+    from resilient import CircuitOpenError
+
     limit = ConcurrencyLimit(4, adaptive=True)
     fill_rounds(limit, lambda: HTTPError(404), 3)
     fill_rounds(limit, lambda: ConnectionError("reset"), 3)
+    fill_rounds(limit, lambda: CircuitOpenError("api", 30.0), 3)  # TIMEOUT, but never sent
+    fill_rounds(limit, lambda: RateLimitExceeded("api", 1.0, 1.0, 0.0), 3)
     assert limit.limit == 4
 
 

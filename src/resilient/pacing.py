@@ -29,7 +29,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 from resilient import _events
-from resilient._classify import ErrorClass, Throttled, classify, response_status, retry_after
+from resilient._classify import (
+    ErrorClass,
+    Rejection,
+    Throttled,
+    classify,
+    response_status,
+    retry_after,
+)
 from resilient._clock import DEFAULTS, SYSTEM_CLOCK, check_clock
 from resilient._compat import (
     LAZY_RESULTS,
@@ -1245,8 +1252,8 @@ class ConcurrencyLimit:
 
     def _failure_signal(self, exc: BaseException) -> bool | None:
         """Whether a failure is an overload signal (True), or says nothing (None)."""
-        if not self.adaptive or not isinstance(exc, Exception) or isinstance(exc, Throttled):
-            return None
+        if not self.adaptive or not isinstance(exc, Exception) or isinstance(exc, _NEUTRAL):
+            return None  # a breaker's rejection or pacing's refusal: the call never reached it
         if response_status(exc) in _OVERLOAD_STATUSES or retry_after(exc) is not None:
             return True
         try:
@@ -1300,6 +1307,7 @@ class ConcurrencyLimit:
 # -- helpers --------------------------------------------------------------------------
 
 _OVERLOAD_STATUSES = frozenset({429, 503})
+_NEUTRAL = (Throttled, Rejection)
 _OVERLOAD_CLASSES = (ErrorClass.TIMEOUT, ErrorClass.DEGRADED)
 
 
