@@ -1362,3 +1362,79 @@ def test_simulated_adaptive_limits_converge_on_the_capacity(simulation: Any) -> 
     assert result.settled_first <= 30.0
     assert result.settled_second is not None
     assert result.settled_second <= 15.0
+
+
+# --- wiring: the block form retrying(limiter=...) ---------------------------------------
+
+
+def test_block_attempts_acquire_the_limiter() -> None:
+    """for attempt in retrying(limiter=...): every attempt waits for its turn first."""
+    from resilient import retrying
+
+    clock = ManualClock()
+    limiter = RateLimiter(1, clock=clock)
+    started: list[float] = []
+    for attempt in retrying(limiter=limiter, base_delay=0.1, jitter=False, clock=clock):
+        with attempt:
+            started.append(clock.monotonic())
+            if len(started) < 3:
+                raise ConnectionError("reset")
+    assert started == [0.0, 1.0, 2.0]
+
+
+def test_block_429_with_retry_after_pauses_the_limiter_even_when_giving_up() -> None:
+    """The block's last failure, a 429 with Retry-After, still pauses the shared limiter."""
+    from resilient import retrying
+
+    clock = ManualClock()
+    limiter = RateLimiter(100, burst=100, clock=clock)
+
+    def block() -> None:
+        for attempt in retrying(limiter=limiter, max_retries=0, clock=clock):
+            with attempt:
+                raise HTTPError(429, {"Retry-After": "4"})
+
+    with pytest.raises(HTTPError):
+        block()
+    assert not limiter.try_acquire()
+    clock.advance(4.0)
+    assert limiter.try_acquire()
+
+
+def test_block_turn_past_the_deadline_raises_the_refusal_chained() -> None:
+    """A turn that comes after the deadline ends the block at once with RateLimitExceeded."""
+    from resilient import retrying
+
+    clock = ManualClock()
+    limiter = RateLimiter(1, per=10.0, clock=clock)
+
+    def block() -> None:
+        for attempt in retrying(limiter=limiter, deadline=5.0, base_delay=0.1, clock=clock):
+            with attempt:
+                raise ConnectionError("reset")
+
+    with pytest.raises(RateLimitExceeded) as caught:
+        block()
+    assert isinstance(caught.value.__cause__, ConnectionError)
+
+
+def test_async_block_acquires_and_pauses_through_the_async_forms() -> None:
+    """async for attempt in retrying(limiter=...): acquire_async and pause_async."""
+    from resilient import retrying
+
+    clock = ManualClock()
+    store = CountingStore()
+    limiter = RateLimiter(1, name="api", store=store, clock=clock)
+
+    async def main() -> int:
+        tries = 0
+        async for attempt in retrying(limiter=limiter, base_delay=0.1, jitter=False, clock=clock):
+            with attempt:
+                tries += 1
+                if tries == 1:
+                    raise HTTPError(429, {"Retry-After": "3"})
+        return tries
+
+    assert asyncio.run(main()) == 2
+    assert store.calls == ["rate_reserve_async", "rate_reserve_async"]
+    assert clock.sleeps == [3.0]  # the server's wait; the pause and the turn end within it

@@ -32,10 +32,14 @@ if TYPE_CHECKING:
 
     from resilient._clock import Clock
     from resilient._types import Budget, JitterSpec, RetryOn, RetryState, Seconds, StopEvent
+    from resilient.pacing import RateLimiter
 
 __all__ = ["Attempt", "Retrying", "retrying"]
 
 T = TypeVar("T")
+
+_PAUSES: set[Any] = set()
+"""The limiter pauses an async block left running when it gave up (kept until done)."""
 
 _RUNNING = 0
 _SUCCEEDED = 1
@@ -88,6 +92,13 @@ class Attempt(Generic[T]):
             self._token = None
         run = self._run
         call = run.call
+        try:
+            return self._outcome(run, call, exc)
+        finally:
+            if call.pause_for > 0.0 and (not run.asynchronous or self._state != _RETRY):
+                run.pause()  # every caller sharing the limiter waits too
+
+    def _outcome(self, run: _Attempts[T], call: RetryCall, exc: BaseException | None) -> bool:
         if exc is None:
             predicate = call.policy.retry_on_result
             if predicate is None or not predicate(self.result):
@@ -153,19 +164,56 @@ class Retrying(Generic[T]):
 class _Attempts(Generic[T]):
     """Strictly private. One run of a ``retrying`` block: the attempts of one call."""
 
-    __slots__ = ("call", "current", "delay", "failure")
+    __slots__ = ("asynchronous", "call", "current", "delay", "failure")
 
     def __init__(self, target: RetryTarget) -> None:
         self.call = RetryCall(target, None)
         self.current: Attempt[T] | None = None
         self.delay = 0.0
         self.failure: Exception | None = None
+        self.asynchronous = False
 
     def __iter__(self) -> _Attempts[T]:
         return self
 
     def __aiter__(self) -> _Attempts[T]:
+        self.asynchronous = True
         return self
+
+    def pause(self) -> None:
+        """Pause the limiter as a 429 or 503's ``Retry-After`` asked (``call.pause_for``)."""
+        call = self.call
+        limiter, seconds = call.policy.limiter, call.pause_for
+        call.pause_for = 0.0
+        if limiter is None:
+            return
+        if not self.asynchronous:
+            limiter.pause(seconds)
+            return
+        import asyncio  # noqa: PLC0415 - async blocks only
+
+        # The loop is left by the failure: nothing will await the pause, so it runs on its own.
+        task = asyncio.get_running_loop().create_task(limiter.pause_async(seconds))
+        _PAUSES.add(task)
+        task.add_done_callback(_PAUSES.discard)
+
+    def allowed(self) -> float | None:
+        """The longest wait for the limiter's turn: the time left before the deadline."""
+        call = self.call
+        if call.deadline_at is None:
+            return None
+        return max(call.deadline_at - call.clock.monotonic(), 0.0)
+
+    def refused(self, current: Attempt[T] | None, exc: Exception) -> Exception | None:
+        """The limiter refused the next attempt: the exception to raise, or ``None`` (fallback)."""
+        call = self.call
+        call.refused(exc)
+        self.failure = None
+        if current is None or call.fallback is None:
+            return exc  # before the first attempt there is none to hold a fallback's value
+        current._state = _DONE  # pyright: ignore[reportPrivateUsage]
+        current.result = call.fallback(exc)
+        return None
 
     def _after(self) -> Attempt[T] | None:
         """What the last attempt's end means: ``None`` to wait ``self.delay`` then go on.
@@ -216,14 +264,44 @@ class _Attempts(Generic[T]):
         current = self.current
         found = self._after()
         if found is not None and found is not current:
-            return found  # the first attempt
+            return self._paced(None, found)  # the first attempt
         assert current is not None
         if found is None and (self.delay <= 0 or self.call.wait(self.delay)):
-            return self._next(current)
+            return self._paced(current, self._next(current))
         failure = self._stop(current)
         if failure is not None:
             raise failure
         raise StopIteration
+
+    def _paced(self, previous: Attempt[T] | None, attempt: Attempt[T]) -> Attempt[T]:
+        """*attempt*, once the limiter admitted it (every attempt, the first included)."""
+        limiter = self.call.policy.limiter
+        if limiter is not None:
+            try:
+                limiter.acquire(timeout=self.allowed())
+            except Exception as exc:
+                if self.refused(previous, exc) is not None:
+                    raise  # the refusal itself, chained to the last failure
+                raise StopIteration from None
+        return attempt
+
+    async def _paced_async(self, previous: Attempt[T] | None, attempt: Attempt[T]) -> Attempt[T]:
+        call = self.call
+        limiter = call.policy.limiter
+        if limiter is None:
+            return attempt
+        if call.pause_for > 0.0:
+            seconds, call.pause_for = call.pause_for, 0.0
+            await limiter.pause_async(seconds)
+        try:
+            await limiter.acquire_async(timeout=self.allowed())
+        except Exception as exc:
+            if self.refused(previous, exc) is not None:
+                raise  # the refusal itself, chained to the last failure
+            if call.policy.fallback_is_async and previous is not None:
+                previous.result = await previous.result  # type: ignore[misc]  # pyright: ignore[reportGeneralTypeIssues]
+            raise StopAsyncIteration from None
+        return attempt
 
     async def __anext__(self) -> Attempt[T]:
         current = self.current
@@ -232,10 +310,10 @@ class _Attempts(Generic[T]):
         except StopIteration:
             raise StopAsyncIteration from None
         if found is not None and found is not current:
-            return found
+            return await self._paced_async(None, found)
         assert current is not None
         if found is None and (self.delay <= 0 or await self.call.await_wait(self.delay)):
-            return self._next(current)
+            return await self._paced_async(current, self._next(current))
         fallback_is_async = self.call.policy.fallback_is_async
         failure = self._stop(current)
         if failure is not None:
@@ -264,6 +342,7 @@ def retrying(
     fallback: Callable[[Exception], T],
     logger: Logger | None = None,
     stop_event: StopEvent | None = None,
+    limiter: RateLimiter | None = None,
     name: str | None = None,
 ) -> Retrying[T]: ...
 
@@ -287,6 +366,7 @@ def retrying(
     fallback: None = None,
     logger: Logger | None = None,
     stop_event: StopEvent | None = None,
+    limiter: RateLimiter | None = None,
     name: str | None = None,
 ) -> Retrying[Any]: ...
 
@@ -309,6 +389,7 @@ def retrying(
     fallback: Callable[[Exception], Any] | None = None,
     logger: Logger | None = None,
     stop_event: StopEvent | None = None,
+    limiter: RateLimiter | None = None,
     name: str | None = None,
 ) -> Retrying[Any]:
     """Retry a block of code: ``for attempt in retrying(...): with attempt: ...``.
@@ -339,6 +420,9 @@ def retrying(
         fallback: see ``retry``; its value lands in the last ``attempt.result``.
         logger: see ``retry``.
         stop_event: see ``retry``.
+        limiter: see ``retry``: each attempt takes its turn before it is
+            handed out (a refusal before the first attempt raises, as there
+            is no attempt to hold a fallback's value).
         name: what the logs and the telemetry call the block (their
             ``function``); by default the function the block is written in.
 
@@ -362,6 +446,7 @@ def retrying(
         fallback=fallback,
         logger=logger,
         stop_event=stop_event,
+        limiter=limiter,
     )
     if name is not None and (not isinstance(name, str) or not name):
         raise TypeError(f"name must be a non-empty str or None, got {name!r}")
