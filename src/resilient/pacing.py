@@ -41,6 +41,7 @@ from resilient._clock import DEFAULTS, SYSTEM_CLOCK, check_clock
 from resilient._compat import (
     LAZY_RESULTS,
     check_callable,
+    duration,
     is_async_callable,
     refuse_lazy_result,
     seconds,
@@ -1346,14 +1347,8 @@ def _check_int(name: str, value: object) -> None:
 
 
 def _check_duration(name: str, value: object, *, allow_zero: bool = True) -> float:
-    if isinstance(value, datetime.timedelta):
-        value = value.total_seconds()
-    elif isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds or a timedelta, got {value!r}")
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
-    return float(value)
+    """Seconds (or a timedelta), finite, at most ten years: the library's one duration rule."""
+    return duration(name, value, allow_zero=allow_zero)
 
 
 def _check_name(name: object, store: object) -> None:
