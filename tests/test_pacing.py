@@ -511,6 +511,41 @@ def test_cancelled_wait_gives_the_reservation_back() -> None:
     asyncio.run(main())
 
 
+class HeldClock(ManualClock):
+    """A ManualClock whose async waits stay pending until cancelled: turns reserved, not yet used."""
+
+    __slots__ = ()
+
+    async def asleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        await asyncio.get_running_loop().create_future()  # never resolved
+
+
+def test_cancelled_wait_behind_others_never_admits_two_in_one_turn() -> None:
+    """Cancelling a turn that later turns queue behind leaves it unused, never handed out twice."""
+    limiter = RateLimiter(1, per=1.0, clock=HeldClock())
+
+    async def next_turn() -> float:
+        with pytest.raises(RateLimitExceeded) as caught:
+            await limiter.acquire_async(timeout=0.0)
+        return caught.value.retry_after
+
+    async def main() -> None:
+        assert limiter.try_acquire()  # the turn at 0
+        first = asyncio.ensure_future(limiter.acquire_async())  # reserves the turn at 1
+        second = asyncio.ensure_future(limiter.acquire_async())  # reserves the turn at 2
+        await asyncio.sleep(0)
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+        # The turn at 2 is still second's: the next one is at 3, not a second caller at 2.
+        assert await next_turn() == pytest.approx(3.0)
+        second.cancel()  # the last reservation: its turn comes back
+        await asyncio.gather(second, return_exceptions=True)
+        assert await next_turn() == pytest.approx(2.0)
+
+    asyncio.run(main())
+
+
 # --- errors ---------------------------------------------------------------------------
 
 
@@ -756,6 +791,44 @@ def test_a_waiting_thread_gets_the_slot_a_release_frees() -> None:
     assert got[0] < 4.0
 
 
+def test_a_thread_interrupted_as_it_is_woken_passes_the_slot_on() -> None:
+    """Ctrl-C landing on a waiting thread just after its wake-up: the next waiter gets the slot."""
+    limit = ConcurrencyLimit(1, max_wait=10.0)
+    waiting = {"first": threading.Event(), "second": threading.Event()}
+
+    class InterruptedOnWakeUp(threading.Condition):
+        def wait(self, timeout: float | None = None) -> bool:
+            name = threading.current_thread().name
+            waiting[name].set()
+            woken = super().wait(timeout)
+            if woken and name == "first":
+                raise KeyboardInterrupt
+            return woken
+
+    limit._cond = InterruptedOnWakeUp(limit._lock)  # pyright: ignore[reportPrivateUsage]
+    outcomes: dict[str, str] = {}
+
+    def enter() -> None:
+        name = threading.current_thread().name
+        try:
+            with limit:
+                outcomes[name] = "ran"
+        except BaseException as exc:  # recorded for the assertions below
+            outcomes[name] = type(exc).__name__
+
+    with limit:  # the only slot is held while both threads queue
+        first = threading.Thread(target=enter, name="first")
+        first.start()
+        assert waiting["first"].wait(10)
+        second = threading.Thread(target=enter, name="second")
+        second.start()
+        assert waiting["second"].wait(10)
+    for thread in (first, second):
+        thread.join(timeout=10)
+    assert outcomes == {"first": "KeyboardInterrupt", "second": "ran"}
+    assert limit.in_flight == 0
+
+
 def test_max_wait_refuses_after_waiting() -> None:
     """No slot within max_wait: ConcurrencyLimitExceeded carrying max_wait."""
     limit = ConcurrencyLimit(1, max_wait=0.02)
@@ -819,6 +892,40 @@ def test_async_max_wait_refuses_after_waiting() -> None:
     with pytest.raises(ConcurrencyLimitExceeded):
         asyncio.run(main())
     assert limit.in_flight == 0
+
+
+@pytest.mark.parametrize("steps", [0, 1], ids=["before-the-wake-up-runs", "after-it-ran"])
+def test_a_waiter_cancelled_as_it_is_woken_passes_the_slot_on(steps: int) -> None:
+    """A task cancelled around its wake-up neither runs its call nor strands the next waiter."""
+    limit = ConcurrencyLimit(1, max_wait=30.0)
+    entered: list[str] = []
+
+    async def waiter(tag: str) -> None:
+        async with limit:
+            entered.append(tag)
+
+    async def main() -> None:
+        await limit.__aenter__()  # the only slot is held
+        first = asyncio.ensure_future(waiter("first"))
+        await asyncio.sleep(0)
+        second = asyncio.ensure_future(waiter("second"))
+        for _ in range(5):
+            await asyncio.sleep(0)  # both wait
+        await limit.__aexit__(None, None, None)  # wakes first
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        first.cancel()
+        for _ in range(50):  # loop turns, no real time: second gets the free slot at once
+            await asyncio.sleep(0)
+        try:
+            assert first.cancelled()
+            assert entered == ["second"]
+            assert limit.in_flight == 0
+        finally:
+            second.cancel()
+            await asyncio.gather(first, second, return_exceptions=True)
+
+    asyncio.run(main())
 
 
 def test_slots_through_a_store_are_shared_by_name() -> None:

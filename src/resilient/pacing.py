@@ -564,8 +564,9 @@ class RateLimiter:
         allowed = self._allowed(timeout)
         clock = DEFAULTS.clock if self._clock is None else self._clock
         now = time.monotonic() if clock is SYSTEM_CLOCK else clock.monotonic()
+        tat = math.nan  # where the reservation ends (in process; a store keeps its own)
         if self.store is None:
-            admitted, wait = self._reserve(cost, allowed, now)
+            admitted, wait, tat = self._reserve(cost, allowed, now)
         else:
             admitted, wait = self.store.rate_reserve(self.name, self._policy, cost, allowed, now)
             self._count(admitted, wait)
@@ -575,7 +576,7 @@ class RateLimiter:
             try:
                 clock.sleep(wait)
             except BaseException:
-                self._give_back(cost)
+                self._give_back(cost, tat)
                 raise
 
     async def acquire_async(
@@ -584,7 +585,7 @@ class RateLimiter:
         """Wait until *cost* units are admitted; ``acquire``'s ``async`` twin.
 
         The wait is ``await clock.asleep(...)``; a cancelled wait gives the
-        reservation back.
+        reservation back (in process: when no later one was made since).
 
         Raises:
             RateLimitExceeded: the wait would exceed what is allowed.
@@ -595,8 +596,9 @@ class RateLimiter:
         allowed = self._allowed(timeout)
         clock = DEFAULTS.clock if self._clock is None else self._clock
         now = clock.monotonic()
+        tat = math.nan  # where the reservation ends (in process; a store keeps its own)
         if self.store is None:
-            admitted, wait = self._reserve(cost, allowed, now)
+            admitted, wait, tat = self._reserve(cost, allowed, now)
         else:
             admitted, wait = await self.store.rate_reserve_async(
                 self.name, self._policy, cost, allowed, now
@@ -609,7 +611,7 @@ class RateLimiter:
                 await clock.asleep(wait)
             except BaseException:
                 if self.store is None:
-                    self._give_back(cost)
+                    self._give_back(cost, tat)
                 else:
                     await self._refund_async(cost)
                 raise
@@ -753,8 +755,8 @@ class RateLimiter:
         """Acquires admitted at once, admitted after a wait, refused: read by the telemetry."""
         return self._admitted, self._waited, self._refused
 
-    def _reserve(self, cost: float, max_wait: float, now: float) -> tuple[bool, float]:
-        """The in-process ``rate_reserve`` (see ``PacingStore``), with the counts."""
+    def _reserve(self, cost: float, max_wait: float, now: float) -> tuple[bool, float, float]:
+        """The in-process ``rate_reserve`` (see ``PacingStore``), counted; with the new tat."""
         with self._lock:
             paused = self._paused_until
             start = paused if paused > now else now
@@ -766,13 +768,13 @@ class RateLimiter:
                 wait = 0.0
             if wait > max_wait:
                 self._refused += 1
-                return False, wait
+                return False, wait, tat
             self._tat = new_tat
             if wait > 0.0:
                 self._waited += 1
             else:
                 self._admitted += 1
-            return True, wait
+            return True, wait, new_tat
 
     def _count(self, admitted: bool, wait: float) -> None:
         with self._lock:
@@ -783,15 +785,23 @@ class RateLimiter:
             else:
                 self._admitted += 1
 
-    def _give_back(self, cost: float) -> None:
-        """A reserved wait was interrupted: the units were not used."""
+    def _give_back(self, cost: float, tat: float) -> None:
+        """A reserved wait was interrupted: the units were not used.
+
+        In process they come back only while the reservation is still the
+        last one (the limiter's tat is still *tat*): turns handed out since
+        were placed after it, and a new caller given its place would be
+        admitted together with the last of them, above the rate. Otherwise
+        the turn is left unused.
+        """
         clock = DEFAULTS.clock if self._clock is None else self._clock
         now = clock.monotonic()
         if self.store is not None:
             self.store.rate_refund(self.name, self._policy, cost, now)
             return
         with self._lock:
-            self._tat = max(self._tat - cost * self._interval, now)
+            if self._tat == tat:
+                self._tat = max(tat - cost * self._interval, now)
 
     async def _refund_async(self, cost: float) -> None:
         clock = DEFAULTS.clock if self._clock is None else self._clock
@@ -1115,6 +1125,10 @@ class ConcurrencyLimit:
                     if wait <= 0.0 and self._in_flight >= self._limit:
                         raise self._refusal(self._allowed())
                 self._take()
+            except BaseException:
+                if self._in_flight < self._limit:
+                    self._wake()  # a wake-up it took (Ctrl-C, a timeout crossing it): pass it on
+                raise
             finally:
                 self._sync_waiters -= 1
         return None
@@ -1160,20 +1174,23 @@ class ConcurrencyLimit:
                     self._take()
                     return None
                 self._async_waiters.append(waiter)
+            woken = False
             try:
                 left = deadline - loop.time()
                 if left <= 0.0:
                     raise self._refusal(self._allowed())
-                try:
-                    await asyncio.wait_for(future, left)
-                except asyncio.TimeoutError:
-                    raise self._refusal(self._allowed()) from None
+                # Not wait_for: before 3.12 it returns when the wake-up and a
+                # cancellation cross, and the cancelled task would run the call.
+                done, _ = await asyncio.wait((future,), timeout=left)
+                if not done:
+                    raise self._refusal(self._allowed())
+                woken = True
             finally:
                 with self._lock:
                     if waiter in self._async_waiters:
                         self._async_waiters.remove(waiter)
-                    elif future.cancelled() and self._in_flight < self._limit:
-                        self._wake()  # woken, then cancelled: pass the wake-up on
+                    elif not woken and self._in_flight < self._limit:
+                        self._wake()  # woken, then cancelled or timed out: pass the wake-up on
 
     async def _enter_store_async(self) -> str:
         store = self.store
