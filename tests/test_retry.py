@@ -2331,3 +2331,47 @@ def test_a_timedelta_means_its_seconds(seconds: float) -> None:
 
     as_delta = Backoff(0.0, timedelta(seconds=seconds), jitter=False)
     assert as_delta.max_delay == timedelta(seconds=seconds).total_seconds()
+
+
+def test_block_form_acquires_the_limiter_before_every_attempt() -> None:
+    """``retrying(limiter=...)`` paces every attempt, the first included, as @retry does."""
+    from resilient import RateLimiter
+
+    clock = ManualClock()
+    limiter = RateLimiter(1, per=1.0, clock=clock)
+    for attempt in retrying(limiter=limiter, base_delay=0.1, jitter=False, clock=clock):
+        with attempt:
+            if attempt.number < 3:
+                raise ConnectionError("reset")
+    # attempt 1 at 0; backoff 0.1, then the limiter's turn at 1; backoff 0.2, turn at 2
+    assert clock.sleeps == pytest.approx([0.1, 0.9, 0.2, 0.8])
+
+
+def test_block_form_limiter_refusal_past_the_deadline_ends_the_loop() -> None:
+    """A turn past the deadline ends the loop with the refusal, chained to the last failure."""
+    from resilient import RateLimiter, RateLimitExceeded
+
+    clock = ManualClock()
+    limiter = RateLimiter(1, per=10.0, clock=clock)
+    block = retrying(limiter=limiter, deadline=5.0, base_delay=0.1, jitter=False, clock=clock)
+
+    def run() -> None:
+        for attempt in block:
+            with attempt:
+                raise ConnectionError("reset")
+
+    with pytest.raises(RateLimitExceeded) as caught:
+        run()
+    assert isinstance(caught.value.__cause__, ConnectionError)
+    limiter.acquire()  # taken by someone else: the first turn is too late too
+    answered: list[Exception] = []
+    with_fallback = retrying(limiter=limiter, deadline=5.0, clock=clock, fallback=answered.append)
+
+    def first_turn_refused() -> None:
+        for attempt in with_fallback:  # pragma: no cover - never runs
+            with attempt:
+                pass
+
+    # No attempt could start, so none holds a fallback's value: the refusal is raised.
+    with pytest.raises(RateLimitExceeded):
+        first_turn_refused()
