@@ -50,6 +50,7 @@ KNOWN_ORDER = (
     "redis_overhead",
     "telemetry_overhead",
     "pacing",
+    "httpx_overhead",
 )
 # What a module needs whether or not it says so itself.
 KNOWN_REQUIRES = {"redis_overhead": ("redis-server",)}
@@ -96,6 +97,7 @@ DESIGN_GOALS: tuple[tuple[str, str], ...] = (
         "<= 2.0x a `threading.Lock` acquire/release plus `time.monotonic()`",
     ),
     ("`ConcurrencyLimit`, in process", "<= 2.0x a `threading.BoundedSemaphore` acquire/release"),
+    ("`ResilientTransport`, success", "<= 1.05x the wrapped transport, loopback GET"),
     (
         "fleet against a rate-limited API (benchmarks/, simulated)",
         "goodput >= 95% of the API's capacity, < 1% 429s once converged",

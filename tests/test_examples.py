@@ -99,6 +99,54 @@ def test_agent_loop_logs_the_retry_after_wait(
     assert (rate_limited["error_class"], rate_limited["delay"]) == ("transient", 1.0)
 
 
+# -- examples/llm_agent.py -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def llm_agent() -> subprocess.CompletedProcess[str]:
+    """One run of the LLM agent example (real openai and anthropic SDKs, fake API)."""
+    return _run_example("llm_agent.py")
+
+
+def test_llm_agent_exits_zero_with_every_turn_as_planned(
+    llm_agent: subprocess.CompletedProcess[str],
+) -> None:
+    """Every scripted failure is survived or surfaced as planned; exit code 0."""
+    assert llm_agent.returncode == 0, llm_agent.stdout + llm_agent.stderr
+    assert "UNEXPECTED" not in llm_agent.stdout
+    assert "Every turn ended as planned" in llm_agent.stdout
+
+
+def test_llm_agent_prints_what_happened_per_call(
+    llm_agent: subprocess.CompletedProcess[str],
+) -> None:
+    """Per call, in plain words: what the server did, what the library did, the end."""
+    out = llm_agent.stdout
+    for server_did in (
+        "server: 429 (retry-after-ms: 300) -> 200",
+        "server: 529 -> 200",
+        "server: 500 -> 200",
+        "server: reset the connection -> 200",
+        "server: dripped the body too slowly -> 200",
+        "server: 400\n",
+    ):
+        assert server_did in out, server_did
+    assert "retrying POST 127.0.0.1 in 0.3 s as Retry-After asked" in out
+    assert "the SDK raised BadRequestError" in out
+    assert "answer: echo: say goodbye  (1 request," in out
+    assert "[anthropic]" in out
+    assert "answer: echo: check the weather  (2 requests," in out
+
+
+def test_llm_agent_runs_in_under_ten_seconds(
+    llm_agent: subprocess.CompletedProcess[str],
+) -> None:
+    """The example reports its own run time, which must stay under 10 s (it is about 2 s)."""
+    took = re.search(r"run took ([0-9.]+) s", llm_agent.stdout)
+    assert took is not None, llm_agent.stdout
+    assert float(took.group(1)) < 10.0
+
+
 # -- examples/quickstart.py -----------------------------------------------------
 
 

@@ -214,8 +214,35 @@ class ResilientTransport(_SyncBase):
             Exception: the last error of the wrapped transport, unchanged
                 (with a note when it was retried).
         """
-        call = _Call(self._plan, request)
+        plan = self._plan
         send = self._sender(request)
+        if not plan.direct:
+            return self._retry(_Call(plan, request), send, request)
+        # The first attempt as plainly as it gets: the call's state is built on failure.
+        start = (DEFAULTS.clock if plan.clock is None else plan.clock).monotonic()
+        try:
+            response = send(request)
+        except Exception as exc:
+            call = _Call(plan, request, start)
+            delay = call.after_error(exc)
+            if delay is None:
+                raise
+        else:
+            if response.status_code < 400:
+                if plan.budget is not None:
+                    plan.budget.record_success()
+                return response
+            call = _Call(plan, request, start)
+            delay = call.after_response(response)
+            if delay is None:
+                return response
+            _drain(response)
+        if delay > 0:
+            call.clock.sleep(delay)
+        return self._retry(call, send, request)
+
+    def _retry(self, call: _Call, send: Callable[[Any], Any], request: Any) -> Any:
+        """The attempts after the first (all of them under a cap or a breaker)."""
         while True:
             call.start_attempt()
             try:
@@ -301,8 +328,34 @@ class AsyncResilientTransport(_AsyncBase):
 
     async def handle_async_request(self, request: Any) -> Any:
         """Send *request*, retrying as the rules say; return the final response."""
-        call = _Call(self._plan, request)
+        plan = self._plan
         send = self._sender(request)
+        if not plan.direct:
+            return await self._retry(_Call(plan, request), send, request)
+        start = (DEFAULTS.clock if plan.clock is None else plan.clock).monotonic()
+        try:
+            response = await send(request)
+        except Exception as exc:
+            call = _Call(plan, request, start)
+            delay = call.after_error(exc)
+            if delay is None:
+                raise
+        else:
+            if response.status_code < 400:
+                if plan.budget is not None:
+                    plan.budget.record_success()
+                return response
+            call = _Call(plan, request, start)
+            delay = call.after_response(response)
+            if delay is None:
+                return response
+            await _adrain(response)
+        if delay > 0:
+            await call.clock.asleep(delay)
+        return await self._retry(call, send, request)
+
+    async def _retry(self, call: _Call, send: Callable[[Any], Any], request: Any) -> Any:
+        """The attempts after the first (all of them under a cap or a breaker)."""
         while True:
             call.start_attempt()
             try:
@@ -351,6 +404,7 @@ class _Plan:
         "budget",
         "classifier",
         "clock",
+        "direct",
         "idempotent",
         "max_attempts",
         "max_retries",
@@ -415,6 +469,8 @@ class _Plan:
         self.budget = budget
         self.classifier = classifier
         self.clock = clock
+        self.direct = total_timeout is None and breaker is None
+        """Whether the first attempt is sent plainly (no cap, no breaker to go through)."""
 
     def describe(self, transport: object) -> str:
         backoff = self.backoff
@@ -452,11 +508,12 @@ class _Call:
         "timeouts",
     )
 
-    def __init__(self, plan: _Plan, request: Any) -> None:
+    def __init__(self, plan: _Plan, request: Any, started: float | None = None) -> None:
+        """A call whose first attempt ran already when *started* (its start) is given."""
         self.plan = plan
         self.request = request
         self.clock = clock = DEFAULTS.clock if plan.clock is None else plan.clock
-        self.start = clock.monotonic()
+        self.start = clock.monotonic() if started is None else started
         self.deadline = None if plan.total_timeout is None else self.start + plan.total_timeout
         self.method = method = str(request.method).upper()
         self.host = str(request.url.host)
@@ -466,7 +523,7 @@ class _Call:
         )
         self.replayable = _replayable(request)
         self.module = _library_of(request)
-        self.attempt = 0
+        self.attempt = 0 if started is None else 1
         self.delays: Iterator[float] | None = None
         cap = DEFAULTS.attempt_cap
         self.max_attempts = plan.max_attempts if cap is None else min(cap, plan.max_attempts)
