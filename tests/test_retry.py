@@ -2013,6 +2013,55 @@ async def _test_threading_stop_event_ends_an_async_wait_early() -> None:
     assert time.monotonic() - started < 15.0
 
 
+def _event_bound_to_a_finished_loop() -> asyncio.Event:
+    """An asyncio.Event another event loop has waited on: its wait() refuses every other loop."""
+    event = asyncio.Event()
+
+    async def bind() -> None:
+        waiter = asyncio.ensure_future(event.wait())
+        await asyncio.sleep(0)
+        waiter.cancel()
+
+    asyncio.run(bind())
+    return event
+
+
+def test_asyncio_stop_event_of_another_loop_does_not_skip_the_wait() -> None:
+    """An asyncio.Event bound to another loop cannot be awaited here: the wait still lasts."""
+    event = _event_bound_to_a_finished_loop()
+    calls: list[float] = []
+
+    @retry(max_retries=1, base_delay=0.03, jitter=False, stop_event=event)
+    async def fetch() -> None:
+        calls.append(time.monotonic())
+        raise ConnectionError("down")
+
+    with pytest.raises(ConnectionError):
+        asyncio.run(fetch())
+    assert len(calls) == 2
+    assert calls[1] - calls[0] >= 0.03  # the whole backoff, not skipped
+
+
+def test_asyncio_stop_event_of_another_loop_still_ends_the_wait_when_set() -> None:
+    """Set from elsewhere, an asyncio.Event bound to another loop still ends the wait early."""
+    event = _event_bound_to_a_finished_loop()
+
+    @retry(base_delay=30.0, jitter=False, stop_event=event, fallback=lambda exc: exc.__notes__)
+    async def fetch() -> list[str]:
+        raise ConnectionError("down")
+
+    timer = threading.Timer(0.05, event.set)
+    timer.start()
+    started = time.monotonic()
+    try:
+        notes = asyncio.run(fetch())
+    finally:
+        timer.cancel()
+    assert time.monotonic() - started < 15.0  # far from the 30 s wait
+    assert len(notes) == 1
+    assert notes[0].endswith("(stop_event was set during the wait)")  # not retries exhausted
+
+
 @pytest.mark.parametrize("event", [True, "stop", object()])
 def test_a_stop_event_without_is_set_is_refused(event: Any) -> None:
     """``stop_event=`` needs ``is_set()``: refused at construction, named."""
@@ -2177,6 +2226,22 @@ def test_block_form_spends_and_refunds_the_budget() -> None:
         with attempt:
             if attempt.number == 1:
                 raise ConnectionError("down")
+    assert budget.tokens == 9.5
+
+
+def test_block_form_refunds_the_budget_when_the_block_returns() -> None:
+    """``return`` (or ``break``) out of a successful attempt refunds the budget all the same."""
+    budget = RetryBudget(max_tokens=10, token_ratio=0.5)
+
+    def fetch() -> str:
+        for attempt in retrying(budget=budget, clock=ManualClock()):
+            with attempt:
+                if attempt.number == 1:
+                    raise ConnectionError("down")
+                return "ok"
+        raise AssertionError("unreachable")
+
+    assert fetch() == "ok"
     assert budget.tokens == 9.5
 
 

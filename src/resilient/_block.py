@@ -103,6 +103,9 @@ class Attempt(Generic[T]):
             predicate = call.policy.retry_on_result
             if predicate is None or not predicate(self.result):
                 self._state = _SUCCEEDED
+                budget = call.policy.budget
+                if budget is not None:  # a success refunds the budget (also on return or break)
+                    budget.record_success()
                 return False
             delay = call.after_failure(None, self.result)
             if delay == _GIVE_UP:
@@ -227,9 +230,6 @@ class _Attempts(Generic[T]):
         state = current._state  # pyright: ignore[reportPrivateUsage]
         if state == _SUCCEEDED:
             current._state = _DONE  # pyright: ignore[reportPrivateUsage]
-            budget = self.call.policy.budget
-            if budget is not None:  # a success refunds the budget
-                budget.record_success()
             raise StopIteration
         if state == _RETRY:
             return None

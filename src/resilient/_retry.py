@@ -696,17 +696,21 @@ class RetryCall:
 
         if not self.real_time(asyncio.sleep is asyncio.tasks.sleep):
             await self.clock.asleep(delay)
-        elif self.policy.stop_wait == "async":
+            return self.go_on(event)
+        end = time.monotonic() + delay
+        if self.policy.stop_wait == "async":
             wait_async: Callable[[], Awaitable[object]] = getattr(event, "wait")  # noqa: B009
             waiter = asyncio.ensure_future(wait_async())
             try:
                 await asyncio.wait((waiter,), timeout=delay)
             finally:
                 waiter.cancel()
-        else:  # a threading.Event seen from a coroutine: looked at every few hundredths
-            end = time.monotonic() + delay
-            while not event.is_set() and (left := end - time.monotonic()) > 0:
-                await asyncio.sleep(min(left, _POLL))
+            if not waiter.done() or waiter.cancelled() or waiter.exception() is None:
+                return self.go_on(event)
+            # Its wait() raised: an asyncio.Event bound to another event loop. Look at it instead.
+        # A threading.Event seen from a coroutine: looked at every few hundredths.
+        while not event.is_set() and (left := end - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, _POLL))
         return self.go_on(event)
 
     def real_time(self, sleep_unpatched: bool) -> bool:
