@@ -3,7 +3,9 @@
 ``RedisStore`` is a ``BreakerStore``: give it to every breaker that guards one
 dependency, with the same ``name`` in every process, and the fleet trips,
 waits and probes as one circuit. ``RedisRetryBudget`` is ``RetryBudget``'s
-twin: one token bucket for the whole fleet.
+twin: one token bucket for the whole fleet. A ``RateLimiter`` or
+``ConcurrencyLimit`` given ``store=RedisStore(...)`` and a ``name`` paces the
+whole fleet: one rate, one pause, one set of slots (leases that expire).
 
 Each operation is one Lua script, so processes never race; time comes from
 Redis ``TIME``, so hosts whose clocks disagree agree on when an open period

@@ -40,6 +40,11 @@ _FALLBACK_WHAT = {
     "open": "calls are rejected (on_store_error='open')",
     "closed": "calls go through unguarded (on_store_error='closed')",
 }
+# The store's own line speaks for its breakers and its limiters (``_pacing``) alike.
+_STORE_WHAT = {
+    **_FALLBACK_WHAT,
+    "local": "in-process ones with the same settings decide for this process",
+}
 
 
 class Fallback:
@@ -120,20 +125,24 @@ class Fallback:
     def failed(self, lane: Lane, policy: BreakerPolicy, error: BaseException) -> None:
         """A script of *lane* failed: the store's outage, or this breaker's alone."""
         store_wide = isinstance(error, OUTAGE_ERRORS)
-        starting = False
+        if store_wide:
+            self.store_failed(error)
+        else:
+            with self.lock:
+                lane.down_until = time.monotonic() + self.retry_interval
+        self.fall_back(lane, policy, error, store_wide=store_wide)
+
+    def store_failed(self, error: BaseException) -> None:
+        """Redis cannot serve any name of the store: start or extend its outage (one WARNING)."""
         with self.lock:
             t = time.monotonic()
-            if store_wide:
-                starting = self.outage is None
-                if starting:
-                    self.outage_since = t
-                self.down_until = t + self.retry_interval
-                self.outage = _without_frames(error)
-            else:
-                lane.down_until = t + self.retry_interval
+            starting = self.outage is None
+            if starting:
+                self.outage_since = t
+            self.down_until = t + self.retry_interval
+            self.outage = _without_frames(error)
         if starting:
             self._log_store_down(error)
-        self.fall_back(lane, policy, error, store_wide=store_wide)
 
     def lane_answered(self, lane: Lane) -> None:
         """A write to *lane*'s keys succeeded: its own outage, if any, is over."""
@@ -153,8 +162,8 @@ class Fallback:
             return
         outage = time.monotonic() - since
         logger.warning(
-            "Redis store %r reached Redis again after %s s: each of its breakers hands its "
-            "state back to Redis on its next call",
+            "Redis store %r reached Redis again after %s s: each of its breakers and limiters "
+            "hands its state back to Redis on its next call",
             self.namespace,
             seconds(round(outage, 3)),
             extra={
@@ -168,12 +177,12 @@ class Fallback:
         refused = isinstance(error, WRITES_REFUSED)
         error_type, message = error_fields(error)
         logger.warning(
-            "Redis store %r cannot %s Redis (%s): its breakers use their fallback (%s) "
-            "until %s; retrying Redis every %s s",
+            "Redis store %r cannot %s Redis (%s): its breakers and limiters use their "
+            "fallback (%s) until %s; retrying Redis every %s s",
             self.namespace,
             "write to" if refused else "reach",
             describe_error(error),
-            _FALLBACK_WHAT[self.mode],
+            _STORE_WHAT[self.mode],
             "a write to Redis succeeds again" if refused else "Redis answers again",
             seconds(self.retry_interval),
             extra={

@@ -19,7 +19,9 @@ from resilient._breaker_state import (
     StoredState,
     Transition,
 )
+from resilient.pacing import RatePolicy, Reservation
 from resilient.redis._core import STORE_ERRORS, BreakerCore, BudgetCore, Op
+from resilient.redis._pacing import PacingCore, sync_only
 from resilient.redis._settings import DEFAULT_SOCKET_TIMEOUT, FallbackMode, check_url
 
 __all__ = ["RedisRetryBudget", "RedisStore", "connect"]
@@ -68,6 +70,17 @@ class RedisStore(BreakerCore):
     that breaker alone. A breaker is handed back to Redis only once a script
     that writes its keys succeeds.
 
+    It is also a ``PacingStore``: a ``RateLimiter`` or ``ConcurrencyLimit``
+    given ``store=`` and a ``name`` is shared by every process using that
+    name. An acquire is one script (GCRA on Redis ``TIME``) that reserves the
+    caller's turn and answers the wait, which the caller sleeps once; a
+    ``pause`` is one key every acquire reads; a concurrency slot is a lease
+    that expires ``lease_ttl`` after it was taken, so a killed process's
+    slots come back. Keys: ``{namespace:name}:rate``, ``...:pause``,
+    ``...:slots``. While Redis is unreachable, ``on_store_error="local"``
+    paces each process alone at the same settings (``"open"`` admits
+    nothing, ``"closed"`` everything), and hands back when Redis answers.
+
     Its round trips block the calling thread (for at most the client's
     socket timeout): in asyncio programs use ``AsyncRedisStore``.
 
@@ -106,7 +119,7 @@ class RedisStore(BreakerCore):
         >>> breaker = CircuitBreaker(name="users-api", store=store)  # doctest: +SKIP
     """
 
-    __slots__ = ("_client",)
+    __slots__ = ("_client", "_pacing")
 
     def __init__(
         self,
@@ -133,6 +146,7 @@ class RedisStore(BreakerCore):
             time_source=time_source,
         )
         self._client = client
+        self._pacing = PacingCore(client, namespace, self._fb, time_source == "redis")
 
     @classmethod
     def from_url(
@@ -236,6 +250,58 @@ class RedisStore(BreakerCore):
         """Read the circuit; see ``BreakerStore``. Always asks Redis (when it answers)."""
         lane = self._lanes.get(name) or self._lane(name)
         return drive(self._snapshot_op(lane, policy, now), self._client)
+
+    # -- the PacingStore operations (RateLimiter, ConcurrencyLimit) -----------------
+
+    def rate_reserve(
+        self, name: str, policy: RatePolicy, cost: float, max_wait: float, now: float
+    ) -> Reservation:
+        """Reserve *cost* units of rate limiter *name*: one script; see ``PacingStore``."""
+        return drive(self._pacing.reserve_op(name, policy, cost, max_wait, now), self._client)
+
+    def rate_refund(self, name: str, policy: RatePolicy, cost: float, now: float) -> None:
+        """Give *cost* units back; see ``PacingStore``."""
+        drive(self._pacing.refund_op(name, policy, cost, now), self._client)
+
+    def rate_pause(self, name: str, policy: RatePolicy, seconds: float, now: float) -> None:
+        """Admit nothing under *name* for *seconds*, in every process; see ``PacingStore``."""
+        drive(self._pacing.pause_op(name, policy, seconds, now), self._client)
+
+    def slot_acquire(self, name: str, limit: int, lease_ttl: float, now: float) -> str | None:
+        """Lease a slot of concurrency limit *name*; see ``PacingStore``."""
+        return drive(self._pacing.slot_op(name, limit, lease_ttl, now), self._client)
+
+    def slot_release(self, name: str, lease: str, now: float) -> None:
+        """Give a leased slot back; see ``PacingStore``."""
+        drive(self._pacing.release_op(name, lease, now), self._client)
+
+    async def rate_reserve_async(
+        self, name: str, policy: RatePolicy, cost: float, max_wait: float, now: float
+    ) -> Reservation:
+        """Refused: see ``AsyncRedisStore``."""
+        raise sync_only("acquire_async (or async with)")
+
+    async def rate_refund_async(
+        self, name: str, policy: RatePolicy, cost: float, now: float
+    ) -> None:
+        """Refused: see ``AsyncRedisStore``."""
+        raise sync_only("refund_async")
+
+    async def rate_pause_async(
+        self, name: str, policy: RatePolicy, seconds: float, now: float
+    ) -> None:
+        """Refused: see ``AsyncRedisStore``."""
+        raise sync_only("pause_async")
+
+    async def slot_acquire_async(
+        self, name: str, limit: int, lease_ttl: float, now: float
+    ) -> str | None:
+        """Refused: see ``AsyncRedisStore``."""
+        raise sync_only("async with (or call_async)")
+
+    async def slot_release_async(self, name: str, lease: str, now: float) -> None:
+        """Refused: see ``AsyncRedisStore``."""
+        raise sync_only("async with (or call_async)")
 
     def __repr__(self) -> str:
         return (

@@ -1,0 +1,681 @@
+"""Strictly private. The Redis half of the pacing primitives: Lua and a sans-IO core.
+
+A shared ``RateLimiter`` is GCRA (the virtual-scheduling form of a token
+bucket) kept in Redis as one number, the *theoretical arrival time* (TAT):
+the moment at which the bucket would be full again. An acquire of *cost*
+units is one script that reads the TAT and the pause on Redis ``TIME`` and
+
+- computes when the units conform: ``start = max(now, paused_until)``,
+  ``tat = max(TAT, start) + cost * interval``, admitted at
+  ``max(tat - tolerance, start)``, where ``interval = per / rate`` and
+  ``tolerance = burst * interval``;
+- if the wait until then is within the caller's limit, *reserves* it (stores
+  the new TAT) and answers the wait: the caller sleeps that long, once, and
+  goes (no polling, no second round trip, no background thread);
+- otherwise answers the wait without reserving anything, so a caller that
+  gives up (``timeout``, a deadline, ``try_acquire``) costs the others nothing.
+
+Because every admission is a reservation of its own slot on one timeline,
+admitted units over any interval of length *t* never exceed
+``burst + rate * t / per`` across all processes, and a caller wakes at its
+slot or later (the answer's trip back only delays it): never early.
+
+``pause`` is one more key, ``paused_until`` on Redis time, that every acquire
+reads: nobody is admitted before it, and after it at most ``burst`` at once
+(the pause is time in which nothing was admitted, not a refill). ``refund``
+moves the TAT back by ``cost * interval`` (never before now: a full bucket is
+full). Both keys expire when they no longer matter (the TAT once it is past,
+the pause at its end), so an idle limiter leaves nothing in Redis.
+
+A shared ``ConcurrencyLimit`` slot is a lease: a member of a sorted set scored
+by its expiry on Redis time (``now + lease_ttl``). Acquiring drops the expired
+leases, then adds one if fewer than ``limit`` remain; releasing removes it. A
+process killed while holding slots (SIGKILL, a lost host) cannot release them:
+they come back when their leases expire, ``lease_ttl`` after they were taken.
+
+Keys carry the hash tag ``{namespace:name}``, as the breaker's do, so in a
+Redis Cluster every key a script touches is in one slot, and every script
+names its keys in ``KEYS`` (none is built inside Lua):
+
+- ``{namespace:name}:rate``   the TAT (a string, seconds on Redis time)
+- ``{namespace:name}:pause``  the end of the pause (a string, seconds)
+- ``{namespace:name}:slots``  the leases (a sorted set, token -> expiry)
+- ``{namespace:name}:probe``  written by the hand-back probe after an outage
+
+Times are seconds as doubles: Redis ``TIME`` (about 1.8e9 s) keeps
+sub-microsecond resolution in a double. ``ARGV[1]`` is ``""`` to read Redis
+``TIME``, or a clock reading (tests on a ``ManualClock``), as the breaker
+scripts take it. Replies are one string of space-separated fields.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import time
+from typing import Any, NamedTuple
+
+from resilient._compat import seconds
+from resilient._redact import describe_error, error_fields
+from resilient.pacing import MemoryPacingStore, RatePolicy, Reservation
+from resilient.redis._core import Op
+from resilient.redis._fallback import Fallback, logger
+from resilient.redis._settings import OUTAGE_ERRORS, STORE_ERRORS, WRITES_REFUSED, StoreMode
+
+__all__ = [
+    "PACING_PROBE",
+    "RATE_ACQUIRE",
+    "RATE_PAUSE",
+    "RATE_REFUND",
+    "SLOT_ACQUIRE",
+    "SLOT_COUNT",
+    "SLOT_RELEASE",
+    "Grant",
+    "Lease",
+    "PacingCore",
+    "PacingLane",
+    "RatePlan",
+    "SlotPlan",
+    "probe_args",
+    "rate_keys",
+    "read_grant",
+    "read_lease",
+    "read_seconds",
+    "slot_keys",
+    "sync_only",
+]
+
+# -- the scripts ------------------------------------------------------------------
+
+_NOW = """
+local now
+if ARGV[1] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+else
+  now = tonumber(ARGV[1])
+end
+local function fmt(x) return string.format('%.17g', x) end
+local function ms(seconds) return math.ceil(seconds * 1000) + 1 end
+"""
+
+RATE_ACQUIRE = (
+    _NOW
+    + """
+-- KEYS: rate (the TAT), pause. ARGV: now, interval, tolerance, cost, max wait (< 0: none).
+local interval = tonumber(ARGV[2])
+local tolerance = tonumber(ARGV[3])
+local cost = tonumber(ARGV[4])
+local max_wait = tonumber(ARGV[5])
+local start = now
+local paused = 0
+local p = tonumber(redis.call('GET', KEYS[2]) or '')
+if p and p > now then
+  start = p
+  paused = p - now
+end
+local tat = tonumber(redis.call('GET', KEYS[1]) or '') or start
+if tat < start then tat = start end
+tat = tat + cost * interval
+local at = tat - tolerance
+if at < start then at = start end
+local wait = at - now
+if wait <= 1e-9 then wait = 0 end  -- float noise is no wait
+if max_wait >= 0 and wait > max_wait then
+  return '0 ' .. fmt(wait) .. ' ' .. fmt(paused)
+end
+redis.call('SET', KEYS[1], fmt(tat), 'PX', ms(tat - now))
+return '1 ' .. fmt(wait) .. ' ' .. fmt(paused)
+"""
+)
+"""Reserve *cost* units if they conform within the wait allowed; answer ``admitted wait paused``."""
+
+RATE_REFUND = (
+    _NOW
+    + """
+-- KEYS: rate. ARGV: now, interval, cost. Answers the TAT's distance from now after the refund.
+local tat = tonumber(redis.call('GET', KEYS[1]) or '')
+if not tat then return '0' end
+tat = tat - tonumber(ARGV[3]) * tonumber(ARGV[2])
+if tat <= now then
+  redis.call('DEL', KEYS[1])
+  return '0'
+end
+redis.call('SET', KEYS[1], fmt(tat), 'PX', ms(tat - now))
+return fmt(tat - now)
+"""
+)
+"""Give *cost* units back: the TAT moves back, never before now."""
+
+RATE_PAUSE = (
+    _NOW
+    + """
+-- KEYS: pause. ARGV: now, seconds. A pause only ever lengthens; answers what remains of it.
+local seconds = tonumber(ARGV[2])
+local p = tonumber(redis.call('GET', KEYS[1]) or '')
+if not p or p < now + seconds then
+  p = now + seconds
+  redis.call('SET', KEYS[1], fmt(p), 'PX', ms(seconds))
+end
+return fmt(p - now)
+"""
+)
+"""Admit nobody for *seconds* (or longer, if a longer pause is in force)."""
+
+SLOT_ACQUIRE = (
+    _NOW
+    + """
+-- KEYS: slots. ARGV: now, limit, lease ttl, token. Answers 'admitted held free_in'.
+local limit = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', fmt(now))
+local held = redis.call('ZCARD', KEYS[1])
+if held < limit then
+  redis.call('ZADD', KEYS[1], fmt(now + ttl), ARGV[4])
+  local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  redis.call('PEXPIRE', KEYS[1], ms(tonumber(last[2]) - now))
+  return '1 ' .. (held + 1) .. ' 0'
+end
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return '0 ' .. held .. ' ' .. fmt(tonumber(first[2]) - now)
+"""
+)
+"""Lease a slot if fewer than *limit* unexpired leases are out."""
+
+SLOT_RELEASE = """
+-- KEYS: slots. ARGV: token. 1: released; 0: the lease had expired (or was never there).
+return redis.call('ZREM', KEYS[1], ARGV[1])
+"""
+"""Give a leased slot back."""
+
+SLOT_COUNT = (
+    _NOW
+    + """
+-- KEYS: slots. Unexpired leases, fleet-wide (read only).
+return redis.call('ZCOUNT', KEYS[1], '(' .. fmt(now), '+inf')
+"""
+)
+"""How many slots are leased now."""
+
+PACING_PROBE = """
+-- Before handing a limiter back to Redis after an outage: its data key must hold
+-- the right type, and a write must succeed (a read-only replica, or a server out
+-- of memory, answers reads and refuses writes). KEYS: data key, probe key. ARGV: type.
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind ~= 'none' and kind ~= ARGV[1] then
+  return redis.error_reply('WRONGTYPE ' .. KEYS[1] .. ' holds a ' .. kind .. ', not a '
+                           .. ARGV[1])
+end
+redis.call('SET', KEYS[2], '1', 'PX', 1000)
+return 1
+"""
+"""Check a limiter's key and that Redis takes writes; raises WRONGTYPE otherwise."""
+
+_UNLIMITED = b"-1"
+
+
+# -- keys -------------------------------------------------------------------------
+
+
+def rate_keys(namespace: str, name: str) -> tuple[str, str]:
+    """The keys of rate limiter *name*: its TAT and its pause."""
+    tag = f"{{{namespace}:{name}}}"
+    return f"{tag}:rate", f"{tag}:pause"
+
+
+def slot_keys(namespace: str, name: str) -> tuple[str]:
+    """The key of concurrency limit *name*: its leases."""
+    return (f"{{{namespace}:{name}}}:slots",)
+
+
+def probe_args(data_key: str) -> tuple[tuple[str, str], tuple[bytes]]:
+    """Keys and arguments of ``PACING_PROBE`` for a limiter whose data is *data_key*."""
+    kind = b"zset" if data_key.endswith(":slots") else b"string"
+    return (data_key, data_key.rsplit(":", 1)[0] + ":probe"), (kind,)
+
+
+# -- what to send -----------------------------------------------------------------
+
+
+def _now(now: float | None) -> bytes:
+    return b"" if now is None else repr(float(now)).encode()
+
+
+class RatePlan:
+    """Strictly private. One shared limiter's settings, encoded once for its scripts."""
+
+    __slots__ = ("_interval", "_tolerance", "burst", "interval", "keys", "per", "rate")
+
+    def __init__(self, namespace: str, name: str, rate: float, per: float, burst: float) -> None:
+        self.keys = rate_keys(namespace, name)
+        self.rate = float(rate)
+        self.per = float(per)
+        self.burst = float(burst)
+        self.interval = self.per / self.rate
+        """Seconds one unit takes to come back."""
+        self._interval = repr(self.interval).encode()
+        self._tolerance = repr(self.burst * self.interval).encode()
+
+    def acquire_args(
+        self, now: float | None, cost: float, max_wait: float | None
+    ) -> tuple[bytes, ...]:
+        """``RATE_ACQUIRE``'s arguments.
+
+        *now* ``None`` reads Redis ``TIME``; *max_wait* ``None`` or infinite: no limit.
+        """
+        limit = (
+            _UNLIMITED
+            if max_wait is None or math.isinf(max_wait)
+            else repr(max(0.0, float(max_wait))).encode()
+        )
+        return (_now(now), self._interval, self._tolerance, repr(float(cost)).encode(), limit)
+
+    def refund_args(self, now: float | None, cost: float) -> tuple[bytes, ...]:
+        """``RATE_REFUND``'s arguments."""
+        return (_now(now), self._interval, repr(float(cost)).encode())
+
+    @staticmethod
+    def pause_args(now: float | None, seconds: float) -> tuple[bytes, ...]:
+        """``RATE_PAUSE``'s arguments (its one key is ``keys[1]``, the pause)."""
+        return (_now(now), repr(float(seconds)).encode())
+
+
+class SlotPlan:
+    """Strictly private. One shared concurrency limit: its key and its lease ids."""
+
+    __slots__ = ("_prefix", "_serial", "keys")
+
+    def __init__(self, namespace: str, name: str) -> None:
+        self.keys = slot_keys(namespace, name)
+        # Lease ids unique across processes and hosts: random per plan, then a count.
+        self._prefix = os.urandom(8).hex() + ":"
+        self._serial = itertools.count(1)
+
+    def token(self) -> str:
+        """A new lease id (``itertools.count`` is atomic under the GIL)."""
+        return self._prefix + str(next(self._serial))
+
+    @staticmethod
+    def acquire_args(
+        now: float | None, limit: int, lease_ttl: float, token: str
+    ) -> tuple[bytes, ...]:
+        """``SLOT_ACQUIRE``'s arguments."""
+        return (
+            _now(now),
+            str(int(limit)).encode(),
+            repr(float(lease_ttl)).encode(),
+            token.encode(),
+        )
+
+
+# -- what a reply means -----------------------------------------------------------
+
+
+class Grant(NamedTuple):
+    """What ``RATE_ACQUIRE`` answered.
+
+    Attributes:
+        admitted: the units are reserved; go after *wait*.
+        wait: seconds from now until the units conform (the slot reserved if
+            admitted, or the slot the caller would have had if not).
+        paused_for: seconds of pause left when the script ran (0: none).
+    """
+
+    admitted: bool
+    wait: float
+    paused_for: float
+
+
+class Lease(NamedTuple):
+    """What ``SLOT_ACQUIRE`` answered.
+
+    Attributes:
+        admitted: a slot is leased to the caller's token.
+        held: unexpired leases now, the caller's included if admitted.
+        free_in: if refused, seconds until the oldest lease expires (a slot
+            may come back earlier, when its holder releases it).
+    """
+
+    admitted: bool
+    held: int
+    free_in: float
+
+
+def _fields(reply: object) -> list[bytes | str]:
+    if isinstance(reply, (bytes, str)):
+        return list(reply.split())
+    return [str(reply)]
+
+
+def read_grant(reply: object) -> Grant:
+    """Decode ``RATE_ACQUIRE``'s answer."""
+    admitted, wait, paused = _fields(reply)
+    return Grant(int(admitted) == 1, max(0.0, float(wait)), float(paused))
+
+
+def read_lease(reply: object) -> Lease:
+    """Decode ``SLOT_ACQUIRE``'s answer."""
+    admitted, held, free_in = _fields(reply)
+    return Lease(int(admitted) == 1, int(held), max(0.0, float(free_in)))
+
+
+def read_seconds(reply: object) -> float:
+    """Decode the one number ``RATE_PAUSE`` and ``RATE_REFUND`` answer."""
+    return float(_fields(reply)[0])
+
+
+# -- the store's pacing half, without its I/O ----------------------------------------
+
+_LOCAL = "local:"  # lease ids of the local fallback's slots start with this
+_UNGUARDED = "unguarded"  # the lease id under on_store_error="closed"
+_WHAT = {
+    "local": "it paces this process alone, at the same settings,",
+    "open": "it admits nothing (on_store_error='open')",
+    "closed": "it admits every call at once, unpaced (on_store_error='closed'),",
+}
+
+
+class PacingLane:
+    """Strictly private. One limiter name in one Redis store: its plans and its mode."""
+
+    __slots__ = ("down_since", "down_until", "kind", "mode", "name", "rate", "slots")
+
+    def __init__(self, namespace: str, name: str) -> None:
+        self.name = name
+        self.rate: RatePlan | None = None
+        self.slots = SlotPlan(namespace, name)
+        self.kind = "limiter"
+        self.mode: StoreMode = "redis"
+        self.down_since = 0.0
+        self.down_until = 0.0  # this name's own outage (an error of its keys)
+
+    def rate_plan(self, namespace: str, policy: RatePolicy) -> RatePlan:
+        """The encoded arguments of *policy*, rebuilt only when the policy changes."""
+        plan = self.rate
+        if plan is None or (plan.rate, plan.per, plan.burst) != policy:
+            plan = self.rate = RatePlan(namespace, self.name, *policy)
+        return plan
+
+
+class PacingCore:
+    """Strictly private. The pacing half of a Redis store: ``PacingStore``'s operations as ops.
+
+    Each operation is a generator (``Op``, as the breaker's in ``_core``): it
+    yields the script to send and receives the reply, or the driver's error.
+    Outages are the store's (``Fallback``): one that a breaker saw is one
+    that the limiters see, one WARNING for the store, and Redis is tried
+    again once per ``retry_interval`` for all of them. Meanwhile each name
+    follows ``on_store_error``: ``"local"`` paces this process alone with
+    ``MemoryPacingStore`` at the same settings; ``"open"`` admits nothing;
+    ``"closed"`` admits everything at once.
+    """
+
+    __slots__ = (
+        "_acquire",
+        "_count",
+        "_fb",
+        "_lanes",
+        "_local",
+        "_pause",
+        "_probe",
+        "_redis_time",
+        "_refund",
+        "_release",
+        "_slot",
+        "namespace",
+    )
+
+    def __init__(self, client: Any, namespace: str, fallback: Fallback, redis_time: bool) -> None:
+        self.namespace = namespace
+        self._fb = fallback
+        self._redis_time = redis_time
+        self._acquire = client.register_script(RATE_ACQUIRE)
+        self._refund = client.register_script(RATE_REFUND)
+        self._pause = client.register_script(RATE_PAUSE)
+        self._slot = client.register_script(SLOT_ACQUIRE)
+        self._release = client.register_script(SLOT_RELEASE)
+        self._count = client.register_script(SLOT_COUNT)
+        self._probe = client.register_script(PACING_PROBE)
+        self._lanes: dict[str, PacingLane] = {}
+        self._local = MemoryPacingStore()
+
+    def mode(self, name: str) -> StoreMode:
+        """Where the state of limiter *name* lives now, in this process."""
+        lane = self._lanes.get(name)
+        return "redis" if lane is None else lane.mode
+
+    def lane(self, name: str) -> PacingLane:
+        """The lane of *name*, made on first use."""
+        lane = self._lanes.get(name)
+        if lane is None:
+            with self._fb.lock:
+                lane = self._lanes.get(name)
+                if lane is None:
+                    lane = self._lanes[name] = PacingLane(self.namespace, name)
+        return lane
+
+    # -- the operations ---------------------------------------------------------------
+
+    def reserve_op(
+        self, name: str, policy: RatePolicy, cost: float, max_wait: float, now: float
+    ) -> Op[Reservation]:
+        """``PacingStore.rate_reserve``: one script, the wait it answers."""
+        lane = self.lane(name)
+        lane.kind = "rate limiter"
+        plan = lane.rate_plan(self.namespace, policy)
+        args = plan.acquire_args(self._now(now), cost, max_wait)
+        reply = yield from self._run(lane, self._acquire, plan.keys, args, plan.keys[0])
+        if reply is None:
+            mode = lane.mode
+            if mode == "local":
+                return self._local.rate_reserve(name, policy, cost, max_wait, now)
+            if mode == "open":
+                return Reservation(False, self._retry_in(lane))
+            return Reservation(True, 0.0)
+        grant = read_grant(reply)
+        return Reservation(grant.admitted, grant.wait)
+
+    def refund_op(self, name: str, policy: RatePolicy, cost: float, now: float) -> Op[None]:
+        """``PacingStore.rate_refund``."""
+        lane = self.lane(name)
+        plan = lane.rate_plan(self.namespace, policy)
+        args = plan.refund_args(self._now(now), cost)
+        reply = yield from self._run(lane, self._refund, plan.keys[:1], args, plan.keys[0])
+        if reply is None and lane.mode == "local":
+            self._local.rate_refund(name, policy, cost, now)
+
+    def pause_op(self, name: str, policy: RatePolicy, seconds: float, now: float) -> Op[None]:
+        """``PacingStore.rate_pause``: every process's next acquire reads it."""
+        lane = self.lane(name)
+        plan = lane.rate_plan(self.namespace, policy)
+        args = plan.pause_args(self._now(now), seconds)
+        reply = yield from self._run(lane, self._pause, plan.keys[1:], args, plan.keys[0])
+        if reply is None and lane.mode == "local":
+            self._local.rate_pause(name, policy, seconds, now)
+
+    def slot_op(self, name: str, limit: int, lease_ttl: float, now: float) -> Op[str | None]:
+        """``PacingStore.slot_acquire``: a lease in Redis, or ``None`` at once."""
+        lane = self.lane(name)
+        lane.kind = "concurrency limit"
+        token = lane.slots.token()
+        args = lane.slots.acquire_args(self._now(now), limit, lease_ttl, token)
+        keys = lane.slots.keys
+        reply = yield from self._run(lane, self._slot, keys, args, keys[0])
+        if reply is None:
+            mode = lane.mode
+            if mode == "local":
+                lease = self._local.slot_acquire(name, limit, lease_ttl, now)
+                return None if lease is None else _LOCAL + lease
+            return None if mode == "open" else _UNGUARDED
+        return token if read_lease(reply).admitted else None
+
+    def release_op(self, name: str, lease: str, now: float) -> Op[None]:
+        """``PacingStore.slot_release``. A lease of the fallback goes back to it."""
+        if lease == _UNGUARDED:
+            return
+        if lease.startswith(_LOCAL):
+            self._local.slot_release(name, lease[len(_LOCAL) :], now)
+            return
+        lane = self.lane(name)
+        keys = lane.slots.keys
+        # While Redis is unreachable the lease cannot be dropped: it expires after its ttl.
+        yield from self._run(lane, self._release, keys, (lease.encode(),), keys[0])
+
+    def held_op(self, name: str, now: float) -> Op[int | None]:
+        """Slots leased now, fleet-wide; ``None`` while Redis cannot say."""
+        lane = self.lane(name)
+        keys = lane.slots.keys
+        reply = yield from self._run(lane, self._count, keys, (_now(self._now(now)),), keys[0])
+        return None if reply is None else int(reply)
+
+    # -- one round trip, or the fallback ----------------------------------------------
+
+    def _now(self, now: float) -> float | None:
+        return None if self._redis_time else now
+
+    def _run(
+        self,
+        lane: PacingLane,
+        script: Any,
+        keys: tuple[str, ...],
+        args: tuple[bytes, ...],
+        data: str,
+    ) -> Op[Any]:
+        """Run *script*; ``None`` when Redis cannot answer (``on_store_error`` decides)."""
+        if self._fb.down_until or lane.mode != "redis":
+            handed_back = yield from self._hand_back(lane, data)
+            if not handed_back:
+                return None
+        try:
+            return (yield (script, keys, args))
+        except STORE_ERRORS as error:
+            self._failed(lane, error)
+            return None
+
+    def _hand_back(self, lane: PacingLane, data: str) -> Op[bool]:
+        """During an outage: whether this call may use Redis (one call per interval probes)."""
+        fb = self._fb
+        if fb.down_until:
+            if not fb.may_try():
+                if lane.mode == "redis":
+                    self._fall_back(lane, fb.outage, store_wide=True)
+                return False
+        elif lane.down_until and not self._lane_may_try(lane):
+            return False
+        probe_keys, probe_args_ = probe_args(data)
+        try:
+            yield (self._probe, probe_keys, probe_args_)
+        except STORE_ERRORS as error:
+            if not isinstance(error, OUTAGE_ERRORS):
+                fb.store_recovered()  # Redis answered: only this name's keys fail
+            self._failed(lane, error)
+            return False
+        fb.store_recovered()
+        with fb.lock:
+            lane.down_until = 0.0
+        if lane.mode != "redis":
+            self._recovered(lane)
+        return True
+
+    def _retry_in(self, lane: PacingLane) -> float:
+        """Seconds until Redis is tried again for *lane* (the wait an ``"open"`` refusal gives)."""
+        return max(max(self._fb.down_until, lane.down_until) - time.monotonic(), 1e-3)
+
+    def _lane_may_try(self, lane: PacingLane) -> bool:
+        if time.monotonic() < lane.down_until:
+            return False
+        with self._fb.lock:
+            t = time.monotonic()
+            if t < lane.down_until:
+                return False
+            lane.down_until = t + self._fb.retry_interval
+            return True
+
+    def _failed(self, lane: PacingLane, error: BaseException) -> None:
+        store_wide = isinstance(error, OUTAGE_ERRORS)
+        if store_wide:
+            self._fb.store_failed(error)
+        else:
+            with self._fb.lock:
+                lane.down_until = time.monotonic() + self._fb.retry_interval
+        self._fall_back(lane, error, store_wide=store_wide)
+
+    def _fall_back(
+        self, lane: PacingLane, error: BaseException | None, *, store_wide: bool
+    ) -> None:
+        """Hand *lane* to ``on_store_error``; one line per name per outage."""
+        with self._fb.lock:
+            if lane.mode != "redis":
+                return
+            lane.mode = self._fb.mode
+            lane.down_since = time.monotonic()
+        mode = lane.mode
+        refused = isinstance(error, WRITES_REFUSED)
+        extra: dict[str, object] = {
+            "event": "pacing_store_unavailable" if store_wide else "pacing_store_command_failed",
+            "limiter": lane.name,
+            "store_mode": mode,
+            "scope": "store" if store_wide else "limiter",
+            "retry_in": self._fb.retry_interval,
+        }
+        described = "an earlier error"
+        if error is not None:
+            extra["error_type"], extra["error"] = error_fields(error)
+            described = describe_error(error)
+        if store_wide:
+            # The store's own WARNING says it once per outage; each limiter's line is detail.
+            logger.info(
+                "%s %r cannot %s Redis (%s): %s until %s; retrying Redis every %s s",
+                lane.kind,
+                lane.name,
+                "write to" if refused else "reach",
+                described,
+                _WHAT[mode],
+                "a write to Redis succeeds again" if refused else "Redis answers again",
+                seconds(self._fb.retry_interval),
+                extra=extra,
+            )
+        else:
+            extra["keys"] = [*lane.slots.keys, *rate_keys(self.namespace, lane.name)]
+            logger.warning(
+                "%s %r: a Redis script on its keys failed (%s): %s until its keys work "
+                "again; the rest of this store keeps using Redis; retrying every %s s",
+                lane.kind,
+                lane.name,
+                described,
+                _WHAT[mode],
+                seconds(self._fb.retry_interval),
+                extra=extra,
+            )
+
+    def _recovered(self, lane: PacingLane) -> None:
+        with self._fb.lock:
+            if lane.mode == "redis":
+                return
+            was = lane.mode
+            lane.mode = "redis"
+            outage = time.monotonic() - lane.down_since
+        logger.info(
+            "%s %r reached Redis again after %s s: it is shared through Redis again%s",
+            lane.kind,
+            lane.name,
+            seconds(round(outage, 3)),
+            "; the local pacing state is dropped" if was == "local" else "",
+            extra={
+                "event": "pacing_store_recovered",
+                "limiter": lane.name,
+                "store_mode": "redis",
+                "previous_mode": was,
+                "outage_seconds": round(outage, 6),
+            },
+        )
+
+
+def sync_only(form: str) -> TypeError:
+    """The error of an async form given a ``RedisStore``, naming what to use instead."""
+    return TypeError(
+        f"RedisStore runs its scripts synchronously, so {form} would block the event loop "
+        "on every round trip: give the limiter an AsyncRedisStore (on a redis.asyncio "
+        "client) for the async forms, or use the sync forms (acquire, with) with RedisStore"
+    )

@@ -1,0 +1,389 @@
+"""The pacing store of ``RedisStore``: GCRA reservations, pause and leases, through real Redis.
+
+Claims about the rule run on a ``ManualClock`` (``time_source="breaker"``:
+the scripts take the caller's clock instead of Redis ``TIME``), so nothing
+here sleeps; the claims about Redis time, processes and killed holders are
+in ``test_redis_pacing_processes.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from resilient import ConcurrencyLimit, RateLimiter, RateLimitExceeded
+from resilient.pacing import MemoryPacingStore, PacingStore, RatePolicy
+from resilient.redis import RedisStore, connect
+from resilient.redis._pacing import rate_keys, slot_keys
+from resilient.testing import ManualClock
+
+POLICY = RatePolicy(10.0, 1.0, 3.0)  # 10/s, bursts of 3: one unit every 0.1 s
+
+
+class CountingClient:
+    """A client that counts what it sends: each script run, and each script load, is a round trip."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.round_trips = 0
+        self.loads = 0
+
+    def evalsha(self, *args: Any, **kwargs: Any) -> Any:
+        self.round_trips += 1
+        return self._client.evalsha(*args, **kwargs)
+
+    def script_load(self, *args: Any, **kwargs: Any) -> Any:
+        self.loads += 1
+        return self._client.script_load(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def _manual(redis_client: Any, **options: Any) -> RedisStore:
+    """A store whose scripts read the caller's clock: time moves only when a test moves it."""
+    return RedisStore(redis_client, time_source="breaker", **options)
+
+
+# -- the store speaks the protocol ---------------------------------------------------------
+
+
+def test_redis_store_is_a_pacing_store(redis_client: Any) -> None:
+    """RateLimiter and ConcurrencyLimit accept it: it has every method of the protocol."""
+    assert isinstance(RedisStore(redis_client), PacingStore)
+
+
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("reserve"),
+            st.floats(0.0, 0.5),  # time passing before the call
+            st.sampled_from([0.5, 1.0, 2.0, 3.0]),  # cost
+            st.sampled_from([0.0, 0.05, 0.3, 1.0, math.inf]),  # max wait
+        ),
+        st.tuples(st.just("refund"), st.floats(0.0, 0.5), st.sampled_from([0.5, 1.0, 2.0])),
+        st.tuples(st.just("pause"), st.floats(0.0, 0.5), st.sampled_from([0.05, 0.4, 1.5])),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=60)
+@given(ops=_OPS)
+def test_the_scripts_decide_as_the_reference_store(redis_server: Any, ops: list[Any]) -> None:
+    """Any schedule of reserves, refunds and pauses: Redis answers what MemoryPacingStore answers."""
+    client = connect(redis_server.url)
+    try:
+        client.delete(*rate_keys("resilient", "ref"))
+        redis_store = RedisStore(client, time_source="breaker")
+        reference = MemoryPacingStore()
+        now = 1000.0
+        for op in ops:
+            now += op[1]
+            if op[0] == "reserve":
+                _, _, cost, max_wait = op
+                got = redis_store.rate_reserve("ref", POLICY, cost, max_wait, now)
+                want = reference.rate_reserve("ref", POLICY, cost, max_wait, now)
+                assert got.admitted == want.admitted, (op, got, want)
+                assert got.wait == pytest.approx(want.wait, abs=1e-9), (op, got, want)
+            elif op[0] == "refund":
+                redis_store.rate_refund("ref", POLICY, op[2], now)
+                reference.rate_refund("ref", POLICY, op[2], now)
+            else:
+                redis_store.rate_pause("ref", POLICY, op[2], now)
+                reference.rate_pause("ref", POLICY, op[2], now)
+    finally:
+        client.close()
+
+
+_ARRIVALS = st.lists(
+    st.tuples(st.floats(0.0, 0.3), st.sampled_from([1.0, 2.0, 3.0])), min_size=1, max_size=60
+)
+
+
+@settings(max_examples=60)
+@given(arrivals=_ARRIVALS)
+def test_admitted_units_never_exceed_burst_plus_rate_times_t(
+    redis_server: Any, arrivals: list[tuple[float, float]]
+) -> None:
+    """Callers that each wait what Redis answers go at times that never beat the rate."""
+    client = connect(redis_server.url)
+    try:
+        client.delete(*rate_keys("resilient", "bound"))
+        store = RedisStore(client, time_source="breaker")
+        now = 50.0
+        admitted: list[tuple[float, float]] = []  # (when the caller goes, its cost)
+        for gap, cost in arrivals:
+            now += gap
+            reservation = store.rate_reserve("bound", POLICY, cost, math.inf, now)
+            assert reservation.admitted
+            admitted.append((now + reservation.wait, cost))
+        admitted.sort()
+        for i, (start, _) in enumerate(admitted):
+            units = 0.0
+            for at, cost in admitted[i:]:
+                units += cost
+                allowed = POLICY.burst + POLICY.rate * (at - start) / POLICY.per
+                assert units <= allowed + 1e-6, (start, at, units, allowed)
+    finally:
+        client.close()
+
+
+def test_a_refused_reserve_changes_nothing(redis_client: Any) -> None:
+    """A wait beyond the caller's limit is answered, and the next caller's turn is unchanged."""
+    store = _manual(redis_client)
+    for _ in range(3):
+        assert store.rate_reserve("api", POLICY, 1, 0.0, 10.0).admitted
+    refused = store.rate_reserve("api", POLICY, 1, 0.05, 10.0)
+    assert not refused.admitted
+    assert refused.wait == pytest.approx(0.1)
+    assert store.rate_reserve("api", POLICY, 1, math.inf, 10.0).wait == pytest.approx(0.1)
+
+
+def test_keys_are_hash_tagged_per_name_and_expire_when_past(redis_client: Any) -> None:
+    """One slot per name in a cluster; an idle limiter leaves nothing behind for long."""
+    store = RedisStore(redis_client, namespace="app")
+    store.rate_reserve("users", POLICY, 3, math.inf, 0.0)
+    store.rate_pause("users", POLICY, 2.0, 0.0)
+    lease = store.slot_acquire("users", 2, 30.0, 0.0)
+    assert lease is not None
+    rate, pause = rate_keys("app", "users")
+    (slots,) = slot_keys("app", "users")
+    assert (rate, pause, slots) == ("{app:users}:rate", "{app:users}:pause", "{app:users}:slots")
+    assert 0 < redis_client.pttl(rate) <= 301  # the TAT: 3 units at 0.1 s each
+    assert 0 < redis_client.pttl(pause) <= 2001
+    assert 29_000 < redis_client.pttl(slots) <= 30_001
+    store.slot_release("users", lease, 0.0)
+    assert redis_client.exists(slots) == 0
+
+
+# -- round trips ------------------------------------------------------------------------
+
+
+def test_an_admitted_acquire_is_exactly_one_round_trip(redis_client: Any) -> None:
+    """Admitted at once or after a wait, each acquire runs one script, and nothing else."""
+    client = CountingClient(redis_client)
+    clock = ManualClock()
+    limiter = RateLimiter(
+        10, burst=3, name="api", store=RedisStore(client, time_source="breaker"), clock=clock
+    )
+    limiter.acquire()  # Redis loads the script on its first use: not counted
+    before, loads = client.round_trips, client.loads
+    for _ in range(50):
+        limiter.acquire()
+    assert client.round_trips - before == 50
+    assert client.loads == loads
+    assert len(clock.sleeps) >= 45  # most of them waited their turn: one sleep, no second ask
+
+
+def test_a_waiting_caller_sleeps_the_returned_wait_once(redis_client: Any) -> None:
+    """No polling: the wait Redis answers is slept in one piece, then the caller goes."""
+    client = CountingClient(redis_client)
+    clock = ManualClock()
+    store = RedisStore(client, time_source="breaker")
+    limiter = RateLimiter(2, burst=1, name="api", store=store, clock=clock)
+    limiter.acquire()
+    before = client.round_trips
+    limiter.acquire()
+    limiter.acquire()
+    assert client.round_trips - before == 2
+    assert clock.sleeps == [pytest.approx(0.5), pytest.approx(0.5)]
+
+
+def test_a_concurrency_slot_is_one_round_trip_each_way(redis_client: Any) -> None:
+    """Taking a free slot and giving it back: one script each."""
+    client = CountingClient(redis_client)
+    limit = ConcurrencyLimit(4, name="pool", store=RedisStore(client), lease_ttl=30)
+    with limit:
+        pass
+    before = client.round_trips
+    for _ in range(20):
+        with limit:
+            pass
+    assert client.round_trips - before == 40
+
+
+# -- shared between stores (processes: see test_redis_pacing_processes.py) -------------------
+
+
+def test_limiters_of_one_name_share_one_rate(redis_client: Any) -> None:
+    """Two stores (two processes' worth) draw on one bucket: the burst is spent once."""
+    clock = ManualClock(100.0)
+    first = RateLimiter(10, burst=3, name="api", store=_manual(redis_client), clock=clock)
+    second = RateLimiter(10, burst=3, name="api", store=_manual(redis_client), clock=clock)
+    other = RateLimiter(10, burst=3, name="other", store=_manual(redis_client), clock=clock)
+    assert [first.try_acquire(), second.try_acquire(), first.try_acquire()] == [True] * 3
+    assert not second.try_acquire()
+    assert other.try_acquire()  # another name, another bucket
+    clock.advance(0.1)
+    assert second.try_acquire()
+
+
+def test_a_pause_seen_by_one_holds_every_limiter_of_the_name(redis_client: Any) -> None:
+    """One caller's Retry-After: every store's next acquire refuses, with the pause's wait."""
+    clock = ManualClock(100.0)
+    first = RateLimiter(10, burst=3, name="api", store=_manual(redis_client), clock=clock)
+    second = RateLimiter(10, burst=3, name="api", store=_manual(redis_client), clock=clock)
+    first.pause(2.0)
+    with pytest.raises(RateLimitExceeded) as refused:
+        second.acquire(timeout=1.0)
+    assert refused.value.retry_after == pytest.approx(2.0)
+    clock.advance(2.0)
+    assert second.try_acquire()
+
+
+def test_a_cost_refunded_is_available_again(redis_client: Any) -> None:
+    """An estimate that was too high: the difference comes back to the whole fleet."""
+    clock = ManualClock(100.0)
+    tokens = RateLimiter(
+        1000, per=60, burst=1000, name="tpm", store=_manual(redis_client), clock=clock
+    )
+    tokens.acquire(800)
+    assert not tokens.try_acquire(300)
+    tokens.refund(600)
+    assert tokens.try_acquire(300)
+
+
+def test_a_slot_is_a_lease_shared_by_name(redis_client: Any) -> None:
+    """Two stores, one limit of 2: a third caller is refused until a slot comes back."""
+    clock = ManualClock(100.0)
+    first = _manual(redis_client)
+    second = _manual(redis_client)
+    a = first.slot_acquire("pool", 2, 30.0, clock.monotonic())
+    b = second.slot_acquire("pool", 2, 30.0, clock.monotonic())
+    assert a is not None
+    assert b is not None
+    assert a != b
+    assert first.slot_acquire("pool", 2, 30.0, clock.monotonic()) is None
+    second.slot_release("pool", b, clock.monotonic())
+    assert first.slot_acquire("pool", 2, 30.0, clock.monotonic()) is not None
+
+
+def test_a_lease_never_released_expires_after_its_ttl(redis_client: Any) -> None:
+    """A holder that never comes back (killed) holds its slot lease_ttl seconds, no longer."""
+    store = _manual(redis_client)
+    assert store.slot_acquire("pool", 1, 5.0, 100.0) is not None
+    assert store.slot_acquire("pool", 1, 5.0, 104.9) is None
+    assert store.slot_acquire("pool", 1, 5.0, 105.0) is not None
+
+
+def test_16_threads_never_hold_more_slots_than_the_limit(redis_client: Any) -> None:
+    """Real threads racing on one shared limit: the count in Redis never passes it."""
+    limit = ConcurrencyLimit(3, max_wait=30.0, name="pool", store=RedisStore(redis_client))
+    seen: list[int] = []
+    lock = threading.Lock()
+    (key,) = slot_keys("resilient", "pool")
+
+    def work() -> None:
+        for _ in range(10):
+            with limit:
+                held = redis_client.zcard(key)
+                with lock:
+                    seen.append(held)
+
+    threads = [threading.Thread(target=work) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(seen) == 160
+    assert max(seen) <= 3
+
+
+def test_the_sync_store_refuses_the_async_forms(redis_client: Any) -> None:
+    """acquire_async on a RedisStore would block the loop: a TypeError names what to use."""
+    import asyncio
+
+    limiter = RateLimiter(10, name="api", store=RedisStore(redis_client))
+    with pytest.raises(TypeError, match="AsyncRedisStore"):
+        asyncio.run(limiter.acquire_async())
+
+
+# -- outages --------------------------------------------------------------------------
+
+
+def test_while_redis_is_down_each_process_paces_alone_at_the_same_settings(
+    redis_server_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """on_store_error='local': the same rate, in this process; one WARNING; hand back after."""
+    server = redis_server_factory()
+    store = RedisStore(
+        connect(server.url, socket_timeout=0.2), time_source="breaker", retry_interval=0.01
+    )
+    clock = ManualClock(100.0)
+    limiter = RateLimiter(10, burst=2, name="api", store=store, clock=clock)
+    assert limiter.try_acquire()
+    server.stop()
+    with caplog.at_level(logging.INFO, logger="resilient.redis"):
+        # A fresh local bucket at the same settings: a burst of 2, then one every 0.1 s.
+        assert [limiter.try_acquire() for _ in range(3)] == [True, True, False]
+        clock.advance(0.1)
+        assert limiter.try_acquire()
+        assert store._pacing.mode("api") == "local"  # pyright: ignore[reportPrivateUsage]
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [getattr(r, "event", None) for r in warnings] == ["redis_store_unavailable"]
+    detail = [r for r in caplog.records if getattr(r, "event", None) == "pacing_store_unavailable"]
+    assert len(detail) == 1
+    assert detail[0].getMessage().startswith("rate limiter 'api' cannot reach Redis")
+    assert "paces this process alone" in detail[0].getMessage()
+    server.start()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="resilient.redis"):
+        _until_handed_back(store, limiter, "api")
+    events = [getattr(r, "event", None) for r in caplog.records]
+    assert "pacing_store_recovered" in events
+    assert "redis_store_recovered" in events
+
+
+def _until_handed_back(store: RedisStore, limiter: RateLimiter, name: str) -> None:
+    import time
+
+    deadline = time.monotonic() + 10.0
+    while store._pacing.mode(name) != "redis":  # pyright: ignore[reportPrivateUsage]
+        assert time.monotonic() < deadline, "the limiter was never handed back to Redis"
+        limiter.try_acquire()
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize(("mode", "admitted"), [("open", False), ("closed", True)])
+def test_on_store_error_open_refuses_and_closed_admits(
+    redis_server_factory: Any, mode: Any, admitted: bool
+) -> None:
+    """'open': nothing is admitted while Redis is down; 'closed': everything is, unpaced."""
+    server = redis_server_factory()
+    store = RedisStore(connect(server.url, socket_timeout=0.2), on_store_error=mode)
+    limiter = RateLimiter(1, name="api", store=store)
+    limit = ConcurrencyLimit(1, name="pool", store=store)
+    server.stop()
+    assert [limiter.try_acquire() for _ in range(3)] == [admitted] * 3
+    if admitted:
+        with limit, limit:
+            pass  # unguarded: a second slot is had as well
+    else:
+        with pytest.raises(Exception, match="pool"):
+            limit.call(lambda: None)
+
+
+def test_a_broken_key_sends_that_name_alone_to_the_fallback(
+    redis_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Something else wrote the limiter's key: it paces locally, the other names keep Redis."""
+    redis_client.hset("{resilient:api}:rate", "x", "1")
+    store = RedisStore(redis_client, retry_interval=60.0)
+    broken = RateLimiter(10, burst=2, name="api", store=store)
+    fine = RateLimiter(10, burst=2, name="other", store=store)
+    with caplog.at_level(logging.WARNING, logger="resilient.redis"):
+        assert broken.try_acquire()
+        assert fine.try_acquire()
+    assert store._pacing.mode("api") == "local"  # pyright: ignore[reportPrivateUsage]
+    assert store._pacing.mode("other") == "redis"  # pyright: ignore[reportPrivateUsage]
+    (record,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert getattr(record, "event", None) == "pacing_store_command_failed"
+    assert "rate limiter 'api'" in record.getMessage()
+    assert "WRONGTYPE" in record.getMessage()
