@@ -51,9 +51,10 @@ KNOWN_ORDER = (
     "telemetry_overhead",
     "pacing",
     "httpx_overhead",
+    "redis_limiter",
 )
 # What a module needs whether or not it says so itself.
-KNOWN_REQUIRES = {"redis_overhead": ("redis-server",)}
+KNOWN_REQUIRES = {"redis_overhead": ("redis-server",), "redis_limiter": ("redis-server",)}
 NOT_BENCHMARKS = {"run_all", "herd"}
 MARKER = "@@run_all report@@"
 PEERS = (
@@ -65,6 +66,8 @@ PEERS = (
     "circuitbreaker",
     "python-json-logger",
     "structlog",
+    "limits",
+    "pyrate-limiter",
 )
 
 # The performance table of the design document, in its order: (path, goal).
@@ -95,6 +98,10 @@ DESIGN_GOALS: tuple[tuple[str, str], ...] = (
     (
         "`RateLimiter.try_acquire`, admitted, in process",
         "<= 2.0x a `threading.Lock` acquire/release plus `time.monotonic()`",
+    ),
+    (
+        "`RateLimiter` through Redis",
+        "1 round trip per admitted acquire; a waiting caller sleeps the returned time, no polling",
     ),
     ("`ConcurrencyLimit`, in process", "<= 2.0x a `threading.BoundedSemaphore` acquire/release"),
     ("`ResilientTransport`, success", "<= 1.05x the wrapped transport, loopback GET"),
