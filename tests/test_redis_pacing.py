@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -44,6 +45,23 @@ class CountingClient:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    """Clients a test opened on a server of its own are closed after it (no socket leaks)."""
+    yield
+    while _opened:
+        _opened.pop().close()
+
+
+_opened: list[Any] = []
+
+
+def closing(client: Any) -> Any:
+    """*client*, closed once the test ends."""
+    _opened.append(client)
+    return client
 
 
 def _manual(redis_client: Any, **options: Any) -> RedisStore:
@@ -314,7 +332,7 @@ def test_while_redis_is_down_each_process_paces_alone_at_the_same_settings(
     """on_store_error='local': the same rate, in this process; one WARNING; hand back after."""
     server = redis_server_factory()
     store = RedisStore(
-        connect(server.url, socket_timeout=0.2), time_source="breaker", retry_interval=0.01
+        closing(connect(server.url, socket_timeout=0.2)), time_source="breaker", retry_interval=0.01
     )
     clock = ManualClock(100.0)
     limiter = RateLimiter(10, burst=2, name="api", store=store, clock=clock)
@@ -357,7 +375,7 @@ def test_on_store_error_open_refuses_and_closed_admits(
 ) -> None:
     """'open': nothing is admitted while Redis is down; 'closed': everything is, unpaced."""
     server = redis_server_factory()
-    store = RedisStore(connect(server.url, socket_timeout=0.2), on_store_error=mode)
+    store = RedisStore(closing(connect(server.url, socket_timeout=0.2)), on_store_error=mode)
     limiter = RateLimiter(1, name="api", store=store)
     limit = ConcurrencyLimit(1, name="pool", store=store)
     server.stop()
