@@ -4,7 +4,7 @@ Everything runs for real on loopback: the openai and anthropic SDKs (with
 their own retries off) against a scripted fake of their APIs, and plain
 ``httpx``/``httpx2`` clients, sync and async, against the scripted flaky
 server of the examples. Waits go through a ``ManualClock``; the one test that
-needs real time (a body dripping one byte a second) states its margin.
+needs real time (a body dripping one byte every two seconds) states its margin.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def llm() -> Iterator[FakeLLMServer]:
 
 @pytest.fixture(scope="module")
 def flaky() -> Iterator[FlakyServer]:
-    with FlakyServer(drip_interval=1.0, drip_size=10) as server:
+    with FlakyServer(drip_interval=2.0, drip_size=10) as server:
         yield server
 
 
@@ -145,7 +145,8 @@ def test_sdk_timeout_is_retried_when_idempotent(sdk: str, llm: FakeLLMServer) ->
     llm.script(path_of(sdk), Reply(delay=2.0))
     clock = ManualClock()
     transport = ResilientTransport(idempotent=True, clock=clock)
-    assert ask(sdk, sdk_client(sdk, llm.url, transport, timeout=0.2)) == "echo: hi"
+    # 1 s: the 2 s answer times out; the prompt second one comes within it on a busy machine.
+    assert ask(sdk, sdk_client(sdk, llm.url, transport, timeout=1.0)) == "echo: hi"
     assert llm.count(path_of(sdk)) == 2
     assert len(clock.sleeps) == 1
 
@@ -368,10 +369,12 @@ def test_a_streamed_upload_is_retried_when_the_connection_was_refused(
     assert len(clock.sleeps) == 2
 
 
-# Real time: the server sends the headers at once, then one byte a second (10
-# bytes). total_timeout=0.3 must cut the body well before its first byte at
-# 1 s: the claim holds with a margin of 0.7 s on a busy machine.
-DRIP_CAP, DRIP_CLAIM = 0.3, 1.0
+# Real time: the server sends the headers at once, then one byte every 2 s (10
+# bytes). total_timeout=0.6 must cut the body well before its first byte at
+# 2 s. On a busy machine both margins hold: 0.6 s for the connection and the
+# headers to come within the cap (the cap covers them too), 1.2 s between the
+# cap and the claim.
+DRIP_CAP, DRIP_CLAIM = 0.6, 1.8
 
 
 @pytest.mark.parametrize("lib", LIBRARIES, ids=lambda m: m.__name__)
@@ -412,12 +415,12 @@ def test_total_timeout_cuts_a_streamed_body_read_later(lib: Any, flaky: FlakySer
 def test_total_timeout_cuts_a_body_that_keeps_dripping_fast(llm: FakeLLMServer) -> None:
     """Bytes every 0.05 s never trip a read timeout, but the whole body is still capped.
 
-    Real time: 40 bytes over 2 s; the cap is 0.3 s, the claim 1.0 s (margin 0.7 s).
+    Real time: 80 bytes over 4 s; the cap is 0.6 s, the claim 1.8 s (margin 1.2 s).
     """
-    llm.script("/fast-drip", Reply(body=b"x" * 40, drip=0.05))
+    llm.script("/fast-drip", Reply(body=b"x" * 80, drip=0.05))
     with httpx2.Client(transport=ResilientTransport(total_timeout=DRIP_CAP)) as client:
         started = time.monotonic()
-        with pytest.raises(httpx2.ReadTimeout, match=r"total_timeout=0\.3 s passed while reading"):
+        with pytest.raises(httpx2.ReadTimeout, match=r"total_timeout=0\.6 s passed while reading"):
             client.get(llm.url + "/fast-drip")
         assert time.monotonic() - started < DRIP_CLAIM
 
