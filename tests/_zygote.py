@@ -65,7 +65,7 @@ for line in channel_in:
     pid = os.fork()
     if pid == 0:
         try:
-            signal.alarm(60)  # a script that hangs dies, as subprocess.run(timeout=60) would
+            signal.alarm(240)  # a script that hangs dies, as subprocess.run(timeout=240) would
             os.chdir(job["cwd"])
             os.environ.clear(); os.environ.update(job["env"])
             null = os.open(os.devnull, os.O_RDONLY); os.dup2(null, 0); os.close(null)
@@ -155,7 +155,7 @@ class Zygote:
             stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
             env=env,
             text=True,
-            timeout=60,
+            timeout=240,
             check=False,
         )
         return Completed(completed.returncode, completed.stdout, completed.stderr or "")

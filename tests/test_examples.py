@@ -32,7 +32,7 @@ def _run_example(name: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, str(EXAMPLES / name)],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=240,
         cwd=EXAMPLES.parent,
         check=False,
     )
@@ -281,7 +281,7 @@ def test_shared_breaker_example_shares_one_circuit_between_two_processes(
         [sys.executable, str(EXAMPLES / "shared_breaker.py"), redis_server.url],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=240,
         cwd=EXAMPLES.parent,
         check=False,
     )

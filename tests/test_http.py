@@ -1132,7 +1132,7 @@ def test_import_resilient_does_not_import_requests() -> None:
         "assert 'requests' not in sys.modules, 'requests'; "
         "assert 'resilient.http' not in sys.modules, 'resilient.http'"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=240)
 
 
 def test_importing_it_without_requests_says_which_extra_to_install() -> None:
@@ -1149,7 +1149,7 @@ def test_importing_it_without_requests_says_which_extra_to_install() -> None:
         "    print(error)\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=240, check=False
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == (

@@ -701,7 +701,7 @@ def test_import_without_httpx_or_httpx2_names_the_extra() -> None:
         ],
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=240,
         check=False,
     )
     assert done.returncode != 0
@@ -720,7 +720,7 @@ def test_import_resilient_does_not_import_resilient_httpx() -> None:
         ],
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=240,
         check=True,
     )
     assert done.stdout.strip() == "[]"

@@ -1154,7 +1154,7 @@ def test_fresh_interpreter_without_logging_config_writes_json_to_stderr() -> Non
         "    log.exception('boom')\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=240, check=True
     )
     lines = [strict_loads(line) for line in done.stderr.splitlines()]
     assert [(x["level"], x["message"]) for x in lines] == [("INFO", "hello"), ("ERROR", "boom")]
@@ -1296,7 +1296,7 @@ def test_the_librarys_tracebacks_are_redacted_when_logging_is_unconfigured() -> 
         "CircuitBreaker(name='db', listeners=[Listener()]).trip()\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=240, check=True
     )
     assert "listener Listener.on_state_change of circuit 'db' raised" in done.stderr
     assert "ValueError: login failed: password=[REDACTED]" in done.stderr
@@ -1326,7 +1326,7 @@ def test_importing_the_module_does_not_import_asyncio() -> None:
     """``resilient.logs`` stays light: no asyncio at import."""
     code = "import sys, resilient.logs; print('asyncio' in sys.modules)"
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=240, check=True
     )
     assert done.stdout.strip() == "False"
 

@@ -101,7 +101,7 @@ def test_the_module_reaches_the_redis_package_not_itself() -> None:
         "print(RedisStore.__module__)\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=240, check=False
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "resilient.redis"
@@ -1135,7 +1135,7 @@ def test_importing_it_without_the_redis_package_says_which_extra_to_install() ->
         "    print(error)\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=240, check=False
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == (

@@ -904,7 +904,7 @@ def test_enable_opentelemetry_defaults_to_the_global_providers_even_set_later() 
         """
     )
     completed = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=240, check=False
     )
     assert completed.returncode == 0, completed.stderr
     instruments, events = completed.stdout.strip().splitlines()
@@ -1135,7 +1135,7 @@ def test_without_enabling_nothing_is_imported() -> None:
         """
     )
     completed = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=240, check=False
     )
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip() == "[]"

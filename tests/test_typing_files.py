@@ -31,7 +31,7 @@ def test_every_typing_file_imports() -> None:
         cwd=TYPING_DIR,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=240,
         check=False,
     )
     assert done.returncode == 0, done.stderr
