@@ -660,6 +660,8 @@ def test_telemetry_counts_retries_by_method_and_host() -> None:
             TypeError,
             "total_timeout must be a number of seconds or None, got '9'",
         ),
+        ({"total_timeout": 1e10}, ValueError, "total_timeout must be at most 315576000 s"),
+        ({"max_retry_after": 1e10}, ValueError, "max_retry_after must be at most 315576000 s"),
         ({"idempotent": "yes"}, TypeError, "idempotent must be True or False, got 'yes'"),
         ({"breaker": object()}, TypeError, "breaker must be a CircuitBreaker or None"),
         ({"budget": 3}, TypeError, "budget must have record_failure() and record_success(), got 3"),

@@ -365,6 +365,29 @@ def test_retry_with_backoff_honours_max_retry_after() -> None:
         assert clock.sleeps == [45.0, 45.0]  # type: ignore[attr-defined]
 
 
+def test_the_block_form_follows_the_server_wait_rule() -> None:
+    """retrying(): Retry-After 90 under max_delay=1 waited out; 3600 gives up at once."""
+    clock = ManualClock()
+    errors = [http_error(429, "90")]
+    for attempt in retrying(max_delay=1.0, clock=clock):
+        with attempt:
+            if errors:
+                raise errors.pop(0)
+    assert clock.sleeps == [90.0]
+    error = http_error(429, "3600")
+
+    def rate_limited() -> None:
+        for attempt in retrying(clock=clock):
+            with attempt:
+                raise error
+
+    with pytest.raises(requests.HTTPError) as info:
+        rate_limited()
+    assert info.value is error
+    assert clock.sleeps == [90.0]
+    assert "asked to wait 3600 s (Retry-After), more than max_retry_after" in error.__notes__[0]
+
+
 def _as_async(func: Callable[[], str]) -> Callable[[], Any]:
     async def call() -> str:
         return func()

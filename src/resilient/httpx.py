@@ -39,14 +39,13 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
-import math
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from resilient import _events
 from resilient._classify import ErrorClass, Rejection, classify, retry_after
 from resilient._clock import DEFAULTS, check_clock
-from resilient._compat import add_note, seconds
+from resilient._compat import add_note, duration, seconds
 from resilient._retry import (
     DEFAULT_MAX_RETRY_AFTER,
     DEFAULT_RETRYABLE,
@@ -74,13 +73,12 @@ if _httpx is None and _httpx2 is None:
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from datetime import timedelta
 
     import httpx
     import httpx2
 
     from resilient._clock import Clock
-    from resilient._types import Budget, JitterSpec
+    from resilient._types import Budget, JitterSpec, Seconds
     from resilient.breaker import CircuitBreaker
 
     class _SyncBase(httpx2.BaseTransport, httpx.BaseTransport):  # type: ignore[misc]  # pyright: ignore[reportIncompatibleMethodOverride]
@@ -174,11 +172,11 @@ class ResilientTransport(_SyncBase):
         transport: httpx2.BaseTransport | httpx.BaseTransport | None = None,
         *,
         max_retries: int = 3,
-        base_delay: float | timedelta = 0.5,
-        max_delay: float | timedelta = 30.0,
-        max_retry_after: float | timedelta = DEFAULT_MAX_RETRY_AFTER,
+        base_delay: Seconds = 0.5,
+        max_delay: Seconds = 30.0,
+        max_retry_after: Seconds = DEFAULT_MAX_RETRY_AFTER,
         jitter: JitterSpec = True,
-        total_timeout: float | timedelta | None = None,
+        total_timeout: Seconds | None = None,
         idempotent: bool = False,
         breaker: CircuitBreaker | None = None,
         budget: Budget | None = None,
@@ -294,11 +292,11 @@ class AsyncResilientTransport(_AsyncBase):
         transport: httpx2.AsyncBaseTransport | httpx.AsyncBaseTransport | None = None,
         *,
         max_retries: int = 3,
-        base_delay: float | timedelta = 0.5,
-        max_delay: float | timedelta = 30.0,
-        max_retry_after: float | timedelta = DEFAULT_MAX_RETRY_AFTER,
+        base_delay: Seconds = 0.5,
+        max_delay: Seconds = 30.0,
+        max_retry_after: Seconds = DEFAULT_MAX_RETRY_AFTER,
         jitter: JitterSpec = True,
-        total_timeout: float | timedelta | None = None,
+        total_timeout: Seconds | None = None,
         idempotent: bool = False,
         breaker: CircuitBreaker | None = None,
         budget: Budget | None = None,
@@ -416,11 +414,11 @@ class _Plan:
         self,
         *,
         max_retries: int,
-        base_delay: float | timedelta,
-        max_delay: float | timedelta,
-        max_retry_after: float | timedelta,
+        base_delay: Seconds,
+        max_delay: Seconds,
+        max_retry_after: Seconds,
         jitter: JitterSpec,
-        total_timeout: float | timedelta | None,
+        total_timeout: Seconds | None,
         idempotent: bool,
         breaker: CircuitBreaker | None,
         budget: Budget | None,
@@ -431,19 +429,11 @@ class _Plan:
             raise TypeError(f"max_retries must be an int, got {max_retries!r}")
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries!r}")
-        self.backoff = Backoff(_duration(base_delay), _duration(max_delay), jitter)
+        self.backoff = Backoff(base_delay, max_delay, jitter)
         self.max_retry_after = check_max_retry_after(max_retry_after)
+        cap = None
         if total_timeout is not None:
-            total_timeout = _duration(total_timeout)
-            if isinstance(total_timeout, bool) or not isinstance(total_timeout, (int, float)):
-                raise TypeError(
-                    f"total_timeout must be a number of seconds or None, got {total_timeout!r}"
-                )
-            if not (math.isfinite(total_timeout) and total_timeout > 0):
-                raise ValueError(
-                    f"total_timeout must be a finite number > 0, got {total_timeout!r}"
-                )
-            total_timeout = float(total_timeout)
+            cap = duration("total_timeout", total_timeout, allow_zero=False, also=" or None")
         if not isinstance(idempotent, bool):
             raise TypeError(f"idempotent must be True or False, got {idempotent!r}")
         if breaker is not None and not (
@@ -463,7 +453,7 @@ class _Plan:
         check_clock(clock)
         self.max_retries = max_retries
         self.max_attempts = max_retries + 1
-        self.total_timeout = total_timeout
+        self.total_timeout = cap
         self.idempotent = idempotent
         self.breaker = breaker
         self.budget = budget
@@ -826,14 +816,6 @@ def _replayable(request: Any) -> bool:
     return any(
         isinstance(stream, module.ByteStream) for module in (_httpx2, _httpx) if module is not None
     )
-
-
-def _duration(value: Any) -> Any:
-    """Seconds of a ``timedelta``; anything else as it is (validated by its user)."""
-    total_seconds = getattr(value, "total_seconds", None)
-    if callable(total_seconds) and not isinstance(value, (int, float)):
-        return total_seconds()
-    return value
 
 
 def _drain(response: Any) -> None:
