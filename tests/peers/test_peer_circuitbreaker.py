@@ -1,0 +1,118 @@
+"""circuitbreaker's behavioural tests that apply here, translated (behaviour, not code).
+
+Each test names the circuitbreaker test it comes from (``fabfuel/circuitbreaker``,
+``tests/``). Its ``fallback_function`` maps onto ``@retry(fallback=...)`` over
+the breaker (called with the ``CircuitOpenError``, not the call's arguments).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from resilient import CircuitBreaker, CircuitOpenError, retry
+from resilient.testing import ManualClock
+
+
+def test_circuitbreaker_should_call_fallback_function_if_open() -> None:
+    """tests/test_unit.py::test_circuitbreaker_should_call_fallback_function_if_open
+    and ..._should_not_call_function_if_open: an open circuit answers with the
+    fallback's value, the function not called."""
+    clock = ManualClock()
+    breaker = CircuitBreaker(name="WithFallback", clock=clock)
+    breaker.trip()
+    called: list[int] = []
+    seen: list[Exception] = []
+
+    def fallback(exc: Exception) -> bool:
+        seen.append(exc)
+        return True
+
+    @retry(fallback=fallback, clock=clock)
+    @breaker
+    def func() -> bool:
+        called.append(1)
+        return False
+
+    assert func() is True
+    assert called == []
+    assert len(seen) == 1
+    assert isinstance(seen[0], CircuitOpenError)
+
+
+def test_threshold_hit_prevents_consequent_calls() -> None:
+    """tests/test_functional.py::test_threshold_hit_prevents_consequent_calls: the call
+    that trips raises its own error; the next is rejected without running."""
+    calls: list[int] = []
+    breaker = CircuitBreaker(1, name="threshold_1", clock=ManualClock())
+
+    @breaker
+    def remote() -> None:
+        calls.append(1)
+        raise OSError("Connection refused")
+
+    with pytest.raises(OSError, match="Connection refused"):
+        remote()
+    assert breaker.is_open
+    with pytest.raises(CircuitOpenError):
+        remote()
+    assert calls == [1]
+
+
+def test_circuitbreaker_str_is_its_repr() -> None:
+    """tests/test_unit.py::test_circuitbreaker__str__: circuitbreaker's ``str`` is the
+    name; here it is the repr, which names it (read ``.name`` for the name alone)."""
+    breaker = CircuitBreaker(name="Foobar")
+    assert str(breaker) == "CircuitBreaker(name='Foobar', state='closed')"
+    assert breaker.name == "Foobar"
+
+
+def test_circuit_decorator_without_args_says_what_to_do() -> None:
+    """tests/test_unit.py::test_circuit_decorator_without_args: ``@circuit`` works bare;
+    ``@CircuitBreaker`` bare is refused with what to write instead."""
+    with pytest.raises(TypeError, match="build a breaker first"):
+
+        @CircuitBreaker  # type: ignore[arg-type]
+        def function() -> bool:  # pragma: no cover - never decorated
+            return True
+
+
+def test_constructor_mistake_name() -> None:
+    """tests/test_unit.py::test_constructor_mistake_name_unicode: a name given where
+    another argument goes is refused, saying where the name goes."""
+    with pytest.raises(TypeError, match=r"name='foobar'"):
+        CircuitBreaker("foobar")  # type: ignore[arg-type]
+
+
+def test_circuitbreaker_recover_half_open() -> None:
+    """tests/test_functional.py::test_circuitbreaker_recover_half_open: after the
+    recovery timeout one trial runs; its failure reopens the circuit."""
+    clock = ManualClock()
+    breaker = CircuitBreaker(3, 1.0, name="threshold_3", clock=clock)
+    failing = True
+
+    @breaker
+    def remote() -> bool:
+        if failing:
+            raise OSError("Connection refused")
+        return True
+
+    assert breaker.state.value == "closed"
+    for count in (1, 2, 3):
+        with pytest.raises(OSError, match="Connection refused"):
+            remote()
+        assert breaker.failures == count
+    assert breaker.is_open
+    assert 0 < breaker.remaining <= 1
+    with pytest.raises(CircuitOpenError):
+        remote()
+    clock.advance(1.0)
+    assert breaker.state.value == "half_open"
+    with pytest.raises(OSError, match="Connection refused"):
+        remote()
+    assert breaker.is_open
+    failing = False
+    with pytest.raises(CircuitOpenError):
+        remote()
+    clock.advance(1.0)
+    assert remote() is True
+    assert breaker.state.value == "closed"
