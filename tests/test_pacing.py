@@ -928,6 +928,46 @@ def test_a_waiter_cancelled_as_it_is_woken_passes_the_slot_on(steps: int) -> Non
     asyncio.run(main())
 
 
+class StuckReleaseStore(MemoryPacingStore):
+    """A store whose release fails (sync) or never answers (async)."""
+
+    __slots__ = ()
+
+    def slot_release(self, name: str, lease: str, now: float) -> None:
+        raise OSError("store unreachable")
+
+    async def slot_release_async(self, name: str, lease: str, now: float) -> None:
+        await asyncio.get_running_loop().create_future()  # never resolved
+
+
+def test_a_failed_store_release_still_frees_the_count_of_in_flight() -> None:
+    """A store that fails to release (its error propagates): in_flight comes back down."""
+    limit = ConcurrencyLimit(2, name="db", store=StuckReleaseStore(), clock=ManualClock())
+    with pytest.raises(OSError, match="store unreachable"), limit:
+        pass
+    assert limit.in_flight == 0
+
+
+def test_a_cancelled_store_release_still_frees_the_count_of_in_flight() -> None:
+    """``async with`` whose release through the store is cancelled: in_flight comes back down."""
+    limit = ConcurrencyLimit(2, name="db", store=StuckReleaseStore(), clock=ManualClock())
+
+    async def hold() -> None:
+        async with limit:
+            pass
+
+    async def main() -> None:
+        task = asyncio.ensure_future(hold())
+        for _ in range(5):
+            await asyncio.sleep(0)  # entered, now stuck releasing
+        assert limit.in_flight == 1
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(main())
+    assert limit.in_flight == 0
+
+
 def test_slots_through_a_store_are_shared_by_name() -> None:
     """Two limits on one store and name share the slots; another name does not."""
     clock = ManualClock()
@@ -1242,6 +1282,63 @@ def test_async_retry_acquires_and_pauses_through_the_async_forms() -> None:
     assert store.calls == ["rate_reserve_async", "rate_reserve_async"]
     # Retry-After 3 s; the pause ends at 3, the limiter's next turn is at 1: no extra wait
     assert clock.sleeps == [3.0]
+
+
+class StoreDownAfterOne(MemoryPacingStore):
+    """A store whose backend fails from its second reservation on (no outage policy of its own)."""
+
+    __slots__ = ("reserved",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reserved = 0
+
+    def rate_reserve(
+        self, name: str, policy: RatePolicy, cost: float, max_wait: float, now: float
+    ) -> Reservation:
+        self.reserved += 1
+        if self.reserved > 1:
+            raise OSError("store unreachable")
+        return super().rate_reserve(name, policy, cost, max_wait, now)
+
+    async def rate_reserve_async(
+        self, name: str, policy: RatePolicy, cost: float, max_wait: float, now: float
+    ) -> Reservation:
+        return self.rate_reserve(name, policy, cost, max_wait, now)
+
+
+@pytest.mark.parametrize("form", ["decorator", "async decorator", "block"])
+def test_a_store_error_is_not_a_limiter_refusal(
+    form: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store's own error propagates unchanged: not chained, noted or logged as a turn too late."""
+    clock = ManualClock()
+    limiter = RateLimiter(5, name="api", store=StoreDownAfterOne(), clock=clock)
+    options: dict[str, Any] = {"limiter": limiter, "clock": clock, "fallback": lambda exc: "fb"}
+
+    def attempt() -> None:
+        raise TimeoutError("slow")
+
+    async def attempt_async() -> None:
+        raise TimeoutError("slow")
+
+    def block() -> None:
+        from resilient import retrying
+
+        for each in retrying(**options):
+            with each:
+                attempt()
+
+    runs: dict[str, Callable[[], object]] = {
+        "decorator": lambda: retry(**options)(attempt)(),
+        "async decorator": lambda: asyncio.run(retry(**options)(attempt_async)()),
+        "block": block,
+    }
+    with pytest.raises(OSError, match="store unreachable") as caught:
+        runs[form]()
+    assert caught.value.__cause__ is None
+    assert not hasattr(caught.value, "__notes__")
+    assert "past the deadline" not in caplog.text
 
 
 def test_retry_refuses_a_limiter_that_is_not_one() -> None:

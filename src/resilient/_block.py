@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from resilient._classify import ErrorClass, classify
+from resilient._classify import ErrorClass, Throttled, classify
 from resilient._retry import (
     _DEADLINE,  # pyright: ignore[reportPrivateUsage]
     _GIVE_UP,  # pyright: ignore[reportPrivateUsage]
@@ -279,7 +279,7 @@ class _Attempts(Generic[T]):
         if limiter is not None:
             try:
                 limiter.acquire(timeout=self.allowed())
-            except Exception as exc:
+            except Throttled as exc:  # a store's own error is not a refusal: it propagates
                 if self.refused(previous, exc) is not None:
                     raise  # the refusal itself, chained to the last failure
                 raise StopIteration from None
@@ -295,7 +295,7 @@ class _Attempts(Generic[T]):
             await limiter.pause_async(seconds)
         try:
             await limiter.acquire_async(timeout=self.allowed())
-        except Exception as exc:
+        except Throttled as exc:  # a store's own error is not a refusal: it propagates
             if self.refused(previous, exc) is not None:
                 raise  # the refusal itself, chained to the last failure
             if call.policy.fallback_is_async and previous is not None:

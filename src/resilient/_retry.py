@@ -26,6 +26,7 @@ from resilient._classify import (
     Classifier,
     ErrorClass,
     Rejection,
+    Throttled,
     classify,
     response_status,
     retry_after,
@@ -851,7 +852,7 @@ def run_retry(call: RetryCall, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
                 if limiter is not None:
                     try:  # every attempt, the first included, within the time left
                         limiter.acquire()
-                    except Exception as exc:
+                    except Throttled as exc:  # a store's own error is not a refusal
                         call.refused(exc)
                         if call.fallback is None:
                             raise
@@ -899,7 +900,7 @@ async def run_retry_async(call: RetryCall, args: tuple[Any, ...], kwargs: dict[s
                 if limiter is not None:
                     try:  # every attempt, the first included, within the time left
                         await limiter.acquire_async()
-                    except Exception as exc:
+                    except Throttled as exc:  # a store's own error is not a refusal
                         call.refused(exc)
                         if call.fallback is None:
                             raise

@@ -1221,16 +1221,20 @@ class ConcurrencyLimit:
 
     def _exit(self, lease: str | None, overload: bool | None) -> None:
         """Give a slot back with its outcome: overload, success (False) or neither (None)."""
-        if lease is not None and self.store is not None:
-            clock = DEFAULTS.clock if self._clock is None else self._clock
-            self.store.slot_release(self.name, lease, clock.monotonic())
-        self._release(overload)
+        try:
+            if lease is not None and self.store is not None:
+                clock = DEFAULTS.clock if self._clock is None else self._clock
+                self.store.slot_release(self.name, lease, clock.monotonic())
+        finally:  # a store that fails keeps the lease until lease_ttl; this object frees its count
+            self._release(overload)
 
     async def _exit_async(self, lease: str | None, overload: bool | None) -> None:
-        if lease is not None and self.store is not None:
-            clock = DEFAULTS.clock if self._clock is None else self._clock
-            await self.store.slot_release_async(self.name, lease, clock.monotonic())
-        self._release(overload)
+        try:
+            if lease is not None and self.store is not None:
+                clock = DEFAULTS.clock if self._clock is None else self._clock
+                await self.store.slot_release_async(self.name, lease, clock.monotonic())
+        finally:  # also when the release is cancelled: the lease then expires after lease_ttl
+            self._release(overload)
 
     def _release(self, overload: bool | None) -> None:
         with self._lock:
