@@ -590,6 +590,30 @@ def test_an_open_breaker_raises_circuit_open_error_from_send() -> None:
     assert handler.seen == []  # type: ignore[attr-defined]
 
 
+def test_the_async_transport_counts_on_the_breaker_and_rejects() -> None:
+    """AsyncResilientTransport: 503s count on the breaker; once open, CircuitOpenError, nothing sent."""
+    seen: list[Any] = []
+
+    async def handler(request: Any) -> Any:
+        seen.append(request)
+        return httpx2.Response(503)
+
+    breaker = CircuitBreaker(failure_threshold=2, name="async-api")
+
+    async def main() -> None:
+        transport = AsyncResilientTransport(
+            httpx2.MockTransport(handler), max_retries=1, breaker=breaker, clock=ManualClock()
+        )
+        async with httpx2.AsyncClient(transport=transport, base_url="http://api.test") as client:
+            assert (await client.get("/x")).status_code == 503
+            with pytest.raises(CircuitOpenError):
+                await client.get("/x")
+
+    asyncio.run(main())
+    assert len(seen) == 2
+    assert breaker.is_open
+
+
 def test_logs_name_method_and_host_never_path_or_query(caplog: pytest.LogCaptureFixture) -> None:
     """Each retry line reads on its own and is labelled by method and host only."""
     handler = scripted(503, 503)
