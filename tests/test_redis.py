@@ -1142,3 +1142,25 @@ def test_importing_it_without_the_redis_package_says_which_extra_to_install() ->
         "resilient.redis needs the redis package, which is not installed: "
         'pip install "resilient-kit[redis]"'
     )
+
+
+def test_store_and_budget_durations_take_a_timedelta(redis_client: Any) -> None:
+    """Every period of the Redis store and budget, and ``connect``'s timeouts, accept a
+    ``timedelta`` (issue 19); read back in seconds."""
+    from datetime import timedelta
+
+    store = RedisStore(
+        redis_client,
+        max_staleness=timedelta(milliseconds=50),
+        retry_interval=timedelta(seconds=1),
+        trial_timeout=timedelta(seconds=20),
+        idle_ttl=timedelta(hours=1),
+    )
+    assert (store.max_staleness, store.retry_interval, store.idle_ttl) == (0.05, 1.0, 3600.0)  # type: ignore[attr-defined]
+    budget = RedisRetryBudget(redis_client, "td", retry_interval=timedelta(seconds=3))
+    assert budget.retry_interval == 3.0  # type: ignore[attr-defined]
+    client = connect("redis://localhost:1", socket_timeout=timedelta(seconds=2))
+    assert client.connection_pool.connection_kwargs["socket_timeout"] == 2.0
+    assert client.connection_pool.connection_kwargs["socket_connect_timeout"] == 2.0
+    with pytest.raises(ValueError, match=r"^idle_ttl must be a finite number > 0"):
+        RedisStore(redis_client, idle_ttl=timedelta(seconds=-1))

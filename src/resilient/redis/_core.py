@@ -27,7 +27,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Generator
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import resilient.redis._scripts as lua
 from resilient._breaker_state import (
@@ -55,6 +55,9 @@ from resilient.redis._settings import (
     check_namespace,
     warn_if_client_can_hang,
 )
+
+if TYPE_CHECKING:
+    from resilient._types import Seconds
 
 __all__ = ["STORE_ERRORS", "BreakerCore", "BudgetCore", "Op", "Send"]
 
@@ -111,10 +114,10 @@ class BreakerCore:
         asyncio: bool,
         namespace: str,
         on_store_error: FallbackMode,
-        max_staleness: float,
-        retry_interval: float,
-        trial_timeout: float,
-        idle_ttl: float,
+        max_staleness: Seconds,
+        retry_interval: Seconds,
+        trial_timeout: Seconds,
+        idle_ttl: Seconds,
         time_source: Literal["redis", "breaker"],
     ) -> None:
         check_client(client, owner, asyncio=asyncio)
@@ -532,8 +535,8 @@ class BudgetCore:
         max_tokens: float,
         token_ratio: float,
         namespace: str,
-        retry_interval: float,
-        idle_ttl: float,
+        retry_interval: Seconds,
+        idle_ttl: Seconds,
     ) -> None:
         check_client(client, owner, asyncio=asyncio)
         check_name("name", name)

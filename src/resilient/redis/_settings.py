@@ -186,8 +186,7 @@ def check_url(url: object, socket_timeout: object, connect_timeout: object) -> f
     check_limited("socket_timeout", socket_timeout, allow_zero=False)
     if connect_timeout is None:
         connect_timeout = socket_timeout
-    check_limited("connect_timeout", connect_timeout, allow_zero=False)
-    return float(cast(float, connect_timeout))
+    return check_limited("connect_timeout", connect_timeout, allow_zero=False)
 
 
 def warn_if_client_can_hang(client: Any, owner: str, stacklevel: int) -> None:

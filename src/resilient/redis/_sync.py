@@ -6,7 +6,7 @@ and this module runs it on the client and hands the reply (or the error) back.
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
@@ -22,7 +22,15 @@ from resilient._breaker_state import (
 from resilient.pacing import RatePolicy, Reservation
 from resilient.redis._core import STORE_ERRORS, BreakerCore, BudgetCore, Op
 from resilient.redis._pacing import PacingCore, sync_only
-from resilient.redis._settings import DEFAULT_SOCKET_TIMEOUT, FallbackMode, check_url
+from resilient.redis._settings import (
+    DEFAULT_SOCKET_TIMEOUT,
+    FallbackMode,
+    check_limited,
+    check_url,
+)
+
+if TYPE_CHECKING:
+    from resilient._types import Seconds
 
 __all__ = ["RedisRetryBudget", "RedisStore", "connect"]
 
@@ -127,10 +135,10 @@ class RedisStore(BreakerCore):
         *,
         namespace: str = "resilient",
         on_store_error: FallbackMode = "local",
-        max_staleness: float = 0.1,
-        retry_interval: float = 2.0,
-        trial_timeout: float = 30.0,
-        idle_ttl: float = 86400.0,
+        max_staleness: Seconds = 0.1,
+        retry_interval: Seconds = 2.0,
+        trial_timeout: Seconds = 30.0,
+        idle_ttl: Seconds = 86400.0,
         time_source: Literal["redis", "breaker"] = "redis",
     ) -> None:
         super().__init__(
@@ -153,14 +161,14 @@ class RedisStore(BreakerCore):
         cls,
         url: str,
         *,
-        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
-        connect_timeout: float | None = None,
+        socket_timeout: Seconds = DEFAULT_SOCKET_TIMEOUT,
+        connect_timeout: Seconds | None = None,
         namespace: str = "resilient",
         on_store_error: FallbackMode = "local",
-        max_staleness: float = 0.1,
-        retry_interval: float = 2.0,
-        trial_timeout: float = 30.0,
-        idle_ttl: float = 86400.0,
+        max_staleness: Seconds = 0.1,
+        retry_interval: Seconds = 2.0,
+        trial_timeout: Seconds = 30.0,
+        idle_ttl: Seconds = 86400.0,
     ) -> RedisStore:
         """Build a store on a new client for *url* that cannot hang a call.
 
@@ -348,8 +356,8 @@ class RedisRetryBudget(BudgetCore):
         max_tokens: float = 10,
         token_ratio: float = 0.1,
         namespace: str = "resilient",
-        retry_interval: float = 2.0,
-        idle_ttl: float = 86400.0,
+        retry_interval: Seconds = 2.0,
+        idle_ttl: Seconds = 86400.0,
     ) -> None:
         super().__init__(
             client,
@@ -372,11 +380,11 @@ class RedisRetryBudget(BudgetCore):
         *,
         max_tokens: float = 10,
         token_ratio: float = 0.1,
-        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
-        connect_timeout: float | None = None,
+        socket_timeout: Seconds = DEFAULT_SOCKET_TIMEOUT,
+        connect_timeout: Seconds | None = None,
         namespace: str = "resilient",
-        retry_interval: float = 2.0,
-        idle_ttl: float = 86400.0,
+        retry_interval: Seconds = 2.0,
+        idle_ttl: Seconds = 86400.0,
     ) -> RedisRetryBudget:
         """Build a budget on a new client for *url* that cannot hang a call.
 
@@ -431,8 +439,8 @@ class RedisRetryBudget(BudgetCore):
 def connect(
     url: str,
     *,
-    socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
-    connect_timeout: float | None = None,
+    socket_timeout: Seconds = DEFAULT_SOCKET_TIMEOUT,
+    connect_timeout: Seconds | None = None,
 ) -> Any:
     """A ``redis.Redis`` for *url* with short timeouts and no retries of its own.
 
@@ -448,7 +456,7 @@ def connect(
     try:
         return redis.Redis.from_url(  # pyright: ignore[reportUnknownMemberType]
             url,
-            socket_timeout=float(socket_timeout),
+            socket_timeout=check_limited("socket_timeout", socket_timeout, allow_zero=False),
             socket_connect_timeout=connect_timeout,
             retry=Retry(NoBackoff(), 0),
         )
