@@ -24,9 +24,11 @@ import httpx
 import httpx2
 import openai
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from resilient import CircuitBreaker, CircuitOpenError, ErrorClass, RetryBudget, classify
-from resilient.httpx import AsyncResilientTransport, ResilientTransport
+from resilient.httpx import IDEMPOTENT_METHODS, AsyncResilientTransport, ResilientTransport
 from resilient.testing import ManualClock, cap_attempts, no_wait
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
@@ -485,6 +487,27 @@ def test_not_processed_statuses_are_retried_for_a_post(status: int) -> None:
     with mock_client(handler) as client:
         assert client.post("/x", content=b"{}").status_code == 200
     assert len(handler.seen) == 2  # type: ignore[attr-defined]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    method=st.sampled_from(["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE", "POST", "PATCH"]),
+    status=st.sampled_from([400, 401, 403, 404, 408, 409, 422, 429, 500, 502, 503, 504, 529]),
+    idempotent=st.booleans(),
+    key=st.booleans(),
+)
+def test_which_answers_are_retried_for_which_requests(
+    method: str, status: int, idempotent: bool, key: bool
+) -> None:
+    """429/503/529 always; 408/500/502/504 only when idempotent (method, flag or key); 4xx never."""
+    handler = scripted(status)
+    headers = {"Idempotency-Key": "k"} if key else {}
+    with mock_client(handler, idempotent=idempotent) as client:
+        response = client.request(method, "/x", headers=headers)
+    may_resend = method in IDEMPOTENT_METHODS or idempotent or key
+    retried = status in (429, 503, 529) or (status in (408, 500, 502, 504) and may_resend)
+    assert len(handler.seen) == (2 if retried else 1)  # type: ignore[attr-defined]
+    assert response.status_code == (200 if retried else status)
 
 
 def test_x_should_retry_true_retries_a_post_and_false_stops_anything() -> None:
