@@ -1896,6 +1896,74 @@ async def _test_async_functions_await_an_async_fallback() -> None:
     assert await fetch() == "fallback after ConnectionError"
 
 
+class FallbackFailed(Exception):
+    """What a failing fallback raises."""
+
+
+def _failing_fallback(exc: Exception) -> str:
+    raise FallbackFailed("no cached value either")
+
+
+async def _failing_async_fallback(exc: Exception) -> str:
+    raise FallbackFailed("no cached value either")
+
+
+@pytest.mark.parametrize("form", ["decorator", "async decorator", "block", "async block"])
+def test_a_fallback_that_raises_keeps_the_failure_it_answered_as_context(form: str) -> None:
+    """A failing fallback's exception chains to the call's last failure, as in an except block."""
+    original = ConnectionError("down")
+
+    def fetch() -> str:
+        raise original
+
+    async def fetch_async() -> str:
+        raise original
+
+    def block() -> None:
+        for attempt in retrying(max_retries=1, clock=ManualClock(), fallback=_failing_fallback):
+            with attempt:
+                fetch()
+
+    async def block_async() -> None:
+        options: Any = {"max_retries": 1, "clock": ManualClock()}
+        async for attempt in retrying(fallback=_failing_async_fallback, **options):
+            with attempt:
+                fetch()
+
+    runs: dict[str, Callable[[], object]] = {
+        "decorator": retry(max_retries=1, clock=ManualClock(), fallback=_failing_fallback)(fetch),
+        "async decorator": lambda: asyncio.run(
+            retry(max_retries=1, clock=ManualClock(), fallback=_failing_async_fallback)(
+                fetch_async
+            )()
+        ),
+        "block": block,
+        "async block": lambda: asyncio.run(block_async()),
+    }
+    with pytest.raises(FallbackFailed) as caught:
+        runs[form]()
+    assert caught.value.__context__ is original
+    assert "ConnectionError: down" in "".join(traceback.format_exception(caught.value))
+
+
+def test_a_fallback_that_reraises_the_failure_raises_it_untouched() -> None:
+    """``fallback=`` re-raising what it was given: the original object, no self-chain."""
+
+    def reraise(exc: Exception) -> str:
+        raise exc
+
+    original = ConnectionError("down")
+
+    @retry(max_retries=1, clock=ManualClock(), fallback=reraise)
+    def fetch() -> str:
+        raise original
+
+    with pytest.raises(ConnectionError) as caught:
+        fetch()
+    assert caught.value is original
+    assert caught.value.__context__ is None
+
+
 def test_an_async_fallback_is_refused_for_a_plain_function() -> None:
     """A plain function cannot await its fallback: refused when decorated, naming it."""
 
@@ -2105,6 +2173,36 @@ def test_an_exception_raised_again_keeps_one_note() -> None:
             decorated()
     ours = [n for n in error.__notes__ if n.startswith("resilient:")]
     assert ours == ["resilient: 2 attempts over 1.000 s (retries exhausted)"]
+    assert error.__notes__[0] == "from the caller"
+
+
+def test_an_exception_given_up_on_by_two_threads_at_once_keeps_one_note() -> None:
+    """The same object given up on by a second thread while the first rewrites its notes:
+    still one note of ours (the second waits its turn, however long the first takes)."""
+    error = ConnectionError("down")
+    decorated = retry(max_retries=1, clock=ManualClock(), jitter=False)(
+        lambda: (_ for _ in ()).throw(error)
+    )
+
+    def give_up() -> None:
+        with pytest.raises(ConnectionError):
+            decorated()
+
+    second = threading.Thread(target=give_up)
+
+    class NotesThatLetAnotherThreadIn(list[str]):
+        def __setitem__(self, index: Any, value: Any) -> None:
+            super().__setitem__(index, value)
+            if not second.is_alive() and second.ident is None:
+                second.start()  # the second give-up, while the first is between its steps
+                second.join(timeout=0.05)
+
+    error.__notes__ = NotesThatLetAnotherThreadIn(["from the caller"])  # type: ignore[attr-defined]
+    with pytest.raises(ConnectionError):
+        decorated()
+    second.join(timeout=10)
+    ours = [n for n in error.__notes__ if n.startswith("resilient:")]
+    assert len(ours) == 1
     assert error.__notes__[0] == "from the caller"
 
 

@@ -24,6 +24,7 @@ from resilient._retry import (
     Policy,
     RetryCall,
     RetryTarget,
+    fall_back,
 )
 
 if TYPE_CHECKING:
@@ -215,7 +216,7 @@ class _Attempts(Generic[T]):
         if current is None or call.fallback is None:
             return exc  # before the first attempt there is none to hold a fallback's value
         current._state = _DONE  # pyright: ignore[reportPrivateUsage]
-        current.result = call.fallback(exc)
+        current.result = fall_back(call, exc)
         return None
 
     def _after(self) -> Attempt[T] | None:
@@ -257,7 +258,7 @@ class _Attempts(Generic[T]):
         self.call.last_error = None
         if self.call.fallback is None or failure is None:
             return failure
-        current.result = self.call.fallback(failure)
+        current.result = fall_back(self.call, failure)
         return None
 
     def __next__(self) -> Attempt[T]:

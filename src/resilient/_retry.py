@@ -16,6 +16,7 @@ failure.
 
 from __future__ import annotations
 
+import _thread
 import contextvars
 import functools
 import time
@@ -757,16 +758,53 @@ class RetryCall:
         self.give_up(exc, None, ErrorClass.TRANSIENT, reason)
 
 
+def fall_back(call: RetryCall, failure: Exception) -> Any:
+    """What ``fallback(failure)`` gives: an exception it raises has *failure* as its context.
+
+    As if the fallback ran in an ``except`` block around the call, so the
+    traceback of a fallback that fails shows what it was answering. An
+    ``async def`` fallback's coroutine is wrapped to do the same when awaited.
+    """
+    fallback = call.fallback
+    assert fallback is not None
+    try:
+        value = fallback(failure)
+    except BaseException as exc:
+        _chain(exc, failure)
+        raise
+    if call.policy.fallback_is_async:
+        return _awaited_fallback(value, failure)
+    return value
+
+
+async def _awaited_fallback(value: Awaitable[Any], failure: Exception) -> Any:
+    try:
+        return await value
+    except BaseException as exc:
+        _chain(exc, failure)
+        raise
+
+
+def _chain(exc: BaseException, failure: Exception) -> None:
+    """Make *failure* the context of *exc*, unless it has one or says ``from None``."""
+    if exc is not failure and exc.__context__ is None and not exc.__suppress_context__:
+        exc.__context__ = failure
+
+
 def _note(exc: BaseException, note: str) -> None:
     """Add the give-up *note*, replacing the one an earlier call left on the same object.
 
     An exception object raised again (a module-level instance, a mock's
     ``side_effect``) keeps one note of ours, the last, not one per call.
     """
-    notes = getattr(exc, "__notes__", None)
-    if isinstance(notes, list) and notes:
-        notes[:] = [n for n in cast_objects(notes) if not _is_give_up_note(n)]  # pyright: ignore[reportUnknownArgumentType]
-    add_note(exc, note)
+    with _NOTE_LOCK:  # one object given up on by two threads at once still gets one note
+        notes = getattr(exc, "__notes__", None)
+        if isinstance(notes, list) and notes:
+            notes[:] = [n for n in cast_objects(notes) if not _is_give_up_note(n)]  # pyright: ignore[reportUnknownArgumentType]
+        add_note(exc, note)
+
+
+_NOTE_LOCK = _thread.allocate_lock()
 
 
 def _is_give_up_note(note: object) -> bool:
@@ -856,7 +894,7 @@ def run_retry(call: RetryCall, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
                         call.refused(exc)
                         if call.fallback is None:
                             raise
-                        return call.fallback(exc)
+                        return fall_back(call, exc)
                 try:
                     result = func(*args, **kwargs)
                 except Exception as exc:
@@ -877,7 +915,7 @@ def run_retry(call: RetryCall, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
                     return result
                 if call.fallback is None:
                     raise failure
-                return call.fallback(failure)
+                return fall_back(call, failure)
             if hasattr(failure, "fp"):  # an open response: urllib's HTTPError
                 _drop(failure)
             failure = None  # only the last exception is kept alive
@@ -904,7 +942,7 @@ async def run_retry_async(call: RetryCall, args: tuple[Any, ...], kwargs: dict[s
                         call.refused(exc)
                         if call.fallback is None:
                             raise
-                        value = call.fallback(exc)
+                        value = fall_back(call, exc)
                         return await value if policy.fallback_is_async else value
                 try:
                     result = await func(*args, **kwargs)
@@ -924,7 +962,7 @@ async def run_retry_async(call: RetryCall, args: tuple[Any, ...], kwargs: dict[s
                     return result
                 if call.fallback is None:
                     raise failure
-                value = call.fallback(failure)
+                value = fall_back(call, failure)
                 return await value if policy.fallback_is_async else value
             if hasattr(failure, "fp"):  # an open response: urllib's HTTPError
                 _drop(failure)
@@ -1144,7 +1182,8 @@ def retry(  # noqa: F811
             gives up on a retryable failure (attempts, deadline, budget, an
             open circuit, *stop_event*); its value is the call's result. A
             failure that is not retried (FATAL...) is raised, never hidden.
-            ``async def`` functions may have an ``async def`` fallback.
+            ``async def`` functions may have an ``async def`` fallback. An
+            exception the fallback raises has the failure as its context.
         logger: where this function's retry lines go instead of the
             ``resilient.retry`` logger; same messages and fields.
         stop_event: a ``threading.Event`` or ``asyncio.Event``; once set, no
