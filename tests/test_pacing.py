@@ -1644,3 +1644,158 @@ def test_async_block_acquires_and_pauses_through_the_async_forms() -> None:
     assert asyncio.run(main()) == 2
     assert store.calls == ["rate_reserve_async", "rate_reserve_async"]
     assert clock.sleeps == [3.0]  # the server's wait; the pause and the turn end within it
+
+
+# --- wiring: resilient.httpx ----------------------------------------------------------
+
+
+def scripted(statuses: list[int], seen: list[float], clock: ManualClock) -> Any:
+    """An httpx MockTransport answering *statuses* in turn (then 200), noting when.
+
+    Each body is a stream still to be read, as a real transport's is.
+    """
+    import httpx
+
+    class Body(httpx.SyncByteStream):
+        def __iter__(self) -> Any:
+            yield b"body"
+
+    answers = list(statuses)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(clock.monotonic())
+        status = answers.pop(0) if answers else 200
+        headers = {"Retry-After": "2"} if status in (429, 503) else {}
+        return httpx.Response(status, headers=headers, stream=Body())
+
+    return httpx.MockTransport(handler)
+
+
+def test_transport_attempts_acquire_the_limiter_and_429_pauses_it() -> None:
+    """ResilientTransport(limiter=): every attempt takes its turn; a 429 pauses the limiter."""
+    import httpx
+
+    from resilient.httpx import ResilientTransport
+
+    clock = ManualClock()
+    limiter = RateLimiter(1, per=4.0, clock=clock)
+    seen: list[float] = []
+    transport = ResilientTransport(
+        scripted([429], seen, clock), limiter=limiter, jitter=False, clock=clock
+    )
+    with httpx.Client(transport=transport) as client:
+        assert client.get("http://api.test/v1").status_code == 200
+    # attempt 1 at 0 (a 429 asking 2 s: the limiter pauses 2 s); the retry waits the
+    # server's 2 s, then its turn, 4 s after the first
+    assert seen == [0.0, 4.0]
+    assert clock.sleeps == [2.0, 2.0]
+
+
+def test_transport_turn_past_total_timeout_raises_the_refusal() -> None:
+    """A turn after total_timeout: RateLimitExceeded at once, noted; nothing more sent."""
+    import httpx
+
+    from resilient.httpx import ResilientTransport
+
+    clock = ManualClock()
+    limiter = RateLimiter(1, per=60.0, clock=clock)
+    seen: list[float] = []
+    transport = ResilientTransport(
+        scripted([503, 503], seen, clock),
+        limiter=limiter,
+        total_timeout=10.0,
+        jitter=False,
+        clock=clock,
+    )
+    with httpx.Client(transport=transport) as client, pytest.raises(RateLimitExceeded) as caught:
+        client.get("http://api.test/v1")
+    assert seen == [0.0]
+    assert any("1 attempt over" in note for note in getattr(caught.value, "__notes__", []))
+    with httpx.Client(transport=transport) as client, pytest.raises(RateLimitExceeded) as caught:
+        client.get("http://api.test/v1")  # the first turn itself is too late: raised untouched
+    assert not getattr(caught.value, "__notes__", [])
+
+
+def test_transport_holds_a_slot_until_the_final_body_is_closed() -> None:
+    """ResilientTransport(concurrency=): the slot is held while the response streams."""
+    import httpx
+
+    from resilient.httpx import ResilientTransport
+
+    clock = ManualClock()
+    limit = ConcurrencyLimit(1, name="llm")
+    transport = ResilientTransport(scripted([], [], clock), concurrency=limit, clock=clock)
+    with httpx.Client(transport=transport) as client:
+        with client.stream("GET", "http://api.test/v1") as response:
+            assert limit.in_flight == 1
+            with pytest.raises(ConcurrencyLimitExceeded):
+                client.get("http://api.test/v1")
+            response.read()
+        assert limit.in_flight == 0
+        assert client.get("http://api.test/v1").status_code == 200
+        assert limit.in_flight == 0
+
+
+def test_transport_429s_cut_an_adaptive_limit() -> None:
+    """429 answers count as overload for an adaptive concurrency limit; success does not."""
+    import httpx
+
+    from resilient.httpx import ResilientTransport
+
+    clock = ManualClock()
+    limit = ConcurrencyLimit(10, adaptive=True)
+    transport = ResilientTransport(
+        scripted([429], [], clock), concurrency=limit, max_retries=0, clock=clock
+    )
+    with httpx.Client(transport=transport) as client:
+        assert client.get("http://api.test/v1").status_code == 429
+    assert limit.limit == 9
+    assert limit.in_flight == 0
+
+
+def test_async_transport_paces_pauses_and_holds_slots() -> None:
+    """AsyncResilientTransport: acquire_async, pause_async, async slots."""
+    import httpx
+
+    from resilient.httpx import AsyncResilientTransport
+
+    clock = ManualClock()
+    store = CountingStore()
+    limiter = RateLimiter(1, per=4.0, name="api", store=store, clock=clock)
+    limit = ConcurrencyLimit(2)
+    seen: list[float] = []
+    answers = [429]
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(clock.monotonic())
+        assert limit.in_flight == 1
+        status = answers.pop(0) if answers else 200
+        # content= gives a body read already: the slot is given back at once
+        return httpx.Response(status, headers={"Retry-After": "2"}, content=b"body")
+
+    async def main() -> int:
+        transport = AsyncResilientTransport(
+            httpx.MockTransport(handler),
+            limiter=limiter,
+            concurrency=limit,
+            jitter=False,
+            clock=clock,
+        )
+        async with httpx.AsyncClient(transport=transport) as client:
+            response = await client.get("http://api.test/v1")
+        return response.status_code
+
+    assert asyncio.run(main()) == 200
+    assert seen == [0.0, 4.0]
+    assert store.calls == ["rate_reserve_async", "rate_reserve_async"]
+    assert limit.in_flight == 0
+
+
+def test_transport_refuses_pacing_objects_that_are_not() -> None:
+    """limiter= and concurrency= are checked at construction, naming them."""
+    from resilient.httpx import ResilientTransport
+
+    with pytest.raises(TypeError, match="limiter must be a RateLimiter or None, got 1"):
+        ResilientTransport(limiter=1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="concurrency must be a ConcurrencyLimit or None, got 1"):
+        ResilientTransport(concurrency=1)  # type: ignore[arg-type]

@@ -80,6 +80,7 @@ if TYPE_CHECKING:
     from resilient._clock import Clock
     from resilient._types import Budget, JitterSpec, Seconds
     from resilient.breaker import CircuitBreaker
+    from resilient.pacing import ConcurrencyLimit, RateLimiter
 
     class _SyncBase(httpx2.BaseTransport, httpx.BaseTransport):  # type: ignore[misc]  # pyright: ignore[reportIncompatibleMethodOverride]
         """What a client of either library accepts as a transport."""
@@ -159,6 +160,18 @@ class ResilientTransport(_SyncBase):
             open circuit raises ``CircuitOpenError`` from the client's call.
         budget: a ``RetryBudget`` (or its Redis twin) each retry spends from;
             no retry when it refuses.
+        limiter: a ``RateLimiter`` every attempt acquires first, within the
+            time left under *total_timeout*: a turn that comes later ends the
+            call with ``RateLimitExceeded`` (noted when attempts were made).
+            A 429 or 503 with ``Retry-After`` pauses it for that long (at
+            most *max_retry_after*), for every caller sharing it.
+        concurrency: a ``ConcurrencyLimit`` every attempt holds a slot of,
+            after the limiter's turn, from sending until its response is
+            read and closed (the final one: until the client closes it; keep
+            ``stream=True`` responses in a ``with``). No slot within its
+            ``max_wait`` ends the call with ``ConcurrencyLimitExceeded``. Its
+            outcomes (429, 503, ``Retry-After``, timeouts) feed an adaptive
+            limit.
         classifier: ``(exc) -> ErrorClass`` for errors and for failing
             responses (given as the library's ``HTTPStatusError``).
         clock: where time is read and waited; default the process clock.
@@ -180,6 +193,8 @@ class ResilientTransport(_SyncBase):
         idempotent: bool = False,
         breaker: CircuitBreaker | None = None,
         budget: Budget | None = None,
+        limiter: RateLimiter | None = None,
+        concurrency: ConcurrencyLimit | None = None,
         classifier: Callable[..., ErrorClass] = classify,
         clock: Clock | None = None,
     ) -> None:
@@ -200,6 +215,8 @@ class ResilientTransport(_SyncBase):
             idempotent=idempotent,
             breaker=breaker,
             budget=budget,
+            limiter=limiter,
+            concurrency=concurrency,
             classifier=classifier,
             clock=clock,
         )
@@ -240,20 +257,31 @@ class ResilientTransport(_SyncBase):
         return self._retry(call, send, request)
 
     def _retry(self, call: _Call, send: Callable[[Any], Any], request: Any) -> Any:
-        """The attempts after the first (all of them under a cap or a breaker)."""
+        """The attempts after the first (all of them under a cap, a breaker or pacing)."""
+        plan = self._plan
         while True:
+            lease = None
+            if plan.limiter is not None or plan.concurrency is not None:
+                lease = call.pace()
             call.start_attempt()
             try:
                 response = call.through_breaker(send, request)
             except Exception as exc:
+                call.release(lease, exc=exc)
                 delay = call.after_error(exc)
                 if delay is None:
                     raise
+            except BaseException as exc:
+                call.release(lease, exc=exc)
+                raise
             else:
+                if plan.limiter is not None:
+                    call.pause(response)
                 delay = call.after_response(response)
                 if delay is None:
-                    return call.finish(response)
+                    return call.finish(response, lease=lease)
                 _drain(response)
+                call.release(lease, response=response)
             if delay > 0:
                 call.clock.sleep(delay)
 
@@ -300,6 +328,8 @@ class AsyncResilientTransport(_AsyncBase):
         idempotent: bool = False,
         breaker: CircuitBreaker | None = None,
         budget: Budget | None = None,
+        limiter: RateLimiter | None = None,
+        concurrency: ConcurrencyLimit | None = None,
         classifier: Callable[..., ErrorClass] = classify,
         clock: Clock | None = None,
     ) -> None:
@@ -320,6 +350,8 @@ class AsyncResilientTransport(_AsyncBase):
             idempotent=idempotent,
             breaker=breaker,
             budget=budget,
+            limiter=limiter,
+            concurrency=concurrency,
             classifier=classifier,
             clock=clock,
         )
@@ -353,20 +385,31 @@ class AsyncResilientTransport(_AsyncBase):
         return await self._retry(call, send, request)
 
     async def _retry(self, call: _Call, send: Callable[[Any], Any], request: Any) -> Any:
-        """The attempts after the first (all of them under a cap or a breaker)."""
+        """The attempts after the first (all of them under a cap, a breaker or pacing)."""
+        plan = self._plan
         while True:
+            lease = None
+            if plan.limiter is not None or plan.concurrency is not None:
+                lease = await call.pace_async()
             call.start_attempt()
             try:
                 response = await call.through_breaker_async(send, request)
             except Exception as exc:
+                await call.release_async(lease, exc=exc)
                 delay = call.after_error(exc)
                 if delay is None:
                     raise
+            except BaseException as exc:
+                await call.release_async(lease, exc=exc)
+                raise
             else:
+                if plan.limiter is not None:
+                    await call.pause_async(response)
                 delay = call.after_response(response)
                 if delay is None:
-                    return call.finish(response, asynchronous=True)
+                    return call.finish(response, asynchronous=True, lease=lease)
                 await _adrain(response)
+                await call.release_async(lease, response=response)
             if delay > 0:
                 await call.clock.asleep(delay)
 
@@ -402,8 +445,10 @@ class _Plan:
         "budget",
         "classifier",
         "clock",
+        "concurrency",
         "direct",
         "idempotent",
+        "limiter",
         "max_attempts",
         "max_retries",
         "max_retry_after",
@@ -422,6 +467,8 @@ class _Plan:
         idempotent: bool,
         breaker: CircuitBreaker | None,
         budget: Budget | None,
+        limiter: RateLimiter | None,
+        concurrency: ConcurrencyLimit | None,
         classifier: Callable[..., ErrorClass],
         clock: Clock | None,
     ) -> None:
@@ -450,7 +497,18 @@ class _Plan:
             )
         if not callable(classifier):
             raise TypeError(f"classifier must be callable, got {classifier!r}")
+        if limiter is not None and not all(
+            callable(getattr(limiter, method, None))
+            for method in ("acquire", "acquire_async", "pause", "pause_async")
+        ):
+            raise TypeError(f"limiter must be a RateLimiter or None, got {limiter!r}")
+        if concurrency is not None and not all(
+            callable(getattr(concurrency, method, None)) for method in ("_enter", "_enter_async")
+        ):
+            raise TypeError(f"concurrency must be a ConcurrencyLimit or None, got {concurrency!r}")
         check_clock(clock)
+        self.limiter = limiter
+        self.concurrency = concurrency
         self.max_retries = max_retries
         self.max_attempts = max_retries + 1
         self.total_timeout = cap
@@ -459,8 +517,10 @@ class _Plan:
         self.budget = budget
         self.classifier = classifier
         self.clock = clock
-        self.direct = total_timeout is None and breaker is None
-        """Whether the first attempt is sent plainly (no cap, no breaker to go through)."""
+        self.direct = (
+            total_timeout is None and breaker is None and limiter is None and concurrency is None
+        )
+        """Whether the first attempt is sent plainly (no cap, breaker or pacing to go through)."""
 
     def describe(self, transport: object) -> str:
         backoff = self.backoff
@@ -558,6 +618,95 @@ class _Call:
             return await breaker.call_async(_counted_async, send, self.module, request)
         except self.module.HTTPStatusError as failure:
             return failure.response
+
+    def pace(self) -> Any:
+        """Take the limiter's turn, then a concurrency slot, for the next attempt.
+
+        Returns the slot's lease. A refusal (``RateLimitExceeded``: the turn
+        comes past ``total_timeout``; ``ConcurrencyLimitExceeded``: no slot
+        within its ``max_wait``) ends the call: it is raised, with a note and
+        a log line when attempts were made before it (the failed answers were
+        read and closed: there is none to return).
+        """
+        plan = self.plan
+        try:
+            if plan.limiter is not None:
+                plan.limiter.acquire(timeout=self.time_left())
+            if plan.concurrency is not None:
+                return plan.concurrency._enter()  # pyright: ignore[reportPrivateUsage]
+        except Exception as refusal:
+            self.refused(refusal)
+            raise
+        return None
+
+    async def pace_async(self) -> Any:
+        """``pace``'s twin: ``await acquire_async``, an async slot."""
+        plan = self.plan
+        try:
+            if plan.limiter is not None:
+                await plan.limiter.acquire_async(timeout=self.time_left())
+            if plan.concurrency is not None:
+                return await plan.concurrency._enter_async()  # pyright: ignore[reportPrivateUsage]
+        except Exception as refusal:
+            self.refused(refusal)
+            raise
+        return None
+
+    def refused(self, refusal: Exception) -> None:
+        """Pacing refused the next attempt: note and log it as a give-up after retries."""
+        if self.attempt > 0:
+            reason = "then pacing refused the next attempt"
+            self.give_up(refusal, None, ErrorClass.TRANSIENT, reason)
+
+    def time_left(self) -> float | None:
+        if self.deadline is None:
+            return None
+        return max(self.deadline - self.clock.monotonic(), 0.0)
+
+    def pause_for(self, response: Any) -> float:
+        """Seconds a 429 or 503 asked every caller to wait, at most ``max_retry_after``."""
+        if response.status_code not in (429, 503):
+            return 0.0
+        asked = retry_after(response)
+        return 0.0 if asked is None else min(asked, self.plan.max_retry_after)
+
+    def pause(self, response: Any) -> None:
+        seconds_ = self.pause_for(response)
+        if seconds_ > 0 and self.plan.limiter is not None:
+            self.plan.limiter.pause(seconds_)
+
+    async def pause_async(self, response: Any) -> None:
+        seconds_ = self.pause_for(response)
+        if seconds_ > 0 and self.plan.limiter is not None:
+            await self.plan.limiter.pause_async(seconds_)
+
+    def signal(self, exc: BaseException | None, response: Any) -> bool | None:
+        """An attempt's outcome for an adaptive limit: overload, success (False), or neither."""
+        concurrency = self.plan.concurrency
+        assert concurrency is not None
+        if exc is not None:
+            return concurrency._failure_signal(exc)  # pyright: ignore[reportPrivateUsage]
+        status = response.status_code
+        if status in (429, 503) or retry_after(response) is not None:
+            return True
+        if status >= 500:
+            return concurrency._failure_signal(_status_error(self.module, self.request, response))  # pyright: ignore[reportPrivateUsage]
+        return False if status < 400 else None
+
+    def release(
+        self, lease: Any, *, exc: BaseException | None = None, response: Any = None
+    ) -> None:
+        """Give the attempt's slot back with its outcome."""
+        concurrency = self.plan.concurrency
+        if concurrency is not None:
+            concurrency._exit(lease, self.signal(exc, response))  # pyright: ignore[reportPrivateUsage]
+
+    async def release_async(
+        self, lease: Any, *, exc: BaseException | None = None, response: Any = None
+    ) -> None:
+        concurrency = self.plan.concurrency
+        if concurrency is not None:
+            await concurrency._exit_async(lease, self.signal(exc, response))  # pyright: ignore[reportPrivateUsage]
 
     # -- what follows it -------------------------------------------------------
 
@@ -727,11 +876,22 @@ class _Call:
 
     # -- the final response ----------------------------------------------------
 
-    def finish(self, response: Any, *, asynchronous: bool = False) -> Any:
-        """The response to hand back: under ``total_timeout``, its body capped too."""
+    def finish(self, response: Any, *, asynchronous: bool = False, lease: Any = None) -> Any:
+        """The response to hand back: under ``total_timeout``, its body capped too.
+
+        With a ``concurrency`` limit, its slot is held until the body is closed.
+        """
         if self.deadline is not None:
             cap = _AsyncCappedBody if asynchronous else _CappedBody
             response.stream = cap(response.stream, self)
+        concurrency = self.plan.concurrency
+        if concurrency is not None:
+            signal = self.signal(None, response)
+            if getattr(response, "is_closed", False):  # its body was read already: done
+                concurrency._exit(lease, signal)  # pyright: ignore[reportPrivateUsage]
+            else:
+                slot = _AsyncSlotBody if asynchronous else _SlotBody
+                response.stream = slot(response.stream, self, lease, signal)
         return response
 
     def body_timeout(self) -> Exception:
@@ -888,3 +1048,48 @@ class _AsyncCappedBody(_AsyncStream):
 
     async def aclose(self) -> None:
         await self._stream.aclose()
+
+
+class _SlotBody(_SyncStream):
+    """Strictly private. The final response's body, holding its concurrency slot until closed."""
+
+    def __init__(self, stream: Any, call: _Call, lease: Any, signal: bool | None) -> None:
+        self._stream = stream
+        self._release: tuple[_Call, Any, bool | None] | None = (call, lease, signal)
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._stream
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            held, self._release = self._release, None
+            if held is not None:
+                call, lease, signal = held
+                concurrency = call.plan.concurrency
+                assert concurrency is not None
+                concurrency._exit(lease, signal)  # pyright: ignore[reportPrivateUsage]
+
+
+class _AsyncSlotBody(_AsyncStream):
+    """Strictly private. ``_SlotBody``'s async twin."""
+
+    def __init__(self, stream: Any, call: _Call, lease: Any, signal: bool | None) -> None:
+        self._stream = stream
+        self._release: tuple[_Call, Any, bool | None] | None = (call, lease, signal)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._stream:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        finally:
+            held, self._release = self._release, None
+            if held is not None:
+                call, lease, signal = held
+                concurrency = call.plan.concurrency
+                assert concurrency is not None
+                await concurrency._exit_async(lease, signal)  # pyright: ignore[reportPrivateUsage]

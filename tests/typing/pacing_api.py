@@ -95,3 +95,11 @@ def retried(url: str) -> bytes:
 
 
 assert_type(retried("u"), bytes)
+
+
+def transports() -> None:
+    from resilient.httpx import AsyncResilientTransport, ResilientTransport
+
+    ResilientTransport(limiter=limiter, concurrency=limit)
+    AsyncResilientTransport(limiter=limiter, concurrency=limit)
+    ResilientTransport(limiter=limit)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
