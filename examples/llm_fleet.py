@@ -18,9 +18,11 @@ questions through the real ``openai`` SDK (its own retries off:
 - **with pacing**: the same ``@retry`` given a ``RateLimiter`` shared by the
   whole fleet through Redis (one script per request, on Redis's clock) at
   97.5% of the API's rate, so the fleet sends as fast as the API admits and
-  a 429's ``Retry-After`` pauses every process, plus an adaptive
+  a 429's ``Retry-After`` pauses every process; an adaptive
   ``ConcurrencyLimit`` per process that backs off on 429s and climbs back
-  on successes.
+  on successes; and a ``ConcurrencyLimit`` of 8 shared through Redis (slots
+  are leases), so the fleet never has more requests in flight than the API
+  serves.
 
 For each run it prints the requests sent, the 429s received (and why), the
 goodput (questions answered per second, over the API's 40 per second) and
@@ -90,22 +92,27 @@ def worker(
     client = openai.OpenAI(base_url=api_url, api_key="not-needed", max_retries=0)
     limiter: RateLimiter | None = None
     slots: ConcurrencyLimit | None = None
+    fleet_slots: ConcurrencyLimit | None = None
     if paced:
         store = RedisStore.from_url(redis_url, namespace=NAMESPACE)
         # The fleet's one rate: every process builds it with the same name. A
         # little under the API's own: requests jitter on their way, and a
         # server's bucket fed at exactly its own rate never refills.
         limiter = RateLimiter(fleet.rate * PACE, burst=1, name="llm-api", store=store)
-        # Each process adapts its own share of the API's capacity.
+        # Each process adapts its own share of the API's capacity...
         slots = ConcurrencyLimit(
             fleet.threads, adaptive=True, max_wait=60.0, name=f"llm-api-{number}"
+        )
+        # ...and never sends more at once than the whole API takes, fleet-wide.
+        fleet_slots = ConcurrencyLimit(
+            fleet.capacity, max_wait=60.0, lease_ttl=30.0, name="llm-api", store=store
         )
 
     @retry(max_retries=fleet.max_retries, base_delay=0.5, max_delay=8.0, limiter=limiter)
     def ask(question: str) -> str:
-        if slots is None:
+        if slots is None or fleet_slots is None:
             return answer(question)
-        with slots:
+        with slots, fleet_slots:
             return answer(question)
 
     def answer(question: str) -> str:
@@ -171,7 +178,7 @@ def run(fleet: Fleet, redis_url: str, *, paced: bool) -> bool:
     goodput = done / finished / fleet.rate if finished > 0 else 0.0
     share = stats.refused / stats.requests if stats.requests else 0.0
     label = (
-        "with pacing (shared RateLimiter + adaptive ConcurrencyLimit + @retry)"
+        "with pacing (shared RateLimiter + ConcurrencyLimits + @retry)"
         if paced
         else "without pacing (@retry alone)"
     )

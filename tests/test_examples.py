@@ -356,7 +356,7 @@ def test_llm_fleet_example_paces_a_small_fleet_without_losing_a_task(redis_serve
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
-    assert "with pacing (shared RateLimiter + adaptive ConcurrencyLimit + @retry):" in out
+    assert "with pacing (shared RateLimiter + ConcurrencyLimits + @retry):" in out
     assert FLEET_TASKS.findall(out) == [("60", "60", "0")]
     [(sent, refused, share)] = FLEET_REQUESTS.findall(out)
     # Every question was answered exactly once: the other requests were 429s.
