@@ -574,6 +574,25 @@ def test_retry_on_result_does_not_retry_a_fatal_status() -> None:
     assert len(calls) == 1
 
 
+@pytest.mark.parametrize(
+    ("status", "verdict", "attempts"),
+    [(503, "false", 1), (429, " False ", 1), (400, "true", 4), (503, "maybe", 4)],
+)
+def test_retry_on_result_honours_x_should_retry(status: int, verdict: str, attempts: int) -> None:
+    """A rejected response's ``x-should-retry`` overrides its status, as on an error's response."""
+    calls = []
+
+    def fetch() -> requests.Response:
+        calls.append(1)
+        resp = response(status)
+        resp.headers["x-should-retry"] = verdict
+        return resp
+
+    result = retry(retry_on_result=lambda r: r.status_code >= 400, clock=ManualClock())(fetch)()
+    assert result.status_code == status
+    assert len(calls) == attempts
+
+
 # --- on_retry, logging ------------------------------------------------------
 
 

@@ -31,6 +31,7 @@ from resilient._classify import (
     classify,
     response_status,
     retry_after,
+    should_retry,
     status_class,
 )
 from resilient._clock import DEFAULTS, SYSTEM_CLOCK, check_clock
@@ -856,7 +857,13 @@ def _result_class(result: object) -> ErrorClass:
     code = getattr(result, "status_code", None)
     if not isinstance(code, int) or isinstance(code, bool):
         code = response_status(result)
-    return (status_class(code) if code is not None else None) or ErrorClass.TRANSIENT
+    found = (status_class(code) if code is not None else None) or ErrorClass.TRANSIENT
+    verdict = None if code is None else should_retry(result)  # x-should-retry, as for errors
+    if verdict is None:
+        return found
+    if not verdict:
+        return ErrorClass.FATAL
+    return ErrorClass.TRANSIENT if found is ErrorClass.FATAL else found
 
 
 def _describe(exc: BaseException | None, result: object) -> str:
