@@ -331,8 +331,10 @@ def test_while_redis_is_down_each_process_paces_alone_at_the_same_settings(
 ) -> None:
     """on_store_error='local': the same rate, in this process; one WARNING; hand back after."""
     server = redis_server_factory()
+    # Stopped, never frozen: refused at once. 5 s, as a live server on a busy machine
+    # may answer later than a short timeout and fake an outage.
     store = RedisStore(
-        closing(connect(server.url, socket_timeout=0.2)), time_source="breaker", retry_interval=0.01
+        closing(connect(server.url, socket_timeout=5.0)), time_source="breaker", retry_interval=0.01
     )
     clock = ManualClock(100.0)
     limiter = RateLimiter(10, burst=2, name="api", store=store, clock=clock)
@@ -375,7 +377,7 @@ def test_on_store_error_open_refuses_and_closed_admits(
 ) -> None:
     """'open': nothing is admitted while Redis is down; 'closed': everything is, unpaced."""
     server = redis_server_factory()
-    store = RedisStore(closing(connect(server.url, socket_timeout=0.2)), on_store_error=mode)
+    store = RedisStore(closing(connect(server.url, socket_timeout=5.0)), on_store_error=mode)
     limiter = RateLimiter(1, name="api", store=store)
     limit = ConcurrencyLimit(1, name="pool", store=store)
     server.stop()
