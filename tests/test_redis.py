@@ -1164,3 +1164,14 @@ def test_store_and_budget_durations_take_a_timedelta(redis_client: Any) -> None:
     assert client.connection_pool.connection_kwargs["socket_connect_timeout"] == 2.0
     with pytest.raises(ValueError, match=r"^idle_ttl must be a finite number > 0"):
         RedisStore(redis_client, idle_ttl=timedelta(seconds=-1))
+
+
+def test_name_is_required_error_stays_short_with_a_redis_store(redis_client: Any) -> None:
+    """A Redis breaker without a name: the error names the store's type, never the
+    client's repr (its connection details)."""
+    with pytest.raises(
+        ValueError, match=r"^name is required with store=RedisStore\(\.\.\.\)"
+    ) as info:
+        CircuitBreaker(store=RedisStore(redis_client))
+    assert "ConnectionPool" not in str(info.value)
+    assert "port" not in str(info.value)

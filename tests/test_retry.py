@@ -2580,3 +2580,20 @@ def test_block_form_limiter_refusal_past_the_deadline_ends_the_loop() -> None:
     # No attempt could start, so none holds a fallback's value: the refusal is raised.
     with pytest.raises(RateLimitExceeded):
         first_turn_refused()
+
+
+def test_a_count_given_to_retry_suggests_max_retries() -> None:
+    """``@retry(5)`` reads like tenacity's positional habit: say ``max_retries=5``."""
+    with pytest.raises(TypeError, match=r"write @retry\(max_retries=5\), not @retry\(5\)"):
+        retry(5)  # type: ignore[call-overload]
+
+
+def test_block_form_logger_receives_its_lines(caplog: pytest.LogCaptureFixture) -> None:
+    """``retrying(logger=...)``: the block's lines go to that logger."""
+    mine = logging.getLogger("myapp.block")
+    with caplog.at_level(logging.WARNING):
+        for attempt in retrying(logger=mine, clock=ManualClock(), name="sync"):
+            with attempt:
+                if attempt.number == 1:
+                    raise ConnectionError("down")
+    assert [r.name for r in caplog.records] == ["myapp.block"]
