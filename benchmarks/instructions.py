@@ -29,7 +29,7 @@ from collections.abc import Callable
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # The same floors and failing function as the timed benchmark, counted instead.
-from retry_overhead import fails_twice, fixed_wrapper, hand_loop, hand_wrapper, work
+from retry_overhead import NoSleep, fails_twice, fixed_wrapper, hand_loop, hand_wrapper, work
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -62,6 +62,9 @@ def _candidates() -> dict[str, Callable[[int], object]]:
         "failure: floor, fixed signature": fixed_loop(fails_twice()),
         "failure: floor, generic": hand_loop(fails_twice()),
         "failure: @retry": retry(max_retries=2, base_delay=0.0, max_delay=0.0)(fails_twice()),
+        "failure: @retry, jittered delays": retry(max_retries=2, base_delay=0.5, clock=NoSleep())(
+            fails_twice()
+        ),
         "task: execute_task_safely": functools.partial(execute_task_safely, "task", work),
         "task: run_tasks, 100 tasks": lambda x: run_tasks(hundred),
     }
@@ -75,6 +78,7 @@ CALLS: tuple[tuple[str, str | None], ...] = (
     ("failure: floor, fixed signature", None),
     ("failure: floor, generic", None),
     ("failure: @retry", "failure: floor, fixed signature"),
+    ("failure: @retry, jittered delays", "failure: floor, fixed signature"),
     ("task: execute_task_safely", "success: floor, generic"),
     ("task: run_tasks, 100 tasks", "success: floor, generic"),
 )
@@ -82,6 +86,7 @@ PER_CALL = {"task: run_tasks, 100 tasks": 100}  # calls of the floor one call st
 SECOND_FLOOR = {
     "success: @retry": "success: floor, generic",
     "failure: @retry": "failure: floor, generic",
+    "failure: @retry, jittered delays": "failure: floor, generic",
     "task: execute_task_safely": "success: floor, fixed signature",
     "task: run_tasks, 100 tasks": "success: floor, fixed signature",
 }

@@ -1003,13 +1003,29 @@ def _decorate(func: Callable[P, T], policy: Policy) -> Callable[P, T]:
             async def retrying_async(*args: Any, **kwargs: Any) -> Any:
                 return await run_retry_async(RetryCall(target, None), args, kwargs)
 
-        else:
+        elif own_clock is not None:
             afunc: Callable[..., Awaitable[Any]] = func
 
             async def retrying_async(*args: Any, **kwargs: Any) -> Any:
-                # The system clock read directly: a method call costs as much as the reading.
-                clock = DEFAULTS.clock if own_clock is None else own_clock
-                start = time.monotonic() if clock is SYSTEM_CLOCK else clock.monotonic()
+                start = own_clock.monotonic()
+                try:
+                    return await afunc(*args, **kwargs)
+                except Exception as exc:
+                    call = RetryCall(target, start, exc)  # the call takes the failure over
+                # Outside the `except`: later failures must not chain onto this one.
+                return await run_retry_async(call, args, kwargs)
+
+        else:
+            afunc = func
+
+            async def retrying_async(*args: Any, **kwargs: Any) -> Any:
+                # The process clock, read directly when it is the system's: a method
+                # call costs as much as the reading.
+                start = (
+                    time.monotonic()
+                    if DEFAULTS.clock is SYSTEM_CLOCK
+                    else DEFAULTS.clock.monotonic()
+                )
                 try:
                     return await afunc(*args, **kwargs)
                 except Exception as exc:
@@ -1027,25 +1043,45 @@ def _decorate(func: Callable[P, T], policy: Policy) -> Callable[P, T]:
     else:
         checked = False  # whether a call returned something that is not a coroutine
 
-        def retrying(*args: Any, **kwargs: Any) -> Any:
+        def succeeded(result: Any) -> Any:
+            """The first success: a plain def that returns a coroutine returns one every
+            time, so the first call tells, and later calls skip the check."""
             nonlocal checked
-            # The system clock read directly: a method call costs as much as the reading.
-            clock = DEFAULTS.clock if own_clock is None else own_clock
-            start = time.monotonic() if clock is SYSTEM_CLOCK else clock.monotonic()
-            try:
-                result = func(*args, **kwargs)
-            except Exception as exc:
-                call = RetryCall(target, start, exc)  # the call takes the failure over
-            else:
-                # A plain def that returns a coroutine returns one every time: the
-                # first call tells, and later calls skip the check.
-                if not checked:
-                    if type(result) in LAZY_RESULTS:
-                        refuse_lazy_result(result, func, "@retry")
-                    checked = True
-                return result
-            # Outside the `except`: later failures must not chain onto this one.
-            return run_retry(call, args, kwargs)
+            if type(result) in LAZY_RESULTS:
+                refuse_lazy_result(result, func, "@retry")
+            checked = True
+            return result
+
+        if own_clock is not None:
+
+            def retrying(*args: Any, **kwargs: Any) -> Any:
+                start = own_clock.monotonic()
+                try:
+                    result = func(*args, **kwargs)
+                except Exception as exc:
+                    call = RetryCall(target, start, exc)  # the call takes the failure over
+                else:
+                    return result if checked else succeeded(result)
+                # Outside the `except`: later failures must not chain onto this one.
+                return run_retry(call, args, kwargs)
+
+        else:
+
+            def retrying(*args: Any, **kwargs: Any) -> Any:
+                # The process clock, read directly when it is the system's: a method
+                # call costs as much as the reading.
+                if DEFAULTS.clock is SYSTEM_CLOCK:
+                    start = time.monotonic()
+                else:
+                    start = DEFAULTS.clock.monotonic()
+                try:
+                    result = func(*args, **kwargs)
+                except Exception as exc:
+                    call = RetryCall(target, start, exc)  # the call takes the failure over
+                else:
+                    return result if checked else succeeded(result)
+                # Outside the `except`: later failures must not chain onto this one.
+                return run_retry(call, args, kwargs)
 
     return functools.wraps(func)(retrying)
 

@@ -63,10 +63,16 @@ class _Strategy:
         return f"{type(self).__name__}()"
 
 
-def _shared_rng() -> random.Random:
-    import random  # noqa: PLC0415 - on the first drawn delay: the retry path never needs it
+_shared: random.Random | None = None
 
-    return random._inst  # pyright: ignore[reportPrivateUsage]  # the generator of random.random()
+
+def _shared_rng() -> random.Random:
+    global _shared
+    if _shared is None:
+        import random  # noqa: PLC0415 - on the first drawn delay: the retry path never needs it
+
+        _shared = random._inst  # pyright: ignore[reportPrivateUsage]  # the generator of random.random()
+    return _shared
 
 
 class NoJitter(_Strategy):
@@ -225,12 +231,40 @@ def _with_rng(strategy: Jitter, rng: random.Random) -> Jitter:
 
 
 def _delays(base: float, cap: float, strategy: Jitter) -> Iterator[float]:
+    if type(strategy) is ProportionalJitter:  # the default, drawn inline: see _proportional
+        return _proportional(base, cap, strategy)
+    return _strategy_delays(base, cap, strategy)
+
+
+def _strategy_delays(base: float, cap: float, strategy: Jitter) -> Iterator[float]:
+    # The nominal delay doubles, exactly, until the cap: nominal_delay() without its
+    # power for each retry (base <= cap, checked when the policy was made).
+    nominal = base if base > 0.0 else 0.0
     previous = base
-    retry_number = 0
     while True:
-        previous = _next_delay(strategy, retry_number, previous, base, cap)
+        delay = strategy(nominal, previous, base, cap)
+        # A user strategy must not make us sleep a negative or uncapped time.
+        previous = min(max(delay, 0.0), cap)
         yield previous
-        retry_number += 1
+        nominal = nominal * 2.0 if nominal * 2.0 < cap else cap
+
+
+def _proportional(base: float, cap: float, strategy: ProportionalJitter) -> Iterator[float]:
+    """``ProportionalJitter``'s delays, each drawn as its ``__call__`` draws it, inlined.
+
+    The same numbers for the same generator state (``random.uniform(a, b)`` is
+    ``a + (b - a) * random()``), at a fraction of the calls: computing a delay
+    cost more than the rest of a failed attempt.
+    """
+    draw = strategy.rng.random  # the generator as it is when the call starts waiting
+    low = 1.0 - strategy.fraction
+    span = (1.0 + strategy.fraction) - low
+    nominal = base if base > 0.0 else 0.0
+    while True:
+        # min() by comparison: a builtin call costs more than the arithmetic.
+        delay = nominal * (low + span * draw())
+        yield delay if delay < cap else cap
+        nominal = nominal * 2.0 if nominal * 2.0 < cap else cap
 
 
 def _next_delay(
