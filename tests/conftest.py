@@ -226,3 +226,23 @@ def redis_cluster_node(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+# -- the two kinds of Redis store ---------------------------------------------------------
+
+
+@pytest.fixture(params=["sync", "async"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """``"sync"`` (RedisStore) or ``"async"`` (AsyncRedisStore): a test of both runs twice."""
+    return str(request.param)
+
+
+@pytest.fixture
+def make_store(
+    store_kind: str, redis_server: RedisServer, redis_client: Any
+) -> Iterator[Callable[..., Any]]:
+    """``make_store(**settings)``: a store of ``store_kind`` on the session's server."""
+    from _redis_stores import Stores
+
+    with Stores(store_kind, redis_server.url, redis_client) as stores:
+        yield stores

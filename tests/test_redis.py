@@ -325,9 +325,9 @@ def test_a_well_built_client_draws_no_warning(redis_client: Any) -> None:
     RedisRetryBudget(redis_client, "api")
 
 
-def test_a_store_sends_nothing_until_a_breaker_uses_it(redis_client: Any) -> None:
+def test_a_store_sends_nothing_until_a_breaker_uses_it(redis_client: Any, make_store: Any) -> None:
     """Building a store and a breaker on it writes no key."""
-    store = RedisStore(redis_client)
+    store = make_store()
     CircuitBreaker(name="idle", store=store)
     assert redis_client.keys("*") == []
 
@@ -335,10 +335,12 @@ def test_a_store_sends_nothing_until_a_breaker_uses_it(redis_client: Any) -> Non
 # -- one circuit for every process ------------------------------------------------------
 
 
-def test_failures_in_one_process_open_the_circuit_for_another(redis_client: Any) -> None:
+def test_failures_in_one_process_open_the_circuit_for_another(
+    redis_client: Any, make_store: Any
+) -> None:
     """Process A's failures open the circuit; process B is rejected without calling."""
-    a = CircuitBreaker(3, 60.0, name="users-api", store=RedisStore(redis_client))
-    b = CircuitBreaker(3, 60.0, name="users-api", store=RedisStore(redis_client))
+    a = CircuitBreaker(3, 60.0, name="users-api", store=make_store())
+    b = CircuitBreaker(3, 60.0, name="users-api", store=make_store())
     fail(a, 2)
     fail(b, 1)  # the third failure, counted in the shared circuit, opens it
     called = []
@@ -351,10 +353,12 @@ def test_failures_in_one_process_open_the_circuit_for_another(redis_client: Any)
     assert b.is_open
 
 
-def test_a_success_anywhere_resets_the_consecutive_count(redis_client: Any) -> None:
+def test_a_success_anywhere_resets_the_consecutive_count(
+    redis_client: Any, make_store: Any
+) -> None:
     """Consecutive means consecutive across the fleet: B's success clears A's failures."""
-    a = CircuitBreaker(3, name="api", store=RedisStore(redis_client))
-    b = CircuitBreaker(3, name="api", store=RedisStore(redis_client))
+    a = CircuitBreaker(3, name="api", store=make_store())
+    b = CircuitBreaker(3, name="api", store=make_store())
     fail(a, 2)
     assert b.failures == 2
     assert b.call(ok) == "ok"
@@ -363,24 +367,26 @@ def test_a_success_anywhere_resets_the_consecutive_count(redis_client: Any) -> N
     assert a.state is CLOSED
 
 
-def test_constructing_a_breaker_never_resets_the_stored_state(redis_client: Any) -> None:
+def test_constructing_a_breaker_never_resets_the_stored_state(
+    redis_client: Any, make_store: Any
+) -> None:
     """A new process's breaker (new store, same name) finds the circuit as it was."""
-    CircuitBreaker(2, 60.0, name="db", store=RedisStore(redis_client)).trip()
-    again = CircuitBreaker(2, 60.0, name="db", store=RedisStore(redis_client))
+    CircuitBreaker(2, 60.0, name="db", store=make_store()).trip()
+    again = CircuitBreaker(2, 60.0, name="db", store=make_store())
     assert again.state is OPEN
     with pytest.raises(CircuitOpenError):
         again.call(ok)
 
 
 def test_after_the_open_period_in_redis_time_a_trial_closes_it_for_everyone(
-    redis_client: Any,
+    redis_client: Any, make_store: Any
 ) -> None:
     """0.5 s of Redis time later one trial is admitted; its success closes the circuit for all.
 
     (Half a second: b's rejection must come within the open period on a busy machine too.)
     """
-    a = CircuitBreaker(1, 0.5, name="api", store=RedisStore(redis_client))
-    b = CircuitBreaker(1, 0.5, name="api", store=RedisStore(redis_client))
+    a = CircuitBreaker(1, 0.5, name="api", store=make_store())
+    b = CircuitBreaker(1, 0.5, name="api", store=make_store())
     fail(a)
     with pytest.raises(CircuitOpenError):
         b.call(ok)
@@ -391,13 +397,13 @@ def test_after_the_open_period_in_redis_time_a_trial_closes_it_for_everyone(
     assert a.call(ok) == "ok"
 
 
-def test_a_trial_failure_reopens_the_circuit_and_the_timer_restarts(redis_client: Any) -> None:
+def test_a_trial_failure_reopens_the_circuit_and_the_timer_restarts(
+    redis_client: Any, make_store: Any
+) -> None:
     """The failed trial's process and every other see it open again, for a new full period."""
     clock = ManualClock()  # the claim is not about Redis time: the breakers' clock will do
     a, b = (
-        CircuitBreaker(
-            1, 0.2, name="api", store=RedisStore(redis_client, time_source="breaker"), clock=clock
-        )
+        CircuitBreaker(1, 0.2, name="api", store=make_store(time_source="breaker"), clock=clock)
         for _ in range(2)
     )
     fail(a)
@@ -407,10 +413,12 @@ def test_a_trial_failure_reopens_the_circuit_and_the_timer_restarts(redis_client
     assert 0.1 < a.remaining <= 0.2
 
 
-def test_exactly_half_open_max_calls_trials_across_stores_and_threads(redis_client: Any) -> None:
+def test_exactly_half_open_max_calls_trials_across_stores_and_threads(
+    redis_client: Any, make_store: Any
+) -> None:
     """16 threads on 4 stores race for the trials of one half-open period: 3 get one."""
     clock = ManualClock()
-    stores = [RedisStore(redis_client, time_source="breaker") for _ in range(4)]
+    stores = [make_store(time_source="breaker") for _ in range(4)]
     breakers = [
         CircuitBreaker(
             1, 0.2, name="api", store=s, half_open_max_calls=3, success_threshold=3, clock=clock
@@ -445,15 +453,15 @@ def test_exactly_half_open_max_calls_trials_across_stores_and_threads(redis_clie
 
 
 def test_a_half_open_period_whose_permit_holder_died_starts_over(
-    redis_client: Any, caplog: pytest.LogCaptureFixture
+    redis_client: Any, caplog: pytest.LogCaptureFixture, make_store: Any
 ) -> None:
     """A permit never handed back blocks trials for trial_timeout, then fresh ones are given.
 
     The late outcome of the lost trial no longer counts.
     """
     # trial_timeout: long enough that the rejection below comes before it on a busy machine.
-    dead = RedisStore(redis_client, trial_timeout=0.5)
-    breaker = CircuitBreaker(1, 0.1, name="api", store=RedisStore(redis_client, trial_timeout=0.5))
+    dead = make_store(trial_timeout=0.5)
+    breaker = CircuitBreaker(1, 0.1, name="api", store=make_store(trial_timeout=0.5))
     fail(breaker)
     time.sleep(0.15)
     policy = breaker._policy
@@ -474,20 +482,18 @@ def test_a_half_open_period_whose_permit_holder_died_starts_over(
     assert breaker.state is CLOSED
 
 
-def test_released_permits_are_handed_out_again(redis_client: Any) -> None:
+def test_released_permits_are_handed_out_again(redis_client: Any, make_store: Any) -> None:
     """A trial ended by an excluded error gives its permit back to the fleet."""
     clock = ManualClock()
     a = CircuitBreaker(
         1,
         0.1,
         name="api",
-        store=RedisStore(redis_client, time_source="breaker"),
+        store=make_store(time_source="breaker"),
         exclude=KeyError,
         clock=clock,
     )
-    b = CircuitBreaker(
-        1, 0.1, name="api", store=RedisStore(redis_client, time_source="breaker"), clock=clock
-    )
+    b = CircuitBreaker(1, 0.1, name="api", store=make_store(time_source="breaker"), clock=clock)
     fail(a)
     clock.advance(0.15)
 
@@ -500,11 +506,11 @@ def test_released_permits_are_handed_out_again(redis_client: Any) -> None:
     assert a.state is CLOSED
 
 
-def test_growing_open_periods_are_stored_per_circuit(redis_client: Any) -> None:
+def test_growing_open_periods_are_stored_per_circuit(redis_client: Any, make_store: Any) -> None:
     """A Backoff recovery_timeout doubles with each opening without a recovery, fleet-wide."""
     clock = ManualClock(100.0)
     recovery = Backoff(10.0, 100.0, jitter=False)
-    store = RedisStore(redis_client, time_source="breaker")
+    store = make_store(time_source="breaker")
     a = CircuitBreaker(1, recovery, name="api", store=store, clock=clock)
     fail(a)
     assert a.remaining == 10.0
@@ -512,7 +518,7 @@ def test_growing_open_periods_are_stored_per_circuit(redis_client: Any) -> None:
     fail(a)  # the trial fails
     assert a.remaining == 20.0
     b = CircuitBreaker(
-        1, recovery, name="api", store=RedisStore(redis_client, time_source="breaker"), clock=clock
+        1, recovery, name="api", store=make_store(time_source="breaker"), clock=clock
     )
     clock.advance(20.0)
     fail(b)  # another process's trial: it reads the openings from Redis
@@ -520,7 +526,7 @@ def test_growing_open_periods_are_stored_per_circuit(redis_client: Any) -> None:
 
 
 def test_a_jittered_duration_drawn_for_a_stale_count_gives_way_to_the_nominal_one(
-    redis_client: Any,
+    redis_client: Any, make_store: Any
 ) -> None:
     """When another process opened meanwhile, the script ignores a draw made for an old count.
 
@@ -530,10 +536,10 @@ def test_a_jittered_duration_drawn_for_a_stale_count_gives_way_to_the_nominal_on
     """
     clock = ManualClock(100.0)
     recovery = Backoff(10.0, 1000.0, jitter=FullJitter())
-    stale = RedisStore(redis_client, time_source="breaker", max_staleness=60.0)
+    stale = make_store(time_source="breaker", max_staleness=60.0)
     a = CircuitBreaker(1, recovery, name="api", store=stale, clock=clock)
     assert a.call(ok) == "ok"  # a's cache: closed, no openings
-    other = RedisStore(redis_client, time_source="breaker")
+    other = make_store(time_source="breaker")
     b = CircuitBreaker(1, recovery, name="api", store=other, clock=clock)
     b.trip()  # openings: 1, for at most 10 s
     b.trip()  # openings: 2, for at most 20 s
@@ -542,11 +548,11 @@ def test_a_jittered_duration_drawn_for_a_stale_count_gives_way_to_the_nominal_on
     assert b.remaining == 40.0
 
 
-def test_a_failure_rate_window_is_shared(redis_client: Any) -> None:
+def test_a_failure_rate_window_is_shared(redis_client: Any, make_store: Any) -> None:
     """Two processes' calls fill one count-based window; its rate opens the circuit."""
     window = FailureRateWindow(0.5, calls=4, minimum_calls=4)
-    a = CircuitBreaker(name="api", window=window, store=RedisStore(redis_client))
-    b = CircuitBreaker(name="api", window=window, store=RedisStore(redis_client))
+    a = CircuitBreaker(name="api", window=window, store=make_store())
+    b = CircuitBreaker(name="api", window=window, store=make_store())
     a.call(ok)
     b.call(ok)
     fail(a)
@@ -556,16 +562,14 @@ def test_a_failure_rate_window_is_shared(redis_client: Any) -> None:
     assert a.metrics.failure_rate == 0.5
 
 
-def test_a_time_based_window_ages_out_in_redis_time(redis_client: Any) -> None:
+def test_a_time_based_window_ages_out_in_redis_time(redis_client: Any, make_store: Any) -> None:
     """Failures leave a 0.5 s window once 0.5 s of Redis time has passed, whatever the clocks.
 
     Five buckets of 0.1 s: a failure stays at least 0.4 s, time enough to count
     them on a busy machine.
     """
     window = FailureRateWindow(0.9, seconds=0.5, buckets=5, minimum_calls=5)
-    breaker = CircuitBreaker(
-        name="api", window=window, store=RedisStore(redis_client), clock=ManualClock(0.0)
-    )
+    breaker = CircuitBreaker(name="api", window=window, store=make_store(), clock=ManualClock(0.0))
     fail(breaker, 3)
     assert breaker.failures == 3
     time.sleep(0.55)
@@ -573,7 +577,7 @@ def test_a_time_based_window_ages_out_in_redis_time(redis_client: Any) -> None:
     assert breaker.metrics.failure_rate == 0.0
 
 
-def test_slow_calls_count_in_a_shared_window(redis_client: Any) -> None:
+def test_slow_calls_count_in_a_shared_window(redis_client: Any, make_store: Any) -> None:
     """Slow successes (timed on the breaker's clock) open the circuit at the slow-call rate."""
     clock = ManualClock()
     window = FailureRateWindow(1.0, calls=2, minimum_calls=2)
@@ -582,7 +586,7 @@ def test_slow_calls_count_in_a_shared_window(redis_client: Any) -> None:
         window=window,
         slow_call_duration=1.0,
         slow_call_rate_threshold=1.0,
-        store=RedisStore(redis_client),
+        store=make_store(),
         clock=clock,
     )
 
@@ -600,14 +604,16 @@ def test_slow_calls_count_in_a_shared_window(redis_client: Any) -> None:
 # -- clocks --------------------------------------------------------------------------
 
 
-def test_breakers_whose_clocks_differ_by_30_s_agree_on_the_open_period(redis_client: Any) -> None:
+def test_breakers_whose_clocks_differ_by_30_s_agree_on_the_open_period(
+    redis_client: Any, make_store: Any
+) -> None:
     """Redis TIME decides: neither clock's reading (nor moving it) ends the 0.6 s open period.
 
     (0.6 s: the three rejections must come within it on a busy machine too.)
     """
     behind, ahead = ManualClock(1000.0), ManualClock(1030.0)
-    a = CircuitBreaker(1, 0.6, name="api", store=RedisStore(redis_client), clock=behind)
-    b = CircuitBreaker(1, 0.6, name="api", store=RedisStore(redis_client), clock=ahead)
+    a = CircuitBreaker(1, 0.6, name="api", store=make_store(), clock=behind)
+    b = CircuitBreaker(1, 0.6, name="api", store=make_store(), clock=ahead)
     fail(a)
     for breaker in (a, b):
         with pytest.raises(CircuitOpenError) as info:
@@ -622,15 +628,13 @@ def test_breakers_whose_clocks_differ_by_30_s_agree_on_the_open_period(redis_cli
     assert a.state is CLOSED
 
 
-def test_with_the_breakers_clocks_the_same_skew_would_split_the_fleet(redis_client: Any) -> None:
+def test_with_the_breakers_clocks_the_same_skew_would_split_the_fleet(
+    redis_client: Any, make_store: Any
+) -> None:
     """The contrast: time_source='breaker' lets the clock 30 s ahead end the period at once."""
     behind, ahead = ManualClock(1000.0), ManualClock(1030.0)
-    a = CircuitBreaker(
-        1, 0.3, name="api", store=RedisStore(redis_client, time_source="breaker"), clock=behind
-    )
-    b = CircuitBreaker(
-        1, 0.3, name="api", store=RedisStore(redis_client, time_source="breaker"), clock=ahead
-    )
+    a = CircuitBreaker(1, 0.3, name="api", store=make_store(time_source="breaker"), clock=behind)
+    b = CircuitBreaker(1, 0.3, name="api", store=make_store(time_source="breaker"), clock=ahead)
     fail(a)
     assert a.state is OPEN
     assert b.state is HALF_OPEN
@@ -707,7 +711,9 @@ def test_a_lost_key_is_an_empty_window_or_a_new_circuit_never_phantom_counts(
         client.close()
 
 
-def test_a_trial_permit_of_a_lost_circuit_is_refused_by_its_successor(redis_client: Any) -> None:
+def test_a_trial_permit_of_a_lost_circuit_is_refused_by_its_successor(
+    redis_client: Any, make_store: Any
+) -> None:
     """The hash lost and recreated: its epochs start elsewhere, so an old ticket matches none.
 
     Process A holds a trial permit when the circuit's hash is lost; process B
@@ -717,7 +723,7 @@ def test_a_trial_permit_of_a_lost_circuit_is_refused_by_its_successor(redis_clie
     clock = ManualClock()
 
     def breaker() -> CircuitBreaker:
-        store = RedisStore(redis_client, time_source="breaker", max_staleness=0.0)
+        store = make_store(time_source="breaker", max_staleness=0.0)
         return CircuitBreaker(1, 10.0, name="api", store=store, clock=clock)
 
     a, b = breaker(), breaker()
@@ -733,19 +739,23 @@ def test_a_trial_permit_of_a_lost_circuit_is_refused_by_its_successor(redis_clie
     assert a.state is CLOSED
 
 
-def test_the_epoch_survives_in_redis_with_all_its_digits(redis_client: Any) -> None:
+def test_the_epoch_survives_in_redis_with_all_its_digits(
+    redis_client: Any, make_store: Any
+) -> None:
     """Seeded from TIME in microseconds: 16 digits, stored exactly (Lua would write 1.7e+15)."""
-    breaker = CircuitBreaker(1, name="api", store=RedisStore(redis_client))
+    breaker = CircuitBreaker(1, name="api", store=make_store())
     fail(breaker)
     epoch = redis_client.hget("{resilient:api}:breaker", "e")
     assert epoch.isdigit()
     assert abs(int(epoch) / 1e6 - float(redis_client.time()[0])) < 60
 
 
-def test_an_open_period_too_long_for_a_redis_expiry_still_opens(redis_client: Any) -> None:
+def test_an_open_period_too_long_for_a_redis_expiry_still_opens(
+    redis_client: Any, make_store: Any
+) -> None:
     """recovery_timeout of ten years (the longest any duration may be): the keys' expiry
     is sent as an integer Redis accepts, not as '3.1e+11' and refused."""
-    store = RedisStore(redis_client)
+    store = make_store()
     breaker = CircuitBreaker(1, 315_576_000.0, name="api", store=store)
     fail(breaker)
     assert breaker.state is OPEN
@@ -771,22 +781,26 @@ def test_a_half_open_rejection_is_remembered_for_max_staleness(redis_client: Any
 # -- keys -----------------------------------------------------------------------------
 
 
-def test_keys_are_hash_tagged_per_breaker_and_namespaced(redis_client: Any) -> None:
+def test_keys_are_hash_tagged_per_breaker_and_namespaced(
+    redis_client: Any, make_store: Any
+) -> None:
     """Both keys of one breaker carry {namespace:name}, so a cluster keeps them in one slot."""
-    store = RedisStore(redis_client, namespace="svc")
+    store = make_store(namespace="svc")
     window = FailureRateWindow(0.5, calls=10)
     CircuitBreaker(name="users-api", window=window, store=store).call(ok)
     assert store.keys("users-api") == ("{svc:users-api}:breaker", "{svc:users-api}:window")
     assert sorted(redis_client.keys("*")) == [b"{svc:users-api}:breaker", b"{svc:users-api}:window"]
-    other = CircuitBreaker(1, name="users-api", store=RedisStore(redis_client, namespace="other"))
+    other = CircuitBreaker(1, name="users-api", store=make_store(namespace="other"))
     fail(other)
     assert other.state is OPEN
     assert CircuitBreaker(name="users-api", window=window, store=store).state is CLOSED
 
 
-def test_keys_expire_when_idle_but_outlive_an_open_period(redis_client: Any) -> None:
+def test_keys_expire_when_idle_but_outlive_an_open_period(
+    redis_client: Any, make_store: Any
+) -> None:
     """idle_ttl after the last write the keys are gone, except while the circuit is open."""
-    store = RedisStore(redis_client, idle_ttl=0.2)
+    store = make_store(idle_ttl=0.2)
     window = FailureRateWindow(0.5, calls=10)
     CircuitBreaker(name="quiet", window=window, store=store).call(ok)
     ttl = redis_client.pttl("{resilient:quiet}:breaker")
@@ -843,7 +857,30 @@ def test_without_the_cache_every_call_asks_redis_twice(redis_client: Any) -> Non
     assert _round_trips(breaker, client, 20, _raise_down) == 2.0
 
 
-def test_an_opening_elsewhere_goes_unseen_for_at_most_max_staleness(redis_client: Any) -> None:
+def test_retry_over_a_redis_breaker_costs_one_round_trip_per_attempt(redis_client: Any) -> None:
+    """``@retry`` over ``@breaker``: after each retried failure the loop asks the breaker how
+    long it stays open; the failure just recorded refreshed what the store remembers, so
+    that answer costs no round trip of its own (it used to cost one, uncounted)."""
+    client = CountingClient(redis_client)
+    breaker = CircuitBreaker(1000, name="api", store=RedisStore(client, max_staleness=60.0))
+
+    @retry(max_retries=4, base_delay=0.0)
+    @breaker
+    def flaky() -> None:
+        _raise_down()
+
+    breaker.call(ok)
+    with contextlib.suppress(Down):
+        breaker.call(_raise_down)  # Redis loads the failure script on first use
+    before = client.round_trips
+    with pytest.raises(Down):
+        flaky()
+    assert client.round_trips - before == 5  # five attempts, one script each
+
+
+def test_an_opening_elsewhere_goes_unseen_for_at_most_max_staleness(
+    redis_client: Any, make_store: Any
+) -> None:
     """A process that just read 'closed' admits calls for at most max_staleness after a trip.
 
     Each call's start is read before it asks: a call admitted from the cache
@@ -852,8 +889,8 @@ def test_an_opening_elsewhere_goes_unseen_for_at_most_max_staleness(redis_client
     the machine (no margin needed).
     """
     staleness = 0.5
-    a = CircuitBreaker(name="api", store=RedisStore(redis_client, max_staleness=staleness))
-    b = CircuitBreaker(name="api", store=RedisStore(redis_client))
+    a = CircuitBreaker(name="api", store=make_store(max_staleness=staleness))
+    b = CircuitBreaker(name="api", store=make_store())
     a.call(ok)  # a reads 'closed'
     b.trip()
     tripped = time.monotonic()
@@ -885,13 +922,15 @@ def test_an_open_circuit_rejects_from_the_cache_without_a_round_trip(redis_clien
 # -- listeners ---------------------------------------------------------------------------
 
 
-def test_listeners_hear_the_changes_this_process_made_in_order(redis_client: Any) -> None:
+def test_listeners_hear_the_changes_this_process_made_in_order(
+    redis_client: Any, make_store: Any
+) -> None:
     """A's listener hears open, half-open, closed; B's hears nothing of what A did."""
     heard_a, heard_b = Transitions(), Transitions()
     clock = ManualClock()
 
     def breaker(heard: Transitions) -> CircuitBreaker:
-        store = RedisStore(redis_client, time_source="breaker")
+        store = make_store(time_source="breaker")
         return CircuitBreaker(1, 0.1, name="api", store=store, listeners=[heard], clock=clock)
 
     a, b = breaker(heard_a), breaker(heard_b)
@@ -904,10 +943,10 @@ def test_listeners_hear_the_changes_this_process_made_in_order(redis_client: Any
 
 
 def test_the_breaker_logs_the_transitions_this_process_made(
-    redis_client: Any, caplog: pytest.LogCaptureFixture
+    redis_client: Any, caplog: pytest.LogCaptureFixture, make_store: Any
 ) -> None:
     """The opening is logged as for an in-memory breaker, with its structured fields."""
-    breaker = CircuitBreaker(2, 30.0, name="api", store=RedisStore(redis_client))
+    breaker = CircuitBreaker(2, 30.0, name="api", store=make_store())
     with caplog.at_level(logging.INFO, logger="resilient.breaker"):
         fail(breaker, 2)
     [record] = caplog.records
@@ -915,9 +954,9 @@ def test_the_breaker_logs_the_transitions_this_process_made(
     assert (record.event, record.failures, record.open_for) == ("circuit_open", 2, 30.0)
 
 
-def test_metrics_say_the_store_mode(redis_client: Any) -> None:
+def test_metrics_say_the_store_mode(redis_client: Any, make_store: Any) -> None:
     """'redis' while Redis answers; a memory breaker says 'memory'."""
-    store = RedisStore(redis_client)
+    store = make_store()
     breaker = CircuitBreaker(name="api", store=store)
     breaker.call(ok)
     assert breaker.metrics.store_mode == "redis" == store.mode("api")
@@ -1014,10 +1053,10 @@ def test_retry_and_tasks_accept_the_shared_budget(redis_client: Any) -> None:
 # -- the other call forms and clients --------------------------------------------------------
 
 
-def test_eight_threads_on_one_store_lose_no_count(redis_client: Any) -> None:
+def test_eight_threads_on_one_store_lose_no_count(redis_client: Any, make_store: Any) -> None:
     """8 threads x 100 calls through one breaker: the shared window holds all 800."""
     window = FailureRateWindow(1.0, calls=800, minimum_calls=800)
-    breaker = CircuitBreaker(name="api", window=window, store=RedisStore(redis_client))
+    breaker = CircuitBreaker(name="api", window=window, store=make_store())
     start = threading.Barrier(8)
 
     def work(n: int) -> None:
@@ -1084,12 +1123,12 @@ def test_a_client_that_decodes_responses_works_as_well(redis_server: Any) -> Non
         decoding.close()
 
 
-def test_force_state_and_reset_go_through_the_store(redis_client: Any) -> None:
+def test_force_state_and_reset_go_through_the_store(redis_client: Any, make_store: Any) -> None:
     """resilient.testing.force_state and reset() change the shared circuit for everyone."""
     from resilient.testing import force_state
 
-    a = CircuitBreaker(name="api", store=RedisStore(redis_client))
-    b = CircuitBreaker(name="api", store=RedisStore(redis_client))
+    a = CircuitBreaker(name="api", store=make_store())
+    b = CircuitBreaker(name="api", store=make_store())
     force_state(a, "open")
     assert b.state is OPEN
     force_state(a, "half_open")

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from _redis_stores import Stores
 from resilient import CircuitBreaker, CircuitOpenError, CircuitState, FailureRateWindow
 from resilient.redis import RedisRetryBudget, RedisStore, connect
 from resilient.testing import ManualClock, force_state
@@ -72,9 +73,16 @@ def server(redis_server_factory: Callable[[], Any]) -> Any:
     return redis_server_factory()
 
 
-def _store(server: Any, **options: Any) -> RedisStore:
+@pytest.fixture
+def stores(store_kind: str, server: Any) -> Iterator[Stores]:
+    """Stores of ``store_kind`` (sync, then async) on the test's own server."""
+    with Stores(store_kind, server.url) as built:
+        yield built
+
+
+def _store(stores: Stores, **options: Any) -> Any:
     options.setdefault("retry_interval", INTERVAL)
-    return RedisStore(connect(server.url, socket_timeout=PATIENT), **options)
+    return stores(socket_timeout=PATIENT, **options)
 
 
 def _wait_for_retry() -> None:
@@ -110,10 +118,10 @@ class ModesOnly:
 
 
 def test_a_local_breaker_takes_over_and_hands_back_when_redis_returns(
-    server: Any, caplog: pytest.LogCaptureFixture
+    server: Any, caplog: pytest.LogCaptureFixture, stores: Any
 ) -> None:
     """Killed: the local breaker counts and opens on its own. Back: Redis decides again."""
-    store = _store(server)
+    store = _store(stores)
     breaker = CircuitBreaker(3, 60.0, name="api", store=store)
     assert breaker.call(ok) == "ok"
     server.stop()
@@ -135,17 +143,20 @@ def test_a_local_breaker_takes_over_and_hands_back_when_redis_returns(
     assert "retrying Redis every 0.2 s" in down.getMessage()
     assert (down.breaker, down.store_mode, down.retry_in) == ("api", "local", INTERVAL)
     assert down.error_type.endswith("ConnectionError")
-    assert "Connection refused" in down.error
+    # redis-py's sync client says "Connection refused", its asyncio client "Connect call failed"
+    assert "Connection refused" in down.error or "Connect call failed" in down.error
     [back] = _events(caplog, "breaker_store_recovered")
     assert back.getMessage().startswith("circuit 'api' reached Redis again after ")
     assert (back.breaker, back.store_mode, back.previous_mode) == ("api", "redis", "local")
     assert back.outage_seconds > INTERVAL
 
 
-def test_the_local_breaker_runs_its_own_trials_on_the_breakers_clock(server: Any) -> None:
+def test_the_local_breaker_runs_its_own_trials_on_the_breakers_clock(
+    server: Any, stores: Any
+) -> None:
     """While Redis is down the local circuit opens, half-opens and closes as a memory one."""
     clock = ManualClock()
-    breaker = CircuitBreaker(1, 30.0, name="api", store=_store(server), clock=clock)
+    breaker = CircuitBreaker(1, 30.0, name="api", store=_store(stores), clock=clock)
     breaker.call(ok)
     server.stop()
     fail(breaker)
@@ -156,9 +167,11 @@ def test_the_local_breaker_runs_its_own_trials_on_the_breakers_clock(server: Any
     assert breaker.state is CLOSED
 
 
-def test_the_outcome_of_a_trial_redis_granted_is_dropped_while_redis_is_down(server: Any) -> None:
+def test_the_outcome_of_a_trial_redis_granted_is_dropped_while_redis_is_down(
+    server: Any, stores: Any
+) -> None:
     """Nothing to record it in: no error, and the local breaker is not touched by it."""
-    breaker = CircuitBreaker(1, 0.1, name="api", store=_store(server))
+    breaker = CircuitBreaker(1, 0.1, name="api", store=_store(stores))
     fail(breaker)
     time.sleep(0.15)
     with breaker:  # admitted as Redis's trial
@@ -171,7 +184,7 @@ def test_the_outcome_of_a_trial_redis_granted_is_dropped_while_redis_is_down(ser
 
 
 def test_one_breakers_script_error_falls_back_that_breaker_alone(
-    redis_client: Any, caplog: pytest.LogCaptureFixture
+    redis_client: Any, caplog: pytest.LogCaptureFixture, make_store: Any
 ) -> None:
     """A key overwritten with a string (WRONGTYPE) sends its breaker to the fallback, no other.
 
@@ -180,7 +193,7 @@ def test_one_breakers_script_error_falls_back_that_breaker_alone(
     comes back once the key is gone; the other breaker never leaves Redis.
     """
     interval = 0.05
-    store = RedisStore(redis_client, retry_interval=interval, max_staleness=0.0)
+    store = make_store(retry_interval=interval, max_staleness=0.0)
     modes = ModesOnly()
     broken = CircuitBreaker(3, name="broken", store=store, listeners=[modes])
     healthy = CircuitBreaker(3, name="healthy", store=store)
@@ -218,7 +231,7 @@ def test_one_breakers_script_error_falls_back_that_breaker_alone(
 
 
 def test_a_breaker_whose_writes_fail_is_not_handed_back_by_a_read(
-    redis_client: Any, caplog: pytest.LogCaptureFixture
+    redis_client: Any, caplog: pytest.LogCaptureFixture, make_store: Any
 ) -> None:
     """Its window key made a hash: admissions (reads) work, recording fails; no flapping.
 
@@ -227,7 +240,7 @@ def test_a_breaker_whose_writes_fail_is_not_handed_back_by_a_read(
     broken, with one warning.
     """
     interval = 0.05
-    store = RedisStore(redis_client, retry_interval=interval, max_staleness=0.0)
+    store = make_store(retry_interval=interval, max_staleness=0.0)
     window = FailureRateWindow(0.5, calls=10, minimum_calls=10)
     breaker = CircuitBreaker(name="api", window=window, store=store)
     breaker.call(ok)
@@ -247,7 +260,7 @@ def test_a_breaker_whose_writes_fail_is_not_handed_back_by_a_read(
 
 @pytest.mark.parametrize("refusal", ["read-only replica", "out of memory"])
 def test_a_server_that_refuses_writes_is_an_outage_until_a_write_succeeds(
-    server: Any, caplog: pytest.LogCaptureFixture, refusal: str
+    server: Any, caplog: pytest.LogCaptureFixture, refusal: str, stores: Any
 ) -> None:
     """READONLY (a failover left us on a replica) or OOM: reads still work, so they prove nothing.
 
@@ -256,7 +269,7 @@ def test_a_server_that_refuses_writes_is_an_outage_until_a_write_succeeds(
     """
     interval = 0.05
     admin = connect(server.url)
-    store = _store(server, retry_interval=interval, max_staleness=0.0)
+    store = _store(stores, retry_interval=interval, max_staleness=0.0)
     breaker = CircuitBreaker(1000, name="api", store=store)
     breaker.call(ok)
     if refusal == "read-only replica":
@@ -321,10 +334,10 @@ def test_the_budget_is_handed_back_only_when_a_write_succeeds(
 # -- the local fallback starts where Redis was -------------------------------------------
 
 
-def test_the_local_breaker_starts_from_the_state_redis_last_gave(server: Any) -> None:
+def test_the_local_breaker_starts_from_the_state_redis_last_gave(server: Any, stores: Any) -> None:
     """Open stays open for the rest of its period; half-open admits its trials and no more."""
     clock = ManualClock()
-    store = _store(server)
+    store = _store(stores)
     tripped = CircuitBreaker(1, 30.0, name="tripped", store=store, clock=clock)
     probing = CircuitBreaker(1, 30.0, name="probing", store=store, clock=clock)
     fail(tripped)
@@ -349,7 +362,7 @@ def test_the_local_breaker_starts_from_the_state_redis_last_gave(server: Any) ->
 
 
 def test_listeners_hear_store_mode_changes_in_order_with_state_changes(
-    server: Any, caplog: pytest.LogCaptureFixture
+    server: Any, caplog: pytest.LogCaptureFixture, stores: Any
 ) -> None:
     """Down: 'redis' -> 'local', then the local opening; back: 'local' -> 'redis'.
 
@@ -366,7 +379,7 @@ def test_listeners_hear_store_mode_changes_in_order_with_state_changes(
             if new_mode == "redis":  # delivered from a call that held the ordering lock
                 breaker.call(ok)
 
-    store = _store(server)
+    store = _store(stores)
     breaker = CircuitBreaker(2, 60.0, name="api", store=store, listeners=[heard, CallsBack()])
     breaker.call(ok)
     server.stop()
@@ -392,10 +405,10 @@ def test_listeners_hear_store_mode_changes_in_order_with_state_changes(
     assert (back.local_state, back.redis_state, back.states_differ) == ("open", "closed", True)
 
 
-def test_a_breaker_without_state_listeners_hears_mode_changes_too(server: Any) -> None:
+def test_a_breaker_without_state_listeners_hears_mode_changes_too(server: Any, stores: Any) -> None:
     """The hook alone, on a breaker whose store operations take no ordering lock."""
     modes = ModesOnly()
-    store = _store(server, max_staleness=0.0)
+    store = _store(stores, max_staleness=0.0)
     breaker = CircuitBreaker(name="api", store=store, listeners=[modes])
     breaker.call(ok)
     server.stop()
@@ -405,10 +418,10 @@ def test_a_breaker_without_state_listeners_hears_mode_changes_too(server: Any) -
 
 
 def test_transitions_logged_on_redis_say_their_store_mode(
-    redis_client: Any, caplog: pytest.LogCaptureFixture
+    redis_client: Any, caplog: pytest.LogCaptureFixture, make_store: Any
 ) -> None:
     """store_mode is in every transition's extras; only the local fallback adds to the message."""
-    breaker = CircuitBreaker(1, 30.0, name="api", store=RedisStore(redis_client))
+    breaker = CircuitBreaker(1, 30.0, name="api", store=make_store())
     with caplog.at_level(logging.INFO, logger="resilient.breaker"):
         fail(breaker)
     [record] = caplog.records
@@ -420,14 +433,14 @@ def test_transitions_logged_on_redis_say_their_store_mode(
 
 
 def test_the_open_fallback_rejects_calls_until_redis_returns(
-    server: Any, caplog: pytest.LogCaptureFixture
+    server: Any, caplog: pytest.LogCaptureFixture, stores: Any
 ) -> None:
     """Every call is rejected without running, with the seconds until Redis is tried again.
 
     (With ``max_staleness=0`` the first call after the kill notices it; with the
     cache, calls admitted from it in the first ``max_staleness`` would run.)
     """
-    store = _store(server, on_store_error="open", max_staleness=0.0)
+    store = _store(stores, on_store_error="open", max_staleness=0.0)
     breaker = CircuitBreaker(name="api", store=store)
     assert breaker.call(ok) == "ok"
     server.stop()
@@ -456,9 +469,11 @@ def test_the_open_fallback_rejects_calls_until_redis_returns(
     assert breaker.metrics.store_mode == "redis"
 
 
-def test_the_closed_fallback_lets_calls_through_and_counts_nothing(server: Any) -> None:
+def test_the_closed_fallback_lets_calls_through_and_counts_nothing(
+    server: Any, stores: Any
+) -> None:
     """Calls run unguarded: failures neither open the circuit nor reach Redis later."""
-    breaker = CircuitBreaker(2, 60.0, name="api", store=_store(server, on_store_error="closed"))
+    breaker = CircuitBreaker(2, 60.0, name="api", store=_store(stores, on_store_error="closed"))
     assert breaker.call(ok) == "ok"
     server.stop()
     fail(breaker, 5)
@@ -571,11 +586,11 @@ def test_redis_is_tried_at_most_once_per_retry_interval(server: Any) -> None:
 
 
 def test_one_warning_per_outage_and_one_info_line_per_breaker(
-    server: Any, caplog: pytest.LogCaptureFixture
+    server: Any, caplog: pytest.LogCaptureFixture, stores: Any
 ) -> None:
     """Two outages of one store, two breakers: the store warns once per outage and once
     per recovery; each breaker's fallback and hand-back are INFO lines, once each."""
-    store = _store(server)
+    store = _store(stores)
     breakers = [CircuitBreaker(1000, name=n, store=store) for n in ("a", "b")]
     with caplog.at_level(logging.INFO, logger="resilient.redis"):
         for _ in range(2):

@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
+from _redis_stores import Stores
 from resilient import CircuitBreaker, CircuitOpenError, FailureRateWindow
-from resilient.redis import RedisRetryBudget, RedisStore
+from resilient.redis import RedisStore
 from resilient.redis import connect as _connect
 from resilient.testing import ManualClock
 
@@ -69,8 +70,11 @@ def run_in_processes(
     redis_client: Any,
     worker: Callable[..., Any],
     during: Callable[[str], None] | None = None,
+    kind: str = "sync",
 ) -> list[Any]:
-    """Run ``worker(n, url, run)`` in the 4 processes at once; return what each returned.
+    """Run ``worker(n, url, run, kind)`` in the 4 processes at once; return what each returned.
+
+    *kind*: the kind of store the workers build (``RedisStore`` or ``AsyncRedisStore``).
 
     *during(run)* runs in the test process while the workers run (for barriers
     that include it).
@@ -78,7 +82,7 @@ def run_in_processes(
     options = redis_client.connection_pool.connection_kwargs
     url = f"redis://{options['host']}:{options['port']}/{options.get('db', 0)}"
     run = f"run-{next(_runs)}"
-    futures = [pool.submit(worker, n, url, run) for n in range(WORKERS)]
+    futures = [pool.submit(worker, n, url, run, kind) for n in range(WORKERS)]
     if during is not None:
         during(run)
     return [future.result(timeout=240) for future in futures]
@@ -87,9 +91,16 @@ def run_in_processes(
 # -- failures anywhere open it everywhere ------------------------------------------------
 
 
-def _one_failure_each(n: int, url: str, run: str) -> tuple[str, list[int], float]:
+def _one_failure_each(n: int, url: str, run: str, kind: str) -> tuple[str, list[int], float]:
+    with Stores(kind, url) as stores:
+        return _one_failure(stores, n, url, run)
+
+
+def _one_failure(stores: Stores, n: int, url: str, run: str) -> tuple[str, list[int], float]:
     client = connect(url)
-    breaker = CircuitBreaker(WORKERS, 60.0, name=run, store=RedisStore(client, max_staleness=0.0))
+    breaker = CircuitBreaker(
+        WORKERS, 60.0, name=run, store=stores(socket_timeout=5.0, max_staleness=0.0)
+    )
     barrier(client, f"{run}:start")
     with contextlib.suppress(Down):
         breaker.call(_raise_down)
@@ -105,10 +116,10 @@ def _one_failure_each(n: int, url: str, run: str) -> tuple[str, list[int], float
 
 
 def test_one_failure_in_each_of_4_processes_opens_the_circuit_for_all(
-    pool: ProcessPoolExecutor, redis_client: Any
+    pool: ProcessPoolExecutor, redis_client: Any, store_kind: str
 ) -> None:
     """Threshold 4, one failure per process: every process is then rejected without calling."""
-    reports = run_in_processes(pool, redis_client, _one_failure_each)
+    reports = run_in_processes(pool, redis_client, _one_failure_each, kind=store_kind)
     assert [r[:2] for r in reports] == [("rejected", [])] * WORKERS
     assert all(50.0 < r[2] <= 60.0 for r in reports)
 
@@ -116,15 +127,20 @@ def test_one_failure_in_each_of_4_processes_opens_the_circuit_for_all(
 # -- exactly half_open_max_calls trials across processes --------------------------------
 
 
-def _trial_breaker(name: str, store: RedisStore) -> CircuitBreaker:
+def _trial_breaker(name: str, store: Any) -> CircuitBreaker:
     return CircuitBreaker(
         1, 0.3, name=name, half_open_max_calls=2, success_threshold=2, store=store
     )
 
 
-def _race_for_trials(n: int, url: str, run: str) -> tuple[int, str]:
+def _race_for_trials(n: int, url: str, run: str, kind: str) -> tuple[int, str]:
+    with Stores(kind, url) as stores:
+        return _race(stores, url, run)
+
+
+def _race(stores: Stores, url: str, run: str) -> tuple[int, str]:
     client = connect(url)
-    breaker = _trial_breaker(run, RedisStore(client))
+    breaker = _trial_breaker(run, stores(socket_timeout=5.0))
     with contextlib.ExitStack() as held:
         barrier(client, f"{run}:open-period-over", WORKERS + 1)
         admitted = 0
@@ -143,7 +159,7 @@ def _race_for_trials(n: int, url: str, run: str) -> tuple[int, str]:
 
 
 def test_after_the_open_period_exactly_two_trials_run_across_4_processes(
-    pool: ProcessPoolExecutor, redis_client: Any
+    pool: ProcessPoolExecutor, redis_client: Any, store_kind: str
 ) -> None:
     """4 processes x 5 attempts while the trials run: 2 admitted in all; they close it."""
 
@@ -152,7 +168,9 @@ def test_after_the_open_period_exactly_two_trials_run_across_4_processes(
         time.sleep(0.35)  # Redis time: the open period is over
         barrier(redis_client, f"{run}:open-period-over", WORKERS + 1)
 
-    reports = run_in_processes(pool, redis_client, _race_for_trials, during=open_then_wait)
+    reports = run_in_processes(
+        pool, redis_client, _race_for_trials, during=open_then_wait, kind=store_kind
+    )
     assert sum(admitted for admitted, _ in reports) == 2
     assert {state for _, state in reports} == {"closed"}
 
@@ -160,7 +178,7 @@ def test_after_the_open_period_exactly_two_trials_run_across_4_processes(
 # -- no count lost ------------------------------------------------------------------------
 
 
-def _counting_breaker(name: str, store: RedisStore, clock: ManualClock) -> CircuitBreaker:
+def _counting_breaker(name: str, store: Any, clock: ManualClock) -> CircuitBreaker:
     # Opens only once the window is full and every call failed or was slow: never here.
     window = FailureRateWindow(1.0, calls=TOTAL_CALLS, minimum_calls=TOTAL_CALLS)
     return CircuitBreaker(
@@ -168,10 +186,15 @@ def _counting_breaker(name: str, store: RedisStore, clock: ManualClock) -> Circu
     )
 
 
-def _mixed_calls(n: int, url: str, run: str) -> tuple[int, int]:
+def _mixed_calls(n: int, url: str, run: str, kind: str) -> tuple[int, int]:
+    with Stores(kind, url) as stores:
+        return _mixed(stores, n, url, run)
+
+
+def _mixed(stores: Stores, n: int, url: str, run: str) -> tuple[int, int]:
     client = connect(url)
     clock = ManualClock()
-    breaker = _counting_breaker(run, RedisStore(client), clock)
+    breaker = _counting_breaker(run, stores(socket_timeout=5.0), clock)
     failures = slow = 0
 
     def call(k: int) -> str:
@@ -193,10 +216,10 @@ def _mixed_calls(n: int, url: str, run: str) -> tuple[int, int]:
 
 
 def test_4_processes_x_2000_mixed_calls_lose_no_count(
-    pool: ProcessPoolExecutor, redis_client: Any
+    pool: ProcessPoolExecutor, redis_client: Any, store_kind: str
 ) -> None:
     """The shared window's totals are the sums of what the processes did."""
-    reports = run_in_processes(pool, redis_client, _mixed_calls)
+    reports = run_in_processes(pool, redis_client, _mixed_calls, kind=store_kind)
     breaker = _counting_breaker("run-x", RedisStore(redis_client), ManualClock())
     [run] = {key.decode().split("}")[0][len("{resilient:") :] for key in redis_client.keys("{*")}
     stored = breaker._store.snapshot(run, breaker._policy, 0.0)
@@ -209,19 +232,147 @@ def test_4_processes_x_2000_mixed_calls_lose_no_count(
 # -- one budget -------------------------------------------------------------------------------
 
 
-def _spend(n: int, url: str, run: str) -> int:
+def _spend(n: int, url: str, run: str, kind: str) -> int:
     client = connect(url)
-    budget = RedisRetryBudget(client, run, max_tokens=10, token_ratio=0.1)
-    barrier(client, f"{run}:start")
-    allowed = sum(budget.record_failure() for _ in range(10))
+    with Stores(kind, url) as stores:
+        budget = stores.budget(run, socket_timeout=5.0, max_tokens=10, token_ratio=0.1)
+        barrier(client, f"{run}:start")
+        allowed = sum(budget.record_failure() for _ in range(10))
     client.close()
     return allowed
 
 
 def test_4_processes_spending_one_budget_never_exceed_it(
-    pool: ProcessPoolExecutor, redis_client: Any
+    pool: ProcessPoolExecutor, redis_client: Any, store_kind: str
 ) -> None:
     """40 failures against 10 tokens: exactly 4 retries allowed in all, the bucket empty."""
-    assert sum(run_in_processes(pool, redis_client, _spend)) == 4
+    assert sum(run_in_processes(pool, redis_client, _spend, kind=store_kind)) == 4
     [key] = redis_client.keys("{*")
     assert float(redis_client.get(key)) == 0.0
+
+
+# -- asyncio programs: 3 processes x 100 coroutines on one breaker -------------------------
+
+COROUTINES = 100
+ASYNC_WORKERS = 3
+
+
+async def _async_barrier(client: Any, name: str, parties: int) -> None:
+    """``barrier`` for a coroutine: the loop keeps running while it waits."""
+    import asyncio
+
+    await client.incr(f"barrier:{name}")
+    deadline = time.monotonic() + 60.0
+    while int(await client.get(f"barrier:{name}")) < parties:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"barrier {name!r}: not every process arrived")
+        await asyncio.sleep(0.002)
+
+
+def _asyncio_program(n: int, url: str, run: str, kind: str) -> dict[str, Any]:
+    """One process, one event loop, 100 coroutines on one breaker on an AsyncRedisStore."""
+    import asyncio
+
+    from resilient.redis import AsyncRedisStore, connect_async
+
+    async def main() -> dict[str, Any]:
+        clock = ManualClock()  # every process's clock moves as the others' do (see below)
+        client = connect_async(url, socket_timeout=5.0)
+        heard: list[tuple[str, str]] = []
+
+        class Heard:
+            def on_state_change(self, breaker: Any, old: Any, new: Any) -> None:
+                heard.append((old.value, new.value))
+
+        # The breakers' clocks, not Redis TIME: the open period ends when the test says,
+        # not when a busy machine happens to get there (the claims are not about time).
+        store = AsyncRedisStore(client, max_staleness=0.05, time_source="breaker")
+        breaker = CircuitBreaker(
+            50,
+            60.0,
+            clock=clock,
+            name=run,
+            store=store,
+            half_open_max_calls=3,
+            success_threshold=3,
+            listeners=[Heard()],
+        )
+        ran: list[int] = []
+
+        async def failing() -> None:
+            ran.append(1)
+            raise Down("connection refused")
+
+        async def fail_once() -> str:
+            try:
+                await breaker.call_async(failing)
+            except Down:
+                return "failed"
+            except CircuitOpenError:
+                return "rejected"
+            return "ran"
+
+        await _async_barrier(client, f"{run}:start", ASYNC_WORKERS)
+        first = await asyncio.gather(*(fail_once() for _ in range(COROUTINES)))
+        await _async_barrier(client, f"{run}:failed", ASYNC_WORKERS)
+        await asyncio.sleep(0.06)  # past max_staleness: every process has seen the opening
+        ran.clear()
+        after = await asyncio.gather(*(fail_once() for _ in range(COROUTINES)))
+        ran_after = len(ran)
+        # The half-open period: every process's clock passes the open period at once.
+        await _async_barrier(client, f"{run}:rejected", ASYNC_WORKERS)
+        clock.advance(61.0)
+        release = asyncio.Event()
+        tried = 0
+        all_tried = asyncio.Event()
+
+        def one_more() -> None:
+            nonlocal tried
+            tried += 1
+            if tried == COROUTINES:
+                all_tried.set()
+
+        async def trial() -> bool:
+            try:
+                async with breaker:
+                    one_more()
+                    await release.wait()  # hold the permit until every process has tried
+                    return True
+            except CircuitOpenError:
+                one_more()
+                return False
+
+        trials = [asyncio.ensure_future(trial()) for _ in range(COROUTINES)]
+        await all_tried.wait()
+        await _async_barrier(client, f"{run}:everyone-tried", ASYNC_WORKERS)
+        release.set()
+        admitted = sum(await asyncio.gather(*trials))
+        await client.aclose()
+        return {
+            "first": sorted(set(first)),
+            "after": sorted(set(after)),
+            "ran_after": ran_after,
+            "admitted": admitted,
+            "heard": heard,
+        }
+
+    # Never left waiting for ever (the pool's shutdown would wait for it): 60 s at most.
+    return asyncio.run(asyncio.wait_for(main(), 60.0))
+
+
+def test_3_asyncio_processes_x_100_coroutines_open_once_and_share_the_trials(
+    pool: ProcessPoolExecutor, redis_client: Any
+) -> None:
+    """300 failing coroutines open the circuit once fleet-wide; every process then rejects
+    without calling; the half-open period admits exactly half_open_max_calls (3) in all."""
+    options = redis_client.connection_pool.connection_kwargs
+    url = f"redis://{options['host']}:{options['port']}/{options.get('db', 0)}"
+    run = f"run-{next(_runs)}"
+    futures = [pool.submit(_asyncio_program, n, url, run, "async") for n in range(ASYNC_WORKERS)]
+    reports = [future.result(timeout=100) for future in futures]
+    openings = [change for r in reports for change in r["heard"] if change == ("closed", "open")]
+    assert len(openings) == 1  # opened once, by one process's failure, fleet-wide
+    assert all(r["after"] == ["rejected"] and r["ran_after"] == 0 for r in reports)
+    assert sum(r["admitted"] for r in reports) == 3
+    closings = [c for r in reports for c in r["heard"] if c == ("half_open", "closed")]
+    assert len(closings) == 1

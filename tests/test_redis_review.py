@@ -9,11 +9,12 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from _redis_stores import Stores
 from resilient import BreakerListener, CircuitBreaker, CircuitState
 from resilient.redis import RedisStore, connect
 
@@ -37,8 +38,15 @@ def server(redis_server_factory: Callable[[], Any]) -> Any:
     return redis_server_factory()
 
 
+@pytest.fixture
+def stores(store_kind: str, server: Any) -> Iterator[Stores]:
+    """Stores of ``store_kind`` (sync, then async) on the test's own server."""
+    with Stores(store_kind, server.url) as built:
+        yield built
+
+
 def test_a_breaker_with_a_broken_key_keeps_healthy_breakers_off_redis_after_an_outage(
-    server: Any,
+    server: Any, stores: Any
 ) -> None:
     """After a store-wide outage, the breaker that retries first may have a broken key.
 
@@ -49,9 +57,7 @@ def test_a_breaker_with_a_broken_key_keeps_healthy_breakers_off_redis_after_an_o
     gets back to Redis.
     """
     interval = 0.02
-    store = RedisStore(
-        connect(server.url, socket_timeout=PATIENT), retry_interval=interval, max_staleness=0.0
-    )
+    store = stores(socket_timeout=PATIENT, retry_interval=interval, max_staleness=0.0)
     broken = CircuitBreaker(1000, name="broken", store=store)
     healthy = CircuitBreaker(1000, name="healthy", store=store)
     assert broken.call(ok) == healthy.call(ok) == "ok"
@@ -98,13 +104,12 @@ class StateHeard(BreakerListener):
         self.heard.append((old, new))
 
 
-def test_with_a_state_listener_a_call_waits_at_most_one_socket_timeout_behind_a_retry(
-    server: Any,
-) -> None:
-    """With an ``on_state_change`` listener the breaker makes its store operations one at a
-    time in this process (so the listener hears changes in the order they happened), so
-    while one call retries a frozen Redis the others wait for it: at most one socket
-    timeout, as docs/distributed.md says, and then the fallback decides at once."""
+def test_with_a_state_listener_a_call_does_not_wait_behind_another_calls_retry(server: Any) -> None:
+    """An ``on_state_change`` listener used to make the breaker run its store operations
+    one at a time in this process (so the listener heard changes in order): while one
+    call retried a frozen Redis, every other call waited up to a socket timeout behind
+    it. Changes are now ordered by the circuit's sequence number instead, and the other
+    calls decide from the fallback at once."""
     interval = 0.5  # the call behind the retry decides long before Redis may be tried again
     client = ScriptsByThread(connect(server.url, socket_timeout=TIMEOUT))
     store = RedisStore(client, retry_interval=interval, max_staleness=0.0)
@@ -126,13 +131,15 @@ def test_with_a_state_listener_a_call_waits_at_most_one_socket_timeout_behind_a_
     waited = time.monotonic() - began
     server.resume()
     retrying.join()
-    assert client.threads == [retrying.ident]  # this call did not try Redis itself...
-    # ...and waited for the other's try alone: less than two socket timeouts, on any machine.
-    assert waited < 2 * TIMEOUT, f"a call waited {waited:.3f} s behind another call's retry"
+    # This call did not try Redis itself (the retry, answered once the server thaws at
+    # once, goes on to load the scripts and run its own operation: several sends)...
+    assert set(client.threads) == {retrying.ident}
+    # ...nor waited for the other's try: it would wait until the socket timeout behind it.
+    assert waited < TIMEOUT / 2, f"a call waited {waited:.3f} s behind another call's retry"
 
 
 def test_one_outage_of_redis_logs_one_warning_not_one_per_breaker(
-    server: Any, caplog: pytest.LogCaptureFixture
+    server: Any, caplog: pytest.LogCaptureFixture, stores: Any
 ) -> None:
     """Issue 9: "One structured warning per outage and one on recovery, not one per call".
 
@@ -142,9 +149,7 @@ def test_one_outage_of_redis_logs_one_warning_not_one_per_breaker(
     workers turns one Redis restart into 4,000 WARNING lines.
     """
     interval = 0.02
-    store = RedisStore(
-        connect(server.url, socket_timeout=PATIENT), retry_interval=interval, max_staleness=0.0
-    )
+    store = stores(socket_timeout=PATIENT, retry_interval=interval, max_staleness=0.0)
     breakers = [CircuitBreaker(1000, name=f"dep-{i}", store=store) for i in range(20)]
     for breaker in breakers:
         breaker.call(ok)
@@ -164,7 +169,7 @@ def test_one_outage_of_redis_logs_one_warning_not_one_per_breaker(
     ]
 
 
-def test_a_mode_watcher_that_raises_does_not_fail_the_call(server: Any) -> None:
+def test_a_mode_watcher_that_raises_does_not_fail_the_call(server: Any, stores: Any) -> None:
     """``RedisStore.watch_mode`` callbacks run inside the store operation, unguarded.
 
     A watcher that raises (a metrics exporter with a bug) makes the call that
@@ -172,9 +177,7 @@ def test_a_mode_watcher_that_raises_does_not_fail_the_call(server: Any) -> None:
     failing takes the application's call down after all. Breaker listeners
     are guarded (logged once, the call goes on); this hook is not.
     """
-    store = RedisStore(
-        connect(server.url, socket_timeout=PATIENT), retry_interval=0.02, max_staleness=0.0
-    )
+    store = stores(socket_timeout=PATIENT, retry_interval=0.02, max_staleness=0.0)
     breaker = CircuitBreaker(1000, name="api", store=store)
 
     def watcher(old: str, new: str) -> None:
@@ -186,7 +189,7 @@ def test_a_mode_watcher_that_raises_does_not_fail_the_call(server: Any) -> None:
     assert breaker.call(ok) == "ok"  # the local fallback decides; the watcher's bug is not ours
 
 
-def test_breakers_built_per_request_do_not_pile_up_in_the_store(server: Any) -> None:
+def test_breakers_built_per_request_do_not_pile_up_in_the_store(server: Any, stores: Any) -> None:
     """Each breaker with an ``on_store_mode_change`` listener registers a watcher, never removed.
 
     The watcher is a weak reference to the breaker's method, so the breaker
@@ -200,7 +203,7 @@ def test_breakers_built_per_request_do_not_pile_up_in_the_store(server: Any) -> 
         def on_store_mode_change(self, breaker: CircuitBreaker, old: str, new: str) -> None:
             pass
 
-    store = RedisStore(connect(server.url, socket_timeout=PATIENT))
+    store = stores(socket_timeout=PATIENT)
     for _ in range(1000):
         breaker = CircuitBreaker(name="api", store=store, listeners=[Modes()])
         breaker.call(ok)

@@ -23,7 +23,6 @@ import pytest
 from hypothesis import settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from resilient.redis import RedisStore
 from test_breaker_state_machine import ConsecutiveRule, Model, WindowRule
 
 SETTINGS = settings(max_examples=20, stateful_step_count=25)
@@ -31,13 +30,12 @@ SETTINGS = settings(max_examples=20, stateful_step_count=25)
 _namespaces = itertools.count()
 
 
-def _on_redis(machine: type[Any], client: Any, max_staleness: float) -> type[Any]:
-    """*machine* with each breaker on a fresh namespace of a ``RedisStore``."""
+def _on_redis(machine: type[Any], make_store: Any, max_staleness: float) -> type[Any]:
+    """*machine* with each breaker on a fresh namespace of a Redis store (sync or async)."""
 
     class OnRedis(machine):  # type: ignore[misc, valid-type]
         def start(self, model: Model, **config: Any) -> None:
-            store = RedisStore(
-                client,
+            store = make_store(
                 namespace=f"model-{next(_namespaces)}",
                 time_source="breaker",
                 max_staleness=max_staleness,
@@ -49,18 +47,16 @@ def _on_redis(machine: type[Any], client: Any, max_staleness: float) -> type[Any
 
 
 @pytest.mark.parametrize("max_staleness", [60.0, 0.0], ids=["cached", "uncached"])
-def test_consecutive_rule_on_redis_follows_the_model(
-    redis_client: Any, max_staleness: float
-) -> None:
+def test_consecutive_rule_on_redis_follows_the_model(make_store: Any, max_staleness: float) -> None:
     """Consecutive failures, trials and open periods in Redis behave as the model says."""
     run_state_machine_as_test(
-        lambda: _on_redis(ConsecutiveRule, redis_client, max_staleness)(), settings=SETTINGS
+        lambda: _on_redis(ConsecutiveRule, make_store, max_staleness)(), settings=SETTINGS
     )
 
 
 @pytest.mark.parametrize("max_staleness", [60.0, 0.0], ids=["cached", "uncached"])
-def test_window_rule_on_redis_follows_the_model(redis_client: Any, max_staleness: float) -> None:
+def test_window_rule_on_redis_follows_the_model(make_store: Any, max_staleness: float) -> None:
     """Count- and time-based windows with slow calls in Redis behave as the model says."""
     run_state_machine_as_test(
-        lambda: _on_redis(WindowRule, redis_client, max_staleness)(), settings=SETTINGS
+        lambda: _on_redis(WindowRule, make_store, max_staleness)(), settings=SETTINGS
     )

@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from resilient._types import Seconds
 
 __all__ = [
+    "ASYNC_OPERATIONS",
     "Admission",
+    "AsyncBreakerStore",
     "BreakerPolicy",
     "BreakerStore",
     "CircuitState",
@@ -36,6 +38,7 @@ __all__ = [
     "check_rate",
     "check_seconds",
     "check_store",
+    "is_async_store",
 ]
 
 
@@ -207,6 +210,10 @@ class Transition(NamedTuple):
     """With a window: the calls it held at the time of the change."""
     slow: int = 0
     """With a window: the slow calls it held at the time of the change."""
+    seq: int = 0
+    """A shared store's count of this circuit's changes, after this one (0: not
+    numbered): the breaker tells its listeners about overlapping operations'
+    changes in this order."""
 
 
 class Admission(NamedTuple):
@@ -286,6 +293,51 @@ class BreakerStore(Protocol):
 
     def snapshot(self, name: str, policy: BreakerPolicy, now: float) -> StoredState:
         """Read the circuit's state and counts."""
+        ...
+
+
+class AsyncBreakerStore(Protocol):
+    """A ``BreakerStore`` whose operations are coroutines (``acquire_async``...).
+
+    The breaker's async forms (``call_async``, ``async with``, ``@`` on an
+    ``async def``) await them, so a store that makes round trips never blocks
+    the event loop. Its plain ``snapshot`` answers without I/O (the state as
+    this process last knew it), for ``breaker.state`` and ``metrics``. A
+    store that has only these operations refuses the sync call forms.
+    """
+
+    async def acquire_async(self, name: str, policy: BreakerPolicy, now: float) -> Admission:
+        """``BreakerStore.acquire``, awaited."""
+        ...
+
+    async def record_success_async(
+        self, name: str, policy: BreakerPolicy, trial: int | None, now: float, slow: bool
+    ) -> Transition | None:
+        """``BreakerStore.record_success``, awaited."""
+        ...
+
+    async def record_failure_async(
+        self, name: str, policy: BreakerPolicy, trial: int | None, now: float, slow: bool
+    ) -> Transition | None:
+        """``BreakerStore.record_failure``, awaited."""
+        ...
+
+    async def release_async(self, name: str, policy: BreakerPolicy, trial: int) -> None:
+        """``BreakerStore.release``, awaited."""
+        ...
+
+    async def force_async(
+        self, name: str, policy: BreakerPolicy, state: CircuitState, now: float
+    ) -> Transition | None:
+        """``BreakerStore.force``, awaited."""
+        ...
+
+    async def snapshot_async(self, name: str, policy: BreakerPolicy, now: float) -> StoredState:
+        """``BreakerStore.snapshot``, awaited (asks the store)."""
+        ...
+
+    def snapshot(self, name: str, policy: BreakerPolicy, now: float) -> StoredState:
+        """The state as this process last knew it, without I/O."""
         ...
 
 
@@ -765,10 +817,21 @@ def check_rate(name: str, value: object) -> None:
         raise ValueError(f"{name} must be in (0, 1], got {value!r}")
 
 
+OPERATIONS = ("acquire", "record_success", "record_failure", "release", "force", "snapshot")
+ASYNC_OPERATIONS = tuple(f"{op}_async" for op in OPERATIONS)
+
+
+def is_async_store(store: object) -> bool:
+    """Whether *store* has the coroutine operations of ``AsyncBreakerStore``."""
+    return all(callable(getattr(store, op, None)) for op in ASYNC_OPERATIONS)
+
+
 def check_store(store: object) -> None:
-    operations = ("acquire", "record_success", "record_failure", "release", "force", "snapshot")
-    missing = [op for op in operations if not callable(getattr(store, op, None))]
+    if is_async_store(store) and callable(getattr(store, "snapshot", None)):
+        return
+    missing = [op for op in OPERATIONS if not callable(getattr(store, op, None))]
     if missing:
         raise TypeError(
-            f"store must implement BreakerStore, got {store!r} (missing {', '.join(missing)})"
+            f"store must implement BreakerStore (or AsyncBreakerStore), got {store!r} "
+            f"(missing {', '.join(missing)})"
         )

@@ -468,11 +468,30 @@ class RetryCall:
             return None
         return _DEADLINE.set((deadline_at, self.clock))
 
-    def after_failure(self, exc: BaseException | None, result: Any = None) -> float:
+    def spends(self, exc: BaseException | None, result: Any) -> bool:
+        """Whether ``after_failure`` reaches the budget for this failure (an awaited budget
+        is spent before it, by the async loop)."""
+        if isinstance(exc, Rejection):
+            return False
+        policy = self.policy
+        error_class = policy.classify(exc) if exc is not None else _result_class(result)
+        if error_class in policy.retryable:
+            return True
+        on = policy.on  # after_failure's own test (an `on=` predicate runs a second time)
+        return (
+            on is not None
+            and exc is not None
+            and bool(isinstance(exc, on) if isinstance(on, tuple) else on(exc))
+        )
+
+    def after_failure(
+        self, exc: BaseException | None, result: Any = None, spent: bool | None = None
+    ) -> float:
         """Decide what follows a failed attempt: the delay to wait, or ``_GIVE_UP``.
 
-        Stops at once on a rejected call; classifies; spends from the budget;
-        applies Retry-After, the composed breaker, the deadline and the testing
+        Stops at once on a rejected call; classifies; spends from the budget
+        (unless *spent* says what an awaited budget answered); applies
+        Retry-After, the composed breaker, the deadline and the testing
         switches; then logs and calls ``on_retry``.
         """
         policy = self.policy
@@ -498,7 +517,9 @@ class RetryCall:
             self.matched_on = True
         else:
             self.matched_on = False
-        allowed = policy.budget is None or policy.budget.record_failure()
+        allowed = (
+            spent if spent is not None else policy.budget is None or policy.budget.record_failure()
+        )
         if self.attempt >= self.max_attempts:
             return self.give_up(exc, result, error_class, "retries exhausted")
         if not allowed:
@@ -523,7 +544,7 @@ class RetryCall:
             delay = 0.0
         gate = self.gate
         if gate is not None:
-            closed_for = gate.remaining
+            closed_for = gate.__resilient_remaining__()  # no round trip to a fresh store
             if closed_for > delay:  # the next attempt would only be rejected
                 self.closed_for = closed_for
                 reason = f"circuit {gate.name!r} is open for {seconds(closed_for)} s more"
@@ -958,9 +979,18 @@ async def run_retry_async(call: RetryCall, args: tuple[Any, ...], kwargs: dict[s
                 else:
                     if policy.retry_on_result is None or not policy.retry_on_result(result):
                         if policy.budget is not None:  # a success refunds the budget
-                            policy.budget.record_success()
+                            refund = getattr(policy.budget, "record_success_async", None)
+                            if refund is None:
+                                policy.budget.record_success()
+                            else:  # a budget whose round trips are awaited
+                                await refund()
                         return result
-            delay = call.after_failure(failure, result)
+            spent = None
+            if policy.budget is not None:
+                spend = getattr(policy.budget, "record_failure_async", None)
+                if spend is not None and call.spends(failure, result):
+                    spent = bool(await spend())
+            delay = call.after_failure(failure, result, spent)
             if call.pause_for > 0.0 and limiter is not None:  # every caller sharing it waits
                 await limiter.pause_async(call.pause_for)
                 call.pause_for = 0.0
@@ -993,6 +1023,16 @@ def _decorate(func: Callable[P, T], policy: Policy) -> Callable[P, T]:
     check_callable(func, "@retry", sync_only=False)
     if policy.fallback_is_async and not is_async_callable(func):
         _refuse_async_fallback(policy, "@retry on the plain function " + repr(name_of(func)))
+    if (
+        policy.budget is not None
+        and callable(getattr(policy.budget, "record_failure_async", None))
+        and not is_async_callable(func)
+    ):
+        raise TypeError(
+            f"budget={policy.budget!r} is awaited (its round trips run on an asyncio client), "
+            f"so @retry can use it only on async def functions, not on {name_of(func)}; give "
+            "plain functions a RetryBudget or resilient.redis.RedisRetryBudget"
+        )
     target = RetryTarget(func, policy)
     full_loop = policy.needs_full_loop
     own_clock = policy.clock

@@ -152,3 +152,7 @@ if TYPE_CHECKING:
         def remaining(self) -> float:
             """Seconds until the circuit admits a trial call; 0.0 unless open."""
             ...
+
+        def __resilient_remaining__(self) -> float:
+            """``remaining``, without a round trip when a shared store remembers it."""
+            ...

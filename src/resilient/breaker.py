@@ -32,7 +32,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, cast
 
 from resilient import _events
+from resilient._breaker_order import Sequencer
 from resilient._breaker_state import (
+    AsyncBreakerStore,
     BreakerPolicy,
     BreakerStore,
     CircuitState,
@@ -44,6 +46,7 @@ from resilient._breaker_state import (
     check_rate,
     check_seconds,
     check_store,
+    is_async_store,
 )
 from resilient._classify import ErrorClass, Rejection, Throttled, classify
 from resilient._clock import DEFAULTS, SYSTEM_CLOCK, check_clock, resolve_clock
@@ -283,6 +286,7 @@ class CircuitBreaker:
 
     __slots__ = (
         "__weakref__",
+        "_aio",
         "_circuit",
         "_claim",
         "_classifier",
@@ -298,6 +302,7 @@ class CircuitBreaker:
         "_logger",
         "_name",
         "_needs_now",
+        "_no_sync",
         "_on_failure",
         "_on_rejected",
         "_on_state_change",
@@ -307,6 +312,7 @@ class CircuitBreaker:
         "_pending",
         "_policy",
         "_rejected",
+        "_sequencer",
         "_slow",
         "_slow_limit",
         "_store",
@@ -422,7 +428,18 @@ class CircuitBreaker:
         # so listeners hear them in order and a slow listener blocks no call.
         self._order = threading.Lock()
         self._delivering = threading.Lock()
-        self._pending: collections.deque[tuple[Transition | _ModeChange, str]] = collections.deque()
+        self._pending: collections.deque[_Queued] = collections.deque()
+        # A shared store's operations are round trips: rather than hold _order
+        # across them, each takes a number and the changes they learn are held
+        # until no earlier operation is still out, then go out in the store's
+        # sequence order (resilient._breaker_order).
+        self._sequencer = (
+            Sequencer() if self._on_state_change and type(store) is not MemoryStore else None
+        )
+        # A store whose operations are coroutines: the async forms await them;
+        # the sync forms are refused unless it has sync operations too.
+        self._aio = is_async_store(store)
+        self._no_sync = self._aio and not callable(getattr(store, "acquire", None))
         self._failed_hooks: set[int] = set()
         # With the in-memory store the breaker reads the circuit's state
         # without a lock to admit closed calls. With nothing to do per success
@@ -504,6 +521,8 @@ class CircuitBreaker:
             if circuit.failures or self._windowed:
                 self._closed_success()
             return result
+        if self._aio:
+            return await self._call_aio(func, args, kwargs)
         trial = self._admit()
         start = self._started(trial)
         try:
@@ -527,6 +546,8 @@ class CircuitBreaker:
         check_callable(func, "@breaker", sync_only=False)
         if is_async_callable(func):
             return cast(Callable[P, T], self._decorate_async(cast(Any, func)))
+        if self._no_sync:
+            raise self._sync_refused("@breaker on a plain function", func)
 
         breaker = self
         circuit = self._fast
@@ -582,6 +603,8 @@ class CircuitBreaker:
 
     def __enter__(self) -> CircuitBreaker:
         """Admit the body of a ``with`` block as one call, or raise ``CircuitOpenError``."""
+        if self._no_sync:
+            raise self._sync_refused("with breaker")
         trial = self._admit()
         start = self._started(trial)
         try:
@@ -598,16 +621,7 @@ class CircuitBreaker:
         tb: TracebackType | None,
     ) -> None:
         """Record how the block ended; never suppresses its exception."""
-        blocks = _BLOCKS.get()
-        if blocks and blocks[-1][0] is self:  # the innermost block: the usual case
-            _, trial, start = blocks[-1]
-            _BLOCKS.set(blocks[:-1])
-        else:  # blocks left in another order than entered (an ExitStack can)
-            mine = [i for i, block in enumerate(blocks) if block[0] is self]
-            if not mine:
-                raise RuntimeError(f"{self!r}: __exit__ without a matching __enter__")
-            _, trial, start = blocks[mine[-1]]
-            _BLOCKS.set(blocks[: mine[-1]] + blocks[mine[-1] + 1 :])
+        trial, start = self._left_block("__exit__", "__enter__")
         if exc_type is None:
             self._record_success(trial, start)
         elif isinstance(exc, Exception):
@@ -615,9 +629,28 @@ class CircuitBreaker:
         else:  # KeyboardInterrupt, CancelledError...: no outcome, the permit goes back
             self._release(trial)
 
+    def _left_block(self, leaving: str, entering: str) -> tuple[int | None, float]:
+        """Take this breaker's innermost open block off the context: its ticket and start."""
+        blocks = _BLOCKS.get()
+        if blocks and blocks[-1][0] is self:  # the innermost block: the usual case
+            _, trial, start = blocks[-1]
+            _BLOCKS.set(blocks[:-1])
+        else:  # blocks left in another order than entered (an ExitStack can)
+            mine = [i for i, block in enumerate(blocks) if block[0] is self]
+            if not mine:
+                raise RuntimeError(f"{self!r}: {leaving} without a matching {entering}")
+            _, trial, start = blocks[mine[-1]]
+            _BLOCKS.set(blocks[: mine[-1]] + blocks[mine[-1] + 1 :])
+        return trial, start
+
     async def __aenter__(self) -> CircuitBreaker:
         """``async with`` twin of ``__enter__``."""
-        return self.__enter__()
+        if not self._aio:
+            return self.__enter__()
+        trial = await self._admit_async()
+        start = await self._started_async(trial)
+        _BLOCKS.set((*_BLOCKS.get(), (self, trial, start)))
+        return self
 
     async def __aexit__(
         self,
@@ -626,7 +659,16 @@ class CircuitBreaker:
         tb: TracebackType | None,
     ) -> None:
         """``async with`` twin of ``__exit__``."""
-        self.__exit__(exc_type, exc, tb)
+        if not self._aio:
+            self.__exit__(exc_type, exc, tb)
+            return
+        trial, start = self._left_block("__aexit__", "__aenter__")
+        if exc_type is None:
+            await self._record_success_async(trial, start)
+        elif isinstance(exc, Exception):
+            await self._record_error_async(exc, trial, start)
+        elif trial is not None:  # CancelledError, KeyboardInterrupt...: the permit goes back
+            await self._release_async(trial)
 
     # -- state ----------------------------------------------------------------
 
@@ -643,6 +685,20 @@ class CircuitBreaker:
     @property
     def remaining(self) -> float:
         """Seconds until the circuit admits a trial call; ``0.0`` unless it is open."""
+        return self._read().remaining
+
+    def __resilient_remaining__(self) -> float:
+        """``remaining`` for the retry loop composed with this breaker (``@retry`` over it).
+
+        Read after every retried failure: a shared store that remembers the
+        state (its last answer, at most ``max_staleness`` old: the failure
+        just recorded refreshed it) answers without a round trip.
+        """
+        peek = getattr(self._store, "peek", None)
+        if peek is not None:
+            stored = peek(self._name, self._policy, resolve_clock(self._clock).monotonic())
+            if stored is not None:
+                return max(stored.remaining, 0.0) if stored.state is _OPEN else 0.0
         return self._read().remaining
 
     @property
@@ -719,11 +775,29 @@ class CircuitBreaker:
 
     def reset(self) -> None:
         """Close the circuit by hand and forget the counted failures."""
+        if self._no_sync:
+            raise self._sync_refused("reset()")
         self._force(_CLOSED)
 
     def trip(self) -> None:
         """Open the circuit by hand; the recovery timeout starts now."""
+        if self._no_sync:
+            raise self._sync_refused("trip()")
         self._force(_OPEN)
+
+    async def reset_async(self) -> None:
+        """``reset``'s async twin: with an async store (``AsyncRedisStore``) it awaits the store."""
+        if not self._aio:
+            self._force(_CLOSED)
+            return
+        await self._force_async(_CLOSED)
+
+    async def trip_async(self) -> None:
+        """``trip``'s async twin: with an async store (``AsyncRedisStore``) it awaits the store."""
+        if not self._aio:
+            self._force(_OPEN)
+            return
+        await self._force_async(_OPEN)
 
     def __repr__(self) -> str:
         return f"CircuitBreaker(name={self._name!r}, state={self.state.value!r})"
@@ -733,6 +807,8 @@ class CircuitBreaker:
     def _call(
         self, func: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any], form: str
     ) -> T:
+        if self._no_sync:
+            raise self._sync_refused(form, func)
         trial = self._admit()
         start = self._started(trial)
         try:
@@ -761,14 +837,23 @@ class CircuitBreaker:
                 if remaining > 0.0:
                     raise self._rejected_error(remaining, _OPEN)
         now = resolve_clock(self._clock).monotonic()
-        if self._on_state_change:
+        sequencer = self._sequencer
+        if sequencer is not None:
+            op = sequencer.begin()
+            change = None
+            try:
+                admission = self._store.acquire(self._name, self._policy, now)
+                change = admission.transition
+            finally:
+                self._ended(op, change, "recovery_timeout")
+        elif self._on_state_change:
             with self._order:
                 admission = self._store.acquire(self._name, self._policy, now)
                 if admission.transition is not None:
-                    self._pending.append((admission.transition, "recovery_timeout"))
+                    self._pending.append((admission.transition, "recovery_timeout", None))
         else:
             admission = self._store.acquire(self._name, self._policy, now)
-        if admission.transition is not None or self._pending:
+        if admission.transition is not None or self._undelivered():
             try:
                 self._changed(admission.transition, "recovery_timeout")
             except BaseException:  # a listener or log handler raised Ctrl-C: no permit leaks
@@ -862,7 +947,7 @@ class CircuitBreaker:
         transition = self._store_success(None, self._now(), False)
         if transition is not None:
             self._changed(transition, _success_trigger(transition, False))
-        elif self._pending:
+        elif self._undelivered():
             self._changed(None, "")
 
     def _record_success(self, trial: int | None, start: float) -> None:
@@ -875,21 +960,34 @@ class CircuitBreaker:
                 next(self._slow)
         next(self._succeeded)
         transition = self._store_success(trial, now, slow)
+        self._succeeded_with(transition, slow)
+
+    def _succeeded_with(self, transition: Transition | None, slow: bool) -> None:
+        """After a success was recorded: tell the listeners."""
         if self._on_success:
             self._emit(self._on_success)
         if transition is not None:
             self._changed(transition, _success_trigger(transition, slow))
-        elif self._pending:
+        elif self._undelivered():
             self._changed(None, "")
 
     def _store_success(self, trial: int | None, now: float, slow: bool) -> Transition | None:
         """Record a success in the store; queue the change it makes for the listeners."""
         if not self._on_state_change:
             return self._store.record_success(self._name, self._policy, trial, now, slow)
+        sequencer = self._sequencer
+        if sequencer is not None:
+            op = sequencer.begin()
+            transition = None
+            try:
+                transition = self._store.record_success(self._name, self._policy, trial, now, slow)
+            finally:
+                self._ended(op, transition, "", slow=slow)
+            return transition
         with self._order:
             transition = self._store.record_success(self._name, self._policy, trial, now, slow)
             if transition is not None:
-                self._pending.append((transition, _success_trigger(transition, slow)))
+                self._pending.append((transition, _success_trigger(transition, slow), None))
         return transition
 
     def _now(self) -> float:
@@ -903,39 +1001,211 @@ class CircuitBreaker:
             if trial is not None:
                 self._store.release(self._name, self._policy, trial)
             return
+        now, slow = self._failed_at(start)
+        trigger = "trial_failed" if trial is not None else "failures"
+        sequencer = self._sequencer
+        if sequencer is not None:
+            op = sequencer.begin()
+            transition = None
+            try:
+                transition = self._store.record_failure(self._name, self._policy, trial, now, slow)
+            finally:
+                self._ended(op, transition, trigger, exc)
+        elif self._on_state_change:
+            with self._order:
+                transition = self._store.record_failure(self._name, self._policy, trial, now, slow)
+                if transition is not None:
+                    self._pending.append((transition, trigger, exc))
+        else:
+            transition = self._store.record_failure(self._name, self._policy, trial, now, slow)
+        self._failed_with(exc, transition, trigger)
+
+    def _failed_at(self, start: float) -> tuple[float, bool]:
+        """A counted failure: count it; when it happened, and whether the call was slow."""
         now = resolve_clock(self._clock).monotonic()
         slow = self._slow_limit is not None and now - start > self._slow_limit
         if slow:
             next(self._slow)
         next(self._failed)
-        trigger = "trial_failed" if trial is not None else "failures"
-        if self._on_state_change:
-            with self._order:
-                transition = self._store.record_failure(self._name, self._policy, trial, now, slow)
-                if transition is not None:
-                    self._pending.append((transition, trigger))
-        else:
-            transition = self._store.record_failure(self._name, self._policy, trial, now, slow)
+        return now, slow
+
+    def _failed_with(self, exc: Exception, transition: Transition | None, trigger: str) -> None:
+        """After a counted failure was recorded: tell the listeners."""
         if self._on_failure:
             self._emit(self._on_failure, exc)
-        if transition is not None or self._pending:
+        if transition is not None or self._undelivered():
             self._changed(transition, trigger, exc)
 
     def _release(self, trial: int | None) -> None:
         if trial is not None:
             self._store.release(self._name, self._policy, trial)
 
+    # -- a store whose operations are coroutines (AsyncBreakerStore) -----------
+
+    def _sync_refused(self, form: str, func: object = None) -> TypeError:
+        """The error of a sync form used with an async store: which async form to use."""
+        instead = {
+            "breaker.call()": "await breaker.call_async(func, ...)",
+            "with breaker": "async with breaker:",
+            "reset()": "await breaker.reset_async()",
+            "trip()": "await breaker.trip_async()",
+        }.get(form, "@breaker on an async def function (or await breaker.call_async)")
+        what = f" on {name_of(func)}" if func is not None else ""
+        return TypeError(
+            f"circuit {self.name!r}: {form}{what} cannot be used with its store ("
+            f"{type(self._store).__name__}), whose operations are coroutines, which a sync call "
+            f"form cannot await without blocking the event loop; use {instead} (or give the "
+            "breaker a synchronous store such as resilient.redis.RedisStore)"
+        )
+
+    async def _call_aio(
+        self, func: Callable[..., Awaitable[T]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> T:
+        """``call_async`` with an async store: every store operation awaited."""
+        trial = await self._admit_async()
+        start = await self._started_async(trial)
+        try:
+            result = await func(*args, **kwargs)
+        except Exception as exc:
+            await self._record_error_async(exc, trial, start)
+            raise
+        except BaseException:
+            if trial is not None:
+                await self._release_async(trial)
+            raise
+        await self._record_success_async(trial, start)
+        return result
+
+    async def _admit_async(self) -> int | None:
+        """``_admit`` with an async store."""
+        store = cast(AsyncBreakerStore, self._store)
+        now = resolve_clock(self._clock).monotonic()
+        sequencer = self._sequencer
+        if sequencer is not None:
+            op = sequencer.begin()
+            change = None
+            try:
+                admission = await store.acquire_async(self._name, self._policy, now)
+                change = admission.transition
+            finally:
+                self._ended(op, change, "recovery_timeout")
+        else:
+            admission = await store.acquire_async(self._name, self._policy, now)
+        if admission.transition is not None or self._undelivered():
+            try:
+                self._changed(admission.transition, "recovery_timeout")
+            except BaseException:  # a listener or log handler raised Ctrl-C: no permit leaks
+                if admission.admitted and admission.trial is not None:
+                    await store.release_async(self._name, self._policy, admission.trial)
+                raise
+        if admission.admitted:
+            return admission.trial
+        raise self._rejected_error(admission.remaining, admission.state, admission.reason)
+
+    async def _started_async(self, trial: int | None) -> float:
+        """``_started`` with an async store."""
+        if self._slow_limit is None:
+            return 0.0
+        try:
+            return resolve_clock(self._clock).monotonic()
+        except BaseException:
+            if trial is not None:
+                await self._release_async(trial)
+            raise
+
+    async def _record_success_async(self, trial: int | None, start: float) -> None:
+        """``_record_success`` with an async store."""
+        slow = False
+        now = 0.0
+        if self._needs_now:
+            now = resolve_clock(self._clock).monotonic()
+            slow = self._slow_limit is not None and now - start > self._slow_limit
+            if slow:
+                next(self._slow)
+        next(self._succeeded)
+        store = cast(AsyncBreakerStore, self._store)
+        sequencer = self._sequencer
+        if sequencer is not None:
+            op = sequencer.begin()
+            transition = None
+            try:
+                transition = await store.record_success_async(
+                    self._name, self._policy, trial, now, slow
+                )
+            finally:
+                self._ended(op, transition, "", slow=slow)
+        else:
+            transition = await store.record_success_async(
+                self._name, self._policy, trial, now, slow
+            )
+        self._succeeded_with(transition, slow)
+
+    async def _record_error_async(self, exc: Exception, trial: int | None, start: float) -> None:
+        """``_record_error`` with an async store."""
+        store = cast(AsyncBreakerStore, self._store)
+        if not self._counts(exc):
+            next(self._ignored)
+            if trial is not None:
+                await store.release_async(self._name, self._policy, trial)
+            return
+        now, slow = self._failed_at(start)
+        trigger = "trial_failed" if trial is not None else "failures"
+        sequencer = self._sequencer
+        if sequencer is not None:
+            op = sequencer.begin()
+            transition = None
+            try:
+                transition = await store.record_failure_async(
+                    self._name, self._policy, trial, now, slow
+                )
+            finally:
+                self._ended(op, transition, trigger, exc)
+        else:
+            transition = await store.record_failure_async(
+                self._name, self._policy, trial, now, slow
+            )
+        self._failed_with(exc, transition, trigger)
+
+    async def _release_async(self, trial: int) -> None:
+        store = cast(AsyncBreakerStore, self._store)
+        await store.release_async(self._name, self._policy, trial)
+
+    async def _force_async(self, state: CircuitState) -> None:
+        store = cast(AsyncBreakerStore, self._store)
+        now = resolve_clock(self._clock).monotonic()
+        trigger = _FORCED.get(state, "forced")
+        sequencer = self._sequencer
+        if sequencer is not None:
+            op = sequencer.begin()
+            transition = None
+            try:
+                transition = await store.force_async(self._name, self._policy, state, now)
+            finally:
+                self._ended(op, transition, trigger)
+        else:
+            transition = await store.force_async(self._name, self._policy, state, now)
+        if transition is not None or self._undelivered():
+            self._changed(transition, trigger)
+
     def _force(self, state: CircuitState) -> None:
         now = resolve_clock(self._clock).monotonic()
-        trigger = {_CLOSED: "reset", _OPEN: "trip"}.get(state, "forced")
-        if self._on_state_change:
+        trigger = _FORCED.get(state, "forced")
+        sequencer = self._sequencer
+        if sequencer is not None:
+            op = sequencer.begin()
+            transition = None
+            try:
+                transition = self._store.force(self._name, self._policy, state, now)
+            finally:
+                self._ended(op, transition, trigger)
+        elif self._on_state_change:
             with self._order:
                 transition = self._store.force(self._name, self._policy, state, now)
                 if transition is not None:
-                    self._pending.append((transition, trigger))
+                    self._pending.append((transition, trigger, None))
         else:
             transition = self._store.force(self._name, self._policy, state, now)
-        if transition is not None or self._pending:
+        if transition is not None or self._undelivered():
             self._changed(transition, trigger)
 
     def _read(self) -> StoredState:
@@ -958,20 +1228,49 @@ class CircuitBreaker:
                 self._log_change(transition, trigger, exc)
             return
         pending = self._pending
+        sequencer = self._sequencer
+        if sequencer is not None:
+            sequencer.drain(pending)
         while pending:
             if not self._delivering.acquire(blocking=False):
                 return  # the thread delivering now will deliver this change too
             try:
                 while pending:
-                    queued, why = pending.popleft()
+                    queued, why, error = pending.popleft()
                     if type(queued) is _ModeChange:
                         self._emit(self._on_store_mode_change, queued.old, queued.new)
                         continue
                     assert isinstance(queued, Transition)
-                    self._log_change(queued, why, exc if queued is transition else None)
+                    self._log_change(queued, why, error)
                     self._emit(self._on_state_change, queued.old, queued.new)
             finally:
                 self._delivering.release()
+            if sequencer is not None:
+                sequencer.drain(pending)
+
+    def _undelivered(self) -> bool:
+        """Whether changes wait to be told to the listeners."""
+        if self._pending:
+            return True
+        sequencer = self._sequencer
+        return sequencer is not None and sequencer.holding
+
+    def _ended(
+        self,
+        op: int,
+        transition: Transition | None,
+        trigger: str,
+        exc: BaseException | None = None,
+        *,
+        slow: bool = False,
+    ) -> None:
+        """Store operation *op* (numbered by the sequencer) is over, having made *transition*."""
+        assert self._sequencer is not None
+        if transition is None:
+            self._sequencer.end(op, 0, None)
+            return
+        why = trigger or _success_trigger(transition, slow)
+        self._sequencer.end(op, transition.seq, (transition, why, exc))
 
     def _store_mode_changed(self, old: str, new: str) -> None:
         """The store keeps this breaker's state elsewhere now; tell the listeners, in order.
@@ -983,7 +1282,12 @@ class CircuitBreaker:
         if not self._on_state_change:
             self._emit(self._on_store_mode_change, old, new)
             return
-        self._pending.append((_ModeChange(old, new), "store_mode"))
+        sequencer = self._sequencer
+        if sequencer is not None:  # goes out once the operation that made it is over
+            sequencer.note((_ModeChange(old, new), "store_mode", None))
+            self._changed(None, "")
+            return
+        self._pending.append((_ModeChange(old, new), "store_mode", None))
         if not self._order.locked():
             self._changed(None, "")
 
@@ -1083,6 +1387,12 @@ class _ModeChange(NamedTuple):
 
     old: str
     new: str
+
+
+_Queued = tuple[Transition | _ModeChange, str, BaseException | None]
+"""A change queued for the listeners: what, its trigger, the error that made it."""
+
+_FORCED = {_CLOSED: "reset", _OPEN: "trip"}
 
 
 def _store_mode(store: BreakerStore, name: str) -> str:

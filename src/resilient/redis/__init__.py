@@ -6,6 +6,8 @@ waits and probes as one circuit. ``RedisRetryBudget`` is ``RetryBudget``'s
 twin: one token bucket for the whole fleet. A ``RateLimiter`` or
 ``ConcurrencyLimit`` given ``store=RedisStore(...)`` and a ``name`` paces the
 whole fleet: one rate, one pause, one set of slots (leases that expire).
+In asyncio programs, ``AsyncRedisStore`` and ``AsyncRedisRetryBudget`` do the
+same on a ``redis.asyncio`` client without ever blocking the event loop.
 
 Each operation is one Lua script, so processes never race; time comes from
 Redis ``TIME``, so hosts whose clocks disagree agree on when an open period
@@ -28,6 +30,7 @@ except ImportError as _missing:  # pragma: no cover - tested in a subprocess
         'pip install "resilient-kit[redis]"'
     ) from _missing
 
+from resilient.redis._async import AsyncRedisRetryBudget, AsyncRedisStore, connect_async
 from resilient.redis._settings import (
     DEFAULT_SOCKET_TIMEOUT,
     FallbackMode,
@@ -37,16 +40,27 @@ from resilient.redis._settings import (
 from resilient.redis._sync import RedisRetryBudget, RedisStore, connect
 
 # Public names say where users import them from (reprs, pickles, the docs).
-for _public in (RedisClientWarning, RedisRetryBudget, RedisStore, connect):
+for _public in (
+    AsyncRedisRetryBudget,
+    AsyncRedisStore,
+    RedisClientWarning,
+    RedisRetryBudget,
+    RedisStore,
+    connect,
+    connect_async,
+):
     _public.__module__ = __name__
 del _public
 
 __all__ = [
     "DEFAULT_SOCKET_TIMEOUT",
+    "AsyncRedisRetryBudget",
+    "AsyncRedisStore",
     "FallbackMode",
     "RedisClientWarning",
     "RedisRetryBudget",
     "RedisStore",
     "StoreMode",
     "connect",
+    "connect_async",
 ]

@@ -245,12 +245,17 @@ class BreakerCore:
 
     # -- answers without a round trip ------------------------------------------------
 
-    def _cached(self, lane: Lane, now: float) -> Admission | None:
-        """What the remembered state answers for an acquire, or ``None``: ask Redis."""
+    def _cached(self, lane: Lane, now: float, shared: bool = False) -> Admission | None:
+        """What the remembered state answers for an acquire, or ``None``: ask Redis.
+
+        *shared*: the caller waited for a refresh another caller made; that
+        answer is newer than the caller's arrival, so it is used even if the
+        time it took to be woken made it older than ``max_staleness``.
+        """
         if lane.mode != "redis":
             return None
         view = lane.view
-        if view.fresh_until <= time.monotonic():
+        if not shared and view.fresh_until <= time.monotonic():
             return None
         state = view.state
         if state is _CLOSED:
@@ -261,6 +266,42 @@ class BreakerCore:
                 return Admission(False, None, _OPEN, remaining)
             return None
         return _PERMITS_OUT if view.permits_out else None
+
+    def _known(self, lane: Lane, policy: BreakerPolicy, now: float) -> StoredState:
+        """The circuit as this process knows it, without a round trip.
+
+        The state, counted failures and openings of Redis's last answer (the
+        window's totals are not remembered: 0), or the fallback's.
+        """
+        mode = lane.mode
+        if mode == "local":
+            self._fb.seed_local(lane, policy, now)
+            return self._fb.local.snapshot(lane.name, policy, now)
+        if mode == "open":
+            return StoredState(_OPEN, 0, self._fb.retry_in(lane))
+        if mode == "closed":
+            return StoredState(_CLOSED, 0, 0.0)
+        view = lane.view
+        remaining = view.open_until - self._fb.now_for_cache(now) if view.state is _OPEN else 0.0
+        return StoredState(view.state, view.failures, remaining, openings=view.openings)
+
+    def peek(self, name: str, policy: BreakerPolicy, now: float) -> StoredState | None:
+        """The circuit as last read, if that is at most ``max_staleness`` old; else ``None``.
+
+        No round trip: the retry loop reads it after each retried failure.
+        """
+        lane = self._lanes.get(name)
+        if lane is None or (lane.mode == "redis" and lane.view.fresh_until <= time.monotonic()):
+            return None
+        return self._known(lane, policy, now)
+
+    def _shares_refresh(self, lane: Lane) -> bool:
+        """Whether calls finding *lane*'s state stale may wait for one refresh in flight.
+
+        Only while Redis answers and the answer stays fresh for a while
+        (``max_staleness > 0``): with ``0`` every call asks for itself.
+        """
+        return bool(self.max_staleness) and lane.mode == "redis" and not self._fb.down_until
 
     def _success_is_noop(self, lane: Lane, policy: BreakerPolicy) -> bool:
         """A closed success with no failure pending under the consecutive rule: nothing to send."""
@@ -693,6 +734,7 @@ def _transition(reply: list[Any]) -> Transition | None:
         float(reply[11]),
         int(reply[12]),
         int(reply[13]),
+        int(reply[18]),
     )
 
 

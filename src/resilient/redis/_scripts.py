@@ -45,7 +45,9 @@ counted failures, seconds the circuit stays open, openings, the last open
 duration (``-`` for none), admitted (0/1), trial ticket (-1 for none), the
 transition made (old state, -1 for none; new state; failures; open for;
 window calls; window slow calls), the window totals (calls, failures, slow
-calls), and the end of the open period on the script's clock.
+calls), the end of the open period on the script's clock, and the epoch (it
+grows by one with each change of state: the circuit's sequence number, by
+which a process orders the changes its overlapping operations learn).
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ __all__ = [
 _POLICY_PATTERN = "^" + " ".join(["(%S+)"] * 15) + "$"
 
 # The answer: 18 fields, floats with all their digits (Lua's own conversion rounds them).
-_REPLY_FORMAT = "%d %d %d %.17g %d %s %d %d %d %d %d %s %d %d %d %d %d %.17g"
+_REPLY_FORMAT = "%d %d %d %.17g %d %s %d %d %d %d %d %s %d %d %d %d %d %.17g %s"
 
 _CONSTANTS = f"""
 local POLICY = '{_POLICY_PATTERN}'
@@ -198,7 +200,7 @@ local function reply(admitted, ticket)
   if shown_last == '' then shown_last = '-' end
   return string.format(REPLY, code, state, counted(), remaining, openings, shown_last,
                        admitted, ticket, t[1], t[2], t[3], t[4], t[5], t[6], wc, wf, ws,
-                       open_until)
+                       open_until, string.format('%d', epoch))
 end
 """
 )

@@ -1,0 +1,390 @@
+"""Strictly private. The asyncio driver of the Redis stores, on ``redis.asyncio.Redis``.
+
+It only awaits: each operation of the core (``_core``) yields a script to
+run, and this module awaits it on the client and hands the reply (or the
+error) back. The one thing it adds is single flight: coroutines that find a
+breaker's remembered state stale at the same moment wait for one refresh
+instead of each making a round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal, TypeVar
+
+import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from resilient._breaker_state import (
+    Admission,
+    BreakerPolicy,
+    CircuitState,
+    StoredState,
+    Transition,
+)
+from resilient.redis._core import STORE_ERRORS, BreakerCore, BudgetCore, Op
+from resilient.redis._settings import DEFAULT_SOCKET_TIMEOUT, FallbackMode, check_url
+
+__all__ = ["AsyncRedisRetryBudget", "AsyncRedisStore", "connect_async"]
+
+T = TypeVar("T")
+
+
+async def drive_async(op: Op[T], client: Any) -> T:
+    """Run *op* to its end on *client*: await what it yields, hand back what comes."""
+    try:
+        script, keys, args = next(op)
+        while True:
+            try:
+                reply = await script(keys=keys, args=args, client=client)
+            except STORE_ERRORS as error:
+                script, keys, args = op.throw(error)
+            except asyncio.TimeoutError as error:  # not an OSError before Python 3.11
+                timeout = RedisTimeoutError(f"Redis did not answer in time ({error!r})")
+                script, keys, args = op.throw(timeout)
+            else:
+                script, keys, args = op.send(reply)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+class AsyncRedisStore(BreakerCore):
+    """``RedisStore`` for asyncio programs: the same shared state, never blocking the loop.
+
+    Everything ``RedisStore`` says holds (one Lua script per operation, Redis
+    ``TIME``, hash-tagged keys that expire when idle, the remembered state
+    for ``max_staleness`` seconds, the fallback modes, one warning per
+    outage, hand-back after a write): the two are one core with two drivers.
+    This one awaits its round trips on a ``redis.asyncio`` client, so a slow
+    or frozen Redis delays only the calls waiting for it (for at most the
+    client's socket timeout), never the event loop.
+
+    Coroutines that find a breaker's remembered state stale at the same
+    moment share one refresh: one round trip, then each decides from the
+    fresh answer (a half-open circuit still hands out its trial permits one
+    script at a time). With ``max_staleness=0`` every call asks Redis.
+
+    The breaker's async forms use it: ``await breaker.call_async(...)``,
+    ``async with breaker:``, ``@breaker`` on an ``async def``, and
+    ``await breaker.reset_async()`` / ``trip_async()``. The sync forms
+    (``call``, ``with``, ``@`` on a plain function, ``reset()``, ``trip()``)
+    raise ``TypeError``. ``breaker.state`` and ``breaker.metrics`` answer
+    from what this process last read (no round trip; the window's totals
+    read 0); ``await store.snapshot_async(name, ...)`` asks Redis.
+
+    Args:
+        client: a ``redis.asyncio.Redis`` or ``redis.asyncio.RedisCluster``,
+            with a short ``socket_timeout`` and no retries (``from_url``
+            builds one); a synchronous client is refused (give it to
+            ``RedisStore``). Use the store from the event loop the client
+            belongs to.
+        namespace: as for ``RedisStore``.
+        on_store_error: as for ``RedisStore``.
+        max_staleness: as for ``RedisStore``.
+        retry_interval: as for ``RedisStore``.
+        trial_timeout: as for ``RedisStore``.
+        idle_ttl: as for ``RedisStore``.
+        time_source: as for ``RedisStore``.
+
+    Example:
+        >>> from resilient import CircuitBreaker
+        >>> from resilient.redis import AsyncRedisStore
+        >>> store = AsyncRedisStore.from_url("redis://localhost:6379/0")  # doctest: +SKIP
+        >>> breaker = CircuitBreaker(name="users-api", store=store)  # doctest: +SKIP
+        >>> await breaker.call_async(fetch_user, 42)  # doctest: +SKIP
+    """
+
+    __slots__ = ("_client", "_flights")
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        namespace: str = "resilient",
+        on_store_error: FallbackMode = "local",
+        max_staleness: float = 0.1,
+        retry_interval: float = 2.0,
+        trial_timeout: float = 30.0,
+        idle_ttl: float = 86400.0,
+        time_source: Literal["redis", "breaker"] = "redis",
+    ) -> None:
+        super().__init__(
+            client,
+            "AsyncRedisStore",
+            asyncio=True,
+            namespace=namespace,
+            on_store_error=on_store_error,
+            max_staleness=max_staleness,
+            retry_interval=retry_interval,
+            trial_timeout=trial_timeout,
+            idle_ttl=idle_ttl,
+            time_source=time_source,
+        )
+        self._client = client
+        self._flights: dict[str, asyncio.Future[None]] = {}
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+        connect_timeout: float | None = None,
+        namespace: str = "resilient",
+        on_store_error: FallbackMode = "local",
+        max_staleness: float = 0.1,
+        retry_interval: float = 2.0,
+        trial_timeout: float = 30.0,
+        idle_ttl: float = 86400.0,
+    ) -> AsyncRedisStore:
+        """Build a store on a new ``redis.asyncio`` client for *url* that cannot hang a call.
+
+        Args:
+            url: as for ``RedisStore.from_url``.
+            socket_timeout: as for ``RedisStore.from_url``.
+            connect_timeout: as for ``RedisStore.from_url``.
+            namespace: as for ``RedisStore``.
+            on_store_error: as for ``RedisStore``.
+            max_staleness: as for ``RedisStore``.
+            retry_interval: as for ``RedisStore``.
+            trial_timeout: as for ``RedisStore``.
+            idle_ttl: as for ``RedisStore``.
+
+        Returns:
+            An ``AsyncRedisStore``; nothing is sent until a breaker uses it
+            (the client connects in the event loop of its first command).
+        """
+        client = connect_async(url, socket_timeout=socket_timeout, connect_timeout=connect_timeout)
+        return cls(
+            client,
+            namespace=namespace,
+            on_store_error=on_store_error,
+            max_staleness=max_staleness,
+            retry_interval=retry_interval,
+            trial_timeout=trial_timeout,
+            idle_ttl=idle_ttl,
+        )
+
+    @property
+    def client(self) -> Any:
+        """The ``redis.asyncio`` client the scripts run on."""
+        return self._client
+
+    # -- the AsyncBreakerStore operations ------------------------------------------
+
+    async def acquire_async(self, name: str, policy: BreakerPolicy, now: float) -> Admission:
+        """Admit a call or not; see ``BreakerStore.acquire``."""
+        lane = self._lanes.get(name) or self._lane(name)
+        cached = self._cached(lane, now)
+        if cached is not None:
+            return cached
+        if not self._shares_refresh(lane):
+            return await drive_async(self._acquire_op(lane, policy, now), self._client)
+        flight = self._flights.get(name)
+        if flight is not None:  # another coroutine is refreshing: its answer may do
+            await asyncio.shield(flight)
+            cached = self._cached(lane, now, shared=True)
+            if cached is not None:
+                return cached
+            return await drive_async(self._acquire_op(lane, policy, now), self._client)
+        flight = self._flights[name] = asyncio.get_running_loop().create_future()
+        try:
+            return await drive_async(self._acquire_op(lane, policy, now), self._client)
+        finally:
+            if self._flights.get(name) is flight:
+                del self._flights[name]
+            flight.set_result(None)
+
+    async def record_success_async(
+        self, name: str, policy: BreakerPolicy, trial: int | None, now: float, slow: bool
+    ) -> Transition | None:
+        """Record a success; see ``BreakerStore.record_success`` and ``RedisStore``."""
+        lane = self._lanes.get(name) or self._lane(name)
+        if trial is None and self._success_is_noop(lane, policy):
+            return None
+        return await drive_async(self._success_op(lane, policy, trial, now, slow), self._client)
+
+    async def record_failure_async(
+        self, name: str, policy: BreakerPolicy, trial: int | None, now: float, slow: bool
+    ) -> Transition | None:
+        """Record a counted failure; see ``BreakerStore.record_failure``."""
+        lane = self._lanes.get(name) or self._lane(name)
+        return await drive_async(self._failure_op(lane, policy, trial, now, slow), self._client)
+
+    async def release_async(self, name: str, policy: BreakerPolicy, trial: int) -> None:
+        """Give a trial permit back; see ``BreakerStore.release``."""
+        lane = self._lanes.get(name) or self._lane(name)
+        await drive_async(self._release_op(lane, policy, trial), self._client)
+
+    async def force_async(
+        self, name: str, policy: BreakerPolicy, state: CircuitState, now: float
+    ) -> Transition | None:
+        """Put the circuit in *state*; see ``BreakerStore.force``."""
+        lane = self._lanes.get(name) or self._lane(name)
+        return await drive_async(self._force_op(lane, policy, state, now), self._client)
+
+    async def snapshot_async(self, name: str, policy: BreakerPolicy, now: float) -> StoredState:
+        """Read the circuit from Redis (when it answers); see ``BreakerStore.snapshot``."""
+        lane = self._lanes.get(name) or self._lane(name)
+        return await drive_async(self._snapshot_op(lane, policy, now), self._client)
+
+    def snapshot(self, name: str, policy: BreakerPolicy, now: float) -> StoredState:
+        """The circuit as this process last read it, without a round trip.
+
+        What ``breaker.state`` and ``breaker.metrics`` show: a sync property
+        cannot await Redis. The window's totals are not remembered (0).
+        """
+        lane = self._lanes.get(name) or self._lane(name)
+        return self._known(lane, policy, now)
+
+    def __repr__(self) -> str:
+        return (
+            f"AsyncRedisStore({self._client!r}, namespace={self.namespace!r}, "
+            f"on_store_error={self.on_store_error!r})"
+        )
+
+
+class AsyncRedisRetryBudget(BudgetCore):
+    """``RedisRetryBudget`` for asyncio programs: one token bucket for a fleet, awaited.
+
+    The same rule, key and fallback as ``RedisRetryBudget``; its round trips
+    are awaited on a ``redis.asyncio`` client, so the async retry loop
+    (``@retry`` on an ``async def``, ``retry_with_backoff`` of a coroutine
+    function, ``execute_task_safely`` of one) never blocks the event loop
+    on Redis. ``@retry(budget=...)`` on a plain function refuses it.
+
+    Args:
+        client: a ``redis.asyncio.Redis`` or ``redis.asyncio.RedisCluster``;
+            see ``AsyncRedisStore``.
+        name: as for ``RedisRetryBudget``.
+        max_tokens: as for ``RedisRetryBudget``.
+        token_ratio: as for ``RedisRetryBudget``.
+        namespace: as for ``RedisRetryBudget``.
+        retry_interval: as for ``RedisRetryBudget``.
+        idle_ttl: as for ``RedisRetryBudget``.
+    """
+
+    __slots__ = ("_client",)
+
+    def __init__(
+        self,
+        client: Any,
+        name: str,
+        *,
+        max_tokens: float = 10,
+        token_ratio: float = 0.1,
+        namespace: str = "resilient",
+        retry_interval: float = 2.0,
+        idle_ttl: float = 86400.0,
+    ) -> None:
+        super().__init__(
+            client,
+            "AsyncRedisRetryBudget",
+            name,
+            asyncio=True,
+            max_tokens=max_tokens,
+            token_ratio=token_ratio,
+            namespace=namespace,
+            retry_interval=retry_interval,
+            idle_ttl=idle_ttl,
+        )
+        self._client = client
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        name: str,
+        *,
+        max_tokens: float = 10,
+        token_ratio: float = 0.1,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+        connect_timeout: float | None = None,
+        namespace: str = "resilient",
+        retry_interval: float = 2.0,
+        idle_ttl: float = 86400.0,
+    ) -> AsyncRedisRetryBudget:
+        """Build a budget on a new ``redis.asyncio`` client for *url* that cannot hang a call.
+
+        Args:
+            url: as for ``RedisStore.from_url``.
+            name: as for ``RedisRetryBudget``.
+            max_tokens: as for ``RedisRetryBudget``.
+            token_ratio: as for ``RedisRetryBudget``.
+            socket_timeout: as for ``RedisStore.from_url``.
+            connect_timeout: as for ``RedisStore.from_url``.
+            namespace: as for ``RedisRetryBudget``.
+            retry_interval: as for ``RedisRetryBudget``.
+            idle_ttl: as for ``RedisRetryBudget``.
+
+        Returns:
+            An ``AsyncRedisRetryBudget``; nothing is sent until it is used.
+        """
+        client = connect_async(url, socket_timeout=socket_timeout, connect_timeout=connect_timeout)
+        return cls(
+            client,
+            name,
+            max_tokens=max_tokens,
+            token_ratio=token_ratio,
+            namespace=namespace,
+            retry_interval=retry_interval,
+            idle_ttl=idle_ttl,
+        )
+
+    async def tokens_async(self) -> float:
+        """The tokens left now (one round trip)."""
+        return await drive_async(self._tokens_op(), self._client)
+
+    async def record_failure_async(self) -> bool:
+        """Spend one token for a failed attempt; return whether a retry is allowed."""
+        return await drive_async(self._spend_op(), self._client)
+
+    async def record_success_async(self) -> None:
+        """Refund *token_ratio* tokens for a successful attempt."""
+        await drive_async(self._refund_op(), self._client)
+
+    def record_failure(self) -> bool:
+        """Refused: a sync caller cannot await Redis. Use ``await record_failure_async()``."""
+        raise self._sync_refused("record_failure")
+
+    def record_success(self) -> None:
+        """Refused: a sync caller cannot await Redis. Use ``await record_success_async()``."""
+        raise self._sync_refused("record_success")
+
+    def _sync_refused(self, method: str) -> TypeError:
+        return TypeError(
+            f"{self!r}.{method}() cannot run synchronously: its round trips are awaited on a "
+            f"redis.asyncio client. Use it from async def functions (the async retry loop "
+            f"awaits {method}_async()), or use resilient.redis.RedisRetryBudget with a "
+            "synchronous client for plain functions"
+        )
+
+
+def connect_async(
+    url: str,
+    *,
+    socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+    connect_timeout: float | None = None,
+) -> Any:
+    """A ``redis.asyncio.Redis`` for *url* with short timeouts and no retries of its own.
+
+    Args:
+        url: as ``redis.asyncio.Redis.from_url`` reads it.
+        socket_timeout: seconds to wait for an answer (> 0, at most a minute).
+        connect_timeout: seconds to wait for a connection; default *socket_timeout*.
+
+    Returns:
+        The client; it connects on first use, in the event loop of that use.
+    """
+    connect_timeout = check_url(url, socket_timeout, connect_timeout)
+    try:
+        return redis.asyncio.Redis.from_url(  # pyright: ignore[reportUnknownMemberType]
+            url,
+            socket_timeout=float(socket_timeout),
+            socket_connect_timeout=connect_timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+    except ValueError as error:  # redis-py's message does not say which argument
+        raise ValueError(f"url is not a Redis URL ({error}), got url={url!r}") from error

@@ -1,0 +1,178 @@
+"""The two Redis breaker stores, for tests that prove the same rules of both.
+
+``RedisStore`` (sync, on ``redis.Redis``) and ``AsyncRedisStore`` (on
+``redis.asyncio.Redis``) are one core with two drivers; the tests of the
+store's rules (fleet counts, half-open permits, fallbacks, outages, skew,
+expiry...) run once per kind. Those tests drive breakers from plain
+functions and threads, so the async store runs on an event loop of its own
+thread, and ``Blocking`` hands each of its operations to that loop and waits
+for the answer: what runs is ``AsyncRedisStore``'s own code, awaited on a
+``redis.asyncio`` client. The breaker's async forms over it are tested
+directly (tests/test_redis_async.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from resilient.redis import AsyncRedisRetryBudget, AsyncRedisStore, RedisStore, connect_async
+
+T = TypeVar("T")
+
+KINDS = ("sync", "async")
+
+
+class LoopThread:
+    """An event loop running in a daemon thread of its own."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run *coroutine* on the loop; wait for its result here."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=30)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self.loop.close()
+
+
+class Blocking:
+    """An ``AsyncRedisStore`` driven from sync code: each operation awaited on a loop thread.
+
+    ``snapshot`` asks Redis (``snapshot_async``), as ``RedisStore.snapshot``
+    does. Every other attribute is the store's own; the ``*_async`` names are
+    hidden, so a breaker uses this object through its sync operations.
+    """
+
+    def __init__(self, store: AsyncRedisStore, loop: LoopThread) -> None:
+        self.store = store
+        self._loop = loop
+
+    def acquire(self, *args: Any) -> Any:
+        return self._loop.run(self.store.acquire_async(*args))
+
+    def record_success(self, *args: Any) -> Any:
+        return self._loop.run(self.store.record_success_async(*args))
+
+    def record_failure(self, *args: Any) -> Any:
+        return self._loop.run(self.store.record_failure_async(*args))
+
+    def release(self, *args: Any) -> Any:
+        return self._loop.run(self.store.release_async(*args))
+
+    def force(self, *args: Any) -> Any:
+        return self._loop.run(self.store.force_async(*args))
+
+    def snapshot(self, *args: Any) -> Any:
+        return self._loop.run(self.store.snapshot_async(*args))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.endswith("_async"):
+            raise AttributeError(name)
+        return getattr(self.store, name)
+
+    def __repr__(self) -> str:
+        return f"Blocking({self.store!r})"
+
+
+class BlockingBudget:
+    """An ``AsyncRedisRetryBudget`` driven from sync code, as ``Blocking`` drives a store."""
+
+    def __init__(self, budget: AsyncRedisRetryBudget, loop: LoopThread) -> None:
+        self.budget = budget
+        self._loop = loop
+
+    @property
+    def tokens(self) -> float:
+        return self._loop.run(self.budget.tokens_async())
+
+    def record_failure(self) -> bool:
+        return self._loop.run(self.budget.record_failure_async())
+
+    def record_success(self) -> None:
+        self._loop.run(self.budget.record_success_async())
+
+    def __getattr__(self, name: str) -> Any:
+        if name.endswith("_async"):
+            raise AttributeError(name)
+        return getattr(self.budget, name)
+
+
+class Stores:
+    """Builds stores of one kind on one server: ``stores(**settings)``; closes what it built."""
+
+    def __init__(self, kind: str, url: str, client: Any = None) -> None:
+        assert kind in KINDS
+        self.kind = kind
+        self.url = url
+        self._client = client
+        self._loop: LoopThread | None = None
+        self._async_clients: list[Any] = []
+
+    def client_async(self, **options: Any) -> Any:
+        """A new ``redis.asyncio`` client of the server, on the loop thread."""
+        if self._loop is None:
+            self._loop = LoopThread()
+        client = connect_async(self.url, **options)
+        self._async_clients.append(client)
+        return client
+
+    def __call__(self, client: Any = None, **settings: Any) -> Any:
+        """A store of this kind; *client*: a sync client to use (sync kind only)."""
+        options = _client_options(settings)
+        if self.kind == "sync":
+            if client is None:
+                own = self._client is None or options
+                client = self.sync_client(**options) if own else self._client
+            return RedisStore(client, **settings)
+        assert client is None, "give the async kind its client through client_async()"
+        store = AsyncRedisStore(self.client_async(**options), **settings)
+        assert self._loop is not None
+        return Blocking(store, self._loop)
+
+    def budget(self, name: str, **settings: Any) -> Any:
+        """A retry budget of this kind."""
+        from resilient.redis import RedisRetryBudget
+
+        options = _client_options(settings)
+        if self.kind == "sync":
+            own = self._client is None or options
+            client = self.sync_client(**options) if own else self._client
+            return RedisRetryBudget(client, name, **settings)
+        budget = AsyncRedisRetryBudget(self.client_async(**options), name, **settings)
+        assert self._loop is not None
+        return BlockingBudget(budget, self._loop)
+
+    def sync_client(self, **options: Any) -> Any:
+        from resilient.redis import connect
+
+        client = connect(self.url, **options)
+        self._sync_clients = [*getattr(self, "_sync_clients", []), client]
+        return client
+
+    def close(self) -> None:
+        if self._loop is not None:
+            for client in self._async_clients:
+                self._loop.run(client.aclose())
+            self._loop.close()
+            self._loop = None
+        for client in getattr(self, "_sync_clients", []):
+            client.close()
+
+    def __enter__(self) -> Stores:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _client_options(settings: dict[str, Any]) -> dict[str, Any]:
+    """Client options given among a store's settings (the tests' socket_timeout)."""
+    return {key: settings.pop(key) for key in ("socket_timeout",) if key in settings}
