@@ -35,6 +35,19 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return min(2 * cpus, cpus + 4)
 
 
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A loopback port where connecting is refused at once, for the whole test.
+
+    The socket stays bound (never listening) until the test ends: connecting
+    is refused, and no other test of the run (another xdist worker's server
+    included) can take the port meanwhile, as it could once a probe closed.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+
+
 # -- a real Redis server for the Redis tests ------------------------------------------
 #
 # Each pytest process (each xdist worker) starts its own redis-server on a free

@@ -831,12 +831,9 @@ def raw_server() -> Iterator[Callable[[str], RawServer]]:
 
 
 @pytest.fixture
-def closed_port_url() -> str:
+def closed_port_url(refused_port: int) -> str:
     """A loopback URL on a port nothing listens on: connecting is refused."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
+    return f"http://127.0.0.1:{refused_port}/"
 
 
 LIVE_STATUS_TABLE = [

@@ -67,12 +67,9 @@ def make_session() -> Iterator[MakeSession]:
 
 
 @pytest.fixture
-def refused_url() -> str:
+def refused_url(refused_port: int) -> str:
     """A loopback URL nobody listens on: connecting is refused at once."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
+    return f"http://127.0.0.1:{refused_port}/"
 
 
 def _counted(server: FlakyServer, path: str) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import subprocess
 import sys
 import time
@@ -56,12 +55,9 @@ def flaky() -> Iterator[FlakyServer]:
 
 
 @pytest.fixture
-def closed_port() -> str:
+def closed_port(refused_port: int) -> str:
     """A loopback URL nothing listens on: connecting is refused."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{refused_port}"
 
 
 _OPEN: list[Any] = []

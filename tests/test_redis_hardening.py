@@ -123,19 +123,17 @@ def test_a_store_releases_the_state_of_names_whose_breakers_are_gone(redis_clien
     assert other.call(ok) == "ok"
 
 
-def test_the_local_fallback_of_dropped_breakers_is_released_too() -> None:
+def test_the_local_fallback_of_dropped_breakers_is_released_too(refused_port: int) -> None:
     """During an outage each name gets a local breaker; it goes with its breakers."""
-    import socket
-
     import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     client = redis.Redis(
-        port=port, socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0)
+        port=refused_port,
+        socket_timeout=0.5,
+        socket_connect_timeout=0.5,
+        retry=Retry(NoBackoff(), 0),
     )
     store = RedisStore(client, on_store_error="local", retry_interval=3600)
     for n in range(1_000):

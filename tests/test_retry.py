@@ -1463,21 +1463,13 @@ def test_instances_of_one_callable_class_share_one_function_name(
     assert " at 0x" not in caplog.text
 
 
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])  # closed again on leaving: connecting is refused
-
-
 def test_retry_lines_name_the_innermost_cause_and_keep_the_full_text_in_the_field(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, refused_port: int
 ) -> None:
     """A requests ConnectionError reads as the refused connection underneath it, not as
     urllib3's "Max retries exceeded with url ..."; the ``error`` field keeps that text."""
     caplog.set_level(logging.WARNING, logger="resilient.retry")
-    url = f"http://127.0.0.1:{_closed_port()}/users?api_key=k-123"
+    url = f"http://127.0.0.1:{refused_port}/users?api_key=k-123"
 
     def fetch() -> requests.Response:
         return requests.get(url, timeout=5)

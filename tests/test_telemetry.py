@@ -483,17 +483,12 @@ def test_a_breaker_on_redis_reports_the_state_stored_there(
 
 
 def test_a_breaker_on_an_unreachable_redis_reports_its_fallback(
-    registry: CollectorRegistry,
+    registry: CollectorRegistry, refused_port: int
 ) -> None:
     """While Redis cannot be reached the store mode says which fallback is in force."""
-    import socket
-
     from resilient.redis import RedisStore
 
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    store = RedisStore.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=0.2)
+    store = RedisStore.from_url(f"redis://127.0.0.1:{refused_port}/0", socket_timeout=0.2)
     breaker = CircuitBreaker(name="redis-down", store=store)
     telemetry.enable_prometheus(registry)
     logging.disable(logging.WARNING)  # the store's outage warning
