@@ -613,6 +613,7 @@ def test_pacing_refusals_never_count_as_breaker_failures() -> None:
         ({"rate": 1, "burst": 0}, "burst must be a finite number > 0, got 0"),
         ({"rate": 1, "burst": math.nan}, "burst must be a finite number > 0, got nan"),
         ({"rate": 1, "burst": False}, "burst must be a number, got False"),
+        ({"rate": 1, "burst": 0.5}, "burst must be >= 1, got 0.5"),
         ({"rate": 1, "name": ""}, "name must be a non-empty str, got ''"),
         ({"rate": 1, "name": 3}, "name must be a str, got 3"),
         ({"rate": 1, "clock": object()}, "clock must provide monotonic"),

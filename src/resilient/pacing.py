@@ -466,7 +466,7 @@ class RateLimiter:
         rate: units per *per* seconds (> 0).
         per: the period of *rate*, in seconds or a ``timedelta`` (> 0):
             ``RateLimiter(500, per=60)`` is 500 requests per minute.
-        burst: units admitted at once from a full limiter (> 0, default 1:
+        burst: units admitted at once from a full limiter (>= 1, default 1:
             evenly spaced). A ``cost`` may never exceed it.
         name: names the limiter in logs and telemetry (the ``limiter`` label)
             and in the store; required with *store*.
@@ -512,7 +512,11 @@ class RateLimiter:
     ) -> None:
         _check_positive("rate", rate)
         per = _check_duration("per", per, allow_zero=False)
-        _check_positive("burst", burst)
+        if _check_positive("burst", burst) < 1:
+            raise ValueError(
+                f"burst must be >= 1, got {burst!r}: with, @limiter and retry(limiter=) "
+                "take cost 1, which a smaller burst could never admit"
+            )
         _check_name(name, store)
         check_clock(clock)
         self.rate: float = float(rate)
