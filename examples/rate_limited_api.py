@@ -4,8 +4,8 @@
 chat-completions and Anthropic messages endpoints the real SDKs call, on
 127.0.0.1) that limits its callers as a provider does:
 
-- a **rate**: at most ``rate`` requests per second, with a short ``burst``
-  (a token bucket refilling continuously, as GCRA computes it);
+- a **rate**: at most ``rate`` requests per second (a token bucket of one
+  second's worth by default, refilling continuously, as GCRA computes it);
 - a **capacity**: at most ``capacity`` requests in flight at once, each
   taking ``service_time`` seconds to answer.
 
@@ -75,8 +75,9 @@ class RateLimitedAPI(FakeLLMServer):
         rate: requests per second it admits, over time.
         capacity: requests it serves at once; one more gets a 429.
         burst: requests it admits at once after a quiet spell (the token
-            bucket's size): a provider's limiter tolerates a little
-            unevenness in arrivals, and so does this one.
+            bucket's size; default: one second's worth, *rate*): a
+            provider's limiter tolerates some unevenness in arrivals, and so
+            does this one.
         service_time: seconds each admitted request takes to answer.
         retry_after: the ``Retry-After`` of its 429s, in whole seconds.
     """
@@ -86,7 +87,7 @@ class RateLimitedAPI(FakeLLMServer):
         rate: float = 40.0,
         capacity: int = 8,
         *,
-        burst: int = 10,
+        burst: int | None = None,
         service_time: float = 0.1,
         retry_after: int = 1,
     ) -> None:
@@ -94,6 +95,8 @@ class RateLimitedAPI(FakeLLMServer):
             raise ValueError(f"rate must be > 0, got rate={rate!r}")
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got capacity={capacity!r}")
+        if burst is None:
+            burst = max(1, round(rate))
         if burst < 1:
             raise ValueError(f"burst must be >= 1, got burst={burst!r}")
         if service_time < 0:

@@ -69,7 +69,6 @@ __all__ = [
     "RATE_PAUSE",
     "RATE_REFUND",
     "SLOT_ACQUIRE",
-    "SLOT_COUNT",
     "SLOT_RELEASE",
     "Grant",
     "Lease",
@@ -81,7 +80,6 @@ __all__ = [
     "rate_keys",
     "read_grant",
     "read_lease",
-    "read_seconds",
     "slot_keys",
     "sync_only",
 ]
@@ -188,15 +186,6 @@ SLOT_RELEASE = """
 return redis.call('ZREM', KEYS[1], ARGV[1])
 """
 """Give a leased slot back."""
-
-SLOT_COUNT = (
-    _NOW
-    + """
--- KEYS: slots. Unexpired leases, fleet-wide (read only).
-return redis.call('ZCOUNT', KEYS[1], '(' .. fmt(now), '+inf')
-"""
-)
-"""How many slots are leased now."""
 
 PACING_PROBE = """
 -- Before handing a limiter back to Redis after an outage: its data key must hold
@@ -360,11 +349,6 @@ def read_lease(reply: object) -> Lease:
     return Lease(int(admitted) == 1, int(held), max(0.0, float(free_in)))
 
 
-def read_seconds(reply: object) -> float:
-    """Decode the one number ``RATE_PAUSE`` and ``RATE_REFUND`` answer."""
-    return float(_fields(reply)[0])
-
-
 # -- the store's pacing half, without its I/O ----------------------------------------
 
 _LOCAL = "local:"  # lease ids of the local fallback's slots start with this
@@ -413,7 +397,6 @@ class PacingCore:
 
     __slots__ = (
         "_acquire",
-        "_count",
         "_fb",
         "_lanes",
         "_local",
@@ -435,7 +418,6 @@ class PacingCore:
         self._pause = client.register_script(RATE_PAUSE)
         self._slot = client.register_script(SLOT_ACQUIRE)
         self._release = client.register_script(SLOT_RELEASE)
-        self._count = client.register_script(SLOT_COUNT)
         self._probe = client.register_script(PACING_PROBE)
         self._lanes: dict[str, PacingLane] = {}
         self._local = MemoryPacingStore()
@@ -521,13 +503,6 @@ class PacingCore:
         keys = lane.slots.keys
         # While Redis is unreachable the lease cannot be dropped: it expires after its ttl.
         yield from self._run(lane, self._release, keys, (lease.encode(),), keys[0])
-
-    def held_op(self, name: str, now: float) -> Op[int | None]:
-        """Slots leased now, fleet-wide; ``None`` while Redis cannot say."""
-        lane = self.lane(name)
-        keys = lane.slots.keys
-        reply = yield from self._run(lane, self._count, keys, (_now(self._now(now)),), keys[0])
-        return None if reply is None else int(reply)
 
     # -- one round trip, or the fallback ----------------------------------------------
 
