@@ -2013,6 +2013,34 @@ def test_logger_receives_the_lines_instead_of_resilient_retry(
     assert error.event == "retry_gave_up"  # type: ignore[attr-defined]
 
 
+class _Prefixed(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """An adapter that prefixes its messages, as applications write them."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        assert self.extra is not None
+        return f"[{self.extra['request_id']}] {msg}", {**kwargs, "extra": self.extra}
+
+
+@pytest.mark.parametrize("adapter", [logging.LoggerAdapter, _Prefixed])
+def test_a_logger_adapter_keeps_its_fields_and_ours(
+    adapter: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``logger=LoggerAdapter(...)``: its extra and every structured field of ours, both."""
+    mine = adapter(logging.getLogger("myapp.adapted"), {"request_id": "r-1"})
+    with caplog.at_level(logging.DEBUG), pytest.raises(ConnectionError):
+        retry(max_retries=1, logger=mine, clock=ManualClock(), jitter=False)(
+            Flaky(ConnectionError("a"), ConnectionError("b"))
+        )()
+    warning, error = caplog.records
+    assert [r.name for r in caplog.records] == ["myapp.adapted", "myapp.adapted"]
+    for record, event in ((warning, "retry_scheduled"), (error, "retry_gave_up")):
+        assert record.request_id == "r-1"  # type: ignore[attr-defined]
+        assert record.event == event  # type: ignore[attr-defined]
+        assert record.error_type == "ConnectionError"  # type: ignore[attr-defined]
+    prefix = "[r-1] " if adapter is _Prefixed else ""
+    assert warning.getMessage().startswith(prefix + "retrying ")
+
+
 @pytest.mark.parametrize("logger", ["resilient.retry", print, 3])
 def test_a_logger_that_is_not_one_is_refused(logger: Any) -> None:
     """``logger=`` must be a logging.Logger (a name is not one)."""

@@ -312,7 +312,43 @@ def _check_logger(logger: object) -> Logger | None:
         callable(getattr(logger, "isEnabledFor", None)) and callable(getattr(logger, "log", None))
     ):
         raise TypeError(f"logger must be a logging.Logger (or LoggerAdapter), got {logger!r}")
+    if callable(getattr(logger, "process", None)) and hasattr(logger, "extra"):
+        return _FieldsKept(logger)  # type: ignore[return-value]  # pyright: ignore[reportReturnType]
     return logger  # type: ignore[return-value]  # pyright: ignore[reportReturnType]
+
+
+class _FieldsKept:
+    """Strictly private. A ``LoggerAdapter`` given as ``logger=``, its extra merged with ours.
+
+    ``LoggerAdapter.process`` replaces a call's ``extra`` with the adapter's
+    own (unless ``merge_extra=True``, Python 3.13+): every structured field of
+    the retry lines would be lost. Here the adapter still processes the
+    message (a subclass may prefix it) and its fields are kept, ours added.
+    """
+
+    __slots__ = ("adapter",)
+
+    def __init__(self, adapter: Any) -> None:
+        self.adapter = adapter
+
+    def isEnabledFor(self, level: int) -> bool:
+        return bool(self.adapter.isEnabledFor(level))
+
+    def warning(self, msg: str, *args: object, extra: dict[str, object]) -> None:
+        self.log(_WARNING, msg, *args, extra=extra)
+
+    def error(self, msg: str, *args: object, extra: dict[str, object]) -> None:
+        self.log(_ERROR, msg, *args, extra=extra)
+
+    def log(self, level: int, msg: str, *args: object, extra: dict[str, object]) -> None:
+        adapter = self.adapter
+        msg, kwargs = adapter.process(msg, {"extra": extra})
+        kwargs["extra"] = {**(kwargs.get("extra") or {}), **extra}
+        inner = adapter.logger
+        if callable(getattr(inner, "process", None)) and hasattr(inner, "extra"):
+            _FieldsKept(inner).log(level, msg, *args, extra=kwargs["extra"])  # nested adapters
+        else:
+            inner.log(level, msg, *args, **kwargs)
 
 
 def _check_stop_event(event: object) -> str:
