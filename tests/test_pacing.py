@@ -159,6 +159,41 @@ def test_admitted_units_never_exceed_burst_plus_rate_over_any_interval(
 
 
 @pytest.mark.parametrize("shared", [False, True], ids=["in-process", "store"])
+def test_sixteen_threads_hammering_try_acquire_never_exceed_the_bound(shared: bool) -> None:
+    """16 threads, 3 try_acquire each per step of a ManualClock: over every run of steps the
+    admitted count stays within burst + rate * t / per, and reaches it (nothing lost)."""
+    clock = ManualClock()
+    limiter = limiter_on(clock, shared, rate=7, per=1.0, burst=5)
+    steps, step = 60, 0.05
+    counts = [0] * steps
+    lock = threading.Lock()
+    barrier = threading.Barrier(17, timeout=30)
+
+    def hammer() -> None:
+        for index in range(steps):
+            barrier.wait()
+            admitted = sum(limiter.try_acquire() for _ in range(3))
+            with lock:
+                counts[index] += admitted
+            barrier.wait()
+
+    threads = [threading.Thread(target=hammer) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for _ in range(steps):
+        barrier.wait()  # the threads take their turns at this instant
+        barrier.wait()
+        clock.advance(step)
+    for thread in threads:
+        thread.join(timeout=30)
+    for first in range(steps):
+        for last in range(first, steps):
+            bound = 5 + 7 * (last - first) * step
+            assert sum(counts[first : last + 1]) <= bound + 1e-9
+    assert sum(counts) == math.floor(5 + 7 * (steps - 1) * step + 1e-9)
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["in-process", "store"])
 def test_starts_full_without_first_period_overshoot(shared: bool) -> None:
     """A fresh limiter admits its burst at once, then the rate: never a second burst in period one."""
     clock = ManualClock()
