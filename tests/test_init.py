@@ -147,6 +147,25 @@ def test_the_retry_decorator_loads_only_what_its_loop_needs() -> None:
     assert sorted(heavy.intersection(loaded)) == []
 
 
+def test_pacing_and_time_remaining_do_not_load_the_retry_loop() -> None:
+    """Dependencies point down: pacing reads the deadline from a module below the loop.
+
+    ``resilient.time_remaining`` stays one function, whichever path names it.
+    """
+    printed = _run(
+        """
+        import sys
+        import resilient.pacing
+        from resilient import time_remaining
+        print("resilient._retry" in sys.modules, "resilient._block" in sys.modules)
+        import resilient._retry
+        print(time_remaining is resilient._retry.time_remaining is resilient.time_remaining)
+        print(time_remaining.__module__, time_remaining())
+        """
+    )
+    assert printed.split() == ["False", "False", "True", "resilient._deadline", "None"]
+
+
 def test_the_protocols_still_load_where_they_always_were() -> None:
     """``Clock`` and ``Jitter`` (defined apart, loaded on use) are reachable by every old path."""
     printed = _run(

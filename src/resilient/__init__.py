@@ -25,11 +25,11 @@ if TYPE_CHECKING:
         retry_after,
     )
     from resilient._clock import SystemClock
+    from resilient._deadline import time_remaining
     from resilient._retry import (
         retry,
         retry_with_backoff,
         retry_with_backoff_async,
-        time_remaining,
     )
     from resilient._types import Clock, RetryState
     from resilient.backoff import (
@@ -129,7 +129,7 @@ _WHERE: dict[str, str] = {
     "run_tasks": "resilient.task",
     "run_tasks_async": "resilient.task",
     "safe_temp_file": "resilient.cleanup",
-    "time_remaining": "resilient._retry",
+    "time_remaining": "resilient._deadline",
 }
 
 # ``create_resilient_session`` and ``get_json_or_none`` are left out of

@@ -16,8 +16,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from resilient._classify import ErrorClass, Throttled, classify
+from resilient._deadline import DEADLINE, enter_deadline
 from resilient._retry import (
-    _DEADLINE,  # pyright: ignore[reportPrivateUsage]
     _GIVE_UP,  # pyright: ignore[reportPrivateUsage]
     DEFAULT_MAX_RETRY_AFTER,
     DEFAULT_RETRYABLE,
@@ -32,8 +32,15 @@ if TYPE_CHECKING:
     from logging import Logger
 
     from resilient._clock import Clock
-    from resilient._types import Budget, JitterSpec, RetryOn, RetryState, Seconds, StopEvent
-    from resilient.pacing import RateLimiter
+    from resilient._types import (
+        Budget,
+        JitterSpec,
+        Limiter,
+        RetryOn,
+        RetryState,
+        Seconds,
+        StopEvent,
+    )
 
 __all__ = ["Attempt", "Retrying", "retrying"]
 
@@ -79,7 +86,7 @@ class Attempt(Generic[T]):
         self._state = _RUNNING
         call = self._run.call
         if call.deadline_at is not None:
-            self._token = call.enter_deadline(call.deadline_at)
+            self._token = enter_deadline(call.deadline_at, call.clock)
         return self
 
     def __exit__(
@@ -89,7 +96,7 @@ class Attempt(Generic[T]):
         tb: TracebackType | None,
     ) -> bool:
         if self._token is not None:
-            _DEADLINE.reset(self._token)
+            DEADLINE.reset(self._token)
             self._token = None
         run = self._run
         call = run.call
@@ -343,7 +350,7 @@ def retrying(
     fallback: Callable[[Exception], T],
     logger: Logger | None = None,
     stop_event: StopEvent | None = None,
-    limiter: RateLimiter | None = None,
+    limiter: Limiter | None = None,
     name: str | None = None,
 ) -> Retrying[T]: ...
 
@@ -367,7 +374,7 @@ def retrying(
     fallback: None = None,
     logger: Logger | None = None,
     stop_event: StopEvent | None = None,
-    limiter: RateLimiter | None = None,
+    limiter: Limiter | None = None,
     name: str | None = None,
 ) -> Retrying[Any]: ...
 
@@ -390,7 +397,7 @@ def retrying(
     fallback: Callable[[Exception], Any] | None = None,
     logger: Logger | None = None,
     stop_event: StopEvent | None = None,
-    limiter: RateLimiter | None = None,
+    limiter: Limiter | None = None,
     name: str | None = None,
 ) -> Retrying[Any]:
     """Retry a block of code: ``for attempt in retrying(...): with attempt: ...``.

@@ -17,7 +17,6 @@ failure.
 from __future__ import annotations
 
 import _thread
-import contextvars
 import functools
 import time
 from collections.abc import Collection
@@ -46,6 +45,7 @@ from resilient._compat import (
     refuse_lazy_result,
     seconds,
 )
+from resilient._deadline import DEADLINE, enter_deadline, time_remaining
 from resilient.backoff import Backoff
 
 # Not ``typing.TYPE_CHECKING``: see ``resilient/__init__.py``.
@@ -64,12 +64,12 @@ if TYPE_CHECKING:
         FallbackDecorator,
         Gate,
         JitterSpec,
+        Limiter,
         RetryOn,
         RetryState,
         Seconds,
         StopEvent,
     )
-    from resilient.pacing import RateLimiter
 
     P = ParamSpec("P")
     T = TypeVar("T")
@@ -110,27 +110,6 @@ def _log() -> Logger:
 
         _logger = logging.getLogger("resilient.retry")
     return _logger
-
-
-# The absolute deadline of the innermost call running under `deadline=`, with
-# the clock it is measured on.
-_DEADLINE: contextvars.ContextVar[tuple[float, Clock] | None] = contextvars.ContextVar(
-    "resilient_deadline", default=None
-)
-
-
-def time_remaining() -> float | None:
-    """Seconds left before the deadline of the retried call running now.
-
-    ``None`` outside any call made under ``@retry(deadline=...)``. Nested
-    deadlines take the earlier. An attempt can use it to shrink its own
-    timeouts, as ``resilient.http`` does.
-    """
-    current = _DEADLINE.get()
-    if current is None:
-        return None
-    deadline, clock = current
-    return max(deadline - clock.monotonic(), 0.0)
 
 
 class Policy:
@@ -179,7 +158,7 @@ class Policy:
         fallback: Callable[[Exception], Any] | None = None,
         logger: Logger | None = None,
         stop_event: StopEvent | None = None,
-        limiter: RateLimiter | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
         if isinstance(max_retries, bool) or not isinstance(max_retries, int):
             raise TypeError(f"max_retries must be an int, got {max_retries!r}")
@@ -494,15 +473,6 @@ class RetryCall:
         """Seconds the limiter must pause: a 429 or 503 asked for it with Retry-After."""
         self.paced_out: BaseException | None = None
         """The limiter's refusal of the next attempt: it did not run."""
-
-    def enter_deadline(
-        self, deadline_at: float
-    ) -> contextvars.Token[tuple[float, Clock] | None] | None:
-        """Publish this call's deadline to ``time_remaining()`` unless an outer one is earlier."""
-        outer = time_remaining()
-        if outer is not None and outer <= deadline_at - self.clock.monotonic():
-            return None
-        return _DEADLINE.set((deadline_at, self.clock))
 
     def spends(self, exc: BaseException | None, result: Any) -> bool:
         """Whether ``after_failure`` reaches the budget for this failure (an awaited budget
@@ -944,7 +914,7 @@ def _error_fields(exc: BaseException | None, result: object) -> tuple[str | None
 def run_retry(call: RetryCall, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """The retry loop: call until success or a reason to give up; raise the last error."""
     func, policy = call.target.func, call.policy
-    token = None if call.deadline_at is None else call.enter_deadline(call.deadline_at)
+    token = None if call.deadline_at is None else enter_deadline(call.deadline_at, call.clock)
     limiter = policy.limiter
     try:
         failure, call.failure = call.failure, None  # taken over: see RetryCall.failure
@@ -986,13 +956,13 @@ def run_retry(call: RetryCall, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
     finally:
         call.last_error = None  # nothing chains to it once the loop is over: free it now
         if token is not None:
-            _DEADLINE.reset(token)
+            DEADLINE.reset(token)
 
 
 async def run_retry_async(call: RetryCall, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """The retry loop of ``async`` functions; ``run_retry``'s twin."""
     func, policy = call.target.func, call.policy
-    token = None if call.deadline_at is None else call.enter_deadline(call.deadline_at)
+    token = None if call.deadline_at is None else enter_deadline(call.deadline_at, call.clock)
     limiter = policy.limiter
     try:
         failure, call.failure = call.failure, None  # taken over: see RetryCall.failure
@@ -1043,7 +1013,7 @@ async def run_retry_async(call: RetryCall, args: tuple[Any, ...], kwargs: dict[s
     finally:
         call.last_error = None  # nothing chains to it once the loop is over: free it now
         if token is not None:
-            _DEADLINE.reset(token)
+            DEADLINE.reset(token)
 
 
 def _decorate(func: Callable[P, T], policy: Policy) -> Callable[P, T]:
@@ -1185,7 +1155,7 @@ def retry(  # noqa: F811 - the overload shim above is typing.overload to type ch
     fallback: None = None,
     logger: Logger | None = None,
     stop_event: StopEvent | None = None,
-    limiter: RateLimiter | None = None,
+    limiter: Limiter | None = None,
 ) -> Callable[[Callable[P, T]], Callable[P, T]]: ...
 
 
@@ -1208,7 +1178,7 @@ def retry(  # type: ignore[overload-overlap]  # noqa: F811  # pyright: ignore[re
     fallback: Callable[[Exception], Awaitable[R]],
     logger: Logger | None = None,
     stop_event: StopEvent | None = None,
-    limiter: RateLimiter | None = None,
+    limiter: Limiter | None = None,
 ) -> AsyncFallbackDecorator[R]: ...
 
 
@@ -1231,7 +1201,7 @@ def retry(  # noqa: F811
     fallback: Callable[[Exception], R],
     logger: Logger | None = None,
     stop_event: StopEvent | None = None,
-    limiter: RateLimiter | None = None,
+    limiter: Limiter | None = None,
 ) -> FallbackDecorator[R]: ...
 
 
@@ -1255,7 +1225,7 @@ def retry(  # noqa: F811
     fallback: Callable[[Exception], Any] | None = None,
     logger: Logger | None = None,
     stop_event: StopEvent | None = None,
-    limiter: RateLimiter | None = None,
+    limiter: Limiter | None = None,
 ) -> (
     Callable[P, T]
     | Callable[[Callable[P, T]], Callable[P, T]]

@@ -156,3 +156,30 @@ if TYPE_CHECKING:
         def __resilient_remaining__(self) -> float:
             """``remaining``, without a round trip when a shared store remembers it."""
             ...
+
+    class Limiter(Protocol):
+        """What ``limiter=`` accepts: a ``RateLimiter``, as the retry loop sees one.
+
+        A protocol, so that the loop (below ``resilient.pacing``) never imports it.
+        """
+
+        @property
+        def name(self) -> str:
+            """The limiter's name in logs and telemetry."""
+            ...
+
+        def acquire(self, cost: float = 1, *, timeout: Seconds | None = None) -> None:
+            """Wait until *cost* units are admitted; ``RateLimitExceeded`` past *timeout*."""
+            ...
+
+        async def acquire_async(self, cost: float = 1, *, timeout: Seconds | None = None) -> None:
+            """``acquire``'s ``async`` twin."""
+            ...
+
+        def pause(self, seconds: Seconds) -> None:
+            """Admit nothing for *seconds*."""
+            ...
+
+        async def pause_async(self, seconds: Seconds) -> None:
+            """``pause``'s ``async`` twin."""
+            ...

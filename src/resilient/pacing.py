@@ -46,7 +46,7 @@ from resilient._compat import (
     refuse_lazy_result,
     seconds,
 )
-from resilient._retry import time_remaining
+from resilient._deadline import time_remaining
 
 if TYPE_CHECKING:
     import asyncio

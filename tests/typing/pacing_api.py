@@ -21,6 +21,7 @@ from resilient import (
     RateLimiter,
     RateLimitExceeded,
     retry,
+    retrying,
 )
 from resilient.pacing import RatePolicy, Reservation
 from resilient.testing import ManualClock
@@ -95,6 +96,15 @@ def retried(url: str) -> bytes:
 
 
 assert_type(retried("u"), bytes)
+
+
+def limiter_is_typed_by_what_the_loop_uses() -> None:
+    """``limiter=`` is a protocol (the loop never imports pacing): a RateLimiter fits."""
+    for attempt in retrying(limiter=limiter, deadline=5.0):
+        with attempt:
+            pass
+    retry(limiter=limit)  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]
+    retrying(limiter=limit)  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]
 
 
 def transports() -> None:
