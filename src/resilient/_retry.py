@@ -944,7 +944,9 @@ def run_retry(call: RetryCall, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
             if call.pause_for > 0.0 and limiter is not None:  # every caller sharing it waits
                 limiter.pause(call.pause_for)
                 call.pause_for = 0.0
-            if delay == _GIVE_UP or (delay > 0 and not call.wait(delay)):
+            if delay > 0 and policy.stop_event is None:
+                call.clock.sleep(delay)  # call.wait(), without a stop_event to listen to
+            elif delay == _GIVE_UP or (delay > 0 and not call.wait(delay)):
                 if failure is None:
                     return result
                 if call.fallback is None:
@@ -1000,7 +1002,9 @@ async def run_retry_async(call: RetryCall, args: tuple[Any, ...], kwargs: dict[s
             if call.pause_for > 0.0 and limiter is not None:  # every caller sharing it waits
                 await limiter.pause_async(call.pause_for)
                 call.pause_for = 0.0
-            if delay == _GIVE_UP or (delay > 0 and not await call.await_wait(delay)):
+            if delay > 0 and policy.stop_event is None:
+                await call.clock.asleep(delay)  # call.await_wait(), without a stop_event
+            elif delay == _GIVE_UP or (delay > 0 and not await call.await_wait(delay)):
                 if failure is None:
                     return result
                 if call.fallback is None:
