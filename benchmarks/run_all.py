@@ -48,13 +48,18 @@ KNOWN_ORDER = (
     "logging_overhead",
     "import_time",
     "redis_overhead",
+    "redis_async",
     "telemetry_overhead",
     "pacing",
     "httpx_overhead",
     "redis_limiter",
 )
 # What a module needs whether or not it says so itself.
-KNOWN_REQUIRES = {"redis_overhead": ("redis-server",), "redis_limiter": ("redis-server",)}
+KNOWN_REQUIRES = {
+    "redis_overhead": ("redis-server",),
+    "redis_async": ("redis-server",),
+    "redis_limiter": ("redis-server",),
+}
 NOT_BENCHMARKS = {"run_all", "herd"}
 MARKER = "@@run_all report@@"
 PEERS = (
@@ -68,6 +73,7 @@ PEERS = (
     "structlog",
     "limits",
     "pyrate-limiter",
+    "purgatory",
 )
 
 # The performance table of the design document, in its order: (path, goal).
@@ -109,6 +115,7 @@ DESIGN_GOALS: tuple[tuple[str, str], ...] = (
         "fleet against a rate-limited API (benchmarks/, simulated)",
         "goodput >= 95% of the API's capacity, < 1% 429s once converged",
     ),
+    ("async forms on `AsyncRedisStore` while Redis hangs", "event-loop lag < 10 ms"),
 )
 STORM_N = 100
 

@@ -61,6 +61,13 @@ class CountingAsyncClient(redis.asyncio.Redis):
         return await super().evalsha(*args, **kwargs)  # type: ignore[misc]
 
 
+@pytest.fixture(autouse=True)
+def _empty_database(request: pytest.FixtureRequest) -> None:
+    """Each test on the session's server starts from an empty database (``redis_client``)."""
+    if "redis_server" in request.fixturenames:
+        request.getfixturevalue("redis_client")
+
+
 def run(scenario: Callable[[], Any]) -> Any:
     return asyncio.run(scenario())
 
@@ -436,3 +443,25 @@ def test_listeners_hear_the_changes_of_overlapping_coroutines_in_order(
 
     run(scenario)
     assert heard.heard == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
+
+
+def test_more_coroutines_than_connections_wait_for_one_instead_of_falling_back(
+    redis_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """300 coroutines at once, every call asking Redis, on a pool of 100 connections: they
+    wait their turn for a connection; a busy pool is not an outage of Redis."""
+    import logging
+
+    async def scenario() -> None:
+        store = AsyncRedisStore.from_url(
+            redis_server.url, socket_timeout=PATIENT, max_staleness=0.0
+        )
+        breaker = CircuitBreaker(name="api", store=store)
+        results = await asyncio.gather(*(breaker.call_async(ok) for _ in range(300)))
+        assert results == ["ok"] * 300
+        assert store.mode("api") == "redis"
+        await store.client.aclose()
+
+    with caplog.at_level(logging.INFO, logger="resilient.redis"):
+        run(scenario)
+    assert [r.getMessage() for r in caplog.records] == []

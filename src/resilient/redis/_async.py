@@ -27,7 +27,10 @@ from resilient._breaker_state import (
 from resilient.redis._core import STORE_ERRORS, BreakerCore, BudgetCore, Op
 from resilient.redis._settings import DEFAULT_SOCKET_TIMEOUT, FallbackMode, check_url
 
-__all__ = ["AsyncRedisRetryBudget", "AsyncRedisStore", "connect_async"]
+__all__ = ["MAX_CONNECTIONS", "AsyncRedisRetryBudget", "AsyncRedisStore", "connect_async"]
+
+MAX_CONNECTIONS = 100
+"""Connections a ``connect_async`` client opens at most; more coroutines wait for one."""
 
 T = TypeVar("T")
 
@@ -370,6 +373,10 @@ def connect_async(
 ) -> Any:
     """A ``redis.asyncio.Redis`` for *url* with short timeouts and no retries of its own.
 
+    Its pool opens at most 100 connections; a coroutine that finds them all
+    busy waits for one (without blocking the loop) for at most
+    *socket_timeout*, then fails as an unreachable Redis would.
+
     Args:
         url: as ``redis.asyncio.Redis.from_url`` reads it.
         socket_timeout: seconds to wait for an answer (> 0, at most a minute).
@@ -380,11 +387,23 @@ def connect_async(
     """
     connect_timeout = check_url(url, socket_timeout, connect_timeout)
     try:
-        return redis.asyncio.Redis.from_url(  # pyright: ignore[reportUnknownMemberType]
+        # A pool that makes a coroutine wait (asynchronously, at most a socket timeout)
+        # for a free connection: the default one raises at once when all of them are
+        # busy, and many coroutines asking at once would look like an outage of Redis.
+        pool = redis.asyncio.BlockingConnectionPool.from_url(  # pyright: ignore[reportUnknownMemberType]
             url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=float(socket_timeout),
             socket_timeout=float(socket_timeout),
             socket_connect_timeout=connect_timeout,
             retry=Retry(NoBackoff(), 0),
         )
     except ValueError as error:  # redis-py's message does not say which argument
         raise ValueError(f"url is not a Redis URL ({error}), got url={url!r}") from error
+    # The client owns the pool, so aclose() closes its connections (from_pool: redis-py 5.0.1+).
+    from_pool = getattr(redis.asyncio.Redis, "from_pool", None)
+    if from_pool is not None:
+        return from_pool(pool)
+    client = redis.asyncio.Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True
+    return client
