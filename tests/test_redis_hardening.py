@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from resilient import CircuitBreaker, FailureRateWindow
+from resilient import CircuitBreaker, ConcurrencyLimit, FailureRateWindow, RateLimiter
 from resilient.redis import RedisRetryBudget, RedisStore
 from resilient.testing import ManualClock
 
@@ -181,3 +181,19 @@ def test_a_name_that_encodes_is_accepted_whatever_its_script(redis_client: Any) 
     """Non-ASCII names are fine: only what UTF-8 cannot encode is refused."""
     breaker = CircuitBreaker(name="サービス-é-🚀", store=RedisStore(redis_client))
     assert breaker.call(ok) == "ok"
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda store: RateLimiter(5, name="svc-\ud800", store=store),
+        lambda store: ConcurrencyLimit(2, name="svc-\ud800", store=store),
+    ],
+    ids=["RateLimiter", "ConcurrencyLimit"],
+)
+def test_a_pacing_name_that_cannot_be_encoded_is_refused_at_construction(
+    redis_client: Any, build: Callable[[RedisStore], object]
+) -> None:
+    """The pacing primitives on a RedisStore refuse it too, when built."""
+    with pytest.raises(ValueError, match=r"^name must be text that UTF-8 can encode"):
+        build(RedisStore(redis_client))
