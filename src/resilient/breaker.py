@@ -336,7 +336,7 @@ class CircuitBreaker:
         slow_call_rate_threshold: float = 1.0,
         clock: Clock | None = None,
         listeners: Iterable[object] = (),
-        store: BreakerStore | None = None,
+        store: BreakerStore | AsyncBreakerStore | None = None,
         classifier: Callable[..., ErrorClass] = classify,
         counted_classes: Collection[ErrorClass] = DEFAULT_COUNTED,
         logger: logging.Logger | None = None,
@@ -410,7 +410,8 @@ class CircuitBreaker:
             slow_calls=slow_call_duration is not None,
         )
         self._clock = clock
-        self._store: BreakerStore = store
+        # An async store's sync operations are never called (the sync forms refuse it).
+        self._store: BreakerStore = cast(BreakerStore, store)
         self._slow_limit = None if slow_call_duration is None else float(slow_call_duration)
         # A success reads the clock only when it can matter: to time a slow
         # call, or for a window (its time buckets; and a success can open the

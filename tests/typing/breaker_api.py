@@ -25,7 +25,7 @@ from resilient.breaker import (
     FailureRateWindow,
     MemoryStore,
 )
-from resilient.redis import RedisStore
+from resilient.redis import AsyncRedisStore, RedisStore
 from resilient.testing import ManualClock, force_state
 
 
@@ -131,6 +131,19 @@ def shared(client: Any) -> None:
     store = RedisStore(client, namespace="shop", on_store_error="open")
     assert_type(CircuitBreaker(name="inventory", store=store), CircuitBreaker)
     assert_type(RedisStore.from_url("redis://localhost:6379/0"), RedisStore)
+
+
+async def shared_async(client: Any) -> None:
+    """An ``AsyncRedisStore`` serves the async forms: ``call_async``, ``async with``, ``@``."""
+    store = AsyncRedisStore(client, namespace="shop", on_store_error="local")
+    guarded = CircuitBreaker(name="inventory", store=store)
+    assert_type(guarded, CircuitBreaker)
+    assert_type(AsyncRedisStore.from_url("redis://localhost:6379/0"), AsyncRedisStore)
+    assert_type(await guarded.call_async(aparse, "12"), int)
+    async with guarded:
+        pass
+    assert_type(await guarded.reset_async(), None)
+    assert_type(await guarded.trip_async(), None)
 
 
 def rejected_error(error: CircuitOpenError) -> None:
