@@ -1399,3 +1399,6 @@ def _check_name(name: object, store: object) -> None:
         )
     if name is None:
         raise ValueError("a store shares state by name: pass name= with store=")
+    check = getattr(store, "check_name", None)
+    if callable(check):  # a store that keys by name may refuse one it cannot key (RedisStore)
+        check(name)

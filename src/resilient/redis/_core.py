@@ -192,6 +192,17 @@ class BreakerCore:
             alive = tuple(known for known in lane.watchers if known() is not None)
             lane.watchers = (*alive, ref)
 
+    def check_name(self, name: str) -> None:
+        """Refuse, naming ``name``, a name that cannot be part of a Redis key.
+
+        A rate limiter or concurrency limit built on this store calls it when
+        it is built (a breaker's ``attach`` does the same check).
+
+        Raises:
+            ValueError: *name* cannot be encoded as UTF-8 (a lone surrogate).
+        """
+        check_name("name", name)
+
     def attach(self, name: str) -> object:
         """Keep what this store holds for breaker *name* while the returned object lives.
 
