@@ -111,7 +111,7 @@ def test_code_block_runs(
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # stdout and stderr in the order written
     if block.needs_redis:
         request.getfixturevalue("redis_client")  # a running server, its database emptied
-        env["REDIS_URL"] = request.getfixturevalue("redis_server").url
+        env["REDIS_URL"] = request.getfixturevalue("redis_server").patient_url
     script = tmp_path / "example.py"
     script.write_text(block.code, encoding="utf-8")
     completed = zygote.run(script, env=env, merge_stderr=block.expected is not None)

@@ -278,7 +278,7 @@ def test_shared_breaker_example_shares_one_circuit_between_two_processes(
 ) -> None:
     """Checkout's failures open the circuit; reports is rejected, then its trial closes it."""
     done = subprocess.run(
-        [sys.executable, str(EXAMPLES / "shared_breaker.py"), redis_server.url],
+        [sys.executable, str(EXAMPLES / "shared_breaker.py"), redis_server.patient_url],
         capture_output=True,
         text=True,
         timeout=240,
@@ -345,12 +345,12 @@ def test_llm_fleet_example_paces_a_small_fleet_without_losing_a_task(redis_serve
     """
     done = subprocess.run(
         [
-            sys.executable, str(EXAMPLES / "llm_fleet.py"), "--redis", redis_server.url,
+            sys.executable, str(EXAMPLES / "llm_fleet.py"), "--redis", redis_server.patient_url,
             "--mode", "paced", "--processes", "3", "--threads", "4", "--tasks", "5",
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=240,
         cwd=EXAMPLES.parent,
         check=False,
     )  # fmt: skip

@@ -369,7 +369,7 @@ def test_3_asyncio_processes_x_100_coroutines_open_once_and_share_the_trials(
     url = f"redis://{options['host']}:{options['port']}/{options.get('db', 0)}"
     run = f"run-{next(_runs)}"
     futures = [pool.submit(_asyncio_program, n, url, run, "async") for n in range(ASYNC_WORKERS)]
-    reports = [future.result(timeout=100) for future in futures]
+    reports = [future.result(timeout=240) for future in futures]
     openings = [change for r in reports for change in r["heard"] if change == ("closed", "open")]
     assert len(openings) == 1  # opened once, by one process's failure, fleet-wide
     assert all(r["after"] == ["rejected"] and r["ran_after"] == 0 for r in reports)
