@@ -8,6 +8,7 @@ in ``test_redis_pacing_processes.py``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import threading
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 
 from resilient import ConcurrencyLimit, RateLimiter, RateLimitExceeded
 from resilient.pacing import MemoryPacingStore, PacingStore, RatePolicy
-from resilient.redis import RedisStore, connect
+from resilient.redis import AsyncRedisStore, RedisStore, connect, connect_async
 from resilient.redis._pacing import rate_keys, slot_keys
 from resilient.testing import ManualClock
 
@@ -316,8 +317,6 @@ def test_16_threads_never_hold_more_slots_than_the_limit(redis_client: Any) -> N
 
 def test_the_sync_store_refuses_the_async_forms(redis_client: Any) -> None:
     """acquire_async on a RedisStore would block the loop: a TypeError names what to use."""
-    import asyncio
-
     limiter = RateLimiter(10, name="api", store=RedisStore(redis_client))
     with pytest.raises(TypeError, match="AsyncRedisStore"):
         asyncio.run(limiter.acquire_async())
@@ -407,3 +406,96 @@ def test_a_broken_key_sends_that_name_alone_to_the_fallback(
     assert getattr(record, "event", None) == "pacing_store_command_failed"
     assert "rate limiter 'api'" in record.getMessage()
     assert "WRONGTYPE" in record.getMessage()
+
+
+# -- the asyncio store -------------------------------------------------------------------
+
+
+class AsyncCountingClient:
+    """An asyncio client that counts the scripts it runs: each one is one round trip."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.round_trips = 0
+
+    async def evalsha(self, *args: Any, **kwargs: Any) -> Any:
+        self.round_trips += 1
+        return await self._client.evalsha(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_the_async_store_paces_acquire_async_in_one_round_trip_each(redis_server: Any) -> None:
+    """AsyncRedisStore: each admitted acquire_async is one awaited script; the wait slept once."""
+
+    async def main() -> tuple[int, list[float]]:
+        client = connect_async(redis_server.url)
+        try:
+            await client.delete(*rate_keys("resilient", "api"))
+            counting = AsyncCountingClient(client)
+            clock = ManualClock()
+            store = AsyncRedisStore(counting, time_source="breaker")
+            limiter = RateLimiter(2, burst=1, name="api", store=store, clock=clock)
+            await limiter.acquire_async()  # Redis loads the script on its first use
+            before = counting.round_trips
+            await limiter.acquire_async()
+            await limiter.acquire_async()
+            return counting.round_trips - before, clock.sleeps
+        finally:
+            await client.aclose()
+
+    round_trips, sleeps = asyncio.run(main())
+    assert round_trips == 2
+    assert sleeps == [pytest.approx(0.5), pytest.approx(0.5)]
+
+
+def test_sync_and_async_stores_of_one_name_share_one_limiter(
+    redis_server: Any, redis_client: Any
+) -> None:
+    """A RedisStore and an AsyncRedisStore on one server: one burst, one pause, one set of slots."""
+    clock = ManualClock(100.0)
+    sync_limiter = RateLimiter(10, burst=2, name="api", store=_manual(redis_client), clock=clock)
+    sync_store = RedisStore(redis_client)
+    assert sync_limiter.try_acquire()
+
+    async def main() -> tuple[bool, float, bool]:
+        client = connect_async(redis_server.url)
+        try:
+            store = AsyncRedisStore(client, time_source="breaker")
+            limiter = RateLimiter(10, burst=2, name="api", store=store, clock=clock)
+            admitted = await limiter.acquire_async(timeout=0.0) is None
+            await limiter.pause_async(3.0)
+            slots = ConcurrencyLimit(1, name="pool", store=AsyncRedisStore(client))
+            async with slots:
+                taken_elsewhere = sync_store.slot_acquire("pool", 1, 30.0, 0.0) is None
+            try:
+                await limiter.acquire_async(timeout=1.0)
+            except RateLimitExceeded as refused:
+                return admitted, refused.retry_after, taken_elsewhere
+            return admitted, 0.0, taken_elsewhere
+        finally:
+            await client.aclose()
+
+    admitted, retry_after, taken_elsewhere = asyncio.run(main())
+    assert admitted
+    assert retry_after == pytest.approx(3.0)
+    assert taken_elsewhere
+    assert not sync_limiter.try_acquire()  # the burst was spent by both, and the pause holds
+
+
+def test_the_async_store_refuses_the_sync_forms(redis_server: Any) -> None:
+    """acquire() cannot await an asyncio client: a TypeError names the async form."""
+
+    client = connect_async(redis_server.url)
+    store = AsyncRedisStore(client)
+    try:
+        with pytest.raises(TypeError, match="acquire_async"):
+            RateLimiter(10, name="api", store=store).acquire()
+        with (
+            pytest.raises(TypeError, match="async with"),
+            ConcurrencyLimit(1, name="pool", store=store),
+        ):
+            pass
+    finally:
+        asyncio.run(client.aclose())

@@ -24,7 +24,9 @@ from resilient._breaker_state import (
     StoredState,
     Transition,
 )
+from resilient.pacing import RatePolicy, Reservation
 from resilient.redis._core import STORE_ERRORS, BreakerCore, BudgetCore, Op
+from resilient.redis._pacing import PacingCore, async_only
 from resilient.redis._settings import DEFAULT_SOCKET_TIMEOUT, FallbackMode, check_url
 
 __all__ = ["MAX_CONNECTIONS", "AsyncRedisRetryBudget", "AsyncRedisStore", "connect_async"]
@@ -77,6 +79,12 @@ class AsyncRedisStore(BreakerCore):
     from what this process last read (no round trip; the window's totals
     read 0); ``await store.snapshot_async(name, ...)`` asks Redis.
 
+    It is also the asyncio ``PacingStore``: ``RateLimiter`` and
+    ``ConcurrencyLimit`` given ``store=AsyncRedisStore(...)`` pace their
+    async forms (``acquire_async``, ``async with``) through the same scripts
+    as ``RedisStore``, one awaited round trip per admitted acquire; their
+    sync forms raise ``TypeError``.
+
     Args:
         client: a ``redis.asyncio.Redis`` or ``redis.asyncio.RedisCluster``,
             with a short ``socket_timeout`` and no retries (``from_url``
@@ -99,7 +107,7 @@ class AsyncRedisStore(BreakerCore):
         >>> await breaker.call_async(fetch_user, 42)  # doctest: +SKIP
     """
 
-    __slots__ = ("_client", "_flights")
+    __slots__ = ("_client", "_flights", "_pacing")
 
     def __init__(
         self,
@@ -127,6 +135,7 @@ class AsyncRedisStore(BreakerCore):
         )
         self._client = client
         self._flights: dict[str, asyncio.Future[None]] = {}
+        self._pacing = PacingCore(client, namespace, self._fb, time_source == "redis")
 
     @classmethod
     def from_url(
@@ -241,6 +250,59 @@ class AsyncRedisStore(BreakerCore):
         """
         lane = self._lanes.get(name) or self._lane(name)
         return self._known(lane, policy, now)
+
+    # -- the PacingStore operations (RateLimiter, ConcurrencyLimit) -----------------
+
+    async def rate_reserve_async(
+        self, name: str, policy: RatePolicy, cost: float, max_wait: float, now: float
+    ) -> Reservation:
+        """Reserve *cost* units of rate limiter *name*: one script; see ``PacingStore``."""
+        op = self._pacing.reserve_op(name, policy, cost, max_wait, now)
+        return await drive_async(op, self._client)
+
+    async def rate_refund_async(
+        self, name: str, policy: RatePolicy, cost: float, now: float
+    ) -> None:
+        """Give *cost* units back; see ``PacingStore``."""
+        await drive_async(self._pacing.refund_op(name, policy, cost, now), self._client)
+
+    async def rate_pause_async(
+        self, name: str, policy: RatePolicy, seconds: float, now: float
+    ) -> None:
+        """Admit nothing under *name* for *seconds*, in every process; see ``PacingStore``."""
+        await drive_async(self._pacing.pause_op(name, policy, seconds, now), self._client)
+
+    async def slot_acquire_async(
+        self, name: str, limit: int, lease_ttl: float, now: float
+    ) -> str | None:
+        """Lease a slot of concurrency limit *name*; see ``PacingStore``."""
+        return await drive_async(self._pacing.slot_op(name, limit, lease_ttl, now), self._client)
+
+    async def slot_release_async(self, name: str, lease: str, now: float) -> None:
+        """Give a leased slot back; see ``PacingStore``."""
+        await drive_async(self._pacing.release_op(name, lease, now), self._client)
+
+    def rate_reserve(
+        self, name: str, policy: RatePolicy, cost: float, max_wait: float, now: float
+    ) -> Reservation:
+        """Refused: the sync forms cannot await Redis; see ``RedisStore``."""
+        raise async_only("acquire_async (or async with)")
+
+    def rate_refund(self, name: str, policy: RatePolicy, cost: float, now: float) -> None:
+        """Refused: see ``rate_refund_async``."""
+        raise async_only("refund_async")
+
+    def rate_pause(self, name: str, policy: RatePolicy, seconds: float, now: float) -> None:
+        """Refused: see ``rate_pause_async``."""
+        raise async_only("pause_async")
+
+    def slot_acquire(self, name: str, limit: int, lease_ttl: float, now: float) -> str | None:
+        """Refused: see ``slot_acquire_async``."""
+        raise async_only("async with (or call_async)")
+
+    def slot_release(self, name: str, lease: str, now: float) -> None:
+        """Refused: see ``slot_release_async``."""
+        raise async_only("async with (or call_async)")
 
     def __repr__(self) -> str:
         return (

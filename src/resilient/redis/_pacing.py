@@ -76,6 +76,7 @@ __all__ = [
     "PacingLane",
     "RatePlan",
     "SlotPlan",
+    "async_only",
     "probe_args",
     "rate_keys",
     "read_grant",
@@ -653,4 +654,13 @@ def sync_only(form: str) -> TypeError:
         f"RedisStore runs its scripts synchronously, so {form} would block the event loop "
         "on every round trip: give the limiter an AsyncRedisStore (on a redis.asyncio "
         "client) for the async forms, or use the sync forms (acquire, with) with RedisStore"
+    )
+
+
+def async_only(form: str) -> TypeError:
+    """The error of a sync form given an ``AsyncRedisStore``, naming what to use instead."""
+    return TypeError(
+        "AsyncRedisStore awaits its scripts on a redis.asyncio client, which a sync form "
+        f"cannot do: use {form} in async code, or give the limiter a RedisStore (on a "
+        "synchronous client) for the sync forms"
     )
