@@ -659,6 +659,19 @@ def test_retry_after_reads_a_requests_response_directly() -> None:
     assert retry_after(real_response(429, {"retry-after": "3"})) == 3.0
 
 
+@pytest.mark.parametrize("name", ["Retry-After", "retry-after", "RETRY-AFTER"])
+def test_retry_after_in_a_plain_dict_is_read_in_any_case(name: str) -> None:
+    """Header names are case-insensitive, also in a plain ``dict`` of headers."""
+    assert retry_after(ResponseError(429, {name: "3"})) == 3.0
+    assert retry_after(SimpleNamespace(headers={name: "3"})) == 3.0
+
+
+@pytest.mark.parametrize("name", ["retry-after-ms", "Retry-After-Ms", "RETRY-AFTER-MS"])
+def test_retry_after_ms_in_a_plain_dict_is_read_in_any_case(name: str) -> None:
+    """``retry-after-ms`` in any case still wins over ``Retry-After`` in a plain ``dict``."""
+    assert retry_after(ResponseError(429, {name: "1500", "retry-after": "9"})) == 1.5
+
+
 def test_retry_after_reads_a_failing_response_that_is_falsy() -> None:
     """A 429 ``Response`` is falsy (``not response.ok``) and is still read."""
     response = real_response(429, {"Retry-After": "2"})
@@ -1870,6 +1883,15 @@ def test_x_should_retry_overrides_the_status(
 def test_x_should_retry_true_on_an_unknown_error_with_a_response() -> None:
     """An error without a failing status, whose response says retry, is TRANSIENT."""
     assert classify(ResponseError(200, {"x-should-retry": "true"})) is TRANSIENT
+
+
+@pytest.mark.parametrize("name", ["x-should-retry", "X-Should-Retry", "X-SHOULD-RETRY"])
+@pytest.mark.parametrize(("header", "expected"), [("true", TRANSIENT), ("false", FATAL)])
+def test_x_should_retry_in_a_plain_dict_is_read_in_any_case(
+    name: str, header: str, expected: ErrorClass
+) -> None:
+    """Header names are case-insensitive, also in a plain ``dict`` of headers."""
+    assert classify(ResponseError(409, {name: header})) is expected
 
 
 @pytest.mark.parametrize("sdk", SDKS)

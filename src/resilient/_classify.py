@@ -16,6 +16,7 @@ from __future__ import annotations
 import enum
 import sys
 import time
+from collections.abc import Mapping
 
 # Not ``typing.TYPE_CHECKING``: see ``resilient/__init__.py``.
 TYPE_CHECKING = False
@@ -540,7 +541,7 @@ def should_retry(response: object) -> bool | None:
     if headers is None:
         return None
     try:
-        value = headers.get("x-should-retry")
+        value = _header(headers, "x-should-retry")
     except Exception:  # a headers object we do not understand is not a header
         return None
     if not isinstance(value, str):
@@ -550,6 +551,28 @@ def should_retry(response: object) -> bool | None:
         return True
     if value == "false":
         return False
+    return None
+
+
+def _header(headers: Any, name: str) -> object:
+    """The header *name* (lower case) of *headers*, whatever the case it was stored in.
+
+    HTTP header names are case-insensitive. The clients' header objects
+    (``requests``, ``httpx``, aiohttp, ``urllib``) look them up so; a plain
+    ``dict`` does not, so when the direct lookup misses, the keys are compared
+    case-insensitively. ``None`` when absent; may raise for an odd object.
+    """
+    value: object = headers.get(name)
+    if value is None and isinstance(headers, Mapping):
+        return _header_ignoring_case(headers, name)  # pyright: ignore[reportUnknownArgumentType]
+    return value
+
+
+def _header_ignoring_case(headers: Mapping[Any, Any], name: str) -> object:
+    """The value of the first key of *headers* that is *name* (lower case) in any case."""
+    for key, value in headers.items():
+        if isinstance(key, str) and key.lower() == name:
+            return value
     return None
 
 
@@ -618,8 +641,8 @@ def retry_after(exc_or_response: object, *, now: float | None = None) -> float |
     if headers is None:
         return None
     try:
-        millis = headers.get("retry-after-ms")
-        value = headers.get("Retry-After")
+        millis = _header(headers, "retry-after-ms")
+        value = _header(headers, "retry-after")
     except Exception:  # a headers object we do not understand is not a header
         return None
     if isinstance(millis, str):
