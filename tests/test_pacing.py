@@ -394,6 +394,25 @@ def test_pause_logs_a_line_that_reads_on_its_own(caplog: pytest.LogCaptureFixtur
     assert caplog.records[0].pause == 2.0  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["in-process", "store"])
+def test_pause_extended_while_in_force_is_logged_once(
+    shared: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Three 429s 10 ms apart: one INFO line; a pause after that one ended: a second."""
+    clock = ManualClock()
+    limiter = limiter_on(clock, shared, rate=10, burst=10)
+    with caplog.at_level(logging.INFO, logger="resilient.pacing"):
+        for _ in range(3):
+            limiter.pause(2.0)  # each extends the pause by 10 ms
+            clock.advance(0.01)
+        clock.advance(3.0)  # the pause has ended
+        limiter.pause(1.0)
+    infos = [r for r in caplog.records if r.levelno == logging.INFO]
+    assert len(infos) == 2
+    assert all("paused for" in r.getMessage() for r in infos)
+    assert [r.pause for r in infos] == [2.0, 1.0]  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize("bad", [-1, math.nan, math.inf, "2", True])
 def test_bad_pause_is_refused_naming_seconds(bad: object) -> None:
     """pause() refuses negative, NaN, infinite and non-numbers, naming seconds."""

@@ -487,6 +487,7 @@ class RateLimiter:
         "_clock",
         "_interval",
         "_lock",
+        "_logged_until",
         "_paused_until",
         "_policy",
         "_refused",
@@ -540,6 +541,7 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._tat = -math.inf
         self._paused_until = -math.inf
+        self._logged_until = -math.inf  # the end of the last pause logged at INFO
         self._admitted = 0
         self._waited = 0
         self._refused = 0
@@ -685,7 +687,7 @@ class RateLimiter:
             self.store.rate_pause(self.name, self._policy, duration, now)
         elif not self._pause_local(duration, now):
             return
-        self._log_pause(duration)
+        self._log_pause(duration, now)
 
     async def pause_async(self, seconds: float | datetime.timedelta) -> None:
         """``pause``'s ``async`` twin (it awaits the store)."""
@@ -696,7 +698,7 @@ class RateLimiter:
             await self.store.rate_pause_async(self.name, self._policy, duration, now)
         elif not self._pause_local(duration, now):
             return
-        self._log_pause(duration)
+        self._log_pause(duration, now)
 
     def __enter__(self) -> Self:
         self.acquire()
@@ -828,15 +830,39 @@ class RateLimiter:
             self._paused_until = until
             return True
 
-    def _log_pause(self, duration: float) -> None:
-        if duration > 0.0 and logger.isEnabledFor(logging.INFO):
-            where = "" if self.store is None else " in every process sharing it"
-            logger.info(
-                "rate limiter %r paused for %s s%s: no call is admitted until then",
+    def _log_pause(self, duration: float, now: float) -> None:
+        """Log a pause at INFO once: when it starts, not each time it is extended.
+
+        A pause asked while the last one logged is still in force (a burst of
+        429s, each with its ``Retry-After``) only extends it: that is a DEBUG
+        line. One asked after it ended is a new pause, logged at INFO again.
+        """
+        if duration <= 0.0:
+            return
+        with self._lock:
+            extended = now < self._logged_until
+            self._logged_until = max(self._logged_until, now + duration)
+        where = "" if self.store is None else " in every process sharing it"
+        if not extended:
+            if logger.isEnabledFor(logging.INFO):
+                logger.info(
+                    "rate limiter %r paused for %s s%s: no call is admitted until then",
+                    self.name,
+                    seconds(duration),
+                    where,
+                    extra={"event": "rate_limiter_paused", "limiter": self.name, "pause": duration},
+                )
+        elif logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "rate limiter %r pause extended to %s s from now%s: no call is admitted until then",
                 self.name,
                 seconds(duration),
                 where,
-                extra={"event": "rate_limiter_paused", "limiter": self.name, "pause": duration},
+                extra={
+                    "event": "rate_limiter_pause_extended",
+                    "limiter": self.name,
+                    "pause": duration,
+                },
             )
 
     def _check_cost(self, cost: object) -> float:
