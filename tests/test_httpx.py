@@ -26,9 +26,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from resilient import CircuitBreaker, CircuitOpenError, ErrorClass, RetryBudget, classify
+from resilient import (
+    CircuitBreaker,
+    CircuitOpenError,
+    ErrorClass,
+    RetryBudget,
+    TaskResult,
+    classify,
+    execute_task_safely,
+    retry,
+    retry_with_backoff,
+    retrying,
+)
 from resilient.httpx import IDEMPOTENT_METHODS, AsyncResilientTransport, ResilientTransport
-from resilient.testing import ManualClock, cap_attempts, no_wait
+from resilient.testing import ManualClock, cap_attempts, no_wait, use_clock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 from fake_llm_server import ANTHROPIC_PATH, OPENAI_PATH, FakeLLMServer, Reply
@@ -250,6 +261,62 @@ def test_sdk_breaker_opens_and_rejects(sdk: str, llm: FakeLLMServer) -> None:
     # anthropic wraps what its transport raises in its APIConnectionError; openai does not.
     assert isinstance(exc if sdk == "openai" else exc.__cause__, CircuitOpenError)
     assert llm.count(path_of(sdk)) == 2
+
+
+def _under(form: str, call: Callable[[], object], clock: ManualClock) -> object:
+    """*call* once under *form* of the retry loop, on *clock*; what it raised (or returned)."""
+    try:
+        if form == "@retry":
+            return retry(max_retries=3, clock=clock)(call)()
+        if form == "retrying":
+            for attempt in retrying(max_retries=3, clock=clock):
+                with attempt:
+                    return call()
+        if form == "retry_with_backoff":
+            with use_clock(clock):
+                return retry_with_backoff(call, max_retries=3)
+        return execute_task_safely("ask", call, max_retries=3, clock=clock)
+    except Exception as exc:
+        return exc
+
+
+@pytest.mark.parametrize("form", ["@retry", "retrying", "retry_with_backoff", "task"])
+@pytest.mark.parametrize("sdk", SDKS)
+def test_a_call_the_transports_breaker_rejected_is_never_retried_by_sleeping(
+    sdk: str, form: str, llm: FakeLLMServer
+) -> None:
+    """anthropic raises its APIConnectionError (TRANSIENT) from the CircuitOpenError: still a
+    rejection for an outer retry or task: one attempt, no sleep, the SDK's error noted."""
+    breaker = CircuitBreaker(name=f"llm-{sdk}")
+    breaker.trip()
+    transport = ResilientTransport(max_retries=0, breaker=breaker, clock=ManualClock())
+    client = sdk_client(sdk, llm.url, transport)
+    calls: list[int] = []
+
+    def call() -> str:
+        calls.append(1)
+        return ask(sdk, client)
+
+    clock = ManualClock()
+    outcome = _under(form, call, clock)
+    assert (len(calls), clock.sleeps, llm.count(path_of(sdk))) == (1, [], 0)
+    if form == "task":
+        assert isinstance(outcome, TaskResult)
+        assert (outcome.error_class, outcome.attempts, outcome.rejected) == (
+            ErrorClass.TIMEOUT,
+            1,
+            False,  # the function ran: another circuit, inside it, rejected its call
+        )
+        outcome = outcome.exception
+    wanted = CircuitOpenError if sdk == "openai" else anthropic.APIConnectionError
+    assert type(outcome) is wanted  # the error the caller sees stays the SDK's own
+    assert isinstance(outcome, Exception)
+    assert isinstance(outcome if sdk == "openai" else outcome.__cause__, CircuitOpenError)
+    if form != "task":  # a task's own line says how it ended
+        assert getattr(outcome, "__notes__", []) == [
+            f"resilient: 1 attempt over 0.000 s (then a call was rejected: circuit "
+            f"'llm-{sdk}' is open)"
+        ]
 
 
 @pytest.mark.parametrize("sdk", SDKS)

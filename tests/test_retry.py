@@ -22,11 +22,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from resilient import (
+    CircuitOpenError,
     Classifier,
     ErrorClass,
     FullJitter,
     RetryBudget,
     RetryState,
+    execute_task_safely,
     retry,
     retry_with_backoff,
     retry_with_backoff_async,
@@ -2617,3 +2619,93 @@ def test_block_form_logger_receives_its_lines(caplog: pytest.LogCaptureFixture) 
                 if attempt.number == 1:
                     raise ConnectionError("down")
     assert [r.name for r in caplog.records] == ["myapp.block"]
+
+
+# -- a rejection wrapped by an SDK is still a rejection ----------------------------------
+
+
+class _SDKError(Exception):
+    """An SDK's own error, TRANSIENT by rule, as anthropic's APIConnectionError is."""
+
+    error_class = ErrorClass.TRANSIENT
+
+
+def _wrapped_rejection(how: str) -> Callable[[], None]:
+    """A function that raises ``_SDKError`` over an open circuit's rejection, *how* chained."""
+
+    def call() -> None:
+        rejection = CircuitOpenError("inner", 30.0)
+        if how == "from":
+            raise _SDKError("connection error") from rejection
+        if how == "context":
+            try:
+                raise rejection
+            except CircuitOpenError:
+                raise _SDKError("connection error")  # noqa: B904 - the implicit chain is the point
+        if how == "from None":
+            try:
+                raise rejection
+            except CircuitOpenError:
+                raise _SDKError("connection error") from None
+        error: BaseException = rejection
+        for depth in range(int(how)):  # "5": the rejection 5 links down; "6": one past the walk
+            try:
+                raise _SDKError(f"layer {depth}") from error
+            except _SDKError as exc:
+                error = exc
+        raise error
+
+    return call
+
+
+class Counter:
+    """Counts the calls made to *func*."""
+
+    def __init__(self, func: Callable[[], Any]) -> None:
+        self.func, self.count = func, 0
+
+    def __call__(self) -> Any:
+        self.count += 1
+        return self.func()
+
+
+@pytest.mark.parametrize("how", ["from", "context", "5"])
+def test_a_rejection_anywhere_in_the_chain_stops_at_once(how: str) -> None:
+    """The classifier's walk (cause, else unsuppressed context, 5 links): no sleep, 1 attempt."""
+    clock = ManualClock()
+    calls = Counter(_wrapped_rejection(how))
+    with pytest.raises(_SDKError) as raised:
+        retry(max_retries=3, clock=clock)(calls)()
+    assert (calls.count, clock.sleeps) == (1, [])
+    assert raised.value.__notes__ == [
+        "resilient: 1 attempt over 0.000 s (then a call was rejected: circuit 'inner' is open)"
+    ]
+
+
+@pytest.mark.parametrize("how", ["from None", "6"])
+def test_a_rejection_the_walk_does_not_reach_is_retried_as_classified(how: str) -> None:
+    """Suppressed (``from None``) or past the 5 links: the SDK's error, TRANSIENT, retried."""
+    clock = ManualClock()
+    calls = Counter(_wrapped_rejection(how))
+    with pytest.raises(_SDKError):
+        retry(max_retries=3, base_delay=1.0, jitter=False, clock=clock)(calls)()
+    assert (calls.count, clock.sleeps) == (4, [1.0, 2.0, 4.0])
+
+
+def test_a_wrapped_rejection_stops_async_retries_and_tasks_at_once() -> None:
+    """``async`` functions and tasks too: one attempt, no sleep; a task's class is TIMEOUT."""
+    clock = ManualClock()
+    sync_call = _wrapped_rejection("from")
+
+    calls: list[int] = []
+
+    async def call() -> None:
+        calls.append(1)
+        sync_call()
+
+    with pytest.raises(_SDKError):
+        asyncio.run(retry(max_retries=3, clock=clock)(call)())
+    result = execute_task_safely("t", sync_call, max_retries=3, clock=clock)
+    assert (len(calls), clock.sleeps) == (1, [])
+    assert (result.error_class, result.attempts, result.rejected) == (ErrorClass.TIMEOUT, 1, False)
+    assert isinstance(result.exception, _SDKError)

@@ -65,6 +65,29 @@ class Rejection(Exception):
     error_class = ErrorClass.TIMEOUT
 
 
+def rejection_in(exc: BaseException) -> BaseException | None:
+    """Strictly private. The ``Rejection`` *exc* is, or was raised from or while handling.
+
+    The classifier's chain walk: the ``__cause__``, else the ``__context__``
+    unless suppressed, up to ``_MAX_CHAIN`` links. So an SDK error raised from
+    a ``CircuitOpenError`` (the anthropic SDK wraps what its transport raised)
+    is a rejected call too: retry and tasks stop on it at once.
+    """
+    if isinstance(exc, Rejection):
+        return exc
+    current = exc
+    for _ in range(_MAX_CHAIN):
+        linked = current.__cause__
+        if linked is None and not current.__suppress_context__:
+            linked = current.__context__
+        if linked is None or linked is exc:
+            return None
+        if isinstance(linked, Rejection):
+            return linked
+        current = linked
+    return None
+
+
 class Throttled(Exception):
     """Strictly private. Base of the errors raised when pacing held a call back.
 

@@ -28,6 +28,7 @@ from resilient._classify import (
     Rejection,
     Throttled,
     classify,
+    rejection_in,
     response_status,
     retry_after,
     should_retry,
@@ -477,7 +478,7 @@ class RetryCall:
     def spends(self, exc: BaseException | None, result: Any) -> bool:
         """Whether ``after_failure`` reaches the budget for this failure (an awaited budget
         is spent before it, by the async loop)."""
-        if isinstance(exc, Rejection):
+        if exc is not None and rejection_in(exc) is not None:
             return False
         policy = self.policy
         error_class = policy.classify(exc) if exc is not None else _result_class(result)
@@ -502,11 +503,13 @@ class RetryCall:
         """
         policy = self.policy
         self.attempt += 1
-        if isinstance(exc, Rejection):  # waiting cannot make the circuit admit it sooner
-            if exc.__cause__ is None and self.last_error is not None:
-                exc.__cause__ = self.last_error
+        # Waiting cannot make the circuit admit it sooner, also when an SDK wrapped it.
+        rejection = None if exc is None else rejection_in(exc)
+        if rejection is not None:
+            if exc is rejection and rejection.__cause__ is None and self.last_error is not None:
+                rejection.__cause__ = self.last_error
             self.last_error = None
-            return self.give_up(exc, None, ErrorClass.TIMEOUT, _rejected_reason(exc))
+            return self.give_up(exc, None, ErrorClass.TIMEOUT, _rejected_reason(rejection))
         self.last_error = exc
         if policy.limiter is not None:
             self.pause_for = _server_pause(exc, result, policy.max_retry_after)
@@ -657,7 +660,7 @@ class RetryCall:
         Every reason but a failure the policy does not retry arms the fallback.
         """
         retryable = error_class in self.policy.retryable or self.matched_on
-        if retryable or isinstance(exc, Rejection):
+        if retryable or (exc is not None and rejection_in(exc) is not None):
             self.fallback = self.policy.fallback
         ran = self.attempt - (exc is not None and self.not_run(exc))
         if ran == 0 or (

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypedDict, cast
 
 from resilient import _events
-from resilient._classify import ErrorClass, Rejection, classify, retry_after
+from resilient._classify import ErrorClass, classify, rejection_in, retry_after
 from resilient._clock import DEFAULTS, SYSTEM_CLOCK
 from resilient._compat import (
     LAZY_RESULTS,
@@ -769,7 +769,7 @@ def _failed(
         stop.__cause__ = exc
         exc = stop
     rejected = own_rejection or bool(call.closed_for)
-    error_class = ErrorClass.TIMEOUT if isinstance(exc, Rejection) else settings.classify(exc)
+    error_class = ErrorClass.TIMEOUT if rejection_in(exc) is not None else settings.classify(exc)
     if _events.SINK is not None:
         _events.SINK.task_finished(name, "rejected" if rejected else "failure", elapsed, ran, exc)
     _log_failure(name, exc, error_class, ran, elapsed, rejected)
