@@ -1101,7 +1101,7 @@ def test_the_async_forms_use_the_store_too(redis_client: Any) -> None:
 
 def test_a_client_that_decodes_responses_works_as_well(redis_server: Any) -> None:
     """decode_responses=True turns every answer into str: the store reads those too."""
-    client = connect(redis_server.url)
+    client = connect(redis_server.url, socket_timeout=5.0)
     decoding = redis.Redis(
         port=redis_server.port,
         socket_timeout=5.0,

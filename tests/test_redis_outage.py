@@ -270,7 +270,7 @@ def test_a_server_that_refuses_writes_is_an_outage_until_a_write_succeeds(
     successful read does not end it), one when writes work again.
     """
     interval = 0.05
-    admin = connect(server.url)
+    admin = connect(server.url, socket_timeout=PATIENT)
     store = _store(stores, retry_interval=interval, max_staleness=0.0)
     breaker = CircuitBreaker(1000, name="api", store=store)
     breaker.call(ok)
@@ -310,7 +310,7 @@ def test_the_budget_is_handed_back_only_when_a_write_succeeds(
 ) -> None:
     """A read-only replica answers ``tokens``: the budget stays local until it can spend again."""
     interval = 0.05
-    admin = connect(server.url)
+    admin = connect(server.url, socket_timeout=PATIENT)
     budget = RedisRetryBudget(
         connect(server.url, socket_timeout=PATIENT), "api", retry_interval=interval
     )

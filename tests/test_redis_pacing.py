@@ -97,7 +97,7 @@ _OPS = st.lists(
 @given(ops=_OPS)
 def test_the_scripts_decide_as_the_reference_store(redis_server: Any, ops: list[Any]) -> None:
     """Any schedule of reserves, refunds and pauses: Redis answers what MemoryPacingStore answers."""
-    client = connect(redis_server.url)
+    client = connect(redis_server.url, socket_timeout=5.0)  # a busy machine answers late
     try:
         client.delete(*rate_keys("resilient", "ref"))
         redis_store = RedisStore(client, time_source="breaker")
@@ -132,7 +132,7 @@ def test_admitted_units_never_exceed_burst_plus_rate_times_t(
     redis_server: Any, arrivals: list[tuple[float, float]]
 ) -> None:
     """Callers that each wait what Redis answers go at times that never beat the rate."""
-    client = connect(redis_server.url)
+    client = connect(redis_server.url, socket_timeout=5.0)  # a busy machine answers late
     try:
         client.delete(*rate_keys("resilient", "bound"))
         store = RedisStore(client, time_source="breaker")

@@ -23,7 +23,8 @@ import pytest
 
 from resilient import ConcurrencyLimit, RateLimiter, RateLimitExceeded
 from resilient.pacing import RatePolicy
-from resilient.redis import RedisStore, connect
+from resilient.redis import RedisStore
+from resilient.redis import connect as _connect
 from resilient.redis._pacing import slot_keys
 
 WORKERS = 4
@@ -34,6 +35,12 @@ BURST = 50
 DURATION = 1.5
 
 pytestmark = pytest.mark.timeout(300)  # as the suite: a hang fails, a busy machine does not
+
+
+def connect(url: str) -> Any:
+    """A worker's client: a 5 s socket timeout, not the library's 0.25 s, which four busy
+    processes on two shared cores can outlast (and then pace in a local fallback)."""
+    return _connect(url, socket_timeout=5.0)
 
 
 def barrier(client: Any, name: str, parties: int = WORKERS) -> None:

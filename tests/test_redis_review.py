@@ -65,7 +65,7 @@ def test_a_breaker_with_a_broken_key_keeps_healthy_breakers_off_redis_after_an_o
     assert broken.call(ok) == healthy.call(ok) == "ok"
     assert store.mode("broken") == store.mode("healthy") == "local"
     server.start()
-    admin = connect(server.url)
+    admin = connect(server.url, socket_timeout=PATIENT)
     admin.set(store.keys("broken")[0], "not a hash")  # WRONGTYPE for every script of 'broken'
     admin.close()
     modes = []
