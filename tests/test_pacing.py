@@ -1701,6 +1701,45 @@ def test_async_block_acquires_and_pauses_through_the_async_forms() -> None:
     assert clock.sleeps == [3.0]  # the server's wait; the pause and the turn end within it
 
 
+class RoundTripPauseStore(MemoryPacingStore):
+    """An async-only MemoryPacingStore: its pause is a round trip to await, as a server's is."""
+
+    __slots__ = ()
+
+    def rate_pause(self, name: str, policy: RatePolicy, seconds: float, now: float) -> None:
+        raise TypeError("an async store: await rate_pause_async")
+
+    async def rate_pause_async(
+        self, name: str, policy: RatePolicy, seconds: float, now: float
+    ) -> None:
+        await asyncio.sleep(0.001)  # the reply comes a little later
+        super().rate_pause(name, policy, seconds, now)
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["in-process", "store"])
+def test_async_block_giving_up_on_a_429_pauses_the_limiter_before_the_loop_ends(
+    shared: bool,
+) -> None:
+    """The pause of an async block that gave up holds once ``asyncio.run`` has returned."""
+    from resilient import retrying
+
+    clock = ManualClock()
+    store = RoundTripPauseStore() if shared else None
+    limiter = RateLimiter(100, burst=100, name="api", store=store, clock=clock)
+
+    async def main() -> None:
+        async for attempt in retrying(limiter=limiter, max_retries=0, clock=clock):
+            with attempt:
+                raise HTTPError(429, {"Retry-After": "4"})
+
+    with pytest.raises(HTTPError) as caught:
+        asyncio.run(main())  # the loop ends with the failure
+    assert caught.value.response.status_code == 429  # the original failure, raised
+    assert not limiter.try_acquire()
+    clock.advance(4.0)
+    assert limiter.try_acquire()
+
+
 # --- wiring: resilient.httpx ----------------------------------------------------------
 
 

@@ -46,14 +46,12 @@ __all__ = ["Attempt", "Retrying", "retrying"]
 
 T = TypeVar("T")
 
-_PAUSES: set[Any] = set()
-"""The limiter pauses an async block left running when it gave up (kept until done)."""
-
 _RUNNING = 0
 _SUCCEEDED = 1
 _RETRY = 2
 _FALLBACK = 3
 _DONE = 4
+_PAUSE_THEN_RAISE = 5
 
 
 class Attempt(Generic[T]):
@@ -103,7 +101,7 @@ class Attempt(Generic[T]):
         try:
             return self._outcome(run, call, exc)
         finally:
-            if call.pause_for > 0.0 and (not run.asynchronous or self._state != _RETRY):
+            if call.pause_for > 0.0 and not (run.asynchronous and run.awaits_pause()):
                 run.pause()  # every caller sharing the limiter waits too
 
     def _outcome(self, run: _Attempts[T], call: RetryCall, exc: BaseException | None) -> bool:
@@ -128,6 +126,12 @@ class Attempt(Generic[T]):
         delay = call.after_failure(exc, None)
         if delay == _GIVE_UP:
             if call.fallback is None:
+                if run.asynchronous and run.awaits_pause():
+                    # The store's pause is a round trip to await: __anext__ awaits
+                    # it, then raises this exception (a task could die with the loop).
+                    run.failure = exc
+                    self._state = _PAUSE_THEN_RAISE
+                    return True
                 self._state = _DONE
                 call.last_error = None
                 return False  # leaves the loop at once: the original exception, noted
@@ -166,7 +170,9 @@ class Retrying(Generic[T]):
 
     def __aiter__(self) -> AsyncIterator[Attempt[T]]:
         """A fresh run of attempts for an ``async for`` loop: its waits are awaited."""
-        return _Attempts[T](self._target)
+        attempts = _Attempts[T](self._target)
+        attempts.asynchronous = True  # ``async for`` does not call the run's own __aiter__
+        return attempts
 
     def __repr__(self) -> str:
         return f"<Retrying {self._target.label}>"
@@ -191,6 +197,23 @@ class _Attempts(Generic[T]):
         self.asynchronous = True
         return self
 
+    def awaits_pause(self) -> bool:
+        """Whether an async loop awaits the limiter's pause (all but an in-process one's).
+
+        A ``RateLimiter`` without a store pauses at once (a lock and two floats);
+        a store's pause is a round trip, and another ``Limiter``'s may be one too.
+        """
+        limiter = self.call.policy.limiter
+        return limiter is not None and getattr(limiter, "store", True) is not None
+
+    async def pause_async(self) -> None:
+        """``pause``, awaited: the async loop's, before it goes on or ends."""
+        call = self.call
+        limiter, seconds = call.policy.limiter, call.pause_for
+        call.pause_for = 0.0
+        if limiter is not None and seconds > 0.0:
+            await limiter.pause_async(seconds)
+
     def pause(self) -> None:
         """Pause the limiter as a 429 or 503's ``Retry-After`` asked (``call.pause_for``)."""
         call = self.call
@@ -198,15 +221,8 @@ class _Attempts(Generic[T]):
         call.pause_for = 0.0
         if limiter is None:
             return
-        if not self.asynchronous:
-            limiter.pause(seconds)
-            return
-        import asyncio  # noqa: PLC0415 - async blocks only
-
-        # The loop is left by the failure: nothing will await the pause, so it runs on its own.
-        task = asyncio.get_running_loop().create_task(limiter.pause_async(seconds))
-        _PAUSES.add(task)
-        task.add_done_callback(_PAUSES.discard)
+        # In process (also from an async loop) the pause is a lock and two floats: at once.
+        limiter.pause(seconds)
 
     def allowed(self) -> float | None:
         """The longest wait for the limiter's turn: the time left before the deadline."""
@@ -241,7 +257,7 @@ class _Attempts(Generic[T]):
             raise StopIteration
         if state == _RETRY:
             return None
-        if state == _FALLBACK:
+        if state in (_FALLBACK, _PAUSE_THEN_RAISE):
             return current
         if state == -1:
             raise RuntimeError(
@@ -298,9 +314,6 @@ class _Attempts(Generic[T]):
         limiter = call.policy.limiter
         if limiter is None:
             return attempt
-        if call.pause_for > 0.0:
-            seconds, call.pause_for = call.pause_for, 0.0
-            await limiter.pause_async(seconds)
         try:
             await limiter.acquire_async(timeout=self.allowed())
         except Throttled as exc:  # a store's own error is not a refusal: it propagates
@@ -320,6 +333,8 @@ class _Attempts(Generic[T]):
         if found is not None and found is not current:
             return await self._paced_async(None, found)
         assert current is not None
+        if self.call.pause_for > 0.0:
+            await self.pause_async()  # from the failure, before the wait, as a plain 'for' does
         if found is None and (self.delay <= 0 or await self.call.await_wait(self.delay)):
             return await self._paced_async(current, self._next(current))
         fallback_is_async = self.call.policy.fallback_is_async
