@@ -34,8 +34,18 @@ class LoopThread:
         self._thread.start()
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        """Run *coroutine* on the loop; wait for its result here."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=30)
+        """Run *coroutine* on the loop; wait for its result here.
+
+        A breaker built on this loop can outlive it (telemetry reads every live
+        breaker): once the loop is closed, the coroutine is closed too, so it is
+        never left unawaited for the garbage collector to warn about.
+        """
+        try:
+            future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        except RuntimeError:
+            coroutine.close()
+            raise
+        return future.result(timeout=30)
 
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
