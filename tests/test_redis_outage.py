@@ -146,7 +146,12 @@ def test_a_local_breaker_takes_over_and_hands_back_when_redis_returns(
     assert (down.breaker, down.store_mode, down.retry_in) == ("api", "local", INTERVAL)
     assert down.error_type.endswith("ConnectionError")
     # redis-py's sync client says "Connection refused", its asyncio client "Connect call failed"
-    assert "Connection refused" in down.error or "Connect call failed" in down.error
+    # How the loss reads depends on the client and the Python: a refused
+    # connect, or (redis.asyncio on 3.10) the server's closing of a pooled one.
+    assert any(
+        text in down.error
+        for text in ("Connection refused", "Connect call failed", "Connection closed by server")
+    )
     [back] = _events(caplog, "breaker_store_recovered")
     assert back.getMessage().startswith("circuit 'api' reached Redis again after ")
     assert (back.breaker, back.store_mode, back.previous_mode) == ("api", "redis", "local")
