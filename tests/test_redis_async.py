@@ -22,7 +22,15 @@ import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from resilient import CircuitBreaker, CircuitOpenError, CircuitState, retry
+from resilient import (
+    CircuitBreaker,
+    CircuitOpenError,
+    CircuitState,
+    execute_task_safely,
+    retry,
+    retrying,
+    run_tasks,
+)
 from resilient.redis import (
     AsyncRedisRetryBudget,
     AsyncRedisStore,
@@ -392,18 +400,54 @@ def test_the_async_retry_loop_spends_and_refunds_an_awaited_budget(
     assert float(redis_client.get("{resilient:api}:budget")) == 8.5
 
 
-def test_an_awaited_budget_is_refused_by_plain_functions_and_sync_calls(
-    redis_server: Any,
-) -> None:
+def test_an_awaited_budget_refuses_sync_calls_of_its_methods(redis_server: Any) -> None:
     budget = AsyncRedisRetryBudget(connect_async(redis_server.url), "api")
-    with pytest.raises(TypeError, match=r"only on async def functions, not on .*work"):
-
-        @retry(budget=budget)
-        def work() -> None:
-            pass
-
     with pytest.raises(TypeError, match=r"record_failure\(\) cannot run synchronously"):
         budget.record_failure()
+
+
+_SYNC_FORMS_INSTEAD = {
+    "@retry": "use @retry on an async def function",
+    "retrying": "use 'async for attempt in retrying(...)' in async def code",
+    "execute_task_safely": "use await execute_task_safely_async(...)",
+    "run_tasks": "(or run_tasks_async) on a coroutine function",
+}
+
+
+@pytest.mark.parametrize("form", sorted(_SYNC_FORMS_INSTEAD))
+def test_the_sync_forms_refuse_an_awaited_budget_before_anything_runs(form: str) -> None:
+    """Refused when decorated, when the loop or the task starts: not at the first failure.
+
+    Named: the budget, why (its round trips are awaited), and the async form to use.
+    """
+    budget = AsyncRedisRetryBudget(connect_async("redis://127.0.0.1:6379/0"), "api")  # idle
+    calls: list[int] = []
+
+    def work() -> str:
+        calls.append(1)
+        return "ok"
+
+    blocks = retrying(budget=budget)  # built: 'async for' may use it
+
+    def use() -> None:
+        if form == "@retry":
+            retry(budget=budget)(work)
+        elif form == "retrying":
+            for attempt in blocks:
+                with attempt:
+                    work()
+        elif form == "execute_task_safely":
+            execute_task_safely("job", work, budget=budget)
+        else:
+            run_tasks([("job", work)], budget=budget)
+
+    with pytest.raises(TypeError) as info:
+        use()
+    message = str(info.value)
+    assert f"cannot use budget={budget!r}: its operations are coroutines" in message
+    assert _SYNC_FORMS_INSTEAD[form] in message
+    assert "resilient.redis.RedisRetryBudget" in message
+    assert calls == []
 
 
 # -- listeners ------------------------------------------------------------------------

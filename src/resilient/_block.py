@@ -24,6 +24,7 @@ from resilient._retry import (
     Policy,
     RetryCall,
     RetryTarget,
+    awaited_budget_refusal,
     fall_back,
 )
 
@@ -154,18 +155,16 @@ class Retrying(Generic[T]):
     start time and deadline; one object may be shared by threads.
     """
 
-    __slots__ = ("_target",)
+    __slots__ = ("_sync_refused", "_target")
 
     def __init__(self, target: RetryTarget) -> None:
         self._target = target
+        self._sync_refused = _sync_refused(target.policy)
 
     def __iter__(self) -> Iterator[Attempt[T]]:
         """A fresh run of attempts for a ``for`` loop."""
-        if self._target.policy.fallback_is_async:
-            raise TypeError(
-                "fallback must be a plain function in a 'for' loop: it is 'async def', and "
-                "only 'async for attempt in retrying(...)' can await it"
-            )
+        if self._sync_refused is not None:  # a fresh error each time, not one that grows
+            raise TypeError(self._sync_refused)
         return _Attempts[T](self._target)
 
     def __aiter__(self) -> AsyncIterator[Attempt[T]]:
@@ -483,6 +482,24 @@ def retrying(
     else:
         target.name = target.label = name
     return Retrying(target)
+
+
+def _sync_refused(policy: Policy) -> str | None:
+    """Why a ``for`` loop over the block is refused, decided once; ``None`` when it is not.
+
+    An ``async def`` fallback, or a budget whose round trips are awaited:
+    only ``async for`` can await them.
+    """
+    if policy.fallback_is_async:
+        return (
+            "fallback must be a plain function in a 'for' loop: it is 'async def', and "
+            "only 'async for attempt in retrying(...)' can await it"
+        )
+    return awaited_budget_refusal(
+        policy.budget,
+        "a 'for' loop over retrying()",
+        "'async for attempt in retrying(...)' in async def code",
+    )
 
 
 def _no_function() -> None:  # pragma: no cover - a block has no function: never called

@@ -1036,16 +1036,14 @@ def _decorate(func: Callable[P, T], policy: Policy) -> Callable[P, T]:
     check_callable(func, "@retry", sync_only=False)
     if policy.fallback_is_async and not is_async_callable(func):
         _refuse_async_fallback(policy, "@retry on the plain function " + repr(name_of(func)))
-    if (
-        policy.budget is not None
-        and callable(getattr(policy.budget, "record_failure_async", None))
-        and not is_async_callable(func)
-    ):
-        raise TypeError(
-            f"budget={policy.budget!r} is awaited (its round trips run on an asyncio client), "
-            f"so @retry can use it only on async def functions, not on {name_of(func)}; give "
-            "plain functions a RetryBudget or resilient.redis.RedisRetryBudget"
+    if policy.budget is not None and not is_async_callable(func):
+        refused = awaited_budget_refusal(
+            policy.budget,
+            f"@retry on the plain function {name_of(func)!r}",
+            "@retry on an async def function",
         )
+        if refused is not None:
+            raise TypeError(refused)
     target = RetryTarget(func, policy)
     full_loop = policy.needs_full_loop
     own_clock = policy.clock
@@ -1426,6 +1424,23 @@ async def retry_with_backoff_async(
 def _is_count(value: object) -> bool:
     """Whether *value* is an int, as in ``@retry(5)``."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def awaited_budget_refusal(budget: object, form: str, instead: str) -> str | None:
+    """Why a sync *form* refuses *budget*: its round trips are awaited; ``None`` if it is not.
+
+    An ``AsyncRedisRetryBudget`` (anything with ``record_failure_async``): a
+    sync loop could only block the event loop on it. Checked where the
+    options are validated, never per call.
+    """
+    if budget is None or not callable(getattr(budget, "record_failure_async", None)):
+        return None
+    return (
+        f"{form} cannot use budget={budget!r}: its operations are coroutines (its round "
+        "trips are awaited on a redis.asyncio client), which a sync call form cannot "
+        f"await without blocking the event loop; use {instead} (or give it a synchronous "
+        "budget such as resilient.RetryBudget or resilient.redis.RedisRetryBudget)"
+    )
 
 
 def _refuse_async_fallback(policy: Policy, form: str) -> NoReturn:

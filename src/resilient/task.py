@@ -46,6 +46,7 @@ from resilient._retry import (
     Policy,
     RetryCall,
     RetryTarget,
+    awaited_budget_refusal,
     run_retry,
     run_retry_async,
 )
@@ -504,6 +505,14 @@ class _Settings:
             raise TypeError(f"classifier must be callable, got {classifier!r}")
         if on_retry is not None and not callable(on_retry):
             raise TypeError(f"on_retry must be callable, got {on_retry!r}")
+        if not asynchronous:
+            refused = awaited_budget_refusal(
+                budget,
+                "execute_task_safely() (or run_tasks())",
+                "await execute_task_safely_async(...) (or run_tasks_async) on a coroutine function",
+            )
+            if refused is not None:
+                raise TypeError(refused)
         self.breaker = circuit_breaker
         self.clock = clock
         self.user_classifier = classifier
