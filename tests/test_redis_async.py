@@ -450,6 +450,80 @@ def test_the_sync_forms_refuse_an_awaited_budget_before_anything_runs(form: str)
     assert calls == []
 
 
+# -- the remembered state never moves backwards ------------------------------------------
+
+
+class HeldReplies(redis.asyncio.Redis):
+    """A client that runs each script at once, in the order asked, but hands its answer
+    back only when the test releases it: answers come back in the order the test says."""
+
+    holding = False
+
+    async def evalsha(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        if not self.holding:
+            return await super().evalsha(*args, **kwargs)  # type: ignore[misc]
+        if not hasattr(self, "_one_at_a_time"):
+            self._one_at_a_time = asyncio.Lock()
+            self.held: list[asyncio.Future[None]] = []
+        async with self._one_at_a_time:  # Redis runs them in the order they were asked
+            reply = await super().evalsha(*args, **kwargs)  # type: ignore[misc]
+        gate = asyncio.get_running_loop().create_future()
+        self.held.append(gate)
+        await gate
+        return reply
+
+    async def release(self, index: int) -> None:
+        """Hand back the answer of the script run *index*-th, and let its caller go on."""
+        self.held[index].set_result(None)
+        for _ in range(20):  # its caller remembers the answer and finishes
+            await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("order", [(1, 0), (0, 1)], ids=["newest-first", "in-order"])
+def test_an_older_answer_coming_back_last_never_reopens_a_remembered_open_circuit(
+    redis_server: Any, order: tuple[int, int]
+) -> None:
+    """Two failures overlap: Redis counts the first (closed, 1 failure), then the second,
+    which opens. Whatever order the answers come back in, the circuit is remembered
+    open: the next call is rejected from the cache, without running."""
+
+    async def scenario() -> tuple[list[bool], int]:
+        client = HeldReplies.from_url(
+            redis_server.url, socket_timeout=PATIENT, retry=Retry(NoBackoff(), 0)
+        )
+        store = AsyncRedisStore(client, max_staleness=60.0)
+        heard = Heard()
+        breaker = CircuitBreaker(2, 60.0, name="api", store=store, listeners=[heard])
+        assert await breaker.call_async(ok) == "ok"  # closed, remembered for 60 s
+        client.holding = True
+
+        async def attempt() -> None:
+            with contextlib.suppress(Down):
+                await breaker.call_async(down)
+
+        failures = asyncio.gather(attempt(), attempt())
+        while len(getattr(client, "held", ())) < 2:
+            await asyncio.sleep(0)
+        for index in order:
+            await client.release(index)
+        await failures
+        client.holding = False
+        ran: list[bool] = []
+
+        async def work() -> None:
+            ran.append(True)
+
+        with pytest.raises(CircuitOpenError):
+            await breaker.call_async(work)
+        await client.aclose()
+        assert heard.heard == [("closed", "open")]
+        return ran, store.mode("api") == "redis"
+
+    ran, on_redis = run(scenario)
+    assert ran == []
+    assert on_redis
+
+
 # -- listeners ------------------------------------------------------------------------
 
 
@@ -461,15 +535,6 @@ class Heard:
         self.heard.append((old.value, new.value))
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "known defect of AsyncRedisStore, open in issue 18: after 50 overlapping failures "
-        "open the circuit on Redis, this process's cached state can fall back to closed and "
-        "let the next calls through without a half-open trial (fails about 5 runs in 12 "
-        "under load)"
-    ),
-)
 def test_listeners_hear_the_changes_of_overlapping_coroutines_in_order(
     redis_server: Any,
 ) -> None:

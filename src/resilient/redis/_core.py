@@ -473,17 +473,45 @@ class BreakerCore:
         last = reply[5]
         if isinstance(last, bytes):
             last = last.decode()
-        lane.view = View(
-            state,
-            int(reply[2]),
-            open_until,
-            sent + self.max_staleness,
-            int(reply[4]),
-            "" if last == "-" else last,
-            # acquire refused a trial: every permit of this half-open period is out
-            state is _HALF_OPEN and script is self._acquire and not int(reply[6]),
+        self._remember(
+            lane,
+            View(
+                state,
+                int(reply[2]),
+                open_until,
+                sent + self.max_staleness,
+                int(reply[4]),
+                "" if last == "-" else last,
+                # acquire refused a trial: every permit of this half-open period is out
+                state is _HALF_OPEN and script is self._acquire and not int(reply[6]),
+                (int(reply[18]), int(reply[19])),
+                time.monotonic(),
+            ),
+            sent,
         )
         return reply
+
+    def _remember(self, lane: Lane, view: View, sent: float) -> None:
+        """Remember *view*, the answer to a request sent at *sent*, unless it is older.
+
+        Overlapping operations (threads, coroutines) each have a connection,
+        and their answers may come back in another order than Redis ran
+        their scripts: the remembered state must never move backwards (an
+        open circuit remembered as closed would let calls through without a
+        trial). An answer is older when its request went out before the
+        remembered answer came back and it shows an earlier (epoch, version)
+        of the circuit; a request sent after that came back was run after
+        it, whatever its numbers say (a circuit whose keys were lost starts
+        again from Redis ``TIME``).
+        """
+        with self._lock:
+            held = lane.view
+            if sent < held.received:
+                if view.seq < held.seq:
+                    return  # a late answer: the caller still acts on it, the cache does not
+                if view.seq == held.seq and held.fresh_until > view.fresh_until:
+                    view = view._replace(fresh_until=held.fresh_until)
+            lane.view = view
 
     def _hand_back(self, lane: Lane, policy: BreakerPolicy, now: float) -> Op[bool]:
         """During an outage (the store's or this breaker's): whether this call may use Redis.

@@ -31,6 +31,10 @@ class View(NamedTuple):
     """The last open duration, as stored (``""`` for none)."""
     permits_out: bool = False
     """Half-open, and acquire was refused: every trial permit is out."""
+    seq: tuple[int, int] = (-1, -1)
+    """The circuit's (epoch, version) the answer showed: the order of the answers."""
+    received: float = -math.inf
+    """``time.monotonic()`` when the answer came: a request sent later is answered later."""
 
 
 UNKNOWN = View(_CLOSED, 0, 0.0, -math.inf, 0, "")

@@ -45,9 +45,12 @@ counted failures, seconds the circuit stays open, openings, the last open
 duration (``-`` for none), admitted (0/1), trial ticket (-1 for none), the
 transition made (old state, -1 for none; new state; failures; open for;
 window calls; window slow calls), the window totals (calls, failures, slow
-calls), the end of the open period on the script's clock, and the epoch (it
+calls), the end of the open period on the script's clock, the epoch (it
 grows by one with each change of state: the circuit's sequence number, by
-which a process orders the changes its overlapping operations learn).
+which a process orders the changes its overlapping operations learn), and
+the version (it grows by one with each write of the circuit: with the epoch,
+the order of the answers, so a process whose overlapping operations get
+their answers out of order never remembers an older state over a newer one).
 """
 
 from __future__ import annotations
@@ -68,8 +71,8 @@ __all__ = [
 
 _POLICY_PATTERN = "^" + " ".join(["(%S+)"] * 15) + "$"
 
-# The answer: 18 fields, floats with all their digits (Lua's own conversion rounds them).
-_REPLY_FORMAT = "%d %d %d %.17g %d %s %d %d %d %d %d %s %d %d %d %d %d %.17g %s"
+# The answer: 20 fields, floats with all their digits (Lua's own conversion rounds them).
+_REPLY_FORMAT = "%d %d %d %.17g %d %s %d %d %d %d %d %s %d %d %d %d %d %.17g %s %d"
 
 _CONSTANTS = f"""
 local POLICY = '{_POLICY_PATTERN}'
@@ -107,7 +110,7 @@ trial_timeout = tonumber(trial_timeout)
 local function fmt(x) return string.format('%.17g', x) end
 
 local h = redis.call('HMGET', K, 's', 'f', 'e', 't', 'ts', 'u', 'o', 'l', 'g', 'w',
-                     'wc', 'wf', 'ws', 'p', 'b')
+                     'wc', 'wf', 'ws', 'p', 'b', 'v')
 local state = tonumber(h[1]) or 0
 local failures = tonumber(h[2]) or 0
 local epoch = tonumber(h[3])
@@ -130,6 +133,7 @@ local wf = tonumber(h[12]) or 0
 local ws = tonumber(h[13]) or 0
 local pos = tonumber(h[14]) or 0
 local bucket = tonumber(h[15] or '')
+local version = tonumber(h[16]) or 0  -- writes of the circuit: orders the answers
 local dirty = false   -- the circuit's fields changed
 local wdirty = false  -- the window's totals changed
 local code = 1
@@ -173,15 +177,16 @@ local function half_open()
 end
 
 local function reply(admitted, ticket)
+  if dirty or wdirty then version = version + 1 end
   if dirty then
     redis.call('HSET', K, 's', state, 'f', failures, 'e', string.format('%d', epoch),
                't', trials, 'ts', trial_successes, 'u', fmt(open_until), 'o', openings, 'l', last,
-               'g', fmt(granted), 'w', stored_wsig)
+               'g', fmt(granted), 'w', stored_wsig, 'v', version)
   end
   if wdirty then
     local b = ''
     if bucket ~= nil then b = fmt(bucket) end
-    redis.call('HSET', K, 'wc', wc, 'wf', wf, 'ws', ws, 'p', fmt(pos), 'b', b)
+    redis.call('HSET', K, 'wc', wc, 'wf', wf, 'ws', ws, 'p', fmt(pos), 'b', b, 'v', version)
   end
   if dirty or wdirty then
     local ttl = idle_ms
@@ -200,7 +205,7 @@ local function reply(admitted, ticket)
   if shown_last == '' then shown_last = '-' end
   return string.format(REPLY, code, state, counted(), remaining, openings, shown_last,
                        admitted, ticket, t[1], t[2], t[3], t[4], t[5], t[6], wc, wf, ws,
-                       open_until, string.format('%d', epoch))
+                       open_until, string.format('%d', epoch), version)
 end
 """
 )
