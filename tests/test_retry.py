@@ -1670,6 +1670,64 @@ def test_the_start_is_read_from_frozen_time() -> None:
     assert states[0].elapsed == 2.0
 
 
+def test_use_clock_reaches_a_function_already_called_under_the_system_clock() -> None:
+    """A function whose calls took the fast path still reads the clock installed later."""
+    states: list[RetryState] = []
+    failing = False
+
+    def slow_then_fail() -> int:
+        if failing:
+            clock.advance(3.0)
+            raise ConnectionError("timed out upstream")
+        return 1
+
+    decorated = retry(max_retries=1, base_delay=1.0, jitter=False, on_retry=states.append)(
+        slow_then_fail
+    )
+    assert decorated() == 1
+    assert decorated() == 1  # the system clock, read directly
+    failing = True
+    with use_clock(ManualClock()) as clock, pytest.raises(ConnectionError) as info:
+        decorated()
+    assert states[0].elapsed == 3.0
+    assert info.value.__notes__ == ["resilient: 2 attempts over 7.000 s (retries exhausted)"]
+
+
+def test_frozen_time_reaches_a_function_already_called() -> None:
+    """Under freezegun, a function called before the freeze counts its first attempt."""
+    states: list[RetryState] = []
+    failing = False
+
+    def slow_then_fail() -> int:
+        if failing:
+            frozen.tick(2.0)
+            raise ConnectionError("timed out upstream")
+        return 1
+
+    decorated = retry(max_retries=1, base_delay=0, on_retry=states.append)(slow_then_fail)
+    assert decorated() == 1
+    assert decorated() == 1
+    failing = True
+    with freeze_time("2026-01-01 00:00:00") as frozen, pytest.raises(ConnectionError):
+        decorated()
+    assert states[0].elapsed == 2.0
+
+
+def test_a_plain_def_returning_a_coroutine_after_a_retry_is_refused() -> None:
+    """The check of the result also holds when the first attempt failed."""
+    outcomes: list[Any] = [ConnectionError("reset"), None]
+
+    @retry(max_retries=1, clock=ManualClock())
+    def fetch() -> Any:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return _async_fetch()
+
+    with pytest.raises(TypeError, match="decorate the 'async def' function itself"):
+        fetch()
+
+
 def test_the_start_of_an_async_call_is_read_at_call_time() -> None:
     """The ``async`` fast path reads the start from the clock installed when it runs."""
     states: list[RetryState] = []

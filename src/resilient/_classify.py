@@ -494,7 +494,16 @@ class Classifier:
             for rule, error_class in self._rules:
                 if _matches(rule, exc):
                     return error_class
-        found = self._default(exc, status_code)
+        # By its type alone when no status can decide (_default's last rule), else _default.
+        by_type = _TYPE_CACHE.get(type(exc))
+        if (
+            isinstance(by_type, ErrorClass)
+            and status_code is None
+            and getattr(exc, "response", None) is None
+        ):
+            found = by_type
+        else:
+            found = self._default(exc, status_code)
         if found is ErrorClass.UNKNOWN:
             return self._from_chain(exc)
         return found

@@ -47,7 +47,7 @@ from resilient._compat import (
     seconds,
 )
 from resilient._deadline import DEADLINE, enter_deadline, time_remaining
-from resilient.backoff import Backoff
+from resilient.backoff import Backoff, _iterators  # pyright: ignore[reportPrivateUsage]
 
 # Not ``typing.TYPE_CHECKING``: see ``resilient/__init__.py``.
 TYPE_CHECKING = False
@@ -217,8 +217,7 @@ class Policy:
             classifier.__call__ if type(classifier) is Classifier else classifier
         )
         self.max_attempts = max_retries + 1
-        # Bound once: iter() reaches Backoff.__iter__ through a slower type slot.
-        self.new_delays: Callable[[], Iterator[float]] = self.backoff.__iter__
+        self.new_delays = _iterators(self.backoff)
         self.needs_full_loop = (
             deadline is not None
             or budget is not None
@@ -503,13 +502,17 @@ class RetryCall:
         """
         policy = self.policy
         self.attempt += 1
-        # Waiting cannot make the circuit admit it sooner, also when an SDK wrapped it.
-        rejection = None if exc is None else rejection_in(exc)
-        if rejection is not None:
-            if exc is rejection and rejection.__cause__ is None and self.last_error is not None:
-                rejection.__cause__ = self.last_error
-            self.last_error = None
-            return self.give_up(exc, None, ErrorClass.TIMEOUT, _rejected_reason(rejection))
+        # Waiting cannot make the circuit admit it sooner, also when an SDK wrapped it
+        # (an exception with neither cause nor context is walked no further).
+        if exc is not None and (
+            exc.__context__ is not None or exc.__cause__ is not None or isinstance(exc, Rejection)
+        ):
+            rejection = rejection_in(exc)
+            if rejection is not None:
+                if exc is rejection and exc.__cause__ is None and self.last_error is not None:
+                    exc.__cause__ = self.last_error
+                self.last_error = None
+                return self.give_up(exc, None, ErrorClass.TIMEOUT, _rejected_reason(rejection))
         self.last_error = exc
         if policy.limiter is not None:
             self.pause_for = _server_pause(exc, result, policy.max_retry_after)
@@ -916,9 +919,9 @@ def _error_fields(exc: BaseException | None, result: object) -> tuple[str | None
 
 def run_retry(call: RetryCall, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """The retry loop: call until success or a reason to give up; raise the last error."""
-    func, policy = call.target.func, call.policy
-    token = None if call.deadline_at is None else enter_deadline(call.deadline_at, call.clock)
-    limiter = policy.limiter
+    func, policy, clock = call.target.func, call.policy, call.clock
+    token = None if call.deadline_at is None else enter_deadline(call.deadline_at, clock)
+    limiter, stop_event, budget = policy.limiter, policy.stop_event, policy.budget
     try:
         failure, call.failure = call.failure, None  # taken over: see RetryCall.failure
         result: Any = None
@@ -940,15 +943,15 @@ def run_retry(call: RetryCall, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
                     if type(result) in LAZY_RESULTS:
                         refuse_lazy_result(result, func, call.target.form)
                     if policy.retry_on_result is None or not policy.retry_on_result(result):
-                        if policy.budget is not None:  # a success refunds the budget
-                            policy.budget.record_success()
+                        if budget is not None:  # a success refunds the budget
+                            budget.record_success()
                         return result
             delay = call.after_failure(failure, result)
-            if call.pause_for > 0.0 and limiter is not None:  # every caller sharing it waits
+            if limiter is not None and call.pause_for > 0.0:  # every caller sharing it waits
                 limiter.pause(call.pause_for)
                 call.pause_for = 0.0
-            if delay > 0 and policy.stop_event is None:
-                call.clock.sleep(delay)  # call.wait(), without a stop_event to listen to
+            if delay > 0 and stop_event is None:
+                clock.sleep(delay)  # call.wait(), without a stop_event to listen to
             elif delay == _GIVE_UP or (delay > 0 and not call.wait(delay)):
                 if failure is None:
                     return result
@@ -1092,47 +1095,55 @@ def _decorate(func: Callable[P, T], policy: Policy) -> Callable[P, T]:
             return run_retry(RetryCall(target, None), args, kwargs)
 
     else:
-        checked = False  # whether a call returned something that is not a coroutine
+        # The clock the happy path may read directly, with no check of the result: the
+        # system clock once a call under it returned something that is not a coroutine (a
+        # plain def that returns one returns one every time, so the first call tells).
+        checked_under: Clock | None = None
 
-        def succeeded(result: Any) -> Any:
-            """The first success: a plain def that returns a coroutine returns one every
-            time, so the first call tells, and later calls skip the check."""
-            nonlocal checked
-            if type(result) in LAZY_RESULTS:
-                refuse_lazy_result(result, func, "@retry")
-            checked = True
+        def first_call(clock: Clock, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            """A call that checks its result: the first one, or one under a test clock."""
+            nonlocal checked_under
+            start = clock.monotonic()
+            result: Any = None
+            call: RetryCall | None = None
+            try:
+                result = func(*args, **kwargs)
+            except Exception as exc:
+                call = RetryCall(target, start, exc)  # the call takes the failure over
+            else:
+                if type(result) in LAZY_RESULTS:
+                    refuse_lazy_result(result, func, "@retry")
+            if call is not None:  # outside the `except`: later failures must not chain onto this
+                result = run_retry(call, args, kwargs)  # which checks each result it returns
+            if clock is SYSTEM_CLOCK or clock is own_clock:
+                checked_under = clock
             return result
 
         if own_clock is not None:
 
             def retrying(*args: Any, **kwargs: Any) -> Any:
+                if checked_under is None:
+                    return first_call(own_clock, args, kwargs)
                 start = own_clock.monotonic()
                 try:
-                    result = func(*args, **kwargs)
+                    return func(*args, **kwargs)
                 except Exception as exc:
                     call = RetryCall(target, start, exc)  # the call takes the failure over
-                else:
-                    return result if checked else succeeded(result)
-                # Outside the `except`: later failures must not chain onto this one.
-                return run_retry(call, args, kwargs)
+                return run_retry(call, args, kwargs)  # outside the `except`: see first_call
 
         else:
 
             def retrying(*args: Any, **kwargs: Any) -> Any:
-                # The process clock, read directly when it is the system's: a method
-                # call costs as much as the reading.
-                if DEFAULTS.clock is SYSTEM_CLOCK:
-                    start = time.monotonic()
-                else:
-                    start = DEFAULTS.clock.monotonic()
+                # One test for both: the process clock is the system's, and checked.
+                if DEFAULTS.clock is not checked_under:
+                    return first_call(DEFAULTS.clock, args, kwargs)
+                # The system clock read directly: a method call costs as much as the reading.
+                start = time.monotonic()
                 try:
-                    result = func(*args, **kwargs)
+                    return func(*args, **kwargs)
                 except Exception as exc:
                     call = RetryCall(target, start, exc)  # the call takes the failure over
-                else:
-                    return result if checked else succeeded(result)
-                # Outside the `except`: later failures must not chain onto this one.
-                return run_retry(call, args, kwargs)
+                return run_retry(call, args, kwargs)  # outside the `except`: see first_call
 
     return functools.wraps(func)(retrying)
 

@@ -9,6 +9,7 @@ types, handed on from ``resilient._types`` when asked for: defining a
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
@@ -18,7 +19,7 @@ from resilient._compat import duration
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import random
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from resilient._types import Jitter, JitterSpec, Seconds
 
@@ -256,7 +257,8 @@ def _proportional(base: float, cap: float, strategy: ProportionalJitter) -> Iter
     ``a + (b - a) * random()``), at a fraction of the calls: computing a delay
     cost more than the rest of a failed attempt.
     """
-    draw = strategy.rng.random  # the generator as it is when the call starts waiting
+    rng = strategy._rng  # pyright: ignore[reportPrivateUsage]  # the property, inlined
+    draw = (rng if rng is not None else _shared or _shared_rng()).random
     low = 1.0 - strategy.fraction
     span = (1.0 + strategy.fraction) - low
     nominal = base if base > 0.0 else 0.0
@@ -293,9 +295,7 @@ class Backoff:
 
     def __iter__(self) -> Iterator[float]:
         """A fresh iterator of delays, as ``delays()`` returns."""
-        if self.max_delay == 0.0:  # every strategy's value is clamped to [0, 0]
-            return itertools.repeat(0.0)
-        return _delays(self.base_delay, self.max_delay, self.jitter)
+        return _iterators(self)()
 
     def delay(self, retry_number: int, previous: float | None = None) -> float:
         """The delay before retry *retry_number* (0-based), given the previous delay.
@@ -311,6 +311,20 @@ class Backoff:
             f"Backoff(base_delay={self.base_delay!r}, max_delay={self.max_delay!r}, "
             f"jitter={self.jitter!r})"
         )
+
+
+def _iterators(policy: Backoff) -> Callable[[], Iterator[float]]:
+    """Strictly private. What ``iter(policy)`` does, as one callable made once.
+
+    For the retry loop, which needs a fresh iterator per call: the choice of
+    generator is made here, not at each call. The iterators follow the policy
+    as it is when this is called.
+    """
+    if policy.max_delay == 0.0:  # every strategy's value is clamped to [0, 0]
+        return functools.partial(itertools.repeat, 0.0)
+    if type(policy.jitter) is ProportionalJitter:  # the default: see _proportional
+        return functools.partial(_proportional, policy.base_delay, policy.max_delay, policy.jitter)
+    return functools.partial(_strategy_delays, policy.base_delay, policy.max_delay, policy.jitter)
 
 
 if not TYPE_CHECKING:
