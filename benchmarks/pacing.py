@@ -68,7 +68,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from _timing import FLOOR, OURS, REFERENCE, Goal, Report, Row, measure, print_report
 
-from resilient import ConcurrencyLimit, ConcurrencyLimitExceeded, MemoryPacingStore, RateLimiter
+from resilient import ConcurrencyLimit, ConcurrencyLimitExceeded, RateLimiter
 from resilient.backoff import delays
 
 RATE = 40.0
@@ -120,28 +120,46 @@ class Loop:
 
 
 class DeferredClock:
-    """A ``Clock`` on the loop's virtual time whose ``sleep`` is handed to the loop.
+    """A ``Clock`` on the loop's virtual time whose ``asleep`` is handed to the loop.
 
-    ``RateLimiter.acquire`` reserves its turn and sleeps once: here the sleep
-    only records how long, and the worker then waits that long in the loop.
+    A worker drives ``RateLimiter.acquire_async`` by hand: each wait it
+    awaits comes out as a ``("sleep", seconds)`` step, which the loop runs
+    before the coroutine goes on (and confirms its turn, as a real caller
+    does: a pause ordered meanwhile holds it too).
     """
 
     def __init__(self, loop: Loop) -> None:
         self.loop = loop
-        self.pending = 0.0
 
     def monotonic(self) -> float:
         return self.loop.now
 
-    def sleep(self, seconds: float) -> None:
-        self.pending += seconds
+    def sleep(self, seconds: float) -> None:  # pragma: no cover - the workers wait through asleep
+        raise NotImplementedError("the simulated workers wait through asleep")
 
-    async def asleep(self, seconds: float) -> None:  # pragma: no cover - sync workers only
-        self.pending += seconds
+    async def asleep(self, seconds: float) -> None:
+        await _Sleep(seconds)
 
-    def take(self) -> float:
-        wait, self.pending = self.pending, 0.0
-        return wait
+
+class _Sleep:
+    """An awaitable that hands its wait to whoever drives the coroutine."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __await__(self) -> Generator[float, None, None]:
+        yield self.seconds
+
+
+def paced(limiter: RateLimiter) -> Generator[Step, Any, None]:
+    """Run ``limiter.acquire_async()`` in the loop: its waits become the loop's sleeps."""
+    acquiring = limiter.acquire_async()
+    try:
+        while True:
+            wait = acquiring.send(None)
+            yield ("sleep", wait)
+    except StopIteration:
+        return
 
 
 class Api:
@@ -262,10 +280,7 @@ def worker(
         state = strategy.new_delays(rng)
         while True:
             if limiter is not None:
-                limiter.acquire()  # reserves the turn; the clock hands the wait to the loop
-                wait = clock.take()
-                if wait > 0:
-                    yield ("sleep", wait)
+                yield from paced(limiter)  # reserves the turn; the loop runs its wait
             if limit is not None:
                 while True:
                     try:
@@ -352,14 +367,15 @@ def run_fleet(strategy: Strategy, seed: int = 0) -> FleetResult:
     clock = DeferredClock(loop)
     api = Api(loop, RATE, SERVER_BURST, CAPACITY, f"api:{seed}")
     fleet = Fleet(loop, api)
-    store = MemoryPacingStore()
+    # One limiter object for the fleet: the rule a shared store runs, without a round trip.
+    shared = RateLimiter(RATE, name="api", clock=clock)
     done: list[float] = []
     lost: list[float] = []
     for client in range(CLIENTS):
         backlog = [TASKS]
         limiter = None
         if strategy.limiter == "shared":
-            limiter = RateLimiter(RATE, name="api", store=store, clock=clock)
+            limiter = shared
         elif strategy.limiter == "client":
             limiter = RateLimiter(RATE, clock=clock)
         limit = ConcurrencyLimit(WORKERS, adaptive=True) if strategy.adaptive else None

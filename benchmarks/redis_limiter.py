@@ -33,8 +33,10 @@ Measured per library, from the same run:
   woken late by a busy machine makes the figure a little higher than the
   limiter's own schedule.
 
-Goal (DESIGN.md, "RateLimiter through Redis"): one round trip per admitted
-acquire, and a waiting caller sleeps the returned time (no polling).
+Goal (DESIGN.md, "RateLimiter through Redis"): one round trip per acquire
+admitted at once, two for one that waits (its reservation, then one at its
+turn that learns of a pause ordered meanwhile), and a waiting caller sleeps
+the returned time (no polling).
 """
 
 from __future__ import annotations
@@ -72,7 +74,8 @@ PYRATE_NAME = "PyrateLimiter RedisBucket (blocking)"
 LIBRARIES = (OURS_NAME, LIMITS_NAME, PYRATE_NAME)
 GOAL_PATH = "`RateLimiter` through Redis"
 GOAL_TARGET = (
-    "1 round trip per admitted acquire; a waiting caller sleeps the returned time, no polling"
+    "<= 2 round trips per admitted acquire (1 at once; a waiter confirms its turn once); "
+    "a waiting caller sleeps the returned time, no polling"
 )
 
 
@@ -228,8 +231,8 @@ def measure_on(url: str, quick: bool) -> Report:
                 GOAL_PATH,
                 GOAL_TARGET,
                 figure=figure,
-                met=trips < 1.01,  # a reconnection mid-run costs its handshake
-                when_missed="a round trip more than one per acquire means a caller asked twice",
+                met=trips < 2.01,  # a reconnection mid-run costs its handshake
+                when_missed="more than two round trips per acquire means a caller polled",
             )
         ],
     )

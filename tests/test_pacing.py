@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime
 import logging
 import math
@@ -16,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _pacing_clocks import SteppedClock, VirtualClock, run_queue_through_a_pause
 from resilient import (
     CircuitBreaker,
     ConcurrencyLimit,
@@ -223,7 +225,7 @@ def test_waiting_callers_queue_in_order_of_arrival() -> None:
     limiter = RateLimiter(1, per=2.0, clock=clock, store=MemoryPacingStore(), name="q")
     waits = []
     for _ in range(3):
-        allowed, wait = limiter.store.rate_reserve("q", RatePolicy(1, 2.0, 1), 1, math.inf, 0.0)  # type: ignore[union-attr]
+        allowed, wait, _ = limiter.store.rate_reserve("q", RatePolicy(1, 2.0, 1), 1, math.inf, 0.0)  # type: ignore[union-attr]
         assert allowed
         waits.append(wait)
     assert waits == [0.0, 2.0, 4.0]
@@ -328,6 +330,131 @@ def test_refund_never_fills_beyond_the_burst() -> None:
     assert [limiter.try_acquire() for _ in range(4)] == [True, True, True, False]
 
 
+def test_refund_gives_back_only_what_later_turns_leave_free() -> None:
+    """A refund while a later caller queues: that caller keeps its turn and the limiter
+    never exceeds the rate; a refund with nobody behind comes back whole."""
+    clock = ManualClock()
+    limiter = RateLimiter(1, burst=10, clock=clock)
+    turns: dict[str, Any] = {}
+
+    def acquire(who: str, cost: float) -> float:
+        """acquire in a context of its own (a thread or task): its own last acquire."""
+        before = len(clock.sleeps)
+
+        def run() -> None:
+            limiter.acquire(cost)
+            turns[who] = limiter._turns.get()
+
+        contextvars.copy_context().run(run)
+        return sum(clock.sleeps[before:])
+
+    def refund(who: str, units: float) -> None:
+        def run() -> None:
+            limiter._turns.set(turns[who])
+            limiter.refund(units)
+
+        contextvars.copy_context().run(run)
+
+    assert acquire("a", 10) == 0.0  # the whole burst, at once
+    clock.advance(0.1)
+    refund("a", 8)  # a used 2: nobody behind it, they come back
+    assert acquire("b", 8) == 0.0
+    # Now c queues behind b's units; b's refund cannot move c's turn, so it frees nothing
+    # that a newcomer could take before c (who would then be admitted together with it).
+    assert acquire("c", 10) == pytest.approx(9.9)  # c sleeps towards its turn at 10 s
+    refund("b", 8)
+    with pytest.raises(RateLimitExceeded) as refused:
+        limiter.acquire(1, timeout=0.0)
+    assert refused.value.retry_after == pytest.approx(10.0 + 1.0 - clock.monotonic())
+
+
+def test_refund_gives_back_at_most_what_the_acquire_took() -> None:
+    """refund(500) after acquire(100): 100 come back, not 500."""
+    clock = ManualClock()
+    limiter = RateLimiter(10, burst=1000, clock=clock)
+    limiter.acquire(1000)
+    clock.advance(10.0)  # 100 units refilled
+    limiter.acquire(100)
+    limiter.refund(500)
+    assert limiter.try_acquire(100)  # the 100 given back
+    assert not limiter.try_acquire(1)
+
+
+_SCHEDULES = st.lists(
+    st.tuples(
+        st.sampled_from(["acquire", "acquire", "acquire", "pause", "cancel"]),
+        st.floats(min_value=0.0, max_value=1.0),  # the gap before it
+        st.integers(min_value=1, max_value=4),  # cost
+        st.floats(min_value=0.0, max_value=1.5),  # how long it holds / a pause
+        st.integers(min_value=0, max_value=4),  # units it refunds / whom to cancel
+    ),
+    max_size=30,
+)
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["in-process", "store"])
+@settings(max_examples=120, deadline=None)
+@given(schedule=_SCHEDULES, rate=st.integers(1, 8), burst=st.integers(4, 8))
+def test_the_bound_holds_for_waiters_refunds_pauses_and_cancellations(
+    shared: bool, schedule: list[tuple[str, float, int, float, int]], rate: int, burst: int
+) -> None:
+    """Tasks queue, sleep towards their turns, refund part of what they took, get
+    cancelled while waiting, and pauses come in between: the units used over any
+    interval never exceed burst + rate * t / per, nobody goes during a pause, and every
+    caller not cancelled is admitted."""
+    clock = VirtualClock()
+    store = MemoryPacingStore() if shared else None
+    limiter = RateLimiter(
+        rate, burst=burst, clock=clock, store=store, name="api" if shared else None
+    )
+    used: list[list[float]] = []  # [when admitted, units used]
+    pauses: list[tuple[float, float]] = []
+
+    async def caller(cost: int, hold: float, refund: int) -> None:
+        await limiter.acquire_async(cost)
+        mine = [clock.monotonic(), float(cost)]
+        used.append(mine)
+        if refund:
+            await clock.asleep(hold)  # the call; then the real usage is known
+            await limiter.refund_async(refund)
+            mine[1] = cost - min(refund, cost)
+
+    async def main() -> None:
+        tasks: list[asyncio.Future[None]] = []
+        cancelled: set[int] = set()
+        now = 0.0
+        for kind, gap, cost, extra, pick in schedule:
+            now += gap
+            await clock.run_until(now)
+            if kind == "acquire":
+                tasks.append(asyncio.ensure_future(caller(cost, extra, pick)))
+            elif kind == "pause":
+                await limiter.pause_async(extra)
+                pauses.append((now, now + extra))
+            else:
+                waiting = [i for i, task in enumerate(tasks) if not task.done()]
+                if waiting:
+                    index = waiting[pick % len(waiting)]
+                    cancelled.add(index)
+                    tasks[index].cancel()
+            await clock.settle()
+        await clock.run_until(now + 1000.0)
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        for index, outcome in enumerate(outcomes):
+            assert outcome is None or (
+                index in cancelled and isinstance(outcome, asyncio.CancelledError)
+            ), outcome
+
+    asyncio.run(main())
+    for i, (start, _) in enumerate(used):
+        units = 0.0
+        for end, amount in used[i:]:
+            units += amount
+            assert units <= burst + rate * (end - start) + 1e-6, (start, end, units)
+    for begin, end in pauses:
+        assert not [when for when, _ in used if begin + 1e-9 < when < end - 1e-9]
+
+
 # --- pause ----------------------------------------------------------------------------
 
 
@@ -419,6 +546,84 @@ def test_bad_pause_is_refused_naming_seconds(bad: object) -> None:
     limiter = RateLimiter(1, clock=ManualClock())
     with pytest.raises((TypeError, ValueError), match=r"seconds must be"):
         limiter.pause(bad)  # type: ignore[arg-type]
+
+
+# --- a pause holds the callers already waiting -----------------------------------------
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["in-process", "store"])
+def test_a_pause_holds_callers_already_waiting_for_their_turn(shared: bool) -> None:
+    """Five threads asleep towards their turns: a 1 s pause holds them all, and the
+    schedule resumes after it as it was (one every 0.05 s), never two at once."""
+    clock = SteppedClock(threads=6)
+    store = MemoryPacingStore() if shared else None
+    limiter = RateLimiter(20, name="api" if shared else None, store=store, clock=clock)
+    went = run_queue_through_a_pause(limiter, clock, limiter)
+    assert went[0] == 0.0
+    assert went[1:] == pytest.approx([1.05, 1.1, 1.15, 1.2, 1.25], abs=0.011)
+    assert not limiter.try_acquire()  # newcomers queue behind them
+
+
+def test_a_pause_through_a_store_holds_the_waiters_of_every_limiter_sharing_it() -> None:
+    """The pause of another limiter (another process's) holds this one's sleeping callers."""
+    clock = SteppedClock(threads=6)
+    store = MemoryPacingStore()
+    limiter = RateLimiter(20, name="api", store=store, clock=clock)
+    other = RateLimiter(20, name="api", store=store, clock=clock)
+    went = run_queue_through_a_pause(limiter, clock, other)
+    assert went[1:] == pytest.approx([1.05, 1.1, 1.15, 1.2, 1.25], abs=0.011)
+
+
+class PauseWhileAsleep(ManualClock):
+    """A ManualClock on which a 2 s pause is ordered halfway through the first sleep."""
+
+    __slots__ = ("limiter",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.limiter: RateLimiter | None = None
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.advance(seconds / 2)
+        if self.limiter is not None and len(self.sleeps) == 1:
+            self.limiter.pause(2.0)  # the 429 arrives while the caller sleeps
+        self.advance(seconds / 2)
+
+
+def test_a_pause_moving_a_turn_past_the_timeout_refuses_and_gives_it_back() -> None:
+    """A caller that allowed 1.5 s, its turn moved 2 s later by a pause: refused at its old
+    turn, with the wait as retry_after, and its turn given back to the next caller."""
+    clock = PauseWhileAsleep()
+    limiter = clock.limiter = RateLimiter(1, clock=clock)
+    assert limiter.try_acquire()
+    with pytest.raises(RateLimitExceeded) as refused:
+        limiter.acquire(timeout=1.5)  # its turn at 1 s, moved to 3 s at 0.5 s
+    assert refused.value.retry_after == pytest.approx(2.0)
+    with pytest.raises(RateLimitExceeded) as next_turn:
+        limiter.acquire(timeout=0.0)
+    assert next_turn.value.retry_after == pytest.approx(2.0)  # not 3.0: the turn came back
+
+
+def test_async_waiters_are_held_by_a_pause() -> None:
+    """acquire_async: tasks asleep towards their turns wait the pause, then go in order."""
+    clock = VirtualClock()
+    limiter = RateLimiter(20, clock=clock)
+    went: list[float] = []
+
+    async def caller() -> None:
+        await limiter.acquire_async()
+        went.append(clock.monotonic())
+
+    async def main() -> None:
+        tasks = [asyncio.ensure_future(caller()) for _ in range(6)]
+        await clock.settle()
+        await limiter.pause_async(1.0)
+        await clock.run_until(2.0)
+        await asyncio.gather(*tasks)
+
+    asyncio.run(main())
+    assert went == pytest.approx([0.0, 1.05, 1.1, 1.15, 1.2, 1.25])
 
 
 # --- the store protocol ---------------------------------------------------------------

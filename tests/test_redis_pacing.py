@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _pacing_clocks import SteppedClock, run_queue_through_a_pause
 from resilient import ConcurrencyLimit, RateLimiter, RateLimitExceeded
 from resilient.pacing import MemoryPacingStore, PacingStore, RatePolicy
 from resilient.redis import AsyncRedisStore, RedisStore, connect, connect_async
@@ -86,7 +87,13 @@ _OPS = st.lists(
             st.sampled_from([0.5, 1.0, 2.0, 3.0]),  # cost
             st.sampled_from([0.0, 0.05, 0.3, 1.0, math.inf]),  # max wait
         ),
-        st.tuples(st.just("refund"), st.floats(0.0, 0.5), st.sampled_from([0.5, 1.0, 2.0])),
+        st.tuples(
+            st.just("refund"),
+            st.floats(0.0, 0.5),
+            st.sampled_from([0.5, 1.0, 2.0]),  # cost
+            st.integers(0, 39),  # which reservation
+        ),
+        st.tuples(st.just("confirm"), st.floats(0.0, 0.5), st.just(0.0), st.integers(0, 39)),
         st.tuples(st.just("pause"), st.floats(0.0, 0.5), st.sampled_from([0.05, 0.4, 1.5])),
     ),
     max_size=40,
@@ -96,12 +103,14 @@ _OPS = st.lists(
 @settings(max_examples=60)
 @given(ops=_OPS)
 def test_the_scripts_decide_as_the_reference_store(redis_server: Any, ops: list[Any]) -> None:
-    """Any schedule of reserves, refunds and pauses: Redis answers what MemoryPacingStore answers."""
+    """Any schedule of reserves, confirms, refunds and pauses: Redis answers what
+    MemoryPacingStore answers, to the turn records it hands back."""
     client = connect(redis_server.url, socket_timeout=5.0)  # a busy machine answers late
     try:
         client.delete(*rate_keys("resilient", "ref"))
         redis_store = RedisStore(client, time_source="breaker")
         reference = MemoryPacingStore()
+        turns: list[tuple[str, str]] = []  # (Redis's record, the reference's) per reservation
         now = 1000.0
         for op in ops:
             now += op[1]
@@ -111,12 +120,29 @@ def test_the_scripts_decide_as_the_reference_store(redis_server: Any, ops: list[
                 want = reference.rate_reserve("ref", POLICY, cost, max_wait, now)
                 assert got.admitted == want.admitted, (op, got, want)
                 assert got.wait == pytest.approx(want.wait, abs=1e-9), (op, got, want)
-            elif op[0] == "refund":
-                redis_store.rate_refund("ref", POLICY, op[2], now)
-                reference.rate_refund("ref", POLICY, op[2], now)
-            else:
+                if got.admitted:
+                    assert got.turn is not None
+                    assert want.turn is not None
+                    turns.append((got.turn, want.turn))
+            elif op[0] == "pause":
                 redis_store.rate_pause("ref", POLICY, op[2], now)
                 reference.rate_pause("ref", POLICY, op[2], now)
+            elif turns:
+                index = op[3] % len(turns)
+                ours, theirs = turns[index]
+                if op[0] == "refund":
+                    got_turn = redis_store.rate_refund("ref", POLICY, op[2], now, ours)
+                    want_turn = reference.rate_refund("ref", POLICY, op[2], now, theirs)
+                else:
+                    got_wait, _, got_turn = redis_store.rate_confirm("ref", POLICY, ours, now)
+                    want_wait, _, want_turn = reference.rate_confirm("ref", POLICY, theirs, now)
+                    assert got_wait == pytest.approx(want_wait, abs=1e-9), op
+                assert got_turn is not None
+                assert want_turn is not None
+                assert [float(x) for x in got_turn.split()] == pytest.approx(
+                    [float(x) for x in want_turn.split()], abs=1e-9
+                ), op
+                turns[index] = (got_turn, want_turn)
     finally:
         client.close()
 
@@ -169,14 +195,15 @@ def test_keys_are_hash_tagged_per_name_and_expire_when_past(redis_client: Any) -
     """One slot per name in a cluster; an idle limiter leaves nothing behind for long."""
     store = RedisStore(redis_client, namespace="app")
     store.rate_reserve("users", POLICY, 3, math.inf, 0.0)
-    store.rate_pause("users", POLICY, 2.0, 0.0)
     lease = store.slot_acquire("users", 2, 30.0, 0.0)
     assert lease is not None
-    rate, pause = rate_keys("app", "users")
+    (rate,) = rate_keys("app", "users")
     (slots,) = slot_keys("app", "users")
-    assert (rate, pause, slots) == ("{app:users}:rate", "{app:users}:pause", "{app:users}:slots")
-    assert 0 < redis_client.pttl(rate) <= 301  # the TAT: 3 units at 0.1 s each
-    assert 0 < redis_client.pttl(pause) <= 2001
+    assert (rate, slots) == ("{app:users}:rate", "{app:users}:slots")
+    # The TAT is 3 units at 0.1 s each ahead: kept a second past it, for a waiter's confirm.
+    assert 1000 < redis_client.pttl(rate) <= 1301
+    store.rate_pause("users", POLICY, 2.0, 0.0)
+    assert 2000 < redis_client.pttl(rate) <= 3001  # the pause, and its second
     assert 29_000 < redis_client.pttl(slots) <= 30_001
     store.slot_release("users", lease, 0.0)
     assert redis_client.exists(slots) == 0
@@ -185,20 +212,22 @@ def test_keys_are_hash_tagged_per_name_and_expire_when_past(redis_client: Any) -
 # -- round trips ------------------------------------------------------------------------
 
 
-def test_an_admitted_acquire_is_exactly_one_round_trip(redis_client: Any) -> None:
-    """Admitted at once or after a wait, each acquire runs one script, and nothing else."""
+def test_an_acquire_is_one_round_trip_at_once_and_two_after_a_wait(redis_client: Any) -> None:
+    """Admitted at once: one script; after a wait, one more at its turn (did a pause come?)."""
     client = CountingClient(redis_client)
     clock = ManualClock()
     limiter = RateLimiter(
         10, burst=3, name="api", store=RedisStore(client, time_source="breaker"), clock=clock
     )
-    limiter.acquire()  # Redis loads the script on its first use: not counted
-    before, loads = client.round_trips, client.loads
+    for _ in range(4):  # Redis loads each script on its first use: not counted
+        limiter.acquire()
+    before, loads, sleeps = client.round_trips, client.loads, len(clock.sleeps)
     for _ in range(50):
         limiter.acquire()
-    assert client.round_trips - before == 50
+    waited = len(clock.sleeps) - sleeps
+    assert waited >= 45  # most of them waited their turn, each one sleep
+    assert client.round_trips - before == 50 + waited
     assert client.loads == loads
-    assert len(clock.sleeps) >= 45  # most of them waited their turn: one sleep, no second ask
 
 
 def test_a_waiting_caller_sleeps_the_returned_wait_once(redis_client: Any) -> None:
@@ -207,12 +236,13 @@ def test_a_waiting_caller_sleeps_the_returned_wait_once(redis_client: Any) -> No
     clock = ManualClock()
     store = RedisStore(client, time_source="breaker")
     limiter = RateLimiter(2, burst=1, name="api", store=store, clock=clock)
+    limiter.acquire()  # Redis loads each script on its first use: not counted
+    limiter.acquire()  # (this one waits, and confirms)
+    before, sleeps = client.round_trips, len(clock.sleeps)
     limiter.acquire()
-    before = client.round_trips
     limiter.acquire()
-    limiter.acquire()
-    assert client.round_trips - before == 2
-    assert clock.sleeps == [pytest.approx(0.5), pytest.approx(0.5)]
+    assert client.round_trips - before == 4  # each: its reservation, its confirmation
+    assert clock.sleeps[sleeps:] == [pytest.approx(0.5), pytest.approx(0.5)]
 
 
 def test_a_concurrency_slot_is_one_round_trip_each_way(redis_client: Any) -> None:
@@ -426,8 +456,10 @@ class AsyncCountingClient:
         return getattr(self._client, name)
 
 
-def test_the_async_store_paces_acquire_async_in_one_round_trip_each(redis_server: Any) -> None:
-    """AsyncRedisStore: each admitted acquire_async is one awaited script; the wait slept once."""
+def test_the_async_store_paces_acquire_async_in_two_round_trips_after_a_wait(
+    redis_server: Any,
+) -> None:
+    """AsyncRedisStore: a waiting acquire_async awaits its reservation, sleeps once, confirms."""
 
     async def main() -> tuple[int, list[float]]:
         client = connect_async(redis_server.url)
@@ -437,16 +469,17 @@ def test_the_async_store_paces_acquire_async_in_one_round_trip_each(redis_server
             clock = ManualClock()
             store = AsyncRedisStore(counting, time_source="breaker")
             limiter = RateLimiter(2, burst=1, name="api", store=store, clock=clock)
-            await limiter.acquire_async()  # Redis loads the script on its first use
-            before = counting.round_trips
+            await limiter.acquire_async()  # Redis loads each script on its first use:
+            await limiter.acquire_async()  # not counted (the second one waits, and confirms)
+            before, sleeps = counting.round_trips, len(clock.sleeps)
             await limiter.acquire_async()
             await limiter.acquire_async()
-            return counting.round_trips - before, clock.sleeps
+            return counting.round_trips - before, clock.sleeps[sleeps:]
         finally:
             await client.aclose()
 
     round_trips, sleeps = asyncio.run(main())
-    assert round_trips == 2
+    assert round_trips == 4
     assert sleeps == [pytest.approx(0.5), pytest.approx(0.5)]
 
 
@@ -499,3 +532,183 @@ def test_the_async_store_refuses_the_sync_forms(redis_server: Any) -> None:
             pass
     finally:
         asyncio.run(client.aclose())
+
+
+# -- a pause holds the waiters; a turn given back is never handed out twice ------------------
+
+
+def test_a_pause_in_one_store_holds_the_sleeping_callers_of_another(redis_client: Any) -> None:
+    """Five threads asleep towards their turns through one store; another store (another
+    process) pauses 1 s: the script moves their turns, and they go after it, in order."""
+    clock = SteppedClock(threads=6)
+    limiter = RateLimiter(20, name="api", store=_manual(redis_client), clock=clock)
+    other = RateLimiter(20, name="api", store=_manual(redis_client), clock=clock)
+    went = run_queue_through_a_pause(limiter, clock, other)
+    assert went[0] == 0.0
+    assert went[1:] == pytest.approx([1.05, 1.1, 1.15, 1.2, 1.25], abs=0.011)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def pacing_store(request: pytest.FixtureRequest) -> PacingStore:
+    """The reference store, and RedisStore on the caller's clock."""
+    if request.param == "memory":
+        return MemoryPacingStore()
+    client = request.getfixturevalue("redis_client")
+    return _manual(client)
+
+
+def test_a_turn_given_back_behind_later_turns_is_never_handed_out_twice(
+    pacing_store: PacingStore,
+) -> None:
+    """Turns at 0, 1 and 2; the one at 1 is cancelled: the next caller gets 3, not 1 or 2
+    (two callers in one turn). The last turn given back is handed out again."""
+    policy = RatePolicy(1.0, 1.0, 1.0)
+    waits = [pacing_store.rate_reserve("q", policy, 1, math.inf, 0.0) for _ in range(3)]
+    assert [r.wait for r in waits] == [0.0, 1.0, 2.0]
+    assert waits[1].turn is not None
+    pacing_store.rate_refund("q", policy, 1, 0.0, waits[1].turn)
+    fourth = pacing_store.rate_reserve("q", policy, 1, math.inf, 0.0)
+    assert fourth.wait == pytest.approx(3.0)
+    assert fourth.turn is not None
+    pacing_store.rate_refund("q", policy, 1, 0.0, fourth.turn)  # the last one: it comes back
+    assert pacing_store.rate_reserve("q", policy, 1, math.inf, 0.0).wait == pytest.approx(3.0)
+
+
+def test_a_cancelled_async_waiter_behind_others_leaves_its_turn_unused(
+    redis_server: Any,
+) -> None:
+    """AsyncRedisStore: a task cancelled in its wait, with a later turn queued, gives back
+    nothing; the last one cancelled gives its turn back."""
+    from test_pacing import HeldClock
+
+    async def main() -> tuple[float, float]:
+        client = connect_async(redis_server.url, socket_timeout=5.0)
+        try:
+            await client.delete(*rate_keys("resilient", "held"))
+            store = AsyncRedisStore(client, time_source="breaker")
+            limiter = RateLimiter(1, name="held", store=store, clock=HeldClock())
+
+            async def next_turn() -> float:
+                with pytest.raises(RateLimitExceeded) as caught:
+                    await limiter.acquire_async(timeout=0.0)
+                return caught.value.retry_after
+
+            await limiter.acquire_async()  # the turn at 0
+            first = asyncio.ensure_future(limiter.acquire_async())  # the turn at 1
+            await asyncio.sleep(0.05)
+            second = asyncio.ensure_future(limiter.acquire_async())  # the turn at 2
+            await asyncio.sleep(0.05)
+            first.cancel()
+            await asyncio.gather(first, return_exceptions=True)
+            behind = await next_turn()
+            second.cancel()
+            await asyncio.gather(second, return_exceptions=True)
+            return behind, await next_turn()
+        finally:
+            await client.aclose()
+
+    behind, last = asyncio.run(main())
+    assert behind == pytest.approx(3.0)
+    assert last == pytest.approx(2.0)
+
+
+# -- cancelled while the script is in flight ----------------------------------------------
+
+
+class GatedClient:
+    """An asyncio client whose answers wait at a gate after Redis ran the script."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.gate = asyncio.Event()
+        self.answered = 0
+
+    async def evalsha(self, *args: Any, **kwargs: Any) -> Any:
+        reply = await self._client.evalsha(*args, **kwargs)
+        self.answered += 1
+        await self.gate.wait()
+        return reply
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+async def _until(condition: Any) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("never happened")
+
+
+def test_a_task_cancelled_while_its_reservation_is_in_flight_gives_it_back(
+    redis_server: Any,
+) -> None:
+    """Redis reserved the turn, the task was cancelled before the answer came: once the
+    answer arrives the turn is given back, not held by nobody until it passes."""
+
+    async def main() -> float:
+        client = connect_async(redis_server.url, socket_timeout=5.0)
+        try:
+            await client.delete(*rate_keys("resilient", "flight"))
+            gated = GatedClient(client)
+            gated.gate.set()
+            clock = ManualClock(100.0)
+            limiter = RateLimiter(
+                1,
+                per=10.0,
+                name="flight",
+                clock=clock,
+                store=AsyncRedisStore(gated, time_source="breaker"),
+            )
+            await limiter.acquire_async()  # loads the scripts; the turn at 100
+            gated.gate.clear()
+            answered = gated.answered
+            caller = asyncio.ensure_future(limiter.acquire_async())  # reserves 110
+            await _until(lambda: gated.answered > answered)  # Redis ran it
+            caller.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await caller
+            gated.gate.set()  # the answer comes, after the cancellation
+            await _until(lambda: not limiter._undoing)
+            with pytest.raises(RateLimitExceeded) as caught:
+                await limiter.acquire_async(timeout=0.0)
+            return caught.value.retry_after
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(main()) == pytest.approx(10.0)  # the turn at 110 is free again
+
+
+def test_a_task_cancelled_while_its_slot_is_in_flight_releases_the_lease(
+    redis_server: Any,
+) -> None:
+    """Redis leased the slot, the task was cancelled before the answer came: the lease is
+    released when it arrives, not held until lease_ttl."""
+
+    async def main() -> int:
+        client = connect_async(redis_server.url, socket_timeout=5.0)
+        try:
+            (slots,) = slot_keys("resilient", "pool")
+            await client.delete(slots)
+            gated = GatedClient(client)
+            limit = ConcurrencyLimit(2, name="pool", lease_ttl=60, store=AsyncRedisStore(gated))
+
+            async def hold() -> None:
+                async with limit:
+                    await asyncio.sleep(10)
+
+            answered = gated.answered
+            caller = asyncio.ensure_future(hold())
+            await _until(lambda: gated.answered > answered)  # Redis leased the slot
+            assert await client.zcard(slots) == 1
+            caller.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await caller
+            gated.gate.set()
+            await _until(lambda: not limit._undoing)
+            return int(await client.zcard(slots))
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(main()) == 0

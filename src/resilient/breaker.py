@@ -11,11 +11,9 @@ Where the state lives is a ``BreakerStore``: ``MemoryStore`` (the default)
 keeps it in this process; every store operation is one atomic transition, so
 a shared store (Redis) can run each as one script. The breaker itself holds
 no lock while the protected function runs. On the closed happy path of the
-in-memory store it takes none at all with the consecutive rule, with a
-count-based window that holds only successes, or with a time-based window
-that holds no failure (an atomic counter of its current bucket counts the
-success); with a window holding failures, one short critical section per
-success counts it.
+in-memory store it takes none at all with the consecutive rule, or with a
+count-based window that holds only successes; with any other window, one
+short critical section per success counts it.
 """
 
 from __future__ import annotations
@@ -61,7 +59,7 @@ from resilient._compat import (
     seconds,
     trial_calls,
 )
-from resilient._redact import describe_error, error_fields, log_with_traceback, unwrap_adapter
+from resilient._redact import describe_error, error_fields, log_with_traceback
 from resilient.backoff import Backoff
 
 if TYPE_CHECKING:
@@ -269,10 +267,7 @@ class CircuitBreaker:
         classifier: ``(exc) -> ErrorClass``; default ``resilient.classify``.
         counted_classes: the classes of failure that count toward opening.
         logger: where this breaker's lines go instead of the
-            ``resilient.breaker`` logger; same messages and fields. A
-            ``logging.LoggerAdapter`` is accepted too: its ``extra`` fields are
-            added to the breaker's (which win a clash), and its ``process``
-            may rewrite the message, as with ``@retry(logger=...)``.
+            ``resilient.breaker`` logger; same messages and fields.
 
     The settings read back as read-only properties (``name``,
     ``failure_threshold``, ``recovery_timeout``, ``half_open_max_calls``,
@@ -344,7 +339,7 @@ class CircuitBreaker:
         store: BreakerStore | AsyncBreakerStore | None = None,
         classifier: Callable[..., ErrorClass] = classify,
         counted_classes: Collection[ErrorClass] = DEFAULT_COUNTED,
-        logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+        logger: logging.Logger | None = None,
     ) -> None:
         _check_not_misused(failure_threshold)
         check_int("failure_threshold", failure_threshold)
@@ -385,13 +380,9 @@ class CircuitBreaker:
         check_clock(clock)
         if not callable(classifier):
             raise TypeError(f"classifier must be callable, got {classifier!r}")
-        if logger is not None and not isinstance(logger, (logging.Logger, logging.LoggerAdapter)):
-            raise TypeError(
-                f"logger must be a logging.Logger (or LoggerAdapter) or None, got {logger!r}"
-            )
-        self._logger: logging.Logger | logging.LoggerAdapter[Any] = (
-            _logger if logger is None else logger
-        )
+        if logger is not None and not isinstance(logger, logging.Logger):
+            raise TypeError(f"logger must be a logging.Logger or None, got {logger!r}")
+        self._logger = _logger if logger is None else logger
         self._counted = _error_classes("counted_classes", counted_classes)
         self._classifier = classifier
         self._expected = _exception_types("expected_exception", expected_exception, empty=False)
@@ -454,9 +445,8 @@ class CircuitBreaker:
         # With the in-memory store the breaker reads the circuit's state
         # without a lock to admit closed calls. With nothing to do per success
         # (no on_success listener, no call to time), the closed path skips the
-        # store's protocol: lock-free with the consecutive rule, with a
-        # count-based window of successes only and with a time-based window
-        # without failures (see _TimeWindow), else one short critical section
+        # store's protocol: lock-free with the consecutive rule and with a
+        # count-based window of successes only, else one short critical section
         # (_Circuit.enter_success). A success that opens the circuit still goes
         # through the store, so every change is queued under _order as above.
         self._circuit = store.bind(self._name, self._policy) if type(store) is MemoryStore else None
@@ -564,10 +554,6 @@ class CircuitBreaker:
         circuit = self._fast
         succeeded = self._succeeded
         windowed = self._windowed
-        timed = self._timed
-        policy = self._policy
-        config = policy.window
-        own_clock = self._clock
         checked = False  # whether a call returned something that is not a coroutine
 
         @functools.wraps(func)
@@ -587,19 +573,7 @@ class CircuitBreaker:
                         refuse_lazy_result(result, func, "@breaker")
                     checked = True
                 next(succeeded)
-                if timed:  # the time window's part of _closed_success, inlined
-                    clock = DEFAULTS.clock if own_clock is None else own_clock
-                    now = time.monotonic() if clock is SYSTEM_CLOCK else clock.monotonic()
-                    window = circuit.timed
-                    if window is not None and window.config is config and now < window.until:
-                        next(window.hits)
-                        if now < window.until:
-                            return result
-                    else:
-                        window = None
-                    if not circuit.enter_success(policy, now, window):
-                        breaker._success_through_store()
-                elif circuit.failures or windowed:
+                if circuit.failures or windowed:
                     breaker._closed_success()
                 return result
             # The common rejection of `call`, inlined too (read off the breaker:
@@ -949,37 +923,25 @@ class CircuitBreaker:
         """A success on the closed fast path that has something to record.
 
         With the consecutive rule: failures to forget. With a window: the
-        success to enter, without a lock in a window that holds no failure,
-        else in one short critical section of the circuit
+        success to enter, in one short critical section of the circuit
         (``_Circuit.enter_success``), or through the store when it opens the
-        circuit. ``@breaker`` inlines the time window's part.
+        circuit.
         """
         circuit = self._fast
         assert circuit is not None
         policy = self._policy
-        if self._timed:
+        if not self._windowed:
+            self._store.record_success(self._name, policy, None, 0.0, False)
+            return
+        window = circuit.window
+        if window is not None and window.quiet and window.config is policy.window:
+            return  # a window of successes only: one more changes nothing
+        now = 0.0
+        if self._timed:  # _now(), inlined: a time-based window reads the clock per success
             clock = DEFAULTS.clock if self._clock is None else self._clock
             now = time.monotonic() if clock is SYSTEM_CLOCK else clock.monotonic()
-            timed = circuit.timed
-            if timed is not None and timed.config is policy.window and now < timed.until:
-                # The current bucket of a window without failures: counted without
-                # the lock (see _TimeWindow), unless a failure came in meanwhile and
-                # the lock's path must judge this success.
-                next(timed.hits)
-                if now < timed.until:
-                    return
-            else:
-                timed = None
-            if not circuit.enter_success(policy, now, timed):
-                self._success_through_store()
-        elif not self._windowed:
-            self._store.record_success(self._name, policy, None, 0.0, False)
-        else:
-            window = circuit.window
-            if window is not None and window.quiet and window.config is policy.window:
-                return  # a count window of successes only: one more changes nothing
-            if not circuit.enter_success(policy, 0.0):
-                self._success_through_store()
+        if not circuit.enter_success(policy, now):
+            self._success_through_store()
 
     def _success_through_store(self) -> None:
         """A closed success that the circuit left to the store: it opens the circuit."""
@@ -1359,9 +1321,7 @@ class CircuitBreaker:
             extra["open_for"] = round(transition.open_for, 6)
         if exc is not None:
             extra["error_type"], extra["error"] = error_fields(exc)
-        # An adapter's fields are added to ours, not put in their place.
-        target, template, extra = unwrap_adapter(logger, template, extra)
-        target.log(level, template, *args, extra=extra)
+        logger.log(level, template, *args, extra=extra)
 
     def _emit(self, hooks: tuple[Callable[..., object], ...], *args: object) -> None:
         for hook in hooks:

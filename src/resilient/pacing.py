@@ -17,6 +17,7 @@ is the in-process reference implementation.
 
 from __future__ import annotations
 
+import contextvars
 import datetime
 import functools
 import itertools
@@ -47,6 +48,7 @@ from resilient._compat import (
     seconds,
 )
 from resilient._deadline import time_remaining
+from resilient._redact import describe_error, error_fields
 
 if TYPE_CHECKING:
     import asyncio
@@ -219,17 +221,22 @@ class RatePolicy(NamedTuple):
 
 
 class Reservation(NamedTuple):
-    """A store's answer to ``rate_reserve``.
+    """A store's answer to ``rate_reserve`` (and to ``rate_confirm``).
 
     Attributes:
         admitted: whether the cost was reserved.
         wait: when admitted, seconds the caller must wait before it proceeds
             (``0.0``: at once); when refused, seconds until the same cost
             would be admitted if nobody took it first (the ``retry_after``).
+        turn: when admitted, the store's record of the reservation, opaque
+            to the caller: handed back to ``rate_confirm`` once the wait has
+            passed, and to ``rate_refund``. ``None`` for a store that keeps
+            no record (the caller then neither confirms nor refunds).
     """
 
     admitted: bool
     wait: float
+    turn: str | None = None
 
 
 @runtime_checkable
@@ -239,36 +246,43 @@ class PacingStore(Protocol):
     A ``RateLimiter`` or ``ConcurrencyLimit`` built with ``store=`` and a
     ``name`` makes every decision through these methods, so every process
     using the same store and name shares one limit. ``MemoryPacingStore`` is
-    the reference implementation; a shared store (``resilient.redis``) runs
-    each method as one atomic script. What a store must do:
+    the reference implementation (its ``_Gcra`` is the rule, executable); a
+    shared store (``resilient.redis``) runs each method as one atomic
+    script. What a store must do:
 
     - **One call per operation, atomic.** Each method is one indivisible
-      read-modify-write of one name's state: an admitted ``acquire`` is
-      exactly one ``rate_reserve`` call, whatever the wait.
+      read-modify-write of one name's state. An acquire admitted at once is
+      one ``rate_reserve`` call; one that waits is that call, then one
+      ``rate_confirm`` when its wait has passed (more only if a pause moved
+      its turn meanwhile).
     - **Its own clock.** *now* is the caller's clock reading, in seconds
       from an arbitrary origin. A store with a clock of its own (Redis
       ``TIME``) uses that instead and ignores *now*; every duration it
       returns is relative (seconds from the moment of the call), so
       callers on different hosts never compare clocks.
-    - **The rate is GCRA with reservation.** State per name: a theoretical
-      arrival time ``tat`` (absent means "full": ``tat <= now``) and a pause
-      end ``paused_until`` (absent means not paused). With
-      ``T = policy.interval`` and ``tau = policy.burst * T``, ``rate_reserve``
-      computes ``start = max(now, paused_until)``,
-      ``new_tat = max(tat, start) + cost * T`` and
-      ``at = max(start, new_tat - tau)``; the wait is ``at - now`` (``0.0``
-      when below 1e-9). If ``wait <= max_wait`` it stores ``tat = new_tat``
-      and returns ``Reservation(True, wait)``: the caller sleeps *wait*
-      once and proceeds, asking nothing more (no polling). Otherwise it
-      changes nothing and returns ``Reservation(False, wait)``. *max_wait*
-      is ``>= 0`` and may be ``math.inf``. A store may expire the state once
-      ``tat`` and ``paused_until`` have passed: absent state is the same.
-    - **Costs.** *cost* is a positive float never above ``policy.burst``
-      (the limiter refuses larger costs before calling). ``rate_refund``
-      gives units back: ``tat = tat - cost * T`` (never needed below *now*).
-    - **Pause** is one value per name: ``rate_pause`` sets
-      ``paused_until = max(paused_until, now + seconds)``; every later
-      ``rate_reserve`` of any process reads it.
+    - **The rate is GCRA with reservation.** With ``T = policy.interval``
+      and ``tau = policy.burst * T``, ``rate_reserve`` computes
+      ``start = max(now, paused_until)``, ``new_tat = max(tat, start) +
+      cost * T`` and ``at = max(start, new_tat - tau)``; the wait is
+      ``at - now`` (``0.0`` when below 1e-9). If ``wait <= max_wait`` it
+      stores ``tat = new_tat``, remembers ``at`` as the latest turn handed
+      out, and answers ``Reservation(True, wait, turn)``: the caller sleeps
+      *wait* once. Otherwise it changes nothing and answers
+      ``Reservation(False, wait)``. *max_wait* is ``>= 0`` and may be
+      ``math.inf``.
+    - **A pause holds for everyone, waiters included.** ``rate_pause``
+      extends ``paused_until`` to ``now + seconds`` (never shortens it);
+      turns handed out and not yet reached (after *now*) move later by the
+      time the pause added, and the TAT with them, so the schedule resumes
+      after the pause as it was. ``rate_confirm(turn)``, called by a
+      waiter when its wait has passed, answers the wait still ahead of it
+      (``0.0``: go), with the turn updated.
+    - **Refunds never let the rate be exceeded.** ``rate_refund(turn, cost)``
+      gives back up to *cost* units of that reservation (never more than it
+      took): the TAT moves back by as much as the turns handed out since
+      allow (each of them must keep its units after its own turn), and
+      never below *now*. It answers the updated turn. Without a turn it
+      does nothing.
     - **Slots are leases.** ``slot_acquire`` admits when fewer than *limit*
       unexpired leases are held under *name*, and returns a new lease id
       (a string unique in the store) that expires *lease_ttl* seconds later
@@ -297,13 +311,25 @@ class PacingStore(Protocol):
         """``rate_reserve``'s twin, awaited by the async forms."""
         ...
 
-    def rate_refund(self, name: str, policy: RatePolicy, cost: float, now: float) -> None:
-        """Give *cost* units back (an estimate that was too high)."""
+    def rate_confirm(self, name: str, policy: RatePolicy, turn: str, now: float) -> Reservation:
+        """A waiter's wait has passed: ``wait`` 0.0 to go, or the wait a pause added."""
+        ...
+
+    async def rate_confirm_async(
+        self, name: str, policy: RatePolicy, turn: str, now: float
+    ) -> Reservation:
+        """``rate_confirm``'s twin."""
+        ...
+
+    def rate_refund(
+        self, name: str, policy: RatePolicy, cost: float, now: float, turn: str | None = None
+    ) -> str | None:
+        """Give back up to *cost* units of the reservation *turn*; the updated turn."""
         ...
 
     async def rate_refund_async(
-        self, name: str, policy: RatePolicy, cost: float, now: float
-    ) -> None:
+        self, name: str, policy: RatePolicy, cost: float, now: float, turn: str | None = None
+    ) -> str | None:
         """``rate_refund``'s twin."""
         ...
 
@@ -338,11 +364,170 @@ class PacingStore(Protocol):
 
 _STORE_METHODS = (
     "rate_reserve",
+    "rate_confirm",
     "rate_refund",
     "rate_pause",
     "slot_acquire",
     "slot_release",
 )
+
+
+# -- the rule -------------------------------------------------------------------------
+
+
+class _Turn(NamedTuple):
+    """Strictly private. One reservation, as the GCRA state records it.
+
+    ``end``: where its units end on the timeline (the TAT it left, moved by
+    pauses and by refunds of earlier reservations since); ``at``: its turn;
+    ``refunded`` and ``shift``: the state's totals when ``end`` and ``at``
+    were last brought up to date; ``units``: what it may still give back.
+    """
+
+    end: float
+    at: float
+    refunded: float
+    shift: float
+    units: float
+
+
+class _Gcra:
+    """Strictly private. The state of one rate limiter, and the rule (see ``PacingStore``).
+
+    Every admitted unit owns ``interval`` seconds of a timeline (GCRA's
+    virtual schedule), on which the units are laid end to end up to the TAT;
+    a unit is admitted no earlier than ``tolerance`` before the end of its
+    stretch, and its stretch never starts before its turn. Those two facts
+    give the bound (at most ``burst + t / interval`` units in any ``t``);
+    pauses and refunds keep both:
+
+    - a pause inserts the time it adds before every turn not yet reached,
+      so the stretches and turns after *now* move together (``shift`` sums
+      what pauses added; ``episode``/``episode_shift`` are when the current
+      run of pauses started and ``shift`` before it, so a waiter can tell
+      whether it was still waiting then);
+    - a refund shortens its reservation's stretch and pulls the later ones
+      back by as much, which is allowed only as far as none of them then
+      starts before its own turn: ``amax`` (the latest turn handed out)
+      bounds that; ``refunded`` sums those pulls, so a reservation knows
+      where its stretch ends now.
+
+    The in-process ``RateLimiter`` holds one, a ``MemoryPacingStore`` one per
+    name; the functions below are the rule for both.
+    Redis runs the same rule in Lua (``resilient.redis._pacing``).
+    """
+
+    __slots__ = ("amax", "episode", "episode_shift", "paused_until", "refunded", "shift", "tat")
+
+    def __init__(self) -> None:
+        self.tat = -math.inf
+        self.amax = -math.inf
+        self.refunded = 0.0
+        self.paused_until = -math.inf
+        self.shift = 0.0
+        self.episode = -math.inf
+        self.episode_shift = 0.0
+
+
+def _reserve(
+    s: _Gcra, interval: float, tolerance: float, cost: float, most: float, now: float
+) -> tuple[bool, float, _Turn | None]:
+    """Reserve *cost* units within *most* seconds: admitted, the wait, the turn."""
+    paused = s.paused_until
+    start = paused if paused > now else now
+    tat = s.tat
+    new_tat = (tat if tat > start else start) + cost * interval
+    at = new_tat - tolerance
+    if at < start:
+        at = start
+    wait = at - now
+    if wait <= _EPSILON:
+        wait = 0.0
+    if wait > most:
+        return False, wait, None
+    s.tat = new_tat
+    if at > s.amax:
+        s.amax = at
+    return True, wait, _Turn(new_tat, at, s.refunded, s.shift, cost)
+
+
+def _pause(s: _Gcra, seconds: float, now: float) -> bool:
+    """Extend the pause to ``now + seconds``, moving the turns ahead with it; whether it changed."""
+    until = now + seconds
+    paused = s.paused_until
+    if seconds <= 0.0 or until <= paused:
+        return False
+    if paused <= now:  # a new run of pauses starts here
+        s.episode = now
+        s.episode_shift = s.shift
+        added = seconds
+    else:
+        added = until - paused
+    s.shift += added
+    s.paused_until = until
+    if s.amax > now:  # turns handed out and not yet reached: they move, and the TAT with them
+        s.tat += added
+        s.amax += added
+    return True
+
+
+def _catch_up(s: _Gcra, turn: _Turn) -> _Turn:
+    """*turn* moved by the pauses that found it still waiting (since it was last updated)."""
+    shift = s.shift
+    if shift <= turn.shift:
+        return turn
+    before = s.episode_shift
+    if turn.shift > before:  # made during the latest run of pauses: each extension moves it
+        moved = True
+    elif turn.shift == before:  # made before that run: moved if its turn was still ahead
+        moved = turn.at > s.episode
+    else:  # runs of pauses since: as the earlier ones would have moved it
+        moved = turn.at + (before - turn.shift) > s.episode
+    if not moved:
+        return turn._replace(shift=shift)
+    added = shift - turn.shift
+    return turn._replace(end=turn.end + added, at=turn.at + added, shift=shift)
+
+
+def _confirm(s: _Gcra, turn: _Turn, now: float) -> tuple[float, _Turn]:
+    """A waiter's wait has passed: the wait still ahead of it (0.0: go), and its turn."""
+    turn = _catch_up(s, turn)
+    wait = turn.at - now
+    return (wait if wait > _EPSILON else 0.0), turn
+
+
+def _refund(s: _Gcra, turn: _Turn, cost: float, interval: float, now: float) -> _Turn:
+    """Give back up to *cost* units of *turn*, as far as the bound allows; the updated turn."""
+    turn = _catch_up(s, turn)
+    refunded = s.refunded
+    if refunded < turn.refunded:
+        return turn  # a record of state that has since been reset (a store's expiry)
+    end = turn.end - (refunded - turn.refunded)
+    tat = s.tat
+    back = min(cost, turn.units) * interval
+    if tat - now < back:
+        back = tat - now  # never before now: a full limiter is full
+    last = tat - end <= _EPSILON
+    if not last and end - s.amax < back:
+        back = end - s.amax  # later turns stay after their own stretch
+    if back <= 0.0:
+        return turn._replace(end=end, refunded=refunded)
+    s.tat = tat - back
+    if not last:
+        s.refunded = refunded = refunded + back
+    return _Turn(end - back, turn.at, refunded, turn.shift, turn.units - back / interval)
+
+
+def _encode_turn(turn: _Turn) -> str:
+    return " ".join(repr(float(x)) for x in turn)
+
+
+def _decode_turn(turn: str) -> _Turn | None:
+    try:
+        fields = [float(x) for x in turn.split()]
+    except ValueError:
+        return None
+    return _Turn(*fields) if len(fields) == 5 else None
 
 
 class MemoryPacingStore:
@@ -355,14 +540,19 @@ class MemoryPacingStore:
     *now* it is given.
     """
 
-    __slots__ = ("_leases", "_lock", "_paused", "_serial", "_tat")
+    __slots__ = ("_leases", "_lock", "_rates", "_serial")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._tat: dict[str, float] = {}
-        self._paused: dict[str, float] = {}
+        self._rates: dict[str, _Gcra] = {}
         self._leases: dict[str, dict[str, float]] = {}
         self._serial = itertools.count(1)
+
+    def _state(self, name: str) -> _Gcra:
+        state = self._rates.get(name)
+        if state is None:
+            state = self._rates[name] = _Gcra()
+        return state
 
     def rate_reserve(
         self, name: str, policy: RatePolicy, cost: float, max_wait: float, now: float
@@ -370,18 +560,10 @@ class MemoryPacingStore:
         """See ``PacingStore.rate_reserve``."""
         interval = policy.interval
         with self._lock:
-            paused = self._paused.get(name, now)
-            start = paused if paused > now else now
-            tat = self._tat.get(name, start)
-            new_tat = (tat if tat > start else start) + cost * interval
-            at = new_tat - policy.burst * interval
-            wait = (at if at > start else start) - now
-            if wait <= _EPSILON:
-                wait = 0.0
-            if wait > max_wait:
-                return Reservation(False, wait)
-            self._tat[name] = new_tat
-            return Reservation(True, wait)
+            admitted, wait, turn = _reserve(
+                self._state(name), interval, policy.burst * interval, cost, max_wait, now
+            )
+        return Reservation(admitted, wait, None if turn is None else _encode_turn(turn))
 
     async def rate_reserve_async(
         self, name: str, policy: RatePolicy, cost: float, max_wait: float, now: float
@@ -389,25 +571,42 @@ class MemoryPacingStore:
         """See ``PacingStore.rate_reserve``."""
         return self.rate_reserve(name, policy, cost, max_wait, now)
 
-    def rate_refund(self, name: str, policy: RatePolicy, cost: float, now: float) -> None:
-        """See ``PacingStore.rate_refund``."""
+    def rate_confirm(self, name: str, policy: RatePolicy, turn: str, now: float) -> Reservation:
+        """See ``PacingStore.rate_confirm``."""
+        record = _decode_turn(turn)
+        if record is None:
+            return Reservation(True, 0.0, turn)
         with self._lock:
-            tat = self._tat.get(name)
-            if tat is not None:
-                self._tat[name] = max(tat - cost * policy.interval, now)
+            wait, record = _confirm(self._state(name), record, now)
+        return Reservation(True, wait, _encode_turn(record))
+
+    async def rate_confirm_async(
+        self, name: str, policy: RatePolicy, turn: str, now: float
+    ) -> Reservation:
+        """See ``PacingStore.rate_confirm``."""
+        return self.rate_confirm(name, policy, turn, now)
+
+    def rate_refund(
+        self, name: str, policy: RatePolicy, cost: float, now: float, turn: str | None = None
+    ) -> str | None:
+        """See ``PacingStore.rate_refund``."""
+        record = None if turn is None else _decode_turn(turn)
+        if record is None:
+            return turn
+        with self._lock:
+            record = _refund(self._state(name), record, cost, policy.interval, now)
+        return _encode_turn(record)
 
     async def rate_refund_async(
-        self, name: str, policy: RatePolicy, cost: float, now: float
-    ) -> None:
+        self, name: str, policy: RatePolicy, cost: float, now: float, turn: str | None = None
+    ) -> str | None:
         """See ``PacingStore.rate_refund``."""
-        self.rate_refund(name, policy, cost, now)
+        return self.rate_refund(name, policy, cost, now, turn)
 
     def rate_pause(self, name: str, policy: RatePolicy, seconds: float, now: float) -> None:
         """See ``PacingStore.rate_pause``."""
         with self._lock:
-            until = now + seconds
-            if until > self._paused.get(name, -math.inf):
-                self._paused[name] = until
+            _pause(self._state(name), seconds, now)
 
     async def rate_pause_async(
         self, name: str, policy: RatePolicy, seconds: float, now: float
@@ -488,11 +687,12 @@ class RateLimiter:
         "_interval",
         "_lock",
         "_logged_until",
-        "_paused_until",
         "_policy",
         "_refused",
-        "_tat",
+        "_state",
         "_tolerance",
+        "_turns",
+        "_undoing",
         "_waited",
         "burst",
         "name",
@@ -539,8 +739,13 @@ class RateLimiter:
                 f"rate and per must give a finite interval per unit, got rate={rate!r}, per={per!r}"
             )
         self._lock = threading.Lock()
-        self._tat = -math.inf
-        self._paused_until = -math.inf
+        self._state = _Gcra()
+        self._turns: contextvars.ContextVar[_Turn | str | None] = contextvars.ContextVar(
+            f"resilient.pacing.turn:{self.name}", default=None
+        )
+        """The last acquire's reservation, per thread and task: what ``refund`` gives back."""
+        self._undoing: set[asyncio.Future[Any]] = set()
+        """Refunds and releases of answers that arrived after their caller was cancelled."""
         self._logged_until = -math.inf  # the end of the last pause logged at INFO
         self._admitted = 0
         self._waited = 0
@@ -557,7 +762,10 @@ class RateLimiter:
         The wait goes through the clock. When it would be longer than
         *timeout*, or than the time left under an enclosing ``deadline``
         (``resilient.time_remaining()``), nothing is reserved and
-        ``RateLimitExceeded`` is raised at once, with ``retry_after``.
+        ``RateLimitExceeded`` is raised at once, with ``retry_after``. A
+        ``pause`` ordered while the caller waits holds it too: it waits
+        again (refused, its turn given back, if that would exceed what it
+        allows).
 
         Args:
             cost: units to take (> 0, at most ``burst``).
@@ -573,28 +781,37 @@ class RateLimiter:
         allowed = self._allowed(timeout)
         clock = DEFAULTS.clock if self._clock is None else self._clock
         now = time.monotonic() if clock is SYSTEM_CLOCK else clock.monotonic()
-        tat = math.nan  # where the reservation ends (in process; a store keeps its own)
-        if self.store is None:
-            admitted, wait, tat = self._reserve(cost, allowed, now)
+        store = self.store
+        turn: _Turn | str | None
+        if store is None:
+            admitted, wait, turn = self._reserve(cost, allowed, now)
         else:
-            admitted, wait = self.store.rate_reserve(self.name, self._policy, cost, allowed, now)
+            admitted, wait, turn = store.rate_reserve(self.name, self._policy, cost, allowed, now)
             self._count(admitted, wait)
         if not admitted:
             raise self._refusal(wait, cost, allowed)
-        if wait > 0.0:
+        while wait > 0.0:
             try:
                 clock.sleep(wait)
+                allowed -= wait
+                wait, turn = self._confirm(turn, clock)
             except BaseException:
-                self._give_back(cost, tat)
+                self._give_back(cost, turn)
                 raise
+            if wait > allowed:  # a pause moved the turn past what the caller allows
+                self._give_back(cost, turn)
+                raise self._refusal(wait, cost, allowed)
+        self._turns.set(turn)
 
     async def acquire_async(
         self, cost: float = 1, *, timeout: float | datetime.timedelta | None = None
     ) -> None:
         """Wait until *cost* units are admitted; ``acquire``'s ``async`` twin.
 
-        The wait is ``await clock.asleep(...)``; a cancelled wait gives the
-        reservation back (in process: when no later one was made since).
+        The wait is ``await clock.asleep(...)``. A cancelled wait gives the
+        reservation back, as far as later turns allow; so does a task
+        cancelled while the store's answer is on its way (the answer is
+        awaited apart, then undone).
 
         Raises:
             RateLimitExceeded: the wait would exceed what is allowed.
@@ -605,25 +822,33 @@ class RateLimiter:
         allowed = self._allowed(timeout)
         clock = DEFAULTS.clock if self._clock is None else self._clock
         now = clock.monotonic()
-        tat = math.nan  # where the reservation ends (in process; a store keeps its own)
-        if self.store is None:
-            admitted, wait, tat = self._reserve(cost, allowed, now)
+        store = self.store
+        turn: _Turn | str | None
+        if store is None:
+            admitted, wait, turn = self._reserve(cost, allowed, now)
         else:
-            admitted, wait = await self.store.rate_reserve_async(
-                self.name, self._policy, cost, allowed, now
+            reserving = store.rate_reserve_async(self.name, self._policy, cost, allowed, now)
+            admitted, wait, turn = await _shielded(
+                reserving,
+                self._undo_reservation(cost),
+                self._undoing,
+                f"rate limiter {self.name!r}",
             )
             self._count(admitted, wait)
         if not admitted:
             raise self._refusal(wait, cost, allowed)
-        if wait > 0.0:
+        while wait > 0.0:
             try:
                 await clock.asleep(wait)
+                allowed -= wait
+                wait, turn = await self._confirm_async(turn, clock)
             except BaseException:
-                if self.store is None:
-                    self._give_back(cost, tat)
-                else:
-                    await self._refund_async(cost)
+                await self._give_back_async(cost, turn)
                 raise
+            if wait > allowed:  # a pause moved the turn past what the caller allows
+                await self._give_back_async(cost, turn)
+                raise self._refusal(wait, cost, allowed)
+        self._turns.set(turn)
 
     def try_acquire(self, cost: float = 1) -> bool:
         """Take *cost* units if they are admitted now, without waiting.
@@ -639,54 +864,88 @@ class RateLimiter:
         clock = DEFAULTS.clock if self._clock is None else self._clock
         now = time.monotonic() if clock is SYSTEM_CLOCK else clock.monotonic()
         if self.store is not None:
-            admitted = self.store.rate_reserve(self.name, self._policy, cost, 0.0, now).admitted
+            admitted, _, turn = self.store.rate_reserve(self.name, self._policy, cost, 0.0, now)
             self._count(admitted, 0.0)
+            if admitted:
+                self._turns.set(turn)
             return admitted
         # _reserve with no wait allowed, inlined: the path measured against a bare Lock.
+        state = self._state
         with self._lock:
-            tat = self._tat
+            tat = state.tat
             new_tat = (tat if tat > now else now) + cost * self._interval
             # Admitted when conforming (to 1e-9 s: float rounding) and not paused.
-            if new_tat - self._tolerance - now > 1e-9 or self._paused_until > now:
+            if new_tat - self._tolerance - now > 1e-9 or state.paused_until > now:
                 self._refused += 1
                 return False
-            self._tat = new_tat
+            state.tat = new_tat
+            if now > state.amax:
+                state.amax = now
             self._admitted += 1
-            return True
+            if cost is _ONE and self._turns.get() is None:
+                return True  # nothing to record over (a record costs: the path measured)
+            record = _Turn(new_tat, now, state.refunded, state.shift, cost)
+        self._turns.set(record)
+        return True
 
     def refund(self, cost: float) -> None:
-        """Give *cost* units back: the estimate taken was higher than the real use.
+        """Give back up to *cost* units of the last acquire of this thread (or task).
 
         Pace tokens per minute by acquiring an estimate before the call and
-        refunding the difference once the real usage is known.
+        refunding the difference once the real usage is known. The units
+        come back as far as that never lets the limiter exceed its rate:
+        turns handed out since to other callers keep theirs, so a refund
+        made while later callers queue may give back less (or nothing).
+        Never more than that acquire took; nothing without one.
         """
         cost = _check_positive("cost", cost)
+        turn = self._turns.get()
+        if turn is None:
+            return
         clock = DEFAULTS.clock if self._clock is None else self._clock
         now = clock.monotonic()
-        if self.store is not None:
-            self.store.rate_refund(self.name, self._policy, cost, now)
-            return
-        with self._lock:
-            self._tat = max(self._tat - cost * self._interval, now)
+        if isinstance(turn, str):
+            assert self.store is not None
+            turn = self.store.rate_refund(self.name, self._policy, cost, now, turn)
+        else:
+            with self._lock:
+                turn = _refund(self._state, turn, cost, self._interval, now)
+        self._turns.set(turn)
 
     async def refund_async(self, cost: float) -> None:
         """``refund``'s ``async`` twin (it awaits the store)."""
         cost = _check_positive("cost", cost)
-        await self._refund_async(cost)
+        turn = self._turns.get()
+        if turn is None:
+            return
+        clock = DEFAULTS.clock if self._clock is None else self._clock
+        now = clock.monotonic()
+        if isinstance(turn, str):
+            assert self.store is not None
+            turn = await self.store.rate_refund_async(self.name, self._policy, cost, now, turn)
+        else:
+            with self._lock:
+                turn = _refund(self._state, turn, cost, self._interval, now)
+        self._turns.set(turn)
 
     def pause(self, seconds: float | datetime.timedelta) -> None:
         """Admit nothing for *seconds*: a server's ``Retry-After`` holds for every caller.
 
-        With a store, every process sharing the name pauses. A pause only
-        ever extends: a shorter one while a longer one runs changes nothing.
+        Callers already waiting for their turn wait the pause too: every
+        turn not yet reached moves later by the time the pause adds, so the
+        schedule resumes after it as it was. With a store, every process
+        sharing the name pauses. A pause only ever extends: a shorter one
+        while a longer one runs changes nothing.
         """
         duration = _check_duration("seconds", seconds, allow_zero=True)
         clock = DEFAULTS.clock if self._clock is None else self._clock
         now = clock.monotonic()
         if self.store is not None:
             self.store.rate_pause(self.name, self._policy, duration, now)
-        elif not self._pause_local(duration, now):
-            return
+        else:
+            with self._lock:
+                if not _pause(self._state, duration, now):
+                    return
         self._log_pause(duration, now)
 
     async def pause_async(self, seconds: float | datetime.timedelta) -> None:
@@ -696,8 +955,10 @@ class RateLimiter:
         now = clock.monotonic()
         if self.store is not None:
             await self.store.rate_pause_async(self.name, self._policy, duration, now)
-        elif not self._pause_local(duration, now):
-            return
+        else:
+            with self._lock:
+                if not _pause(self._state, duration, now):
+                    return
         self._log_pause(duration, now)
 
     def __enter__(self) -> Self:
@@ -764,26 +1025,21 @@ class RateLimiter:
         """Acquires admitted at once, admitted after a wait, refused: read by the telemetry."""
         return self._admitted, self._waited, self._refused
 
-    def _reserve(self, cost: float, max_wait: float, now: float) -> tuple[bool, float, float]:
-        """The in-process ``rate_reserve`` (see ``PacingStore``), counted; with the new tat."""
+    def _reserve(
+        self, cost: float, max_wait: float, now: float
+    ) -> tuple[bool, float, _Turn | None]:
+        """The in-process ``rate_reserve`` (see ``PacingStore``), counted."""
         with self._lock:
-            paused = self._paused_until
-            start = paused if paused > now else now
-            tat = self._tat
-            new_tat = (tat if tat > start else start) + cost * self._interval
-            at = new_tat - self._tolerance
-            wait = (at if at > start else start) - now
-            if wait <= _EPSILON:
-                wait = 0.0
-            if wait > max_wait:
+            admitted, wait, turn = _reserve(
+                self._state, self._interval, self._tolerance, cost, max_wait, now
+            )
+            if not admitted:
                 self._refused += 1
-                return False, wait, tat
-            self._tat = new_tat
-            if wait > 0.0:
+            elif wait > 0.0:
                 self._waited += 1
             else:
                 self._admitted += 1
-            return True, wait, new_tat
+        return admitted, wait, turn
 
     def _count(self, admitted: bool, wait: float) -> None:
         with self._lock:
@@ -794,41 +1050,65 @@ class RateLimiter:
             else:
                 self._admitted += 1
 
-    def _give_back(self, cost: float, tat: float) -> None:
+    def _confirm(self, turn: _Turn | str | None, clock: Clock) -> tuple[float, _Turn | str | None]:
+        """A wait has passed: the wait a pause ordered meanwhile added (0.0: go), and the turn."""
+        if turn is None:
+            return 0.0, None
+        now = clock.monotonic()
+        if isinstance(turn, str):
+            assert self.store is not None
+            _, wait, answer = self.store.rate_confirm(self.name, self._policy, turn, now)
+            return wait, answer
+        with self._lock:
+            return _confirm(self._state, turn, now)
+
+    async def _confirm_async(
+        self, turn: _Turn | str | None, clock: Clock
+    ) -> tuple[float, _Turn | str | None]:
+        if not isinstance(turn, str):
+            return self._confirm(turn, clock)
+        assert self.store is not None
+        now = clock.monotonic()
+        _, wait, answer = await self.store.rate_confirm_async(self.name, self._policy, turn, now)
+        return wait, answer
+
+    def _give_back(self, cost: float, turn: _Turn | str | None) -> None:
         """A reserved wait was interrupted: the units were not used.
 
-        In process they come back only while the reservation is still the
-        last one (the limiter's tat is still *tat*): turns handed out since
-        were placed after it, and a new caller given its place would be
-        admitted together with the last of them, above the rate. Otherwise
-        the turn is left unused.
+        They come back as far as turns handed out since allow (a refund):
+        a newcomer given the place of a turn that later turns queue behind
+        would be admitted together with them, above the rate.
         """
+        if turn is None:
+            return
         clock = DEFAULTS.clock if self._clock is None else self._clock
         now = clock.monotonic()
-        if self.store is not None:
-            self.store.rate_refund(self.name, self._policy, cost, now)
+        if isinstance(turn, str):
+            assert self.store is not None
+            self.store.rate_refund(self.name, self._policy, cost, now, turn)
             return
         with self._lock:
-            if self._tat == tat:
-                self._tat = max(tat - cost * self._interval, now)
+            _refund(self._state, turn, cost, self._interval, now)
 
-    async def _refund_async(self, cost: float) -> None:
+    async def _give_back_async(self, cost: float, turn: _Turn | str | None) -> None:
+        if not isinstance(turn, str):
+            self._give_back(cost, turn)
+            return
+        assert self.store is not None
         clock = DEFAULTS.clock if self._clock is None else self._clock
         now = clock.monotonic()
-        if self.store is not None:
-            await self.store.rate_refund_async(self.name, self._policy, cost, now)
-            return
-        with self._lock:
-            self._tat = max(self._tat - cost * self._interval, now)
+        giving = self.store.rate_refund_async(self.name, self._policy, cost, now, turn)
+        # A cancellation during the refund's round trip does not stop it.
+        await _shielded(giving, None, self._undoing, f"rate limiter {self.name!r}")
 
-    def _pause_local(self, duration: float, now: float) -> bool:
-        """Extend the pause; whether it changed (no log line for a pause already covered)."""
-        with self._lock:
-            until = now + duration
-            if until <= self._paused_until or duration <= 0.0:
-                return False
-            self._paused_until = until
-            return True
+    def _undo_reservation(self, cost: float) -> Callable[[Reservation], Awaitable[object]]:
+        """What undoes a reservation whose caller was cancelled while the store answered."""
+
+        async def undo(reservation: Reservation) -> None:
+            if reservation.admitted:
+                await self._give_back_async(cost, reservation.turn)
+
+        return undo
 
     def _log_pause(self, duration: float, now: float) -> None:
         """Log a pause at INFO once: when it starts, not each time it is extended.
@@ -938,6 +1218,7 @@ class ConcurrencyLimit:
         "_lock",
         "_successes",
         "_sync_waiters",
+        "_undoing",
         "_used_high",
         "adaptive",
         "classifier",
@@ -1003,6 +1284,8 @@ class ConcurrencyLimit:
         """Store leases taken by ``with``: any one may be released (they are alike)."""
         self._sync_waiters = 0
         self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._undoing: set[asyncio.Future[Any]] = set()
+        """Releases of leases that arrived after their caller was cancelled."""
         self._completed = 0
         self._ignore_until = 0
         self._successes = 0
@@ -1231,10 +1514,12 @@ class ConcurrencyLimit:
         clock = DEFAULTS.clock if self._clock is None else self._clock
         wait = self._allowed()
         pause = _POLL_FIRST
+        what = f"concurrency limit {self.name!r}"
         while True:
-            lease = await store.slot_acquire_async(
+            asking = store.slot_acquire_async(
                 self.name, self._limit, self.lease_ttl, clock.monotonic()
             )
+            lease = await _shielded(asking, self._undo_lease, self._undoing, what)
             if lease is not None:
                 with self._lock:
                     self._take()
@@ -1265,9 +1550,17 @@ class ConcurrencyLimit:
         try:
             if lease is not None and self.store is not None:
                 clock = DEFAULTS.clock if self._clock is None else self._clock
-                await self.store.slot_release_async(self.name, lease, clock.monotonic())
-        finally:  # also when the release is cancelled: the lease then expires after lease_ttl
+                releasing = self.store.slot_release_async(self.name, lease, clock.monotonic())
+                # A cancellation during the round trip does not stop the release.
+                await _shielded(releasing, None, self._undoing, f"concurrency limit {self.name!r}")
+        finally:
             self._release(overload)
+
+    async def _undo_lease(self, lease: str | None) -> None:
+        """Release a lease granted to a caller cancelled while the store answered."""
+        if lease is not None and self.store is not None:
+            clock = DEFAULTS.clock if self._clock is None else self._clock
+            await self.store.slot_release_async(self.name, lease, clock.monotonic())
 
     def _release(self, overload: bool | None) -> None:
         with self._lock:
@@ -1364,6 +1657,62 @@ class ConcurrencyLimit:
 _OVERLOAD_STATUSES = frozenset({429, 503})
 _NEUTRAL = (Throttled, Rejection)
 _OVERLOAD_CLASSES = (ErrorClass.TIMEOUT, ErrorClass.DEGRADED)
+
+
+async def _shielded(
+    call: Awaitable[T],
+    undo: Callable[[Any], Awaitable[object]] | None,
+    keep: set[asyncio.Future[Any]],
+    what: str,
+) -> T:
+    """Await a store's round trip that a cancellation of the caller must not cut off.
+
+    A task cancelled (or timed out) while its script is in flight cannot
+    know whether the store acted: the script may have run. The round trip
+    goes on in a task of its own (held in *keep* until it ends), the caller
+    gets its ``CancelledError`` at once, and the answer, when it comes, is
+    handed to *undo* (a reservation refunded, a lease released). *what*
+    names the limiter in the log line of an undo that fails.
+    """
+    import asyncio  # noqa: PLC0415 - only the async forms load asyncio
+
+    task = asyncio.ensure_future(call)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        keep.add(task)
+        task.add_done_callback(functools.partial(_undo_answer, undo=undo, keep=keep, what=what))
+        raise
+
+
+def _undo_answer(
+    task: asyncio.Future[Any],
+    *,
+    undo: Callable[[Any], Awaitable[object]] | None,
+    keep: set[asyncio.Future[Any]],
+    what: str,
+) -> None:
+    keep.discard(task)
+    if undo is None or task.cancelled() or task.exception() is not None:
+        return  # nothing was granted (or the store failed: nobody is left to tell)
+    import asyncio  # noqa: PLC0415
+
+    async def run() -> None:
+        try:
+            await undo(task.result())
+        except Exception as error:
+            error_type, message = error_fields(error)
+            logger.warning(
+                "%s could not give back what a cancelled caller was granted (%s): "
+                "it comes back when it expires",
+                what,
+                describe_error(error),
+                extra={"event": "pacing_undo_failed", "error_type": error_type, "error": message},
+            )
+
+    undoing = asyncio.ensure_future(run())
+    keep.add(undoing)
+    undoing.add_done_callback(keep.discard)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

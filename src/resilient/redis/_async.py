@@ -260,11 +260,18 @@ class AsyncRedisStore(BreakerCore):
         op = self._pacing.reserve_op(name, policy, cost, max_wait, now)
         return await drive_async(op, self._client)
 
+    async def rate_confirm_async(
+        self, name: str, policy: RatePolicy, turn: str, now: float
+    ) -> Reservation:
+        """A waiter's turn has come: go, or wait what a pause added; see ``PacingStore``."""
+        return await drive_async(self._pacing.confirm_op(name, policy, turn, now), self._client)
+
     async def rate_refund_async(
-        self, name: str, policy: RatePolicy, cost: float, now: float
-    ) -> None:
-        """Give *cost* units back; see ``PacingStore``."""
-        await drive_async(self._pacing.refund_op(name, policy, cost, now), self._client)
+        self, name: str, policy: RatePolicy, cost: float, now: float, turn: str | None = None
+    ) -> str | None:
+        """Give back units of the reservation *turn*; see ``PacingStore``."""
+        op = self._pacing.refund_op(name, policy, cost, now, turn)
+        return await drive_async(op, self._client)
 
     async def rate_pause_async(
         self, name: str, policy: RatePolicy, seconds: float, now: float
@@ -288,7 +295,13 @@ class AsyncRedisStore(BreakerCore):
         """Refused: the sync forms cannot await Redis; see ``RedisStore``."""
         raise async_only("acquire_async (or async with)")
 
-    def rate_refund(self, name: str, policy: RatePolicy, cost: float, now: float) -> None:
+    def rate_confirm(self, name: str, policy: RatePolicy, turn: str, now: float) -> Reservation:
+        """Refused: see ``rate_confirm_async``."""
+        raise async_only("acquire_async (or async with)")
+
+    def rate_refund(
+        self, name: str, policy: RatePolicy, cost: float, now: float, turn: str | None = None
+    ) -> str | None:
         """Refused: see ``rate_refund_async``."""
         raise async_only("refund_async")
 

@@ -1,31 +1,33 @@
 """Strictly private. The Redis half of the pacing primitives: Lua and a sans-IO core.
 
 A shared ``RateLimiter`` is GCRA (the virtual-scheduling form of a token
-bucket) kept in Redis as one number, the *theoretical arrival time* (TAT):
-the moment at which the bucket would be full again. An acquire of *cost*
-units is one script that reads the TAT and the pause on Redis ``TIME`` and
+bucket), the rule of ``resilient.pacing._Gcra`` run in Lua, line for line,
+on one key per limiter holding its state: the *theoretical arrival time*
+(TAT), the latest turn handed out, the pause and their bookkeeping. An
+acquire of *cost* units is one script that reads it on Redis ``TIME`` and
 
 - computes when the units conform: ``start = max(now, paused_until)``,
   ``tat = max(TAT, start) + cost * interval``, admitted at
   ``max(tat - tolerance, start)``, where ``interval = per / rate`` and
   ``tolerance = burst * interval``;
-- if the wait until then is within the caller's limit, *reserves* it (stores
-  the new TAT) and answers the wait: the caller sleeps that long, once, and
-  goes (no polling, no second round trip, no background thread);
+- if the wait until then is within the caller's limit, *reserves* it and
+  answers the wait with the reservation's record (its *turn*): the caller
+  sleeps that long, once;
 - otherwise answers the wait without reserving anything, so a caller that
   gives up (``timeout``, a deadline, ``try_acquire``) costs the others nothing.
 
-Because every admission is a reservation of its own slot on one timeline,
-admitted units over any interval of length *t* never exceed
-``burst + rate * t / per`` across all processes, and a caller wakes at its
-slot or later (the answer's trip back only delays it): never early.
+A caller that waited runs ``RATE_CONFIRM`` at its turn: a ``pause`` ordered
+meanwhile (by any process) moved every turn not yet reached, and the TAT,
+later by the time it added, and the answer says how much longer to wait.
+``refund`` (and a cancelled wait) gives units of one reservation back,
+moving the TAT back only as far as the turns handed out since allow. The
+key expires a second after its last moment that matters, so an idle
+limiter leaves nothing in Redis.
 
-``pause`` is one more key, ``paused_until`` on Redis time, that every acquire
-reads: nobody is admitted before it, and after it at most ``burst`` at once
-(the pause is time in which nothing was admitted, not a refill). ``refund``
-moves the TAT back by ``cost * interval`` (never before now: a full bucket is
-full). Both keys expire when they no longer matter (the TAT once it is past,
-the pause at its end), so an idle limiter leaves nothing in Redis.
+Because every admission is a reservation of its own stretch of one
+timeline, admitted units (less those refunded) over any interval of length
+*t* never exceed ``burst + rate * t / per`` across all processes, and a
+caller wakes at its turn or later (the answer's trip back only delays it).
 
 A shared ``ConcurrencyLimit`` slot is a lease: a member of a sorted set scored
 by its expiry on Redis time (``now + lease_ttl``). Acquiring drops the expired
@@ -37,8 +39,7 @@ Keys carry the hash tag ``{namespace:name}``, as the breaker's do, so in a
 Redis Cluster every key a script touches is in one slot, and every script
 names its keys in ``KEYS`` (none is built inside Lua):
 
-- ``{namespace:name}:rate``   the TAT (a string, seconds on Redis time)
-- ``{namespace:name}:pause``  the end of the pause (a string, seconds)
+- ``{namespace:name}:rate``   the limiter's state (a string of 7 numbers)
 - ``{namespace:name}:slots``  the leases (a sorted set, token -> expiry)
 - ``{namespace:name}:probe``  written by the hand-back probe after an outage
 
@@ -66,6 +67,7 @@ from resilient.redis._settings import OUTAGE_ERRORS, STORE_ERRORS, WRITES_REFUSE
 __all__ = [
     "PACING_PROBE",
     "RATE_ACQUIRE",
+    "RATE_CONFIRM",
     "RATE_PAUSE",
     "RATE_REFUND",
     "SLOT_ACQUIRE",
@@ -79,8 +81,10 @@ __all__ = [
     "async_only",
     "probe_args",
     "rate_keys",
+    "read_confirm",
     "read_grant",
     "read_lease",
+    "read_turn",
     "slot_keys",
     "sync_only",
 ]
@@ -99,22 +103,74 @@ local function fmt(x) return string.format('%.17g', x) end
 local function ms(seconds) return math.ceil(seconds * 1000) + 1 end
 """
 
+_STATE = """
+-- One limiter's state, one string: tat amax refunded paused shift episode episode_shift
+-- (see resilient.pacing._Gcra: the same rule, line for line). NONE stands for "never".
+local NONE = -1e300
+local function load(key)
+  local f = {}
+  local v = redis.call('GET', key)
+  if v then
+    for x in string.gmatch(v, '%S+') do f[#f + 1] = tonumber(x) end
+  end
+  return {tat = f[1] or NONE, amax = f[2] or NONE, refunded = f[3] or 0,
+          paused = f[4] or NONE, shift = f[5] or 0, episode = f[6] or NONE,
+          episode_shift = f[7] or 0}
+end
+local function save(key, s)
+  -- Kept a second past the last moment it matters (a waiter confirming late finds it).
+  local last = math.max(s.tat, s.amax, s.paused)
+  redis.call('SET', key, fmt(s.tat) .. ' ' .. fmt(s.amax) .. ' ' .. fmt(s.refunded) .. ' '
+             .. fmt(s.paused) .. ' ' .. fmt(s.shift) .. ' ' .. fmt(s.episode) .. ' '
+             .. fmt(s.episode_shift), 'PX', math.max(ms(last - now), 1) + 1000)
+end
+-- A reservation's record: end at refunded shift units.
+local function turn_out(t)
+  return fmt(t[1]) .. ' ' .. fmt(t[2]) .. ' ' .. fmt(t[3]) .. ' ' .. fmt(t[4]) .. ' ' .. fmt(t[5])
+end
+local function turn_in(text)
+  local t = {}
+  for x in string.gmatch(text, '%S+') do t[#t + 1] = tonumber(x) end
+  return t
+end
+local function catch_up(s, t)
+  if s.shift <= t[4] then return t end
+  local moved
+  if t[4] > s.episode_shift then
+    moved = true
+  elseif t[4] == s.episode_shift then
+    moved = t[2] > s.episode
+  else
+    moved = t[2] + (s.episode_shift - t[4]) > s.episode
+  end
+  if moved then
+    local added = s.shift - t[4]
+    t[1] = t[1] + added
+    t[2] = t[2] + added
+  end
+  t[4] = s.shift
+  return t
+end
+"""
+
 RATE_ACQUIRE = (
     _NOW
+    + _STATE
     + """
--- KEYS: rate (the TAT), pause. ARGV: now, interval, tolerance, cost, max wait (< 0: none).
+-- KEYS: state. ARGV: now, interval, tolerance, cost, max wait (< 0: none).
+-- Answers 'admitted wait paused_for' and, if admitted, the reservation's record.
 local interval = tonumber(ARGV[2])
 local tolerance = tonumber(ARGV[3])
 local cost = tonumber(ARGV[4])
 local max_wait = tonumber(ARGV[5])
+local s = load(KEYS[1])
 local start = now
 local paused = 0
-local p = tonumber(redis.call('GET', KEYS[2]) or '')
-if p and p > now then
-  start = p
-  paused = p - now
+if s.paused > now then
+  start = s.paused
+  paused = s.paused - now
 end
-local tat = tonumber(redis.call('GET', KEYS[1]) or '') or start
+local tat = s.tat
 if tat < start then tat = start end
 tat = tat + cost * interval
 local at = tat - tolerance
@@ -124,43 +180,88 @@ if wait <= 1e-9 then wait = 0 end  -- float noise is no wait
 if max_wait >= 0 and wait > max_wait then
   return '0 ' .. fmt(wait) .. ' ' .. fmt(paused)
 end
-redis.call('SET', KEYS[1], fmt(tat), 'PX', ms(tat - now))
-return '1 ' .. fmt(wait) .. ' ' .. fmt(paused)
+s.tat = tat
+if at > s.amax then s.amax = at end
+save(KEYS[1], s)
+local turn = turn_out({tat, at, s.refunded, s.shift, cost})
+return '1 ' .. fmt(wait) .. ' ' .. fmt(paused) .. ' ' .. turn
 """
 )
 """Reserve *cost* units if they conform within the wait allowed; answer ``admitted wait paused``."""
 
-RATE_REFUND = (
+RATE_CONFIRM = (
     _NOW
+    + _STATE
     + """
--- KEYS: rate. ARGV: now, interval, cost. Answers the TAT's distance from now after the refund.
-local tat = tonumber(redis.call('GET', KEYS[1]) or '')
-if not tat then return '0' end
-tat = tat - tonumber(ARGV[3]) * tonumber(ARGV[2])
-if tat <= now then
-  redis.call('DEL', KEYS[1])
-  return '0'
-end
-redis.call('SET', KEYS[1], fmt(tat), 'PX', ms(tat - now))
-return fmt(tat - now)
+-- KEYS: state. ARGV: now, the record. A waiter whose wait has passed: answers the wait a
+-- pause ordered meanwhile added (0: go) and the record, moved with its turn.
+local s = load(KEYS[1])
+local t = catch_up(s, turn_in(ARGV[2]))
+local wait = t[2] - now
+if wait <= 1e-9 then wait = 0 end
+return fmt(wait) .. ' ' .. turn_out(t)
 """
 )
-"""Give *cost* units back: the TAT moves back, never before now."""
+"""Confirm a waiter's turn at its end: go, or wait what a pause added."""
+
+RATE_REFUND = (
+    _NOW
+    + _STATE
+    + """
+-- KEYS: state. ARGV: now, interval, cost, the record. Gives back up to cost units of that
+-- reservation, as far as the turns handed out since allow; answers the updated record.
+local interval = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local s = load(KEYS[1])
+local t = catch_up(s, turn_in(ARGV[4]))
+if s.refunded < t[3] then return turn_out(t) end  -- a record of state since expired
+local finish = t[1] - (s.refunded - t[3])
+t[1] = finish
+t[3] = s.refunded
+if t[5] < cost then cost = t[5] end
+local back = cost * interval
+if s.tat - now < back then back = s.tat - now end
+local last = s.tat - finish <= 1e-9
+if not last and finish - s.amax < back then back = finish - s.amax end
+if back <= 0 then return turn_out(t) end
+s.tat = s.tat - back
+if not last then s.refunded = s.refunded + back end
+save(KEYS[1], s)
+return turn_out({finish - back, t[2], s.refunded, t[4], t[5] - back / interval})
+"""
+)
+"""Give back units of one reservation: the TAT moves back as far as the bound allows."""
 
 RATE_PAUSE = (
     _NOW
+    + _STATE
     + """
--- KEYS: pause. ARGV: now, seconds. A pause only ever lengthens; answers what remains of it.
+-- KEYS: state. ARGV: now, seconds. A pause only ever lengthens; turns handed out and not
+-- yet reached move later by what it adds. Answers what remains of it.
 local seconds = tonumber(ARGV[2])
-local p = tonumber(redis.call('GET', KEYS[1]) or '')
-if not p or p < now + seconds then
-  p = now + seconds
-  redis.call('SET', KEYS[1], fmt(p), 'PX', ms(seconds))
+local s = load(KEYS[1])
+local until_ = now + seconds
+if seconds > 0 and until_ > s.paused then
+  local added
+  if s.paused <= now then
+    s.episode = now
+    s.episode_shift = s.shift
+    added = seconds
+  else
+    added = until_ - s.paused
+  end
+  s.shift = s.shift + added
+  s.paused = until_
+  if s.amax > now then
+    s.tat = s.tat + added
+    s.amax = s.amax + added
+  end
+  save(KEYS[1], s)
 end
-return fmt(p - now)
+return fmt(math.max(s.paused - now, 0))
 """
 )
-"""Admit nobody for *seconds* (or longer, if a longer pause is in force)."""
+"""Admit nobody for *seconds* (or longer, if a longer pause is in force); move the waiters."""
 
 SLOT_ACQUIRE = (
     _NOW
@@ -208,10 +309,9 @@ _UNLIMITED = b"-1"
 # -- keys -------------------------------------------------------------------------
 
 
-def rate_keys(namespace: str, name: str) -> tuple[str, str]:
-    """The keys of rate limiter *name*: its TAT and its pause."""
-    tag = f"{{{namespace}:{name}}}"
-    return f"{tag}:rate", f"{tag}:pause"
+def rate_keys(namespace: str, name: str) -> tuple[str]:
+    """The key of rate limiter *name*: its state (the TAT, the pause and their bookkeeping)."""
+    return (f"{{{namespace}:{name}}}:rate",)
 
 
 def slot_keys(namespace: str, name: str) -> tuple[str]:
@@ -261,13 +361,18 @@ class RatePlan:
         )
         return (_now(now), self._interval, self._tolerance, repr(float(cost)).encode(), limit)
 
-    def refund_args(self, now: float | None, cost: float) -> tuple[bytes, ...]:
+    def refund_args(self, now: float | None, cost: float, turn: str) -> tuple[bytes, ...]:
         """``RATE_REFUND``'s arguments."""
-        return (_now(now), self._interval, repr(float(cost)).encode())
+        return (_now(now), self._interval, repr(float(cost)).encode(), turn.encode())
+
+    @staticmethod
+    def confirm_args(now: float | None, turn: str) -> tuple[bytes, ...]:
+        """``RATE_CONFIRM``'s arguments."""
+        return (_now(now), turn.encode())
 
     @staticmethod
     def pause_args(now: float | None, seconds: float) -> tuple[bytes, ...]:
-        """``RATE_PAUSE``'s arguments (its one key is ``keys[1]``, the pause)."""
+        """``RATE_PAUSE``'s arguments."""
         return (_now(now), repr(float(seconds)).encode())
 
 
@@ -310,11 +415,13 @@ class Grant(NamedTuple):
         wait: seconds from now until the units conform (the slot reserved if
             admitted, or the slot the caller would have had if not).
         paused_for: seconds of pause left when the script ran (0: none).
+        turn: if admitted, the reservation's record (for confirm and refund).
     """
 
     admitted: bool
     wait: float
     paused_for: float
+    turn: str | None = None
 
 
 class Lease(NamedTuple):
@@ -340,8 +447,24 @@ def _fields(reply: object) -> list[bytes | str]:
 
 def read_grant(reply: object) -> Grant:
     """Decode ``RATE_ACQUIRE``'s answer."""
-    admitted, wait, paused = _fields(reply)
-    return Grant(int(admitted) == 1, max(0.0, float(wait)), float(paused))
+    admitted, wait, paused, *turn = _fields(reply)
+    record = " ".join(_text(field) for field in turn) if turn else None
+    return Grant(int(admitted) == 1, max(0.0, float(wait)), float(paused), record)
+
+
+def read_confirm(reply: object) -> tuple[float, str]:
+    """Decode ``RATE_CONFIRM``'s answer: the wait left, and the record."""
+    wait, *turn = _fields(reply)
+    return max(0.0, float(wait)), " ".join(_text(field) for field in turn)
+
+
+def read_turn(reply: object) -> str:
+    """Decode ``RATE_REFUND``'s answer: the record."""
+    return " ".join(_text(field) for field in _fields(reply))
+
+
+def _text(field: bytes | str) -> str:
+    return field.decode() if isinstance(field, bytes) else field
 
 
 def read_lease(reply: object) -> Lease:
@@ -398,6 +521,7 @@ class PacingCore:
 
     __slots__ = (
         "_acquire",
+        "_confirm",
         "_fb",
         "_lanes",
         "_local",
@@ -416,6 +540,7 @@ class PacingCore:
         self._redis_time = redis_time
         self._acquire = client.register_script(RATE_ACQUIRE)
         self._refund = client.register_script(RATE_REFUND)
+        self._confirm = client.register_script(RATE_CONFIRM)
         self._pause = client.register_script(RATE_PAUSE)
         self._slot = client.register_script(SLOT_ACQUIRE)
         self._release = client.register_script(SLOT_RELEASE)
@@ -452,28 +577,50 @@ class PacingCore:
         if reply is None:
             mode = lane.mode
             if mode == "local":
-                return self._local.rate_reserve(name, policy, cost, max_wait, now)
+                local = self._local.rate_reserve(name, policy, cost, max_wait, now)
+                turn = None if local.turn is None else _LOCAL + local.turn
+                return local._replace(turn=turn)
             if mode == "open":
                 return Reservation(False, self._retry_in(lane))
             return Reservation(True, 0.0)
         grant = read_grant(reply)
-        return Reservation(grant.admitted, grant.wait)
+        return Reservation(grant.admitted, grant.wait, grant.turn)
 
-    def refund_op(self, name: str, policy: RatePolicy, cost: float, now: float) -> Op[None]:
-        """``PacingStore.rate_refund``."""
+    def confirm_op(self, name: str, policy: RatePolicy, turn: str, now: float) -> Op[Reservation]:
+        """``PacingStore.rate_confirm``: a waiter at its turn learns of a pause ordered since."""
+        if turn.startswith(_LOCAL):  # a turn of the fallback: it answers, no round trip
+            local = self._local.rate_confirm(name, policy, turn[len(_LOCAL) :], now)
+            return local._replace(turn=_LOCAL + str(local.turn))
         lane = self.lane(name)
         plan = lane.rate_plan(self.namespace, policy)
-        args = plan.refund_args(self._now(now), cost)
-        reply = yield from self._run(lane, self._refund, plan.keys[:1], args, plan.keys[0])
-        if reply is None and lane.mode == "local":
-            self._local.rate_refund(name, policy, cost, now)
+        args = plan.confirm_args(self._now(now), turn)
+        reply = yield from self._run(lane, self._confirm, plan.keys, args, plan.keys[0])
+        if reply is None:  # Redis cannot say: the turn it handed out stands
+            return Reservation(True, 0.0, turn)
+        wait, record = read_confirm(reply)
+        return Reservation(True, wait, record)
+
+    def refund_op(
+        self, name: str, policy: RatePolicy, cost: float, now: float, turn: str | None
+    ) -> Op[str | None]:
+        """``PacingStore.rate_refund``: conditional on the turns handed out since *turn*."""
+        if turn is None:
+            return None
+        if turn.startswith(_LOCAL):
+            local = self._local.rate_refund(name, policy, cost, now, turn[len(_LOCAL) :])
+            return None if local is None else _LOCAL + local
+        lane = self.lane(name)
+        plan = lane.rate_plan(self.namespace, policy)
+        args = plan.refund_args(self._now(now), cost, turn)
+        reply = yield from self._run(lane, self._refund, plan.keys, args, plan.keys[0])
+        return turn if reply is None else read_turn(reply)
 
     def pause_op(self, name: str, policy: RatePolicy, seconds: float, now: float) -> Op[None]:
-        """``PacingStore.rate_pause``: every process's next acquire reads it."""
+        """``PacingStore.rate_pause``: every process's next acquire, and every waiter, reads it."""
         lane = self.lane(name)
         plan = lane.rate_plan(self.namespace, policy)
         args = plan.pause_args(self._now(now), seconds)
-        reply = yield from self._run(lane, self._pause, plan.keys[1:], args, plan.keys[0])
+        reply = yield from self._run(lane, self._pause, plan.keys, args, plan.keys[0])
         if reply is None and lane.mode == "local":
             self._local.rate_pause(name, policy, seconds, now)
 

@@ -267,9 +267,15 @@ class RedisStore(BreakerCore):
         """Reserve *cost* units of rate limiter *name*: one script; see ``PacingStore``."""
         return drive(self._pacing.reserve_op(name, policy, cost, max_wait, now), self._client)
 
-    def rate_refund(self, name: str, policy: RatePolicy, cost: float, now: float) -> None:
-        """Give *cost* units back; see ``PacingStore``."""
-        drive(self._pacing.refund_op(name, policy, cost, now), self._client)
+    def rate_confirm(self, name: str, policy: RatePolicy, turn: str, now: float) -> Reservation:
+        """A waiter's turn has come: go, or wait what a pause added; see ``PacingStore``."""
+        return drive(self._pacing.confirm_op(name, policy, turn, now), self._client)
+
+    def rate_refund(
+        self, name: str, policy: RatePolicy, cost: float, now: float, turn: str | None = None
+    ) -> str | None:
+        """Give back units of the reservation *turn*; see ``PacingStore``."""
+        return drive(self._pacing.refund_op(name, policy, cost, now, turn), self._client)
 
     def rate_pause(self, name: str, policy: RatePolicy, seconds: float, now: float) -> None:
         """Admit nothing under *name* for *seconds*, in every process; see ``PacingStore``."""
@@ -289,9 +295,15 @@ class RedisStore(BreakerCore):
         """Refused: see ``AsyncRedisStore``."""
         raise sync_only("acquire_async (or async with)")
 
+    async def rate_confirm_async(
+        self, name: str, policy: RatePolicy, turn: str, now: float
+    ) -> Reservation:
+        """Refused: see ``AsyncRedisStore``."""
+        raise sync_only("acquire_async (or async with)")
+
     async def rate_refund_async(
-        self, name: str, policy: RatePolicy, cost: float, now: float
-    ) -> None:
+        self, name: str, policy: RatePolicy, cost: float, now: float, turn: str | None = None
+    ) -> str | None:
         """Refused: see ``AsyncRedisStore``."""
         raise sync_only("refund_async")
 
