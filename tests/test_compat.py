@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
 import inspect
+import pickle
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 
+from resilient import (
+    BreakerMetrics,
+    CircuitState,
+    ErrorClass,
+    FailureRateWindow,
+    RetryState,
+    TaskResult,
+    TaskSummary,
+)
 from resilient._compat import check_callable, is_async_callable, name_of, qualified_name_of
 
 
@@ -185,3 +197,140 @@ def test_a_partial_that_loops_back_on_itself_is_still_named() -> None:
     looped = functools.partial(plain)
     looped.__setstate__((looped, (), {}, None))
     assert name_of(looped) == "partial"
+
+
+# -- records: the library's frozen dataclasses, made without dataclasses ------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskResultAsDataclass:
+    """``TaskResult`` as DESIGN.md defines it."""
+
+    success: bool
+    result: Any = None
+    error: str | None = None
+    error_class: ErrorClass | None = None
+    attempts: int = 0
+    elapsed: float = 0.0
+    exception: BaseException | None = dataclasses.field(default=None, compare=False, repr=False)
+    rejected: bool = False
+    task_name: str = ""
+    retry_after: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryStateAsDataclass:
+    function: str
+    attempt: int
+    exception: BaseException | None
+    error_class: ErrorClass
+    delay: float
+    elapsed: float
+    result: Any = None
+
+
+@dataclasses.dataclass(frozen=True)
+class FailureRateWindowAsDataclass:
+    failure_rate_threshold: float = 0.5
+    calls: int | None = None
+    seconds: float | None = None
+    minimum_calls: int = 100
+    buckets: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class BreakerMetricsAsDataclass:
+    name: str
+    state: CircuitState
+    calls: int
+    successes: int
+    failures: int
+    ignored: int
+    slow_calls: int
+    rejected: int
+    failure_rate: float
+    slow_call_rate: float
+    remaining: float
+    store_mode: str = "memory"
+
+
+@dataclasses.dataclass(frozen=True, repr=False)  # TaskSummary writes its own
+class TaskSummaryAsDataclass:
+    results: tuple[Any, ...]
+    total: int
+    interrupted: bool = False
+
+
+_ERROR = ConnectionError("down")
+_METRICS = ("api", CircuitState.OPEN, 10, 6, 3, 1, 0, 2, 0.3, 0.0, 12.5)
+RECORDS: dict[str, tuple[Any, Any]] = {
+    "TaskResult": (
+        TaskResult(False, None, "ConnectionError: down", ErrorClass.TRANSIENT, 3, 1.5, _ERROR),
+        TaskResultAsDataclass(
+            False, None, "ConnectionError: down", ErrorClass.TRANSIENT, 3, 1.5, _ERROR
+        ),
+    ),
+    "RetryState": (
+        RetryState("fetch", 2, _ERROR, ErrorClass.TRANSIENT, 0.5, 1.25),
+        RetryStateAsDataclass("fetch", 2, _ERROR, ErrorClass.TRANSIENT, 0.5, 1.25),
+    ),
+    "FailureRateWindow": (
+        FailureRateWindow(0.25, seconds=30, minimum_calls=10),
+        FailureRateWindowAsDataclass(0.25, None, 30.0, 10, 30),
+    ),
+    "BreakerMetrics": (BreakerMetrics(*_METRICS), BreakerMetricsAsDataclass(*_METRICS)),
+    "TaskSummary": (
+        TaskSummary((TaskResult(True, 1),), 2, interrupted=True),
+        TaskSummaryAsDataclass((TaskResult(True, 1),), 2, interrupted=True),
+    ),
+}
+
+
+def _field_specs(thing: Any) -> list[tuple[object, ...]]:
+    return [
+        (f.name, f.default, f.init, f.repr, f.compare, f.hash, f.kw_only)
+        for f in dataclasses.fields(thing)
+    ]
+
+
+@pytest.mark.parametrize(("record", "reference"), RECORDS.values(), ids=RECORDS.keys())
+def test_a_record_is_the_frozen_dataclass_it_stands_for(record: Any, reference: Any) -> None:
+    """Fields, repr, equality, hash, ``replace``, ``asdict``, pickling, copying, pattern
+    matching and frozenness: as ``@dataclass(frozen=True)`` would make them."""
+    assert dataclasses.is_dataclass(record)
+    assert dataclasses.is_dataclass(type(record))
+    assert _field_specs(record) == _field_specs(reference)
+    assert type(record).__match_args__ == type(reference).__match_args__
+    if type(reference).__dataclass_params__.repr:  # type: ignore[attr-defined]
+        assert repr(record).partition("(")[2] == repr(reference).partition("(")[2]
+    # (asdict copies the exceptions, which compare by identity: compared as text)
+    assert repr(dataclasses.asdict(record)) == repr(dataclasses.asdict(reference))
+    assert repr(dataclasses.astuple(record)) == repr(dataclasses.astuple(reference))
+    copies = (lambda x: pickle.loads(pickle.dumps(x)), copy.copy, copy.deepcopy)
+    for copied in copies:
+        again, reference_again = copied(record), copied(reference)
+        assert type(again) is type(record)
+        assert repr(again) == repr(record)
+        # A copied exception is another object: equal only where the exception is not compared.
+        assert (again == record) is (reference_again == reference)
+        if again == record:
+            assert hash(again) == hash(record)
+    last = dataclasses.fields(record)[-1].name
+    changed = dataclasses.replace(record, **{last: 7})
+    assert type(changed) is type(record)
+    assert getattr(changed, last) == 7
+    assert changed != record
+    assert (changed == dataclasses.replace(reference, **{last: 7})) is False  # other classes
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(record, last, 8)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        delattr(record, last)
+
+
+def test_a_field_left_out_of_equality_is_left_out_of_the_hash_too() -> None:
+    """Two results that differ only by their exception object are equal, with one hash."""
+    one = TaskResult(False, error="E: x", exception=ValueError("x"))
+    other = TaskResult(False, error="E: x", exception=ValueError("y"))
+    assert one == other
+    assert hash(one) == hash(other)
+    assert "exception" not in repr(one)

@@ -14,14 +14,15 @@ import enum
 import math
 import threading
 from collections import deque
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from resilient._compat import MAX_SECONDS, duration
+from resilient._compat import MAX_SECONDS, NamedTuple, Record, duration
 from resilient.backoff import Backoff
 
 if TYPE_CHECKING:
     from resilient._types import Seconds
+
+_set = object.__setattr__  # how a record's __init__ sets its fields
 
 __all__ = [
     "ASYNC_OPERATIONS",
@@ -67,8 +68,7 @@ MAX_WINDOW_BUCKETS = 10_000
 """The most buckets a time-based window may have."""
 
 
-@dataclass(frozen=True, slots=True)
-class FailureRateWindow:
+class FailureRateWindow(Record):
     """Open on a failure rate over a sliding window instead of consecutive failures.
 
     Resilience4j semantics: every finished call (success or counted failure;
@@ -97,46 +97,58 @@ class FailureRateWindow:
     not with a ``MemoryError`` at the first call.
     """
 
-    failure_rate_threshold: float = 0.5
-    calls: int | None = None
-    seconds: float | None = None
-    minimum_calls: int = 100
-    buckets: int | None = None
+    # A frozen dataclass to its users (see resilient._compat.Record).
+    __slots__ = ("buckets", "calls", "failure_rate_threshold", "minimum_calls", "seconds")
+    __match_args__ = ("failure_rate_threshold", "calls", "seconds", "minimum_calls", "buckets")
 
-    if TYPE_CHECKING:  # the dataclass's __init__, where seconds may be a timedelta too
+    failure_rate_threshold: float
+    calls: int | None
+    seconds: float | None
+    minimum_calls: int
+    buckets: int | None
 
-        def __init__(
-            self,
-            failure_rate_threshold: float = 0.5,
-            calls: int | None = None,
-            seconds: Seconds | None = None,
-            minimum_calls: int = 100,
-            buckets: int | None = None,
-        ) -> None: ...
-
-    def __post_init__(self) -> None:
-        check_rate("failure_rate_threshold", self.failure_rate_threshold)
-        check_int("minimum_calls", self.minimum_calls)
-        if self.calls is not None and self.seconds is not None:
+    def __init__(
+        self,
+        failure_rate_threshold: float = 0.5,
+        calls: int | None = None,
+        seconds: Seconds | None = None,
+        minimum_calls: int = 100,
+        buckets: int | None = None,
+    ) -> None:
+        check_rate("failure_rate_threshold", failure_rate_threshold)
+        check_int("minimum_calls", minimum_calls)
+        if calls is not None and seconds is not None:
             raise ValueError(
                 "give calls= (a count-based window) or seconds= (a time-based window), "
-                f"not both: got calls={self.calls!r}, seconds={self.seconds!r}"
+                f"not both: got calls={calls!r}, seconds={seconds!r}"
             )
-        if self.seconds is None:
-            if self.buckets is not None:
+        if seconds is None:
+            if buckets is not None:
                 raise ValueError(
-                    f"buckets only applies to a time-based window (seconds=), got {self.buckets!r}"
+                    f"buckets only applies to a time-based window (seconds=), got {buckets!r}"
                 )
-            if self.calls is None:
-                object.__setattr__(self, "calls", 100)
-            check_int("calls", self.calls, maximum=MAX_WINDOW_CALLS)
-            return
-        object.__setattr__(
-            self, "seconds", check_seconds("seconds", self.seconds, allow_zero=False)
+            if calls is None:
+                calls = 100
+            check_int("calls", calls, maximum=MAX_WINDOW_CALLS)
+        else:
+            seconds = check_seconds("seconds", seconds, allow_zero=False)
+            if buckets is None:
+                buckets = max(1, min(math.ceil(seconds), 600))
+            check_int("buckets", buckets, maximum=MAX_WINDOW_BUCKETS)
+        _set(self, "failure_rate_threshold", failure_rate_threshold)
+        _set(self, "calls", calls)
+        _set(self, "seconds", seconds)
+        _set(self, "minimum_calls", minimum_calls)
+        _set(self, "buckets", buckets)
+
+    def __reduce__(self) -> tuple[type[FailureRateWindow], tuple[object, ...]]:
+        return FailureRateWindow, (
+            self.failure_rate_threshold,
+            self.calls,
+            self.seconds,
+            self.minimum_calls,
+            self.buckets,
         )
-        if self.buckets is None:
-            object.__setattr__(self, "buckets", max(1, min(math.ceil(self.seconds), 600)))
-        check_int("buckets", self.buckets, maximum=MAX_WINDOW_BUCKETS)
 
     @property
     def time_based(self) -> bool:
@@ -154,13 +166,32 @@ class FailureRateWindow:
 # -- the store: where the state lives ---------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class BreakerPolicy:
+class BreakerPolicy(Record):
     """The rules a store applies to one breaker's state; built by the breaker.
 
     A store receives it with every operation, so a shared store needs no
     configuration of its own.
     """
+
+    __slots__ = (
+        "failure_threshold",
+        "half_open_max_calls",
+        "recovery_timeout",
+        "required_calls",
+        "slow_call_rate_threshold",
+        "slow_calls",
+        "success_threshold",
+        "window",
+    )
+    __match_args__ = (
+        "failure_threshold",
+        "recovery_timeout",
+        "half_open_max_calls",
+        "success_threshold",
+        "window",
+        "slow_call_rate_threshold",
+        "slow_calls",
+    )
 
     failure_threshold: int
     recovery_timeout: float | Backoff
@@ -169,13 +200,31 @@ class BreakerPolicy:
     window: FailureRateWindow | None
     slow_call_rate_threshold: float
     slow_calls: bool
-    required_calls: int = field(init=False, repr=False, compare=False)
+    required_calls: int
     """The window's ``required_calls`` (0 without a window), read once here:
     ``rate_exceeded`` runs on every success a window holding failures sees."""
 
-    def __post_init__(self) -> None:
-        required = 0 if self.window is None else self.window.required_calls
-        object.__setattr__(self, "required_calls", required)
+    def __init__(
+        self,
+        failure_threshold: int,
+        recovery_timeout: float | Backoff,
+        half_open_max_calls: int,
+        success_threshold: int,
+        window: FailureRateWindow | None,
+        slow_call_rate_threshold: float,
+        slow_calls: bool,
+    ) -> None:
+        _set(self, "failure_threshold", failure_threshold)
+        _set(self, "recovery_timeout", recovery_timeout)
+        _set(self, "half_open_max_calls", half_open_max_calls)
+        _set(self, "success_threshold", success_threshold)
+        _set(self, "window", window)
+        _set(self, "slow_call_rate_threshold", slow_call_rate_threshold)
+        _set(self, "slow_calls", slow_calls)
+        _set(self, "required_calls", 0 if window is None else window.required_calls)
+
+    def __reduce__(self) -> tuple[type[BreakerPolicy], tuple[object, ...]]:
+        return BreakerPolicy, tuple(getattr(self, name) for name in self.__match_args__)
 
     def open_duration(self, openings: int, previous: float | None) -> float:
         """Seconds to stay open after *openings* earlier openings without a recovery.

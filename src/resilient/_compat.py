@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections import namedtuple
 from functools import partial
 from types import AsyncGeneratorType, CoroutineType, FunctionType, GeneratorType, MethodType
 
@@ -12,7 +13,15 @@ from types import AsyncGeneratorType, CoroutineType, FunctionType, GeneratorType
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
-    from typing import Any, NoReturn, TypeGuard
+    from typing import Any, ClassVar, NoReturn, TypeGuard
+    from typing import NamedTuple as NamedTuple
+
+    from typing_extensions import dataclass_transform
+else:
+
+    def dataclass_transform(**_: object) -> Callable[[type], type]:
+        """``typing.dataclass_transform`` (PEP 681) for type checkers only."""
+        return lambda cls: cls
 
 
 def add_note(exc: BaseException, note: str) -> None:
@@ -268,3 +277,128 @@ _ASYNC_HINT: dict[str, str] = {
 def trial_calls(count: int) -> str:
     """``"1 trial call"``, ``"3 trial calls"``: for log messages."""
     return f"{count} trial call" if count == 1 else f"{count} trial calls"
+
+
+# -- frozen records: dataclasses without ``dataclasses`` ------------------------------
+
+
+class _DataclassFields:
+    """Strictly private. ``Record.__dataclass_fields__``: made on first read, then kept."""
+
+    def __get__(self, instance: object, owner: type[Record]) -> Any:
+        names = owner.__match_args__
+        if not names:
+            raise AttributeError("__dataclass_fields__")
+        import dataclasses  # noqa: PLC0415 - only a reader of the fields pays for dataclasses
+        import inspect  # noqa: PLC0415 - loaded by dataclasses
+
+        defaults: tuple[object, ...] = getattr(owner.__init__, "__defaults__", None) or ()
+        first_default = len(names) - len(defaults)
+        annotations: dict[str, object] = {}
+        for klass in reversed(owner.__mro__):
+            annotations.update(inspect.get_annotations(klass))
+        specs: list[tuple[str, object, object]] = []
+        for index, name in enumerate(names):
+            options: dict[str, Any] = {
+                "compare": name not in owner._uncompared,  # pyright: ignore[reportPrivateUsage]
+                "repr": name not in owner._unshown,  # pyright: ignore[reportPrivateUsage]
+            }
+            if index >= first_default:
+                options["default"] = defaults[index - first_default]
+            specs.append((name, annotations.get(name, "object"), dataclasses.field(**options)))
+        twin: Any = dataclasses.make_dataclass(owner.__name__, specs, frozen=True)
+        type.__setattr__(owner, "__dataclass_fields__", twin.__dataclass_fields__)
+        type.__setattr__(owner, "__dataclass_params__", twin.__dataclass_params__)
+        return twin.__dataclass_fields__
+
+
+def _frozen_error(message: str) -> Exception:
+    import dataclasses  # noqa: PLC0415 - only a mistake pays for dataclasses
+
+    return dataclasses.FrozenInstanceError(message)
+
+
+@dataclass_transform(frozen_default=True)
+class Record:
+    """Strictly private. The base of the library's frozen records (``TaskResult``...).
+
+    To its users a record is the frozen dataclass it stands for; it is built
+    without ``dataclasses``, whose import loads ``inspect`` (with ``ast``,
+    ``dis`` and ``tokenize``: about 5 ms) and whose classes are made by
+    generating and compiling code: more than every other module of ``from
+    resilient import *`` together. A subclass lists its fields in
+    ``__match_args__``, in its ``__init__``'s order (which gives the
+    defaults), and may leave some out of equality and hash (``_uncompared``)
+    or of the repr (``_unshown``); its ``__init__`` sets them with
+    ``object.__setattr__`` (or in ``__dict__``). Here it gets what
+    ``@dataclass(frozen=True)`` would give it: equality and a hash over the
+    compared fields, the dataclass repr, ``FrozenInstanceError`` on
+    assignment, and ``__dataclass_fields__``, built on first read by
+    ``dataclasses`` itself from an equivalent dataclass, so that
+    ``dataclasses.fields``, ``replace``, ``asdict`` and ``is_dataclass`` (and
+    ``JsonFormatter``) treat it as one.
+    """
+
+    __slots__ = ()
+    __match_args__: ClassVar[tuple[str, ...]] = ()
+    _uncompared: ClassVar[frozenset[str]] = frozenset()
+    _unshown: ClassVar[frozenset[str]] = frozenset()
+    if not TYPE_CHECKING:  # type checkers know the fields from dataclass_transform
+        __dataclass_fields__ = _DataclassFields()
+
+    def _compared(self) -> tuple[object, ...]:
+        uncompared = self._uncompared
+        return tuple(getattr(self, name) for name in self.__match_args__ if name not in uncompared)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__ or not isinstance(other, Record):
+            return NotImplemented
+        return self._compared() == other._compared()
+
+    def __hash__(self) -> int:
+        return hash(self._compared())
+
+    def __repr__(self) -> str:
+        unshown = self._unshown
+        shown = (
+            f"{name}={getattr(self, name)!r}" for name in self.__match_args__ if name not in unshown
+        )
+        return f"{type(self).__qualname__}({', '.join(shown)})"
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise _frozen_error(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise _frozen_error(f"cannot delete field {name!r}")
+
+
+# -- named tuples: typing.NamedTuple's class syntax, without its cost ---------------------
+
+if not TYPE_CHECKING:  # type checkers see typing.NamedTuple (imported above)
+
+    class _MakesNamedTuples(type):
+        """Strictly private. The metaclass of ``NamedTuple`` below."""
+
+        def __new__(cls, name: str, bases: tuple[type, ...], namespace: dict[str, Any]) -> type:
+            if not bases:  # NamedTuple itself
+                return super().__new__(cls, name, bases, namespace)
+            fields = tuple(namespace.get("__annotations__", ()))
+            made = namedtuple(
+                name,
+                fields,
+                defaults=tuple(namespace[field] for field in fields if field in namespace),
+                module=namespace["__module__"],
+            )
+            made.__qualname__ = namespace["__qualname__"]
+            made.__doc__ = namespace.get("__doc__")
+            return made
+
+    class NamedTuple(metaclass=_MakesNamedTuples):
+        """Strictly private. ``typing.NamedTuple``'s class syntax for fields and defaults.
+
+        ``class Point(NamedTuple): x: int; y: int = 0`` makes the
+        ``collections.namedtuple`` that ``typing.NamedTuple`` would, without
+        checking each annotation (which compiles each one: three times what
+        the named tuple itself costs). Fields, defaults and a docstring only:
+        no methods.
+        """

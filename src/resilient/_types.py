@@ -3,9 +3,8 @@
 The protocols users implement (``Clock``, ``Jitter``; for type checkers only,
 what ``budget=`` accepts and the breaker as the retry loop sees it) and the
 ``RetryState`` an ``on_retry`` hook receives. They live apart because
-defining a ``Protocol`` imports ``typing`` and a dataclass imports
-``dataclasses`` (and ``inspect``), more than the whole retry loop costs to
-import; the loop needs neither. So ``from resilient import retry`` never
+defining a ``Protocol`` imports ``typing``, more than the whole retry loop
+costs to import; the loop needs none of them. So ``from resilient import retry`` never
 loads this module: ``resilient.Clock``, ``resilient.backoff.Jitter`` and
 ``resilient.RetryState`` do, when first used, and the loop does once it has a
 ``RetryState`` to hand to a hook.
@@ -13,9 +12,10 @@ loads this module: ``resilient.Clock``, ``resilient.backoff.Jitter`` and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
+
+from resilient._compat import Record
 
 __all__ = ["Clock", "Jitter", "JitterSpec", "RetryState", "Seconds"]
 
@@ -60,8 +60,7 @@ Seconds = float | timedelta
 """What a duration parameter accepts: seconds, or a ``datetime.timedelta``."""
 
 
-@dataclass(frozen=True)
-class RetryState:
+class RetryState(Record):
     """What ``on_retry`` is told before each wait. Immutable, one per retry.
 
     Attributes:
@@ -75,13 +74,47 @@ class RetryState:
         result: the rejected return value, when ``exception`` is ``None``.
     """
 
+    # A frozen dataclass to its users (see resilient._compat.Record); its
+    # fields live in __dict__, as a dataclass's without slots do.
+    __match_args__ = (
+        "function",
+        "attempt",
+        "exception",
+        "error_class",
+        "delay",
+        "elapsed",
+        "result",
+    )
+
     function: str
     attempt: int
     exception: BaseException | None
     error_class: ErrorClass
     delay: float
     elapsed: float
-    result: Any = None
+    result: Any
+
+    def __init__(
+        self,
+        function: str,
+        attempt: int,
+        exception: BaseException | None,
+        error_class: ErrorClass,
+        delay: float,
+        elapsed: float,
+        result: Any = None,
+    ) -> None:
+        fields = self.__dict__
+        fields["function"] = function
+        fields["attempt"] = attempt
+        fields["exception"] = exception
+        fields["error_class"] = error_class
+        fields["delay"] = delay
+        fields["elapsed"] = elapsed
+        fields["result"] = result
+
+    def __reduce__(self) -> tuple[type[RetryState], tuple[object, ...]]:
+        return RetryState, tuple(self.__dict__[name] for name in self.__match_args__)
 
 
 # What only type checkers read: not built at run time.

@@ -26,10 +26,9 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from contextvars import ContextVar
-from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from resilient import _events
 from resilient._breaker_order import Sequencer
@@ -52,6 +51,8 @@ from resilient._classify import ErrorClass, Rejection, Throttled, classify
 from resilient._clock import DEFAULTS, SYSTEM_CLOCK, check_clock, resolve_clock
 from resilient._compat import (
     LAZY_RESULTS,
+    NamedTuple,
+    Record,
     check_callable,
     is_async_callable,
     name_of,
@@ -80,6 +81,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 _logger = logging.getLogger("resilient.breaker")
+_set = object.__setattr__  # how a record's __init__ sets its fields
 
 _CLOSED = CircuitState.CLOSED
 _OPEN = CircuitState.OPEN
@@ -1351,8 +1353,7 @@ class CircuitBreaker:
                 )
 
 
-@dataclass(frozen=True, slots=True)
-class BreakerMetrics:
+class BreakerMetrics(Record):
     """A read-only snapshot of a breaker, from ``CircuitBreaker.metrics``.
 
     ``calls`` is ``successes + failures + ignored``: the guarded calls that
@@ -1360,6 +1361,23 @@ class BreakerMetrics:
     are over the window when the breaker has one, else over these counters
     (``ignored`` calls are in neither).
     """
+
+    # A frozen dataclass to its users (see resilient._compat.Record).
+    __match_args__ = (
+        "name",
+        "state",
+        "calls",
+        "successes",
+        "failures",
+        "ignored",
+        "slow_calls",
+        "rejected",
+        "failure_rate",
+        "slow_call_rate",
+        "remaining",
+        "store_mode",
+    )
+    __slots__ = __match_args__
 
     name: str
     state: CircuitState
@@ -1373,11 +1391,42 @@ class BreakerMetrics:
     slow_call_rate: float
     remaining: float
     """Seconds until a trial call is admitted; ``0.0`` unless open."""
-    store_mode: str = "memory"
+    store_mode: str
     """Where the state lives now: ``"memory"`` for a ``MemoryStore``; for a
     ``resilient.redis.RedisStore``, ``"redis"`` or, while Redis is unreachable,
     the fallback in force (``"local"``, ``"open"`` or ``"closed"``); a store
     of another kind answers through a ``mode(name)`` method, else ``"custom"``."""
+
+    def __init__(
+        self,
+        name: str,
+        state: CircuitState,
+        calls: int,
+        successes: int,
+        failures: int,
+        ignored: int,
+        slow_calls: int,
+        rejected: int,
+        failure_rate: float,
+        slow_call_rate: float,
+        remaining: float,
+        store_mode: str = "memory",
+    ) -> None:
+        _set(self, "name", name)
+        _set(self, "state", state)
+        _set(self, "calls", calls)
+        _set(self, "successes", successes)
+        _set(self, "failures", failures)
+        _set(self, "ignored", ignored)
+        _set(self, "slow_calls", slow_calls)
+        _set(self, "rejected", rejected)
+        _set(self, "failure_rate", failure_rate)
+        _set(self, "slow_call_rate", slow_call_rate)
+        _set(self, "remaining", remaining)
+        _set(self, "store_mode", store_mode)
+
+    def __reduce__(self) -> tuple[type[BreakerMetrics], tuple[object, ...]]:
+        return BreakerMetrics, tuple(getattr(self, name) for name in self.__match_args__)
 
 
 # -- helpers --------------------------------------------------------------------

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from types import CoroutineType, GeneratorType
 from typing import TYPE_CHECKING, Any, Generic, TypedDict, cast
 
 from resilient import _events
@@ -27,6 +26,7 @@ from resilient._classify import ErrorClass, classify, rejection_in, retry_after
 from resilient._clock import DEFAULTS, SYSTEM_CLOCK
 from resilient._compat import (
     LAZY_RESULTS,
+    Record,
     add_note,
     check_callable,
     name_of,
@@ -77,10 +77,10 @@ else:  # the default (PEP 696) is read by type checkers only, and typing_extensi
     T = TypeVar("T")  # costs more to import than this whole module
 
 logger = logging.getLogger("resilient.task")
+_set = object.__setattr__  # how a record's __init__ sets its fields
 
 
-@dataclass(frozen=True)
-class TaskResult(Generic[T]):
+class TaskResult(Record, Generic[T]):
     """How one task ended. Immutable; pickles (with its exception, when that pickles).
 
     Attributes:
@@ -110,20 +110,63 @@ class TaskResult(Generic[T]):
             ``deadline``, a scheduler can requeue it for then.
     """
 
+    # A frozen dataclass to its users (see resilient._compat.Record); its
+    # fields live in __dict__, as a dataclass's without slots do.
+    __match_args__ = (
+        "success",
+        "result",
+        "error",
+        "error_class",
+        "attempts",
+        "elapsed",
+        "exception",
+        "rejected",
+        "task_name",
+        "retry_after",
+    )
+    _uncompared = _unshown = frozenset({"exception"})
+
     success: bool
-    result: T | None = None
-    error: str | None = None
-    error_class: ErrorClass | None = None
-    attempts: int = 0
-    elapsed: float = 0.0
-    exception: BaseException | None = field(default=None, compare=False, repr=False)
-    rejected: bool = False
-    task_name: str = ""
-    retry_after: float | None = None
+    result: T | None
+    error: str | None
+    error_class: ErrorClass | None
+    attempts: int
+    elapsed: float
+    exception: BaseException | None
+    rejected: bool
+    task_name: str
+    retry_after: float | None
+
+    def __init__(
+        self,
+        success: bool,
+        result: T | None = None,
+        error: str | None = None,
+        error_class: ErrorClass | None = None,
+        attempts: int = 0,
+        elapsed: float = 0.0,
+        exception: BaseException | None = None,
+        rejected: bool = False,
+        task_name: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        fields = self.__dict__
+        fields["success"] = success
+        fields["result"] = result
+        fields["error"] = error
+        fields["error_class"] = error_class
+        fields["attempts"] = attempts
+        fields["elapsed"] = elapsed
+        fields["exception"] = exception
+        fields["rejected"] = rejected
+        fields["task_name"] = task_name
+        fields["retry_after"] = retry_after
+
+    def __reduce__(self) -> tuple[type[TaskResult[T]], tuple[object, ...]]:
+        return TaskResult, tuple(self.__dict__[name] for name in self.__match_args__)
 
 
-@dataclass(frozen=True, repr=False)
-class TaskSummary:
+class TaskSummary(Record):
     """The outcome of ``run_tasks``: every result, in input order, and the counts.
 
     ``str(summary)`` is ``"N/M tasks completed successfully"``; after an
@@ -137,17 +180,28 @@ class TaskSummary:
             cancellation) before every task finished.
     """
 
+    # A frozen dataclass to its users (see resilient._compat.Record).
+    __slots__ = ("interrupted", "results", "total")
+    __match_args__ = ("results", "total", "interrupted")
+
     results: tuple[TaskResult, ...]
     total: int
-    interrupted: bool = False
+    interrupted: bool
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.results, tuple):
-            object.__setattr__(self, "results", tuple(self.results))
-        if self.total < len(self.results):
+    def __init__(
+        self, results: tuple[TaskResult, ...], total: int, interrupted: bool = False
+    ) -> None:
+        results = results if isinstance(results, tuple) else tuple(results)
+        if total < len(results):
             raise ValueError(
-                f"total must be >= the number of results ({len(self.results)}), got {self.total!r}"
+                f"total must be >= the number of results ({len(results)}), got {total!r}"
             )
+        _set(self, "results", results)
+        _set(self, "total", total)
+        _set(self, "interrupted", interrupted)
+
+    def __reduce__(self) -> tuple[type[TaskSummary], tuple[object, ...]]:
+        return TaskSummary, (self.results, self.total, self.interrupted)
 
     @property
     def succeeded(self) -> int:
@@ -708,7 +762,7 @@ async def _execute_async(
 
     async def run(*a: Any, **kw: Any) -> Any:
         awaitable = func(*a, **kw)
-        if not inspect.isawaitable(awaitable):
+        if not _is_awaitable(awaitable):
             raise TypeError(
                 f"task {name!r}: {name_of(func)} returned {safe_repr(awaitable)}, not an "
                 "awaitable: use execute_task_safely or run_tasks for plain functions"
@@ -788,6 +842,18 @@ def _failed(
     return made
 
 
+def _is_awaitable(value: object) -> bool:
+    """``inspect.isawaitable`` (``inspect`` costs more to import than this whole module)."""
+    if isinstance(value, (CoroutineType, Awaitable)):
+        return True
+    return isinstance(value, GeneratorType) and bool(
+        value.gi_code.co_flags & _CO_ITERABLE_COROUTINE
+    )
+
+
+_CO_ITERABLE_COROUTINE = 0x100  # a generator made a coroutine by types.coroutine
+
+
 def _result(
     success: bool,
     result: Any,
@@ -799,12 +865,10 @@ def _result(
     rejected: bool,
     task_name: str,
 ) -> TaskResult:
-    """``TaskResult(success, result, ...)``, built as unpickling builds one.
+    """``TaskResult(success, result, ...)``, its ``__dict__`` filled in here.
 
-    A frozen dataclass's ``__init__`` sets each field through
-    ``object.__setattr__``, which costs more than the rest of a trivial task
-    together; ``TaskResult`` has no ``__post_init__``, so filling in its
-    ``__dict__`` makes the same object, equal to and repr'd as the other.
+    What ``TaskResult.__init__`` does, without parsing arguments: on every
+    task, this is a fair part of what a trivial one costs.
     """
     made: TaskResult = object.__new__(TaskResult)
     fields = made.__dict__
