@@ -94,7 +94,8 @@ class FailureRateWindow(Record):
     buckets, so *buckets* is at most ``MAX_WINDOW_BUCKETS`` (10,000): finer
     buckets cost memory (and, on Redis, work inside the server) and tell
     nothing a person reads off a failure rate. Larger values are refused here,
-    not with a ``MemoryError`` at the first call.
+    not with a ``MemoryError`` at the first call. A frozen dataclass (equal
+    windows are one window).
     """
 
     # A frozen dataclass to its users (see resilient._compat.Record).

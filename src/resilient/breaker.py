@@ -31,7 +31,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from resilient import _events
-from resilient._breaker_order import Sequencer
 from resilient._breaker_state import (
     AsyncBreakerStore,
     BreakerPolicy,
@@ -64,6 +63,7 @@ from resilient._redact import describe_error, error_fields, log_with_traceback
 from resilient.backoff import Backoff
 
 if TYPE_CHECKING:
+    from resilient._breaker_order import Sequencer
     from resilient._clock import Clock
 
 __all__ = [
@@ -435,10 +435,12 @@ class CircuitBreaker:
         # A shared store's operations are round trips: rather than hold _order
         # across them, each takes a number and the changes they learn are held
         # until no earlier operation is still out, then go out in the store's
-        # sequence order (resilient._breaker_order).
-        self._sequencer = (
-            Sequencer() if self._on_state_change and type(store) is not MemoryStore else None
-        )
+        # sequence order (resilient._breaker_order, loaded only for them).
+        self._sequencer: Sequencer | None = None
+        if self._on_state_change and type(store) is not MemoryStore:
+            from resilient._breaker_order import Sequencer  # noqa: PLC0415
+
+            self._sequencer = Sequencer()
         # A store whose operations are coroutines: the async forms await them;
         # the sync forms are refused unless it has sync operations too.
         self._aio = is_async_store(store)
@@ -1359,7 +1361,7 @@ class BreakerMetrics(Record):
     ``calls`` is ``successes + failures + ignored``: the guarded calls that
     ran to an end in this process. ``failure_rate`` and ``slow_call_rate``
     are over the window when the breaker has one, else over these counters
-    (``ignored`` calls are in neither).
+    (``ignored`` calls are in neither). A frozen dataclass.
     """
 
     # A frozen dataclass to its users (see resilient._compat.Record).

@@ -83,6 +83,9 @@ _set = object.__setattr__  # how a record's __init__ sets its fields
 class TaskResult(Record, Generic[T]):
     """How one task ended. Immutable; pickles (with its exception, when that pickles).
 
+    A frozen dataclass: ``dataclasses.fields``, ``replace`` and ``asdict``
+    work on it; ``exception`` is left out of equality, the hash and the repr.
+
     Attributes:
         success: whether the task returned a value.
         result: what it returned (``None`` when it failed).
@@ -171,7 +174,7 @@ class TaskSummary(Record):
 
     ``str(summary)`` is ``"N/M tasks completed successfully"``; after an
     interruption it adds ``" (interrupted after K of M)"``, K being the tasks
-    that finished.
+    that finished. A frozen dataclass, like ``TaskResult``.
 
     Attributes:
         results: the ``TaskResult`` of every task that finished, in input order.
