@@ -501,7 +501,7 @@ class RetryCall:
         switches; then logs and calls ``on_retry``.
         """
         policy = self.policy
-        self.attempt += 1
+        self.attempt = attempt = self.attempt + 1
         # Waiting cannot make the circuit admit it sooner, also when an SDK wrapped it
         # (an exception with neither cause nor context is walked no further).
         if exc is not None and (
@@ -529,20 +529,20 @@ class RetryCall:
             self.matched_on = True
         else:
             self.matched_on = False
-        allowed = (
-            spent if spent is not None else policy.budget is None or policy.budget.record_failure()
-        )
-        if self.attempt >= self.max_attempts:
+        if spent is None:  # a failure counts against the budget, the last one too
+            spent = policy.budget is None or policy.budget.record_failure()
+        if attempt >= self.max_attempts:
             return self.give_up(exc, result, error_class, "retries exhausted")
-        if not allowed:
+        if not spent:
             if _events.SINK is not None:
                 _events.SINK.budget_refused(policy.budget)
             return self.give_up(exc, result, error_class, "the retry budget refused a retry")
         if policy.stop_event is not None and policy.stop_event.is_set():
             return self.give_up(exc, result, error_class, "stop_event is set")
-        if self.delays is None:
-            self.delays = policy.new_delays()
-        delay = next(self.delays)
+        delays = self.delays
+        if delays is None:
+            self.delays = delays = policy.new_delays()
+        delay = next(delays)
         asked = None
         # Only a result or an exception with a response or headers can carry a Retry-After.
         if exc is None or hasattr(exc, "response") or hasattr(exc, "headers"):
@@ -562,11 +562,12 @@ class RetryCall:
                 reason = f"circuit {gate.name!r} is open for {seconds(closed_for)} s more"
                 return self.give_up(exc, result, error_class, reason)
         log = self.logger.isEnabledFor(_WARNING)
-        if self.deadline_at is not None or log or policy.on_retry is not None:
+        deadline_at = self.deadline_at
+        if log or deadline_at is not None or policy.on_retry is not None:
             now = self.clock.monotonic()  # read only when something needs it
-            if self.deadline_at is not None and now + delay > self.deadline_at:
+            if deadline_at is not None and now + delay > deadline_at:
                 if asked is not None and delay == asked:
-                    return self.server_too_slow(exc, result, error_class, asked, self.deadline_at)
+                    return self.server_too_slow(exc, result, error_class, asked, deadline_at)
                 return self.give_up(
                     exc, result, error_class, "the deadline would pass during the wait"
                 )
@@ -575,7 +576,7 @@ class RetryCall:
             if policy.on_retry is not None:
                 self.tell(policy.on_retry, exc, result, error_class, delay, now)
         if _events.SINK is not None:
-            _events.SINK.retried(self.target.name, self.attempt, error_class, delay, exc, result)
+            _events.SINK.retried(self.target.name, attempt, error_class, delay, exc, result)
         return delay
 
     def tell(
