@@ -10,7 +10,7 @@ instead of each making a round trip.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis.asyncio
 from redis.asyncio.retry import Retry
@@ -26,8 +26,11 @@ from resilient._breaker_state import (
 )
 from resilient.pacing import RatePolicy, Reservation
 from resilient.redis._core import STORE_ERRORS, BreakerCore, BudgetCore, Op
-from resilient.redis._pacing import PacingCore, async_only
-from resilient.redis._settings import DEFAULT_SOCKET_TIMEOUT, FallbackMode, check_url
+from resilient.redis._pacing import async_only
+from resilient.redis._settings import DEFAULT_SOCKET_TIMEOUT, check_limited, check_url
+
+if TYPE_CHECKING:
+    from resilient._types import Seconds
 
 __all__ = ["MAX_CONNECTIONS", "AsyncRedisRetryBudget", "AsyncRedisStore", "connect_async"]
 
@@ -107,82 +110,13 @@ class AsyncRedisStore(BreakerCore):
         >>> await breaker.call_async(fetch_user, 42)  # doctest: +SKIP
     """
 
-    __slots__ = ("_client", "_flights", "_pacing")
+    _OWNER = "AsyncRedisStore"
+    _ASYNCIO = True
+    __slots__ = ()
 
-    def __init__(
-        self,
-        client: Any,
-        *,
-        namespace: str = "resilient",
-        on_store_error: FallbackMode = "local",
-        max_staleness: float = 0.1,
-        retry_interval: float = 2.0,
-        trial_timeout: float = 30.0,
-        idle_ttl: float = 86400.0,
-        time_source: Literal["redis", "breaker"] = "redis",
-    ) -> None:
-        super().__init__(
-            client,
-            "AsyncRedisStore",
-            asyncio=True,
-            namespace=namespace,
-            on_store_error=on_store_error,
-            max_staleness=max_staleness,
-            retry_interval=retry_interval,
-            trial_timeout=trial_timeout,
-            idle_ttl=idle_ttl,
-            time_source=time_source,
-        )
-        self._client = client
-        self._flights: dict[str, asyncio.Future[None]] = {}
-        self._pacing = PacingCore(client, namespace, self._fb, time_source == "redis")
-
-    @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
-        connect_timeout: float | None = None,
-        namespace: str = "resilient",
-        on_store_error: FallbackMode = "local",
-        max_staleness: float = 0.1,
-        retry_interval: float = 2.0,
-        trial_timeout: float = 30.0,
-        idle_ttl: float = 86400.0,
-    ) -> AsyncRedisStore:
-        """Build a store on a new ``redis.asyncio`` client for *url* that cannot hang a call.
-
-        Args:
-            url: as for ``RedisStore.from_url``.
-            socket_timeout: as for ``RedisStore.from_url``.
-            connect_timeout: as for ``RedisStore.from_url``.
-            namespace: as for ``RedisStore``.
-            on_store_error: as for ``RedisStore``.
-            max_staleness: as for ``RedisStore``.
-            retry_interval: as for ``RedisStore``.
-            trial_timeout: as for ``RedisStore``.
-            idle_ttl: as for ``RedisStore``.
-
-        Returns:
-            An ``AsyncRedisStore``; nothing is sent until a breaker uses it
-            (the client connects in the event loop of its first command).
-        """
-        client = connect_async(url, socket_timeout=socket_timeout, connect_timeout=connect_timeout)
-        return cls(
-            client,
-            namespace=namespace,
-            on_store_error=on_store_error,
-            max_staleness=max_staleness,
-            retry_interval=retry_interval,
-            trial_timeout=trial_timeout,
-            idle_ttl=idle_ttl,
-        )
-
-    @property
-    def client(self) -> Any:
-        """The ``redis.asyncio`` client the scripts run on."""
-        return self._client
+    @staticmethod
+    def _connect(url: str, socket_timeout: Seconds, connect_timeout: Seconds | None) -> Any:
+        return connect_async(url, socket_timeout=socket_timeout, connect_timeout=connect_timeout)
 
     # -- the AsyncBreakerStore operations ------------------------------------------
 
@@ -201,13 +135,14 @@ class AsyncRedisStore(BreakerCore):
             if cached is not None:
                 return cached
             return await drive_async(self._acquire_op(lane, policy, now), self._client)
-        flight = self._flights[name] = asyncio.get_running_loop().create_future()
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._flights[name] = mine
         try:
             return await drive_async(self._acquire_op(lane, policy, now), self._client)
         finally:
-            if self._flights.get(name) is flight:
+            if self._flights.get(name) is mine:
                 del self._flights[name]
-            flight.set_result(None)
+            mine.set_result(None)
 
     async def record_success_async(
         self, name: str, policy: BreakerPolicy, trial: int | None, now: float, slow: bool
@@ -317,12 +252,6 @@ class AsyncRedisStore(BreakerCore):
         """Refused: see ``slot_release_async``."""
         raise async_only("async with (or call_async)")
 
-    def __repr__(self) -> str:
-        return (
-            f"AsyncRedisStore({self._client!r}, namespace={self.namespace!r}, "
-            f"on_store_error={self.on_store_error!r})"
-        )
-
 
 class AsyncRedisRetryBudget(BudgetCore):
     """``RedisRetryBudget`` for asyncio programs: one token bucket for a fleet, awaited.
@@ -344,72 +273,13 @@ class AsyncRedisRetryBudget(BudgetCore):
         idle_ttl: as for ``RedisRetryBudget``.
     """
 
-    __slots__ = ("_client",)
+    _OWNER = "AsyncRedisRetryBudget"
+    _ASYNCIO = True
+    __slots__ = ()
 
-    def __init__(
-        self,
-        client: Any,
-        name: str,
-        *,
-        max_tokens: float = 10,
-        token_ratio: float = 0.1,
-        namespace: str = "resilient",
-        retry_interval: float = 2.0,
-        idle_ttl: float = 86400.0,
-    ) -> None:
-        super().__init__(
-            client,
-            "AsyncRedisRetryBudget",
-            name,
-            asyncio=True,
-            max_tokens=max_tokens,
-            token_ratio=token_ratio,
-            namespace=namespace,
-            retry_interval=retry_interval,
-            idle_ttl=idle_ttl,
-        )
-        self._client = client
-
-    @classmethod
-    def from_url(
-        cls,
-        url: str,
-        name: str,
-        *,
-        max_tokens: float = 10,
-        token_ratio: float = 0.1,
-        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
-        connect_timeout: float | None = None,
-        namespace: str = "resilient",
-        retry_interval: float = 2.0,
-        idle_ttl: float = 86400.0,
-    ) -> AsyncRedisRetryBudget:
-        """Build a budget on a new ``redis.asyncio`` client for *url* that cannot hang a call.
-
-        Args:
-            url: as for ``RedisStore.from_url``.
-            name: as for ``RedisRetryBudget``.
-            max_tokens: as for ``RedisRetryBudget``.
-            token_ratio: as for ``RedisRetryBudget``.
-            socket_timeout: as for ``RedisStore.from_url``.
-            connect_timeout: as for ``RedisStore.from_url``.
-            namespace: as for ``RedisRetryBudget``.
-            retry_interval: as for ``RedisRetryBudget``.
-            idle_ttl: as for ``RedisRetryBudget``.
-
-        Returns:
-            An ``AsyncRedisRetryBudget``; nothing is sent until it is used.
-        """
-        client = connect_async(url, socket_timeout=socket_timeout, connect_timeout=connect_timeout)
-        return cls(
-            client,
-            name,
-            max_tokens=max_tokens,
-            token_ratio=token_ratio,
-            namespace=namespace,
-            retry_interval=retry_interval,
-            idle_ttl=idle_ttl,
-        )
+    @staticmethod
+    def _connect(url: str, socket_timeout: Seconds, connect_timeout: Seconds | None) -> Any:
+        return connect_async(url, socket_timeout=socket_timeout, connect_timeout=connect_timeout)
 
     async def tokens_async(self) -> float:
         """The tokens left now (one round trip)."""
@@ -443,8 +313,8 @@ class AsyncRedisRetryBudget(BudgetCore):
 def connect_async(
     url: str,
     *,
-    socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
-    connect_timeout: float | None = None,
+    socket_timeout: Seconds = DEFAULT_SOCKET_TIMEOUT,
+    connect_timeout: Seconds | None = None,
 ) -> Any:
     """A ``redis.asyncio.Redis`` for *url* with short timeouts and no retries of its own.
 
@@ -461,6 +331,7 @@ def connect_async(
         The client; it connects on first use, in the event loop of that use.
     """
     connect_timeout = check_url(url, socket_timeout, connect_timeout)
+    socket_timeout = check_limited("socket_timeout", socket_timeout, allow_zero=False)
     try:
         # A pool that makes a coroutine wait (asynchronously, at most a socket timeout)
         # for a free connection: the default one raises at once when all of them are

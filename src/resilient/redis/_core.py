@@ -27,7 +27,9 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+
+from typing_extensions import Self
 
 import resilient.redis._scripts as lua
 from resilient._breaker_state import (
@@ -43,6 +45,7 @@ from resilient.budget import RetryBudget
 from resilient.redis._fallback import ADMIT_CLOSED, Fallback, logger
 from resilient.redis._lane import Lane, View
 from resilient.redis._settings import (
+    DEFAULT_SOCKET_TIMEOUT,
     FALLBACKS,
     OUTAGE_ERRORS,
     STORE_ERRORS,
@@ -80,19 +83,28 @@ _PERMITS_OUT = Admission(False, None, _HALF_OPEN, 0.0)
 class BreakerCore:
     """Strictly private. A Redis breaker store without its I/O: settings, lanes, decisions.
 
-    The drivers subclass it and add the client and the sending; everything
-    they share lives here (and in ``Fallback``), so the sync and the asyncio
-    stores cannot drift apart.
+    The drivers subclass it and add the sending (``drive`` or ``drive_async``)
+    and the names of their call forms; everything they share lives here (and
+    in ``Fallback``): settings, construction, ``from_url``, so the sync and
+    the asyncio stores cannot drift apart.
     """
+
+    _OWNER: ClassVar[str]
+    """The driver's public name, for the messages about its client."""
+    _ASYNCIO: ClassVar[bool]
+    """Whether the driver awaits a ``redis.asyncio`` client."""
 
     __slots__ = (
         "_acquire",
+        "_client",
         "_dropped",
         "_failure",
         "_fb",
+        "_flights",
         "_force",
         "_lanes",
         "_lock",
+        "_pacing",
         "_probe",
         "_release",
         "_snapshot",
@@ -109,18 +121,20 @@ class BreakerCore:
     def __init__(
         self,
         client: Any,
-        owner: str,
         *,
-        asyncio: bool,
-        namespace: str,
-        on_store_error: FallbackMode,
-        max_staleness: Seconds,
-        retry_interval: Seconds,
-        trial_timeout: Seconds,
-        idle_ttl: Seconds,
-        time_source: Literal["redis", "breaker"],
+        namespace: str = "resilient",
+        on_store_error: FallbackMode = "local",
+        max_staleness: Seconds = 0.1,
+        retry_interval: Seconds = 2.0,
+        trial_timeout: Seconds = 30.0,
+        idle_ttl: Seconds = 86400.0,
+        time_source: Literal["redis", "breaker"] = "redis",
     ) -> None:
-        check_client(client, owner, asyncio=asyncio)
+        # _pacing builds on this module (its operations are Ops): imported once used.
+        from resilient.redis._pacing import PacingCore  # noqa: PLC0415
+
+        owner = self._OWNER
+        check_client(client, owner, asyncio=self._ASYNCIO)
         check_namespace(namespace)
         if on_store_error not in FALLBACKS:
             raise ValueError(
@@ -135,8 +149,8 @@ class BreakerCore:
             raise ValueError(
                 f"time_source must be 'redis' or 'breaker', got time_source={time_source!r}"
             )
-        # From the user's call: this __init__, the driver's __init__, the user.
-        warn_if_client_can_hang(client, owner, stacklevel=3)
+        warn_if_client_can_hang(client, owner, stacklevel=2)  # points at the user's call
+        self._client = client
         self.namespace = namespace
         self.on_store_error: FallbackMode = on_store_error
         self.max_staleness = float(max_staleness)
@@ -158,6 +172,73 @@ class BreakerCore:
         self._lock = threading.Lock()
         self._fb = Fallback(
             namespace, on_store_error, self.retry_interval, time_source == "redis", self._lock
+        )
+        self._pacing = PacingCore(client, namespace, self._fb, time_source == "redis")
+        # The refreshes in flight, per name (the asyncio driver's single flight).
+        self._flights: dict[str, Any] = {}
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        socket_timeout: Seconds = DEFAULT_SOCKET_TIMEOUT,
+        connect_timeout: Seconds | None = None,
+        namespace: str = "resilient",
+        on_store_error: FallbackMode = "local",
+        max_staleness: Seconds = 0.1,
+        retry_interval: Seconds = 2.0,
+        trial_timeout: Seconds = 30.0,
+        idle_ttl: Seconds = 86400.0,
+    ) -> Self:
+        """Build a store on a new client for *url* that cannot hang a call.
+
+        The client (a ``redis.Redis`` for ``RedisStore``, a ``redis.asyncio``
+        one for ``AsyncRedisStore``) waits at most *socket_timeout* seconds
+        for an answer and *connect_timeout* for a connection, and never
+        retries by itself: the store's fallback takes over instead.
+
+        Args:
+            url: ``redis://[:password@]host:port/db``, ``rediss://...`` or
+                ``unix://...``, as ``redis.Redis.from_url`` reads it.
+            socket_timeout: seconds to wait for an answer, > 0.
+            connect_timeout: seconds to wait for a connection, > 0 (default:
+                *socket_timeout*).
+            namespace: as for ``RedisStore``.
+            on_store_error: as for ``RedisStore``.
+            max_staleness: as for ``RedisStore``.
+            retry_interval: as for ``RedisStore``.
+            trial_timeout: as for ``RedisStore``.
+            idle_ttl: as for ``RedisStore``.
+
+        Returns:
+            The store; nothing is sent to Redis until a breaker uses it (an
+            asyncio client connects in the event loop of its first command).
+        """
+        return cls(
+            cls._connect(url, socket_timeout, connect_timeout),
+            namespace=namespace,
+            on_store_error=on_store_error,
+            max_staleness=max_staleness,
+            retry_interval=retry_interval,
+            trial_timeout=trial_timeout,
+            idle_ttl=idle_ttl,
+        )
+
+    @staticmethod
+    def _connect(url: str, socket_timeout: Seconds, connect_timeout: Seconds | None) -> Any:
+        """The driver's client for *url* (``connect`` or ``connect_async``)."""
+        raise NotImplementedError
+
+    @property
+    def client(self) -> Any:
+        """The Redis client the scripts run on."""
+        return self._client
+
+    def __repr__(self) -> str:
+        return (
+            f"{self._OWNER}({self._client!r}, namespace={self.namespace!r}, "
+            f"on_store_error={self.on_store_error!r})"
         )
 
     # -- names, modes, watchers ------------------------------------------------------
@@ -584,7 +665,13 @@ class _Claim:
 class BudgetCore:
     """Strictly private. A Redis retry budget without its I/O: settings and decisions."""
 
+    _OWNER: ClassVar[str]
+    """The driver's public name, for the messages about its client."""
+    _ASYNCIO: ClassVar[bool]
+    """Whether the driver awaits a ``redis.asyncio`` client."""
+
     __slots__ = (
+        "_client",
         "_down_until",
         "_key",
         "_last_tokens",
@@ -608,23 +695,23 @@ class BudgetCore:
     def __init__(
         self,
         client: Any,
-        owner: str,
         name: str,
         *,
-        asyncio: bool,
-        max_tokens: float,
-        token_ratio: float,
-        namespace: str,
-        retry_interval: Seconds,
-        idle_ttl: Seconds,
+        max_tokens: float = 10,
+        token_ratio: float = 0.1,
+        namespace: str = "resilient",
+        retry_interval: Seconds = 2.0,
+        idle_ttl: Seconds = 86400.0,
     ) -> None:
-        check_client(client, owner, asyncio=asyncio)
+        owner = self._OWNER
+        check_client(client, owner, asyncio=self._ASYNCIO)
         check_name("name", name)
         check_namespace(namespace)
         local = RetryBudget(max_tokens, token_ratio)  # validates as RetryBudget does
         retry_interval = check_limited("retry_interval", retry_interval, allow_zero=False)
         idle_ttl = check_limited("idle_ttl", idle_ttl, allow_zero=False)
-        warn_if_client_can_hang(client, owner, stacklevel=3)
+        warn_if_client_can_hang(client, owner, stacklevel=2)  # points at the user's call
+        self._client = client
         self.name = name
         self.namespace = namespace
         self.max_tokens = local.max_tokens
@@ -647,6 +734,51 @@ class BudgetCore:
         self._mode: Literal["redis", "local"] = "redis"
         self._outage_start = 0.0
         self._last_tokens = self.max_tokens
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        name: str,
+        *,
+        max_tokens: float = 10,
+        token_ratio: float = 0.1,
+        socket_timeout: Seconds = DEFAULT_SOCKET_TIMEOUT,
+        connect_timeout: Seconds | None = None,
+        namespace: str = "resilient",
+        retry_interval: Seconds = 2.0,
+        idle_ttl: Seconds = 86400.0,
+    ) -> Self:
+        """Build a budget on a new client for *url* that cannot hang a call.
+
+        Args:
+            url: as for ``RedisStore.from_url``.
+            name: as for ``RedisRetryBudget``.
+            max_tokens: as for ``RedisRetryBudget``.
+            token_ratio: as for ``RedisRetryBudget``.
+            socket_timeout: as for ``RedisStore.from_url``.
+            connect_timeout: as for ``RedisStore.from_url``.
+            namespace: as for ``RedisRetryBudget``.
+            retry_interval: as for ``RedisRetryBudget``.
+            idle_ttl: as for ``RedisRetryBudget``.
+
+        Returns:
+            The budget; nothing is sent until it is used.
+        """
+        return cls(
+            cls._connect(url, socket_timeout, connect_timeout),
+            name,
+            max_tokens=max_tokens,
+            token_ratio=token_ratio,
+            namespace=namespace,
+            retry_interval=retry_interval,
+            idle_ttl=idle_ttl,
+        )
+
+    @staticmethod
+    def _connect(url: str, socket_timeout: Seconds, connect_timeout: Seconds | None) -> Any:
+        """The driver's client for *url* (``connect`` or ``connect_async``)."""
+        raise NotImplementedError
 
     @property
     def mode(self) -> Literal["redis", "local"]:

@@ -6,7 +6,7 @@ and this module runs it on the client and hands the reply (or the error) back.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
@@ -21,10 +21,9 @@ from resilient._breaker_state import (
 )
 from resilient.pacing import RatePolicy, Reservation
 from resilient.redis._core import STORE_ERRORS, BreakerCore, BudgetCore, Op
-from resilient.redis._pacing import PacingCore, sync_only
+from resilient.redis._pacing import sync_only
 from resilient.redis._settings import (
     DEFAULT_SOCKET_TIMEOUT,
-    FallbackMode,
     check_limited,
     check_url,
 )
@@ -127,86 +126,13 @@ class RedisStore(BreakerCore):
         >>> breaker = CircuitBreaker(name="users-api", store=store)  # doctest: +SKIP
     """
 
-    __slots__ = ("_client", "_pacing")
+    _OWNER = "RedisStore"
+    _ASYNCIO = False
+    __slots__ = ()
 
-    def __init__(
-        self,
-        client: Any,
-        *,
-        namespace: str = "resilient",
-        on_store_error: FallbackMode = "local",
-        max_staleness: Seconds = 0.1,
-        retry_interval: Seconds = 2.0,
-        trial_timeout: Seconds = 30.0,
-        idle_ttl: Seconds = 86400.0,
-        time_source: Literal["redis", "breaker"] = "redis",
-    ) -> None:
-        super().__init__(
-            client,
-            "RedisStore",
-            asyncio=False,
-            namespace=namespace,
-            on_store_error=on_store_error,
-            max_staleness=max_staleness,
-            retry_interval=retry_interval,
-            trial_timeout=trial_timeout,
-            idle_ttl=idle_ttl,
-            time_source=time_source,
-        )
-        self._client = client
-        self._pacing = PacingCore(client, namespace, self._fb, time_source == "redis")
-
-    @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        socket_timeout: Seconds = DEFAULT_SOCKET_TIMEOUT,
-        connect_timeout: Seconds | None = None,
-        namespace: str = "resilient",
-        on_store_error: FallbackMode = "local",
-        max_staleness: Seconds = 0.1,
-        retry_interval: Seconds = 2.0,
-        trial_timeout: Seconds = 30.0,
-        idle_ttl: Seconds = 86400.0,
-    ) -> RedisStore:
-        """Build a store on a new client for *url* that cannot hang a call.
-
-        The client waits at most *socket_timeout* seconds for an answer and
-        *connect_timeout* (default: *socket_timeout*) for a connection, and
-        never retries by itself: the store's fallback takes over instead.
-
-        Args:
-            url: ``redis://[:password@]host:port/db``, ``rediss://...`` or
-                ``unix://...``, as ``redis.Redis.from_url`` reads it.
-            socket_timeout: seconds to wait for an answer, > 0.
-            connect_timeout: seconds to wait for a connection, > 0 (default:
-                *socket_timeout*).
-            namespace: as for ``RedisStore``.
-            on_store_error: as for ``RedisStore``.
-            max_staleness: as for ``RedisStore``.
-            retry_interval: as for ``RedisStore``.
-            trial_timeout: as for ``RedisStore``.
-            idle_ttl: as for ``RedisStore``.
-
-        Returns:
-            A ``RedisStore``; nothing is sent to Redis until a breaker uses it.
-        """
-        client = connect(url, socket_timeout=socket_timeout, connect_timeout=connect_timeout)
-        return cls(
-            client,
-            namespace=namespace,
-            on_store_error=on_store_error,
-            max_staleness=max_staleness,
-            retry_interval=retry_interval,
-            trial_timeout=trial_timeout,
-            idle_ttl=idle_ttl,
-        )
-
-    @property
-    def client(self) -> Any:
-        """The Redis client the scripts run on."""
-        return self._client
+    @staticmethod
+    def _connect(url: str, socket_timeout: Seconds, connect_timeout: Seconds | None) -> Any:
+        return connect(url, socket_timeout=socket_timeout, connect_timeout=connect_timeout)
 
     # -- the BreakerStore operations -------------------------------------------
 
@@ -323,12 +249,6 @@ class RedisStore(BreakerCore):
         """Refused: see ``AsyncRedisStore``."""
         raise sync_only("async with (or call_async)")
 
-    def __repr__(self) -> str:
-        return (
-            f"RedisStore({self._client!r}, namespace={self.namespace!r}, "
-            f"on_store_error={self.on_store_error!r})"
-        )
-
 
 class RedisRetryBudget(BudgetCore):
     """``RetryBudget`` shared through Redis: one token bucket for a fleet.
@@ -358,72 +278,13 @@ class RedisRetryBudget(BudgetCore):
         idle_ttl: as for ``RedisStore``.
     """
 
-    __slots__ = ("_client",)
+    _OWNER = "RedisRetryBudget"
+    _ASYNCIO = False
+    __slots__ = ()
 
-    def __init__(
-        self,
-        client: Any,
-        name: str,
-        *,
-        max_tokens: float = 10,
-        token_ratio: float = 0.1,
-        namespace: str = "resilient",
-        retry_interval: Seconds = 2.0,
-        idle_ttl: Seconds = 86400.0,
-    ) -> None:
-        super().__init__(
-            client,
-            "RedisRetryBudget",
-            name,
-            asyncio=False,
-            max_tokens=max_tokens,
-            token_ratio=token_ratio,
-            namespace=namespace,
-            retry_interval=retry_interval,
-            idle_ttl=idle_ttl,
-        )
-        self._client = client
-
-    @classmethod
-    def from_url(
-        cls,
-        url: str,
-        name: str,
-        *,
-        max_tokens: float = 10,
-        token_ratio: float = 0.1,
-        socket_timeout: Seconds = DEFAULT_SOCKET_TIMEOUT,
-        connect_timeout: Seconds | None = None,
-        namespace: str = "resilient",
-        retry_interval: Seconds = 2.0,
-        idle_ttl: Seconds = 86400.0,
-    ) -> RedisRetryBudget:
-        """Build a budget on a new client for *url* that cannot hang a call.
-
-        Args:
-            url: as for ``RedisStore.from_url``.
-            name: as for ``RedisRetryBudget``.
-            max_tokens: as for ``RedisRetryBudget``.
-            token_ratio: as for ``RedisRetryBudget``.
-            namespace: as for ``RedisRetryBudget``.
-            retry_interval: as for ``RedisRetryBudget``.
-            idle_ttl: as for ``RedisRetryBudget``.
-            socket_timeout: as for ``RedisStore.from_url``.
-            connect_timeout: as for ``RedisStore.from_url``.
-
-        Returns:
-            A ``RedisRetryBudget``; nothing is sent until it is used.
-        """
-        client = connect(url, socket_timeout=socket_timeout, connect_timeout=connect_timeout)
-        return cls(
-            client,
-            name,
-            max_tokens=max_tokens,
-            token_ratio=token_ratio,
-            namespace=namespace,
-            retry_interval=retry_interval,
-            idle_ttl=idle_ttl,
-        )
+    @staticmethod
+    def _connect(url: str, socket_timeout: Seconds, connect_timeout: Seconds | None) -> Any:
+        return connect(url, socket_timeout=socket_timeout, connect_timeout=connect_timeout)
 
     @property
     def tokens(self) -> float:
