@@ -28,6 +28,7 @@ from resilient import (
     FullJitter,
     RetryBudget,
     RetryState,
+    _retry,
     execute_task_safely,
     retry,
     retry_with_backoff,
@@ -2767,3 +2768,59 @@ def test_a_wrapped_rejection_stops_async_retries_and_tasks_at_once() -> None:
     assert (len(calls), clock.sleeps) == (1, [])
     assert (result.error_class, result.attempts, result.rejected) == (ErrorClass.TIMEOUT, 1, False)
     assert isinstance(result.exception, _SDKError)
+
+
+def test_the_function_and_block_forms_validate_the_same_options_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Calls with the same option objects share one validated policy."""
+    built: list[object] = []
+    original = _retry.Policy
+
+    def counting(**options: Any) -> object:
+        built.append(options)
+        return original(**options)
+
+    monkeypatch.setattr(_retry, "Policy", counting)
+    monkeypatch.setattr(_retry, "_SHARED_POLICIES", {})
+    strategy = FullJitter()
+    for _ in range(3):
+        assert retry_with_backoff(Flaky(), base_delay=0.5, jitter=strategy) == "ok"
+        for attempt in retrying(max_retries=2, jitter=strategy):
+            with attempt:
+                pass
+    assert len(built) == 2
+
+
+def test_a_list_of_classes_changed_between_two_calls_is_honoured() -> None:
+    """A mutable option is validated and read again at every call, never remembered."""
+    classes = [ErrorClass.TRANSIENT]
+    flaky = Flaky(ConnectionError("reset"))
+    with no_wait():
+        assert retry_with_backoff(flaky, retryable_classes=classes) == "ok"
+        assert flaky.calls == 2
+        classes[:] = [ErrorClass.DEGRADED]
+        flaky = Flaky(ConnectionError("reset"))
+        with pytest.raises(ConnectionError):
+            retry_with_backoff(flaky, retryable_classes=classes)
+        assert flaky.calls == 1
+
+
+@pytest.mark.parametrize("form", ["function", "block"])
+def test_an_option_refused_is_refused_after_an_equal_one_was_accepted(form: str) -> None:
+    """Options are matched by identity: True is not taken for 1, 0.0 not for False."""
+
+    def run(**options: Any) -> None:
+        if form == "function":
+            retry_with_backoff(Flaky(), **options)
+        else:
+            for attempt in retrying(**options):
+                with attempt:
+                    pass
+
+    run(max_retries=1)
+    with pytest.raises(TypeError, match="max_retries must be an int, got True"):
+        run(max_retries=True)
+    run(jitter=False)
+    with pytest.raises(TypeError, match="jitter must be True, False or a jitter strategy"):
+        run(jitter=0.0)

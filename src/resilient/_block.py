@@ -26,6 +26,7 @@ from resilient._retry import (
     RetryTarget,
     awaited_budget_refusal,
     fall_back,
+    shared_policy,
 )
 
 if TYPE_CHECKING:
@@ -451,7 +452,7 @@ def retrying(
     Returns:
         A reusable ``Retrying``: each loop over it is one retried call.
     """
-    policy = Policy(
+    policy = shared_policy(
         max_retries=max_retries,
         base_delay=base_delay,
         max_delay=max_delay,

@@ -227,6 +227,40 @@ class Policy:
         """Whether the happy path must do more than call the function."""
 
 
+_SHARED_POLICIES: dict[tuple[int, ...], tuple[Policy, tuple[object, ...]]] = {}
+_SHARED_POLICIES_LIMIT = 256
+
+
+def shared_policy(**options: Any) -> Policy:
+    """The ``Policy`` for *options*, validated once for the same option objects.
+
+    The function form (``retry_with_backoff``) and the block form
+    (``retrying``) take their options at every call, and validating them
+    costs far more than a call that succeeds. Options are matched by identity
+    (the defaults, a module's constants, the same strategy or budget object),
+    never by equality, so ``True`` is not taken for ``1``; a value with a
+    length other than a tuple or a string (a list of classes that may change
+    between two calls) is validated every time. The policy is immutable, so
+    calls and threads share it.
+    """
+    values = tuple(options.values())
+    key = tuple(map(id, values))  # unique while cached: the entry keeps the values alive
+    found = _SHARED_POLICIES.get(key)
+    if found is not None:
+        return found[0]
+    policy = Policy(**options)
+    if all(_unchanging(value) for value in values):
+        if len(_SHARED_POLICIES) >= _SHARED_POLICIES_LIMIT:  # options made per call
+            _SHARED_POLICIES.clear()
+        _SHARED_POLICIES[key] = (policy, values)
+    return policy
+
+
+def _unchanging(value: object) -> bool:
+    """Whether *value* validated once stays valid: anything but a mutable collection."""
+    return type(value) in (tuple, frozenset, str) or not hasattr(type(value), "__len__")
+
+
 def _check_retryable_classes(value: object) -> None:
     """Refuse anything but a collection of ``ErrorClass``; exception types point to ``on=``."""
     items: tuple[object, ...] = ()
@@ -1473,7 +1507,7 @@ def _plain_policy(
     on: RetryOn | None,
     fallback: Callable[[Exception], Any] | None,
 ) -> Policy:
-    return Policy(
+    return shared_policy(
         max_retries=max_retries,
         base_delay=base_delay,
         max_delay=max_delay,
