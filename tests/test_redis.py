@@ -919,6 +919,58 @@ def test_an_open_circuit_rejects_from_the_cache_without_a_round_trip(redis_clien
     assert client.round_trips == before
 
 
+class HeldReplies(redis.Redis):
+    """A client that runs each script at once, in the order asked, but hands its answer
+    back only when the test releases it: answers come back in the order the test says."""
+
+    holding = False
+
+    def evalsha(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        if not self.holding:
+            return super().evalsha(*args, **kwargs)
+        with self.one_at_a_time:  # Redis runs them in the order they were asked
+            reply = super().evalsha(*args, **kwargs)
+            gate = threading.Event()
+            self.held.append(gate)
+        assert gate.wait(timeout=30)
+        return reply
+
+    def hold(self) -> None:
+        self.one_at_a_time = threading.Lock()
+        self.held: list[threading.Event] = []
+        self.holding = True
+
+
+def test_an_older_answer_coming_back_last_never_reopens_a_remembered_open_circuit(
+    redis_server: Any, redis_client: Any
+) -> None:
+    """Two threads fail at once: Redis counts the first (closed, 1 failure), then the
+    second, which opens; the opening's answer comes back first. The circuit is still
+    remembered open: the next call is rejected from the cache, without running."""
+    client = HeldReplies.from_url(redis_server.url, socket_timeout=5.0, retry=Retry(NoBackoff(), 0))
+    breaker = CircuitBreaker(2, 60.0, name="api", store=RedisStore(client, max_staleness=60.0))
+    assert breaker.call(ok) == "ok"  # closed, remembered for 60 s
+    client.hold()
+    first = threading.Thread(target=fail, args=(breaker,))
+    first.start()
+    while len(client.held) < 1:
+        time.sleep(0.001)
+    second = threading.Thread(target=fail, args=(breaker,))
+    second.start()
+    while len(client.held) < 2:
+        time.sleep(0.001)
+    client.held[1].set()  # the opening's answer first
+    second.join(timeout=30)
+    client.held[0].set()  # then the older one: closed, 1 failure
+    first.join(timeout=30)
+    client.holding = False
+    ran: list[bool] = []
+    with pytest.raises(CircuitOpenError):
+        breaker.call(lambda: ran.append(True))
+    assert ran == []
+    client.close()
+
+
 # -- listeners ---------------------------------------------------------------------------
 
 
