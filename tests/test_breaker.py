@@ -687,12 +687,21 @@ def test_a_time_window_enters_a_success_as_record_does_unless_it_opens(
     """add_success leaves the totals of record() in every bucket; it refuses the openers."""
     config = FailureRateWindow(threshold, seconds=seconds, buckets=buckets, minimum_calls=minimum)
     policy = window_policy(config)
-    window, reference = _TimeWindow(seconds, buckets, config), _TimeWindow(seconds, buckets, config)
+    window = _TimeWindow(seconds, buckets, config)
+    recorded: list[tuple[float, bool, bool]] = []
+
+    def replayed() -> _TimeWindow:  # a window's counter is not copied: replay the calls instead
+        reference = _TimeWindow(seconds, buckets, config)
+        for when, failed, slow in recorded:
+            reference.record(failed, slow, when)
+        return reference
+
+    reference = replayed()
     now = 0.0
     for step, kind in steps:
         now += step
-        expected = copy.deepcopy(reference)
-        expected.record("failure" in kind, "slow" in kind, now)
+        recorded.append((now, "failure" in kind, "slow" in kind))
+        expected = replayed()
         if kind == "success":
             assert not window.quiet
             entered = window.add_success(policy, now)
@@ -730,6 +739,224 @@ def test_a_circuit_counts_into_an_equal_window_of_another_breaker() -> None:
     equal = window_policy(FailureRateWindow(calls=4, minimum_calls=4))
     assert circuit.enter_success(equal, 0.0) is True
     assert store.snapshot("shared", equal, 0.0).window_calls == 1
+
+
+# -- a time window's successes, counted without the lock ------------------------------
+
+
+class _CountingLock:
+    """A lock that counts how often it was taken."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.taken = 0
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        self.taken += 1
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def test_a_time_window_without_failures_counts_a_success_without_a_lock(
+    clock: ManualClock,
+) -> None:
+    """The closed success of a time window holding no failure takes no lock within a bucket;
+    once the window holds a failure, each success is judged under the circuit's lock."""
+    breaker = CircuitBreaker(clock=clock, window=FailureRateWindow(seconds=10, minimum_calls=5))
+    guarded = breaker(ok)
+    guarded()  # the first success enters the first bucket, under the lock
+    circuit = breaker._circuit  # pyright: ignore[reportPrivateUsage]
+    assert circuit is not None
+    lock = _CountingLock()
+    circuit.lock = lock  # type: ignore[assignment]
+    for _ in range(100):
+        guarded()
+        breaker.call(ok)
+    assert lock.taken == 0
+    fail_times(breaker, 1)
+    taken = lock.taken
+    guarded()
+    breaker.call(ok)
+    assert lock.taken == taken + 2
+    assert (breaker.metrics.failure_rate, breaker.failures) == (1 / 204, 1)
+
+
+def window_totals(breaker: CircuitBreaker, clock: ManualClock) -> tuple[int, int]:
+    """The calls and failures the breaker's window holds now."""
+    stored = breaker._store.snapshot(  # pyright: ignore[reportPrivateUsage]
+        breaker.name,
+        breaker._policy,  # pyright: ignore[reportPrivateUsage]
+        clock.monotonic(),
+    )
+    return stored.window_calls, stored.window_failures
+
+
+def test_successes_counted_without_the_lock_age_out_with_their_bucket() -> None:
+    """A success counted without the lock belongs to the bucket its clock reading falls in."""
+    clock = ManualClock(0.0)
+    window = FailureRateWindow(seconds=10, buckets=10, minimum_calls=1)
+    breaker = CircuitBreaker(clock=clock, window=window)
+    for _ in range(6):  # the first under the lock (it opens bucket 0), then without it
+        breaker.call(ok)
+    clock.advance(1.0)
+    breaker.call(ok)  # bucket 1
+    assert window_totals(breaker, clock) == (7, 0)
+    clock.advance(9.5)  # bucket 0 aged out, bucket 1 still live
+    assert window_totals(breaker, clock) == (1, 0)
+
+
+HIT_ACTIONS = st.lists(
+    st.tuples(st.sampled_from(["start", "hit", "finish", "fail", "tick"]), st.integers(0, 3)),
+    max_size=80,
+)
+
+
+class _Hitters:
+    """Four closed successes of a time window, each run step by step as the breaker runs it:
+    read the clock and ``until``; count with ``next(hits)``; compare with ``until`` again
+    (and take the lock's path when a failure came in between)."""
+
+    def __init__(self, policy: BreakerPolicy) -> None:
+        self.policy = policy
+        self.store = MemoryStore()
+        self.circuit = self.store.bind("c", policy)
+        self.now = 0.0
+        self.stage: dict[int, tuple[str, float, _TimeWindow]] = {}
+        self.successes = self.failures = 0
+
+    def under_lock(self, now: float, counted: _TimeWindow | None) -> None:
+        if not self.circuit.enter_success(self.policy, now, counted):
+            self.store.record_success("c", self.policy, None, now, False)
+
+    def step(self, action: str, who: int) -> None:
+        stage = self.stage.get(who)
+        if action == "start" and stage is None and self.circuit.state is CLOSED:
+            self.successes += 1
+            window = self.circuit.timed
+            assert window is not None
+            if self.now < window.until:
+                self.stage[who] = ("read", self.now, window)
+            else:
+                self.under_lock(self.now, None)
+        elif action == "hit" and stage is not None and stage[0] == "read":
+            next(stage[2].hits)
+            self.stage[who] = ("counted", stage[1], stage[2])
+        elif action == "finish" and stage is not None and stage[0] == "counted":
+            del self.stage[who]
+            if not stage[1] < stage[2].until:
+                self.under_lock(stage[1], stage[2])
+        elif action == "fail" and self.circuit.state is CLOSED:
+            self.failures += 1
+            self.store.record_failure("c", self.policy, None, self.now, False)
+        elif action == "tick":
+            self.now += 0.15  # never past 12 s: every bucket of 0.5 s of the 20 s window stays live
+
+    def finish_all(self) -> None:
+        for who in sorted(self.stage):
+            for action in ("hit", "finish"):
+                self.step(action, who)
+
+    def totals(self) -> tuple[int, int, int]:
+        stored = self.store.snapshot("c", self.policy, self.now)
+        return stored.window_calls, stored.window_failures, stored.window_slow
+
+
+@given(actions=HIT_ACTIONS)
+def test_successes_counted_without_the_lock_are_each_counted_once(
+    actions: list[tuple[str, int]],
+) -> None:
+    """However four successes interleave, step by step, with failures and the clock crossing
+    buckets, the window's totals are every success and failure, each once."""
+    config = FailureRateWindow(1.0, seconds=20, buckets=40, minimum_calls=10_000)  # never opens
+    hitters = _Hitters(window_policy(config))
+    for action, who in actions:
+        hitters.step(action, who)
+    hitters.finish_all()
+    assert hitters.totals() == (hitters.successes + hitters.failures, hitters.failures, 0)
+
+
+@given(
+    threshold=st.sampled_from([0.25, 0.5, 0.75, 1.0]),
+    minimum=st.integers(1, 6),
+    actions=HIT_ACTIONS,
+)
+def test_no_success_counted_without_the_lock_escapes_the_failure_rate(
+    threshold: float, minimum: int, actions: list[tuple[str, int]]
+) -> None:
+    """Whenever no success is halfway, a closed circuit's window is under its threshold: a
+    success that raced with a failure is judged under the lock, not left uncounted or unjudged."""
+    config = FailureRateWindow(threshold, seconds=20, buckets=40, minimum_calls=minimum)
+    hitters = _Hitters(window_policy(config))
+    for action, who in [*actions, ("end", 0)]:
+        if action == "end":
+            hitters.finish_all()
+        else:
+            hitters.step(action, who)
+        if not hitters.stage and hitters.circuit.state is CLOSED:
+            calls, failures, _ = hitters.totals()
+            assert calls <= hitters.successes + hitters.failures
+            assert not hitters.policy.rate_exceeded(calls, failures, 0)
+
+
+def test_eight_threads_count_every_success_of_a_time_window_without_failures(
+    clock: ManualClock,
+) -> None:
+    """40,000 successes from 8 threads, counted without the lock while the clock crosses
+    buckets (threads switching every few microseconds): the window holds each one once."""
+    breaker = CircuitBreaker(clock=clock, window=FailureRateWindow(seconds=60, buckets=600))
+    guarded = breaker(ok)
+    barrier = threading.Barrier(8)
+
+    def work(index: int) -> None:
+        barrier.wait(5)
+        for i in range(5_000):
+            guarded() if i % 2 else breaker.call(ok)
+            if index == 0 and i % 100 == 0:
+                clock.advance(0.05)  # 2.5 s in all: 25 buckets, none aged out
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        threads = [threading.Thread(target=work, args=(index,)) for index in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        sys.setswitchinterval(interval)
+    assert breaker.metrics.successes == 40_000
+    assert window_totals(breaker, clock) == (40_000, 0)
+
+
+def test_a_success_that_ends_after_trip_is_not_counted_in_a_time_window(
+    clock: ManualClock,
+) -> None:
+    """A circuit opened by hand stops counting the closed successes still running."""
+    breaker = CircuitBreaker(clock=clock, window=FailureRateWindow(seconds=10, minimum_calls=5))
+    entered, release = threading.Event(), threading.Event()
+
+    def hang() -> str:
+        entered.set()
+        release.wait(5)
+        return "late"
+
+    breaker.call(ok)
+    late = threading.Thread(target=breaker(hang))
+    late.start()
+    assert entered.wait(5)
+    breaker.trip()
+    release.set()
+    late.join(5)
+    assert breaker.state is OPEN
+    assert (window_totals(breaker, clock), breaker.metrics.successes) == ((1, 0), 2)
 
 
 @pytest.mark.parametrize(

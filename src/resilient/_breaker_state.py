@@ -11,6 +11,7 @@ Users import the public names from ``resilient`` or ``resilient.breaker``.
 from __future__ import annotations
 
 import enum
+import itertools
 import math
 import threading
 from collections import deque
@@ -570,9 +571,12 @@ class _Circuit:
     """Strictly private. One circuit's state in a ``MemoryStore``.
 
     Every change happens under ``lock``; the breaker reads ``state``,
-    ``failures``, ``open_until`` and ``window.quiet`` without it (a stale
-    read only admits or rejects a call that raced with a transition, which it
-    could anyway; a quiet window is one a success leaves as it is).
+    ``failures``, ``open_until``, ``window.quiet`` and ``timed.until``
+    (``timed`` is ``window`` when that is a time window, else ``None``)
+    without it (a stale read only admits or rejects a call that raced with a
+    transition, which it could anyway; a quiet window is one a success leaves
+    as it is; a time window counts a success without the lock before its
+    ``until``, see ``_TimeWindow``).
     """
 
     __slots__ = (
@@ -583,6 +587,7 @@ class _Circuit:
         "open_until",
         "openings",
         "state",
+        "timed",
         "trial_successes",
         "trials",
         "window",
@@ -601,6 +606,7 @@ class _Circuit:
         self.last_open_for: float | None = None
         self.window_config: FailureRateWindow | None = window
         self.window = _new_window(window)
+        self.timed = self.window if isinstance(self.window, _TimeWindow) else None
 
     def conform(self, window: FailureRateWindow | None) -> None:
         """Follow the window of the latest breaker bound to this circuit."""
@@ -608,8 +614,13 @@ class _Circuit:
             with self.lock:
                 self.window_config = window
                 self.window = _new_window(window)
+                self.timed = self.window if isinstance(self.window, _TimeWindow) else None
+                if self.timed is not None:
+                    self.timed.admit_hits(self.state is _CLOSED)
 
-    def enter_success(self, policy: BreakerPolicy, now: float) -> bool:
+    def enter_success(
+        self, policy: BreakerPolicy, now: float, counted: _TimeWindow | None = None
+    ) -> bool:
         """Count the success of a call admitted closed, unless the store must record it.
 
         What ``MemoryStore.record_success`` does with such a success, in one
@@ -618,12 +629,18 @@ class _Circuit:
         success would open the circuit (state changes are left to the store's
         operations, which the breaker orders for its listeners) or when the
         window is not the one of *policy* (the store's operations conform it).
+
+        *counted*: the time window that already counted this success without
+        the lock and found its ``until`` passed meanwhile (a failure came in);
+        the count is taken back and the success judged here.
         """
         lock = self.lock
         # acquire/release rather than `with`: this runs on every success, and
         # the with statement costs about twice as much (measured on 3.11).
         lock.acquire()
         try:
+            if counted is not None:
+                counted.take_back()
             window = self.window
             if window is None or (
                 window.config is not policy.window and window.config != policy.window
@@ -668,6 +685,8 @@ class _Circuit:
         self.trials = 0
         self.trial_successes = 0
         self.state = state
+        if self.timed is not None:
+            self.timed.admit_hits(state is _CLOSED)
 
     def _failures(self) -> int:
         return self.failures if self.window is None else self.window.failures
@@ -744,11 +763,25 @@ class _TimeWindow:
     the buckets that were entered are kept, oldest first, so catching up after
     an idle spell costs the buckets that age out (each entered once), not the
     bucket count: a window idle for longer than its span is simply emptied.
+
+    A success needs no lock while the circuit is closed, the window holds no
+    failure and no slow call (a success then cannot open the circuit) and the
+    clock is still in the current bucket: ``until`` is where that bucket ends
+    then, ``-inf`` otherwise. Before it, the breaker counts a success with ``next(hits)``
+    (atomic) and compares with ``until`` again. Every operation under the
+    circuit's lock first folds the successes counted that way into the current
+    bucket (``_fold``), so the totals it reads are exact. An operation that
+    enters a failure or a slow call, or takes the circuit out of closed, sets
+    ``until`` to ``-inf`` before it folds: a success counted after that fold
+    then finds ``until`` passed, and its thread takes the lock to judge it
+    (``take_back``, then ``add_success``), so no success escapes the
+    failure-rate rule.
     """
 
     __slots__ = (
         "_buckets",
         "_current",
+        "_folded",
         "_last",
         "_next",
         "_size",
@@ -756,9 +789,23 @@ class _TimeWindow:
         "calls",
         "config",
         "failures",
+        "hits",
+        "lockless",
         "quiet",
         "slow",
+        "until",
     )
+
+    _buckets: deque[list[int]]
+    _current: list[int]
+    _last: int | None
+    _next: float
+    _folded: int
+    calls: int
+    failures: int
+    slow: int
+    hits: itertools.count[int]
+    until: float
 
     def __init__(
         self, seconds: float, buckets: int, config: FailureRateWindow | None = None
@@ -767,11 +814,33 @@ class _TimeWindow:
         self.quiet = False  # never: every success counts in its bucket (see _CountWindow)
         self._width = seconds / buckets
         self._size = buckets
-        self._buckets: deque[list[int]] = deque()  # [calls, failures, slow, number], oldest first
-        self._current: list[int] = []  # the newest bucket's entry (none before the first advance)
-        self.calls = self.failures = self.slow = 0
-        self._last: int | None = None  # the newest bucket's number
-        self._next = -math.inf  # where the bucket after it starts, in widths
+        self.lockless = True  # whether the circuit is closed (see admit_hits)
+        self.clear()
+
+    def _fold(self) -> None:
+        """Move the successes counted without the lock into the current bucket (under it)."""
+        # next() both reads the counter and takes one value for itself: the
+        # successes are the values handed out since the last fold, this one excluded.
+        taken = next(self.hits)
+        counted = taken - self._folded
+        self._folded = taken + 1
+        if counted and self._current:
+            self._current[0] += counted
+            self.calls += counted
+
+    def admit_hits(self, closed: bool) -> None:
+        """Count successes without the lock only while the circuit is *closed*."""
+        self.lockless = closed
+        if not closed:
+            self.until = -math.inf  # before the fold: see the class docstring
+        self._fold()
+
+    def take_back(self) -> None:
+        """Uncount one success counted without the lock, so that the lock's path enters it."""
+        self._fold()
+        if self._current:
+            self._current[0] -= 1
+            self.calls -= 1
 
     def advance(self, now: float) -> int:
         """Drop the buckets that aged out by *now*; return the current bucket."""
@@ -780,6 +849,7 @@ class _TimeWindow:
         if last is None or current - last >= self._size:
             self.clear()  # idle for the whole span (or new): empty, whatever the bucket count
         elif current > last:
+            self._fold()  # into the bucket they were counted in, before it is left
             buckets = self._buckets
             oldest_live = current - self._size + 1
             while buckets and buckets[0][3] < oldest_live:
@@ -788,11 +858,14 @@ class _TimeWindow:
                 self.failures -= failures
                 self.slow -= slow
         else:  # a clock swapped for one that is behind: stay in the newest bucket
+            self._fold()
             return last
         self._last = current
         self._current = entry = [0, 0, 0, current]
         self._buckets.append(entry)
         self._next = float(current + 1)
+        calm = self.lockless and not self.failures and not self.slow
+        self.until = (current + 1) * self._width if calm else -math.inf
         return current
 
     def add_success(self, policy: BreakerPolicy, now: float) -> bool:
@@ -800,6 +873,8 @@ class _TimeWindow:
         # now / width < _next is floor(now / width) <= _last, without calling floor.
         if now / self._width >= self._next:
             self.advance(now)
+        else:
+            self._fold()
         calls = self.calls + 1
         if (self.failures or self.slow) and policy.rate_exceeded(calls, self.failures, self.slow):
             return False
@@ -816,13 +891,21 @@ class _TimeWindow:
         self.calls += 1
         self.failures += failed
         self.slow += slow
+        if failed or slow:
+            # No more successes without the lock; then those counted so far are
+            # folded in, before the rate is judged (see the class docstring).
+            self.until = -math.inf
+            self._fold()
 
     def clear(self) -> None:
-        self._buckets = deque()
-        self._current = []
+        self._buckets = deque()  # [calls, failures, slow, number], oldest first
+        self._current = []  # the newest bucket's entry (none before the first advance)
         self.calls = self.failures = self.slow = 0
-        self._last = None
-        self._next = -math.inf  # the next success advances first
+        self._last = None  # the newest bucket's number
+        self._next = -math.inf  # where the bucket after it starts, in widths
+        self.until = -math.inf  # no bucket yet: the next success advances first, under the lock
+        self.hits = itertools.count()  # successes counted without the lock...
+        self._folded = 0  # ...of which those below this value are in the buckets
 
 
 def _new_window(config: FailureRateWindow | None) -> _CountWindow | _TimeWindow | None:

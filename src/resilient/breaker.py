@@ -11,9 +11,11 @@ Where the state lives is a ``BreakerStore``: ``MemoryStore`` (the default)
 keeps it in this process; every store operation is one atomic transition, so
 a shared store (Redis) can run each as one script. The breaker itself holds
 no lock while the protected function runs. On the closed happy path of the
-in-memory store it takes none at all with the consecutive rule, or with a
-count-based window that holds only successes; with any other window, one
-short critical section per success counts it.
+in-memory store it takes none at all with the consecutive rule, with a
+count-based window that holds only successes, or with a time-based window
+that holds no failure (an atomic counter of its current bucket counts the
+success); with a window holding failures, one short critical section per
+success counts it.
 """
 
 from __future__ import annotations
@@ -449,8 +451,9 @@ class CircuitBreaker:
         # With the in-memory store the breaker reads the circuit's state
         # without a lock to admit closed calls. With nothing to do per success
         # (no on_success listener, no call to time), the closed path skips the
-        # store's protocol: lock-free with the consecutive rule and with a
-        # count-based window of successes only, else one short critical section
+        # store's protocol: lock-free with the consecutive rule, with a
+        # count-based window of successes only and with a time-based window
+        # without failures (see _TimeWindow), else one short critical section
         # (_Circuit.enter_success). A success that opens the circuit still goes
         # through the store, so every change is queued under _order as above.
         self._circuit = store.bind(self._name, self._policy) if type(store) is MemoryStore else None
@@ -558,6 +561,10 @@ class CircuitBreaker:
         circuit = self._fast
         succeeded = self._succeeded
         windowed = self._windowed
+        timed = self._timed
+        policy = self._policy
+        config = policy.window
+        own_clock = self._clock
         checked = False  # whether a call returned something that is not a coroutine
 
         @functools.wraps(func)
@@ -577,7 +584,19 @@ class CircuitBreaker:
                         refuse_lazy_result(result, func, "@breaker")
                     checked = True
                 next(succeeded)
-                if circuit.failures or windowed:
+                if timed:  # the time window's part of _closed_success, inlined
+                    clock = DEFAULTS.clock if own_clock is None else own_clock
+                    now = time.monotonic() if clock is SYSTEM_CLOCK else clock.monotonic()
+                    window = circuit.timed
+                    if window is not None and window.config is config and now < window.until:
+                        next(window.hits)
+                        if now < window.until:
+                            return result
+                    else:
+                        window = None
+                    if not circuit.enter_success(policy, now, window):
+                        breaker._success_through_store()
+                elif circuit.failures or windowed:
                     breaker._closed_success()
                 return result
             # The common rejection of `call`, inlined too (read off the breaker:
@@ -927,25 +946,37 @@ class CircuitBreaker:
         """A success on the closed fast path that has something to record.
 
         With the consecutive rule: failures to forget. With a window: the
-        success to enter, in one short critical section of the circuit
+        success to enter, without a lock in a window that holds no failure,
+        else in one short critical section of the circuit
         (``_Circuit.enter_success``), or through the store when it opens the
-        circuit.
+        circuit. ``@breaker`` inlines the time window's part.
         """
         circuit = self._fast
         assert circuit is not None
         policy = self._policy
-        if not self._windowed:
-            self._store.record_success(self._name, policy, None, 0.0, False)
-            return
-        window = circuit.window
-        if window is not None and window.quiet and window.config is policy.window:
-            return  # a window of successes only: one more changes nothing
-        now = 0.0
-        if self._timed:  # _now(), inlined: a time-based window reads the clock per success
+        if self._timed:
             clock = DEFAULTS.clock if self._clock is None else self._clock
             now = time.monotonic() if clock is SYSTEM_CLOCK else clock.monotonic()
-        if not circuit.enter_success(policy, now):
-            self._success_through_store()
+            timed = circuit.timed
+            if timed is not None and timed.config is policy.window and now < timed.until:
+                # The current bucket of a window without failures: counted without
+                # the lock (see _TimeWindow), unless a failure came in meanwhile and
+                # the lock's path must judge this success.
+                next(timed.hits)
+                if now < timed.until:
+                    return
+            else:
+                timed = None
+            if not circuit.enter_success(policy, now, timed):
+                self._success_through_store()
+        elif not self._windowed:
+            self._store.record_success(self._name, policy, None, 0.0, False)
+        else:
+            window = circuit.window
+            if window is not None and window.quiet and window.config is policy.window:
+                return  # a count window of successes only: one more changes nothing
+            if not circuit.enter_success(policy, 0.0):
+                self._success_through_store()
 
     def _success_through_store(self) -> None:
         """A closed success that the circuit left to the store: it opens the circuit."""
