@@ -2545,11 +2545,76 @@ def test_logger_receives_the_breaker_lines(caplog: pytest.LogCaptureFixture) -> 
     assert record.event == "circuit_open"  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("logger", ["resilient.breaker", print])
+@pytest.mark.parametrize("logger", ["resilient.breaker", print, logging.StreamHandler()])
 def test_a_logger_that_is_not_one_is_refused(logger: Any) -> None:
-    """``logger=`` must be a ``logging.Logger``, checked at construction."""
-    with pytest.raises(TypeError, match=r"logger must be a logging\.Logger or None"):
+    """``logger=`` must be a ``logging.Logger`` or ``LoggerAdapter``, checked at construction."""
+    with pytest.raises(
+        TypeError, match=r"logger must be a logging\.Logger \(or LoggerAdapter\) or None, got"
+    ):
         CircuitBreaker(logger=logger)
+
+
+class _Prefixed(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """An adapter that prefixes its messages, as applications write them."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        assert self.extra is not None
+        return f"[{self.extra['request_id']}] {msg}", {**kwargs, "extra": self.extra}
+
+
+ADAPTERS = {
+    "LoggerAdapter": lambda: logging.LoggerAdapter(
+        logging.getLogger("myapp.adapted"), {"request_id": "r-1"}
+    ),
+    "prefixing subclass": lambda: _Prefixed(
+        logging.getLogger("myapp.adapted"), {"request_id": "r-1"}
+    ),
+    "nested": lambda: logging.LoggerAdapter(
+        logging.LoggerAdapter(logging.getLogger("myapp.adapted"), {"request_id": "r-1"}),
+        {"tenant": "t-9"},
+    ),
+}
+
+
+@pytest.mark.parametrize("make", ADAPTERS.values(), ids=ADAPTERS.keys())
+def test_a_logger_adapter_gets_the_state_changes_with_its_fields_and_ours(
+    make: Callable[[], Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """``logger=LoggerAdapter(...)``, as ``@retry`` takes it: a state change carries the
+    adapter's fields and every structured field of the breaker's own; its prefix stays."""
+    breaker = CircuitBreaker(1, name="db", logger=make(), clock=ManualClock())
+    with caplog.at_level(logging.INFO):
+        fail_times(breaker, 1)
+    [record] = caplog.records
+    assert record.name == "myapp.adapted"
+    assert record.request_id == "r-1"  # type: ignore[attr-defined]
+    assert (record.event, record.breaker) == ("circuit_open", "db")  # type: ignore[attr-defined]
+    assert record.error_type == "test_breaker.Boom"  # type: ignore[attr-defined]
+    message = record.getMessage()
+    prefix = "[r-1] " if isinstance(breaker._logger, _Prefixed) else ""  # pyright: ignore[reportPrivateUsage]
+    assert message.startswith(prefix + "circuit 'db' opened after 1 failure")
+
+
+@pytest.mark.parametrize("make", ADAPTERS.values(), ids=ADAPTERS.keys())
+def test_a_logger_adapter_gets_a_failing_listener_with_its_fields_and_ours(
+    make: Callable[[], Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The breaker's lines about a failure (a listener that raised, logged with its
+    traceback redacted) go through the adapter too, its fields added to the breaker's."""
+
+    class Leaky:
+        def on_success(self, breaker: CircuitBreaker) -> None:
+            raise RuntimeError("password=hunter2")
+
+    breaker = CircuitBreaker(name="db", logger=make(), listeners=[Leaky()])
+    with caplog.at_level(logging.INFO):
+        assert breaker.call(ok) == "ok"
+    [record] = caplog.records
+    assert record.name == "myapp.adapted"
+    assert record.request_id == "r-1"  # type: ignore[attr-defined]
+    assert (record.event, record.breaker) == ("breaker_listener_failed", "db")  # type: ignore[attr-defined]
+    assert "hunter2" not in logging.Formatter().format(record)
+    assert record.exc_info is not None
 
 
 def test_bare_decorator_says_to_build_a_breaker_first() -> None:

@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable
 # Not ``typing.TYPE_CHECKING``: see ``resilient/__init__.py``.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from logging import Logger
+    from logging import Logger, LoggerAdapter
+    from typing import Any
 
 __all__ = [
     "DEFAULT_REDACT_HEADERS",
@@ -30,6 +31,7 @@ __all__ = [
     "safe_repr",
     "safe_str",
     "type_name",
+    "unwrap_adapter",
 ]
 
 DEFAULT_REDACT_KEYS: tuple[str, ...] = (
@@ -330,8 +332,28 @@ def safe_repr(value: object) -> str:
     return text if type(text) is str else f"<{type(value).__qualname__}>"
 
 
+def unwrap_adapter(
+    logger: Logger | LoggerAdapter[Any], message: str, extra: dict[str, object]
+) -> tuple[Logger, str, dict[str, object]]:
+    """The ``Logger`` under *logger*, and the message and fields to give it.
+
+    A ``logging.LoggerAdapter`` (or several, nested) processes the message as
+    it would (a subclass may prefix it) and its ``extra`` is merged with
+    *extra*, the library's fields winning a clash: ``LoggerAdapter.process``
+    itself replaces a call's ``extra`` with the adapter's (unless
+    ``merge_extra=True``, Python 3.13+), which would lose every structured
+    field of the library's lines. A ``Logger`` is returned as it is.
+    """
+    current: Any = logger
+    while callable(getattr(current, "process", None)) and hasattr(current, "extra"):
+        message, kwargs = current.process(message, {"extra": extra})
+        extra = {**(kwargs.get("extra") or {}), **extra}
+        current = current.logger
+    return current, message, extra
+
+
 def log_with_traceback(
-    logger: Logger,
+    logger: Logger | LoggerAdapter[Any],
     level: int,
     message: str,
     *args: object,
@@ -350,6 +372,7 @@ def log_with_traceback(
     """
     if not logger.isEnabledFor(level):
         return
+    logger, message, extra = unwrap_adapter(logger, message, extra)
     # The source of the line, as logger.log would find it.
     caller = sys._getframe(1)  # pyright: ignore[reportPrivateUsage]
     record = logger.makeRecord(

@@ -61,7 +61,7 @@ from resilient._compat import (
     seconds,
     trial_calls,
 )
-from resilient._redact import describe_error, error_fields, log_with_traceback
+from resilient._redact import describe_error, error_fields, log_with_traceback, unwrap_adapter
 from resilient.backoff import Backoff
 
 if TYPE_CHECKING:
@@ -271,7 +271,10 @@ class CircuitBreaker:
         classifier: ``(exc) -> ErrorClass``; default ``resilient.classify``.
         counted_classes: the classes of failure that count toward opening.
         logger: where this breaker's lines go instead of the
-            ``resilient.breaker`` logger; same messages and fields.
+            ``resilient.breaker`` logger; same messages and fields. A
+            ``logging.LoggerAdapter`` is accepted too: its ``extra`` fields are
+            added to the breaker's (which win a clash), and its ``process``
+            may rewrite the message, as with ``@retry(logger=...)``.
 
     The settings read back as read-only properties (``name``,
     ``failure_threshold``, ``recovery_timeout``, ``half_open_max_calls``,
@@ -343,7 +346,7 @@ class CircuitBreaker:
         store: BreakerStore | AsyncBreakerStore | None = None,
         classifier: Callable[..., ErrorClass] = classify,
         counted_classes: Collection[ErrorClass] = DEFAULT_COUNTED,
-        logger: logging.Logger | None = None,
+        logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
     ) -> None:
         _check_not_misused(failure_threshold)
         check_int("failure_threshold", failure_threshold)
@@ -384,9 +387,13 @@ class CircuitBreaker:
         check_clock(clock)
         if not callable(classifier):
             raise TypeError(f"classifier must be callable, got {classifier!r}")
-        if logger is not None and not isinstance(logger, logging.Logger):
-            raise TypeError(f"logger must be a logging.Logger or None, got {logger!r}")
-        self._logger = _logger if logger is None else logger
+        if logger is not None and not isinstance(logger, (logging.Logger, logging.LoggerAdapter)):
+            raise TypeError(
+                f"logger must be a logging.Logger (or LoggerAdapter) or None, got {logger!r}"
+            )
+        self._logger: logging.Logger | logging.LoggerAdapter[Any] = (
+            _logger if logger is None else logger
+        )
         self._counted = _error_classes("counted_classes", counted_classes)
         self._classifier = classifier
         self._expected = _exception_types("expected_exception", expected_exception, empty=False)
@@ -1356,7 +1363,9 @@ class CircuitBreaker:
             extra["open_for"] = round(transition.open_for, 6)
         if exc is not None:
             extra["error_type"], extra["error"] = error_fields(exc)
-        logger.log(level, template, *args, extra=extra)
+        # An adapter's fields are added to ours, not put in their place.
+        target, template, extra = unwrap_adapter(logger, template, extra)
+        target.log(level, template, *args, extra=extra)
 
     def _emit(self, hooks: tuple[Callable[..., object], ...], *args: object) -> None:
         for hook in hooks:

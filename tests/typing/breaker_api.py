@@ -188,6 +188,7 @@ def settings_and_durations() -> None:
         slow_call_duration=timedelta(seconds=2),
         logger=logging.getLogger("app"),
     )
+    CircuitBreaker(logger=logging.LoggerAdapter(logging.getLogger("app"), {"request_id": "r-1"}))
     assert_type(breaker.name, str)
     assert_type(breaker.failure_threshold, int)
     assert_type(breaker.recovery_timeout, float | Backoff)
