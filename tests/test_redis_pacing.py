@@ -586,7 +586,8 @@ def test_a_cancelled_async_waiter_behind_others_leaves_its_turn_unused(
         try:
             await client.delete(*rate_keys("resilient", "held"))
             store = AsyncRedisStore(client, time_source="breaker")
-            limiter = RateLimiter(1, name="held", store=store, clock=HeldClock())
+            clock = HeldClock()
+            limiter = RateLimiter(1, name="held", store=store, clock=clock)
 
             async def next_turn() -> float:
                 with pytest.raises(RateLimitExceeded) as caught:
@@ -595,9 +596,9 @@ def test_a_cancelled_async_waiter_behind_others_leaves_its_turn_unused(
 
             await limiter.acquire_async()  # the turn at 0
             first = asyncio.ensure_future(limiter.acquire_async())  # the turn at 1
-            await asyncio.sleep(0.05)
+            await _until(lambda: len(clock.sleeps) == 1)  # reserved, and waiting
             second = asyncio.ensure_future(limiter.acquire_async())  # the turn at 2
-            await asyncio.sleep(0.05)
+            await _until(lambda: len(clock.sleeps) == 2)
             first.cancel()
             await asyncio.gather(first, return_exceptions=True)
             behind = await next_turn()
