@@ -43,6 +43,9 @@ limit = ConcurrencyLimit(
 store: PacingStore = MemoryPacingStore()
 assert_type(store.rate_reserve("api", RatePolicy(1.0, 1.0, 1.0), 1.0, 0.0, 0.0), Reservation)
 assert_type(store.slot_acquire("llm", 8, 60.0, 0.0), str | None)
+assert_type(store.rate_confirm("api", RatePolicy(1.0, 1.0, 1.0), "turn", 0.0), Reservation)
+assert_type(store.rate_refund("api", RatePolicy(1.0, 1.0, 1.0), 1.0, 0.0, "turn"), str | None)
+assert_type(Reservation(True, 0.0).turn, str | None)
 
 
 def forms() -> None:
