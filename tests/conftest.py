@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import freezegun
 import pytest
 from hypothesis import settings
 
@@ -20,6 +21,65 @@ from hypothesis import settings
 settings.register_profile("default", deadline=None, print_blob=True)
 settings.register_profile("ci", deadline=None, print_blob=True, derandomize=True)
 settings.load_profile("ci" if os.environ.get("CI") else "default")
+
+
+# freezegun, at each start, reads every attribute of every loaded module to patch the
+# references to the time functions it finds. The SDKs' modules are thousands of
+# pydantic types that never read the time, and reading the attributes of `openai`
+# imports its lazily loaded resources: the first freeze_time of a worker took a
+# second of CPU (seconds on a busy machine), each later one a tenth. Left alone,
+# those modules keep the real time functions; no test runs them under freezegun.
+freezegun.configure(extend_ignore_list=["anthropic", "openai"])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``slow`` marker (see ``pytest_collection_modifyitems``)."""
+    config.addinivalue_line(
+        "markers",
+        "slow: takes seconds (interpreters started, real-time waits); under xdist it starts "
+        "first, so that the run does not wait for it at the end",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` first; otherwise the collection's order (a stable sort)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+# Tests that share a module fixture starting interpreters (a run of an example, a
+# pool of spawned processes), by node-id prefix: under xdist the tests of a prefix
+# run on one worker, so that the fixture runs once, not once per worker.
+SHARED_FIXTURE_PREFIXES = (
+    "tests/test_examples.py::test_agent_loop_",
+    "tests/test_examples.py::test_llm_agent_",
+    "tests/test_examples.py::test_load_",
+    "tests/test_redis_pacing_processes.py::",
+    "tests/test_redis_processes.py::",
+)
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: harmless when xdist is off
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``-n``'s distribution (``load``): one test at a time, in order, slow tests first.
+
+    xdist's own ``load`` hands each worker runs of consecutive tests, so a slow
+    test ran wherever its module fell in the collection, often last, while the
+    other workers waited for it. Here each test is a unit of its own, handed
+    out in the order of ``pytest_collection_modifyitems`` (slow ones first),
+    except the tests of a ``SHARED_FIXTURE_PREFIXES`` prefix: one unit each,
+    handed out before the others (the longest first). Any other ``--dist`` is xdist's.
+    """
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SlowFirstScheduling(LoadScopeScheduling):
+        """Strictly private: xdist's ``loadscope`` with a unit per test, or per shared fixture."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return next((p for p in SHARED_FIXTURE_PREFIXES if nodeid.startswith(p)), nodeid)
+
+    return SlowFirstScheduling(config, log)
 
 
 @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: harmless when xdist is off

@@ -19,6 +19,7 @@ LONG = 40_000
 # Retaining anything per call (a pointer in a list) costs at least 8 bytes a call, so
 # 90,000 more calls would add at least 720,000 bytes; this slack only absorbs noise.
 SLACK_BYTES = 16 * 1024
+pytestmark = pytest.mark.slow  # each test makes ~100,000 traced calls: about a second
 
 
 def work(x: int) -> int:

@@ -333,6 +333,7 @@ class WindowRule(BreakerMachine):
 
 
 SETTINGS = settings(max_examples=60, stateful_step_count=40)
+pytestmark = pytest.mark.slow  # seconds of CPU per state machine
 
 TestConsecutiveRule = ConsecutiveRule.TestCase
 TestConsecutiveRule.settings = SETTINGS

@@ -24,6 +24,10 @@ from flaky_server import FlakyServer, Step, StepSpec
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
+# Each test runs an example in a new interpreter, or reads a module fixture's run of
+# one: under xdist they start first (tests/conftest.py).
+pytestmark = pytest.mark.slow
+
 SUMMARY = re.compile(r"^(\d+)/(\d+) tasks completed successfully$", re.MULTILINE)
 
 

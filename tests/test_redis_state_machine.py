@@ -26,6 +26,7 @@ from hypothesis.stateful import run_state_machine_as_test
 from test_breaker_state_machine import ConsecutiveRule, Model, WindowRule
 
 SETTINGS = settings(max_examples=20, stateful_step_count=25)
+pytestmark = pytest.mark.slow  # seconds of Redis round trips per test
 
 _namespaces = itertools.count()
 

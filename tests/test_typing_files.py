@@ -23,6 +23,7 @@ def test_there_are_typing_files() -> None:
     assert {"breaker_api", "cleanup_api", "extras_api", "retry_api", "task_api"} <= set(MODULES)
 
 
+@pytest.mark.slow  # a new interpreter imports both LLM SDKs
 def test_every_typing_file_imports() -> None:
     """Each file imports in a fresh interpreter (its breakers stay out of this process)."""
     code = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"
