@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import inspect
 import logging
 import pickle
 import re
@@ -2824,3 +2825,16 @@ def test_an_option_refused_is_refused_after_an_equal_one_was_accepted(form: str)
     run(jitter=False)
     with pytest.raises(TypeError, match="jitter must be True, False or a jitter strategy"):
         run(jitter=0.0)
+
+
+@pytest.mark.parametrize("form", [retry, retrying])
+def test_every_keyword_of_the_decorator_and_the_block_reaches_the_policy(
+    form: Callable[..., object],
+) -> None:
+    """The options handed to the policy are exactly the keywords of each form."""
+    keywords = [
+        p.name
+        for p in inspect.signature(form).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "name"
+    ]
+    assert keywords == list(_retry.OPTIONS)

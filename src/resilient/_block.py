@@ -26,6 +26,7 @@ from resilient._retry import (
     RetryTarget,
     awaited_budget_refusal,
     fall_back,
+    options_in,
     shared_policy,
 )
 
@@ -452,25 +453,7 @@ def retrying(
     Returns:
         A reusable ``Retrying``: each loop over it is one retried call.
     """
-    policy = shared_policy(
-        max_retries=max_retries,
-        base_delay=base_delay,
-        max_delay=max_delay,
-        jitter=jitter,
-        retryable_classes=retryable_classes,
-        deadline=deadline,
-        classifier=classifier,
-        on_retry=on_retry,
-        budget=budget,
-        clock=clock,
-        retry_on_result=retry_on_result,
-        max_retry_after=max_retry_after,
-        on=on,
-        fallback=fallback,
-        logger=logger,
-        stop_event=stop_event,
-        limiter=limiter,
-    )
+    policy = shared_policy(**options_in(locals()))  # the keywords above but name
     if name is not None and (not isinstance(name, str) or not name):
         raise TypeError(f"name must be a non-empty str or None, got {name!r}")
     target = RetryTarget(_no_function, policy, form="retrying()")

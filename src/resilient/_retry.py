@@ -227,6 +227,33 @@ class Policy:
         """Whether the happy path must do more than call the function."""
 
 
+OPTIONS = (
+    "max_retries",
+    "base_delay",
+    "max_delay",
+    "jitter",
+    "retryable_classes",
+    "deadline",
+    "classifier",
+    "on_retry",
+    "budget",
+    "clock",
+    "retry_on_result",
+    "max_retry_after",
+    "on",
+    "fallback",
+    "logger",
+    "stop_event",
+    "limiter",
+)
+"""The keyword options of ``@retry`` and ``retrying()``, which ``Policy`` takes."""
+
+
+def options_in(scope: dict[str, Any]) -> dict[str, Any]:
+    """Strictly private. The options among the ``locals()`` of a form that takes them all."""
+    return {name: scope[name] for name in OPTIONS}
+
+
 _SHARED_POLICIES: dict[tuple[int, ...], tuple[Policy, tuple[object, ...]]] = {}
 _SHARED_POLICIES_LIMIT = 256
 
@@ -1338,25 +1365,7 @@ def retry(  # noqa: F811
     Returns:
         The decorated function, with the same signature.
     """
-    policy = Policy(
-        max_retries=max_retries,
-        base_delay=base_delay,
-        max_delay=max_delay,
-        jitter=jitter,
-        retryable_classes=retryable_classes,
-        deadline=deadline,
-        classifier=classifier,
-        on_retry=on_retry,
-        budget=budget,
-        clock=clock,
-        retry_on_result=retry_on_result,
-        max_retry_after=max_retry_after,
-        on=on,
-        fallback=fallback,
-        logger=logger,
-        stop_event=stop_event,
-        limiter=limiter,
-    )
+    policy = Policy(**options_in(locals()))  # every keyword of the signature above
     if func is _NO_FUNCTION:
         return functools.partial(_decorate, policy=policy)
     return _decorate(func, policy)
