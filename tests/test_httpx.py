@@ -61,7 +61,7 @@ def llm() -> Iterator[FakeLLMServer]:
 
 @pytest.fixture(scope="module")
 def flaky() -> Iterator[FlakyServer]:
-    with FlakyServer(drip_interval=3.0, drip_size=10) as server:
+    with FlakyServer(drip_interval=10.0, drip_size=10) as server:
         yield server
 
 
@@ -434,13 +434,14 @@ def test_a_streamed_upload_is_retried_when_the_connection_was_refused(
     assert len(clock.sleeps) == 2
 
 
-# Real time: the server sends the headers at once, then one byte every 3 s (10
-# bytes). total_timeout=1.0 must cut the body well before its first byte at
-# 3 s. Each client first makes a request that leaves a kept-alive connection
+# Real time: the server sends the headers at once, then one byte every 10 s (10
+# bytes). total_timeout=1.0 must cut the body long before its first byte at
+# 10 s. Each client first makes a request that leaves a kept-alive connection
 # behind, so the timed request needs no connect (on a loaded machine, opening
 # a connection once took longer than a 0.6 s cap). Margins on a busy machine:
-# 1 s for the request and the headers, 1.5 s between the cap and the claim.
-DRIP_CAP, DRIP_CLAIM = 1.0, 2.5
+# 1 s for the request and the headers, 4 s between the cap and the claim (a
+# stall of 1.9 s past a 1 s cap was seen under .ci/busy).
+DRIP_CAP, DRIP_CLAIM = 1.0, 5.0
 
 
 @pytest.mark.parametrize("lib", LIBRARIES, ids=lambda m: m.__name__)
@@ -484,9 +485,9 @@ def test_total_timeout_cuts_a_streamed_body_read_later(lib: Any, flaky: FlakySer
 def test_total_timeout_cuts_a_body_that_keeps_dripping_fast(llm: FakeLLMServer) -> None:
     """Bytes every 0.05 s never trip a read timeout, but the whole body is still capped.
 
-    Real time: 100 bytes over 5 s; the cap is 1 s, the claim 2.5 s (margin 1.5 s).
+    Real time: 200 bytes over 10 s; the cap is 1 s, the claim 5 s (margin 4 s).
     """
-    llm.script("/fast-drip", Reply(body=b"x" * 100, drip=0.05))
+    llm.script("/fast-drip", Reply(body=b"x" * 200, drip=0.05))
     with httpx2.Client(transport=ResilientTransport(total_timeout=DRIP_CAP)) as client:
         started = time.monotonic()
         with pytest.raises(httpx2.ReadTimeout, match=r"total_timeout=1 s passed while reading"):
