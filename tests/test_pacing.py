@@ -1228,6 +1228,58 @@ def test_a_cancelled_store_release_still_frees_the_count_of_in_flight() -> None:
     assert limit.in_flight == 0
 
 
+class SlowAnswerStore(MemoryPacingStore):
+    """Grants a slot at once but answers only when the test opens the gate; releases fail."""
+
+    __slots__ = ("gate", "granted")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.granted = 0
+
+    async def slot_acquire_async(
+        self, name: str, limit: int, lease_ttl: float, now: float
+    ) -> str | None:
+        lease = self.slot_acquire(name, limit, lease_ttl, now)
+        self.granted += 1
+        await self.gate.wait()
+        return lease
+
+    async def slot_release_async(self, name: str, lease: str, now: float) -> None:
+        raise ConnectionError("store unreachable")
+
+
+def test_an_undo_that_fails_is_logged_saying_what_comes_back_when(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A slot granted to a cancelled task whose release then fails: one WARNING that
+    names the limit, the error and what happens next (the lease expires)."""
+    store = SlowAnswerStore()
+    limit = ConcurrencyLimit(2, name="db", store=store, clock=ManualClock())
+
+    async def main() -> None:
+        task = asyncio.ensure_future(limit.call_async(asyncio.sleep, 0))
+        while not store.granted:
+            await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        store.gate.set()
+        while limit._undoing:
+            await asyncio.sleep(0)
+
+    with caplog.at_level(logging.WARNING, logger="resilient.pacing"):
+        asyncio.run(main())
+    (record,) = caplog.records
+    assert record.getMessage() == (
+        "concurrency limit 'db' could not give back what a cancelled caller was granted "
+        "(ConnectionError: store unreachable): it comes back when it expires"
+    )
+    assert record.event == "pacing_undo_failed"  # type: ignore[attr-defined]
+    assert record.error_type == "ConnectionError"  # type: ignore[attr-defined]
+    assert limit.in_flight == 0
+
+
 def test_slots_through_a_store_are_shared_by_name() -> None:
     """Two limits on one store and name share the slots; another name does not."""
     clock = ManualClock()
