@@ -16,9 +16,10 @@ questions through the real ``openai`` SDK (its own retries off:
 - **without pacing**: ``@retry`` alone. Every process meets the limit on its
   own, backs off on its own, and the others keep sending into the same wall;
 - **with pacing**: the same ``@retry`` given a ``RateLimiter`` shared by the
-  whole fleet through Redis (one script per request, on Redis's clock) at
-  97.5% of the API's rate, so the fleet sends as fast as the API admits and
-  a 429's ``Retry-After`` pauses every process; an adaptive
+  whole fleet through Redis (one script per request, one more for a request
+  that waited its turn, on Redis's clock) at 97.5% of the API's rate, so
+  the fleet sends as fast as the API admits and a 429's ``Retry-After``
+  pauses every process, its waiting requests included; an adaptive
   ``ConcurrencyLimit`` per process that backs off on 429s and climbs back
   on successes; and a ``ConcurrencyLimit`` of 8 shared through Redis (slots
   are leases), so the fleet never has more requests in flight than the API
