@@ -143,15 +143,6 @@ class FailureRateWindow(Record):
         _set(self, "minimum_calls", minimum_calls)
         _set(self, "buckets", buckets)
 
-    def __reduce__(self) -> tuple[type[FailureRateWindow], tuple[object, ...]]:
-        return FailureRateWindow, (
-            self.failure_rate_threshold,
-            self.calls,
-            self.seconds,
-            self.minimum_calls,
-            self.buckets,
-        )
-
     @property
     def time_based(self) -> bool:
         """True for a window over the last *seconds*, False for the last *calls*."""
@@ -224,9 +215,6 @@ class BreakerPolicy(Record):
         _set(self, "slow_call_rate_threshold", slow_call_rate_threshold)
         _set(self, "slow_calls", slow_calls)
         _set(self, "required_calls", 0 if window is None else window.required_calls)
-
-    def __reduce__(self) -> tuple[type[BreakerPolicy], tuple[object, ...]]:
-        return BreakerPolicy, tuple(getattr(self, name) for name in self.__match_args__)
 
     def open_duration(self, openings: int, previous: float | None) -> float:
         """Seconds to stay open after *openings* earlier openings without a recovery.

@@ -365,6 +365,10 @@ class Record:
         )
         return f"{type(self).__qualname__}({', '.join(shown)})"
 
+    def __reduce__(self) -> tuple[type[Record], tuple[object, ...]]:
+        # Unpickled (and copied) through __init__: a frozen record cannot be set field by field.
+        return type(self), tuple(getattr(self, name) for name in self.__match_args__)
+
     def __setattr__(self, name: str, value: object) -> None:
         raise _frozen_error(f"cannot assign to field {name!r}")
 

@@ -113,9 +113,6 @@ class RetryState(Record):
         fields["elapsed"] = elapsed
         fields["result"] = result
 
-    def __reduce__(self) -> tuple[type[RetryState], tuple[object, ...]]:
-        return RetryState, tuple(self.__dict__[name] for name in self.__match_args__)
-
 
 # What only type checkers read: not built at run time.
 if TYPE_CHECKING:

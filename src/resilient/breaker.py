@@ -1467,9 +1467,6 @@ class BreakerMetrics(Record):
         _set(self, "remaining", remaining)
         _set(self, "store_mode", store_mode)
 
-    def __reduce__(self) -> tuple[type[BreakerMetrics], tuple[object, ...]]:
-        return BreakerMetrics, tuple(getattr(self, name) for name in self.__match_args__)
-
 
 # -- helpers --------------------------------------------------------------------
 

@@ -165,9 +165,6 @@ class TaskResult(Record, Generic[T]):
         fields["task_name"] = task_name
         fields["retry_after"] = retry_after
 
-    def __reduce__(self) -> tuple[type[TaskResult[T]], tuple[object, ...]]:
-        return TaskResult, tuple(self.__dict__[name] for name in self.__match_args__)
-
 
 class TaskSummary(Record):
     """The outcome of ``run_tasks``: every result, in input order, and the counts.
@@ -202,9 +199,6 @@ class TaskSummary(Record):
         _set(self, "results", results)
         _set(self, "total", total)
         _set(self, "interrupted", interrupted)
-
-    def __reduce__(self) -> tuple[type[TaskSummary], tuple[object, ...]]:
-        return TaskSummary, (self.results, self.total, self.interrupted)
 
     @property
     def succeeded(self) -> int:
