@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import redis
+from freezegun import freeze_time
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from redis.backoff import NoBackoff
@@ -941,12 +942,20 @@ class HeldReplies(redis.Redis):
         self.holding = True
 
 
+@pytest.mark.parametrize("frozen", [False, True], ids=["clock-moves", "clock-frozen"])
 def test_an_older_answer_coming_back_last_never_reopens_a_remembered_open_circuit(
-    redis_server: Any, redis_client: Any
+    redis_server: Any, redis_client: Any, frozen: bool
 ) -> None:
     """Two threads fail at once: Redis counts the first (closed, 1 failure), then the
     second, which opens; the opening's answer comes back first. The circuit is still
-    remembered open: the next call is rejected from the cache, without running."""
+    remembered open: the next call is rejected from the cache, without running. Also
+    under a frozen ``time.monotonic`` (freezegun without tick), where every reading is
+    equal: the order of the answers is not read from the clock."""
+    with freeze_time("2024-01-01") if frozen else contextlib.nullcontext():
+        older_answer_last(redis_server)
+
+
+def older_answer_last(redis_server: Any) -> None:
     client = HeldReplies.from_url(redis_server.url, socket_timeout=5.0, retry=Retry(NoBackoff(), 0))
     breaker = CircuitBreaker(2, 60.0, name="api", store=RedisStore(client, max_staleness=60.0))
     assert breaker.call(ok) == "ok"  # closed, remembered for 60 s

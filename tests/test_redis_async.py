@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio
+from freezegun import freeze_time
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -514,13 +515,16 @@ class HeldReplies(redis.asyncio.Redis):
             await asyncio.sleep(0)
 
 
+@pytest.mark.parametrize("frozen", [False, True], ids=["clock-moves", "clock-frozen"])
 @pytest.mark.parametrize("order", [(1, 0), (0, 1)], ids=["newest-first", "in-order"])
 def test_an_older_answer_coming_back_last_never_reopens_a_remembered_open_circuit(
-    redis_server: Any, order: tuple[int, int]
+    redis_server: Any, order: tuple[int, int], frozen: bool
 ) -> None:
     """Two failures overlap: Redis counts the first (closed, 1 failure), then the second,
     which opens. Whatever order the answers come back in, the circuit is remembered
-    open: the next call is rejected from the cache, without running."""
+    open: the next call is rejected from the cache, without running. Also under a
+    frozen ``time.monotonic`` (freezegun without tick), where every reading is equal:
+    the order of the answers is not read from the clock."""
 
     async def scenario() -> tuple[list[bool], int]:
         client = HeldReplies.from_url(
@@ -554,7 +558,8 @@ def test_an_older_answer_coming_back_last_never_reopens_a_remembered_open_circui
         assert heard.heard == [("closed", "open")]
         return ran, store.mode("api") == "redis"
 
-    ran, on_redis = run(scenario)
+    with freeze_time("2024-01-01") if frozen else contextlib.nullcontext():
+        ran, on_redis = run(scenario)
     assert ran == []
     assert on_redis
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import inspect
+import itertools
 import math
 import threading
 import time
@@ -107,6 +108,7 @@ class BreakerCore:
         "_pacing",
         "_probe",
         "_release",
+        "_requests",
         "_snapshot",
         "_success",
         "idle_ttl",
@@ -170,6 +172,10 @@ class BreakerCore:
         # callbacks (which must take no lock), swept when a lane is made.
         self._dropped: collections.deque[tuple[str, weakref.ref[object]]] = collections.deque()
         self._lock = threading.Lock()
+        # The order of the round trips: a number is drawn as each script is sent and
+        # as each answer comes back (next() of a count is atomic), so "sent before
+        # that answer came" never depends on a clock that may be frozen or coarse.
+        self._requests = itertools.count()
         self._fb = Fallback(
             namespace, on_store_error, self.retry_interval, time_source == "redis", self._lock
         )
@@ -538,7 +544,8 @@ class BreakerCore:
         if lane.policy is not policy:
             lane.bind(policy, self.idle_ttl, self.trial_timeout)
         redis_time = self.time_source == "redis"
-        sent = time.monotonic()
+        started = time.monotonic()
+        sent = next(self._requests)
         answer = yield (
             script,
             lane.keys,
@@ -560,20 +567,20 @@ class BreakerCore:
                 state,
                 int(reply[2]),
                 open_until,
-                sent + self.max_staleness,
+                started + self.max_staleness,
                 int(reply[4]),
                 "" if last == "-" else last,
                 # acquire refused a trial: every permit of this half-open period is out
                 state is _HALF_OPEN and script is self._acquire and not int(reply[6]),
                 (int(reply[18]), int(reply[19])),
-                time.monotonic(),
+                next(self._requests),
             ),
             sent,
         )
         return reply
 
-    def _remember(self, lane: Lane, view: View, sent: float) -> None:
-        """Remember *view*, the answer to a request sent at *sent*, unless it is older.
+    def _remember(self, lane: Lane, view: View, sent: int) -> None:
+        """Remember *view*, the answer to the request numbered *sent*, unless it is older.
 
         Overlapping operations (threads, coroutines) each have a connection,
         and their answers may come back in another order than Redis ran
@@ -583,7 +590,9 @@ class BreakerCore:
         remembered answer came back and it shows an earlier (epoch, version)
         of the circuit; a request sent after that came back was run after
         it, whatever its numbers say (a circuit whose keys were lost starts
-        again from Redis ``TIME``).
+        again from Redis ``TIME``). "Before" is read from the store's count of
+        round trips, not from ``time.monotonic()``: under a frozen clock
+        (freezegun without tick) every reading is equal.
         """
         with self._lock:
             held = lane.view

@@ -33,8 +33,9 @@ class View(NamedTuple):
     """Half-open, and acquire was refused: every trial permit is out."""
     seq: tuple[int, int] = (-1, -1)
     """The circuit's (epoch, version) the answer showed: the order of the answers."""
-    received: float = -math.inf
-    """``time.monotonic()`` when the answer came: a request sent later is answered later."""
+    received: int = -1
+    """The store's round-trip count when the answer came: a request numbered
+    below it was sent before this answer came back."""
 
 
 UNKNOWN = View(_CLOSED, 0, 0.0, -math.inf, 0, "")
