@@ -749,6 +749,18 @@ class _OpenCircuit(CircuitOpenError):
             f"RuntimeError: {'x' * 200}...[100 more chars] "
             f"(caused by TimeoutError: {'y' * 200}...[100 more chars])",
         ),
+        (  # asyncio.timeout raises TimeoutError from the CancelledError it used
+            # (redis-py's pool wait): the timeout is the cause worth naming
+            _raised_from(
+                ConnectionError("No connection available."),
+                _raised_from(TimeoutError(), asyncio.CancelledError()),
+            ),
+            "ConnectionError: No connection available. (caused by TimeoutError)",
+        ),
+        (  # a cancellation right under the wrapper is not named either
+            _raised_from(RuntimeError("gave up"), asyncio.CancelledError()),
+            "RuntimeError: gave up",
+        ),
         (  # an open circuit chained to the last failure is not caused by it
             _raised_from(_OpenCircuit("db", 3.0), ConnectionError("down")),
             "_OpenCircuit: circuit 'db' is open: call rejected without running; "
@@ -761,6 +773,26 @@ def test_an_error_is_described_by_its_innermost_cause(error: BaseException, desc
     assert describe_error(error) == described
     _, text = error_fields(error)
     assert text == redact(str(error))  # the field keeps the error's own full text
+
+
+def test_a_pool_wait_timeout_of_redis_asyncio_is_described_by_its_timeout() -> None:
+    """redis-py's asyncio pool wait, as it raises it on this Python: the timeout that
+    ``asyncio.timeout`` (``async_timeout`` before 3.11) raises is named, not the
+    ``CancelledError`` it raises it from."""
+    from redis.asyncio.connection import async_timeout
+
+    async def wait_for_a_connection() -> None:
+        try:
+            async with async_timeout(0.001):
+                await asyncio.sleep(10)
+        except asyncio.TimeoutError as err:
+            raise ConnectionError("No connection available.") from err
+
+    with pytest.raises(ConnectionError) as caught:
+        asyncio.run(wait_for_a_connection())
+    assert describe_error(caught.value) == (
+        "ConnectionError: No connection available. (caused by TimeoutError)"
+    )
 
 
 def test_a_cause_chain_that_loops_is_described() -> None:

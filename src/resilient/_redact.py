@@ -283,17 +283,26 @@ def innermost_cause(exc: BaseException) -> BaseException:
     ``urllib.error.URLError``), or the error being handled when the wrapper
     was raised, when the wrapper holds it among its arguments (``requests``
     raises ``ConnectionError(error)`` that way). An unrelated error that was
-    merely being handled is not a cause.
+    merely being handled is not a cause. The search stops above an
+    ``asyncio.CancelledError``: ``asyncio.timeout`` raises its ``TimeoutError``
+    from the cancellation it used to interrupt the wait, and the timeout is
+    what went wrong, not the cancellation.
     """
     seen = {id(exc)}
     current = exc
     for _ in range(16):
         inner = _wrapped(current)
-        if inner is None or id(inner) in seen:
+        if inner is None or id(inner) in seen or _is_cancellation(inner):
             break
         seen.add(id(inner))
         current = inner
     return current
+
+
+def _is_cancellation(exc: BaseException) -> bool:
+    # asyncio is not imported for this: an asyncio cancellation implies it is loaded.
+    aio = sys.modules.get("asyncio")
+    return aio is not None and isinstance(exc, aio.CancelledError)
 
 
 def _wrapped(exc: BaseException) -> BaseException | None:
