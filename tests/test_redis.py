@@ -920,6 +920,41 @@ def test_an_open_circuit_rejects_from_the_cache_without_a_round_trip(redis_clien
     assert client.round_trips == before
 
 
+@pytest.mark.parametrize("build", ["connect", "RedisStore.from_url"])
+def test_a_pool_opening_20_connections_looks_up_redis_pys_version_once(
+    redis_server: Any, monkeypatch: pytest.MonkeyPatch, build: str
+) -> None:
+    """``connect``'s pool (and so ``RedisStore.from_url``'s) resolves its driver info
+    once, not in each new connection: redis-py 7.0 to 8.1 read their installed version
+    (``importlib.metadata``, 1-2 ms) in every connection's ``__init__``."""
+    import redis.utils
+
+    if build == "connect":
+        client = connect(redis_server.url, socket_timeout=5.0)
+    else:
+        client = RedisStore.from_url(redis_server.url, socket_timeout=5.0).client
+    looked_up: list[int] = []
+    real = redis.utils.get_lib_version
+
+    def counted() -> str:
+        looked_up.append(1)
+        return real()  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(redis.utils, "get_lib_version", counted)
+    pool = client.connection_pool
+    opened = [pool.get_connection() for _ in range(20)]  # each one connected and ready
+    try:
+        assert len({id(each) for each in opened}) == 20
+        assert looked_up == []
+        infos = [getattr(each, "driver_info", None) for each in opened]
+        if infos[0] is not None:  # redis-py 7.0+: every connection still names the version
+            assert {info.lib_version for info in infos} == {redis.__version__}
+    finally:
+        for each in opened:
+            pool.release(each)
+        client.close()
+
+
 class HeldReplies(redis.Redis):
     """A client that runs each script at once, in the order asked, but hands its answer
     back only when the test releases it: answers come back in the order the test says."""

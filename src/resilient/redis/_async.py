@@ -25,7 +25,7 @@ from resilient._breaker_state import (
     Transition,
 )
 from resilient.pacing import RatePolicy, Reservation
-from resilient.redis._core import STORE_ERRORS, BreakerCore, BudgetCore, Op
+from resilient.redis._core import STORE_ERRORS, BreakerCore, BudgetCore, Op, driver_info
 from resilient.redis._pacing import async_only
 from resilient.redis._settings import DEFAULT_SOCKET_TIMEOUT, check_limited, check_url
 
@@ -343,7 +343,7 @@ def connect_async(
             socket_timeout=float(socket_timeout),
             socket_connect_timeout=connect_timeout,
             retry=Retry(NoBackoff(), 0),
-            **_driver_info(),
+            **driver_info(),
         )
     except ValueError as error:  # redis-py's message does not say which argument
         raise ValueError(f"url is not a Redis URL ({error}), got url={url!r}") from error
@@ -354,20 +354,3 @@ def connect_async(
     client = redis.asyncio.Redis(connection_pool=pool)
     client.auto_close_connection_pool = True
     return client
-
-
-def _driver_info() -> dict[str, Any]:
-    """The pool's ``driver_info``, resolved once: not once per connection it opens.
-
-    redis-py 7.0 to 8.1 (8.1 is the newest for Python 3.10) look up their own
-    installed version (``importlib.metadata``, 1-2 ms) in every new connection's
-    ``__init__`` when the pool comes from a URL, synchronously: a pool opening
-    its 100 connections in one turn of the loop (a burst of calls, or calls
-    piling up while Redis hangs) blocked the event loop for 100-200 ms. Older
-    versions read it once at import and 8.2 caches it: there, nothing to do.
-    """
-    try:
-        from redis.driver_info import DriverInfo  # noqa: PLC0415 - redis-py 7.0+ only
-    except ImportError:
-        return {}
-    return {"driver_info": DriverInfo()}

@@ -20,7 +20,7 @@ from resilient._breaker_state import (
     Transition,
 )
 from resilient.pacing import RatePolicy, Reservation
-from resilient.redis._core import STORE_ERRORS, BreakerCore, BudgetCore, Op
+from resilient.redis._core import STORE_ERRORS, BreakerCore, BudgetCore, Op, driver_info
 from resilient.redis._pacing import sync_only
 from resilient.redis._settings import (
     DEFAULT_SOCKET_TIMEOUT,
@@ -332,6 +332,7 @@ def connect(
             socket_timeout=check_limited("socket_timeout", socket_timeout, allow_zero=False),
             socket_connect_timeout=connect_timeout,
             retry=Retry(NoBackoff(), 0),
+            **driver_info(),
         )
     except ValueError as error:  # redis-py's message does not say which argument
         raise ValueError(f"url is not a Redis URL ({error}), got url={url!r}") from error
