@@ -462,7 +462,9 @@ def test_the_async_store_paces_acquire_async_in_two_round_trips_after_a_wait(
     """AsyncRedisStore: a waiting acquire_async awaits its reservation, sleeps once, confirms."""
 
     async def main() -> tuple[int, list[float]]:
-        client = connect_async(redis_server.url)
+        # as patient as the sync tests' shared client: the library's 0.25 s default
+        # could see a busy machine's late answer as an outage (the local fallback)
+        client = connect_async(redis_server.url, socket_timeout=5.0)
         try:
             await client.delete(*rate_keys("resilient", "api"))
             counting = AsyncCountingClient(client)
@@ -493,7 +495,9 @@ def test_sync_and_async_stores_of_one_name_share_one_limiter(
     assert sync_limiter.try_acquire()
 
     async def main() -> tuple[bool, float, bool]:
-        client = connect_async(redis_server.url)
+        # as patient as the sync tests' shared client: the library's 0.25 s default
+        # could see a busy machine's late answer as an outage (the local fallback)
+        client = connect_async(redis_server.url, socket_timeout=5.0)
         try:
             store = AsyncRedisStore(client, time_source="breaker")
             limiter = RateLimiter(10, burst=2, name="api", store=store, clock=clock)
