@@ -2838,3 +2838,22 @@ def test_every_keyword_of_the_decorator_and_the_block_reaches_the_policy(
         if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "name"
     ]
     assert keywords == list(_retry.OPTIONS)
+
+
+def test_the_shared_policies_keep_no_function_or_object_of_a_call_alive() -> None:
+    """A fallback or a hook given to one call is not kept once the call is over."""
+
+    def fallback(exc: Exception) -> str:
+        return "fallback"
+
+    def on_retry(state: RetryState) -> None:
+        pass
+
+    refs = [weakref.ref(fallback), weakref.ref(on_retry)]
+    assert retry_with_backoff(Flaky(), fallback=fallback) == "ok"
+    for attempt in retrying(on_retry=on_retry):
+        with attempt:
+            pass
+    del fallback, on_retry, attempt
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None]

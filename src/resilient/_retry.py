@@ -47,7 +47,11 @@ from resilient._compat import (
     seconds,
 )
 from resilient._deadline import DEADLINE, enter_deadline, time_remaining
-from resilient.backoff import Backoff, _iterators  # pyright: ignore[reportPrivateUsage]
+from resilient.backoff import (
+    Backoff,
+    _iterators,  # pyright: ignore[reportPrivateUsage]
+    _Strategy,  # pyright: ignore[reportPrivateUsage]
+)
 
 # Not ``typing.TYPE_CHECKING``: see ``resilient/__init__.py``.
 TYPE_CHECKING = False
@@ -264,11 +268,14 @@ def shared_policy(**options: Any) -> Policy:
     The function form (``retry_with_backoff``) and the block form
     (``retrying``) take their options at every call, and validating them
     costs far more than a call that succeeds. Options are matched by identity
-    (the defaults, a module's constants, the same strategy or budget object),
-    never by equality, so ``True`` is not taken for ``1``; a value with a
-    length other than a tuple or a string (a list of classes that may change
-    between two calls) is validated every time. The policy is immutable, so
-    calls and threads share it.
+    (the defaults, a module's constants, the same strategy), never by
+    equality, so ``True`` is not taken for ``1``. Only inert values are
+    remembered (numbers, strings, frozensets, exception types and tuples of
+    them, jitter strategies, the default classifier): a list (which may
+    change between two calls), a ``timedelta`` (made anew by each call), a
+    budget, a limiter, a logger, a clock or a function is validated at every
+    call and never kept alive here. The policy is immutable, so calls and
+    threads share it.
     """
     values = tuple(options.values())
     key = tuple(map(id, values))  # unique while cached: the entry keeps the values alive
@@ -276,16 +283,25 @@ def shared_policy(**options: Any) -> Policy:
     if found is not None:
         return found[0]
     policy = Policy(**options)
-    if all(_unchanging(value) for value in values):
-        if len(_SHARED_POLICIES) >= _SHARED_POLICIES_LIMIT:  # options made per call
+    if all(_inert(value) for value in values):
+        if len(_SHARED_POLICIES) >= _SHARED_POLICIES_LIMIT:  # numbers computed per call
             _SHARED_POLICIES.clear()
         _SHARED_POLICIES[key] = (policy, values)
     return policy
 
 
-def _unchanging(value: object) -> bool:
-    """Whether *value* validated once stays valid: anything but a mutable collection."""
-    return type(value) in (tuple, frozenset, str) or not hasattr(type(value), "__len__")
+def _inert(value: object) -> bool:
+    """Whether *value* may be remembered: validated once it stays valid, and holds nothing."""
+    kind = type(value)
+    return (
+        kind in _INERT_TYPES
+        or value is classify
+        or isinstance(value, (type, _Strategy))
+        or (kind is tuple and all(isinstance(item, type) for item in cast_objects(value)))
+    )
+
+
+_INERT_TYPES = frozenset({type(None), bool, int, float, str, frozenset, ErrorClass})
 
 
 def _check_retryable_classes(value: object) -> None:
