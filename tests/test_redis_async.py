@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import redis.asyncio
@@ -262,26 +263,40 @@ def _waiting_for_a_cpu() -> float:
         return 0.0
 
 
-async def _lag_while(
-    work: Callable[[], Any], seconds: float, tick: float = 0.005
-) -> tuple[float, float]:
+class Lag(NamedTuple):
+    """The worst wake-up of a ticker, in three measures (seconds past its tick)."""
+
+    wall: float
+    """How late the wake-up came by the wall clock."""
+    blocked: float
+    """Of which the loop's thread was asleep, neither running nor waiting for a CPU:
+    a wait in a system call (a loop waiting on a frozen server sleeps here)."""
+    cpu: float
+    """The CPU the loop's thread used between two ticks: one turn's own work."""
+
+
+async def _lag_while(work: Callable[[], Any], seconds: float, tick: float = 0.005) -> Lag:
     """Run *work()* while a ticker measures how late the loop wakes it.
 
-    Returns the largest lag of the loop itself (how late a wake-up came, less
-    the time the thread waited for a CPU that other jobs of the machine held)
-    and the largest lag as the wall clock saw it.
+    A late wake-up is split by what the loop's thread did meanwhile: ran
+    (``time.thread_time``), waited for a CPU that other jobs of the machine
+    held (``/proc``'s scheduler statistics: not the loop's doing), or slept in
+    a system call (the rest). Each measure's largest is returned.
     """
-    lags: list[float] = []
     walls: list[float] = []
+    blocked: list[float] = []
+    cpus: list[float] = []
     stop = asyncio.Event()
 
     async def ticker() -> None:
         while not stop.is_set():
-            before, queued = time.perf_counter(), _waiting_for_a_cpu()
+            before, queued, ran = time.perf_counter(), _waiting_for_a_cpu(), time.thread_time()
             await asyncio.sleep(tick)
             wall = time.perf_counter() - before - tick
+            cpu = time.thread_time() - ran
             walls.append(wall)
-            lags.append(wall - (_waiting_for_a_cpu() - queued))
+            cpus.append(cpu)
+            blocked.append(wall - (_waiting_for_a_cpu() - queued) - cpu)
 
     ticking = asyncio.create_task(ticker())
     try:
@@ -289,7 +304,7 @@ async def _lag_while(
     finally:
         stop.set()
         await ticking
-    return max(lags), max(walls)
+    return Lag(max(walls), max(blocked), max(cpus))
 
 
 @pytest.mark.parametrize("pool", ["open", "opening"])
@@ -298,27 +313,38 @@ def test_200_coroutines_on_a_frozen_redis_never_stall_the_event_loop(
 ) -> None:
     """Redis frozen (SIGSTOP) for 1.5 s under 200 coroutines asking it on every call.
 
-    The calls wait (at most a socket timeout, then the fallback decides), the
-    loop does not: a ticker every 5 ms is never more than 100 ms late, not
-    counting the time the machine's other jobs held the CPU (a loop waiting on
-    the frozen server would be a socket timeout late, 200 ms: the test below).
-    With the pool's connections already open (a running service), and with
-    the pool opening them all in one turn of the loop as the calls pile up on
-    the frozen server (redis-py 8.1, the newest for Python 3.10, looked up
-    its own version for each one: 100 connections blocked the loop ~200 ms).
-    The benchmark's figure (benchmarks/redis_async.py) is the goal's: < 10 ms.
+    The calls wait (at most a socket timeout, 200 ms, then the fallback
+    decides), the loop does not: a ticker every 5 ms finds the loop's thread
+    never asleep in a system call for 100 ms (a loop waiting on the frozen
+    server sleeps a socket timeout there: the test below), and never
+    computing for 100 ms between two ticks. With the pool's connections
+    already open (a running service), and with the pool opening them all in
+    one turn as the calls pile up on the frozen server (redis-py 8.1, the
+    newest for Python 3.10, looked up its own version for each one: 100
+    connections, 100-200 ms of the loop's CPU).
+
+    Measured from the loop's own time, so a busy machine does not fail it:
+    the time other jobs held the CPU is not counted. Neither is the garbage
+    collector's: the claim is about what this library does on the loop, and
+    a full collection during the burst walks the whole heap of the test
+    process (33-55 ms seen on Python 3.10), so the collector stays off
+    while the ticker measures. The set-up waits patiently (5 s, not the
+    200 ms under test) for the pool and Redis, so a slow start cannot open
+    an outage before the freeze. The benchmark's figure
+    (benchmarks/redis_async.py) is the goal's: < 10 ms.
     """
     server = redis_server_factory()
 
-    async def scenario() -> tuple[float, float, list[str]]:
-        store = AsyncRedisStore.from_url(
-            server.url, socket_timeout=0.2, max_staleness=0.0, retry_interval=0.3
-        )
+    async def scenario() -> tuple[Lag, list[str]]:
+        client = connect_async(server.url, socket_timeout=PATIENT)
+        store = AsyncRedisStore(client, max_staleness=0.0, retry_interval=0.3)
         breaker = CircuitBreaker(1000, name="api", store=store)
         # The scripts are loaded; "open": the pool holds its 100 connections already.
         calls = 200 if pool == "open" else 1
         opened = await asyncio.gather(*(breaker.call_async(ok) for _ in range(calls)))
         assert opened == ["ok"] * calls
+        assert store.mode("api") == "redis"  # no outage began in the set-up
+        _wait_at_most(client, 0.2)
         modes: list[str] = []
 
         async def caller(deadline: float) -> None:
@@ -335,13 +361,29 @@ def test_200_coroutines_on_a_frozen_redis_never_stall_the_event_loop(
             finally:
                 server.resume()
 
-        lag, wall = await _lag_while(work, 30.0)
-        await store.client.aclose()
-        return lag, wall, modes
+        gc.collect()
+        gc.disable()
+        try:
+            lag = await _lag_while(work, 30.0)
+        finally:
+            gc.enable()
+        await client.aclose()
+        return lag, modes
 
-    lag, wall, modes = run(scenario)
+    lag, modes = run(scenario)
     assert "local" in modes  # the server really was frozen: the fallback decided
-    assert lag < 0.1, f"the event loop stalled for {lag * 1000:.0f} ms ({wall * 1000:.0f} ms wall)"
+    seen = f"(wall {lag.wall * 1000:.0f} ms, loop's CPU {lag.cpu * 1000:.0f} ms)"
+    assert lag.blocked < 0.1, f"the event loop waited {lag.blocked * 1000:.0f} ms {seen}"
+    assert lag.cpu < 0.1, f"one turn of the event loop ran {lag.cpu * 1000:.0f} ms {seen}"
+
+
+def _wait_at_most(client: Any, seconds: float) -> None:
+    """Shorten the timeouts of *client*'s pool, and of the connections it holds, to *seconds*."""
+    pool = client.connection_pool
+    pool.timeout = seconds
+    pool.connection_kwargs.update(socket_timeout=seconds, socket_connect_timeout=seconds)
+    for connection in [*pool._available_connections, *pool._in_use_connections]:
+        connection.socket_timeout = connection.socket_connect_timeout = seconds
 
 
 def test_a_pool_opening_100_connections_at_once_looks_up_redis_pys_version_once(
@@ -398,9 +440,9 @@ def test_the_same_frozen_redis_stalls_the_loop_through_the_sync_store(
             finally:
                 server.resume()
 
-        lag, _ = await _lag_while(work, 30.0)
+        lag = await _lag_while(work, 30.0)
         store.client.close()
-        return lag
+        return lag.blocked
 
     assert run(scenario) >= 0.15
 
