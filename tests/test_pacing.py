@@ -977,25 +977,39 @@ def test_call_refuses_coroutine_functions_pointing_to_call_async() -> None:
 
 
 def test_sixteen_threads_never_exceed_the_limit() -> None:
-    """16 real threads hammering a limit of 3 (waiting for slots): never more than 3 inside."""
-    limit = ConcurrencyLimit(3, max_wait=10.0)
+    """16 real threads hammering a limit of 3 (waiting for slots): never more than 3 inside.
+
+    The first three in hold their slots until all three are in, so the limit is full
+    with the others trying to enter, whatever the scheduler does (on a busy machine a
+    thread may otherwise run its whole loop alone). How long a thread waits is not the
+    claim: a freed slot goes to whichever thread takes it first, so one that keeps
+    losing that race waits on, up to a max_wait longer than the test may take.
+    """
+    limit = ConcurrencyLimit(3, max_wait=60.0)
     inside = 0
     peak = 0
+    entries = 0
     guard = threading.Lock()
+    full = threading.Barrier(3)
 
     def work() -> None:
-        nonlocal inside, peak
+        nonlocal inside, peak, entries
         for _ in range(50):
             with limit:
                 with guard:
                     inside += 1
                     peak = max(peak, inside)
+                    entries += 1
+                    first = entries <= 3
+                if first:
+                    full.wait(timeout=10)  # the three slots held at once
                 time.sleep(0)  # let another thread run while the slot is held
                 with guard:
                     inside -= 1
 
     run_in_threads(work, 16)
     assert peak == 3
+    assert entries == 16 * 50
     assert limit.in_flight == 0
 
 
