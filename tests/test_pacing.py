@@ -322,6 +322,49 @@ def test_refund_gives_units_back(shared: bool) -> None:
     assert clock.sleeps == []
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["in-process", "store"])
+@pytest.mark.parametrize("form", ["sync", "async"])
+@pytest.mark.parametrize("take", ["acquire", "try_acquire()", "try_acquire(1.0)"])
+def test_refund_gives_back_one_unit_however_it_was_taken(
+    take: str, form: str, shared: bool
+) -> None:
+    """One unit taken by acquire, try_acquire() (its fast path) or try_acquire(1.0), in a
+    thread or task with no acquire before: refund gives it back, and only it."""
+    clock = ManualClock()
+    limiter = limiter_on(clock, shared, rate=1, per=60.0, burst=3)
+
+    def elsewhere() -> bool:
+        """A try_acquire by another thread or task: it leaves this one's record alone."""
+        return contextvars.copy_context().run(limiter.try_acquire)
+
+    def take_one() -> None:
+        if take == "try_acquire()":
+            assert limiter.try_acquire()
+        elif take == "try_acquire(1.0)":
+            assert limiter.try_acquire(1.0)
+        else:
+            limiter.acquire()
+
+    contextvars.copy_context().run(limiter.acquire, 2)  # someone else's: 1 unit left
+    if form == "sync":
+        take_one()
+        assert not elsewhere()
+        limiter.refund(2)  # more than it took: 1 comes back
+    else:
+
+        async def main() -> None:
+            if take == "acquire":
+                await limiter.acquire_async()
+            else:
+                take_one()
+            assert not elsewhere()
+            await limiter.refund_async(2)
+
+        asyncio.run(main())
+    assert [elsewhere(), elsewhere()] == [True, False]
+    assert clock.sleeps == []
+
+
 def test_refund_never_fills_beyond_the_burst() -> None:
     """Refunding into a full limiter adds nothing: the burst stays the ceiling."""
     clock = ManualClock()

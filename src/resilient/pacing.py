@@ -52,12 +52,15 @@ from resilient._redact import describe_error, error_fields
 
 if TYPE_CHECKING:
     import asyncio
+    from typing import TypeAlias
 
     from typing_extensions import ParamSpec, Self
 
     from resilient._types import Clock
 
     P = ParamSpec("P")
+    _Unit: TypeAlias = tuple[float, float, float, float]
+    """A ``_Turn`` of 1 unit without its ``units``: what ``try_acquire()`` records."""
 
 T = TypeVar("T")
 
@@ -740,7 +743,7 @@ class RateLimiter:
             )
         self._lock = threading.Lock()
         self._state = _Gcra()
-        self._turns: contextvars.ContextVar[_Turn | str | None] = contextvars.ContextVar(
+        self._turns: contextvars.ContextVar[_Turn | _Unit | str | None] = contextvars.ContextVar(
             f"resilient.pacing.turn:{self.name}", default=None
         )
         """The last acquire's reservation, per thread and task: what ``refund`` gives back."""
@@ -882,9 +885,12 @@ class RateLimiter:
             if now > state.amax:
                 state.amax = now
             self._admitted += 1
-            if cost is _ONE and self._turns.get() is None:
-                return True  # nothing to record over (a record costs: the path measured)
-            record = _Turn(new_tat, now, state.refunded, state.shift, cost)
+            # What refund gives back. A cost of 1 records a plain tuple, which refund
+            # reads as a _Turn of 1 unit: a _Turn costs more than the rest of this path.
+            if cost is _ONE:
+                record: _Turn | _Unit = (new_tat, now, state.refunded, state.shift)
+            else:
+                record = _Turn(new_tat, now, state.refunded, state.shift, cost)
         self._turns.set(record)
         return True
 
@@ -908,6 +914,8 @@ class RateLimiter:
             assert self.store is not None
             turn = self.store.rate_refund(self.name, self._policy, cost, now, turn)
         else:
+            if not isinstance(turn, _Turn):
+                turn = _Turn(*turn, 1.0)
             with self._lock:
                 turn = _refund(self._state, turn, cost, self._interval, now)
         self._turns.set(turn)
@@ -924,6 +932,8 @@ class RateLimiter:
             assert self.store is not None
             turn = await self.store.rate_refund_async(self.name, self._policy, cost, now, turn)
         else:
+            if not isinstance(turn, _Turn):
+                turn = _Turn(*turn, 1.0)
             with self._lock:
                 turn = _refund(self._state, turn, cost, self._interval, now)
         self._turns.set(turn)
