@@ -33,10 +33,12 @@ Measured per library, from the same run:
   woken late by a busy machine makes the figure a little higher than the
   limiter's own schedule.
 
-Goal (DESIGN.md, "RateLimiter through Redis"): one round trip per acquire
-admitted at once, two for one that waits (its reservation, then one at its
-turn that learns of a pause ordered meanwhile), and a waiting caller sleeps
-the returned time (no polling).
+Goal (DESIGN.md, "RateLimiter through Redis"): one round trip per admitted
+acquire, and a waiting caller sleeps the returned time (no polling). An
+acquire admitted at once takes one; one that waits takes a second at its turn
+(to learn of a pause ordered meanwhile by any process, which DESIGN's pause
+rule asks for), so a fleet of waiting callers measures two, and the page says
+missed.
 """
 
 from __future__ import annotations
@@ -74,8 +76,7 @@ PYRATE_NAME = "PyrateLimiter RedisBucket (blocking)"
 LIBRARIES = (OURS_NAME, LIMITS_NAME, PYRATE_NAME)
 GOAL_PATH = "`RateLimiter` through Redis"
 GOAL_TARGET = (
-    "<= 2 round trips per admitted acquire (1 at once; a waiter confirms its turn once); "
-    "a waiting caller sleeps the returned time, no polling"
+    "1 round trip per admitted acquire; a waiting caller sleeps the returned time, no polling"
 )
 
 
@@ -231,8 +232,12 @@ def measure_on(url: str, quick: bool) -> Report:
                 GOAL_PATH,
                 GOAL_TARGET,
                 figure=figure,
-                met=trips < 2.01,  # a reconnection mid-run costs its handshake
-                when_missed="more than two round trips per acquire means a caller polled",
+                met=trips < 1.01,  # a reconnection mid-run costs its handshake
+                when_missed=(
+                    "a caller that waits asks once more at its turn, to learn of a pause "
+                    "ordered meanwhile by any process (so that a pause holds the waiters "
+                    "too); more than two round trips per acquire would mean a caller polled"
+                ),
             )
         ],
     )
