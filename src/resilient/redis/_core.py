@@ -27,7 +27,7 @@ import math
 import threading
 import time
 import weakref
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from typing_extensions import Self
@@ -52,6 +52,8 @@ from resilient.redis._settings import (
     STORE_ERRORS,
     WRITES_REFUSED,
     FallbackMode,
+    Op,
+    Send,
     StoreMode,
     check_client,
     check_limited,
@@ -67,11 +69,6 @@ __all__ = ["STORE_ERRORS", "BreakerCore", "BudgetCore", "Op", "Send", "driver_in
 
 T = TypeVar("T")
 
-Send = tuple[Any, tuple[str, ...], tuple[Any, ...]]
-"""What an operation asks its driver to send: a registered script, its keys, its arguments."""
-
-Op = Generator[Send, Any, T]
-"""A store operation: yields what to send, receives each reply, returns its result."""
 
 _CLOSED = CircuitState.CLOSED
 _OPEN = CircuitState.OPEN

@@ -60,9 +60,14 @@ from typing import Any, NamedTuple
 from resilient._compat import seconds
 from resilient._redact import describe_error, error_fields
 from resilient.pacing import MemoryPacingStore, RatePolicy, Reservation
-from resilient.redis._core import Op
 from resilient.redis._fallback import Fallback, logger
-from resilient.redis._settings import OUTAGE_ERRORS, STORE_ERRORS, WRITES_REFUSED, StoreMode
+from resilient.redis._settings import (
+    OUTAGE_ERRORS,
+    STORE_ERRORS,
+    WRITES_REFUSED,
+    Op,
+    StoreMode,
+)
 
 __all__ = [
     "PACING_PROBE",

@@ -11,7 +11,8 @@ from __future__ import annotations
 import inspect
 import math
 import warnings
-from typing import Any, Literal, cast
+from collections.abc import Generator
+from typing import Any, Literal, TypeVar, cast
 
 from redis.exceptions import (
     ClusterDownError,
@@ -34,7 +35,9 @@ __all__ = [
     "STORE_ERRORS",
     "WRITES_REFUSED",
     "FallbackMode",
+    "Op",
     "RedisClientWarning",
+    "Send",
     "StoreMode",
     "check_client",
     "check_limited",
@@ -42,6 +45,15 @@ __all__ = [
     "check_namespace",
     "warn_if_client_can_hang",
 ]
+
+T = TypeVar("T")
+
+Send = tuple[Any, tuple[str, ...], tuple[Any, ...]]
+"""What an operation asks its driver to send: a registered script, its keys, its arguments."""
+
+Op = Generator[Send, Any, T]
+"""A store operation: yields what to send, receives each reply, returns its result."""
+
 
 StoreMode = Literal["redis", "local", "open", "closed"]
 """Where a breaker's state lives now: ``"redis"``, or the fallback in force."""
