@@ -908,17 +908,12 @@ class RateLimiter:
         turn = self._turns.get()
         if turn is None:
             return
-        clock = DEFAULTS.clock if self._clock is None else self._clock
-        now = clock.monotonic()
+        now = self._now()
         if isinstance(turn, str):
             assert self.store is not None
-            turn = self.store.rate_refund(self.name, self._policy, cost, now, turn)
+            self._turns.set(self.store.rate_refund(self.name, self._policy, cost, now, turn))
         else:
-            if not isinstance(turn, _Turn):
-                turn = _Turn(*turn, 1.0)
-            with self._lock:
-                turn = _refund(self._state, turn, cost, self._interval, now)
-        self._turns.set(turn)
+            self._turns.set(self._refund_here(turn, cost, now))
 
     async def refund_async(self, cost: float) -> None:
         """``refund``'s ``async`` twin (it awaits the store)."""
@@ -926,17 +921,24 @@ class RateLimiter:
         turn = self._turns.get()
         if turn is None:
             return
-        clock = DEFAULTS.clock if self._clock is None else self._clock
-        now = clock.monotonic()
+        now = self._now()
         if isinstance(turn, str):
             assert self.store is not None
-            turn = await self.store.rate_refund_async(self.name, self._policy, cost, now, turn)
+            refunded = await self.store.rate_refund_async(self.name, self._policy, cost, now, turn)
+            self._turns.set(refunded)
         else:
-            if not isinstance(turn, _Turn):
-                turn = _Turn(*turn, 1.0)
-            with self._lock:
-                turn = _refund(self._state, turn, cost, self._interval, now)
-        self._turns.set(turn)
+            self._turns.set(self._refund_here(turn, cost, now))
+
+    def _now(self) -> float:
+        clock = DEFAULTS.clock if self._clock is None else self._clock
+        return clock.monotonic()
+
+    def _refund_here(self, turn: _Turn | _Unit, cost: float, now: float) -> _Turn:
+        """Give back units of an in-process *turn* (``try_acquire()`` records a bare tuple)."""
+        if not isinstance(turn, _Turn):
+            turn = _Turn(*turn, 1.0)
+        with self._lock:
+            return _refund(self._state, turn, cost, self._interval, now)
 
     def pause(self, seconds: float | datetime.timedelta) -> None:
         """Admit nothing for *seconds*: a server's ``Retry-After`` holds for every caller.
