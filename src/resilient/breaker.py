@@ -68,6 +68,11 @@ if TYPE_CHECKING:
     from resilient._breaker_order import Sequencer
     from resilient._clock import Clock
 
+    # An async store's record_success_async or record_failure_async.
+    AsyncRecord = Callable[
+        [str, BreakerPolicy, int | None, float, bool], Awaitable[Transition | None]
+    ]
+
 __all__ = [
     "BreakerListener",
     "BreakerMetrics",
@@ -1167,20 +1172,7 @@ class CircuitBreaker:
                 next(self._slow)
         next(self._succeeded)
         store = cast(AsyncBreakerStore, self._store)
-        sequencer = self._sequencer
-        if sequencer is not None:
-            op = sequencer.begin()
-            transition = None
-            try:
-                transition = await store.record_success_async(
-                    self._name, self._policy, trial, now, slow
-                )
-            finally:
-                self._ended(op, transition, "", slow=slow)
-        else:
-            transition = await store.record_success_async(
-                self._name, self._policy, trial, now, slow
-            )
+        transition = await self._record_async(store.record_success_async, trial, now, slow, "")
         self._succeeded_with(transition, slow)
 
     async def _record_error_async(self, exc: Exception, trial: int | None, start: float) -> None:
@@ -1193,21 +1185,36 @@ class CircuitBreaker:
             return
         now, slow = self._failed_at(start)
         trigger = "trial_failed" if trial is not None else "failures"
-        sequencer = self._sequencer
-        if sequencer is not None:
-            op = sequencer.begin()
-            transition = None
-            try:
-                transition = await store.record_failure_async(
-                    self._name, self._policy, trial, now, slow
-                )
-            finally:
-                self._ended(op, transition, trigger, exc)
-        else:
-            transition = await store.record_failure_async(
-                self._name, self._policy, trial, now, slow
-            )
+        transition = await self._record_async(
+            store.record_failure_async, trial, now, slow, trigger, exc
+        )
         self._failed_with(exc, transition, trigger)
+
+    async def _record_async(
+        self,
+        record: AsyncRecord,
+        trial: int | None,
+        now: float,
+        slow: bool,
+        trigger: str,
+        exc: Exception | None = None,
+    ) -> Transition | None:
+        """Await *record* (the store's ``record_success_async`` or ``record_failure_async``).
+
+        With a sequencer, the operation takes its number before it starts and
+        hands over the change it made when it ends, also when it fails, so the
+        listeners hear the changes in the store's order (see ``_ended``).
+        """
+        sequencer = self._sequencer
+        if sequencer is None:
+            return await record(self._name, self._policy, trial, now, slow)
+        op = sequencer.begin()
+        transition = None
+        try:
+            transition = await record(self._name, self._policy, trial, now, slow)
+        finally:
+            self._ended(op, transition, trigger, exc, slow=slow)
+        return transition
 
     async def _release_async(self, trial: int) -> None:
         store = cast(AsyncBreakerStore, self._store)
