@@ -11,7 +11,9 @@ per call and ratios; asserts nothing. What is measured:
   wrapped by hand the way its docs show);
 - the same closed path with a ``FailureRateWindow``, count-based windows of
   10 to 10,000 calls and time-based ones of 60 and 600 seconds: the cost must
-  not grow with the window;
+  not grow with the window; and, for reference, a second breaker built over
+  the circuit of a first one with an equal (not the same) window, which must
+  cost what the first one costs;
 - windows that hold failures (one call in 50 fails, caught by the caller),
   against the floor making the same calls: a window without failures
   needs no lock per success, one that holds failures does;
@@ -24,6 +26,7 @@ per call and ratios; asserts nothing. What is measured:
 
 from __future__ import annotations
 
+import copy
 import functools
 import itertools
 import logging
@@ -50,12 +53,13 @@ from _timing import (
     try_import,
 )
 
-from resilient.breaker import CircuitBreaker, CircuitOpenError, FailureRateWindow
+from resilient.breaker import CircuitBreaker, CircuitOpenError, FailureRateWindow, MemoryStore
 
 CLOSED = "breaker, closed, success"
 WINDOW = "breaker with a FailureRateWindow, closed, success"
 FAILING = "breaker with a FailureRateWindow holding failures: 1 call in 50 fails"
 REJECT = "breaker, open: a rejected call"
+REBUILT = "resilient @breaker rebuilt, equal 60 s window"
 THREADS = "breaker, 4 threads vs 1 thread, ns per call (wall time / calls)"
 FLOOR_NAME = "floor: hand-written try/except"
 REJECT_FLOOR = "floor: raise and catch a RuntimeError"
@@ -337,6 +341,15 @@ def _threads(quick: bool) -> list[Row]:
     return rows
 
 
+def _rebuilt(window: FailureRateWindow) -> Callable[[], object]:
+    """A breaker built over a circuit a first breaker made, with an equal window (a copy)."""
+    store = MemoryStore()
+    first = CircuitBreaker(name="bench-rebuilt", store=store, window=window)
+    first.call(protected)
+    again = CircuitBreaker(name="bench-rebuilt", store=store, window=copy.copy(window))
+    return again(protected)
+
+
 def run(quick: bool) -> Report:
     """Measure every path; see the module docstring."""
     # Opening the benchmark's breakers logs "circuit opened"; keep the output clean.
@@ -375,9 +388,11 @@ def _run(quick: bool) -> Report:
     for seconds in WINDOW_SECONDS:
         window = FailureRateWindow(seconds=seconds, minimum_calls=100)
         windowed[_window_name(seconds=seconds)] = CircuitBreaker(window=window)(protected)
+    windowed[REBUILT] = _rebuilt(FailureRateWindow(seconds=60.0, minimum_calls=100))
     kinds = dict.fromkeys(windowed, OURS)
     kinds[FLOOR_NAME] = FLOOR
     kinds["resilient @breaker, consecutive failures"] = REFERENCE
+    kinds[REBUILT] = REFERENCE
     report.rows += rows_of(WINDOW, measure(windowed, quick=quick), kinds)
     report.rows += _failing(quick)
 

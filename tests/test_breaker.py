@@ -789,6 +789,51 @@ def test_a_time_window_without_failures_counts_a_success_without_a_lock(
     assert (breaker.metrics.failure_rate, breaker.failures) == (1 / 204, 1)
 
 
+@pytest.mark.parametrize(
+    "window",
+    [
+        pytest.param(lambda: FailureRateWindow(calls=10, minimum_calls=5), id="count"),
+        pytest.param(lambda: FailureRateWindow(seconds=10, minimum_calls=5), id="time"),
+    ],
+)
+def test_breakers_of_one_circuit_with_equal_windows_count_successes_without_a_lock(
+    clock: ManualClock, window: Callable[[], FailureRateWindow]
+) -> None:
+    """A breaker rebuilt over a circuit with an equal window (another object: a config read
+    again, a copy) counts a closed success without the lock, as the first breaker does."""
+    store = MemoryStore()
+    first = CircuitBreaker(name="svc", store=store, clock=clock, window=window())
+    again = CircuitBreaker(name="svc", store=store, clock=clock, window=window())
+    for _ in range(10):  # a count window full of successes; a time window's first bucket
+        again.call(ok)
+    circuit = again._circuit  # pyright: ignore[reportPrivateUsage]
+    assert circuit is not None
+    assert circuit is first._circuit  # pyright: ignore[reportPrivateUsage]
+    lock = _CountingLock()
+    circuit.lock = lock  # type: ignore[assignment]
+    guarded, guarded_first = again(ok), first(ok)
+    for _ in range(100):
+        guarded()
+        again.call(ok)
+        guarded_first()
+    assert lock.taken == 0
+    assert (again.window, first.window) == (window(), window())
+    assert window_totals(again, clock) == ((10, 0) if window().calls else (310, 0))
+
+
+def test_a_circuit_hands_the_window_it_was_made_with_to_equal_windows() -> None:
+    """The first window asked for makes the circuit; an equal one gets that object back,
+    before any breaker is bound (breakers built at once in threads agree); another stays."""
+    store = MemoryStore()
+    first = FailureRateWindow(seconds=10)
+    shared = store._shared_window  # pyright: ignore[reportPrivateUsage]
+    assert shared("svc", first) is first
+    assert shared("svc", FailureRateWindow(seconds=10)) is first
+    other = FailureRateWindow(seconds=20)
+    assert shared("svc", other) is other
+    assert shared("elsewhere", FailureRateWindow(seconds=10)) is not first
+
+
 def window_totals(breaker: CircuitBreaker, clock: ManualClock) -> tuple[int, int]:
     """The calls and failures the breaker's window holds now."""
     stored = breaker._store.snapshot(  # pyright: ignore[reportPrivateUsage]

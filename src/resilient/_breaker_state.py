@@ -402,6 +402,22 @@ class MemoryStore:
         circuit.conform(policy.window)
         return circuit
 
+    def _shared_window(self, name: str, window: FailureRateWindow) -> FailureRateWindow:
+        """The window the circuit of *name* follows if it equals *window*, else *window*.
+
+        A breaker built over the circuit takes it in place of its own equal
+        window: breakers of one circuit with equal windows then hold one object,
+        which is what the closed path's lock-free checks compare. The circuit is
+        made here the first time (as ``bind`` makes it), so breakers built at
+        once in several threads agree on the object too.
+        """
+        circuit = self._circuits.get(name)
+        if circuit is None:
+            with self._lock:
+                circuit = self._circuits.setdefault(name, _Circuit(window))
+        in_use = circuit.window_config
+        return in_use if in_use is not None and in_use == window else window
+
     def acquire(self, name: str, policy: BreakerPolicy, now: float) -> Admission:
         """Admit a call or not; see ``BreakerStore``."""
         circuit = self.bind(name, policy)

@@ -416,6 +416,10 @@ class CircuitBreaker:
 
         self._name: str = name if name is not None else f"breaker-{next(_names)}"
         """Read back as ``name``; the circuit's key in its store, so it never changes."""
+        if window is not None and type(store) is MemoryStore:
+            # One object for equal windows of a circuit: the closed path's lock-free
+            # checks compare the circuit's window with the breaker's by identity.
+            window = store._shared_window(self._name, window)  # pyright: ignore[reportPrivateUsage]
         self._policy = BreakerPolicy(
             failure_threshold=failure_threshold,
             recovery_timeout=recovery_timeout,
