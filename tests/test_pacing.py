@@ -2054,6 +2054,186 @@ def test_async_block_giving_up_on_a_429_pauses_the_limiter_before_the_loop_ends(
     assert limiter.try_acquire()
 
 
+_LAST_FAILURES = {
+    "429 with Retry-After": lambda: HTTPError(429, {"Retry-After": "4"}),
+    "connection error": lambda: ConnectionError("connection refused"),
+}
+
+
+def _paused_for_four_seconds(limiter: RateLimiter, clock: ManualClock) -> bool:
+    """Whether the last failure's pause holds (a 429 asks for 4 s; nothing else pauses)."""
+    paused = not limiter.try_acquire()
+    clock.advance(4.0)
+    assert limiter.try_acquire()
+    return paused
+
+
+@pytest.mark.parametrize("failure", list(_LAST_FAILURES))
+@pytest.mark.parametrize("shared", [False, True], ids=["in-process", "store"])
+def test_async_block_body_after_with_runs_only_after_retried_failures(
+    shared: bool, failure: str
+) -> None:
+    """async for with a limiter: the statements after ``with attempt:`` run after each
+    retried failure and never after the last one, which leaves the loop at once (its pause
+    held once ``asyncio.run`` has returned)."""
+    from resilient import retrying
+
+    clock = ManualClock()
+    store = RoundTripPauseStore() if shared else None
+    limiter = RateLimiter(100, burst=100, name="api", store=store, clock=clock)
+    attempts: list[int] = []
+    after: list[int] = []
+
+    async def main() -> None:
+        async for attempt in retrying(limiter=limiter, max_retries=2, jitter=False, clock=clock):
+            with attempt:
+                attempts.append(attempt.number)
+                raise _LAST_FAILURES[failure]()
+            after.append(attempt.number)
+
+    with pytest.raises((HTTPError, ConnectionError)) as caught:
+        asyncio.run(main())
+    assert "3 attempts" in caught.value.__notes__[-1]  # the original failure, noted
+    assert (attempts, after) == ([1, 2, 3], [1, 2])
+    assert _paused_for_four_seconds(limiter, clock) == (failure != "connection error")
+
+
+@pytest.mark.parametrize("failure", list(_LAST_FAILURES))
+@pytest.mark.parametrize("shared", [False, True], ids=["in-process", "store"])
+def test_sync_block_body_after_with_runs_only_after_retried_failures(
+    shared: bool, failure: str
+) -> None:
+    """for with a limiter (in process or through a store): the statements after
+    ``with attempt:`` never run after the last failure, whose pause holds."""
+    from resilient import retrying
+
+    clock = ManualClock()
+    store = MemoryPacingStore() if shared else None
+    limiter = RateLimiter(100, burst=100, name="api", store=store, clock=clock)
+    attempts: list[int] = []
+    after: list[int] = []
+
+    def block() -> None:
+        for attempt in retrying(limiter=limiter, max_retries=2, jitter=False, clock=clock):
+            with attempt:
+                attempts.append(attempt.number)
+                raise _LAST_FAILURES[failure]()
+            after.append(attempt.number)
+
+    with pytest.raises((HTTPError, ConnectionError)) as caught:
+        block()
+    assert "3 attempts" in caught.value.__notes__[-1]
+    assert (attempts, after) == ([1, 2, 3], [1, 2])
+    assert _paused_for_four_seconds(limiter, clock) == (failure != "connection error")
+
+
+@pytest.mark.parametrize("form", ["sync", "async"])
+@pytest.mark.parametrize("shared", [False, True], ids=["in-process", "store"])
+def test_retry_runs_the_function_once_per_attempt_with_a_limiter(shared: bool, form: str) -> None:
+    """@retry with a limiter: max_retries + 1 calls, no more, and the last 429's pause
+    holds once the call has raised (retry_with_backoff takes no limiter)."""
+    clock = ManualClock()
+    store = (RoundTripPauseStore() if form == "async" else MemoryPacingStore()) if shared else None
+    limiter = RateLimiter(100, burst=100, name="api", store=store, clock=clock)
+    calls: list[int] = []
+    policy = retry(limiter=limiter, max_retries=2, jitter=False, clock=clock)
+
+    @policy
+    def fetch() -> None:
+        calls.append(1)
+        raise HTTPError(429, {"Retry-After": "4"})
+
+    @policy
+    async def fetch_async() -> None:
+        calls.append(1)
+        raise HTTPError(429, {"Retry-After": "4"})
+
+    with pytest.raises(HTTPError):
+        fetch() if form == "sync" else asyncio.run(fetch_async())
+    assert len(calls) == 3
+    assert _paused_for_four_seconds(limiter, clock)
+
+
+@pytest.mark.parametrize("form", ["sync", "async"])
+@pytest.mark.parametrize("shared", [False, True], ids=["in-process", "store"])
+def test_block_giving_up_on_a_returned_429_pauses_the_limiter(shared: bool, form: str) -> None:
+    """retry_on_result: a block whose last value is a 429 with Retry-After ends the loop with
+    the limiter paused, the value in attempt.result."""
+    from resilient import retrying
+
+    clock = ManualClock()
+    store = (RoundTripPauseStore() if form == "async" else MemoryPacingStore()) if shared else None
+    limiter = RateLimiter(100, burst=100, name="api", store=store, clock=clock)
+    options: dict[str, Any] = {
+        "limiter": limiter,
+        "max_retries": 1,
+        "jitter": False,
+        "clock": clock,
+        "retry_on_result": lambda response: response.status_code == 429,
+    }
+    results: list[Any] = []
+
+    async def main() -> None:
+        async for attempt in retrying(**options):
+            with attempt:
+                attempt.result = Response(429, {"Retry-After": "4"})
+        results.append(attempt.result)
+
+    if form == "async":
+        asyncio.run(main())
+    else:
+        for attempt in retrying(**options):
+            with attempt:
+                attempt.result = Response(429, {"Retry-After": "4"})
+        results.append(attempt.result)
+    assert [r.status_code for r in results] == [429]
+    assert _paused_for_four_seconds(limiter, clock)
+
+
+class FailingPauseStore(RoundTripPauseStore):
+    """A store whose pause fails (Redis went away between the reserve and the pause)."""
+
+    __slots__ = ()
+
+    async def rate_pause_async(
+        self, name: str, policy: RatePolicy, seconds: float, now: float
+    ) -> None:
+        await asyncio.sleep(0.001)
+        raise ConnectionError("store unreachable")
+
+
+def test_async_block_whose_pause_fails_after_giving_up_raises_the_failure_and_warns(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The last failure leaves the loop as it is; the pause the store could not take is one
+    WARNING naming the limiter, the block, the store's error and what it means."""
+    from resilient import retrying
+
+    clock = ManualClock()
+    limiter = RateLimiter(100, burst=100, name="api", store=FailingPauseStore(), clock=clock)
+
+    async def fetch_users() -> None:
+        async for attempt in retrying(limiter=limiter, max_retries=0, clock=clock):
+            with attempt:
+                raise HTTPError(429, {"Retry-After": "4"})
+
+    async def main() -> None:
+        with pytest.raises(HTTPError):
+            await fetch_users()
+        await asyncio.sleep(0.05)  # the pause's round trip fails meanwhile
+
+    with caplog.at_level(logging.WARNING, logger="resilient.retry"):
+        asyncio.run(main())
+    [record] = [r for r in caplog.records if getattr(r, "event", "") == "limiter_pause_failed"]
+    assert record.getMessage() == (
+        "could not pause rate limiter api for 4 s after giving up on "
+        "test_async_block_whose_pause_fails_after_giving_up_raises_the_failure_and_warns"
+        ".<locals>.fetch_users (ConnectionError: store unreachable): other callers are "
+        "not held back by this failure's Retry-After"
+    )
+    assert (record.error_type, record.pause) == ("ConnectionError", 4.0)  # type: ignore[attr-defined]
+
+
 # --- wiring: resilient.httpx ----------------------------------------------------------
 
 

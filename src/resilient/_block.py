@@ -16,7 +16,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from resilient._classify import ErrorClass, Throttled, classify
+from resilient._compat import seconds as seconds_text
 from resilient._deadline import DEADLINE, enter_deadline
+from resilient._redact import describe_error, error_fields
 from resilient._retry import (
     _GIVE_UP,  # pyright: ignore[reportPrivateUsage]
     DEFAULT_MAX_RETRY_AFTER,
@@ -54,7 +56,9 @@ _SUCCEEDED = 1
 _RETRY = 2
 _FALLBACK = 3
 _DONE = 4
-_PAUSE_THEN_RAISE = 5
+
+_PAUSING: set[Any] = set()
+"""Pauses of async loops that gave up, still on their way to the store (see pause_soon)."""
 
 
 class Attempt(Generic[T]):
@@ -104,8 +108,11 @@ class Attempt(Generic[T]):
         try:
             return self._outcome(run, call, exc)
         finally:
-            if call.pause_for > 0.0 and not (run.asynchronous and run.awaits_pause()):
-                run.pause()  # every caller sharing the limiter waits too
+            if call.pause_for > 0.0:  # every caller sharing the limiter waits too
+                if not (run.asynchronous and run.awaits_pause()):
+                    run.pause()
+                elif exc is not None and self._state == _DONE:
+                    run.pause_soon()  # the failure leaves the loop now: no await to come
 
     def _outcome(self, run: _Attempts[T], call: RetryCall, exc: BaseException | None) -> bool:
         if exc is None:
@@ -129,12 +136,6 @@ class Attempt(Generic[T]):
         delay = call.after_failure(exc, None)
         if delay == _GIVE_UP:
             if call.fallback is None:
-                if run.asynchronous and run.awaits_pause():
-                    # The store's pause is a round trip to await: __anext__ awaits
-                    # it, then raises this exception (a task could die with the loop).
-                    run.failure = exc
-                    self._state = _PAUSE_THEN_RAISE
-                    return True
                 self._state = _DONE
                 call.last_error = None
                 return False  # leaves the loop at once: the original exception, noted
@@ -215,6 +216,25 @@ class _Attempts(Generic[T]):
         if limiter is not None and seconds > 0.0:
             await limiter.pause_async(seconds)
 
+    def pause_soon(self) -> None:
+        """``pause_async`` in a task of its own: the async loop's last failure leaves at once.
+
+        The failure leaves the ``with`` block (a sync ``__exit__``, which cannot
+        await) and the loop with it, so nothing awaits the store's round trip:
+        it runs on, and the event loop's end (``asyncio.run`` cancels the tasks
+        left, then waits for them) does not cut it off.
+        """
+        import asyncio  # noqa: PLC0415 - only the async form loads asyncio
+
+        call = self.call
+        limiter, seconds = call.policy.limiter, call.pause_for
+        call.pause_for = 0.0
+        if limiter is None:
+            return
+        task = asyncio.ensure_future(_pause_surely(limiter, seconds, call))
+        _PAUSING.add(task)  # the event loop keeps only a weak reference
+        task.add_done_callback(_PAUSING.discard)
+
     def pause(self) -> None:
         """Pause the limiter as a 429 or 503's ``Retry-After`` asked (``call.pause_for``)."""
         call = self.call
@@ -258,7 +278,7 @@ class _Attempts(Generic[T]):
             raise StopIteration
         if state == _RETRY:
             return None
-        if state in (_FALLBACK, _PAUSE_THEN_RAISE):
+        if state == _FALLBACK:
             return current
         if state == -1:
             raise RuntimeError(
@@ -330,6 +350,8 @@ class _Attempts(Generic[T]):
         try:
             found = self._after()
         except StopIteration:
+            if self.call.pause_for > 0.0:  # a returned value that gave up asked for a pause
+                await self.pause_async()
             raise StopAsyncIteration from None
         if found is not None and found is not current:
             return await self._paced_async(None, found)
@@ -484,6 +506,41 @@ def _sync_refused(policy: Policy) -> str | None:
         "a 'for' loop over retrying()",
         "'async for attempt in retrying(...)' in async def code",
     )
+
+
+async def _pause_surely(limiter: Limiter, seconds: float, call: RetryCall) -> None:
+    """Pause *limiter* for *seconds*, once more if the event loop's end cancels the first try.
+
+    A pause only ever extends, so asking twice is harmless. A store that
+    fails is one WARNING: nobody is left to raise it to.
+    """
+    import asyncio  # noqa: PLC0415 - only the async form loads asyncio
+
+    for retried in (False, True):
+        try:
+            await limiter.pause_async(seconds)
+        except asyncio.CancelledError:
+            if retried:
+                raise
+            continue  # the loop is ending (asyncio.run cancels what is left): ask again
+        except Exception as error:
+            error_type, message = error_fields(error)
+            call.logger.warning(
+                "could not pause rate limiter %s for %s s after giving up on %s (%s): "
+                "other callers are not held back by this failure's Retry-After",
+                getattr(limiter, "name", repr(limiter)),
+                seconds_text(seconds),
+                call.target.label,
+                describe_error(error),
+                extra={
+                    "event": "limiter_pause_failed",
+                    "function": call.target.name,
+                    "pause": seconds,
+                    "error_type": error_type,
+                    "error": message,
+                },
+            )
+        return
 
 
 def _no_function() -> None:  # pragma: no cover - a block has no function: never called
