@@ -124,8 +124,8 @@ class DeferredClock:
 
     A worker drives ``RateLimiter.acquire_async`` by hand: each wait it
     awaits comes out as a ``("sleep", seconds)`` step, which the loop runs
-    before the coroutine goes on (and confirms its turn, as a real caller
-    does: a pause ordered meanwhile holds it too).
+    before the coroutine goes on (and, if its limiter learned of a pause
+    meanwhile, confirms its turn, as a real caller does).
     """
 
     def __init__(self, loop: Loop) -> None:

@@ -225,9 +225,9 @@ def test_waiting_callers_queue_in_order_of_arrival() -> None:
     limiter = RateLimiter(1, per=2.0, clock=clock, store=MemoryPacingStore(), name="q")
     waits = []
     for _ in range(3):
-        allowed, wait, _ = limiter.store.rate_reserve("q", RatePolicy(1, 2.0, 1), 1, math.inf, 0.0)  # type: ignore[union-attr]
-        assert allowed
-        waits.append(wait)
+        reservation = limiter.store.rate_reserve("q", RatePolicy(1, 2.0, 1), 1, math.inf, 0.0)  # type: ignore[union-attr]
+        assert reservation.admitted
+        waits.append(reservation.wait)
     assert waits == [0.0, 2.0, 4.0]
 
 

@@ -23,7 +23,7 @@ from _pacing_clocks import SteppedClock, run_queue_through_a_pause
 from resilient import ConcurrencyLimit, RateLimiter, RateLimitExceeded
 from resilient.pacing import MemoryPacingStore, PacingStore, RatePolicy
 from resilient.redis import AsyncRedisStore, RedisStore, connect, connect_async
-from resilient.redis._pacing import rate_keys, slot_keys
+from resilient.redis._pacing import RATE_ACQUIRE, RATE_CONFIRM, RATE_PAUSE, rate_keys, slot_keys
 from resilient.testing import ManualClock
 
 POLICY = RatePolicy(10.0, 1.0, 3.0)  # 10/s, bursts of 3: one unit every 0.1 s
@@ -134,15 +134,74 @@ def test_the_scripts_decide_as_the_reference_store(redis_server: Any, ops: list[
                     got_turn = redis_store.rate_refund("ref", POLICY, op[2], now, ours)
                     want_turn = reference.rate_refund("ref", POLICY, op[2], now, theirs)
                 else:
-                    got_wait, _, got_turn = redis_store.rate_confirm("ref", POLICY, ours, now)
-                    want_wait, _, want_turn = reference.rate_confirm("ref", POLICY, theirs, now)
-                    assert got_wait == pytest.approx(want_wait, abs=1e-9), op
+                    got = redis_store.rate_confirm("ref", POLICY, ours, now)
+                    want = reference.rate_confirm("ref", POLICY, theirs, now)
+                    assert got.wait == pytest.approx(want.wait, abs=1e-9), op
+                    got_turn, want_turn = got.turn, want.turn
                 assert got_turn is not None
                 assert want_turn is not None
                 assert [float(x) for x in got_turn.split()] == pytest.approx(
                     [float(x) for x in want_turn.split()], abs=1e-9
                 ), op
                 turns[index] = (got_turn, want_turn)
+    finally:
+        client.close()
+
+
+_MARKED = st.lists(
+    st.tuples(
+        st.sampled_from(["reserve", "reserve", "pause", "confirm"]),
+        st.floats(0.0, 0.5),  # time passing before the call
+        st.sampled_from([0.0, 0.05, 0.4, 1.5]),  # a pause's length
+        st.integers(0, 29),  # which reservation confirms
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=60)
+@given(ops=_MARKED)
+def test_a_reservation_s_mark_is_passed_exactly_by_the_pauses_ordered_after_it(
+    redis_server: Any, ops: list[Any]
+) -> None:
+    """The marks a waiter decides by: once a pause that extended the pause in force was
+    ordered after a reservation, the latest pause end answered is above the reservation's
+    mark (the waiter asks at its turn); until then it is not (the waiter just goes)."""
+    client = connect(redis_server.url, socket_timeout=5.0)  # a busy machine answers late
+    try:
+        client.delete(*rate_keys("resilient", "marks"))
+        store = RedisStore(client, time_source="breaker")
+        marks: list[float] = []  # per reservation: its mark
+        turns: list[str] = []
+        paused_since: list[bool] = []  # per reservation: a pause extended after it
+        seen = -math.inf  # the latest pause end answered
+        now = 500.0
+        for kind, gap, seconds, pick in ops:
+            now += gap
+            if kind == "reserve":
+                got = store.rate_reserve("marks", POLICY, 1.0, math.inf, now)
+                assert got.mark is not None
+                assert got.turn is not None
+                assert got.paused_until == max(seen, got.paused_until)  # never goes back
+                seen = got.paused_until
+                marks.append(got.mark)
+                turns.append(got.turn)
+                paused_since.append(False)
+            elif kind == "pause":
+                end = store.rate_pause("marks", POLICY, seconds, now)
+                assert end is not None
+                if end > seen:  # it extended the pause: every reservation so far is before it
+                    paused_since = [True] * len(marks)
+                    seen = end
+                assert end == seen
+            elif marks:  # a waiter confirms: its mark is now after every pause so far
+                index = pick % len(marks)
+                got = store.rate_confirm("marks", POLICY, turns[index], now)
+                assert got.mark is not None
+                assert got.turn is not None
+                assert got.paused_until == seen
+                marks[index], turns[index], paused_since[index] = got.mark, got.turn, False
+            assert [seen > mark for mark in marks] == paused_since, (kind, seen, marks)
     finally:
         client.close()
 
@@ -212,37 +271,58 @@ def test_keys_are_hash_tagged_per_name_and_expire_when_past(redis_client: Any) -
 # -- round trips ------------------------------------------------------------------------
 
 
-def test_an_acquire_is_one_round_trip_at_once_and_two_after_a_wait(redis_client: Any) -> None:
-    """Admitted at once: one script; after a wait, one more at its turn (did a pause come?)."""
+def test_an_admitted_acquire_is_one_round_trip_at_once_or_after_a_wait(
+    redis_client: Any,
+) -> None:
+    """Admitted at once: one script; admitted after a wait: one script too (no pause known)."""
     client = CountingClient(redis_client)
     clock = ManualClock()
     limiter = RateLimiter(
         10, burst=3, name="api", store=RedisStore(client, time_source="breaker"), clock=clock
     )
-    for _ in range(4):  # Redis loads each script on its first use: not counted
-        limiter.acquire()
+    limiter.acquire()  # Redis loads the script on its first use: not counted
+    before, sleeps = client.round_trips, len(clock.sleeps)
+    limiter.acquire()
+    assert (client.round_trips - before, len(clock.sleeps) - sleeps) == (1, 0)  # at once
+    limiter.acquire()
+    limiter.acquire()  # the burst is spent: the next ones wait their turns
     before, loads, sleeps = client.round_trips, client.loads, len(clock.sleeps)
     for _ in range(50):
         limiter.acquire()
-    waited = len(clock.sleeps) - sleeps
-    assert waited >= 45  # most of them waited their turn, each one sleep
-    assert client.round_trips - before == 50 + waited
+    assert len(clock.sleeps) - sleeps == 50  # each waited its turn, one sleep each
+    assert client.round_trips - before == 50
     assert client.loads == loads
 
 
-def test_a_waiting_caller_sleeps_the_returned_wait_once(redis_client: Any) -> None:
-    """No polling: the wait Redis answers is slept in one piece, then the caller goes."""
+def test_a_waiting_caller_sleeps_the_returned_wait_once_and_goes(redis_client: Any) -> None:
+    """No polling, no second question: the wait Redis answers is slept in one piece, then
+    the caller goes."""
     client = CountingClient(redis_client)
     clock = ManualClock()
     store = RedisStore(client, time_source="breaker")
     limiter = RateLimiter(2, burst=1, name="api", store=store, clock=clock)
-    limiter.acquire()  # Redis loads each script on its first use: not counted
-    limiter.acquire()  # (this one waits, and confirms)
+    limiter.acquire()  # Redis loads the script on its first use: not counted
     before, sleeps = client.round_trips, len(clock.sleeps)
     limiter.acquire()
     limiter.acquire()
-    assert client.round_trips - before == 4  # each: its reservation, its confirmation
+    assert client.round_trips - before == 2  # each: its reservation, nothing more
     assert clock.sleeps[sleeps:] == [pytest.approx(0.5), pytest.approx(0.5)]
+
+
+def test_on_redis_time_a_waiting_acquire_is_one_round_trip(redis_client: Any) -> None:
+    """On Redis TIME (the marks are Redis's clock), 20 acquires at 200/s: 20 scripts, and
+    the last one went no earlier than the rate allows."""
+    import time
+
+    client = CountingClient(redis_client)
+    limiter = RateLimiter(200, name="timed", store=RedisStore(client))
+    limiter.acquire()  # Redis loads the script on its first use: not counted
+    before = client.round_trips
+    started = time.monotonic()
+    for _ in range(20):
+        limiter.acquire()
+    assert client.round_trips - before == 20
+    assert time.monotonic() - started >= 19 * 0.005  # the 20 turns after the first: paced
 
 
 def test_a_concurrency_slot_is_one_round_trip_each_way(redis_client: Any) -> None:
@@ -456,10 +536,10 @@ class AsyncCountingClient:
         return getattr(self._client, name)
 
 
-def test_the_async_store_paces_acquire_async_in_two_round_trips_after_a_wait(
+def test_the_async_store_paces_acquire_async_in_one_round_trip_after_a_wait(
     redis_server: Any,
 ) -> None:
-    """AsyncRedisStore: a waiting acquire_async awaits its reservation, sleeps once, confirms."""
+    """AsyncRedisStore: a waiting acquire_async awaits its reservation, sleeps once, goes."""
 
     async def main() -> tuple[int, list[float]]:
         # as patient as the sync tests' shared client: the library's 0.25 s default
@@ -471,8 +551,7 @@ def test_the_async_store_paces_acquire_async_in_two_round_trips_after_a_wait(
             clock = ManualClock()
             store = AsyncRedisStore(counting, time_source="breaker")
             limiter = RateLimiter(2, burst=1, name="api", store=store, clock=clock)
-            await limiter.acquire_async()  # Redis loads each script on its first use:
-            await limiter.acquire_async()  # not counted (the second one waits, and confirms)
+            await limiter.acquire_async()  # Redis loads the script on its first use
             before, sleeps = counting.round_trips, len(clock.sleeps)
             await limiter.acquire_async()
             await limiter.acquire_async()
@@ -481,7 +560,7 @@ def test_the_async_store_paces_acquire_async_in_two_round_trips_after_a_wait(
             await client.aclose()
 
     round_trips, sleeps = asyncio.run(main())
-    assert round_trips == 4
+    assert round_trips == 2
     assert sleeps == [pytest.approx(0.5), pytest.approx(0.5)]
 
 
@@ -538,18 +617,132 @@ def test_the_async_store_refuses_the_sync_forms(redis_server: Any) -> None:
         asyncio.run(client.aclose())
 
 
-# -- a pause holds the waiters; a turn given back is never handed out twice ------------------
+# -- which waiters a pause holds; a turn given back is never handed out twice ----------------
 
 
-def test_a_pause_in_one_store_holds_the_sleeping_callers_of_another(redis_client: Any) -> None:
-    """Five threads asleep towards their turns through one store; another store (another
-    process) pauses 1 s: the script moves their turns, and they go after it, in order."""
+class PauseWhileAsleep(ManualClock):
+    """A ManualClock on which *during* runs halfway through the first sleep (a 429 arrives)."""
+
+    def __init__(self, start: float = 100.0) -> None:
+        super().__init__(start)
+        self.during: Any = None
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.advance(seconds / 2)
+        if self.during is not None and len(self.sleeps) == 1:
+            self.during()
+        self.advance(seconds / 2)
+
+    async def asleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.advance(seconds / 2)
+        if self.during is not None and len(self.sleeps) == 1:
+            await self.during()
+        self.advance(seconds / 2)
+
+
+def _load_rate_scripts(redis_client: Any) -> None:
+    """Redis knows the limiter's scripts: each run is one round trip from the first."""
+    for script in (RATE_ACQUIRE, RATE_CONFIRM, RATE_PAUSE):
+        redis_client.script_load(script)
+
+
+def test_a_pause_this_limiter_orders_holds_its_waiting_caller(redis_client: Any) -> None:
+    """A caller asleep towards its turn; the same limiter pauses 2 s (a 429 on another
+    thread): at its turn the caller asks Redis (a second script), and waits the pause."""
+    client = CountingClient(redis_client)
+    clock = PauseWhileAsleep()
+    limiter = RateLimiter(
+        1, name="api", store=RedisStore(client, time_source="breaker"), clock=clock
+    )
+    _load_rate_scripts(redis_client)
+    limiter.acquire()  # the turn at 100
+    clock.during = lambda: limiter.pause(2.0)  # at 100.5
+    scripts = client.round_trips
+    limiter.acquire()  # its turn at 101, moved to 103 by the pause
+    assert clock.sleeps == [pytest.approx(1.0), pytest.approx(2.0)]
+    assert clock.monotonic() == pytest.approx(103.0)
+    assert client.round_trips - scripts == 3  # reserve, pause, confirm: the acquire made two
+
+
+def test_a_pause_this_async_limiter_orders_holds_its_waiting_task(
+    redis_server: Any, redis_client: Any
+) -> None:
+    """AsyncRedisStore: a task asleep towards its turn, a pause_async of the same limiter:
+    at its turn the task confirms (a second script) and waits the pause."""
+
+    async def main() -> tuple[list[float], float, int]:
+        client = connect_async(redis_server.url, socket_timeout=5.0)
+        try:
+            await client.delete(*rate_keys("resilient", "api"))
+            counting = AsyncCountingClient(client)
+            clock = PauseWhileAsleep()
+            store = AsyncRedisStore(counting, time_source="breaker")
+            limiter = RateLimiter(1, name="api", store=store, clock=clock)
+            _load_rate_scripts(redis_client)
+            await limiter.acquire_async()  # the turn at 100
+
+            async def pause() -> None:
+                await limiter.pause_async(2.0)
+
+            clock.during = pause
+            scripts = counting.round_trips
+            await limiter.acquire_async()  # its turn at 101, moved to 103
+            return clock.sleeps, clock.monotonic(), counting.round_trips - scripts
+        finally:
+            await client.aclose()
+
+    sleeps, now, round_trips = asyncio.run(main())
+    assert sleeps == [pytest.approx(1.0), pytest.approx(2.0)]
+    assert now == pytest.approx(103.0)
+    assert round_trips == 3  # reserve, pause, confirm
+
+
+def test_a_pause_heard_of_from_redis_holds_a_caller_already_waiting(redis_client: Any) -> None:
+    """Another process pauses while a caller waits; another acquire of the caller's limiter
+    meets the pause in Redis's answer: the waiter, told so, confirms and waits the pause."""
+    client = CountingClient(redis_client)
+    clock = PauseWhileAsleep()
+    limiter = RateLimiter(
+        1, name="api", store=RedisStore(client, time_source="breaker"), clock=clock
+    )
+    other = RateLimiter(1, name="api", store=_manual(redis_client), clock=clock)
+    limiter.acquire()  # the turn at 100
+
+    def elsewhere() -> None:
+        other.pause(2.0)  # another process's 429
+        assert not limiter.try_acquire()  # this process meets the pause
+
+    clock.during = elsewhere
+    limiter.acquire()
+    assert clock.sleeps == [pytest.approx(1.0), pytest.approx(2.0)]
+    assert clock.monotonic() == pytest.approx(103.0)
+
+
+def test_a_pause_unheard_of_lets_a_waiter_go_at_its_turn_and_holds_the_next_acquire(
+    redis_client: Any,
+) -> None:
+    """Five threads asleep towards their turns; another store (another process) pauses 1 s
+    and nothing tells this process: they go at the turns they were given, one script each,
+    and the next acquire, here or there, waits the pause (and the turns it moved)."""
+    client = CountingClient(redis_client)
     clock = SteppedClock(threads=6)
-    limiter = RateLimiter(20, name="api", store=_manual(redis_client), clock=clock)
+    limiter = RateLimiter(
+        20, name="api", store=RedisStore(client, time_source="breaker"), clock=clock
+    )
     other = RateLimiter(20, name="api", store=_manual(redis_client), clock=clock)
+    limiter.try_acquire()  # loads the script: the burst of 1 is spent
+    redis_client.delete(*rate_keys("resilient", "api"))
+    before = client.round_trips
     went = run_queue_through_a_pause(limiter, clock, other)
-    assert went[0] == 0.0
-    assert went[1:] == pytest.approx([1.05, 1.1, 1.15, 1.2, 1.25], abs=0.011)
+    assert went == pytest.approx([0.0, 0.05, 0.1, 0.15, 0.2, 0.25], abs=0.011)
+    assert client.round_trips - before == 6  # one reservation each, no confirmation
+    for limiter_here_or_there in (limiter, other):
+        with pytest.raises(RateLimitExceeded) as refused:
+            limiter_here_or_there.acquire(timeout=0.5)
+        # the pause (from 0 to 1) moved the five turns not yet reached: the next is at 1.30
+        assert refused.value.retry_after == pytest.approx(1.30 - clock.monotonic(), abs=1e-6)
 
 
 @pytest.fixture(params=["memory", "redis"])

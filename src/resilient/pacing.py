@@ -232,14 +232,25 @@ class Reservation(NamedTuple):
             (``0.0``: at once); when refused, seconds until the same cost
             would be admitted if nobody took it first (the ``retry_after``).
         turn: when admitted, the store's record of the reservation, opaque
-            to the caller: handed back to ``rate_confirm`` once the wait has
-            passed, and to ``rate_refund``. ``None`` for a store that keeps
+            to the caller: handed to ``rate_confirm`` if a pause may have
+            moved it, and to ``rate_refund``. ``None`` for a store that keeps
             no record (the caller then neither confirms nor refunds).
+        paused_until: where the latest pause the store knows of ends, on
+            the store's own clock (``-inf``: none). A *mark*: the caller
+            never compares it with its own clock, only with other marks of
+            the same store, to learn of a pause another process ordered.
+        mark: when admitted, the reservation's place among the pauses, on
+            the same clock: the later of ``paused_until`` and the store's
+            time when it answered, so a pause ordered after the reservation
+            ends after this mark. ``None``: the store gives no marks, and a
+            caller that waits asks ``rate_confirm`` at its turn.
     """
 
     admitted: bool
     wait: float
     turn: str | None = None
+    paused_until: float = -math.inf
+    mark: float | None = None
 
 
 @runtime_checkable
@@ -254,10 +265,10 @@ class PacingStore(Protocol):
     script. What a store must do:
 
     - **One call per operation, atomic.** Each method is one indivisible
-      read-modify-write of one name's state. An acquire admitted at once is
-      one ``rate_reserve`` call; one that waits is that call, then one
-      ``rate_confirm`` when its wait has passed (more only if a pause moved
-      its turn meanwhile).
+      read-modify-write of one name's state. An admitted acquire is one
+      ``rate_reserve`` call, whether it waits or not; a caller that waits
+      calls ``rate_confirm`` at its turn only if a pause may have moved it
+      (see below).
     - **Its own clock.** *now* is the caller's clock reading, in seconds
       from an arbitrary origin. A store with a clock of its own (Redis
       ``TIME``) uses that instead and ignores *now*; every duration it
@@ -273,13 +284,22 @@ class PacingStore(Protocol):
       *wait* once. Otherwise it changes nothing and answers
       ``Reservation(False, wait)``. *max_wait* is ``>= 0`` and may be
       ``math.inf``.
-    - **A pause holds for everyone, waiters included.** ``rate_pause``
-      extends ``paused_until`` to ``now + seconds`` (never shortens it);
-      turns handed out and not yet reached (after *now*) move later by the
-      time the pause added, and the TAT with them, so the schedule resumes
-      after the pause as it was. ``rate_confirm(turn)``, called by a
-      waiter when its wait has passed, answers the wait still ahead of it
-      (``0.0``: go), with the turn updated.
+    - **A pause holds every new acquire, and the waiters that hear of it.**
+      ``rate_pause`` extends ``paused_until`` to ``now + seconds`` (never
+      shortens it); turns handed out and not yet reached (after *now*) move
+      later by the time the pause added, and the TAT with them, so the
+      schedule resumes after the pause as it was. ``rate_confirm(turn)``
+      answers the wait still ahead of a waiter (``0.0``: go), with the turn
+      updated. Which waiters ask: a store that shares state between
+      processes answers *marks* (``Reservation.paused_until`` and
+      ``.mark``; ``rate_pause`` returns the pause's end as one), and the
+      limiter keeps the latest ``paused_until`` it has seen in any answer;
+      a waiter confirms only if that is later than its reservation's
+      ``mark`` (a pause ordered after its reservation, by this limiter or
+      heard of through it). A waiter whose process never heard of the
+      pause goes at its turn; the pause holds everyone's next acquire. A
+      store that answers no mark (``mark=None``, as ``MemoryPacingStore``,
+      where asking costs nothing) has every waiter confirm.
     - **Refunds never let the rate be exceeded.** ``rate_refund(turn, cost)``
       gives back up to *cost* units of that reservation (never more than it
       took): the TAT moves back by as much as the turns handed out since
@@ -336,13 +356,18 @@ class PacingStore(Protocol):
         """``rate_refund``'s twin."""
         ...
 
-    def rate_pause(self, name: str, policy: RatePolicy, seconds: float, now: float) -> None:
-        """Admit nothing under *name* for *seconds* (extends, never shortens, a pause)."""
+    def rate_pause(self, name: str, policy: RatePolicy, seconds: float, now: float) -> float | None:
+        """Admit nothing under *name* for *seconds* (extends, never shortens, a pause).
+
+        Returns:
+            Where the pause in force ends, as a mark (see ``Reservation``),
+            or ``None`` from a store that gives no marks.
+        """
         ...
 
     async def rate_pause_async(
         self, name: str, policy: RatePolicy, seconds: float, now: float
-    ) -> None:
+    ) -> float | None:
         """``rate_pause``'s twin."""
         ...
 
@@ -690,6 +715,7 @@ class RateLimiter:
         "_interval",
         "_lock",
         "_logged_until",
+        "_paused_seen",
         "_policy",
         "_refused",
         "_state",
@@ -750,6 +776,8 @@ class RateLimiter:
         self._undoing: set[asyncio.Future[Any]] = set()
         """Refunds and releases of answers that arrived after their caller was cancelled."""
         self._logged_until = -math.inf  # the end of the last pause logged at INFO
+        self._paused_seen = -math.inf
+        """The latest ``paused_until`` mark the store has answered: the pauses this object knows."""
         self._admitted = 0
         self._waited = 0
         self._refused = 0
@@ -766,9 +794,14 @@ class RateLimiter:
         *timeout*, or than the time left under an enclosing ``deadline``
         (``resilient.time_remaining()``), nothing is reserved and
         ``RateLimitExceeded`` is raised at once, with ``retry_after``. A
-        ``pause`` ordered while the caller waits holds it too: it waits
-        again (refused, its turn given back, if that would exceed what it
-        allows).
+        ``pause`` ordered while the caller waits holds it too if this
+        limiter knows of it: it waits again (refused, its turn given back,
+        if that would exceed what it allows). In process every pause is
+        known; through a store, the pauses this limiter ordered or saw in
+        the store's answers (one that only another process heard of lets
+        the caller go at its turn, and holds every next acquire). Through a
+        store, an admitted acquire is one round trip, waited or not, unless
+        a pause known here has to be checked at the turn.
 
         Args:
             cost: units to take (> 0, at most ``burst``).
@@ -786,18 +819,23 @@ class RateLimiter:
         now = time.monotonic() if clock is SYSTEM_CLOCK else clock.monotonic()
         store = self.store
         turn: _Turn | str | None
+        mark: float | None = None  # None: ask at the turn whether a pause moved it
         if store is None:
             admitted, wait, turn = self._reserve(cost, allowed, now)
         else:
-            admitted, wait, turn = store.rate_reserve(self.name, self._policy, cost, allowed, now)
-            self._count(admitted, wait)
+            admitted, wait, turn, paused_until, mark = store.rate_reserve(
+                self.name, self._policy, cost, allowed, now
+            )
+            self._count(admitted, wait, paused_until)
         if not admitted:
             raise self._refusal(wait, cost, allowed)
         while wait > 0.0:
             try:
                 clock.sleep(wait)
                 allowed -= wait
-                wait, turn = self._confirm(turn, clock)
+                if mark is not None and self._paused_seen <= mark:
+                    break  # no pause known here was ordered after the reservation: go
+                wait, turn, mark = self._confirm(turn, clock)
             except BaseException:
                 self._give_back(cost, turn)
                 raise
@@ -827,24 +865,27 @@ class RateLimiter:
         now = clock.monotonic()
         store = self.store
         turn: _Turn | str | None
+        mark: float | None = None  # None: ask at the turn whether a pause moved it
         if store is None:
             admitted, wait, turn = self._reserve(cost, allowed, now)
         else:
             reserving = store.rate_reserve_async(self.name, self._policy, cost, allowed, now)
-            admitted, wait, turn = await _shielded(
+            admitted, wait, turn, paused_until, mark = await _shielded(
                 reserving,
                 self._undo_reservation(cost),
                 self._undoing,
                 f"rate limiter {self.name!r}",
             )
-            self._count(admitted, wait)
+            self._count(admitted, wait, paused_until)
         if not admitted:
             raise self._refusal(wait, cost, allowed)
         while wait > 0.0:
             try:
                 await clock.asleep(wait)
                 allowed -= wait
-                wait, turn = await self._confirm_async(turn, clock)
+                if mark is not None and self._paused_seen <= mark:
+                    break  # no pause known here was ordered after the reservation: go
+                wait, turn, mark = await self._confirm_async(turn, clock)
             except BaseException:
                 await self._give_back_async(cost, turn)
                 raise
@@ -867,8 +908,10 @@ class RateLimiter:
         clock = DEFAULTS.clock if self._clock is None else self._clock
         now = time.monotonic() if clock is SYSTEM_CLOCK else clock.monotonic()
         if self.store is not None:
-            admitted, _, turn = self.store.rate_reserve(self.name, self._policy, cost, 0.0, now)
-            self._count(admitted, 0.0)
+            admitted, _, turn, paused_until, _ = self.store.rate_reserve(
+                self.name, self._policy, cost, 0.0, now
+            )
+            self._count(admitted, 0.0, paused_until)
             if admitted:
                 self._turns.set(turn)
             return admitted
@@ -943,17 +986,20 @@ class RateLimiter:
     def pause(self, seconds: float | datetime.timedelta) -> None:
         """Admit nothing for *seconds*: a server's ``Retry-After`` holds for every caller.
 
-        Callers already waiting for their turn wait the pause too: every
-        turn not yet reached moves later by the time the pause adds, so the
-        schedule resumes after it as it was. With a store, every process
-        sharing the name pauses. A pause only ever extends: a shorter one
-        while a longer one runs changes nothing.
+        Every turn not yet reached moves later by the time the pause adds,
+        so the schedule resumes after it as it was; the callers of this
+        limiter already waiting for their turn wait the pause too. With a
+        store, every process sharing the name pauses: its next acquire waits
+        the pause, and its callers already waiting do when their limiter has
+        heard of it from the store (a waiter that has not goes at the turn
+        it was given). A pause only ever extends: a shorter one while a
+        longer one runs changes nothing.
         """
         duration = _check_duration("seconds", seconds, allow_zero=True)
         clock = DEFAULTS.clock if self._clock is None else self._clock
         now = clock.monotonic()
         if self.store is not None:
-            self.store.rate_pause(self.name, self._policy, duration, now)
+            self._heard(self.store.rate_pause(self.name, self._policy, duration, now))
         else:
             with self._lock:
                 if not _pause(self._state, duration, now):
@@ -966,7 +1012,7 @@ class RateLimiter:
         clock = DEFAULTS.clock if self._clock is None else self._clock
         now = clock.monotonic()
         if self.store is not None:
-            await self.store.rate_pause_async(self.name, self._policy, duration, now)
+            self._heard(await self.store.rate_pause_async(self.name, self._policy, duration, now))
         else:
             with self._lock:
                 if not _pause(self._state, duration, now):
@@ -1053,8 +1099,11 @@ class RateLimiter:
                 self._admitted += 1
         return admitted, wait, turn
 
-    def _count(self, admitted: bool, wait: float) -> None:
+    def _count(self, admitted: bool, wait: float, paused_until: float) -> None:
+        """Count a store's answer, and learn the pause it reports."""
         with self._lock:
+            if paused_until > self._paused_seen:
+                self._paused_seen = paused_until
             if not admitted:
                 self._refused += 1
             elif wait > 0.0:
@@ -1062,27 +1111,40 @@ class RateLimiter:
             else:
                 self._admitted += 1
 
-    def _confirm(self, turn: _Turn | str | None, clock: Clock) -> tuple[float, _Turn | str | None]:
-        """A wait has passed: the wait a pause ordered meanwhile added (0.0: go), and the turn."""
+    def _heard(self, paused_until: float | None) -> None:
+        """A store answered where the latest pause ends: waiters reserved before it will ask."""
+        if paused_until is not None:
+            with self._lock:
+                if paused_until > self._paused_seen:
+                    self._paused_seen = paused_until
+
+    def _confirm(
+        self, turn: _Turn | str | None, clock: Clock
+    ) -> tuple[float, _Turn | str | None, float | None]:
+        """A wait has passed: the wait a pause ordered meanwhile added (0.0: go), the turn,
+        and its mark (``None``: ask again at the next turn)."""
         if turn is None:
-            return 0.0, None
+            return 0.0, None, None
         now = clock.monotonic()
         if isinstance(turn, str):
             assert self.store is not None
-            _, wait, answer = self.store.rate_confirm(self.name, self._policy, turn, now)
-            return wait, answer
+            answer = self.store.rate_confirm(self.name, self._policy, turn, now)
+            self._heard(answer.paused_until)
+            return answer.wait, answer.turn, answer.mark
         with self._lock:
-            return _confirm(self._state, turn, now)
+            wait, moved = _confirm(self._state, turn, now)
+        return wait, moved, None
 
     async def _confirm_async(
         self, turn: _Turn | str | None, clock: Clock
-    ) -> tuple[float, _Turn | str | None]:
+    ) -> tuple[float, _Turn | str | None, float | None]:
         if not isinstance(turn, str):
             return self._confirm(turn, clock)
         assert self.store is not None
         now = clock.monotonic()
-        _, wait, answer = await self.store.rate_confirm_async(self.name, self._policy, turn, now)
-        return wait, answer
+        answer = await self.store.rate_confirm_async(self.name, self._policy, turn, now)
+        self._heard(answer.paused_until)
+        return answer.wait, answer.turn, answer.mark
 
     def _give_back(self, cost: float, turn: _Turn | str | None) -> None:
         """A reserved wait was interrupted: the units were not used.

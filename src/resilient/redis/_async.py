@@ -198,7 +198,7 @@ class AsyncRedisStore(BreakerCore):
     async def rate_confirm_async(
         self, name: str, policy: RatePolicy, turn: str, now: float
     ) -> Reservation:
-        """A waiter's turn has come: go, or wait what a pause added; see ``PacingStore``."""
+        """A waiter's turn has come, a pause known since: go, or wait what it added."""
         return await drive_async(self._pacing.confirm_op(name, policy, turn, now), self._client)
 
     async def rate_refund_async(
@@ -210,9 +210,10 @@ class AsyncRedisStore(BreakerCore):
 
     async def rate_pause_async(
         self, name: str, policy: RatePolicy, seconds: float, now: float
-    ) -> None:
+    ) -> float | None:
         """Admit nothing under *name* for *seconds*, in every process; see ``PacingStore``."""
-        await drive_async(self._pacing.pause_op(name, policy, seconds, now), self._client)
+        op = self._pacing.pause_op(name, policy, seconds, now)
+        return await drive_async(op, self._client)
 
     async def slot_acquire_async(
         self, name: str, limit: int, lease_ttl: float, now: float
@@ -240,7 +241,7 @@ class AsyncRedisStore(BreakerCore):
         """Refused: see ``rate_refund_async``."""
         raise async_only("refund_async")
 
-    def rate_pause(self, name: str, policy: RatePolicy, seconds: float, now: float) -> None:
+    def rate_pause(self, name: str, policy: RatePolicy, seconds: float, now: float) -> float | None:
         """Refused: see ``rate_pause_async``."""
         raise async_only("pause_async")
 

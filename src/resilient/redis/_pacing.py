@@ -12,13 +12,19 @@ acquire of *cost* units is one script that reads it on Redis ``TIME`` and
   ``tolerance = burst * interval``;
 - if the wait until then is within the caller's limit, *reserves* it and
   answers the wait with the reservation's record (its *turn*): the caller
-  sleeps that long, once;
+  sleeps that long, once, and goes;
 - otherwise answers the wait without reserving anything, so a caller that
   gives up (``timeout``, a deadline, ``try_acquire``) costs the others nothing.
 
-A caller that waited runs ``RATE_CONFIRM`` at its turn: a ``pause`` ordered
-meanwhile (by any process) moved every turn not yet reached, and the TAT,
-later by the time it added, and the answer says how much longer to wait.
+A ``pause`` (by any process) moves every turn not yet reached, and the TAT,
+later by the time it adds. Every answer carries the pause's end (the *mark*
+``paused_until``, on Redis time) and a reservation its own mark (the later
+of that and Redis's time): a limiter that has seen, in any answer, a pause
+ending after its waiter's mark knows that pause was ordered after the
+reservation, and only then runs ``RATE_CONFIRM`` at the waiter's turn, which
+answers how much longer to wait. The mark orders pauses across the key's
+expiry too: the key outlives its pause by a second, so a pause ordered after
+it expired ends later than any pause before.
 ``refund`` (and a cancelled wait) gives units of one reservation back,
 moving the TAT back only as far as the turns handed out since allow. The
 key expires a second after its last moment that matters, so an idle
@@ -89,6 +95,7 @@ __all__ = [
     "read_confirm",
     "read_grant",
     "read_lease",
+    "read_pause",
     "read_turn",
     "slot_keys",
     "sync_only",
@@ -162,8 +169,8 @@ RATE_ACQUIRE = (
     _NOW
     + _STATE
     + """
--- KEYS: state. ARGV: now, interval, tolerance, cost, max wait (< 0: none).
--- Answers 'admitted wait paused_for' and, if admitted, the reservation's record.
+-- KEYS: state. ARGV: now, interval, tolerance, cost, max wait (< 0: none). Answers
+-- 'admitted wait paused_for paused_until mark' and, if admitted, the reservation's record.
 local interval = tonumber(ARGV[2])
 local tolerance = tonumber(ARGV[3])
 local cost = tonumber(ARGV[4])
@@ -182,14 +189,15 @@ local at = tat - tolerance
 if at < start then at = start end
 local wait = at - now
 if wait <= 1e-9 then wait = 0 end  -- float noise is no wait
+local marks = ' ' .. fmt(paused) .. ' ' .. fmt(s.paused) .. ' ' .. fmt(math.max(s.paused, now))
 if max_wait >= 0 and wait > max_wait then
-  return '0 ' .. fmt(wait) .. ' ' .. fmt(paused)
+  return '0 ' .. fmt(wait) .. marks
 end
 s.tat = tat
 if at > s.amax then s.amax = at end
 save(KEYS[1], s)
 local turn = turn_out({tat, at, s.refunded, s.shift, cost})
-return '1 ' .. fmt(wait) .. ' ' .. fmt(paused) .. ' ' .. turn
+return '1 ' .. fmt(wait) .. marks .. ' ' .. turn
 """
 )
 """Reserve *cost* units if they conform within the wait allowed; answer ``admitted wait paused``."""
@@ -199,12 +207,14 @@ RATE_CONFIRM = (
     + _STATE
     + """
 -- KEYS: state. ARGV: now, the record. A waiter whose wait has passed: answers the wait a
--- pause ordered meanwhile added (0: go) and the record, moved with its turn.
+-- pause ordered meanwhile added (0: go), the marks (paused_until, the record's) and the
+-- record, moved with its turn.
 local s = load(KEYS[1])
 local t = catch_up(s, turn_in(ARGV[2]))
 local wait = t[2] - now
 if wait <= 1e-9 then wait = 0 end
-return fmt(wait) .. ' ' .. turn_out(t)
+return fmt(wait) .. ' ' .. fmt(s.paused) .. ' ' .. fmt(math.max(s.paused, now)) .. ' '
+       .. turn_out(t)
 """
 )
 """Confirm a waiter's turn at its end: go, or wait what a pause added."""
@@ -242,7 +252,7 @@ RATE_PAUSE = (
     + _STATE
     + """
 -- KEYS: state. ARGV: now, seconds. A pause only ever lengthens; turns handed out and not
--- yet reached move later by what it adds. Answers what remains of it.
+-- yet reached move later by what it adds. Answers what remains of it, and its end (the mark).
 local seconds = tonumber(ARGV[2])
 local s = load(KEYS[1])
 local until_ = now + seconds
@@ -263,7 +273,7 @@ if seconds > 0 and until_ > s.paused then
   end
   save(KEYS[1], s)
 end
-return fmt(math.max(s.paused - now, 0))
+return fmt(math.max(s.paused - now, 0)) .. ' ' .. fmt(s.paused)
 """
 )
 """Admit nobody for *seconds* (or longer, if a longer pause is in force); move the waiters."""
@@ -309,6 +319,7 @@ return 1
 """Check a limiter's key and that Redis takes writes; raises WRONGTYPE otherwise."""
 
 _UNLIMITED = b"-1"
+_NEVER = -1e299  # the scripts write "never" as -1e300
 
 
 # -- keys -------------------------------------------------------------------------
@@ -420,12 +431,18 @@ class Grant(NamedTuple):
         wait: seconds from now until the units conform (the slot reserved if
             admitted, or the slot the caller would have had if not).
         paused_for: seconds of pause left when the script ran (0: none).
+        paused_until: the end of the latest pause, on Redis time (``-inf``:
+            none): a mark (see ``resilient.pacing.Reservation``).
+        mark: the reservation's mark: the later of *paused_until* and Redis
+            time when the script ran.
         turn: if admitted, the reservation's record (for confirm and refund).
     """
 
     admitted: bool
     wait: float
     paused_for: float
+    paused_until: float
+    mark: float
     turn: str | None = None
 
 
@@ -450,17 +467,36 @@ def _fields(reply: object) -> list[bytes | str]:
     return [str(reply)]
 
 
+def _mark(field: bytes | str) -> float:
+    """A mark; the scripts' "never" (-1e300) is ``-inf``."""
+    value = float(field)
+    return value if value > _NEVER else -math.inf
+
+
 def read_grant(reply: object) -> Grant:
     """Decode ``RATE_ACQUIRE``'s answer."""
-    admitted, wait, paused, *turn = _fields(reply)
+    admitted, wait, paused, until, mark, *turn = _fields(reply)
     record = " ".join(_text(field) for field in turn) if turn else None
-    return Grant(int(admitted) == 1, max(0.0, float(wait)), float(paused), record)
+    return Grant(
+        int(admitted) == 1,
+        max(0.0, float(wait)),
+        float(paused),
+        _mark(until),
+        _mark(mark),
+        record,
+    )
 
 
-def read_confirm(reply: object) -> tuple[float, str]:
-    """Decode ``RATE_CONFIRM``'s answer: the wait left, and the record."""
-    wait, *turn = _fields(reply)
-    return max(0.0, float(wait)), " ".join(_text(field) for field in turn)
+def read_confirm(reply: object) -> Reservation:
+    """Decode ``RATE_CONFIRM``'s answer: the wait left, the marks, and the record."""
+    wait, until, mark, *turn = _fields(reply)
+    record = " ".join(_text(field) for field in turn)
+    return Reservation(True, max(0.0, float(wait)), record, _mark(until), _mark(mark))
+
+
+def read_pause(reply: object) -> float:
+    """Decode ``RATE_PAUSE``'s answer: where the pause in force ends, as a mark."""
+    return _mark(_fields(reply)[1])
 
 
 def read_turn(reply: object) -> str:
@@ -589,10 +625,12 @@ class PacingCore:
                 return Reservation(False, self._retry_in(lane))
             return Reservation(True, 0.0)
         grant = read_grant(reply)
-        return Reservation(grant.admitted, grant.wait, grant.turn)
+        mark = grant.mark if grant.admitted else None
+        return Reservation(grant.admitted, grant.wait, grant.turn, grant.paused_until, mark)
 
     def confirm_op(self, name: str, policy: RatePolicy, turn: str, now: float) -> Op[Reservation]:
-        """``PacingStore.rate_confirm``: a waiter at its turn learns of a pause ordered since."""
+        """``PacingStore.rate_confirm``: a waiter at its turn, a pause known since its
+        reservation: how much longer it waits."""
         if turn.startswith(_LOCAL):  # a turn of the fallback: it answers, no round trip
             local = self._local.rate_confirm(name, policy, turn[len(_LOCAL) :], now)
             return local._replace(turn=_LOCAL + str(local.turn))
@@ -602,8 +640,7 @@ class PacingCore:
         reply = yield from self._run(lane, self._confirm, plan.keys, args, plan.keys[0])
         if reply is None:  # Redis cannot say: the turn it handed out stands
             return Reservation(True, 0.0, turn)
-        wait, record = read_confirm(reply)
-        return Reservation(True, wait, record)
+        return read_confirm(reply)
 
     def refund_op(
         self, name: str, policy: RatePolicy, cost: float, now: float, turn: str | None
@@ -620,14 +657,20 @@ class PacingCore:
         reply = yield from self._run(lane, self._refund, plan.keys, args, plan.keys[0])
         return turn if reply is None else read_turn(reply)
 
-    def pause_op(self, name: str, policy: RatePolicy, seconds: float, now: float) -> Op[None]:
-        """``PacingStore.rate_pause``: every process's next acquire, and every waiter, reads it."""
+    def pause_op(
+        self, name: str, policy: RatePolicy, seconds: float, now: float
+    ) -> Op[float | None]:
+        """``PacingStore.rate_pause``: every process's next acquire reads it; the answer is
+        the pause's end, the mark that tells this process's waiters to confirm."""
         lane = self.lane(name)
         plan = lane.rate_plan(self.namespace, policy)
         args = plan.pause_args(self._now(now), seconds)
         reply = yield from self._run(lane, self._pause, plan.keys, args, plan.keys[0])
-        if reply is None and lane.mode == "local":
-            self._local.rate_pause(name, policy, seconds, now)
+        if reply is None:
+            if lane.mode == "local":
+                self._local.rate_pause(name, policy, seconds, now)
+            return None
+        return read_pause(reply)
 
     def slot_op(self, name: str, limit: int, lease_ttl: float, now: float) -> Op[str | None]:
         """``PacingStore.slot_acquire``: a lease in Redis, or ``None`` at once."""

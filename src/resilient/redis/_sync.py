@@ -194,7 +194,7 @@ class RedisStore(BreakerCore):
         return drive(self._pacing.reserve_op(name, policy, cost, max_wait, now), self._client)
 
     def rate_confirm(self, name: str, policy: RatePolicy, turn: str, now: float) -> Reservation:
-        """A waiter's turn has come: go, or wait what a pause added; see ``PacingStore``."""
+        """A waiter's turn has come, a pause known since: go, or wait what it added."""
         return drive(self._pacing.confirm_op(name, policy, turn, now), self._client)
 
     def rate_refund(
@@ -203,9 +203,9 @@ class RedisStore(BreakerCore):
         """Give back units of the reservation *turn*; see ``PacingStore``."""
         return drive(self._pacing.refund_op(name, policy, cost, now, turn), self._client)
 
-    def rate_pause(self, name: str, policy: RatePolicy, seconds: float, now: float) -> None:
+    def rate_pause(self, name: str, policy: RatePolicy, seconds: float, now: float) -> float | None:
         """Admit nothing under *name* for *seconds*, in every process; see ``PacingStore``."""
-        drive(self._pacing.pause_op(name, policy, seconds, now), self._client)
+        return drive(self._pacing.pause_op(name, policy, seconds, now), self._client)
 
     def slot_acquire(self, name: str, limit: int, lease_ttl: float, now: float) -> str | None:
         """Lease a slot of concurrency limit *name*; see ``PacingStore``."""
@@ -235,7 +235,7 @@ class RedisStore(BreakerCore):
 
     async def rate_pause_async(
         self, name: str, policy: RatePolicy, seconds: float, now: float
-    ) -> None:
+    ) -> float | None:
         """Refused: see ``AsyncRedisStore``."""
         raise sync_only("pause_async")
 
