@@ -58,6 +58,52 @@ async def drive_async(op: Op[T], client: Any) -> T:
         return done.value  # type: ignore[no-any-return]
 
 
+def connect_async(
+    url: str,
+    *,
+    socket_timeout: Seconds = DEFAULT_SOCKET_TIMEOUT,
+    connect_timeout: Seconds | None = None,
+) -> Any:
+    """A ``redis.asyncio.Redis`` for *url* with short timeouts and no retries of its own.
+
+    Its pool opens at most 100 connections; a coroutine that finds them all
+    busy waits for one (without blocking the loop) for at most
+    *socket_timeout*, then fails as an unreachable Redis would.
+
+    Args:
+        url: as ``redis.asyncio.Redis.from_url`` reads it.
+        socket_timeout: seconds to wait for an answer (> 0, at most a minute).
+        connect_timeout: seconds to wait for a connection; default *socket_timeout*.
+
+    Returns:
+        The client; it connects on first use, in the event loop of that use.
+    """
+    connect_timeout = check_url(url, socket_timeout, connect_timeout)
+    socket_timeout = check_limited("socket_timeout", socket_timeout, allow_zero=False)
+    try:
+        # A pool that makes a coroutine wait (asynchronously, at most a socket timeout)
+        # for a free connection: the default one raises at once when all of them are
+        # busy, and many coroutines asking at once would look like an outage of Redis.
+        pool = redis.asyncio.BlockingConnectionPool.from_url(  # pyright: ignore[reportUnknownMemberType]
+            url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=float(socket_timeout),
+            socket_timeout=float(socket_timeout),
+            socket_connect_timeout=connect_timeout,
+            retry=Retry(NoBackoff(), 0),
+            **driver_info(),
+        )
+    except ValueError as error:  # redis-py's message does not say which argument
+        raise ValueError(f"url is not a Redis URL ({error}), got url={url!r}") from error
+    # The client owns the pool, so aclose() closes its connections (from_pool: redis-py 5.0.1+).
+    from_pool = getattr(redis.asyncio.Redis, "from_pool", None)
+    if from_pool is not None:
+        return from_pool(pool)
+    client = redis.asyncio.Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True
+    return client
+
+
 class AsyncRedisStore(BreakerCore):
     """``RedisStore`` for asyncio programs: the same shared state, never blocking the loop.
 
@@ -112,11 +158,8 @@ class AsyncRedisStore(BreakerCore):
 
     _OWNER = "AsyncRedisStore"
     _ASYNCIO = True
+    _connect = staticmethod(connect_async)
     __slots__ = ()
-
-    @staticmethod
-    def _connect(url: str, socket_timeout: Seconds, connect_timeout: Seconds | None) -> Any:
-        return connect_async(url, socket_timeout=socket_timeout, connect_timeout=connect_timeout)
 
     # -- the AsyncBreakerStore operations ------------------------------------------
 
@@ -276,11 +319,8 @@ class AsyncRedisRetryBudget(BudgetCore):
 
     _OWNER = "AsyncRedisRetryBudget"
     _ASYNCIO = True
+    _connect = staticmethod(connect_async)
     __slots__ = ()
-
-    @staticmethod
-    def _connect(url: str, socket_timeout: Seconds, connect_timeout: Seconds | None) -> Any:
-        return connect_async(url, socket_timeout=socket_timeout, connect_timeout=connect_timeout)
 
     async def tokens_async(self) -> float:
         """The tokens left now (one round trip)."""
@@ -309,49 +349,3 @@ class AsyncRedisRetryBudget(BudgetCore):
             f"awaits {method}_async()), or use resilient.redis.RedisRetryBudget with a "
             "synchronous client for plain functions"
         )
-
-
-def connect_async(
-    url: str,
-    *,
-    socket_timeout: Seconds = DEFAULT_SOCKET_TIMEOUT,
-    connect_timeout: Seconds | None = None,
-) -> Any:
-    """A ``redis.asyncio.Redis`` for *url* with short timeouts and no retries of its own.
-
-    Its pool opens at most 100 connections; a coroutine that finds them all
-    busy waits for one (without blocking the loop) for at most
-    *socket_timeout*, then fails as an unreachable Redis would.
-
-    Args:
-        url: as ``redis.asyncio.Redis.from_url`` reads it.
-        socket_timeout: seconds to wait for an answer (> 0, at most a minute).
-        connect_timeout: seconds to wait for a connection; default *socket_timeout*.
-
-    Returns:
-        The client; it connects on first use, in the event loop of that use.
-    """
-    connect_timeout = check_url(url, socket_timeout, connect_timeout)
-    socket_timeout = check_limited("socket_timeout", socket_timeout, allow_zero=False)
-    try:
-        # A pool that makes a coroutine wait (asynchronously, at most a socket timeout)
-        # for a free connection: the default one raises at once when all of them are
-        # busy, and many coroutines asking at once would look like an outage of Redis.
-        pool = redis.asyncio.BlockingConnectionPool.from_url(  # pyright: ignore[reportUnknownMemberType]
-            url,
-            max_connections=MAX_CONNECTIONS,
-            timeout=float(socket_timeout),
-            socket_timeout=float(socket_timeout),
-            socket_connect_timeout=connect_timeout,
-            retry=Retry(NoBackoff(), 0),
-            **driver_info(),
-        )
-    except ValueError as error:  # redis-py's message does not say which argument
-        raise ValueError(f"url is not a Redis URL ({error}), got url={url!r}") from error
-    # The client owns the pool, so aclose() closes its connections (from_pool: redis-py 5.0.1+).
-    from_pool = getattr(redis.asyncio.Redis, "from_pool", None)
-    if from_pool is not None:
-        return from_pool(pool)
-    client = redis.asyncio.Redis(connection_pool=pool)
-    client.auto_close_connection_pool = True
-    return client

@@ -65,7 +65,7 @@ from resilient.redis._settings import (
 if TYPE_CHECKING:
     from resilient._types import Seconds
 
-__all__ = ["STORE_ERRORS", "BreakerCore", "BudgetCore", "Op", "Send", "driver_info"]
+__all__ = ["STORE_ERRORS", "BreakerCore", "BudgetCore", "Driven", "Op", "Send", "driver_info"]
 
 T = TypeVar("T")
 
@@ -78,7 +78,20 @@ _NO_DURATION = (b"0", b"-2", b"")  # ops that never open: any duration would do
 _PERMITS_OUT = Admission(False, None, _HALF_OPEN, 0.0)
 
 
-class BreakerCore:
+class Driven:
+    """Strictly private. The base of the Redis stores and budgets: what each driver says."""
+
+    _OWNER: ClassVar[str]
+    """The driver's public name, for the messages about its client."""
+    _ASYNCIO: ClassVar[bool]
+    """Whether the driver awaits a ``redis.asyncio`` client."""
+    _connect: ClassVar[Callable[..., Any]]
+    """The driver's client for a URL (``connect`` or ``connect_async``), for ``from_url``."""
+
+    __slots__ = ()
+
+
+class BreakerCore(Driven):
     """Strictly private. A Redis breaker store without its I/O: settings, lanes, decisions.
 
     The drivers subclass it and add the sending (``drive`` or ``drive_async``)
@@ -86,11 +99,6 @@ class BreakerCore:
     in ``Fallback``): settings, construction, ``from_url``, so the sync and
     the asyncio stores cannot drift apart.
     """
-
-    _OWNER: ClassVar[str]
-    """The driver's public name, for the messages about its client."""
-    _ASYNCIO: ClassVar[bool]
-    """Whether the driver awaits a ``redis.asyncio`` client."""
 
     __slots__ = (
         "_acquire",
@@ -219,7 +227,7 @@ class BreakerCore:
             asyncio client connects in the event loop of its first command).
         """
         return cls(
-            cls._connect(url, socket_timeout, connect_timeout),
+            cls._connect(url, socket_timeout=socket_timeout, connect_timeout=connect_timeout),
             namespace=namespace,
             on_store_error=on_store_error,
             max_staleness=max_staleness,
@@ -227,11 +235,6 @@ class BreakerCore:
             trial_timeout=trial_timeout,
             idle_ttl=idle_ttl,
         )
-
-    @staticmethod
-    def _connect(url: str, socket_timeout: Seconds, connect_timeout: Seconds | None) -> Any:
-        """The driver's client for *url* (``connect`` or ``connect_async``)."""
-        raise NotImplementedError
 
     @property
     def client(self) -> Any:
@@ -668,13 +671,8 @@ class _Claim:
     __slots__ = ("__weakref__",)
 
 
-class BudgetCore:
+class BudgetCore(Driven):
     """Strictly private. A Redis retry budget without its I/O: settings and decisions."""
-
-    _OWNER: ClassVar[str]
-    """The driver's public name, for the messages about its client."""
-    _ASYNCIO: ClassVar[bool]
-    """Whether the driver awaits a ``redis.asyncio`` client."""
 
     __slots__ = (
         "_client",
@@ -772,7 +770,7 @@ class BudgetCore:
             The budget; nothing is sent until it is used.
         """
         return cls(
-            cls._connect(url, socket_timeout, connect_timeout),
+            cls._connect(url, socket_timeout=socket_timeout, connect_timeout=connect_timeout),
             name,
             max_tokens=max_tokens,
             token_ratio=token_ratio,
@@ -780,11 +778,6 @@ class BudgetCore:
             retry_interval=retry_interval,
             idle_ttl=idle_ttl,
         )
-
-    @staticmethod
-    def _connect(url: str, socket_timeout: Seconds, connect_timeout: Seconds | None) -> Any:
-        """The driver's client for *url* (``connect`` or ``connect_async``)."""
-        raise NotImplementedError
 
     @property
     def mode(self) -> Literal["redis", "local"]:

@@ -51,6 +51,35 @@ def drive(op: Op[T], client: Any) -> T:
         return done.value  # type: ignore[no-any-return]
 
 
+def connect(
+    url: str,
+    *,
+    socket_timeout: Seconds = DEFAULT_SOCKET_TIMEOUT,
+    connect_timeout: Seconds | None = None,
+) -> Any:
+    """A ``redis.Redis`` for *url* with short timeouts and no retries of its own.
+
+    Args:
+        url: as ``redis.Redis.from_url`` reads it.
+        socket_timeout: seconds to wait for an answer (> 0, at most a minute).
+        connect_timeout: seconds to wait for a connection; default *socket_timeout*.
+
+    Returns:
+        The client; it connects on first use.
+    """
+    connect_timeout = check_url(url, socket_timeout, connect_timeout)
+    try:
+        return redis.Redis.from_url(  # pyright: ignore[reportUnknownMemberType]
+            url,
+            socket_timeout=check_limited("socket_timeout", socket_timeout, allow_zero=False),
+            socket_connect_timeout=connect_timeout,
+            retry=Retry(NoBackoff(), 0),
+            **driver_info(),
+        )
+    except ValueError as error:  # redis-py's message does not say which argument
+        raise ValueError(f"url is not a Redis URL ({error}), got url={url!r}") from error
+
+
 class RedisStore(BreakerCore):
     """Breaker state in Redis, shared by every process that uses the same names.
 
@@ -128,11 +157,8 @@ class RedisStore(BreakerCore):
 
     _OWNER = "RedisStore"
     _ASYNCIO = False
+    _connect = staticmethod(connect)
     __slots__ = ()
-
-    @staticmethod
-    def _connect(url: str, socket_timeout: Seconds, connect_timeout: Seconds | None) -> Any:
-        return connect(url, socket_timeout=socket_timeout, connect_timeout=connect_timeout)
 
     # -- the BreakerStore operations -------------------------------------------
 
@@ -280,11 +306,8 @@ class RedisRetryBudget(BudgetCore):
 
     _OWNER = "RedisRetryBudget"
     _ASYNCIO = False
+    _connect = staticmethod(connect)
     __slots__ = ()
-
-    @staticmethod
-    def _connect(url: str, socket_timeout: Seconds, connect_timeout: Seconds | None) -> Any:
-        return connect(url, socket_timeout=socket_timeout, connect_timeout=connect_timeout)
 
     @property
     def tokens(self) -> float:
@@ -307,32 +330,3 @@ class RedisRetryBudget(BudgetCore):
     def record_success(self) -> None:
         """Refund *token_ratio* tokens for a successful attempt."""
         drive(self._refund_op(), self._client)
-
-
-def connect(
-    url: str,
-    *,
-    socket_timeout: Seconds = DEFAULT_SOCKET_TIMEOUT,
-    connect_timeout: Seconds | None = None,
-) -> Any:
-    """A ``redis.Redis`` for *url* with short timeouts and no retries of its own.
-
-    Args:
-        url: as ``redis.Redis.from_url`` reads it.
-        socket_timeout: seconds to wait for an answer (> 0, at most a minute).
-        connect_timeout: seconds to wait for a connection; default *socket_timeout*.
-
-    Returns:
-        The client; it connects on first use.
-    """
-    connect_timeout = check_url(url, socket_timeout, connect_timeout)
-    try:
-        return redis.Redis.from_url(  # pyright: ignore[reportUnknownMemberType]
-            url,
-            socket_timeout=check_limited("socket_timeout", socket_timeout, allow_zero=False),
-            socket_connect_timeout=connect_timeout,
-            retry=Retry(NoBackoff(), 0),
-            **driver_info(),
-        )
-    except ValueError as error:  # redis-py's message does not say which argument
-        raise ValueError(f"url is not a Redis URL ({error}), got url={url!r}") from error
