@@ -381,22 +381,15 @@ def test_refund_gives_back_only_what_later_turns_leave_free() -> None:
     turns: dict[str, Any] = {}
 
     def acquire(who: str, cost: float) -> float:
-        """acquire in a context of its own (a thread or task): its own last acquire."""
+        """acquire as caller *who* (a thread or task of its own): its last acquire, kept."""
         before = len(clock.sleeps)
-
-        def run() -> None:
-            limiter.acquire(cost)
-            turns[who] = limiter._turns.get()
-
-        contextvars.copy_context().run(run)
+        limiter.acquire(cost)
+        turns[who] = limiter._recall()
         return sum(clock.sleeps[before:])
 
     def refund(who: str, units: float) -> None:
-        def run() -> None:
-            limiter._turns.set(turns[who])
-            limiter.refund(units)
-
-        contextvars.copy_context().run(run)
+        limiter._remember(turns[who])  # as *who*'s thread would hold it
+        limiter.refund(units)
 
     assert acquire("a", 10) == 0.0  # the whole burst, at once
     clock.advance(0.1)
@@ -421,6 +414,118 @@ def test_refund_gives_back_at_most_what_the_acquire_took() -> None:
     limiter.refund(500)
     assert limiter.try_acquire(100)  # the 100 given back
     assert not limiter.try_acquire(1)
+
+
+def _available(limiter: RateLimiter) -> int:
+    """Units admitted at once now, counted by a thread of its own (no time passes)."""
+    taken: list[bool] = []
+
+    def count() -> None:
+        while len(taken) < 20 and limiter.try_acquire():
+            taken.append(True)
+
+    thread = threading.Thread(target=count)
+    thread.start()
+    thread.join()
+    return len(taken)
+
+
+def _someone_else_takes(limiter: RateLimiter, cost: float) -> None:
+    thread = threading.Thread(target=limiter.acquire, args=(cost,))
+    thread.start()
+    thread.join()
+
+
+async def _take(limiter: RateLimiter, how: str, cost: float) -> None:
+    if how == "acquire_async":
+        await limiter.acquire_async(cost)
+    elif how == "acquire":
+        limiter.acquire(cost)
+    else:
+        assert limiter.try_acquire(cost)
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["in-process", "store"])
+@pytest.mark.parametrize("how", ["try_acquire", "acquire", "acquire_async"])
+@pytest.mark.parametrize("depth", [1, 2], ids=["child", "grandchild"])
+def test_a_task_created_after_an_acquire_never_refunds_it(
+    depth: int, how: str, shared: bool
+) -> None:
+    """A task (and a task it creates) started after its parent's acquire refunds nothing of
+    it; the parent's own refund then gives its units back once, not twice."""
+    clock = ManualClock()
+    limiter = limiter_on(clock, shared, rate=1, per=60.0, burst=10)
+    _someone_else_takes(limiter, 5)
+
+    async def descendant(level: int) -> None:
+        if level < depth:
+            await asyncio.create_task(descendant(level + 1))
+        await limiter.refund_async(2)
+        limiter.refund(2)
+
+    async def parent() -> None:
+        await _take(limiter, how, 2)
+        await asyncio.create_task(descendant(1))
+        await limiter.refund_async(2)
+
+    asyncio.run(parent())
+    assert _available(limiter) == 5  # 10 - 5 taken by someone else; the 2 came back once
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["in-process", "store"])
+@pytest.mark.parametrize("how", ["try_acquire", "acquire", "acquire_async"])
+def test_a_task_refunds_its_own_acquire_not_a_sibling_s_taken_since(how: str, shared: bool) -> None:
+    """Tasks a and b of one thread take 4 and 3 units in turn; a's refund gives back its 4
+    (they end before b's turn), not b's 3."""
+    clock = ManualClock()
+    limiter = limiter_on(clock, shared, rate=1, per=60.0, burst=10)
+
+    async def main() -> None:
+        a_took, b_took = asyncio.Event(), asyncio.Event()
+
+        async def a() -> None:
+            await _take(limiter, how, 4)
+            a_took.set()
+            await b_took.wait()
+            limiter.refund(4)
+
+        async def b() -> None:
+            await a_took.wait()
+            await _take(limiter, how, 3)
+            b_took.set()
+
+        await asyncio.gather(a(), b())
+
+    asyncio.run(main())
+    assert _available(limiter) == 7  # b's 3 stay taken
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["in-process", "store"])
+def test_threads_refund_only_their_own_acquire(shared: bool) -> None:
+    """Real threads: a refunds its 4 units although b took 3 after it; a thread that took
+    nothing refunds nothing."""
+    clock = ManualClock()
+    limiter = limiter_on(clock, shared, rate=1, per=60.0, burst=10)
+    a_took, b_took = threading.Event(), threading.Event()
+
+    def a() -> None:
+        limiter.acquire(4)
+        a_took.set()
+        assert b_took.wait(10)
+        limiter.refund(4)
+
+    def b() -> None:
+        assert a_took.wait(10)
+        assert limiter.try_acquire(3)
+        b_took.set()
+
+    threads = [threading.Thread(target=a), threading.Thread(target=b)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    limiter.refund(3)  # this thread took nothing: b's 3 stay taken
+    assert _available(limiter) == 7
 
 
 _SCHEDULES = st.lists(

@@ -23,8 +23,10 @@ import functools
 import itertools
 import logging
 import math
+import sys
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, runtime_checkable
@@ -59,8 +61,9 @@ if TYPE_CHECKING:
     from resilient._types import Clock
 
     P = ParamSpec("P")
-    _Unit: TypeAlias = tuple[float, float, float, float]
-    """A ``_Turn`` of 1 unit without its ``units``: what ``try_acquire()`` records."""
+    _Record: TypeAlias = "_Turn | float | str"
+    """What ``refund`` gives back: an in-process turn (a bare ``end``: see
+    ``_refund_here``), or a store's."""
 
 T = TypeVar("T")
 
@@ -91,6 +94,10 @@ _POLL_FIRST, _POLL_MAX = 0.005, 0.1
 
 _limiter_names = itertools.count(1)
 _concurrency_names = itertools.count(1)
+
+_MODULES = sys.modules
+_get_running_loop: Callable[[], asyncio.AbstractEventLoop | None] | None = None
+"""asyncio's ``_get_running_loop``, once asyncio is imported (no loop runs before)."""
 
 
 # -- errors ---------------------------------------------------------------------------
@@ -713,6 +720,7 @@ class RateLimiter:
         "_admitted",
         "_clock",
         "_interval",
+        "_local",
         "_lock",
         "_logged_until",
         "_paused_seen",
@@ -769,10 +777,12 @@ class RateLimiter:
             )
         self._lock = threading.Lock()
         self._state = _Gcra()
-        self._turns: contextvars.ContextVar[_Turn | _Unit | str | None] = contextvars.ContextVar(
-            f"resilient.pacing.turn:{self.name}", default=None
+        self._local = threading.local()
+        """``turn``: this thread's last acquire outside asyncio tasks (``refund`` gives it back)."""
+        self._turns: contextvars.ContextVar[tuple[weakref.ref[object], _Record | None] | None] = (
+            contextvars.ContextVar(f"resilient.pacing.turn:{self.name}", default=None)
         )
-        """The last acquire's reservation, per thread and task: what ``refund`` gives back."""
+        """An asyncio task's last acquire, and the task: tasks it starts copy it, not own it."""
         self._undoing: set[asyncio.Future[Any]] = set()
         """Refunds and releases of answers that arrived after their caller was cancelled."""
         self._logged_until = -math.inf  # the end of the last pause logged at INFO
@@ -842,7 +852,13 @@ class RateLimiter:
             if wait > allowed:  # a pause moved the turn past what the caller allows
                 self._give_back(cost, turn)
                 raise self._refusal(wait, cost, allowed)
-        self._turns.set(turn)
+        get_loop = _get_running_loop  # _remember, inlined as in try_acquire
+        if get_loop is None and "asyncio.events" in _MODULES:
+            get_loop = _loop_getter()
+        if get_loop is None or get_loop() is None:
+            self._local.turn = turn
+        else:
+            self._remember(turn)
 
     async def acquire_async(
         self, cost: float = 1, *, timeout: float | datetime.timedelta | None = None
@@ -892,7 +908,7 @@ class RateLimiter:
             if wait > allowed:  # a pause moved the turn past what the caller allows
                 await self._give_back_async(cost, turn)
                 raise self._refusal(wait, cost, allowed)
-        self._turns.set(turn)
+        self._remember(turn)
 
     def try_acquire(self, cost: float = 1) -> bool:
         """Take *cost* units if they are admitted now, without waiting.
@@ -905,6 +921,9 @@ class RateLimiter:
         """
         if cost is not _ONE:  # the default (and a literal 1, on CPython) skips the check
             cost = self._check_cost(cost)
+            span = cost * self._interval
+        else:
+            span = self._interval  # 1 * interval, without an int-by-float product
         clock = DEFAULTS.clock if self._clock is None else self._clock
         now = time.monotonic() if clock is SYSTEM_CLOCK else clock.monotonic()
         if self.store is not None:
@@ -913,13 +932,13 @@ class RateLimiter:
             )
             self._count(admitted, 0.0, paused_until)
             if admitted:
-                self._turns.set(turn)
+                self._remember(turn)
             return admitted
         # _reserve with no wait allowed, inlined: the path measured against a bare Lock.
         state = self._state
         with self._lock:
             tat = state.tat
-            new_tat = (tat if tat > now else now) + cost * self._interval
+            new_tat = (tat if tat > now else now) + span
             # Admitted when conforming (to 1e-9 s: float rounding) and not paused.
             if new_tat - self._tolerance - now > 1e-9 or state.paused_until > now:
                 self._refused += 1
@@ -928,13 +947,21 @@ class RateLimiter:
             if now > state.amax:
                 state.amax = now
             self._admitted += 1
-            # What refund gives back. A cost of 1 records a plain tuple, which refund
-            # reads as a _Turn of 1 unit: a _Turn costs more than the rest of this path.
-            if cost is _ONE:
-                record: _Turn | _Unit = (new_tat, now, state.refunded, state.shift)
+            # What refund gives back. Until a pause or a refund has moved the schedule, a
+            # unit's turn is its end alone (see _refund_here): a _Turn costs a third of
+            # the rest of this path.
+            if cost is _ONE and not (state.refunded or state.shift):
+                record: _Record = new_tat
             else:
                 record = _Turn(new_tat, now, state.refunded, state.shift, cost)
-        self._turns.set(record)
+        # _remember, inlined: outside asyncio tasks, the thread's own record.
+        get_loop = _get_running_loop
+        if get_loop is None and "asyncio.events" in _MODULES:
+            get_loop = _loop_getter()
+        if get_loop is None or get_loop() is None:
+            self._local.turn = record
+        else:
+            self._remember(record)
         return True
 
     def refund(self, cost: float) -> None:
@@ -948,38 +975,67 @@ class RateLimiter:
         Never more than that acquire took; nothing without one.
         """
         cost = _check_positive("cost", cost)
-        turn = self._turns.get()
+        turn = self._recall()
         if turn is None:
             return
         now = self._now()
         if isinstance(turn, str):
             assert self.store is not None
-            self._turns.set(self.store.rate_refund(self.name, self._policy, cost, now, turn))
+            self._remember(self.store.rate_refund(self.name, self._policy, cost, now, turn))
         else:
-            self._turns.set(self._refund_here(turn, cost, now))
+            self._remember(self._refund_here(turn, cost, now))
 
     async def refund_async(self, cost: float) -> None:
         """``refund``'s ``async`` twin (it awaits the store)."""
         cost = _check_positive("cost", cost)
-        turn = self._turns.get()
+        turn = self._recall()
         if turn is None:
             return
         now = self._now()
         if isinstance(turn, str):
             assert self.store is not None
             refunded = await self.store.rate_refund_async(self.name, self._policy, cost, now, turn)
-            self._turns.set(refunded)
+            self._remember(refunded)
         else:
-            self._turns.set(self._refund_here(turn, cost, now))
+            self._remember(self._refund_here(turn, cost, now))
 
     def _now(self) -> float:
         clock = DEFAULTS.clock if self._clock is None else self._clock
         return clock.monotonic()
 
-    def _refund_here(self, turn: _Turn | _Unit, cost: float, now: float) -> _Turn:
-        """Give back units of an in-process *turn* (``try_acquire()`` records a bare tuple)."""
+    def _remember(self, turn: _Record | None) -> None:
+        """Keep *turn* as the last acquire of this asyncio task, or else of this thread.
+
+        A task's record names the task: a task it starts copies its context,
+        record included, but may not refund it (nor may that task's own).
+        """
+        task = _current_task()
+        if task is None:
+            self._local.turn = turn
+        else:
+            self._turns.set((weakref.ref(task), turn))
+
+    def _recall(self) -> _Record | None:
+        """The last acquire of this asyncio task, or else of this thread; ``None``: none."""
+        task = _current_task()
+        if task is None:
+            turn: _Record | None = getattr(self._local, "turn", None)
+            return turn
+        mine = self._turns.get()
+        if mine is None or mine[0]() is not task:
+            return None  # none, or its parent's (copied with the context the task started in)
+        return mine[1]
+
+    def _refund_here(self, turn: _Turn | float, cost: float, now: float) -> _Turn:
+        """Give back units of an in-process *turn*.
+
+        ``try_acquire()`` records a unit taken before any pause or refund
+        moved the schedule by its ``end`` alone: ``refunded`` and ``shift``
+        were 0, and its turn (``at``) was no later than any pause ordered
+        since began, which moves no turn: ``-inf`` says as much to ``_catch_up``.
+        """
         if not isinstance(turn, _Turn):
-            turn = _Turn(*turn, 1.0)
+            turn = _Turn(turn, -math.inf, 0.0, 0.0, 1.0)
         with self._lock:
             return _refund(self._state, turn, cost, self._interval, now)
 
@@ -1787,6 +1843,32 @@ def _undo_answer(
     undoing = asyncio.ensure_future(run())
     keep.add(undoing)
     undoing.add_done_callback(keep.discard)
+
+
+def _loop_getter() -> Callable[[], asyncio.AbstractEventLoop | None]:
+    """asyncio's ``_get_running_loop``, kept in ``_get_running_loop`` (asyncio is imported)."""
+    global _get_running_loop  # bound once, when asyncio is first seen
+    from asyncio.events import (  # noqa: PLC0415
+        _get_running_loop as getter,  # pyright: ignore[reportPrivateUsage]
+    )
+
+    _get_running_loop = getter
+    return getter
+
+
+def _current_task() -> object | None:
+    """The asyncio task running in this thread; ``None`` outside one (or any event loop)."""
+    get_loop = _get_running_loop
+    if get_loop is None:
+        if "asyncio.events" not in _MODULES:
+            return None  # no event loop can run before asyncio is imported
+        get_loop = _loop_getter()
+    loop = get_loop()
+    if loop is None:
+        return None
+    from asyncio import current_task  # noqa: PLC0415 - imported: a loop runs
+
+    return current_task(loop)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
