@@ -6,8 +6,10 @@ import asyncio
 import functools
 import gc
 import inspect
+import itertools
 import logging
 import pickle
+import random
 import re
 import threading
 import time
@@ -36,6 +38,13 @@ from resilient import (
     retry_with_backoff_async,
     retrying,
     time_remaining,
+)
+from resilient.backoff import (
+    DecorrelatedJitter,
+    EqualJitter,
+    NoJitter,
+    ProportionalJitter,
+    delays,
 )
 from resilient.testing import ManualClock, cap_attempts, no_wait, use_clock
 
@@ -221,6 +230,73 @@ def test_manual_clock_records_exact_delays_without_jitter() -> None:
     flaky = Flaky(*[ConnectionError() for _ in range(6)])
     retry(max_retries=6, base_delay=1.0, max_delay=10.0, jitter=False, clock=clock)(flaky)()
     assert clock.sleeps == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+
+
+def _doubled_then_jittered(nominal: float, previous: float, base: float, cap: float) -> float:
+    """A user's strategy (a plain function): may go negative or past the cap, clamped."""
+    return nominal * 2.5 - base
+
+
+_JITTERS: dict[str, Callable[[random.Random], Any]] = {
+    "True (shared generator)": lambda rng: True,
+    "False": lambda rng: False,
+    "FullJitter": FullJitter,
+    "EqualJitter": EqualJitter,
+    "DecorrelatedJitter": DecorrelatedJitter,
+    "ProportionalJitter(0.5)": lambda rng: ProportionalJitter(0.5, rng),
+    "NoJitter": NoJitter,
+    "a user function": lambda rng: _doubled_then_jittered,
+}
+
+
+@pytest.mark.parametrize("form", ["@retry", "@retry async", "retrying()"])
+@pytest.mark.parametrize("jitter", list(_JITTERS))
+@given(
+    base=st.sampled_from([0.0, 0.001, 0.5, 1.0, 3.0]),
+    cap=st.sampled_from([0.0, 0.002, 2.0, 7.5, 60.0]),
+    seed=st.integers(min_value=0, max_value=2**32),
+    retries=st.integers(min_value=1, max_value=12),
+)
+@settings(max_examples=25, deadline=None)
+def test_the_waits_are_exactly_the_delays_of_backoff_delays_for_the_same_generator(
+    form: str, jitter: str, base: float, cap: float, seed: int, retries: int
+) -> None:
+    """Every form waits exactly what ``resilient.backoff.delays`` yields for the same rng state."""
+    if base > cap:
+        base = cap
+    make = _JITTERS[jitter]
+    random.seed(seed)  # the generator of jitter=True
+    expected = list(itertools.islice(delays(base, cap, make(random.Random(seed))), retries))
+    random.seed(seed)
+    clock = ManualClock()
+    options: dict[str, Any] = {
+        "max_retries": retries,
+        "base_delay": base,
+        "max_delay": cap,
+        "jitter": make(random.Random(seed)),
+        "clock": clock,
+    }
+    if form == "@retry":
+        with pytest.raises(ConnectionError):
+            retry(**options)(Flaky(*[ConnectionError() for _ in range(retries + 1)]))()
+    elif form == "@retry async":
+        failing = Flaky(*[ConnectionError() for _ in range(retries + 1)])
+
+        async def attempt() -> str:
+            return failing()
+
+        with pytest.raises(ConnectionError):
+            asyncio.run(retry(**options)(attempt)())
+    else:
+
+        def block() -> None:
+            for attempt in retrying(**options):
+                with attempt:
+                    raise ConnectionError
+
+        with pytest.raises(ConnectionError):
+            block()
+    assert clock.sleeps == [delay for delay in expected if delay > 0]
 
 
 @given(
@@ -1035,6 +1111,40 @@ def test_retry_state_pickles() -> None:
     restored = pickle.loads(pickle.dumps(state))
     assert restored.attempt == 1
     assert restored.error_class is ErrorClass.TRANSIENT
+
+
+def _echo(*args: object, **kwargs: object) -> tuple[tuple[object, ...], dict[str, object]]:
+    return args, kwargs
+
+
+async def _echo_async(
+    *args: object, **kwargs: object
+) -> tuple[tuple[object, ...], dict[str, object]]:
+    return args, kwargs
+
+
+@pytest.mark.parametrize("clock", ["process clock", "own clock"])
+@pytest.mark.parametrize("kind", ["def", "async def"])
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [((), {}), ((1, 2), {}), ((), {"b": 3}), ((1,), {"b": 3, "c": None})],
+)
+def test_the_happy_path_forwards_exactly_the_arguments_given(
+    clock: str, kind: str, args: tuple[object, ...], kwargs: dict[str, object]
+) -> None:
+    """Positional only or with keywords, every call after the first sees exactly its arguments."""
+    options: dict[str, Any] = {"clock": ManualClock()} if clock == "own clock" else {}
+    if kind == "def":
+        wrapped = retry(**options)(_echo)
+        calls = [wrapped(*args, **kwargs) for _ in range(3)]
+    else:
+        wrapped_async = retry(**options)(_echo_async)
+
+        async def three() -> list[tuple[tuple[object, ...], dict[str, object]]]:
+            return [await wrapped_async(*args, **kwargs) for _ in range(3)]
+
+        calls = asyncio.run(three())
+    assert calls == [(args, kwargs)] * 3
 
 
 def test_retry_with_backoff_passes_arguments_through() -> None:

@@ -232,41 +232,69 @@ def _with_rng(strategy: Jitter, rng: random.Random) -> Jitter:
 
 
 def _delays(base: float, cap: float, strategy: Jitter) -> Iterator[float]:
-    if type(strategy) is ProportionalJitter:  # the default, drawn inline: see _proportional
-        return _proportional(base, cap, strategy)
-    return _strategy_delays(base, cap, strategy)
-
-
-def _strategy_delays(base: float, cap: float, strategy: Jitter) -> Iterator[float]:
-    # The nominal delay doubles, exactly, until the cap: nominal_delay() without its
-    # power for each retry (base <= cap, checked when the policy was made).
-    nominal = base if base > 0.0 else 0.0
-    previous = base
+    step = _stepper(base, cap, strategy)
+    state = _Steps(base)
     while True:
-        delay = strategy(nominal, previous, base, cap)
+        yield step(state)
+
+
+class _Steps:
+    """Strictly private. The state of one call's delays: what a ``_stepper`` reads and moves.
+
+    The retry loop keeps the same two fields in its own per-call object, so a
+    failed attempt builds no iterator of its own.
+    """
+
+    __slots__ = ("nominal", "previous")
+
+    def __init__(self, base: float) -> None:
+        self.nominal = base if base > 0.0 else 0.0
+        """The un-jittered delay of the next retry: doubled after each, up to the cap."""
+        self.previous = base
+        """The last delay drawn (``base`` before the first): ``DecorrelatedJitter`` grows it."""
+
+
+def _stepper(base: float, cap: float, strategy: Jitter) -> Callable[[_Steps], float]:
+    """The next delay of one call, from its state (a ``_Steps``, or an object with its fields).
+
+    ``delays()`` yields these values and the retry loop draws them, one source
+    for both. The nominal delay doubles, exactly, until the cap (``nominal_delay()``
+    without a power per retry; ``base <= cap``, checked when the policy was made).
+    """
+    if type(strategy) is ProportionalJitter:  # the default: drawn inline, see below
+        return _proportional(cap, strategy)
+
+    def step(state: _Steps) -> float:
+        nominal = state.nominal
+        delay = strategy(nominal, state.previous, base, cap)
         # A user strategy must not make us sleep a negative or uncapped time.
-        previous = min(max(delay, 0.0), cap)
-        yield previous
-        nominal = nominal * 2.0 if nominal * 2.0 < cap else cap
+        state.previous = delay = min(max(delay, 0.0), cap)
+        state.nominal = nominal * 2.0 if nominal * 2.0 < cap else cap
+        return delay
+
+    return step
 
 
-def _proportional(base: float, cap: float, strategy: ProportionalJitter) -> Iterator[float]:
-    """``ProportionalJitter``'s delays, each drawn as its ``__call__`` draws it, inlined.
+def _proportional(cap: float, strategy: ProportionalJitter) -> Callable[[_Steps], float]:
+    """``ProportionalJitter``'s step, each delay drawn as its ``__call__`` draws it, inlined.
 
     The same numbers for the same generator state (``random.uniform(a, b)`` is
     ``a + (b - a) * random()``), at a fraction of the calls: computing a delay
     cost more than the rest of a failed attempt.
     """
     rng = strategy._rng  # pyright: ignore[reportPrivateUsage]  # the property, inlined
-    draw = (rng if rng is not None else _shared or _shared_rng()).random
     low = 1.0 - strategy.fraction
     span = (1.0 + strategy.fraction) - low
-    nominal = base if base > 0.0 else 0.0
-    while True:
+
+    def step(state: _Steps) -> float:
+        nominal = state.nominal
+        drawn = (rng if rng is not None else _shared or _shared_rng()).random()
+        state.nominal = nominal * 2.0 if nominal * 2.0 < cap else cap
         # min() by comparison: a builtin call costs more than the arithmetic.
-        delay = nominal * (low + span * draw())
-        yield delay if delay < cap else cap
-        nominal = nominal * 2.0 if nominal * 2.0 < cap else cap
+        delay = nominal * (low + span * drawn)
+        return delay if delay < cap else cap
+
+    return step
 
 
 def _next_delay(
@@ -316,15 +344,25 @@ class Backoff:
 def _iterators(policy: Backoff) -> Callable[[], Iterator[float]]:
     """Strictly private. What ``iter(policy)`` does, as one callable made once.
 
-    For the retry loop, which needs a fresh iterator per call: the choice of
-    generator is made here, not at each call. The iterators follow the policy
-    as it is when this is called.
+    The choice of generator is made here, not at each call. The iterators
+    follow the policy as it is when this is called.
     """
     if policy.max_delay == 0.0:  # every strategy's value is clamped to [0, 0]
         return functools.partial(itertools.repeat, 0.0)
-    if type(policy.jitter) is ProportionalJitter:  # the default: see _proportional
-        return functools.partial(_proportional, policy.base_delay, policy.max_delay, policy.jitter)
-    return functools.partial(_strategy_delays, policy.base_delay, policy.max_delay, policy.jitter)
+    return functools.partial(_delays, policy.base_delay, policy.max_delay, policy.jitter)
+
+
+def steps(policy: Backoff) -> Callable[[_Steps], float] | None:
+    """Strictly private. The retry loop's ``next(iter(policy))``: one delay from a call's state.
+
+    The loop keeps ``nominal`` and ``previous`` (``_Steps``'s fields, same
+    start values) on its own per-call object and calls this once per retry:
+    exactly the values ``iter(policy)`` yields, with no iterator to build.
+    ``None`` when every delay is 0.0 (``max_delay`` is 0): nothing to call.
+    """
+    if policy.max_delay == 0.0:  # every strategy's value is clamped to [0, 0]
+        return None
+    return _stepper(policy.base_delay, policy.max_delay, policy.jitter)
 
 
 if not TYPE_CHECKING:
