@@ -94,9 +94,10 @@ GOALS = [
         FAILURE_FLOOR,
         3.0,
         when_missed=(
-            "on top of the zero-delay failure path, each retry draws its delay from the "
-            "per-call iterator of `resilient.backoff.delays` (one generator per call, "
-            "one draw of the shared random generator per retry)."
+            "on top of the zero-delay failure path, each retry draws its delay (one draw "
+            "of the shared random generator, by the step `resilient.backoff.delays` yields "
+            "from, on the call's own state: no iterator is built) and hands it to the "
+            "clock's `sleep`, a method call the hand-written loop does not make."
         ),
     ),
     Goal(

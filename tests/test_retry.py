@@ -2213,6 +2213,24 @@ def test_a_logger_adapter_keeps_its_fields_and_ours(
     assert warning.getMessage().startswith(prefix + "retrying ")
 
 
+def test_nested_logger_adapters_each_keep_their_fields_and_ours(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An adapter over an adapter: both prefix the message, both fields and ours are kept."""
+    inner = _Prefixed(logging.getLogger("myapp.nested"), {"request_id": "r-in"})
+    outer = logging.LoggerAdapter(inner, {"tenant": "t-1"})
+    with caplog.at_level(logging.DEBUG), pytest.raises(ConnectionError):
+        retry(max_retries=1, logger=outer, clock=ManualClock(), jitter=False)(
+            Flaky(ConnectionError("a"), ConnectionError("b"))
+        )()
+    warning, error = caplog.records
+    for record, event in ((warning, "retry_scheduled"), (error, "retry_gave_up")):
+        assert record.name == "myapp.nested"
+        assert (record.tenant, record.request_id) == ("t-1", "r-in")  # type: ignore[attr-defined]
+        assert record.event == event  # type: ignore[attr-defined]
+    assert warning.getMessage().startswith("[r-in] retrying ")
+
+
 @pytest.mark.parametrize("logger", ["resilient.retry", print, 3])
 def test_a_logger_that_is_not_one_is_refused(logger: Any) -> None:
     """``logger=`` must be a logging.Logger (a name is not one)."""

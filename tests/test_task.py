@@ -255,6 +255,57 @@ def test_retry_options_apply() -> None:
     assert [s.error_class for s in states] == [ErrorClass.DEGRADED] * 2
 
 
+class _KeyRead(Exception):
+    """Stops a call once its settings' cache key has been read."""
+
+
+@pytest.mark.parametrize("form", ["execute_task_safely", "execute_task_safely_async"])
+def test_each_option_lands_in_its_own_place_of_the_settings_key(
+    form: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cache key of a task's settings holds every option under its own name."""
+    from resilient import Classifier, ConcurrencyLimit, RateLimiter, RetryBudget, task
+
+    given: dict[str, object] = {
+        "max_retries": 7,
+        "base_delay": 0.25,
+        "max_delay": 9.0,
+        "jitter": False,
+        "retryable_classes": frozenset({ErrorClass.TRANSIENT}),
+        "deadline": 30.0,
+        "classifier": Classifier(),
+        "on_retry": lambda state: None,
+        "budget": RetryBudget(),
+        "clock": ManualClock(),
+        "max_retry_after": 11.0,
+        "limiter": RateLimiter(rate=5, per=1.0),
+        "circuit_breaker": CircuitBreaker(name="keyed"),
+        "concurrency": ConcurrencyLimit(2),
+    }
+    assert sorted(given) == sorted(task._OPTION_ORDER)  # pyright: ignore[reportPrivateUsage]
+    keys: list[tuple[object, ...]] = []
+
+    def read(key: tuple[object, ...]) -> object:
+        keys.append(key)
+        raise _KeyRead
+
+    monkeypatch.setattr(task._Settings, "cached", read)  # pyright: ignore[reportPrivateUsage]
+    if form == "execute_task_safely":
+        with pytest.raises(_KeyRead):
+            execute_task_safely("keyed", lambda: None, **given)  # type: ignore[arg-type]
+    else:
+        with pytest.raises(_KeyRead):
+            asyncio.run(execute_task_safely_async("keyed", _nothing, **given))  # type: ignore[arg-type]
+    (key,) = keys
+    assert key[0] is (form == "execute_task_safely_async")
+    named = dict(zip(task._OPTION_ORDER, key[1:], strict=True))  # pyright: ignore[reportPrivateUsage]
+    assert all(named[name] is value for name, value in given.items())
+
+
+async def _nothing() -> None:
+    return None
+
+
 def test_deadline_stops_the_retries() -> None:
     """No wait is started that would end past the deadline."""
     clock = ManualClock()

@@ -385,8 +385,9 @@ class _FieldsKept:
 
     ``LoggerAdapter.process`` replaces a call's ``extra`` with the adapter's
     own (unless ``merge_extra=True``, Python 3.13+): every structured field of
-    the retry lines would be lost. Here the adapter still processes the
-    message (a subclass may prefix it) and its fields are kept, ours added.
+    the retry lines would be lost. Each line goes through
+    ``_redact.unwrap_adapter`` instead, as the breaker's do: the adapter (or
+    nested ones) still processes the message, its fields kept, ours added.
     """
 
     __slots__ = ("adapter",)
@@ -404,14 +405,10 @@ class _FieldsKept:
         self.log(_ERROR, msg, *args, extra=extra)
 
     def log(self, level: int, msg: str, *args: object, extra: dict[str, object]) -> None:
-        adapter = self.adapter
-        msg, kwargs = adapter.process(msg, {"extra": extra})
-        kwargs["extra"] = {**(kwargs.get("extra") or {}), **extra}
-        inner = adapter.logger
-        if callable(getattr(inner, "process", None)) and hasattr(inner, "extra"):
-            _FieldsKept(inner).log(level, msg, *args, extra=kwargs["extra"])  # nested adapters
-        else:
-            inner.log(level, msg, *args, **kwargs)
+        from resilient._redact import unwrap_adapter  # noqa: PLC0415 - only log lines need it
+
+        logger, msg, extra = unwrap_adapter(self.adapter, msg, extra)
+        logger.log(level, msg, *args, extra=extra)
 
 
 def _check_stop_event(event: object) -> str:

@@ -43,6 +43,7 @@ from resilient._redact import (
 from resilient._retry import (
     DEFAULT_MAX_RETRY_AFTER,
     DEFAULT_RETRYABLE,
+    OPTIONS,
     Policy,
     RetryCall,
     RetryTarget,
@@ -335,7 +336,6 @@ def execute_task_safely(
         (
             False,
             max_retries,
-            circuit_breaker,
             base_delay,
             max_delay,
             jitter,
@@ -347,6 +347,7 @@ def execute_task_safely(
             clock,
             max_retry_after,
             limiter,
+            circuit_breaker,
             concurrency,
         )
     )
@@ -388,7 +389,6 @@ async def execute_task_safely_async(
         (
             True,
             max_retries,
-            circuit_breaker,
             base_delay,
             max_delay,
             jitter,
@@ -400,6 +400,7 @@ async def execute_task_safely_async(
             clock,
             max_retry_after,
             limiter,
+            circuit_breaker,
             concurrency,
         )
     )
@@ -644,21 +645,16 @@ class _Settings:
 
 
 _OPTION_ORDER = (
-    "max_retries",
+    *(
+        name
+        for name in OPTIONS
+        if name not in ("retry_on_result", "on", "fallback", "logger", "stop_event")
+    ),
     "circuit_breaker",
-    "base_delay",
-    "max_delay",
-    "jitter",
-    "retryable_classes",
-    "deadline",
-    "classifier",
-    "on_retry",
-    "budget",
-    "clock",
-    "max_retry_after",
-    "limiter",
     "concurrency",
 )
+"""The options of a task, in the order of ``_Settings.cached``'s key: ``@retry``'s that a
+task takes (in ``OPTIONS`` order), then its own."""
 _SETTINGS: dict[tuple[Any, ...], _Settings] = {}
 _SETTINGS_LIMIT = 256
 
