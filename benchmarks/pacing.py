@@ -574,8 +574,8 @@ def run(quick: bool) -> Report:
             2.0,
             when_missed=(
                 "an admitted acquire records itself for the caller's thread (a thread-local "
-                "attribute, once a look for a running asyncio loop found none), so that "
-                "refund() can give it back: about a quarter of the cost"
+                "attribute, once a look at asyncio's running tasks found none), so that "
+                "refund() can give it back: about a fifth of the cost"
             ),
         ),
         Goal(

@@ -27,9 +27,9 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, cast, runtime_checkable
 
 from resilient import _events
 from resilient._classify import (
@@ -98,6 +98,11 @@ _concurrency_names = itertools.count(1)
 _MODULES = sys.modules
 _get_running_loop: Callable[[], asyncio.AbstractEventLoop | None] | None = None
 """asyncio's ``_get_running_loop``, once asyncio is imported (no loop runs before)."""
+_running_tasks: Collection[object] | None = None
+"""Once asyncio is imported, its record of the task each event loop is running (empty:
+no task runs in any thread); where it keeps none to read, ``_ANY_TASK``."""
+_ANY_TASK = (None,)
+"""Never empty: any thread may be in a task, ask ``_current_task``."""
 
 
 # -- errors ---------------------------------------------------------------------------
@@ -852,13 +857,13 @@ class RateLimiter:
             if wait > allowed:  # a pause moved the turn past what the caller allows
                 self._give_back(cost, turn)
                 raise self._refusal(wait, cost, allowed)
-        get_loop = _get_running_loop  # _remember, inlined as in try_acquire
-        if get_loop is None and "asyncio.events" in _MODULES:
-            get_loop = _loop_getter()
-        if get_loop is None or get_loop() is None:
-            self._local.turn = turn
-        else:
+        tasks = _running_tasks  # _remember, inlined as in try_acquire
+        if tasks is None and "asyncio" in _MODULES:
+            tasks = _task_registry()
+        if tasks:
             self._remember(turn)
+        else:
+            self._local.turn = turn
 
     async def acquire_async(
         self, cost: float = 1, *, timeout: float | datetime.timedelta | None = None
@@ -954,14 +959,14 @@ class RateLimiter:
                 record: _Record = new_tat
             else:
                 record = _Turn(new_tat, now, state.refunded, state.shift, cost)
-        # _remember, inlined: outside asyncio tasks, the thread's own record.
-        get_loop = _get_running_loop
-        if get_loop is None and "asyncio.events" in _MODULES:
-            get_loop = _loop_getter()
-        if get_loop is None or get_loop() is None:
-            self._local.turn = record
-        else:
+        # _remember, inlined: while no asyncio task runs in any thread, this is not one.
+        tasks = _running_tasks
+        if tasks is None and "asyncio" in _MODULES:
+            tasks = _task_registry()
+        if tasks:
             self._remember(record)
+        else:
+            self._local.turn = record
         return True
 
     def refund(self, cost: float) -> None:
@@ -1854,6 +1859,30 @@ def _loop_getter() -> Callable[[], asyncio.AbstractEventLoop | None]:
 
     _get_running_loop = getter
     return getter
+
+
+def _task_registry() -> Collection[object]:
+    """Bind ``_running_tasks`` (asyncio is imported): the dict its C tasks keep, if they do.
+
+    Python 3.10 to 3.13 keep the task each loop is running in
+    ``asyncio.tasks._current_tasks``, one dict for all threads; 3.14 keeps it
+    per thread, out of reach: there every acquire asks ``_current_task``.
+    """
+    global _running_tasks
+    import asyncio.tasks  # noqa: PLC0415 - imported already: only bound here
+
+    found: object = getattr(asyncio.tasks, "_current_tasks", None)
+    try:
+        import _asyncio  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - CPython always builds it
+        kept = None
+    else:
+        kept = getattr(_asyncio, "_current_tasks", None)
+    tasks: Collection[object] = _ANY_TASK
+    if isinstance(found, dict) and kept is found:  # the dict the C tasks update
+        tasks = cast("dict[object, object]", found)
+    _running_tasks = tasks
+    return tasks
 
 
 def _current_task() -> object | None:
