@@ -16,18 +16,19 @@ questions through the real ``openai`` SDK (its own retries off:
 - **without pacing**: ``@retry`` alone. Every process meets the limit on its
   own, backs off on its own, and the others keep sending into the same wall;
 - **with pacing**: the same ``@retry`` given a ``RateLimiter`` shared by the
-  whole fleet through Redis (one script per request, one more for a request
-  that waited its turn, on Redis's clock) at 97.5% of the API's rate, so
-  the fleet sends as fast as the API admits and a 429's ``Retry-After``
-  pauses every process, its waiting requests included; an adaptive
+  whole fleet through Redis (one script per request, waited or not, on
+  Redis's clock) at 97.5% of the API's rate, so the fleet sends as fast as
+  the API admits and a 429's ``Retry-After`` pauses every process at its
+  next request (and the requests waiting in the process that got it); an adaptive
   ``ConcurrencyLimit`` per process that backs off on 429s and climbs back
   on successes; and a ``ConcurrencyLimit`` of 8 shared through Redis (slots
   are leases), so the fleet never has more requests in flight than the API
   serves.
 
 For each run it prints the requests sent, the 429s received (and why), the
-goodput (questions answered per second, over the API's 40 per second) and
-the time to finish. With pacing: goodput at least 0.95 of capacity, 429s
+goodput (questions answered per second, over the API's 40 per second), the
+time to finish, and how many times a process lost Redis (a socket timeout:
+it then paces alone until Redis answers again). With pacing: goodput at least 0.95 of capacity, 429s
 under 1%, no task lost, on a machine that is not too busy (a process stalled
 for a quarter of a second sends its requests late, and they arrive
 together). Each flag has a small default, see ``--help``.
@@ -76,6 +77,19 @@ class Outcome:
     done: int
     lost: int
     last_done_at: float  # time.monotonic(): the same clock in every process on one host
+    outages: int  # times this process's store lost Redis (and paced alone meanwhile)
+
+
+class OutageCounter(logging.Handler):
+    """Counts the store's one WARNING per outage, instead of printing it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.outages = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "event", None) == "redis_store_unavailable":
+            self.outages += 1
 
 
 def worker(
@@ -90,6 +104,11 @@ def worker(
     """One process of the fleet: *threads* threads, each asking *tasks* questions."""
     # Each retry is a WARNING line; here they are counted (by the API), not printed.
     logging.getLogger("resilient").setLevel(logging.ERROR)
+    outages = OutageCounter()
+    store_logger = logging.getLogger("resilient.redis")
+    store_logger.setLevel(logging.WARNING)
+    store_logger.propagate = False
+    store_logger.addHandler(outages)
     client = openai.OpenAI(base_url=api_url, api_key="not-needed", max_retries=0)
     limiter: RateLimiter | None = None
     slots: ConcurrencyLimit | None = None
@@ -145,7 +164,7 @@ def worker(
         thread.start()
     for thread in threads:
         thread.join()
-    results.put(Outcome(done, lost, last_done_at))
+    results.put(Outcome(done, lost, last_done_at, outages.outages))
 
 
 def run(fleet: Fleet, redis_url: str, *, paced: bool) -> bool:
@@ -192,6 +211,9 @@ def run(fleet: Fleet, redis_url: str, *, paced: bool) -> bool:
     )
     print(f"  goodput: {goodput:.2f} of the API's capacity ({fleet.rate:g} requests/s)")
     print(f"  finished in {finished:.1f} s", flush=True)
+    if paced:
+        outages = sum(outcome.outages for outcome in outcomes)
+        print(f"  Redis lost by a process (socket timeout; paced alone meanwhile): {outages}")
     return lost == 0 and done == total
 
 

@@ -518,6 +518,88 @@ def test_a_broken_key_sends_that_name_alone_to_the_fallback(
     assert "WRONGTYPE" in record.getMessage()
 
 
+class LosingClient:
+    """A client whose next script runs in Redis, but whose answer is lost (a socket timeout);
+    or, with *refuse*, is never sent (Redis unreachable)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.lose_next = False
+        self.refuse = False
+
+    def evalsha(self, *args: Any, **kwargs: Any) -> Any:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        if self.refuse:
+            raise RedisConnectionError("Connection refused")
+        reply = self._client.evalsha(*args, **kwargs)
+        if self.lose_next:
+            self.lose_next = False
+            raise RedisTimeoutError("Timeout reading from socket")
+        return reply
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def _until_redis_again(store: RedisStore, name: str, take: Any) -> None:
+    import time
+
+    deadline = time.monotonic() + 10.0
+    while store._pacing.mode(name) != "redis":  # pyright: ignore[reportPrivateUsage]
+        assert time.monotonic() < deadline, "the limit was never handed back to Redis"
+        time.sleep(0.02)  # the retry interval
+        take()
+
+
+def test_a_lease_whose_answer_was_lost_is_released_when_redis_answers_again(
+    redis_client: Any,
+) -> None:
+    """The slot's script ran, its answer timed out: Redis holds a lease nobody has. It is
+    released as soon as Redis answers again, not lease_ttl (60 s) later."""
+    (key,) = slot_keys("resilient", "pool")
+    losing = LosingClient(redis_client)
+    store = RedisStore(losing, retry_interval=0.01)
+    limit = ConcurrencyLimit(2, name="pool", lease_ttl=60, store=store)
+    with limit:
+        pass  # loads the scripts
+    losing.lose_next = True
+    with limit:  # the answer is lost: a local slot, meanwhile
+        assert store._pacing.mode("pool") == "local"  # pyright: ignore[reportPrivateUsage]
+    assert redis_client.zcard(key) == 1  # the lease Redis gave, to nobody
+
+    def take() -> None:
+        with limit:
+            pass
+
+    _until_redis_again(store, "pool", take)
+    assert redis_client.zcard(key) == 0
+
+
+def test_a_lease_released_while_redis_is_unreachable_is_released_when_it_answers(
+    redis_client: Any,
+) -> None:
+    """A slot taken in Redis, given back while Redis is unreachable: dropped once Redis
+    answers again, not held lease_ttl (60 s) for nobody."""
+    (key,) = slot_keys("resilient", "pool")
+    losing = LosingClient(redis_client)
+    store = RedisStore(losing, retry_interval=0.01)
+    limit = ConcurrencyLimit(2, name="pool", lease_ttl=60, store=store)
+    with limit:
+        assert redis_client.zcard(key) == 1
+        losing.refuse = True  # Redis goes away while the call runs
+    assert redis_client.zcard(key) == 1
+    losing.refuse = False
+
+    def take() -> None:
+        with limit:
+            pass
+
+    _until_redis_again(store, "pool", take)
+    assert redis_client.zcard(key) == 0
+
+
 # -- the asyncio store -------------------------------------------------------------------
 
 

@@ -528,12 +528,14 @@ _WHAT = {
 class PacingLane:
     """Strictly private. One limiter name in one Redis store: its plans and its mode."""
 
-    __slots__ = ("down_since", "down_until", "kind", "mode", "name", "rate", "slots")
+    __slots__ = ("down_since", "down_until", "kind", "mode", "name", "rate", "slots", "unsure")
 
     def __init__(self, namespace: str, name: str) -> None:
         self.name = name
         self.rate: RatePlan | None = None
         self.slots = SlotPlan(namespace, name)
+        self.unsure: list[str] = []
+        """Leases whose script was sent but whose answer was lost: Redis may hold them."""
         self.kind = "limiter"
         self.mode: StoreMode = "redis"
         self.down_since = 0.0
@@ -679,7 +681,7 @@ class PacingCore:
         token = lane.slots.token()
         args = lane.slots.acquire_args(self._now(now), limit, lease_ttl, token)
         keys = lane.slots.keys
-        reply = yield from self._run(lane, self._slot, keys, args, keys[0])
+        reply = yield from self._run(lane, self._slot, keys, args, keys[0], unsure=token)
         if reply is None:
             mode = lane.mode
             if mode == "local":
@@ -697,8 +699,10 @@ class PacingCore:
             return
         lane = self.lane(name)
         keys = lane.slots.keys
-        # While Redis is unreachable the lease cannot be dropped: it expires after its ttl.
-        yield from self._run(lane, self._release, keys, (lease.encode(),), keys[0])
+        reply = yield from self._run(lane, self._release, keys, (lease.encode(),), keys[0])
+        if reply is None:  # not sent, or its answer lost: dropped once Redis answers again
+            with self._fb.lock:
+                lane.unsure.append(lease)
 
     # -- one round trip, or the fallback ----------------------------------------------
 
@@ -712,8 +716,15 @@ class PacingCore:
         keys: tuple[str, ...],
         args: tuple[bytes, ...],
         data: str,
+        *,
+        unsure: str | None = None,
     ) -> Op[Any]:
-        """Run *script*; ``None`` when Redis cannot answer (``on_store_error`` decides)."""
+        """Run *script*; ``None`` when Redis cannot answer (``on_store_error`` decides).
+
+        *unsure*: the lease the script takes or drops. If the answer is lost
+        (a socket timeout: the script may have run), the lease is released
+        when Redis answers again, rather than held by nobody for its ttl.
+        """
         if self._fb.down_until or lane.mode != "redis":
             handed_back = yield from self._hand_back(lane, data)
             if not handed_back:
@@ -721,6 +732,9 @@ class PacingCore:
         try:
             return (yield (script, keys, args))
         except STORE_ERRORS as error:
+            if unsure is not None:
+                with self._fb.lock:
+                    lane.unsure.append(unsure)
             self._failed(lane, error)
             return None
 
@@ -745,6 +759,15 @@ class PacingCore:
         fb.store_recovered()
         with fb.lock:
             lane.down_until = 0.0
+            unsure, lane.unsure = lane.unsure, []
+        for index, lease in enumerate(unsure):  # the leases Redis may hold for nobody
+            try:
+                yield (self._release, lane.slots.keys, (lease.encode(),))
+            except STORE_ERRORS as error:
+                with fb.lock:
+                    lane.unsure.extend(unsure[index:])
+                self._failed(lane, error)
+                return False
         if lane.mode != "redis":
             self._recovered(lane)
         return True
