@@ -368,6 +368,8 @@ def run_fleet(strategy: Strategy, seed: int = 0) -> FleetResult:
     api = Api(loop, RATE, SERVER_BURST, CAPACITY, f"api:{seed}")
     fleet = Fleet(loop, api)
     # One limiter object for the fleet: the rule a shared store runs, without a round trip.
+    # (Its waiters all hear of every pause, as one process's do; through Redis a waiter of
+    # another process may not, and go at its turn: it changes nothing while no 429 comes.)
     shared = RateLimiter(RATE, name="api", clock=clock)
     done: list[float] = []
     lost: list[float] = []

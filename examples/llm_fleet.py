@@ -28,10 +28,12 @@ questions through the real ``openai`` SDK (its own retries off:
 For each run it prints the requests sent, the 429s received (and why), the
 goodput (questions answered per second, over the API's 40 per second), the
 time to finish, and how many times a process lost Redis (a socket timeout:
-it then paces alone until Redis answers again). With pacing: goodput at least 0.95 of capacity, 429s
-under 1%, no task lost, on a machine that is not too busy (a process stalled
-for a quarter of a second sends its requests late, and they arrive
-together). Each flag has a small default, see ``--help``.
+it then paces alone until Redis answers again). With pacing: goodput at
+least 0.95 of capacity, 429s under 1%, no task lost, on a machine that is
+not too busy (a process stalled for a quarter of a second sends its
+requests late, and they arrive together; one that waits on Redis longer than
+the store's socket timeout, 1 s by default, paces alone for a while). Each
+flag has a small default, see ``--help``.
 """
 
 from __future__ import annotations

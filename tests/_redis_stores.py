@@ -166,7 +166,7 @@ class Stores:
         """The options of a new async client: the test's own, else as patient as the sync kind's.
 
         Without options the sync kind uses the shared client (a 5 s socket
-        timeout); an async client built with the library's 0.25 s default
+        timeout); an async client built with the library's 1 s default
         instead saw an outage that did not happen on a loaded machine (its
         store's WARNING, and the local fallback, in a test about something else).
         """

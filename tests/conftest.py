@@ -167,7 +167,7 @@ class RedisServer:
 
         For scripts that build their clients from a URL with the library's
         defaults (the docs' blocks, the examples): on a busy machine Redis may
-        answer later than 0.25 s, and they would log an outage that did not happen.
+        answer later than the default timeout, and they would log an outage that did not happen.
         """
         timeout = PATIENT_SOCKET_TIMEOUT
         return f"{self.url}?socket_timeout={timeout}&socket_connect_timeout={timeout}"
@@ -235,7 +235,7 @@ class RedisServer:
     def client(self, **options: Any) -> Any:
         """A client with no retries, as ``RedisStore.from_url`` builds, and a 5 s socket timeout.
 
-        Not the library's 0.25 s default: on a busy machine an answer can take
+        Not the library's 1 s default: on a busy machine an answer can take
         longer than that, and a test whose claim is not about timeouts must not
         see an outage that did not happen. Tests of timeouts give their own.
         """

@@ -202,11 +202,11 @@ def test_a_url_that_is_not_redis_is_refused_naming_the_url(build: Any) -> None:
 
 
 def test_from_url_builds_a_client_with_short_timeouts_and_no_retries() -> None:
-    """Its client waits 0.25 s at most for a connection or an answer, and never retries."""
+    """Its client waits 1 s at most for a connection or an answer, and never retries."""
     store = RedisStore.from_url("redis://127.0.0.1:9/0")
     options = store.client.connection_pool.connection_kwargs
-    assert options["socket_timeout"] == 0.25
-    assert options["socket_connect_timeout"] == 0.25
+    assert options["socket_timeout"] == 1.0
+    assert options["socket_connect_timeout"] == 1.0
     assert options["retry"]._retries == 0  # get_retries() only exists from redis-py 5.1 on
     store.client.close()
 
@@ -224,7 +224,7 @@ def test_a_client_without_a_socket_timeout_warns_once_at_the_callers_line(
     assert (warning.filename, warning.lineno) == (__file__, line)
     message = str(warning.message)
     assert "no socket timeout" in message
-    assert "socket_timeout=0.25" in message
+    assert "socket_timeout=1.0" in message
     assert "from_url(url)" in message
     client.close()
 
@@ -1236,7 +1236,7 @@ def test_force_state_and_reset_go_through_the_store(redis_client: Any, make_stor
 def test_a_budget_from_a_url_needs_no_client(redis_server: Any) -> None:
     """RedisRetryBudget.from_url builds the same short-timeout client as the store."""
     budget = RedisRetryBudget.from_url(redis_server.url, "from-url", max_tokens=2)
-    assert budget._client.connection_pool.connection_kwargs["socket_timeout"] == 0.25
+    assert budget._client.connection_pool.connection_kwargs["socket_timeout"] == 1.0
     assert budget.record_failure() is False  # 1 > 1 is false
     budget._client.delete("{resilient:from-url}:budget")
     budget._client.close()

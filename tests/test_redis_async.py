@@ -45,7 +45,7 @@ from resilient.testing import ManualClock
 
 CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
 # A socket timeout for the tests whose claim is not about timeouts: a busy machine can
-# outlast the library's 0.25 s, and the fallback would then decide instead of Redis.
+# outlast the library's 1 s default, and the fallback would then decide instead of Redis.
 PATIENT = 5.0
 
 

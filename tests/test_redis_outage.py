@@ -442,7 +442,7 @@ def test_both_kinds_of_store_wait_as_long_for_the_session_server(
 ) -> None:
     """A test's store of either kind is as patient as the session's client.
 
-    The async kind's client had the library's 0.25 s: on a loaded CI machine
+    The async kind's client had the library's 0.25 s (its default then): on a loaded CI machine
     one late answer was an outage, whose WARNING came into a test counting
     the breaker's log records (test_transitions_logged_on_redis_say_their_store_mode).
     """

@@ -470,6 +470,58 @@ def test_while_redis_is_down_each_process_paces_alone_at_the_same_settings(
     assert "redis_store_recovered" in events
 
 
+def test_with_the_default_timeout_a_redis_that_stalls_half_a_second_is_no_outage(
+    redis_server_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """from_url's default (1 s): Redis frozen for 0.4 s (a busy host's late answer) delays
+    the acquire, and the fleet stays shared: no fallback, no WARNING. (At 0.25 s, ten
+    processes on a loaded host paced alone after such stalls.)"""
+    server = redis_server_factory()
+    store = RedisStore.from_url(server.url)
+    closing(store.client)
+    limiter = RateLimiter(1, per=60, burst=2, name="api", store=store)
+    assert limiter.try_acquire()  # connected, the script loaded
+    server.pause()
+    thaw = threading.Timer(0.4, server.resume)
+    thaw.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="resilient.redis"):
+            assert limiter.try_acquire()  # answered once Redis thaws
+    finally:
+        thaw.join()
+        server.resume()
+    assert store._pacing.mode("api") == "redis"  # pyright: ignore[reportPrivateUsage]
+    assert not caplog.records
+    assert not limiter.try_acquire()  # the burst of 2 was spent in Redis, not locally
+
+
+@pytest.mark.slow
+def test_with_the_default_timeout_a_frozen_redis_holds_an_acquire_a_second_at_most(
+    redis_server_factory: Any,
+) -> None:
+    """from_url's default still bounds a call: Redis frozen, the acquire waits out the 1 s
+    timeout (plus a busy machine's delay), then paces locally; the next ones do not wait."""
+    import time
+
+    server = redis_server_factory()
+    store = RedisStore.from_url(server.url, retry_interval=60.0)
+    closing(store.client)
+    limiter = RateLimiter(1, per=60, burst=3, name="api", store=store)
+    assert limiter.try_acquire()
+    server.pause()
+    try:
+        started = time.monotonic()
+        assert limiter.try_acquire()  # after the timeout: the local fallback admits it
+        waited = time.monotonic() - started
+        assert limiter.try_acquire()  # at once: Redis is not asked again for 60 s
+        again = time.monotonic() - started - waited
+    finally:
+        server.resume()
+    assert 1.0 <= waited < 3.0, waited
+    assert again < 0.5, again
+    assert store._pacing.mode("api") == "local"  # pyright: ignore[reportPrivateUsage]
+
+
 def _until_handed_back(store: RedisStore, limiter: RateLimiter, name: str) -> None:
     import time
 
@@ -624,7 +676,7 @@ def test_the_async_store_paces_acquire_async_in_one_round_trip_after_a_wait(
     """AsyncRedisStore: a waiting acquire_async awaits its reservation, sleeps once, goes."""
 
     async def main() -> tuple[int, list[float]]:
-        # as patient as the sync tests' shared client: the library's 0.25 s default
+        # as patient as the sync tests' shared client: the library's 1 s default
         # could see a busy machine's late answer as an outage (the local fallback)
         client = connect_async(redis_server.url, socket_timeout=5.0)
         try:
@@ -656,7 +708,7 @@ def test_sync_and_async_stores_of_one_name_share_one_limiter(
     assert sync_limiter.try_acquire()
 
     async def main() -> tuple[bool, float, bool]:
-        # as patient as the sync tests' shared client: the library's 0.25 s default
+        # as patient as the sync tests' shared client: the library's 1 s default
         # could see a busy machine's late answer as an outage (the local fallback)
         client = connect_async(redis_server.url, socket_timeout=5.0)
         try:

@@ -38,7 +38,7 @@ pytestmark = pytest.mark.timeout(300)  # as the suite: a hang fails, a busy mach
 
 
 def connect(url: str) -> Any:
-    """A worker's client: a 5 s socket timeout, not the library's 0.25 s, which four busy
+    """A worker's client: a 5 s socket timeout, not the library's 1 s, which four busy
     processes on two shared cores can outlast (and then pace in a local fallback)."""
     return _connect(url, socket_timeout=5.0)
 

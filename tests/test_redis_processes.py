@@ -40,7 +40,7 @@ def _raise_down() -> None:
 
 
 def connect(url: str) -> Any:
-    """A worker's client: a 5 s socket timeout, not the library's 0.25 s, which four busy
+    """A worker's client: a 5 s socket timeout, not the library's 1 s, which four busy
     processes on two shared cores can outlast (and then count in a local fallback)."""
     return _connect(url, socket_timeout=5.0)
 
