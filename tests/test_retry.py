@@ -1147,6 +1147,33 @@ def test_the_happy_path_forwards_exactly_the_arguments_given(
     assert calls == [(args, kwargs)] * 3
 
 
+@pytest.mark.parametrize("kind", ["def", "async def"])
+@pytest.mark.parametrize(
+    ("args", "kwargs"), [((), {}), ((1, 2), {}), ((), {"b": 3}), ((1,), {"b": 3})]
+)
+def test_every_retried_attempt_sees_exactly_the_arguments_given(
+    kind: str, args: tuple[object, ...], kwargs: dict[str, object]
+) -> None:
+    """The loop forwards the arguments as the first attempt got them, with or without keywords."""
+    seen: list[tuple[tuple[object, ...], dict[str, object]]] = []
+
+    def record(*a: object, **k: object) -> str:
+        seen.append((a, k))
+        if len(seen) < 3:
+            raise ConnectionError("reset")
+        return "ok"
+
+    async def record_async(*a: object, **k: object) -> str:
+        return record(*a, **k)
+
+    clock = ManualClock()
+    if kind == "def":
+        assert retry(clock=clock)(record)(*args, **kwargs) == "ok"
+    else:
+        assert asyncio.run(retry(clock=clock)(record_async)(*args, **kwargs)) == "ok"
+    assert seen == [(args, kwargs)] * 3
+
+
 def test_retry_with_backoff_passes_arguments_through() -> None:
     """retry_with_backoff(func, *args, **kwargs) calls func(*args, **kwargs)."""
     calls = []

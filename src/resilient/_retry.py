@@ -210,8 +210,10 @@ class Policy:
         self.fallback = fallback
         self.fallback_is_async = fallback is not None and is_async_callable(fallback)
         self.max_retries = max_retries
-        # A tuple: membership by identity first, without calling Enum.__hash__ (in Python).
-        self.retryable = tuple(frozenset(retryable_classes))
+        # A tuple: membership by identity first, without calling Enum.__hash__ (in Python);
+        # in declaration order, so TRANSIENT, the commonest, is found first.
+        chosen = frozenset(retryable_classes)
+        self.retryable = tuple(member for member in ErrorClass if member in chosen)
         self.deadline = None if deadline is None else float(deadline)
         self.classifier = classifier
         self.on_retry = on_retry
@@ -1020,7 +1022,7 @@ def run_retry(call: RetryCall, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
                             raise
                         return fall_back(call, exc)
                 try:
-                    result = func(*args, **kwargs)
+                    result = func(*args, **kwargs) if kwargs else func(*args)
                 except Exception as exc:
                     failure = exc
                 else:
@@ -1071,7 +1073,7 @@ async def run_retry_async(call: RetryCall, args: tuple[Any, ...], kwargs: dict[s
                         value = fall_back(call, exc)
                         return await value if policy.fallback_is_async else value
                 try:
-                    result = await func(*args, **kwargs)
+                    result = await (func(*args, **kwargs) if kwargs else func(*args))
                 except Exception as exc:
                     failure = exc
                 else:

@@ -288,10 +288,10 @@ def _proportional(cap: float, strategy: ProportionalJitter) -> Callable[[_Steps]
 
     def step(state: _Steps) -> float:
         nominal = state.nominal
-        drawn = (rng if rng is not None else _shared or _shared_rng()).random()
-        state.nominal = nominal * 2.0 if nominal * 2.0 < cap else cap
+        delay = nominal * (low + span * (rng or _shared or _shared_rng()).random())
+        doubled = nominal * 2.0
         # min() by comparison: a builtin call costs more than the arithmetic.
-        delay = nominal * (low + span * drawn)
+        state.nominal = doubled if doubled < cap else cap
         return delay if delay < cap else cap
 
     return step
