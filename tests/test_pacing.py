@@ -2329,7 +2329,9 @@ def test_async_block_whose_pause_fails_after_giving_up_raises_the_failure_and_wa
     limiter = RateLimiter(100, burst=100, name="api", store=FailingPauseStore(), clock=clock)
 
     async def fetch_users() -> None:
-        async for attempt in retrying(limiter=limiter, max_retries=0, clock=clock):
+        async for attempt in retrying(
+            limiter=limiter, max_retries=0, clock=clock, name="fetch-users"
+        ):
             with attempt:
                 raise HTTPError(429, {"Retry-After": "4"})
 
@@ -2342,10 +2344,9 @@ def test_async_block_whose_pause_fails_after_giving_up_raises_the_failure_and_wa
         asyncio.run(main())
     [record] = [r for r in caplog.records if getattr(r, "event", "") == "limiter_pause_failed"]
     assert record.getMessage() == (
-        "could not pause rate limiter api for 4 s after giving up on "
-        "test_async_block_whose_pause_fails_after_giving_up_raises_the_failure_and_warns"
-        ".<locals>.fetch_users (ConnectionError: store unreachable): other callers are "
-        "not held back by this failure's Retry-After"
+        "could not pause rate limiter api for 4 s after giving up on fetch-users "
+        "(ConnectionError: store unreachable): other callers are not held back by this "
+        "failure's Retry-After"
     )
     assert (record.error_type, record.pause) == ("ConnectionError", 4.0)  # type: ignore[attr-defined]
 
