@@ -670,12 +670,13 @@ class AsyncCountingClient:
         return getattr(self._client, name)
 
 
-def test_the_async_store_paces_acquire_async_in_one_round_trip_after_a_wait(
+def test_the_async_store_paces_acquire_async_in_one_round_trip_at_once_or_after_a_wait(
     redis_server: Any,
 ) -> None:
-    """AsyncRedisStore: a waiting acquire_async awaits its reservation, sleeps once, goes."""
+    """AsyncRedisStore: an acquire_async admitted at once awaits one script; a waiting one
+    awaits its reservation, sleeps once, and goes."""
 
-    async def main() -> tuple[int, list[float]]:
+    async def main() -> tuple[int, int, list[float]]:
         # as patient as the sync tests' shared client: the library's 1 s default
         # could see a busy machine's late answer as an outage (the local fallback)
         client = connect_async(redis_server.url, socket_timeout=5.0)
@@ -684,17 +685,21 @@ def test_the_async_store_paces_acquire_async_in_one_round_trip_after_a_wait(
             counting = AsyncCountingClient(client)
             clock = ManualClock()
             store = AsyncRedisStore(counting, time_source="breaker")
-            limiter = RateLimiter(2, burst=1, name="api", store=store, clock=clock)
+            limiter = RateLimiter(2, burst=2, name="api", store=store, clock=clock)
             await limiter.acquire_async()  # Redis loads the script on its first use
+            before = counting.round_trips
+            await limiter.acquire_async()  # the burst's second unit: at once
+            at_once = counting.round_trips - before
             before, sleeps = counting.round_trips, len(clock.sleeps)
             await limiter.acquire_async()
             await limiter.acquire_async()
-            return counting.round_trips - before, clock.sleeps[sleeps:]
+            return at_once, counting.round_trips - before, clock.sleeps[sleeps:]
         finally:
             await client.aclose()
 
-    round_trips, sleeps = asyncio.run(main())
-    assert round_trips == 2
+    at_once, waited, sleeps = asyncio.run(main())
+    assert at_once == 1
+    assert waited == 2
     assert sleeps == [pytest.approx(0.5), pytest.approx(0.5)]
 
 
