@@ -288,7 +288,8 @@ def _proportional(cap: float, strategy: ProportionalJitter) -> Callable[[_Steps]
 
     def step(state: _Steps) -> float:
         nominal = state.nominal
-        delay = nominal * (low + span * (rng or _shared or _shared_rng()).random())
+        draw = rng if rng is not None else _shared or _shared_rng()
+        delay = nominal * (low + span * draw.random())
         doubled = nominal * 2.0
         # min() by comparison: a builtin call costs more than the arithmetic.
         state.nominal = doubled if doubled < cap else cap
