@@ -13,6 +13,7 @@ import errno
 import http.client
 import http.server
 import math
+import os
 import pickle
 import socket
 import ssl
@@ -1647,16 +1648,26 @@ def silent_url() -> Iterator[str]:
 
 
 def sdk_call(sdk: str, base_url: str, *, timeout: float = 5.0) -> Exception:
-    """What one real SDK call (``max_retries=0``: the SDK's retries off) raises."""
+    """What one real SDK call (``max_retries=0``: the SDK's retries off) raises.
+
+    The client is closed before returning: its pool's connection to the server
+    would otherwise be left to the garbage collector (an unclosed socket).
+    """
     try:
         if sdk == "openai":
-            openai.OpenAI(
+            with openai.OpenAI(
                 api_key="test", base_url=base_url + "/v1", max_retries=0, timeout=timeout
-            ).chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+            ) as client:
+                client.chat.completions.create(
+                    model="m", messages=[{"role": "user", "content": "hi"}]
+                )
         else:
-            anthropic.Anthropic(
+            with anthropic.Anthropic(
                 api_key="test", base_url=base_url, max_retries=0, timeout=timeout
-            ).messages.create(model="m", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+            ) as client_:
+                client_.messages.create(
+                    model="m", max_tokens=8, messages=[{"role": "user", "content": "hi"}]
+                )
     except Exception as exc:
         return exc
     raise AssertionError(f"the {sdk} call did not fail")
@@ -1709,6 +1720,38 @@ def test_sdk_status_errors_are_classified_by_status(
     assert isinstance(exc, sdk_module(sdk).APIStatusError)
     assert exc.status_code == status
     assert classify(exc) is expected
+
+
+def _connections_to(port: int) -> int:
+    """How many TCP sockets of this process are connected to loopback *port* (Linux)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            with socket.socket(fileno=os.dup(int(fd))) as dup:
+                if dup.family == socket.AF_INET and dup.getpeername()[1] == port:
+                    count += 1
+        except OSError:  # not a socket, not connected, or closed meanwhile
+            continue
+    return count
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="lists descriptors via /proc")
+@pytest.mark.parametrize("sdk", SDKS)
+def test_an_sdk_call_of_these_tests_leaves_no_connection_open(
+    sdk: str, llm_server: FakeLLMServer
+) -> None:
+    """``sdk_call`` closes its client: no socket is left for the garbage collector.
+
+    The error it returns holds the SDK's frames, and so its client and the
+    pool's connection; left unclosed, that socket warned (``ResourceWarning``,
+    an error here) in whichever later test happened to run the collector.
+    """
+    llm_server.script(OPENAI_PATH if sdk == "openai" else ANTHROPIC_PATH, Reply(400))
+    port = urllib.parse.urlsplit(llm_server.url).port
+    assert port is not None
+    exc = sdk_call(sdk, llm_server.url)
+    assert isinstance(exc, sdk_module(sdk).APIStatusError)
+    assert _connections_to(port) == 0
 
 
 def test_anthropic_overloaded_529_is_degraded(llm_server: FakeLLMServer) -> None:
