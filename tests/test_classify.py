@@ -12,6 +12,7 @@ import email.message
 import errno
 import http.client
 import http.server
+import importlib
 import math
 import os
 import pickle
@@ -32,11 +33,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
-import anthropic
 import httpx
 import httpx2
 import multidict
-import openai
 import pytest
 import requests
 import yarl
@@ -1655,14 +1654,14 @@ def sdk_call(sdk: str, base_url: str, *, timeout: float = 5.0) -> Exception:
     """
     try:
         if sdk == "openai":
-            with openai.OpenAI(
+            with sdk_module(sdk).OpenAI(
                 api_key="test", base_url=base_url + "/v1", max_retries=0, timeout=timeout
             ) as client:
                 client.chat.completions.create(
                     model="m", messages=[{"role": "user", "content": "hi"}]
                 )
         else:
-            with anthropic.Anthropic(
+            with sdk_module(sdk).Anthropic(
                 api_key="test", base_url=base_url, max_retries=0, timeout=timeout
             ) as client_:
                 client_.messages.create(
@@ -1674,7 +1673,8 @@ def sdk_call(sdk: str, base_url: str, *, timeout: float = 5.0) -> Exception:
 
 
 def sdk_module(sdk: str) -> Any:
-    return openai if sdk == "openai" else anthropic
+    """The SDK's module, imported here: an xdist worker that runs no SDK test never pays for it."""
+    return importlib.import_module(sdk)
 
 
 @pytest.mark.parametrize("sdk", SDKS)
@@ -1758,7 +1758,7 @@ def test_anthropic_overloaded_529_is_degraded(llm_server: FakeLLMServer) -> None
     """Anthropic's 529 "overloaded" (its own ``OverloadedError``) is DEGRADED."""
     llm_server.script(ANTHROPIC_PATH, Reply(529))
     exc = sdk_call("anthropic", llm_server.url)
-    assert type(exc) is anthropic.OverloadedError
+    assert type(exc) is sdk_module("anthropic").OverloadedError
     assert classify(exc) is DEGRADED
 
 

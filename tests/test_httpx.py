@@ -10,6 +10,7 @@ needs real time (a body dripping one byte every three seconds) states its margin
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import subprocess
 import sys
@@ -18,10 +19,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import anthropic
 import httpx
 import httpx2
-import openai
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -87,7 +86,8 @@ def path_of(sdk: str) -> str:
 
 
 def sdk_module(sdk: str) -> Any:
-    return openai if sdk == "openai" else anthropic
+    """The SDK's module, imported here: an xdist worker that runs no SDK test never pays for it."""
+    return importlib.import_module(sdk)
 
 
 def sdk_client(sdk: str, base_url: str, transport: Any, *, timeout: float = 5.0) -> Any:
@@ -95,10 +95,10 @@ def sdk_client(sdk: str, base_url: str, transport: Any, *, timeout: float = 5.0)
     http_client = httpx2.Client(transport=transport, timeout=timeout)
     _OPEN.append(http_client)
     if sdk == "openai":
-        return openai.OpenAI(
+        return sdk_module(sdk).OpenAI(
             api_key="test", base_url=base_url + "/v1", max_retries=0, http_client=http_client
         )
-    return anthropic.Anthropic(
+    return sdk_module(sdk).Anthropic(
         api_key="test", base_url=base_url, max_retries=0, http_client=http_client
     )
 
@@ -308,7 +308,7 @@ def test_a_call_the_transports_breaker_rejected_is_never_retried_by_sleeping(
             False,  # the function ran: another circuit, inside it, rejected its call
         )
         outcome = outcome.exception
-    wanted = CircuitOpenError if sdk == "openai" else anthropic.APIConnectionError
+    wanted = CircuitOpenError if sdk == "openai" else sdk_module(sdk).APIConnectionError
     assert type(outcome) is wanted  # the error the caller sees stays the SDK's own
     assert isinstance(outcome, Exception)
     assert isinstance(outcome if sdk == "openai" else outcome.__cause__, CircuitOpenError)
@@ -329,12 +329,12 @@ def test_sdk_async_clients_go_through_the_async_transport(sdk: str, llm: FakeLLM
         transport = AsyncResilientTransport(clock=clock)
         async with httpx2.AsyncClient(transport=transport) as http_client:
             if sdk == "openai":
-                client: Any = openai.AsyncOpenAI(
+                client: Any = sdk_module(sdk).AsyncOpenAI(
                     api_key="t", base_url=llm.url + "/v1", max_retries=0, http_client=http_client
                 )
                 completion = await client.chat.completions.create(model="m", messages=MESSAGES)
                 return str(completion.choices[0].message.content)
-            client = anthropic.AsyncAnthropic(
+            client = sdk_module(sdk).AsyncAnthropic(
                 api_key="t", base_url=llm.url, max_retries=0, http_client=http_client
             )
             message = await client.messages.create(model="m", max_tokens=8, messages=MESSAGES)
