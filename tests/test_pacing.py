@@ -2348,7 +2348,111 @@ def test_async_block_whose_pause_fails_after_giving_up_raises_the_failure_and_wa
         "(ConnectionError: store unreachable): other callers are not held back by this "
         "failure's Retry-After"
     )
-    assert (record.error_type, record.pause) == ("ConnectionError", 4.0)  # type: ignore[attr-defined]
+    assert (record.limiter, record.error_type, record.pause) == ("api", "ConnectionError", 4.0)  # type: ignore[attr-defined]
+
+
+def _gives_up_on_a_429(limiter: RateLimiter, clock: ManualClock) -> Any:
+    """An async block that gives up at once on a raised 429 asking for 4 s."""
+    from resilient import retrying
+
+    async def fetch_users() -> None:
+        async for attempt in retrying(
+            limiter=limiter, max_retries=0, clock=clock, name="fetch-users"
+        ):
+            with attempt:
+                raise HTTPError(429, {"Retry-After": "4"})
+
+    return fetch_users()
+
+
+def _pause_lost(caplog: pytest.LogCaptureFixture) -> logging.LogRecord:
+    [record] = [r for r in caplog.records if getattr(r, "event", "") == "limiter_pause_failed"]
+    assert record.getMessage() == (
+        "could not pause rate limiter api for 4 s after giving up on fetch-users (the event "
+        "loop ended before the pause reached the store): other callers are not held back by "
+        "this failure's Retry-After"
+    )
+    assert (record.limiter, record.error_type, record.pause) == ("api", "CancelledError", 4.0)  # type: ignore[attr-defined]
+    return record
+
+
+def test_async_block_pause_cut_off_by_a_closed_event_loop_warns_and_is_not_kept(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """run_until_complete then close: the pause still on its way is lost; that is one WARNING,
+    and the closed loop, once dropped, takes the task with it (nothing pins it)."""
+    import gc
+    import weakref
+
+    clock = ManualClock()
+    limiter = RateLimiter(100, burst=100, name="api", store=RoundTripPauseStore(), clock=clock)
+    loop = asyncio.new_event_loop()
+    with caplog.at_level(logging.WARNING, logger="resilient.retry"):
+        with pytest.raises(HTTPError):
+            loop.run_until_complete(_gives_up_on_a_429(limiter, clock))
+        loop.close()
+        dropped = weakref.ref(loop)
+        del loop
+        gc.collect()
+    assert dropped() is None
+    _pause_lost(caplog)
+    assert limiter.try_acquire()  # not paused: the WARNING says so
+
+
+def test_async_block_pause_cancelled_by_a_shutdown_warns(caplog: pytest.LogCaptureFixture) -> None:
+    """A shutdown that cancels every other task at once (twice over, before the pause's first
+    step): the lost pause is one WARNING."""
+    clock = ManualClock()
+    limiter = RateLimiter(100, burst=100, name="api", store=RoundTripPauseStore(), clock=clock)
+
+    async def main() -> None:
+        with pytest.raises(HTTPError):
+            await _gives_up_on_a_429(limiter, clock)
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+
+    with caplog.at_level(logging.WARNING, logger="resilient.retry"):
+        asyncio.run(main())
+    _pause_lost(caplog)
+
+
+@pytest.mark.parametrize("ending", ["returned", "fallback"])
+def test_async_block_whose_pause_fails_after_giving_up_on_a_value_warns(
+    caplog: pytest.LogCaptureFixture, ending: str
+) -> None:
+    """Giving up on a returned 429 (or a raised one a fallback answers), the store's failed
+    pause is the same WARNING as for a failure that leaves: the loop ends as it would have."""
+    from resilient import retrying
+
+    clock = ManualClock()
+    limiter = RateLimiter(100, burst=100, name="api", store=FailingPauseStore(), clock=clock)
+    options: dict[str, Any] = {"limiter": limiter, "max_retries": 0, "clock": clock}
+    if ending == "returned":
+        options["retry_on_result"] = lambda response: response.status_code == 429
+    else:
+        options["fallback"] = lambda error: Response(200, {})
+    results: list[Any] = []
+
+    async def main() -> None:
+        async for attempt in retrying(**options, name="fetch-users"):
+            with attempt:
+                if ending == "fallback":
+                    raise HTTPError(429, {"Retry-After": "4"})
+                attempt.result = Response(429, {"Retry-After": "4"})
+        results.append(attempt.result)
+
+    with caplog.at_level(logging.WARNING, logger="resilient.retry"):
+        asyncio.run(main())
+    assert [r.status_code for r in results] == [429 if ending == "returned" else 200]
+    [record] = [r for r in caplog.records if getattr(r, "event", "") == "limiter_pause_failed"]
+    assert record.getMessage() == (
+        "could not pause rate limiter api for 4 s after giving up on fetch-users "
+        "(ConnectionError: store unreachable): other callers are not held back by this "
+        "failure's Retry-After"
+    )
+    assert (record.limiter, record.error_type) == ("api", "ConnectionError")  # type: ignore[attr-defined]
 
 
 # --- wiring: resilient.httpx ----------------------------------------------------------

@@ -11,6 +11,7 @@ policy applies to every form.
 from __future__ import annotations
 
 import sys
+import weakref
 from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
@@ -58,7 +59,9 @@ _FALLBACK = 3
 _DONE = 4
 
 _PAUSING: set[Any] = set()
-"""Pauses of async loops that gave up, still on their way to the store (see pause_soon)."""
+"""Pauses on their way to the store, of event loops that take no attribute (see pause_soon)."""
+_PAUSING_ATTRIBUTE = "_resilient_pausing"
+"""The event loop's own set of those pauses (a closed loop, once dropped, releases them)."""
 
 
 class Attempt(Generic[T]):
@@ -216,6 +219,20 @@ class _Attempts(Generic[T]):
         if limiter is not None and seconds > 0.0:
             await limiter.pause_async(seconds)
 
+    async def last_pause_async(self) -> None:
+        """``pause_async`` once the loop gave up: a store that fails is one WARNING.
+
+        The loop ends as it would have (the value, the fallback's answer): as
+        ``pause_soon`` does for a failure that leaves the loop.
+        """
+        call = self.call
+        limiter, seconds = call.policy.limiter, call.pause_for
+        try:
+            await self.pause_async()
+        except Exception as error:
+            if limiter is not None:
+                _warn_pause_error(_PendingPause(limiter, seconds, call), error)
+
     def pause_soon(self) -> None:
         """``pause_async`` in a task of its own: the async loop's last failure leaves at once.
 
@@ -231,9 +248,22 @@ class _Attempts(Generic[T]):
         call.pause_for = 0.0
         if limiter is None:
             return
-        task = asyncio.ensure_future(_pause_surely(limiter, seconds, call))
-        _PAUSING.add(task)  # the event loop keeps only a weak reference
-        task.add_done_callback(_PAUSING.discard)
+        pause = _PendingPause(limiter, seconds, call)
+        task = asyncio.ensure_future(_pause_surely(pause))
+        # The event loop keeps only a weak reference: the loop itself holds the task
+        # (a closed loop, once dropped, releases it), else this module does.
+        loop = task.get_loop()
+        pending: set[Any] | None = getattr(loop, _PAUSING_ATTRIBUTE, None)
+        if pending is None:
+            pending = set()
+            try:
+                setattr(loop, _PAUSING_ATTRIBUTE, pending)
+            except AttributeError:  # a loop without attributes (uvloop's)
+                pending = _PAUSING
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+        task.add_done_callback(pause.ended)
+        weakref.finalize(task, pause.lost, _CUT_OFF)
 
     def pause(self) -> None:
         """Pause the limiter as a 429 or 503's ``Retry-After`` asked (``call.pause_for``)."""
@@ -351,13 +381,13 @@ class _Attempts(Generic[T]):
             found = self._after()
         except StopIteration:
             if self.call.pause_for > 0.0:  # a returned value that gave up asked for a pause
-                await self.pause_async()
+                await self.last_pause_async()
             raise StopAsyncIteration from None
         if found is not None and found is not current:
             return await self._paced_async(None, found)
         assert current is not None
-        if self.call.pause_for > 0.0:
-            await self.pause_async()  # from the failure, before the wait, as a plain 'for' does
+        if self.call.pause_for > 0.0:  # from the failure, before the wait, as a plain 'for' does
+            await (self.pause_async() if found is None else self.last_pause_async())
         if found is None and (self.delay <= 0 or await self.call.await_wait(self.delay)):
             return await self._paced_async(current, self._next(current))
         fallback_is_async = self.call.policy.fallback_is_async
@@ -508,39 +538,84 @@ def _sync_refused(policy: Policy) -> str | None:
     )
 
 
-async def _pause_surely(limiter: Limiter, seconds: float, call: RetryCall) -> None:
-    """Pause *limiter* for *seconds*, once more if the event loop's end cancels the first try.
+_CUT_OFF = "the event loop ended before the pause reached the store"
+
+
+class _PendingPause:
+    """Strictly private. One pause on its way to the store, said in a WARNING if lost."""
+
+    __slots__ = ("call", "limiter", "seconds", "settled")
+
+    def __init__(self, limiter: Limiter, seconds: float, call: RetryCall) -> None:
+        self.limiter = limiter
+        self.seconds = seconds
+        self.call = call
+        self.settled = False
+
+    def ended(self, task: Any) -> None:
+        """The task's done-callback: a task cancelled before its first step never ran."""
+        if task.cancelled():
+            self.lost(_CUT_OFF)
+
+    def lost(self, why: str) -> None:
+        """The pause never reached the store: one WARNING (once), nobody else will know."""
+        if not self.settled:
+            _warn_pause_failed(self, why, "CancelledError", why)
+
+
+def _warn_pause_failed(pause: _PendingPause, described: str, error_type: str, message: str) -> None:
+    """``limiter_pause_failed``: the limiter is not paused for the failure that gave up."""
+    limiter, call = pause.limiter, pause.call
+    pause.settled = True
+    name = getattr(limiter, "name", None) or repr(limiter)
+    call.logger.warning(
+        "could not pause rate limiter %s for %s s after giving up on %s (%s): "
+        "other callers are not held back by this failure's Retry-After",
+        name,
+        seconds_text(pause.seconds),
+        call.target.label,
+        described,
+        extra={
+            "event": "limiter_pause_failed",
+            "function": call.target.name,
+            "limiter": name,
+            "pause": pause.seconds,
+            "error_type": error_type,
+            "error": message,
+        },
+    )
+
+
+def _warn_pause_error(pause: _PendingPause, error: Exception) -> None:
+    """``limiter_pause_failed`` for the store's own error."""
+    error_type, message = error_fields(error)
+    _warn_pause_failed(pause, describe_error(error), error_type, message)
+
+
+async def _pause_surely(pause: _PendingPause) -> None:
+    """Pause the limiter, once more if the event loop's end cancels the first try.
 
     A pause only ever extends, so asking twice is harmless. A store that
-    fails is one WARNING: nobody is left to raise it to.
+    fails, or a pause the event loop's end cuts off, is one WARNING: nobody
+    is left to raise it to.
     """
     import asyncio  # noqa: PLC0415 - only the async form loads asyncio
 
-    for retried in (False, True):
-        try:
-            await limiter.pause_async(seconds)
-        except asyncio.CancelledError:
-            if retried:
-                raise
-            continue  # the loop is ending (asyncio.run cancels what is left): ask again
-        except Exception as error:
-            error_type, message = error_fields(error)
-            call.logger.warning(
-                "could not pause rate limiter %s for %s s after giving up on %s (%s): "
-                "other callers are not held back by this failure's Retry-After",
-                getattr(limiter, "name", repr(limiter)),
-                seconds_text(seconds),
-                call.target.label,
-                describe_error(error),
-                extra={
-                    "event": "limiter_pause_failed",
-                    "function": call.target.name,
-                    "pause": seconds,
-                    "error_type": error_type,
-                    "error": message,
-                },
-            )
-        return
+    limiter, seconds = pause.limiter, pause.seconds
+    try:
+        for retried in (False, True):
+            try:
+                await limiter.pause_async(seconds)
+            except asyncio.CancelledError:
+                if retried:
+                    raise
+                continue  # the loop is ending (asyncio.run cancels what is left): ask again
+            except Exception as error:
+                _warn_pause_error(pause, error)
+            pause.settled = True
+            return
+    finally:  # cancelled twice, or closed with its loop while it waited
+        pause.lost(_CUT_OFF)
 
 
 def _no_function() -> None:  # pragma: no cover - a block has no function: never called
