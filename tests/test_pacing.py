@@ -385,7 +385,7 @@ def test_refund_gives_back_only_what_later_turns_leave_free() -> None:
         """acquire as caller *who* (a thread or task of its own): its last acquire, kept."""
         before = len(clock.sleeps)
         limiter.acquire(cost)
-        turns[who] = limiter._recall()
+        turns[who] = limiter._recall()[0]
         return sum(clock.sleeps[before:])
 
     def refund(who: str, units: float) -> None:
@@ -457,12 +457,14 @@ async def _take(limiter: RateLimiter, how: str, cost: float) -> None:
 @pytest.mark.parametrize("shared", [False, True], ids=["in-process", "store"])
 @pytest.mark.parametrize("how", ["try_acquire", "acquire", "acquire_async"])
 @pytest.mark.parametrize("depth", [1, 2], ids=["child", "grandchild"])
+@pytest.mark.parametrize("parent_refunds", [False, True], ids=["child-only", "then-parent"])
 @pytest.mark.usefixtures("task_registry")
-def test_a_task_created_after_an_acquire_never_refunds_it(
-    depth: int, how: str, shared: bool
+def test_a_task_created_after_an_acquire_refunds_it_once_then_nobody_can(
+    parent_refunds: bool, depth: int, how: str, shared: bool
 ) -> None:
-    """A task (and a task it creates) started after its parent's acquire refunds nothing of
-    it; the parent's own refund then gives its units back once, not twice."""
+    """A task (or a task it creates) started after its parent's acquire shares its record:
+    its refund gives the parent's 2 units back, once; its second refund and the parent's
+    own refund afterwards give back nothing more."""
     clock = ManualClock()
     limiter = limiter_on(clock, shared, rate=1, per=60.0, burst=10)
     _someone_else_takes(limiter, 5)
@@ -470,16 +472,74 @@ def test_a_task_created_after_an_acquire_never_refunds_it(
     async def descendant(level: int) -> None:
         if level < depth:
             await asyncio.create_task(descendant(level + 1))
+            return
         await limiter.refund_async(2)
         limiter.refund(2)
 
     async def parent() -> None:
         await _take(limiter, how, 2)
         await asyncio.create_task(descendant(1))
-        await limiter.refund_async(2)
+        if parent_refunds:
+            await limiter.refund_async(2)
+            limiter.refund(2)
 
     asyncio.run(parent())
     assert _available(limiter) == 5  # 10 - 5 taken by someone else; the 2 came back once
+
+
+_HELPERS = ["gather", "wait_for", "create_task", "to_thread"]
+
+
+async def _refund_through(limiter: RateLimiter, helper: str, cost: float) -> None:
+    if helper == "gather":
+        await asyncio.gather(limiter.refund_async(cost))
+    elif helper == "wait_for":
+        await asyncio.wait_for(limiter.refund_async(cost), 10.0)
+    elif helper == "create_task":
+        await asyncio.create_task(limiter.refund_async(cost))
+    else:
+        await asyncio.to_thread(limiter.refund, cost)
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["in-process", "store"])
+@pytest.mark.parametrize("how", ["try_acquire", "acquire", "acquire_async"])
+@pytest.mark.parametrize("helper", _HELPERS)
+@pytest.mark.usefixtures("task_registry")
+def test_a_refund_through_a_helper_task_or_thread_gives_the_task_s_units_back_once(
+    helper: str, how: str, shared: bool
+) -> None:
+    """acquire(6), then refund(4) run by gather, wait_for, a task or to_thread: the 4 come
+    back; the task's own refund(4) afterwards gives only the 2 left, never 8 in all."""
+    clock = ManualClock()
+    limiter = limiter_on(clock, shared, rate=1, per=60.0, burst=10)
+    _someone_else_takes(limiter, 2)
+
+    async def main() -> None:
+        await _take(limiter, how, 6)
+        await _refund_through(limiter, helper, 4)
+        await limiter.refund_async(4)
+
+    asyncio.run(main())
+    assert _available(limiter) == 8  # 10 - 2 taken by someone else: all 6 back, not 4 or 10
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["in-process", "store"])
+@pytest.mark.parametrize("helper", _HELPERS)
+@pytest.mark.usefixtures("task_registry")
+def test_helpers_refunding_one_acquire_together_never_give_back_more_than_it_took(
+    helper: str, shared: bool
+) -> None:
+    """Three helpers at once each refund 4 of one acquire(6): 6 come back in all."""
+    clock = ManualClock()
+    limiter = limiter_on(clock, shared, rate=1, per=60.0, burst=10)
+    _someone_else_takes(limiter, 4)
+
+    async def main() -> None:
+        await limiter.acquire_async(6)
+        await asyncio.gather(*(_refund_through(limiter, helper, 4) for _ in range(3)))
+
+    asyncio.run(main())
+    assert _available(limiter) == 6  # 10 - 4 taken by someone else
 
 
 @pytest.mark.parametrize("shared", [False, True], ids=["in-process", "store"])

@@ -26,7 +26,6 @@ import math
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Collection
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, cast, runtime_checkable
@@ -431,6 +430,15 @@ class _Turn(NamedTuple):
     units: float
 
 
+class _Held:
+    """Strictly private. A task's last acquire, shared by everyone who copies its context."""
+
+    __slots__ = ("turn",)
+
+    def __init__(self, turn: _Record | None) -> None:
+        self.turn = turn
+
+
 class _Gcra:
     """Strictly private. The state of one rate limiter, and the rule (see ``PacingStore``).
 
@@ -784,10 +792,10 @@ class RateLimiter:
         self._state = _Gcra()
         self._local = threading.local()
         """``turn``: this thread's last acquire outside asyncio tasks (``refund`` gives it back)."""
-        self._turns: contextvars.ContextVar[tuple[weakref.ref[object], _Record | None] | None] = (
-            contextvars.ContextVar(f"resilient.pacing.turn:{self.name}", default=None)
+        self._turns: contextvars.ContextVar[_Held | None] = contextvars.ContextVar(
+            f"resilient.pacing.turn:{self.name}", default=None
         )
-        """An asyncio task's last acquire, and the task: tasks it starts copy it, not own it."""
+        """An asyncio task's last acquire, one record shared by whoever copies the context."""
         self._undoing: set[asyncio.Future[Any]] = set()
         """Refunds and releases of answers that arrived after their caller was cancelled."""
         self._logged_until = -math.inf  # the end of the last pause logged at INFO
@@ -980,29 +988,30 @@ class RateLimiter:
         Never more than that acquire took; nothing without one.
         """
         cost = _check_positive("cost", cost)
-        turn = self._recall()
+        turn, held = self._recall()
         if turn is None:
             return
         now = self._now()
         if isinstance(turn, str):
             assert self.store is not None
-            self._remember(self.store.rate_refund(self.name, self._policy, cost, now, turn))
+            turn = self.store.rate_refund(self.name, self._policy, cost, now, turn)
         else:
-            self._remember(self._refund_here(turn, cost, now))
+            turn = self._refund_here(turn, cost, now)
+        self._keep(turn, held)
 
     async def refund_async(self, cost: float) -> None:
         """``refund``'s ``async`` twin (it awaits the store)."""
         cost = _check_positive("cost", cost)
-        turn = self._recall()
+        turn, held = self._recall()
         if turn is None:
             return
         now = self._now()
         if isinstance(turn, str):
             assert self.store is not None
-            refunded = await self.store.rate_refund_async(self.name, self._policy, cost, now, turn)
-            self._remember(refunded)
+            turn = await self.store.rate_refund_async(self.name, self._policy, cost, now, turn)
         else:
-            self._remember(self._refund_here(turn, cost, now))
+            turn = self._refund_here(turn, cost, now)
+        self._keep(turn, held)
 
     def _now(self) -> float:
         clock = DEFAULTS.clock if self._clock is None else self._clock
@@ -1011,25 +1020,46 @@ class RateLimiter:
     def _remember(self, turn: _Record | None) -> None:
         """Keep *turn* as the last acquire of this asyncio task, or else of this thread.
 
-        A task's record names the task: a task it starts copies its context,
-        record included, but may not refund it (nor may that task's own).
+        A task's record is one shared object: the tasks and threads that copy
+        the task's context (``gather``, ``wait_for``, ``create_task``,
+        ``to_thread``) see the same record, so a refund made by any of them
+        takes from it and all of them together never give back more than the
+        acquire took.
         """
-        task = _current_task()
-        if task is None:
+        if _current_task() is None:
             self._local.turn = turn
         else:
-            self._turns.set((weakref.ref(task), turn))
+            self._turns.set(_Held(turn))
 
-    def _recall(self) -> _Record | None:
-        """The last acquire of this asyncio task, or else of this thread; ``None``: none."""
-        task = _current_task()
-        if task is None:
+    def _recall(self) -> tuple[_Record | None, _Held | None]:
+        """The last acquire of this asyncio task, or else of this thread, and where it is held.
+
+        ``None`` as the record: none. Outside a task, a thread with no acquire
+        of its own reads the record of the context it runs in (a function run
+        by ``asyncio.to_thread`` refunds its task's acquire); the holder is
+        then the shared one, ``None`` for this thread's own. A shared record
+        is taken out of its holder until ``_keep`` puts the refund's update
+        back, so two refunds at once (threads, or a store's answer awaited)
+        never both give back the same units.
+        """
+        if _current_task() is None:
             turn: _Record | None = getattr(self._local, "turn", None)
-            return turn
-        mine = self._turns.get()
-        if mine is None or mine[0]() is not task:
-            return None  # none, or its parent's (copied with the context the task started in)
-        return mine[1]
+            if turn is not None:
+                return turn, None
+        held = self._turns.get()
+        if held is None:
+            return None, None
+        with self._lock:  # claimed until _keep: a refund at the same time finds none
+            turn = held.turn
+            held.turn = None
+        return turn, held
+
+    def _keep(self, turn: _Record | None, held: _Held | None) -> None:
+        """Put a refund's updated *turn* back where ``_recall`` found it."""
+        if held is None:
+            self._local.turn = turn
+        else:
+            held.turn = turn
 
     def _refund_here(self, turn: _Turn | float, cost: float, now: float) -> _Turn:
         """Give back units of an in-process *turn*.
