@@ -2665,3 +2665,50 @@ def test_transport_refuses_pacing_objects_that_are_not() -> None:
         ResilientTransport(limiter=1)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="concurrency must be a ConcurrencyLimit or None, got 1"):
         ResilientTransport(concurrency=1)  # type: ignore[arg-type]
+
+
+class NamelessLimiter:
+    """A duck-typed limiter without a ``name``, whose pause fails."""
+
+    def acquire(self, cost: float = 1, *, timeout: float | None = None) -> None:
+        pass
+
+    async def acquire_async(self, cost: float = 1, *, timeout: float | None = None) -> None:
+        pass
+
+    def pause(self, seconds: float) -> None:
+        pass
+
+    async def pause_async(self, seconds: float) -> None:
+        raise ConnectionError("store unreachable")
+
+    def __repr__(self) -> str:
+        return "<NamelessLimiter token=hunter2 at 0x1234>"
+
+
+def test_a_lost_pause_of_a_limiter_without_a_name_is_named_by_its_class(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The WARNING names a limiter that has no ``name`` by its class, never by its repr."""
+    from resilient import retrying
+
+    limiter: Any = NamelessLimiter()
+
+    async def fetch_users() -> None:
+        async for attempt in retrying(
+            limiter=limiter, max_retries=0, clock=ManualClock(), name="fetch-users"
+        ):
+            with attempt:
+                raise HTTPError(429, {"Retry-After": "4"})
+
+    async def main() -> None:
+        with pytest.raises(HTTPError):
+            await fetch_users()
+        await asyncio.gather(*(asyncio.all_tasks() - {asyncio.current_task()}))
+
+    with caplog.at_level(logging.WARNING, logger="resilient.retry"):
+        asyncio.run(main())
+    [record] = [r for r in caplog.records if getattr(r, "event", "") == "limiter_pause_failed"]
+    assert record.getMessage().startswith("could not pause rate limiter NamelessLimiter for 4 s")
+    assert record.limiter == "NamelessLimiter"  # type: ignore[attr-defined]
+    assert "hunter2" not in record.getMessage()

@@ -567,7 +567,9 @@ def _warn_pause_failed(pause: _PendingPause, described: str, error_type: str, me
     """``limiter_pause_failed``: the limiter is not paused for the failure that gave up."""
     limiter, call = pause.limiter, pause.call
     pause.settled = True
-    name = getattr(limiter, "name", None) or repr(limiter)
+    # the protocol has a name; a duck-typed limiter without one is named by its class,
+    # never by a repr that could hold addresses or settings
+    name = getattr(limiter, "name", None) or type(limiter).__qualname__
     call.logger.warning(
         "could not pause rate limiter %s for %s s after giving up on %s (%s): "
         "other callers are not held back by this failure's Retry-After",
