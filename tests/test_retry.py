@@ -2070,6 +2070,98 @@ def test_fallback_covers_an_open_circuit() -> None:
     assert isinstance(seen[0], CircuitOpenError)
 
 
+# --- fallback= on every form, for every reason to give up (issue 19) ---------------
+
+FALLBACK_FORMS = [
+    "decorator",
+    "async decorator",
+    "block",
+    "async block",
+    "retry_with_backoff",
+    "retry_with_backoff_async",
+]
+
+
+def _gives_up(reason: str) -> tuple[dict[str, Any], Callable[[], str]]:
+    """The options and the function that make a call give up for *reason*."""
+    clock = ManualClock()
+    if reason == "attempts":
+        return {"max_retries": 1, "clock": clock}, Flaky(*[ConnectionError("down")] * 5)
+    if reason == "deadline":
+        options = {"deadline": 1.5, "base_delay": 1.0, "jitter": False, "clock": clock}
+        return options, Flaky(*[ConnectionError("down")] * 5)
+    if reason == "budget":
+        budget = RetryBudget(max_tokens=2, token_ratio=0.1)
+        return {"budget": budget, "clock": clock}, Flaky(*[ConnectionError("down")] * 5)
+    assert reason == "open circuit"
+    from resilient import CircuitBreaker
+
+    breaker = CircuitBreaker(1, name=f"fallback-{id(clock)}", clock=clock)
+    breaker.trip()
+    return {"clock": clock}, breaker(Flaky())
+
+
+def _run_with_fallback(form: str, options: dict[str, Any], func: Callable[[], str]) -> object:
+    """Run *func* under *options* in *form*, its fallback answering with what it was given."""
+
+    def fallback(exc: Exception) -> object:
+        return ("fallback", exc)
+
+    async def async_func() -> str:
+        return func()
+
+    if form == "decorator":
+        return retry(fallback=fallback, **options)(func)()
+    if form == "async decorator":
+        return asyncio.run(retry(fallback=fallback, **options)(async_func)())
+    if form == "block":
+        for attempt in retrying(fallback=fallback, **options):
+            with attempt:
+                attempt.result = func()
+        return attempt.result
+
+    async def block_async() -> object:
+        async for attempt in retrying(fallback=fallback, **options):
+            with attempt:
+                attempt.result = func()
+        return attempt.result
+
+    if form == "async block":
+        return asyncio.run(block_async())
+    options.pop("clock")  # the function forms wait on the default clock: no_wait() below
+    with no_wait():
+        if form == "retry_with_backoff":
+            return retry_with_backoff(func, fallback=fallback, **options)
+        return asyncio.run(retry_with_backoff_async(async_func, fallback=fallback, **options))
+
+
+@pytest.mark.parametrize(
+    ("form", "reason"),
+    [
+        (form, reason)
+        for form in FALLBACK_FORMS
+        for reason in ("attempts", "deadline", "budget", "open circuit")
+        # retry_with_backoff has no deadline= or budget= (those names go to the function)
+        if not (form.startswith("retry_with_backoff") and reason in ("deadline", "budget"))
+    ],
+)
+def test_fallback_answers_every_give_up_on_every_form(form: str, reason: str) -> None:
+    """Each form's ``fallback=`` is the result whatever the call gave up on: attempts run
+    out, a deadline, a budget that refuses, an open circuit."""
+    options, func = _gives_up(reason)
+    got = _run_with_fallback(form, options, func)
+    assert isinstance(got, tuple)
+    tag, exc = got
+    assert tag == "fallback"
+    expected = CircuitOpenError if reason == "open circuit" else ConnectionError
+    assert isinstance(exc, expected)
+    if reason != "open circuit":
+        [note] = exc.__notes__
+        assert {"attempts": "retries exhausted", "deadline": "deadline", "budget": "budget"}[
+            reason
+        ] in note
+
+
 def test_fallback_never_hides_a_failure_that_is_not_retried() -> None:
     """A FATAL error (a bug, the caller's bad input) is raised, not handed to the fallback."""
     called: list[Exception] = []
