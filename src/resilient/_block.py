@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 import weakref
-from collections.abc import AsyncIterator, Callable, Collection, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
@@ -397,6 +397,30 @@ class _Attempts(Generic[T]):
         if fallback_is_async and self.call.fallback is not None:
             current.result = await current.result  # type: ignore[misc]  # pyright: ignore[reportGeneralTypeIssues]
         raise StopAsyncIteration
+
+
+@overload
+def retrying(  # an async def fallback: attempt.result is what it returns, awaited
+    *,
+    max_retries: int = 3,
+    base_delay: Seconds = 1.0,
+    max_delay: Seconds = 60.0,
+    jitter: JitterSpec = True,
+    retryable_classes: Collection[ErrorClass] = DEFAULT_RETRYABLE,
+    deadline: Seconds | None = None,
+    classifier: Callable[..., ErrorClass] = classify,
+    on_retry: Callable[[RetryState], object] | None = None,
+    budget: Budget | None = None,
+    clock: Clock | None = None,
+    retry_on_result: Callable[[Any], bool] | None = None,
+    max_retry_after: Seconds = DEFAULT_MAX_RETRY_AFTER,
+    on: RetryOn | None = None,
+    fallback: Callable[[Exception], Awaitable[T]],
+    logger: Logger | None = None,
+    stop_event: StopEvent | None = None,
+    limiter: Limiter | None = None,
+    name: str | None = None,
+) -> Retrying[T]: ...
 
 
 @overload

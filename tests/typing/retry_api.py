@@ -335,6 +335,16 @@ async def block_form_async() -> None:
         with attempt:
             await asyncio.sleep(0)
 
+    async def cached(exc: Exception) -> bytes:
+        return b""
+
+    # An async def fallback is awaited by ``async for``: the result is what it returns.
+    async for fetched in retrying(on=KeyError, fallback=cached):
+        assert_type(fetched, Attempt[bytes])
+        with fetched:
+            fetched.result = await aplain(1)
+        assert_type(fetched.result, bytes | None)
+
 
 def block_form_rejected() -> None:
     retrying(max_retries="2")  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType]
