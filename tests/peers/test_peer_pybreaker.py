@@ -1,7 +1,7 @@
 """pybreaker's behavioural tests that apply here, translated (behaviour, not code).
 
 Each test names the pybreaker test it comes from (``danielfm/pybreaker``,
-``test/`` or ``tests/``). pybreaker's settings are settable; here they read back
+``tests/pybreaker_test.py``, all of class ``CircuitBreakerConfigurationTestCase``). pybreaker's settings are settable; here they read back
 and cannot be set (a new breaker with the same name and store keeps the state).
 """
 
@@ -70,8 +70,8 @@ def test_name() -> None:
 
 
 def test_success_threshold_needs_as_many_trials() -> None:
-    """test_close_after_success_threshold (``success_threshold=3``): here a half-open
-    period admits ``half_open_max_calls`` trials, so ``success_threshold=3`` needs
+    """test_success_threshold_multiple_successes_required (``success_threshold=3``):
+    here a half-open period admits ``half_open_max_calls`` trials, so ``success_threshold=3`` needs
     ``half_open_max_calls=3``; said at construction."""
     with pytest.raises(ValueError, match="success_threshold must be <= half_open_max_calls"):
         CircuitBreaker(success_threshold=3)

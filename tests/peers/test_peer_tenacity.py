@@ -36,7 +36,7 @@ class FailsUntil:
 
 
 def test_retry_if_exception_of_type() -> None:
-    """tests/test_tenacity.py::TestRetryConditions::test_retry_if_exception_of_type:
+    """tests/test_tenacity.py::TestDecoratorWrapper::test_retry_if_exception_of_type:
     the named type is retried until success; another type is raised at once."""
     clock = ManualClock()
     assert retry(on=CustomError, max_retries=5, clock=clock)(FailsUntil(5, CustomError))()
@@ -47,8 +47,8 @@ def test_retry_if_exception_of_type() -> None:
 
 
 def test_retry_if_not_exception_type_needs_on() -> None:
-    """tests/test_tenacity.py::test_retry_if_not_exception_type: "everything but E" is
-    a predicate on ``on=`` (what is not E would otherwise follow its class)."""
+    """tests/test_tenacity.py::TestDecoratorWrapper::test_retry_except_exception_of_type
+    (``retry_if_not_exception_type``): "everything but E" is a predicate on ``on=`` (what is not E would otherwise follow its class)."""
     clock = ManualClock()
     everything_but_name_error = retry(
         on=lambda exc: not isinstance(exc, NameError), max_retries=5, clock=clock
@@ -225,8 +225,9 @@ def test_stop_before_delay_uses_normalized_wait() -> None:
 
 
 def test_stop_when_event_set() -> None:
-    """tests/test_tenacity.py (``stop_when_event_set``): once the event is set, no new
-    attempt starts."""
+    """tenacity's ``stop_when_event_set`` (``tenacity/stop.py``; tenacity's suite has no
+    test of its own for it, this one states its documented behaviour): once the event is
+    set, no new attempt starts."""
     event = threading.Event()
     failing = FailsUntil(10, ConnectionError)
 
@@ -253,8 +254,15 @@ def test_before_sleep_log_to_a_given_logger(caplog: pytest.LogCaptureFixture) ->
 
 
 def test_retry_function_object_with_its_arguments() -> None:
-    """tests/test_tenacity.py::TestRetryWith / ``Retrying()(fn, *args)``: the function
-    form passes the call's arguments through."""
+    """tests/test_tenacity.py::TestDecoratorWrapper::test_retry_function_object: a
+    callable object (no ``__name__``) is retried like a function; the function form
+    passes the call's arguments through, as ``Retrying()(fn, *args)`` does."""
+
+    class Hello:
+        def __call__(self) -> str:
+            return "Hello"
+
+    assert retry(max_retries=2, clock=ManualClock())(Hello())() == "Hello"
 
     def add(a: int, b: int) -> int:
         return a + b
@@ -263,7 +271,8 @@ def test_retry_function_object_with_its_arguments() -> None:
 
 
 def test_exception_types_are_not_error_classes() -> None:
-    """A tenacity habit, ``retry_if_exception_type`` spelled as classes: pointed to
-    ``on=`` (issue 19)."""
+    """tests/test_tenacity.py::TestDecoratorWrapper::test_retry_if_exception_of_type,
+    as a tenacity user first guesses it here (``retry_if_exception_type(IOError)`` spelled
+    as a class among ``retryable_classes``): refused, pointing to ``on=``."""
     with pytest.raises(TypeError, match=r"on=\(OSError,\)"):
         retry(retryable_classes=[ErrorClass.TRANSIENT, OSError])  # type: ignore[list-item]
