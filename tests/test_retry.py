@@ -2615,6 +2615,60 @@ def test_block_form_gives_up_like_the_decorator(caplog: pytest.LogCaptureFixture
     assert function.endswith("sync_users")
 
 
+def test_async_block_logs_and_notes_as_the_async_decorator(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``async for``: the same lines (level, message, fields) and note as ``@retry`` on an
+    ``async def`` function, the block named as the function is."""
+
+    def failures() -> Iterator[Exception]:
+        return iter([ConnectionError("1"), ConnectionError("2"), ConnectionError("3")])
+
+    async def block(errors: Iterator[Exception]) -> None:
+        async for attempt in retrying(
+            max_retries=2, clock=ManualClock(), jitter=False, name="sync"
+        ):
+            with attempt:
+                raise next(errors)
+
+    def decorated(errors: Iterator[Exception]) -> Callable[[], Any]:
+        @retry(max_retries=2, clock=ManualClock(), jitter=False)
+        async def sync() -> None:
+            raise next(errors)
+
+        return sync
+
+    seen: list[list[tuple[object, ...]]] = []
+    decorated_function = decorated(failures())
+    runs: list[tuple[str, Callable[[], Any]]] = [
+        ("sync", lambda: block(failures())),
+        (decorated_function.__qualname__, decorated_function),
+    ]
+    for label, run in runs:
+        caplog.clear()
+        with (
+            caplog.at_level(logging.WARNING, logger="resilient.retry"),
+            pytest.raises(ConnectionError) as info,
+        ):
+            asyncio.run(run())
+        assert info.value.__notes__ == ["resilient: 3 attempts over 3.000 s (retries exhausted)"]
+        seen.append(
+            [
+                (
+                    r.levelname,
+                    r.getMessage().replace(label, "LABEL"),
+                    *(
+                        getattr(r, f, None)
+                        for f in ("event", "attempt", "delay", "error", "reason")
+                    ),
+                )
+                for r in caplog.records
+            ]
+        )
+    assert len(seen[0]) == 3
+    assert seen[0] == seen[1]
+
+
 def test_block_form_name_names_the_block_in_logs(caplog: pytest.LogCaptureFixture) -> None:
     """``name=`` is what the lines call the block."""
     with caplog.at_level(logging.WARNING, logger="resilient.retry"):

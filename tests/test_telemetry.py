@@ -10,6 +10,7 @@ disabled after each test.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import gc
 import logging
@@ -1452,3 +1453,42 @@ def test_a_refused_slot_is_an_event_on_the_span(otel: Otel) -> None:
             {"concurrency": "span-db", "error.type": "resilient.pacing.ConcurrencyLimitExceeded"},
         )
     ]
+
+
+def test_the_block_form_is_counted_as_the_decorator_is(registry: CollectorRegistry) -> None:
+    """``retrying()`` blocks, ``for`` and ``async for``, feed the same metrics as ``@retry``:
+    retries, calls that gave up, budget refusals, under the block's name (issue 19)."""
+    from resilient import retrying
+
+    telemetry.enable_prometheus(registry)
+    clock = ManualClock()
+
+    def block(name: str, **options: Any) -> None:
+        for attempt in retrying(name=name, clock=clock, **options):
+            with attempt:
+                raise TimeoutError("read timed out")
+
+    async def block_async(name: str) -> None:
+        async for attempt in retrying(name=name, max_retries=1, clock=clock):
+            with attempt:
+                raise TimeoutError("read timed out")
+
+    @retry(max_retries=1, clock=clock)
+    def decorated() -> None:
+        raise TimeoutError("read timed out")
+
+    budget = RetryBudget(max_tokens=2, token_ratio=0.1, name="block-search")
+    for run in (
+        lambda: block("block-sync", max_retries=1),
+        lambda: asyncio.run(block_async("block-async")),
+        lambda: block("block-budget", max_retries=3, budget=budget),
+        decorated,
+    ):
+        with pytest.raises(TimeoutError):
+            run()
+    samples = scrape(registry)
+    for function in ("block-sync", "block-async", qualified(decorated)):
+        labels = {"function": function, "error_class": "timeout"}
+        assert value(samples, "resilient_retries_total", **labels) == 1
+        assert value(samples, "resilient_retries_exhausted_total", **labels) == 1
+    assert value(samples, "resilient_retry_budget_refusals_total", budget="block-search") == 1
