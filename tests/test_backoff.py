@@ -213,6 +213,15 @@ def test_nominal_delay_with_zero_base_is_zero(retry_number: int) -> None:
     assert nominal_delay(retry_number, 0.0, 60.0) == 0.0
 
 
+def test_nominal_delay_takes_a_timedelta() -> None:
+    """Either duration of ``nominal_delay`` may be a ``timedelta``, meaning its seconds."""
+    from datetime import timedelta
+
+    assert nominal_delay(2, timedelta(milliseconds=500), 60.0) == 2.0
+    assert nominal_delay(10, 1.0, timedelta(minutes=1)) == 60.0
+    assert nominal_delay(3, timedelta(seconds=1), timedelta(seconds=5)) == 5.0
+
+
 def test_zero_delays_give_zeros_for_every_strategy() -> None:
     """``delays(0, 0, ...)`` waits nothing, whatever the jitter."""
     for make in STRATEGIES.values():

@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import inspect
 import pickle
+import re
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -334,3 +335,130 @@ def test_a_field_left_out_of_equality_is_left_out_of_the_hash_too() -> None:
     assert one == other
     assert hash(one) == hash(other)
     assert "exception" not in repr(one)
+
+
+# --- every duration of the public API takes a timedelta (issue 19) -------------------------
+
+_DURATION_NAME = re.compile(
+    r"timeout|delay|deadline|duration|seconds|^per$|ttl|interval|retry_after|wait|staleness"
+)
+_PUBLIC_MODULES = (
+    "resilient",
+    "resilient.backoff",
+    "resilient.breaker",
+    "resilient.budget",
+    "resilient.cleanup",
+    "resilient.http",
+    "resilient.httpx",
+    "resilient.logs",
+    "resilient.pacing",
+    "resilient.redis",
+    "resilient.task",
+    "resilient.telemetry",
+    "resilient.testing",
+)
+_NOT_TAKEN_FROM_USERS = {
+    # The Clock protocol: the library calls it with the seconds it computed.
+    "sleep.seconds",
+    "asleep.seconds",
+    # The pacing store protocol: the limiters call it with seconds, converted once.
+    "rate_pause.seconds",
+    "rate_pause_async.seconds",
+    "rate_reserve.max_wait",
+    "rate_reserve_async.max_wait",
+    "slot_acquire.lease_ttl",
+    "slot_acquire_async.lease_ttl",
+    # Records the library builds for the user to read, in seconds.
+    "RetryState.delay",
+    "TaskResult.retry_after",
+    # requests' own API (the adapter's send, the session's inherited methods).
+    "ResilientAdapter.timeout",
+    "ResilientSession.timeout",
+}
+
+
+def _public_durations() -> Iterator[tuple[str, str, str, str]]:
+    """(owner, callable, parameter, annotation) of each duration-named public parameter."""
+    import importlib
+
+    seen: set[tuple[str, str]] = set()
+    for module_name in _PUBLIC_MODULES:
+        module = importlib.import_module(module_name)
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if inspect.isclass(obj):
+                members = [("__init__", obj.__init__)] + [
+                    (attr, getattr(obj, attr))
+                    for attr in dir(obj)
+                    if not attr.startswith("_") and callable(getattr(obj, attr))
+                ]
+                owner = obj.__name__
+            elif callable(obj):
+                members, owner = [(name, obj)], ""
+            else:
+                continue
+            for member, func in members:
+                try:
+                    signature = inspect.signature(func)
+                except (TypeError, ValueError):  # a builtin without one
+                    continue
+                for parameter in signature.parameters.values():
+                    key = (f"{getattr(func, '__module__', '')}.{owner}.{member}", parameter.name)
+                    if _DURATION_NAME.search(parameter.name) and key not in seen:
+                        seen.add(key)
+                        yield owner, member, parameter.name, str(parameter.annotation)
+
+
+def test_every_duration_parameter_of_the_public_api_takes_a_timedelta() -> None:
+    """A public parameter named like a duration is typed ``Seconds`` (a number or a
+    ``datetime.timedelta``), but for protocols the library itself calls with seconds."""
+    found = list(_public_durations())
+    missing = [
+        f"{owner}.{member}({parameter}: {annotation})"
+        for owner, member, parameter, annotation in found
+        if "Seconds" not in annotation
+        and "timedelta" not in annotation
+        and f"{member}.{parameter}" not in _NOT_TAKEN_FROM_USERS
+        and f"{owner}.{parameter}" not in _NOT_TAKEN_FROM_USERS
+    ]
+    assert missing == []
+    names = {parameter for _, _, parameter, _ in found}
+    assert {"base_delay", "recovery_timeout", "lease_ttl", "total_timeout", "idle_ttl"} <= names
+    assert ("RedisStore", "from_url", "connect_timeout") in {f[:3] for f in found}
+
+
+def _task_attempts_under(deadline: object) -> int:
+    from resilient import execute_task_safely
+    from resilient.testing import ManualClock
+
+    def fails() -> None:
+        raise ConnectionError("down")
+
+    options: Any = {"deadline": deadline, "base_delay": 1.0, "jitter": False}
+    return execute_task_safely("t", fails, clock=ManualClock(), **options).attempts
+
+
+def test_durations_without_a_test_of_their_own_mean_their_seconds() -> None:
+    """The durations no other test gives a ``timedelta``: each means its seconds."""
+    import asyncio
+    from datetime import timedelta
+
+    from resilient import ConcurrencyLimit, RateLimiter
+    from resilient.backoff import delays
+    from resilient.testing import ManualClock
+
+    limit = ConcurrencyLimit(
+        2, max_wait=timedelta(milliseconds=250), lease_ttl=timedelta(minutes=2)
+    )
+    assert (limit.max_wait, limit.lease_ttl) == (0.25, 120.0)
+    clock = ManualClock()
+    clock.advance(timedelta(seconds=1, milliseconds=500))
+    assert clock.monotonic() == 1.5
+    assert next(delays(timedelta(seconds=2), timedelta(minutes=1), jitter=False)) == 2.0
+    # 1 s then 2 s of backoff: a 2.5 s deadline admits the second attempt, not the third.
+    assert _task_attempts_under(timedelta(seconds=2.5)) == _task_attempts_under(2.5) == 2
+    limiter = RateLimiter(10, per=1.0, clock=clock)
+    asyncio.run(limiter.pause_async(timedelta(seconds=3)))
+    assert limiter.try_acquire() is False
+    clock.advance(3.0)
+    assert limiter.try_acquire() is True

@@ -179,13 +179,22 @@ def check_delays(base_delay: Seconds, max_delay: Seconds) -> tuple[float, float]
     return base, cap
 
 
-def nominal_delay(retry_number: int, base_delay: float, max_delay: float) -> float:
+def nominal_delay(retry_number: int, base_delay: Seconds, max_delay: Seconds) -> float:
     """The un-jittered delay before retry *retry_number* (0 for the first retry).
 
     ``min(base_delay * 2 ** retry_number, max_delay)``, with the exponent
     clamped before the power so that any retry number, 10**6 included, costs
-    the same and never overflows.
+    the same and never overflows. Either duration may be a ``datetime.timedelta``.
     """
+    if not isinstance(base_delay, (int, float)):
+        base_delay = base_delay.total_seconds()
+    if not isinstance(max_delay, (int, float)):
+        max_delay = max_delay.total_seconds()
+    return _nominal_delay(retry_number, base_delay, max_delay)
+
+
+def _nominal_delay(retry_number: int, base_delay: float, max_delay: float) -> float:
+    """``nominal_delay`` in seconds: what the delay strategies compute with."""
     if base_delay <= 0.0:
         return 0.0
     # Past this exponent the product exceeds max_delay whatever base_delay is;
@@ -301,7 +310,7 @@ def _proportional(cap: float, strategy: ProportionalJitter) -> Callable[[_Steps]
 def _next_delay(
     strategy: Jitter, retry_number: int, previous: float, base: float, cap: float
 ) -> float:
-    delay = strategy(nominal_delay(retry_number, base, cap), previous, base, cap)
+    delay = strategy(_nominal_delay(retry_number, base, cap), previous, base, cap)
     # A user strategy must not make us sleep a negative or uncapped time.
     return min(max(delay, 0.0), cap)
 
