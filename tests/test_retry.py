@@ -2068,6 +2068,9 @@ def test_fallback_covers_an_open_circuit() -> None:
     guarded = retry(fallback=lambda exc: seen.append(exc) or "stale", clock=clock)(breaker(Flaky()))
     assert guarded() == "stale"
     assert isinstance(seen[0], CircuitOpenError)
+    # A rejection is answered whatever the classes retried (it is no failure of the call's).
+    narrow = retry(retryable_classes=[ErrorClass.DEGRADED], fallback=repr, clock=clock)
+    assert narrow(breaker(Flaky()))().startswith("CircuitOpenError(")
 
 
 # --- fallback= on every form, for every reason to give up (issue 19) ---------------
@@ -2799,6 +2802,30 @@ def test_block_form_on_and_stop_event() -> None:
     with pytest.raises(ConnectionError):
         block()
     assert numbers == [1]
+
+
+def test_async_block_stop_event_ends_the_wait_early() -> None:
+    asyncio.run(_test_async_block_stop_event_ends_the_wait_early())
+
+
+async def _test_async_block_stop_event_ends_the_wait_early() -> None:
+    """``async for``: an asyncio.Event set during a 30 s wait ends it at once and no new
+    attempt starts; the fallback answers, its value in ``attempt.result``."""
+    event = asyncio.Event()
+    numbers: list[int] = []
+    asyncio.get_running_loop().call_later(0.05, event.set)
+    started = time.monotonic()
+    block = retrying(
+        base_delay=30.0, jitter=False, stop_event=event, fallback=lambda e: e.__notes__
+    )
+    async for attempt in block:
+        with attempt:
+            numbers.append(attempt.number)
+            raise ConnectionError("down")
+    assert time.monotonic() - started < 15.0  # far from the 30 s wait
+    assert numbers == [1]
+    [note] = attempt.result
+    assert note.endswith("(stop_event was set during the wait)")
 
 
 def test_block_form_lets_control_flow_exceptions_through() -> None:
