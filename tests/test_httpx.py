@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.metadata
 import logging
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from resilient import (
     CircuitBreaker,
     CircuitOpenError,
     ErrorClass,
+    RateLimiter,
     RetryBudget,
     TaskResult,
     classify,
@@ -37,7 +39,12 @@ from resilient import (
     retry_with_backoff,
     retrying,
 )
-from resilient.httpx import IDEMPOTENT_METHODS, AsyncResilientTransport, ResilientTransport
+from resilient.httpx import (
+    DRAIN_LIMIT,
+    IDEMPOTENT_METHODS,
+    AsyncResilientTransport,
+    ResilientTransport,
+)
 from resilient.testing import ManualClock, cap_attempts, no_wait, use_clock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
@@ -631,6 +638,17 @@ def test_the_budget_stops_retries() -> None:
     assert len(handler.seen) == 1  # type: ignore[attr-defined]
 
 
+def test_successes_refill_the_budget() -> None:
+    """Each answer below 400 gives the budget back its token_ratio: retries are allowed again."""
+    budget = RetryBudget(max_tokens=4, token_ratio=2)
+    budget.record_failure(), budget.record_failure()  # 2 of 4 left: a retry is refused
+    with mock_client(scripted(200, 503), budget=budget) as client:
+        assert client.get("/x").status_code == 200
+        assert budget.tokens == 4.0
+        assert client.get("/x").status_code == 200  # the 503 is retried now
+    assert budget.tokens == 4.0  # 4 - 1 (the 503) + 2 (the 200), at most 4
+
+
 def test_the_testing_switches_apply() -> None:
     """no_wait() makes the waits zero; cap_attempts(2) stops at two attempts."""
     clock = ManualClock()
@@ -644,18 +662,60 @@ def test_the_testing_switches_apply() -> None:
     assert len(handler.seen) == 2  # type: ignore[attr-defined]
 
 
-def test_a_failing_response_is_drained_and_closed_before_the_retry() -> None:
-    """Between attempts the failed response is read (bounded) and closed."""
-    responses: list[httpx2.Response] = []
+class LongBody(httpx2.SyncByteStream, httpx2.AsyncByteStream):
+    """A failed response's body of 1 MiB, still to be read: counts what is read, and closing."""
+
+    CHUNK = 16384
+
+    def __init__(self) -> None:
+        self.read = 0
+        self.closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        for _ in range(64):
+            self.read += self.CHUNK
+            yield b"x" * self.CHUNK
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self:
+            yield chunk
+
+    def close(self) -> None:
+        self.closed = True
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_failing_response_is_drained_within_the_limit_and_closed(mode: str) -> None:
+    """Between attempts the failed response is read, at most DRAIN_LIMIT bytes of it, and closed."""
+    bodies: list[LongBody] = []
 
     def handler(request: Any) -> Any:
-        status = 503 if not responses else 200
-        responses.append(httpx2.Response(status, content=b"x" * 200_000))
-        return responses[-1]
+        if bodies:
+            return httpx2.Response(200)
+        bodies.append(LongBody())
+        return httpx2.Response(503, stream=bodies[0])
 
-    with mock_client(handler) as client:
-        assert client.get("/x").status_code == 200
-    assert responses[0].is_closed
+    if mode == "sync":
+        with mock_client(handler) as client:
+            assert client.get("/x").status_code == 200
+    else:
+
+        async def main() -> int:
+            transport = AsyncResilientTransport(
+                httpx2.MockTransport(handler), jitter=False, clock=ManualClock()
+            )
+            async with httpx2.AsyncClient(
+                transport=transport, base_url="http://api.test"
+            ) as client:
+                return (await client.get("/x")).status_code
+
+        assert asyncio.run(main()) == 200
+    (body,) = bodies
+    assert body.closed
+    assert DRAIN_LIMIT <= body.read < DRAIN_LIMIT + LongBody.CHUNK  # not the whole 1 MiB
 
 
 def test_a_breaker_counts_failing_responses_but_not_fatal_ones() -> None:
@@ -676,9 +736,33 @@ def test_an_open_breaker_raises_circuit_open_error_from_send() -> None:
     breaker = CircuitBreaker(failure_threshold=1, name="down")
     breaker.trip()
     handler = scripted()
-    with mock_client(handler, breaker=breaker) as client, pytest.raises(CircuitOpenError):
+    clock = ManualClock()
+    with (
+        mock_client(handler, breaker=breaker, clock=clock) as client,
+        pytest.raises(CircuitOpenError) as caught,
+    ):
         client.get("/x")
     assert handler.seen == []  # type: ignore[attr-defined]
+    assert clock.sleeps == []  # rejected: not waited for and tried again
+    assert not getattr(caught.value, "__notes__", [])
+
+
+def test_a_circuit_that_opens_during_a_call_ends_it_at_the_rejection() -> None:
+    """The second 503 opens the circuit: the next attempt is rejected, and the call ends there
+    (no backoff to wait out a rejection), with a note saying so."""
+    breaker = CircuitBreaker(failure_threshold=2, name="api")
+    handler = scripted(503, 503, 503, 503)
+    clock = ManualClock()
+    with (
+        mock_client(handler, breaker=breaker, clock=clock) as client,
+        pytest.raises(CircuitOpenError) as caught,
+    ):
+        client.get("/x")
+    assert len(handler.seen) == 2  # type: ignore[attr-defined]
+    assert clock.sleeps == [0.5, 1.0]  # the waits before attempts 2 and 3, none after
+    assert caught.value.__notes__ == [
+        "resilient: 2 attempts over 1.500 s (then the circuit opened)"
+    ]
 
 
 def test_the_async_transport_counts_on_the_breaker_and_rejects() -> None:
@@ -703,6 +787,44 @@ def test_the_async_transport_counts_on_the_breaker_and_rejects() -> None:
     asyncio.run(main())
     assert len(seen) == 2
     assert breaker.is_open
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_429_pauses_the_limiter_for_every_caller_up_to_max_retry_after(mode: str) -> None:
+    """A 429's Retry-After pauses the limiter the transport shares with other callers for that
+    long; a longer ask than max_retry_after (120 s) pauses it 120 s, not what was asked."""
+    clock = ManualClock()
+    limiter = RateLimiter(100, burst=100, name="llm", clock=clock)
+    handler = scripted((429, {"retry-after": "2"}), (429, {"retry-after": "600"}))
+    options: dict[str, Any] = {"limiter": limiter, "max_retries": 0, "clock": clock}
+    held: list[bool] = []
+
+    def after_each(status: int, advance: float) -> None:
+        """The call's status, then whether another caller is held now and after *advance*."""
+        assert status == 429
+        held.append(not limiter.try_acquire())
+        clock.advance(advance)
+        held.append(not limiter.try_acquire())
+
+    if mode == "sync":
+        with mock_client(handler, **options) as client:
+            after_each(client.post("/v1/chat").status_code, 2.0)
+            after_each(client.post("/v1/chat").status_code, 119.0)
+            clock.advance(1.0)
+    else:
+
+        async def main() -> None:
+            transport = AsyncResilientTransport(httpx2.MockTransport(handler), **options)
+            async with httpx2.AsyncClient(
+                transport=transport, base_url="http://api.test"
+            ) as client:
+                after_each((await client.post("/v1/chat")).status_code, 2.0)
+                after_each((await client.post("/v1/chat")).status_code, 119.0)
+            clock.advance(1.0)
+
+        asyncio.run(main())
+    assert held == [True, False, True, True]
+    assert limiter.try_acquire()  # 120 s after the second 429, not 600
 
 
 def test_logs_name_method_and_host_never_path_or_query(caplog: pytest.LogCaptureFixture) -> None:
@@ -784,6 +906,15 @@ def test_telemetry_counts_retries_by_method_and_host() -> None:
         ({"clock": 1}, TypeError, "clock must provide monotonic()"),
         ({"jitter": "no"}, TypeError, "jitter must be True, False or a jitter strategy"),
         ({"transport": "x"}, TypeError, "transport must be an httpx or httpx2"),
+        ({"limiter": 1}, TypeError, "limiter must be a RateLimiter or None, got 1"),
+        (
+            {"concurrency": 1},
+            TypeError,
+            "concurrency must be a ConcurrencyLimit or None, got 1",
+        ),
+        ({"jitter": None}, TypeError, "jitter must be True, False or a jitter strategy"),
+        ({"base_delay": 5.0, "max_delay": 1.0}, ValueError, "base_delay must be <= max_delay"),
+        ({"total_timeout": True}, TypeError, "total_timeout must be a number of seconds"),
     ],
 )
 def test_bad_settings_are_refused_at_construction(
@@ -805,6 +936,15 @@ def test_durations_accept_timedelta() -> None:
         total_timeout=timedelta(seconds=30),
     )
     assert "max_retry_after=60.0, total_timeout=30.0" in repr(transport)
+
+
+def test_the_httpx_extra_pulls_no_client() -> None:
+    """``resilient-kit[httpx]`` requires nothing: the user chooses httpx or httpx2 (an SDK brings
+    httpx2), and never gets a second HTTP client."""
+    metadata = importlib.metadata.metadata("resilient-kit")
+    assert "httpx" in (metadata.get_all("Provides-Extra") or [])
+    requires = [r.replace("'", '"') for r in metadata.get_all("Requires-Dist") or []]
+    assert [r for r in requires if 'extra == "httpx"' in r] == []
 
 
 def test_import_without_httpx_or_httpx2_names_the_extra() -> None:
