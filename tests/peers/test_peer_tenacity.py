@@ -7,8 +7,10 @@ Waits go through a ``ManualClock``: tenacity's ``sleep=`` is our ``clock=``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -48,16 +50,27 @@ def test_retry_if_exception_of_type() -> None:
 
 def test_retry_if_not_exception_type_needs_on() -> None:
     """tests/test_tenacity.py::TestDecoratorWrapper::test_retry_except_exception_of_type
-    (``retry_if_not_exception_type``): "everything but E" is a predicate on ``on=`` (what is not E would otherwise follow its class)."""
+    (``retry_if_not_exception_type(IOError)``): "everything but E" is a predicate on
+    ``on=``; when the classifier retries E itself (a connection error), also
+    ``retryable_classes=()``, or E is still retried by its class."""
     clock = ManualClock()
-    everything_but_name_error = retry(
-        on=lambda exc: not isinstance(exc, NameError), max_retries=5, clock=clock
+    everything_but_io_error = retry(
+        on=lambda exc: not isinstance(exc, IOError), max_retries=5, clock=clock
     )
-    assert everything_but_name_error(FailsUntil(5, CustomError))()
-    stops = FailsUntil(5, NameError)
-    with pytest.raises(NameError):
-        everything_but_name_error(stops)()
+    assert everything_but_io_error(FailsUntil(5, NameError))()  # FATAL, retried all the same
+    stops = FailsUntil(5, IOError)
+    with pytest.raises(IOError, match="call 1"):
+        everything_but_io_error(stops)()
     assert stops.calls == 1
+
+    def everything_but(error: type[Exception], **options: Any) -> FailsUntil:
+        failing = FailsUntil(5, error)
+        with contextlib.suppress(error):
+            retry(on=lambda exc: not isinstance(exc, error), clock=clock, **options)(failing)()
+        return failing
+
+    assert everything_but(ConnectionError).calls == 4  # TRANSIENT: still retried by class
+    assert everything_but(ConnectionError, retryable_classes=()).calls == 1
 
 
 def test_context_manager_retry_one() -> None:
