@@ -3,8 +3,8 @@
 Everything runs for real on loopback: the openai and anthropic SDKs (with
 their own retries off) against a scripted fake of their APIs, and plain
 ``httpx``/``httpx2`` clients, sync and async, against the scripted flaky
-server of the examples. Waits go through a ``ManualClock``; the one test that
-needs real time (a body dripping one byte every three seconds) states its margin.
+server of the examples. Waits go through a ``ManualClock``; the tests that need
+real time (bodies that drip, a read that stalls) state their margins.
 """
 
 from __future__ import annotations
@@ -489,17 +489,69 @@ def test_total_timeout_cuts_a_streamed_body_read_later(lib: Any, flaky: FlakySer
         assert time.monotonic() - started < DRIP_CLAIM
 
 
-def test_total_timeout_cuts_a_body_that_keeps_dripping_fast(llm: FakeLLMServer) -> None:
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("lib", LIBRARIES, ids=lambda m: m.__name__)
+def test_total_timeout_cuts_a_body_that_keeps_dripping_fast(
+    lib: Any, mode: str, llm: FakeLLMServer
+) -> None:
     """Bytes every 0.05 s never trip a read timeout, but the whole body is still capped.
 
-    Real time: 200 bytes over 10 s; the cap is 1 s, the claim 5 s (margin 4 s).
+    Real time: 200 bytes over 10 s, each read answered within 0.05 s; the cap is
+    1 s, the claim 5 s (margin 4 s). A first request leaves a kept-alive
+    connection behind, so the timed one needs no connect.
     """
     llm.script("/fast-drip", Reply(body=b"x" * 200, drip=0.05))
-    with httpx2.Client(transport=ResilientTransport(total_timeout=DRIP_CAP)) as client:
-        started = time.monotonic()
-        with pytest.raises(httpx2.ReadTimeout, match=r"total_timeout=1 s passed while reading"):
-            client.get(llm.url + "/fast-drip")
-        assert time.monotonic() - started < DRIP_CLAIM
+    cut = r"total_timeout=1 s passed while reading the body of GET 127\.0\.0\.1"
+    if mode == "sync":
+        with lib.Client(transport=ResilientTransport(total_timeout=DRIP_CAP)) as client:
+            assert client.get(llm.url + "/ok").status_code == 200  # a connection to reuse
+            started = time.monotonic()
+            with pytest.raises(lib.ReadTimeout, match=cut):
+                client.get(llm.url + "/fast-drip")
+            took = time.monotonic() - started
+    else:
+
+        async def main() -> float:
+            transport = AsyncResilientTransport(total_timeout=DRIP_CAP)
+            async with lib.AsyncClient(transport=transport) as client:
+                assert (await client.get(llm.url + "/ok")).status_code == 200  # to reuse
+                started = time.monotonic()
+                with pytest.raises(lib.ReadTimeout, match=cut):
+                    await client.get(llm.url + "/fast-drip")
+                return time.monotonic() - started
+
+        took = asyncio.run(main())
+    assert took < DRIP_CLAIM
+
+
+class StallingBody(httpx.AsyncByteStream, httpx2.AsyncByteStream):
+    """An async body whose second chunk comes after 10 s, whatever the request's timeouts say."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b"first"
+        await asyncio.sleep(10.0)
+        yield b"too late"
+
+
+@pytest.mark.parametrize("lib", LIBRARIES, ids=lambda m: m.__name__)
+def test_total_timeout_bounds_each_read_of_an_async_body(lib: Any) -> None:
+    """Async: a read that stalls (under a transport that ignores timeouts) is cut at the cap.
+
+    Real time: the cap is 0.3 s, the stall 10 s, the claim 5 s.
+    """
+
+    async def handler(request: Any) -> Any:
+        return lib.Response(200, stream=StallingBody())
+
+    async def main() -> float:
+        transport = AsyncResilientTransport(lib.MockTransport(handler), total_timeout=0.3)
+        async with lib.AsyncClient(transport=transport) as client:
+            started = time.monotonic()
+            with pytest.raises(lib.ReadTimeout, match=r"total_timeout=0\.3 s passed"):
+                await client.get("http://api.test/stalls")
+            return time.monotonic() - started
+
+    assert asyncio.run(main()) < DRIP_CLAIM
 
 
 def test_total_timeout_stops_before_a_wait_that_would_pass_it(flaky: FlakyServer) -> None:
