@@ -2029,6 +2029,8 @@ def test_bad_on_is_refused_at_construction(on: Any, message: str) -> None:
         retry(on=on)
     with pytest.raises((TypeError, ValueError), match=message):
         retry_with_backoff(Flaky(), on=on)
+    with pytest.raises((TypeError, ValueError), match=message):
+        retrying(on=on)
 
 
 def test_fallback_value_is_the_result_when_attempts_run_out() -> None:
@@ -2096,6 +2098,12 @@ def _gives_up(reason: str) -> tuple[dict[str, Any], Callable[[], str]]:
     if reason == "budget":
         budget = RetryBudget(max_tokens=2, token_ratio=0.1)
         return {"budget": budget, "clock": clock}, Flaky(*[ConnectionError("down")] * 5)
+    if reason == "Retry-After":  # the server asks longer than max_retry_after
+        return {"clock": clock}, Flaky(http_error(429, retry_after="600"))
+    if reason == "stop_event":
+        event = threading.Event()
+        event.set()
+        return {"stop_event": event, "clock": clock}, Flaky(*[ConnectionError("down")] * 5)
     assert reason == "open circuit"
     from resilient import CircuitBreaker
 
@@ -2143,26 +2151,35 @@ def _run_with_fallback(form: str, options: dict[str, Any], func: Callable[[], st
     [
         (form, reason)
         for form in FALLBACK_FORMS
-        for reason in ("attempts", "deadline", "budget", "open circuit")
-        # retry_with_backoff has no deadline= or budget= (those names go to the function)
-        if not (form.startswith("retry_with_backoff") and reason in ("deadline", "budget"))
+        for reason in (
+            "attempts",
+            "deadline",
+            "budget",
+            "open circuit",
+            "Retry-After",
+            "stop_event",
+        )
+        # retry_with_backoff has no deadline=, budget= or stop_event= (those go to the function)
+        if not (
+            form.startswith("retry_with_backoff") and reason in ("deadline", "budget", "stop_event")
+        )
     ],
 )
 def test_fallback_answers_every_give_up_on_every_form(form: str, reason: str) -> None:
     """Each form's ``fallback=`` is the result whatever the call gave up on: attempts run
-    out, a deadline, a budget that refuses, an open circuit."""
+    out, a deadline, a budget that refuses, an open circuit, a server asking to wait longer
+    than ``max_retry_after``, a ``stop_event``."""
     options, func = _gives_up(reason)
     got = _run_with_fallback(form, options, func)
     assert isinstance(got, tuple)
     tag, exc = got
     assert tag == "fallback"
-    expected = CircuitOpenError if reason == "open circuit" else ConnectionError
-    assert isinstance(exc, expected)
+    expected = {"open circuit": CircuitOpenError, "Retry-After": requests.HTTPError}
+    assert isinstance(exc, expected.get(reason, ConnectionError))
     if reason != "open circuit":
         [note] = exc.__notes__
-        assert {"attempts": "retries exhausted", "deadline": "deadline", "budget": "budget"}[
-            reason
-        ] in note
+        said = {"attempts": "retries exhausted", "deadline": "deadline", "budget": "budget"}
+        assert said.get(reason, reason) in note
 
 
 def test_fallback_never_hides_a_failure_that_is_not_retried() -> None:
@@ -2355,9 +2372,11 @@ def test_nested_logger_adapters_each_keep_their_fields_and_ours(
 
 @pytest.mark.parametrize("logger", ["resilient.retry", print, 3])
 def test_a_logger_that_is_not_one_is_refused(logger: Any) -> None:
-    """``logger=`` must be a logging.Logger (a name is not one)."""
+    """``logger=`` must be a logging.Logger (a name is not one), for each form."""
     with pytest.raises(TypeError, match=r"logger must be a logging\.Logger"):
         retry(logger=logger)
+    with pytest.raises(TypeError, match=r"logger must be a logging\.Logger"):
+        retrying(logger=logger)
 
 
 def test_stop_event_set_before_a_retry_stops_the_call() -> None:
@@ -2506,9 +2525,11 @@ def test_asyncio_stop_event_of_another_loop_still_ends_the_wait_when_set() -> No
 
 @pytest.mark.parametrize("event", [True, "stop", object()])
 def test_a_stop_event_without_is_set_is_refused(event: Any) -> None:
-    """``stop_event=`` needs ``is_set()``: refused at construction, named."""
+    """``stop_event=`` needs ``is_set()``: refused at construction, named, for each form."""
     with pytest.raises(TypeError, match=r"stop_event must be a threading\.Event or an asyncio"):
         retry(stop_event=event)
+    with pytest.raises(TypeError, match=r"stop_event must be a threading\.Event or an asyncio"):
+        retrying(stop_event=event)
 
 
 def test_an_exception_raised_again_keeps_one_note() -> None:
