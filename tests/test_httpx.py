@@ -263,6 +263,22 @@ def test_sdk_retry_after_3600_returns_at_once(sdk: str, llm: FakeLLMServer) -> N
 
 
 @pytest.mark.parametrize("sdk", SDKS)
+def test_a_task_over_the_sdk_ends_at_once_on_an_hour_and_says_when(
+    sdk: str, llm: FakeLLMServer
+) -> None:
+    """Retry-After: 3600 through the transport and the SDK: a task around the call ends after
+    one request, its TaskResult.retry_after saying when to try again, a note saying why."""
+    llm.script(path_of(sdk), Reply(429, headers={"retry-after": "3600"}))
+    client = sdk_client(sdk, llm.url, ResilientTransport(clock=ManualClock()))
+    clock = ManualClock()
+    result = execute_task_safely("ask", lambda: ask(sdk, client), max_retries=3, clock=clock)
+    assert (result.success, result.attempts, result.retry_after) == (False, 1, 3600.0)
+    assert isinstance(result.exception, sdk_module(sdk).RateLimitError)
+    assert "the server asked to wait 3600 s (Retry-After)" in result.exception.__notes__[0]
+    assert (llm.count(path_of(sdk)), clock.sleeps) == (1, [])
+
+
+@pytest.mark.parametrize("sdk", SDKS)
 def test_sdk_retry_after_90_under_max_delay_1_is_waited_out(sdk: str, llm: FakeLLMServer) -> None:
     """Retry-After: 90 with max_delay=1 waits the 90 s (max_retry_after 120), then succeeds."""
     llm.script(path_of(sdk), Reply(429, headers={"retry-after": "90"}))
@@ -665,6 +681,17 @@ def test_x_should_retry_true_retries_a_post_and_false_stops_anything() -> None:
     with mock_client(handler) as client:
         assert client.get("/x").status_code == 503
     assert len(handler.seen) == 1  # type: ignore[attr-defined]
+
+
+def test_max_retry_after_sets_the_longest_server_wait_honoured() -> None:
+    """max_retry_after=10: a Retry-After of 10 s is waited out (beyond max_delay=1), one of
+    11 s is not: that 429 is returned at once."""
+    clock = ManualClock()
+    handler = scripted((429, {"retry-after": "10"}), (429, {"retry-after": "11"}))
+    with mock_client(handler, max_retry_after=10, max_delay=1.0, clock=clock) as client:
+        assert client.post("/v1/chat").status_code == 429
+    assert clock.sleeps == [10.0]
+    assert len(handler.seen) == 2  # type: ignore[attr-defined]
 
 
 def test_read_errors_are_retried_only_for_idempotent_requests() -> None:
