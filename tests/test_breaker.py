@@ -571,24 +571,28 @@ def _lines_run(call: Callable[[], object]) -> int:
 
 
 def _idle_then_call(buckets: int, idle: float) -> int:
-    """Lines run by the first call after *idle* seconds, on a window of 1000 s in *buckets*."""
+    """Lines run by the first call *idle* seconds after calls at 0 s and 500 s, on a
+    window of 1000 s in *buckets* (the first and the middle bucket, any bucket width)."""
     clock = ManualClock()
     window = FailureRateWindow(0.9, seconds=1000, buckets=buckets, minimum_calls=1000)
     breaker = CircuitBreaker(window=window, clock=clock)
-    for _ in range(3):  # calls in one bucket, then quiet
-        breaker.call(ok)
-        with pytest.raises(Boom):
-            breaker.call(fail)
+    for at in (0.0, 500.0):  # calls in two buckets half a span apart, then quiet
+        clock.advance(at - clock.monotonic())
+        for _ in range(3):
+            breaker.call(ok)
+            with pytest.raises(Boom):
+                breaker.call(fail)
     clock.advance(idle)
     return _lines_run(lambda: breaker.call(ok))
 
 
-@pytest.mark.parametrize("idle", [0.0, 150.0, 400.0, 999.0, 1000.0, 5000.0])
+@pytest.mark.parametrize("idle", [0.0, 150.0, 400.0, 900.0, 999.0, 1000.0, 5000.0])
 def test_a_call_after_an_idle_spell_costs_the_same_whatever_the_bucket_count(
     idle: float,
 ) -> None:
     """Catching up is O(1) in the bucket count: 10,000 buckets of 0.1 s run exactly the
-    lines 10 buckets of 100 s do, after any idle spell, within the span or past it."""
+    lines 10 buckets of 100 s do, after any idle spell, within the span or past it, also
+    when the oldest bucket ages out and the middle one stays (900 s)."""
     assert _idle_then_call(10_000, idle) == _idle_then_call(10, idle)
 
 

@@ -43,29 +43,33 @@ def _commands(client: Any) -> int:
 
 
 def _commands_of_a_call_after(client: Any, buckets: int, idle: float) -> int:
-    """Redis commands run by one call after *idle* seconds, on a window of 1000 s."""
+    """Redis commands run by one call *idle* seconds after calls at 0 s and 500 s, on a
+    window of 1000 s (the first and the middle bucket, with any bucket width)."""
     clock = ManualClock()
     store = RedisStore(
         client, namespace=f"idle-{next(_namespaces)}", time_source="breaker", max_staleness=0
     )
     window = FailureRateWindow(0.9, seconds=1000, buckets=buckets, minimum_calls=1000)
     breaker = CircuitBreaker(name="api", window=window, store=store, clock=clock)
-    for _ in range(3):  # calls in one bucket (any bucket width), then quiet
-        breaker.call(ok)
-        with pytest.raises(Down):
-            breaker.call(down)
+    for at in (0.0, 500.0):  # calls in two buckets half a span apart, then quiet
+        clock.advance(at - clock.monotonic())
+        for _ in range(3):
+            breaker.call(ok)
+            with pytest.raises(Down):
+                breaker.call(down)
     clock.advance(idle)
     client.config_resetstat()
     breaker.call(ok)
     return _commands(client)
 
 
-@pytest.mark.parametrize("idle", [150.0, 400.0, 999.0, 1000.0, 5000.0])
+@pytest.mark.parametrize("idle", [150.0, 400.0, 900.0, 999.0, 1000.0, 5000.0])
 def test_a_call_after_an_idle_spell_runs_the_same_commands_whatever_the_bucket_count(
     redis_client: Any, idle: float
 ) -> None:
-    """Catching up is O(1) on Redis: 10,000 buckets run exactly the commands 10 do
-    (a script that visited every bucket in between ran thousands and held Redis)."""
+    """Catching up is O(1) on Redis: 10,000 buckets run exactly the commands 10 do, also
+    when the oldest bucket ages out and the middle one stays (900 s: a script that
+    visited every bucket number in between ran thousands of commands and held Redis)."""
     many = _commands_of_a_call_after(redis_client, 10_000, idle)
     assert many == _commands_of_a_call_after(redis_client, 10, idle)
     assert many <= 20
