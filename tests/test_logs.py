@@ -1336,6 +1336,50 @@ def test_the_librarys_tracebacks_are_redacted_when_logging_is_unconfigured() -> 
     assert "hunter2" not in done.stderr
 
 
+def _traceback_sites_outside_the_helper() -> list[str]:
+    """Calls in the library that hand a logger a traceback themselves (``exc_info=`` or
+    ``stack_info=`` passed, ``.exception(message)`` called), with their function."""
+    import ast
+
+    import resilient
+
+    root = pathlib.Path(resilient.__file__).parent
+    found: list[str] = []
+
+    def visit(node: ast.AST, owner: str, path: pathlib.Path) -> None:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            owner = node.name
+        if isinstance(node, ast.Call):
+            keywords = {k.arg for k in node.keywords}
+            method = node.func.attr if isinstance(node.func, ast.Attribute) else None
+            if keywords & {"exc_info", "stack_info"} or (
+                method == "exception" and (node.args or node.keywords)
+            ):
+                found.append(f"{path.relative_to(root)}:{node.lineno} in {owner}")
+        for child in ast.iter_child_nodes(node):
+            visit(child, owner, path)
+
+    for path in sorted(root.rglob("*.py")):
+        visit(ast.parse(path.read_text(encoding="utf-8")), "<module>", path)
+    return found
+
+
+def test_every_line_the_library_logs_with_a_traceback_goes_through_the_redacting_helper() -> None:
+    """No module hands a logger a traceback but ``log_with_traceback``, which redacts it
+    whatever the formatter; the one exception is ``StructuredLogger``'s own methods, whose
+    traceback is the caller's exception (``JsonFormatter`` renders it, redacted)."""
+    assert _traceback_sites_outside_the_helper() == [
+        f"logs.py:{line} in _log" for line in _lines_of("logs.py", "exc_info=exc_info")
+    ]
+
+
+def _lines_of(module: str, text: str) -> list[int]:
+    import resilient
+
+    source = (pathlib.Path(resilient.__file__).parent / module).read_text(encoding="utf-8")
+    return [n for n, line in enumerate(source.splitlines(), 1) if text in line]
+
+
 def test_json_lines_of_the_librarys_failures_keep_the_structured_exception() -> None:
     """``JsonFormatter`` still renders the exception itself (type, message, traceback), redacted."""
     stream = io.StringIO()

@@ -14,7 +14,13 @@ from typing import Any
 import pytest
 
 from resilient import CircuitBreaker, ConcurrencyLimit, FailureRateWindow, RateLimiter
-from resilient.redis import RedisRetryBudget, RedisStore
+from resilient.redis import (
+    AsyncRedisRetryBudget,
+    AsyncRedisStore,
+    RedisRetryBudget,
+    RedisStore,
+    connect_async,
+)
 from resilient.testing import ManualClock
 
 _namespaces = itertools.count()
@@ -173,6 +179,34 @@ def test_a_name_that_cannot_be_encoded_is_refused_at_construction(
         r"surrogates not allowed at position 4$",
     ):
         build(redis_client)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda client: CircuitBreaker(name="svc-\ud800", store=AsyncRedisStore(client)),
+        lambda client: AsyncRedisRetryBudget(client, "svc-\ud800"),
+        lambda client: RateLimiter(5, name="svc-\ud800", store=AsyncRedisStore(client)),
+        lambda client: ConcurrencyLimit(2, name="svc-\ud800", store=AsyncRedisStore(client)),
+    ],
+    ids=[
+        "breaker on an AsyncRedisStore",
+        "AsyncRedisRetryBudget",
+        "RateLimiter",
+        "ConcurrencyLimit",
+    ],
+)
+def test_the_async_twins_refuse_a_name_that_cannot_be_encoded_at_construction(
+    refused_port: int, build: Callable[[Any], object]
+) -> None:
+    """The asyncio store and budget check the name when built too (the client never
+    connects: the refusal comes before any call)."""
+    client = connect_async(f"redis://127.0.0.1:{refused_port}")
+    with pytest.raises(
+        ValueError,
+        match=r"^name must be text that UTF-8 can encode .*got name='svc-\\ud800'",
+    ):
+        build(client)
 
 
 def test_a_namespace_that_cannot_be_encoded_is_refused(redis_client: Any) -> None:
