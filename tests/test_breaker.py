@@ -1267,6 +1267,30 @@ def test_with_blocks_of_throwaway_breakers_leave_nothing_per_breaker_in_the_cont
     assert len(contextvars.copy_context()) <= before + 1
 
 
+@pytest.mark.parametrize("blocks", ["one", "nested", "left out of order"])
+def test_a_breaker_whose_with_blocks_ended_is_not_kept_alive_by_the_context(blocks: str) -> None:
+    """Once its blocks are over, nothing in the thread's context refers to a breaker: it
+    is collected when the caller drops it (throwaway breakers cost nothing afterwards)."""
+    import weakref
+
+    first, second = CircuitBreaker(name="first"), CircuitBreaker(name="second")
+    if blocks == "one":
+        with first:
+            pass
+    elif blocks == "nested":
+        with first, second:
+            pass
+    else:
+        first.__enter__()
+        second.__enter__()
+        first.__exit__(None, None, None)
+        second.__exit__(None, None, None)
+    refs = [weakref.ref(first), weakref.ref(second)]
+    del first, second
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None]
+
+
 def test_async_with_blocks_of_throwaway_breakers_leave_nothing_per_breaker() -> None:
     """The same in a task: its context ends with at most one variable of the library's."""
 
