@@ -401,6 +401,33 @@ def test_final_failure_is_one_structured_log_line(caplog: pytest.LogCaptureFixtu
     assert record.rejected is False  # type: ignore[attr-defined]
 
 
+def test_the_failure_line_names_the_innermost_cause_and_the_field_keeps_the_full_text(
+    caplog: pytest.LogCaptureFixture, refused_port: int
+) -> None:
+    """A requests ConnectionError reads as the refused connection underneath it, in the
+    retry and the task's lines alike, not as urllib3's "Max retries exceeded with url"
+    (which reads as this library's retries used up); ``error`` keeps that text."""
+    import re
+
+    import requests
+
+    url = f"http://127.0.0.1:{refused_port}/users"
+    with caplog.at_level(logging.WARNING):
+        result = execute_task_safely(
+            "users", requests.get, url, timeout=5, max_retries=1, clock=ManualClock()
+        )
+    assert isinstance(result.exception, requests.ConnectionError)
+    lines = [r for r in caplog.records if r.name in ("resilient.task", "resilient.retry")]
+    assert [r.name for r in lines] == ["resilient.retry", "resilient.task"]
+    for record in lines:
+        message = record.getMessage()
+        assert re.search(
+            r"ConnectionError, caused by ConnectionRefusedError: \[Errno \d+\] [^()]+$", message
+        ), message
+        assert "Max retries" not in message
+        assert "Max retries exceeded with url: /users" in record.error  # type: ignore[attr-defined]
+
+
 def test_success_logs_at_debug_only(caplog: pytest.LogCaptureFixture) -> None:
     """A success is one DEBUG "task succeeded"."""
     with caplog.at_level(logging.DEBUG, logger="resilient.task"):
