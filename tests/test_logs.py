@@ -677,6 +677,66 @@ def test_redacting_twice_changes_nothing(text: str) -> None:
     assert redact(once) == once
 
 
+_SECRETS_IN_TEXT = st.lists(
+    st.tuples(
+        st.sampled_from(
+            [
+                "password=hunter2",
+                "Authorization: Bearer x.y",
+                "postgres://app:pw@db/x",
+                "dsn=postgres://app:pw@db/x",
+                "url=https://u:pw@h/p?q=1",
+                "retry=2;url=redis://:pw@r:6379/0",
+                "?api_key=k-1&x=2",
+                "{'password': 'hunter2'}",
+                "n=2",
+                "ok",
+                "=",
+                "'",
+                "]",
+            ]
+        ),
+        st.sampled_from([" ", ", ", "; ", "&", "?", "\n"]),
+    ),
+    max_size=8,
+).map(lambda pieces: "".join(text + separator for text, separator in pieces))
+
+
+@given(_SECRETS_IN_TEXT)
+def test_no_secret_survives_redaction_whatever_surrounds_it(text: str) -> None:
+    """Secrets in a text (after a key that names one, in a URL, a bearer token) are gone
+    once redacted, also as the value of a key that names none (``dsn=postgres://app:pw@db``),
+    and redacting again changes nothing."""
+    once = redact(text)
+    for secret in ("hunter2", ":pw@", "k-1", "x.y"):
+        assert secret not in once
+    assert redact(once) == once
+
+
+@pytest.mark.parametrize(
+    ("text", "redacted"),
+    [
+        ("dsn=postgres://app:pw@db/x", "dsn=postgres://app:[REDACTED]@db/x"),
+        (
+            "connecting url=redis://:s3cret@cache:6379/0 (attempt 2)",
+            "connecting url=redis://:[REDACTED]@cache:6379/0 (attempt 2)",
+        ),
+        ("next=/login?password=hunter2", "next=/login?password=[REDACTED]"),
+        (
+            "postgres://app:pw@db/x?api_key=k-1&x=2postgres://app:pw@db/x",
+            "postgres://app:[REDACTED]@db/x?api_key=[REDACTED]&x=2postgres://app:[REDACTED]@db/x",
+        ),
+        ("retries=3 timeout=5", "retries=3 timeout=5"),
+    ],
+)
+def test_a_value_under_a_key_that_names_no_secret_is_searched_for_secrets(
+    text: str, redacted: str
+) -> None:
+    """The value of ``dsn=`` or ``url=`` is not a secret by its key, but the password in
+    it is (it was written out whole: the key's match hid the URL from the search)."""
+    assert redact(text) == redacted
+
+
 def _raised_from(outer: BaseException, inner: BaseException) -> BaseException:
     outer.__cause__ = inner
     return outer

@@ -155,15 +155,19 @@ def _build_scrubber(
     if is_secret is not None:
         # The password runs to the last "@" that a host follows: passwords
         # with "@" or "/" in them (unencoded, but seen) are redacted whole.
+        # A password redacted already ("[REDACTED]@host") is left alone: redacting
+        # twice must not run on to a later "@" and swallow the text in between.
         parts.append(
-            r"(?P<url>://[^/\s:@\"']*:)[^\s\"'?#]*"
+            r"(?P<url>://[^/\s:@\"']*:)(?!\[REDACTED\]@)[^\s\"'?#]*"
             r"(?=@(?:\[[0-9A-Fa-f:.]+\]|[\w.\-]+)(?::\d+)?(?:[/?#\s\"']|$))"
         )
         parts.append(
             r"(?P<key>(?<![\w.-])[A-Za-z_][\w.-]*)"
             r"(?P<sep>=\s*[\"']?|[\"']\s*[:=]\s*[\"']?)"
             # A value redacted already is matched whole: redacting twice changes nothing.
-            r"(?P<value>(?<=[\"'])[^\"'\r\n]*|\[REDACTED\]|[^\s&,;\"')}\]]+)"
+            # A plain value runs on over a "[REDACTED]" inside it (``url=a?password=[REDACTED]``).
+            r"(?P<value>(?<=[\"'])[^\"'\r\n]*|\[REDACTED\]"
+            r"|[^\s&,;\"')}\]]+(?:(?<=\[REDACTED)\][^\s&,;\"')}\]]*)*)"
         )
     if not parts:
         return None
@@ -178,6 +182,9 @@ def _build_scrubber(
         key = match.group("key")
         if is_secret is not None and is_secret(key):
             return key + match.group("sep") + REDACTED
+        value = match.group("value")
+        if "=" in value or ":" in value:  # a URL with a password, a secret key=value, ...
+            return key + match.group("sep") + pattern.sub(replace, value)
         return match.group(0)
 
     def scrub(text: str) -> str:
