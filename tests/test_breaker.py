@@ -2623,8 +2623,10 @@ def test_a_logger_that_is_not_one_is_refused(logger: Any) -> None:
     """``logger=`` must be a ``logging.Logger`` or ``LoggerAdapter``, checked at construction."""
     with pytest.raises(
         TypeError, match=r"logger must be a logging\.Logger \(or LoggerAdapter\) or None, got"
-    ):
+    ) as info:
         CircuitBreaker(logger=logger)
+    by_name = "write logger=logging.getLogger('resilient.breaker')"
+    assert (by_name in str(info.value)) == isinstance(logger, str)
 
 
 class _Prefixed(logging.LoggerAdapter):  # type: ignore[type-arg]

@@ -376,7 +376,10 @@ def _check_logger(logger: object) -> Logger | None:
     if logger is not None and not (
         callable(getattr(logger, "isEnabledFor", None)) and callable(getattr(logger, "log", None))
     ):
-        raise TypeError(f"logger must be a logging.Logger (or LoggerAdapter), got {logger!r}")
+        raise TypeError(
+            f"logger must be a logging.Logger (or LoggerAdapter), got {logger!r}"
+            + (f": write logger=logging.getLogger({logger!r})" if isinstance(logger, str) else "")
+        )
     if callable(getattr(logger, "process", None)) and hasattr(logger, "extra"):
         return _FieldsKept(logger)  # type: ignore[return-value]  # pyright: ignore[reportReturnType]
     return logger  # type: ignore[return-value]  # pyright: ignore[reportReturnType]

@@ -393,8 +393,12 @@ class CircuitBreaker:
         if not callable(classifier):
             raise TypeError(f"classifier must be callable, got {classifier!r}")
         if logger is not None and not isinstance(logger, (logging.Logger, logging.LoggerAdapter)):
+            by_name = (
+                f": write logger=logging.getLogger({logger!r})" if isinstance(logger, str) else ""
+            )
             raise TypeError(
                 f"logger must be a logging.Logger (or LoggerAdapter) or None, got {logger!r}"
+                + by_name
             )
         self._logger: logging.Logger | logging.LoggerAdapter[Any] = (
             _logger if logger is None else logger

@@ -88,6 +88,37 @@ def test_on_exception_logger_user(caplog: pytest.LogCaptureFixture) -> None:
     assert {r.name for r in caplog.records} == {"backoff.port"}
 
 
+def test_on_exception_logger_user_str() -> None:
+    """tests/test_backoff.py::test_on_exception_logger_user_str: backoff takes a logger's
+    name; here ``logger=`` is a Logger, and a name is refused with the spelling to use."""
+    with pytest.raises(TypeError, match=r"write logger=logging\.getLogger\('my-logger'\)"):
+        retry(logger="my-logger")  # type: ignore[call-overload]
+
+
+def test_on_exception_logger_none(caplog: pytest.LogCaptureFixture) -> None:
+    """tests/test_backoff.py::test_on_exception_logger_none: backoff's ``logger=None``
+    silences it; here ``None`` is the default logger, and a logger set above ERROR is
+    silent (the lines still reach ``on_retry`` and telemetry)."""
+    quiet = logging.getLogger("backoff.port.quiet")
+    quiet.setLevel(logging.CRITICAL)
+    retried: list[int] = []
+
+    @retry(
+        on=KeyError,
+        max_retries=2,
+        logger=quiet,
+        on_retry=lambda state: retried.append(state.attempt),
+        clock=ManualClock(),
+    )
+    def key_error() -> None:
+        raise KeyError("x")
+
+    with caplog.at_level(logging.INFO), pytest.raises(KeyError):
+        key_error()
+    assert caplog.records == []
+    assert retried == [1, 2]
+
+
 def test_on_exception_tuple() -> None:
     """tests/test_backoff.py::test_on_exception_tuple: a tuple of types, each retried."""
     errors = [TypeError("t"), ValueError("v")]

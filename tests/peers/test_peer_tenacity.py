@@ -115,6 +115,36 @@ def test_context_manager_retry_error() -> None:
     assert runs == [1, 2]
 
 
+def test_context_manager_reraise() -> None:
+    """tests/test_tenacity.py::TestContextManager::test_context_manager_reraise:
+    ``reraise=True`` is how the block form always ends: the block's own exception."""
+
+    def block() -> None:
+        for attempt in retrying(max_retries=1, on=CustomError, jitter=False, clock=ManualClock()):
+            with attempt:
+                raise CustomError("Don't retry!")
+
+    with pytest.raises(CustomError, match="Don't retry!") as caught:
+        block()
+    assert caught.value.__notes__ == ["resilient: 2 attempts over 1.000 s (retries exhausted)"]
+
+
+def test_get_fn_name_context_manager_with_name(caplog: pytest.LogCaptureFixture) -> None:
+    """tests/test_tenacity.py::TestRetryingName::test_get_fn_name_context_manager_with_name:
+    ``Retrying(name="ws_listener")`` is ``retrying(name="ws_listener")``; its lines and
+    their ``function`` field carry the name."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="resilient.retry"):
+        for attempt in retrying(name="ws_listener", clock=ManualClock(), jitter=False):
+            with attempt:
+                if attempt.number == 1:
+                    raise ConnectionError("closed")
+    [record] = caplog.records
+    assert record.getMessage().startswith("retrying ws_listener in 1 s")
+    assert record.function == "ws_listener"  # type: ignore[attr-defined]
+
+
 def test_async_for_retries_the_block() -> None:
     """tests/test_asyncio.py::TestContextManager::test_do_max_attempts: ``async for``
     makes at most the configured attempts, awaiting its waits."""
