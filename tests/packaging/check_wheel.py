@@ -2,8 +2,9 @@
 
 Checks what a user's ``pip install resilient-kit[requests]`` gives them:
 ``resilient`` is imported from site-packages (not from a source tree), every
-public name loads, ``py.typed`` is installed with the package, and the pytest
-plugin is registered under ``pytest11``.
+public name loads, ``py.typed`` is installed with the package, the pytest
+plugin is registered under ``pytest11``, and the modules of the extras not
+installed (``redis``, ``httpx``) say which extra to install when imported.
 
 Usage: python -I check_wheel.py SOURCE_TREE
 """
@@ -37,6 +38,16 @@ def main(source_tree: Path) -> None:
     assert plugins["resilient"].value == "resilient._pytest_plugin", plugins["resilient"].value
     plugin = plugins["resilient"].load()
     assert plugin.__name__ == "resilient._pytest_plugin", plugin
+
+    # The extras this venv lacks: importing their module says which extra to install.
+    for module, extra in (("resilient.redis", "redis"), ("resilient.httpx", "httpx")):
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            said = str(error)
+        else:
+            raise AssertionError(f"{module} imported without its extra")
+        assert f"resilient-kit[{extra}]" in said, f"{module}: {said}"
 
     version = importlib.metadata.version("resilient-kit")
     print(
