@@ -2009,8 +2009,13 @@ async def _test_retry_with_backoff_async_takes_on_and_fallback() -> None:
 def test_exception_types_in_retryable_classes_point_to_on(classes: Any) -> None:
     """A tenacity user's guess, ``retryable_classes=[ValueError]``, is refused with the
     ``on=`` spelling."""
-    with pytest.raises(TypeError, match=r"retryable_classes.*on=\((ValueError|KeyError),\)"):
+    spelled = r"retryable_classes.*on=\((ValueError|KeyError),\)"
+    with pytest.raises(TypeError, match=spelled):
         retry(retryable_classes=classes)
+    with pytest.raises(TypeError, match=spelled):
+        retrying(retryable_classes=classes)
+    with pytest.raises(TypeError, match=spelled):
+        retry_with_backoff(Flaky(), retryable_classes=classes)
 
 
 @pytest.mark.parametrize(
