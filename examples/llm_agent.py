@@ -113,7 +113,12 @@ def main() -> int:
         chat = openai.OpenAI(
             api_key="sk-fake", base_url=server.openai_url, max_retries=0, http_client=http_client
         )
-        print(f"fake LLM API on {server.url}; the SDK's own retries are off (max_retries=0)")
+        print(f"fake LLM API on {server.url} (no network, no key)")
+        print(
+            "the SDKs' own retries are off (max_retries=0): resilient's transport retries "
+            "instead, with idempotent=True (a completion changes nothing on the server, so "
+            "even a 500 or a cut connection may be asked again)"
+        )
         for number, turn in enumerate(TURNS, 1):
             print(
                 f'\n[{number}/{len(TURNS)}] agent asks "{turn.prompt}" (server: {turn.server_does})'
@@ -122,7 +127,7 @@ def main() -> int:
             before = len(server.requests)
             began = time.monotonic()
             try:
-                answer, ok = f"answer: {ask(chat, turn.prompt)}", True
+                answer, ok = f"answer: {ask_the_model(chat, turn.prompt)}", True
             except openai.APIError as exc:
                 answer, ok = f"the SDK raised {type(exc).__name__}: {exc.message}", False
             report(server, before, lines, answer, time.monotonic() - began)
@@ -144,8 +149,15 @@ def main() -> int:
         text = block.text if isinstance(block, anthropic.types.TextBlock) else "?"
         report(server, before, lines, f"answer: {text}", time.monotonic() - began)
 
-    state, tokens = breaker.state.value, budget.tokens
-    print(f"\nbreaker {breaker.name!r}: {state}; retry budget: {tokens:.1f} tokens left")
+    print(
+        f"\nbreaker {breaker.name!r} is {breaker.state.value} (it opens after "
+        f"{breaker.failure_threshold} failures in a row)"
+    )
+    print(
+        f"retry budget {budget.name!r}: {budget.tokens:.1f} of {budget.max_tokens:g} tokens left "
+        f"(each failure that could be retried spends 1, each success gives "
+        f"{budget.token_ratio:g} back; no retry once half are gone)"
+    )
     for problem in problems:
         print(f"UNEXPECTED: {problem}")
     if not problems:
@@ -155,7 +167,7 @@ def main() -> int:
 
 
 @retry(max_retries=1, base_delay=0.05, retryable_classes=(ErrorClass.TIMEOUT,))
-def ask(chat: openai.OpenAI, prompt: str) -> str:
+def ask_the_model(chat: openai.OpenAI, prompt: str) -> str:
     """One turn: the assistant's answer to *prompt*; asked again once if the body stalled."""
     completion = chat.chat.completions.create(
         model="gpt-fake", messages=[{"role": "user", "content": prompt}]

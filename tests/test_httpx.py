@@ -941,6 +941,16 @@ def test_logs_name_method_and_host_never_path_or_query(caplog: pytest.LogCapture
         assert "token" not in str(record.__dict__)
 
 
+def test_a_529_reads_as_overloaded_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    """529 has no registered reason phrase (and HTTP/2 sends none): the line says Overloaded."""
+    with caplog.at_level(logging.WARNING, "resilient.retry"), mock_client(scripted(529)) as client:
+        client.post("/v1/messages")
+    assert [r.getMessage() for r in caplog.records] == [
+        "retrying POST api.test in 0.5 s (attempt 2 of 4) after 529 Overloaded"
+    ]
+    assert caplog.records[0].error == "529 Overloaded"  # type: ignore[attr-defined]
+
+
 def test_giving_up_is_logged_with_what_the_server_asked(caplog: pytest.LogCaptureFixture) -> None:
     """A Retry-After beyond max_retry_after: one ERROR line saying so, the response returned."""
     handler = scripted((429, {"retry-after": "600"}))

@@ -942,11 +942,17 @@ def _says_retry(response: Any) -> bool:
     return isinstance(value, str) and value.strip().lower() == "true"
 
 
+_UNREGISTERED_REASONS = {529: "Overloaded"}
+"""Words for statuses outside the IANA registry, which the clients leave without a phrase."""
+
+
 def _reason(response: Any) -> str:
+    """The response's reason phrase; for a 529 (Anthropic's, or over HTTP/2): "Overloaded"."""
     try:
-        return str(response.reason_phrase)
+        phrase = str(response.reason_phrase)
     except Exception:  # a response without a known phrase
-        return ""
+        phrase = ""
+    return phrase or _UNREGISTERED_REASONS.get(response.status_code, "")
 
 
 def _fields(exc: BaseException | None, response: Any) -> tuple[str | None, str, str]:
