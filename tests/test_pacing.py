@@ -971,20 +971,25 @@ def test_async_acquire_through_a_store_awaits_its_twin(shared: bool) -> None:
 
 
 def test_cancelled_wait_gives_the_reservation_back() -> None:
-    """A task cancelled while it waits for its turn frees that turn for the next caller."""
-    limiter = RateLimiter(1, per=0.2)  # the real clock: the wait must really be pending
+    """A task cancelled while it waits for its turn frees that turn for the next caller.
+
+    The wait is really pending (``HeldClock``: until cancelled) while time stands still,
+    so no stall of a busy machine can end it first or move the turns.
+    """
+    limiter = RateLimiter(1, per=0.2, clock=HeldClock())
 
     async def main() -> None:
-        await limiter.acquire_async()
-        waiting = asyncio.ensure_future(limiter.acquire_async())
-        await asyncio.sleep(0.01)
+        await limiter.acquire_async()  # the turn at 0
+        waiting = asyncio.ensure_future(limiter.acquire_async())  # reserves the turn at 0.2
+        await asyncio.sleep(0)
+        assert not waiting.done()
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
         with pytest.raises(RateLimitExceeded) as caught:
             await limiter.acquire_async(timeout=0.0)
         # Its turn came back: the next one is one interval after the first, not two.
-        assert caught.value.retry_after <= 0.2
+        assert caught.value.retry_after == pytest.approx(0.2)
 
     asyncio.run(main())
 

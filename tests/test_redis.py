@@ -800,13 +800,21 @@ def test_keys_are_hash_tagged_per_breaker_and_namespaced(
 def test_keys_expire_when_idle_but_outlive_an_open_period(
     redis_client: Any, make_store: Any
 ) -> None:
-    """idle_ttl after the last write the keys are gone, except while the circuit is open."""
+    """idle_ttl after the last write the keys are gone, except while the circuit is open.
+
+    A key read once its 0.2 s are over (a busy machine can stall that long) is gone
+    already: that is the claim too; no expiry, or a longer one, is not.
+    """
     store = make_store(idle_ttl=0.2)
     window = FailureRateWindow(0.5, calls=10)
+    written = time.monotonic()
     CircuitBreaker(name="quiet", window=window, store=store).call(ok)
-    ttl = redis_client.pttl("{resilient:quiet}:breaker")
-    assert 0 < ttl <= 200
-    assert 0 < redis_client.pttl("{resilient:quiet}:window") <= 200
+    for key in ("{resilient:quiet}:breaker", "{resilient:quiet}:window"):
+        ttl = redis_client.pttl(key)
+        if ttl == -2:  # gone: only once idle_ttl has passed
+            assert time.monotonic() - written >= 0.2, key
+        else:
+            assert 0 < ttl <= 200, (key, ttl)
     long_open = CircuitBreaker(1, 5.0, name="tripped", store=store)
     fail(long_open)
     assert 4000 < redis_client.pttl("{resilient:tripped}:breaker") <= 5200
