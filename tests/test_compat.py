@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import importlib
 import inspect
 import pickle
 import re
@@ -462,3 +463,250 @@ def test_durations_without_a_test_of_their_own_mean_their_seconds() -> None:
     assert limiter.try_acquire() is False
     clock.advance(3.0)
     assert limiter.try_acquire() is True
+
+
+# -- every duration of the public API is bounded at construction ---------------------------
+
+_TOO_LONG = 1e10  # past ten years, and past what time.sleep takes (~9.2e9 s)
+
+_DURATION_NAME = re.compile(
+    r"delay|timeout|deadline|seconds|ttl|interval|^per$|wait|duration|staleness|retry_after"
+)
+
+_PUBLIC_MODULES = (
+    "resilient",
+    "resilient.backoff",
+    "resilient.breaker",
+    "resilient.budget",
+    "resilient.cleanup",
+    "resilient.http",
+    "resilient.httpx",
+    "resilient.logs",
+    "resilient.pacing",
+    "resilient.redis",
+    "resilient.task",
+    "resilient.telemetry",
+    "resilient.testing",
+)
+
+
+def _duration_parameters() -> set[str]:
+    """``where(parameter)`` for every parameter of a public function, class or public
+    method whose name says it is a duration."""
+    found: set[str] = set()
+    for module_name in _PUBLIC_MODULES:
+        module = importlib.import_module(module_name)
+        for name in module.__all__:
+            obj = getattr(module, name)
+            targets: list[tuple[str, Any]] = []
+            if inspect.isclass(obj):
+                targets.append((name, obj))
+                for attribute, raw in vars(obj).items():
+                    method = raw.__func__ if isinstance(raw, (staticmethod, classmethod)) else raw
+                    if not attribute.startswith("_") and inspect.isfunction(method):
+                        targets.append((f"{name}.{attribute}", method))
+            elif callable(obj):
+                targets.append((name, obj))
+            for where, target in targets:
+                try:
+                    parameters = inspect.signature(target).parameters
+                except (TypeError, ValueError):
+                    continue
+                found.update(f"{where}({p})" for p in parameters if _DURATION_NAME.search(p))
+    return found
+
+
+def _redis_client() -> Any:
+    from resilient.redis import connect
+
+    return connect("redis://127.0.0.1:1")  # never connects: construction only
+
+
+def _async_redis_client() -> Any:
+    from resilient.redis import connect_async
+
+    return connect_async("redis://127.0.0.1:1")
+
+
+def _request() -> Any:
+    import requests
+
+    return requests.Request("GET", "http://127.0.0.1:1/").prepare()
+
+
+def _bounded_cases() -> dict[str, Callable[[float], object]]:
+    """How to hand each duration parameter a value: ``where(parameter)`` -> a builder."""
+    from resilient import (
+        Backoff,
+        CircuitBreaker,
+        ConcurrencyLimit,
+        FailureRateWindow,
+        RateLimiter,
+        execute_task_safely,
+        execute_task_safely_async,
+        retry,
+        retry_with_backoff,
+        retry_with_backoff_async,
+        retrying,
+    )
+    from resilient.backoff import delays
+    from resilient.http import ResilientAdapter, create_resilient_session
+    from resilient.httpx import AsyncResilientTransport, ResilientTransport
+    from resilient.redis import (
+        AsyncRedisRetryBudget,
+        AsyncRedisStore,
+        RedisRetryBudget,
+        RedisStore,
+        connect,
+        connect_async,
+    )
+    from resilient.testing import ManualClock
+
+    def limiter() -> RateLimiter:
+        return RateLimiter(1, clock=ManualClock())
+
+    def run(coroutine: Any) -> object:
+        import asyncio
+
+        return asyncio.run(coroutine)
+
+    cases: dict[str, Callable[[float], object]] = {
+        "Backoff(base_delay)": lambda v: Backoff(v, v),
+        "Backoff(max_delay)": lambda v: Backoff(1.0, v),
+        "delays(base_delay)": lambda v: next(delays(v, v)),
+        "delays(max_delay)": lambda v: next(delays(1.0, v)),
+        "CircuitBreaker(recovery_timeout)": lambda v: CircuitBreaker(recovery_timeout=v),
+        "CircuitBreaker(slow_call_duration)": lambda v: CircuitBreaker(
+            window=FailureRateWindow(calls=10), slow_call_duration=v
+        ),
+        "FailureRateWindow(seconds)": lambda v: FailureRateWindow(seconds=v),
+        "ConcurrencyLimit(max_wait)": lambda v: ConcurrencyLimit(1, max_wait=v),
+        "ConcurrencyLimit(lease_ttl)": lambda v: ConcurrencyLimit(1, lease_ttl=v),
+        "RateLimiter(per)": lambda v: RateLimiter(1, per=v),
+        "RateLimiter.acquire(timeout)": lambda v: limiter().acquire(timeout=v),
+        "RateLimiter.acquire_async(timeout)": lambda v: run(limiter().acquire_async(timeout=v)),
+        "RateLimiter.pause(seconds)": lambda v: limiter().pause(v),
+        "RateLimiter.pause_async(seconds)": lambda v: run(limiter().pause_async(v)),
+        "ResilientAdapter(connect_timeout)": lambda v: ResilientAdapter(connect_timeout=v),
+        "ResilientAdapter(read_timeout)": lambda v: ResilientAdapter(read_timeout=v),
+        "ResilientAdapter(total_timeout)": lambda v: ResilientAdapter(total_timeout=v),
+        "ResilientAdapter.send(timeout)": lambda v: ResilientAdapter().send(_request(), timeout=v),
+        "create_resilient_session(connect_timeout)": lambda v: create_resilient_session(
+            connect_timeout=v
+        ),
+        "create_resilient_session(read_timeout)": lambda v: create_resilient_session(
+            read_timeout=v
+        ),
+        "create_resilient_session(total_timeout)": lambda v: create_resilient_session(
+            total_timeout=v
+        ),
+        "RedisStore.from_url(socket_timeout)": lambda v: RedisStore.from_url(
+            "redis://127.0.0.1:1", socket_timeout=v
+        ),
+        "AsyncRedisStore.from_url(socket_timeout)": lambda v: AsyncRedisStore.from_url(
+            "redis://127.0.0.1:1", socket_timeout=v
+        ),
+        "connect(socket_timeout)": lambda v: connect("redis://127.0.0.1:1", socket_timeout=v),
+        "connect(connect_timeout)": lambda v: connect("redis://127.0.0.1:1", connect_timeout=v),
+        "connect_async(socket_timeout)": lambda v: connect_async(
+            "redis://127.0.0.1:1", socket_timeout=v
+        ),
+        "connect_async(connect_timeout)": lambda v: connect_async(
+            "redis://127.0.0.1:1", connect_timeout=v
+        ),
+    }
+    for option in ("base_delay", "max_delay", "max_retry_after", "deadline"):
+
+        def options(v: float, option: str = option) -> dict[str, Any]:
+            return {option: v, "max_delay": v} if option == "base_delay" else {option: v}
+
+        cases[f"retry({option})"] = lambda v, o=options: retry(**o(v))
+        cases[f"retrying({option})"] = lambda v, o=options: retrying(**o(v))
+        cases[f"execute_task_safely({option})"] = lambda v, o=options: execute_task_safely(
+            "t", plain, 1, **o(v)
+        )
+        cases[f"execute_task_safely_async({option})"] = lambda v, o=options: run(
+            execute_task_safely_async("t", plain, 1, **o(v))
+        )
+        if option != "deadline":
+            cases[f"retry_with_backoff({option})"] = lambda v, o=options: retry_with_backoff(
+                plain, 1, **o(v)
+            )
+            cases[f"retry_with_backoff_async({option})"] = lambda v, o=options: run(
+                retry_with_backoff_async(coroutine_function, 1, **o(v))
+            )
+        if option != "deadline":
+            for transport in (ResilientTransport, AsyncResilientTransport):
+                cases[f"{transport.__name__}({option})"] = lambda v, t=transport, o=options: t(
+                    **o(v)
+                )
+    for transport in (ResilientTransport, AsyncResilientTransport):
+        cases[f"{transport.__name__}(total_timeout)"] = lambda v, t=transport: t(total_timeout=v)
+    for option in ("max_staleness", "retry_interval", "trial_timeout", "idle_ttl"):
+        cases[f"RedisStore({option})"] = lambda v, o=option: RedisStore(_redis_client(), **{o: v})
+        cases[f"AsyncRedisStore({option})"] = lambda v, o=option: AsyncRedisStore(
+            _async_redis_client(), **{o: v}
+        )
+    for option in ("retry_interval", "idle_ttl"):
+        cases[f"RedisRetryBudget({option})"] = lambda v, o=option: RedisRetryBudget(
+            _redis_client(), "api", **{o: v}
+        )
+        cases[f"AsyncRedisRetryBudget({option})"] = lambda v, o=option: AsyncRedisRetryBudget(
+            _async_redis_client(), "api", **{o: v}
+        )
+    return cases
+
+
+# Durations the library never waits on or keeps, each with the reason.
+_NOT_SETTINGS = {
+    # Records of what happened, built by the library from bounded values.
+    "RetryState(delay)",
+    "TaskResult(retry_after)",
+    "Reservation(wait)",
+    "RatePolicy(per)",  # a RateLimiter's validated settings
+    # A clock does what it is asked; what asks it (every primitive) is bounded.
+    "Clock.sleep(seconds)",
+    "Clock.asleep(seconds)",
+    "SystemClock.sleep(seconds)",
+    "SystemClock.asleep(seconds)",
+    "ManualClock.advance(seconds)",  # no real wait
+    "ManualClock.sleep(seconds)",
+    "ManualClock.asleep(seconds)",
+    # Arithmetic on a delay, no wait (Backoff and delays() bound theirs).
+    "nominal_delay(base_delay)",
+    "nominal_delay(max_delay)",
+}
+# The store protocols' operations: the primitives call them with the values they
+# validated (a limiter's max_wait, pause and lease_ttl).
+_NOT_SETTINGS |= {
+    f"{store}.{operation}({parameter})"
+    for store in ("PacingStore", "MemoryPacingStore", "RedisStore", "AsyncRedisStore")
+    for operation, parameter in (
+        ("rate_reserve", "max_wait"),
+        ("rate_pause", "seconds"),
+        ("slot_acquire", "lease_ttl"),
+    )
+    for operation in (operation, f"{operation}_async")
+}
+
+
+def test_every_duration_parameter_of_the_public_api_has_a_bound_case() -> None:
+    """A new duration parameter (a name with delay, timeout, deadline, seconds, ttl,
+    interval, wait, ...) must be listed below, bounded or said why not."""
+    cases = _bounded_cases()
+    assert _duration_parameters() - cases.keys() - _NOT_SETTINGS == set()
+    assert _duration_parameters() >= _NOT_SETTINGS  # nothing listed that is gone
+
+
+@pytest.mark.parametrize("where", sorted(_bounded_cases()))
+def test_every_duration_past_its_bound_is_refused_naming_the_parameter(where: str) -> None:
+    """1e10 s (past ten years, and past what time.sleep takes) is a ValueError when the
+    object is built (or the call made, for a call's own timeout), naming the parameter;
+    never an OverflowError at the first wait (issue 20, item 8)."""
+    build = _bounded_cases()[where]
+    parameter = where.split("(")[1].rstrip(")")
+    said = (
+        "connect timeout|read timeout" if parameter == "timeout" and "send" in where else parameter
+    )
+    with pytest.raises(ValueError, match=rf"^({said}) must be (at most \d+ s|<= \d+ s)"):
+        build(_TOO_LONG)
