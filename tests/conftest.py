@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -57,6 +58,20 @@ SHARED_FIXTURE_PREFIXES = (
     "tests/test_redis_processes.py::",
 )
 
+# The tests that call the real openai and anthropic SDKs in the test process (their
+# parameter names the SDK): one unit, so that one worker imports the SDKs, not every
+# worker (two seconds of CPU each on Python 3.10).
+SDK_TESTS = re.compile(
+    r"^tests/test_(classify|httpx)\.py::(test_anthropic_\w+$|\w+\[(openai|anthropic)[-\]])"
+)
+
+
+def _work_unit(nodeid: str) -> str:
+    """The xdist unit of a test: its shared fixture's prefix, the SDK tests, or itself."""
+    if SDK_TESTS.match(nodeid):
+        return "the LLM SDKs in process"
+    return next((p for p in SHARED_FIXTURE_PREFIXES if nodeid.startswith(p)), nodeid)
+
 
 @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: harmless when xdist is off
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
@@ -66,18 +81,42 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     test ran wherever its module fell in the collection, often last, while the
     other workers waited for it. Here each test is a unit of its own, handed
     out in the order of ``pytest_collection_modifyitems`` (slow ones first),
-    except the tests of a ``SHARED_FIXTURE_PREFIXES`` prefix: one unit each,
-    handed out before the others (the longest first). Any other ``--dist`` is xdist's.
+    except the tests of a ``SHARED_FIXTURE_PREFIXES`` prefix and the SDK
+    tests (``SDK_TESTS``): one unit each, handed out before the others (the
+    longest first). Any other ``--dist`` is xdist's.
     """
     if config.getvalue("dist") != "load":
         return None
     from xdist.scheduler import LoadScopeScheduling
 
     class SlowFirstScheduling(LoadScopeScheduling):
-        """Strictly private: xdist's ``loadscope`` with a unit per test, or per shared fixture."""
+        """Strictly private: xdist's ``loadscope`` with a unit per test, or per shared fixture.
+
+        xdist keeps every unit it handed a worker and counts the worker's pending
+        tests over all of them after each test (quadratic: a second of the
+        controller's CPU for this suite); here a unit is forgotten once done, and
+        a test's index in the worker's collection is looked up, not searched for.
+        """
 
         def _split_scope(self, nodeid: str) -> str:
-            return next((p for p in SHARED_FIXTURE_PREFIXES if nodeid.startswith(p)), nodeid)
+            return _work_unit(nodeid)
+
+        def mark_test_complete(self, node: Any, item_index: int, duration: float = 0) -> None:
+            nodeid = self.registered_collections[node][item_index]
+            units = self.assigned_work[node]
+            scope = self._split_scope(nodeid)
+            units[scope][nodeid] = True
+            if all(units[scope].values()):
+                del units[scope]
+            self._reschedule(node)
+
+        def _assign_work_unit(self, node: Any) -> None:
+            scope, work_unit = self.workqueue.popitem(last=False)
+            self.assigned_work.setdefault(node, {})[scope] = work_unit
+            indexes = self.__dict__.setdefault("_indexes", {})
+            if node not in indexes:
+                indexes[node] = {n: i for i, n in enumerate(self.registered_collections[node])}
+            node.send_runtest_some([indexes[node][n] for n, done in work_unit.items() if not done])
 
     return SlowFirstScheduling(config, log)
 

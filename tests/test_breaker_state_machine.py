@@ -241,15 +241,23 @@ class BreakerMachine(RuleBasedStateMachine):
         self.breaker.trip()
         self.model.open(self.clock.monotonic())
 
+    # Each of ``state``, ``is_open``, ``failures`` and ``metrics`` reads the store
+    # anew. The machines on Redis (test_redis_state_machine), where a read is a round
+    # trip, read ``metrics`` and ``failures`` only: together they hold every field of
+    # the store's snapshot, and the other two are ``metrics.state`` read again.
+    reads_every_property = True
+
     @invariant()
     def agrees_with_the_model(self) -> None:
         now = self.clock.monotonic()
         model = self.model
         expected = model.effective_state(now)
-        assert self.breaker.state is expected
-        assert self.breaker.is_open is (expected is OPEN)
+        if self.reads_every_property:
+            assert self.breaker.state is expected
+            assert self.breaker.is_open is (expected is OPEN)
         assert self.breaker.failures == model.counted_failures(now)
         metrics = self.breaker.metrics
+        assert metrics.state is expected
         assert (
             metrics.successes,
             metrics.failures,

@@ -35,6 +35,8 @@ def _on_redis(machine: type[Any], make_store: Any, max_staleness: float) -> type
     """*machine* with each breaker on a fresh namespace of a Redis store (sync or async)."""
 
     class OnRedis(machine):  # type: ignore[misc, valid-type]
+        reads_every_property = False  # a round trip per property: see BreakerMachine
+
         def start(self, model: Model, **config: Any) -> None:
             store = make_store(
                 namespace=f"model-{next(_namespaces)}",
