@@ -694,6 +694,35 @@ def test_max_retry_after_sets_the_longest_server_wait_honoured() -> None:
     assert len(handler.seen) == 2  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize(
+    ("error", "unsent"),
+    [
+        (httpx2.ConnectError("refused"), True),
+        (httpx2.ConnectTimeout("no connection in time"), True),
+        (httpx2.PoolTimeout("no pooled connection free"), True),
+        (httpx2.ReadTimeout("no answer in time"), False),
+        (httpx2.ReadError("connection reset"), False),
+        (httpx2.WriteError("broken pipe"), False),
+        (httpx2.RemoteProtocolError("server hung up"), False),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, Exception) else str(v),
+)
+@pytest.mark.parametrize("idempotent", [False, True])
+def test_a_post_is_resent_after_errors_before_sending_only(
+    error: Exception, unsent: bool, idempotent: bool
+) -> None:
+    """Connect errors and timeouts, pool timeouts: nothing was sent, a POST is sent again.
+    After sending (read, write, a hang-up), only with idempotent=True."""
+    handler = scripted(error)
+    with mock_client(handler, idempotent=idempotent) as client:
+        if unsent or idempotent:
+            assert client.post("/x", content=b"{}").status_code == 200
+        else:
+            with pytest.raises(type(error)):
+                client.post("/x", content=b"{}")
+    assert len(handler.seen) == (2 if unsent or idempotent else 1)  # type: ignore[attr-defined]
+
+
 def test_read_errors_are_retried_only_for_idempotent_requests() -> None:
     """A read error after sending: a GET is retried, a POST raises at once."""
     for method, calls in (("GET", 2), ("POST", 1)):
