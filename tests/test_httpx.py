@@ -77,6 +77,15 @@ def closed_port(refused_port: int) -> str:
     return f"http://127.0.0.1:{refused_port}"
 
 
+class AsyncOnlyClock(ManualClock):
+    """A ManualClock for the async transport: a blocking ``sleep`` would stall the event loop."""
+
+    __slots__ = ()
+
+    def sleep(self, seconds: float) -> None:
+        raise AssertionError(f"the async transport called the blocking sleep({seconds})")
+
+
 _OPEN: list[Any] = []
 
 
@@ -364,7 +373,7 @@ def test_a_call_the_transports_breaker_rejected_is_never_retried_by_sleeping(
 def test_sdk_async_clients_go_through_the_async_transport(sdk: str, llm: FakeLLMServer) -> None:
     """AsyncOpenAI / AsyncAnthropic: a 429 (retry-after-ms) then a 529, then the answer."""
     llm.script(path_of(sdk), Reply(429, headers={"retry-after-ms": "700"}), Reply(529), Reply(503))
-    clock = ManualClock()
+    clock = AsyncOnlyClock()
 
     async def main() -> str:
         transport = AsyncResilientTransport(clock=clock)
@@ -408,7 +417,7 @@ def test_get_retried_on_503_and_the_last_503_returned(lib: Any, flaky: FlakyServ
 def test_async_get_retried_on_503_and_the_last_503_returned(lib: Any, flaky: FlakyServer) -> None:
     """The async twin under either library's AsyncClient."""
     flaky.script("/always-503-async", [], then=503)
-    clock = ManualClock()
+    clock = AsyncOnlyClock()
 
     async def main() -> Any:
         transport = AsyncResilientTransport(max_retries=2, clock=clock)
