@@ -151,6 +151,24 @@ def test_retry_after_of_an_hour_through_the_session_gives_up_at_once(
     assert "the server asked to wait 3600 s (Retry-After)" in caught.value.__notes__[0]
 
 
+def test_a_long_retry_after_pauses_the_session_limiter_at_most_max_retry_after(
+    flaky_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """A 503 asking for an hour pauses the session's shared limiter 120 s (the default
+    max_retry_after, as the retries' own rule), not an hour: the server's ask is a hint."""
+    from resilient import RateLimiter
+
+    flaky_server.script("/down-for-an-hour", [], then=Step(503, retry_after="3600"))
+    clock = ManualClock()
+    limiter = RateLimiter(100, burst=100, clock=clock)
+    session = make_session(limiter=limiter)
+    assert session.get(flaky_server.url + "/down-for-an-hour").status_code == 503
+    clock.advance(119.0)
+    assert not limiter.try_acquire()
+    clock.advance(1.0)
+    assert limiter.try_acquire()
+
+
 def test_503_then_success(flaky_server: FlakyServer, make_session: MakeSession) -> None:
     """DEGRADED answers are retried until the service recovers."""
     flaky_server.script("/flaky", [503, 503], then=200)
