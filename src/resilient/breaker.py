@@ -1622,7 +1622,13 @@ def _exception_types(name: str, value: object, *, empty: bool) -> tuple[type[Exc
     types = cast("tuple[object, ...]", value) if isinstance(value, tuple) else (value,)
     for t in types:
         if not (isinstance(t, type) and issubclass(t, BaseException)):
-            raise TypeError(f"{name} must be an exception type or a tuple of them, got {value!r}")
+            named = ""
+            if isinstance(value, (str, bytes)):  # circuitbreaker's positional name, mistaken
+                shown = value if isinstance(value, str) else value.decode(errors="replace")
+                named = f": a name goes by keyword, CircuitBreaker(name={shown!r})"
+            raise TypeError(
+                f"{name} must be an exception type or a tuple of them, got {value!r}{named}"
+            )
         if not issubclass(t, Exception):
             raise TypeError(
                 f"{name} must be Exception subclasses, got {value!r}: "

@@ -76,11 +76,26 @@ def test_circuit_decorator_without_args_says_what_to_do() -> None:
             return True
 
 
-def test_constructor_mistake_name() -> None:
-    """tests/test_unit.py::test_constructor_mistake_name_unicode: a name given where
-    another argument goes is refused, saying where the name goes."""
+@pytest.mark.parametrize("name", ["foobar", b"foobar"], ids=["unicode", "bytes"])
+def test_constructor_mistake_name(name: str | bytes) -> None:
+    """tests/test_unit.py::test_constructor_mistake_name_unicode and _bytes: a name given
+    where another argument goes (``circuit(10, 20, "foobar")``, the third is
+    ``expected_exception``), or first, is refused, saying where the name goes."""
+    with pytest.raises(TypeError, match=r"^expected_exception must be .*name='foobar'"):
+        CircuitBreaker(10, 20, name)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"name='foobar'"):
         CircuitBreaker("foobar")  # type: ignore[arg-type]
+
+
+def test_constructor_mistake_expected_exception() -> None:
+    """tests/test_unit.py::test_constructor_mistake_expected_exception: a class that is
+    no exception is refused as ``expected_exception``, naming it."""
+
+    class Widget:
+        pass
+
+    with pytest.raises(TypeError, match=r"^expected_exception must be an exception type.*Widget"):
+        CircuitBreaker(10, 20, expected_exception=Widget)  # type: ignore[arg-type]
 
 
 def test_circuitbreaker_recover_half_open() -> None:
@@ -116,3 +131,38 @@ def test_circuitbreaker_recover_half_open() -> None:
     clock.advance(1.0)
     assert remote() is True
     assert breaker.state.value == "closed"
+
+
+def test_circuitbreaker_should_save_last_exception_on_failure_call(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """tests/test_unit.py::test_circuitbreaker_should_save_last_exception_on_failure_call:
+    circuitbreaker keeps ``last_failure``; here the failure is handed to the listeners'
+    ``on_failure``, and the one that opened the circuit is in its log line's fields (a
+    ``CircuitOpenError`` comes later, in another call, and does not carry it)."""
+    import logging
+
+    failures: list[Exception] = []
+
+    class Keep:
+        def on_failure(self, breaker: CircuitBreaker, exc: Exception) -> None:
+            failures.append(exc)
+
+    breaker = CircuitBreaker(1, name="Foobar", listeners=[Keep()], clock=ManualClock())
+    error = OSError("disk")
+
+    def fails() -> None:
+        raise error
+
+    with (
+        caplog.at_level(logging.WARNING, logger="resilient.breaker"),
+        pytest.raises(OSError, match="disk"),
+    ):
+        breaker.call(fails)
+    assert failures == [error]
+    [opened] = caplog.records
+    assert (opened.error_type, opened.error) == ("OSError", "disk")  # type: ignore[attr-defined]
+    with pytest.raises(CircuitOpenError) as rejected:
+        breaker.call(fails)
+    assert rejected.value.__cause__ is None
+    assert rejected.value.__context__ is None
