@@ -1492,3 +1492,76 @@ def test_the_block_form_is_counted_as_the_decorator_is(registry: CollectorRegist
         assert value(samples, "resilient_retries_total", **labels) == 1
         assert value(samples, "resilient_retries_exhausted_total", **labels) == 1
     assert value(samples, "resilient_retry_budget_refusals_total", budget="block-search") == 1
+
+
+# -- names no exporter can encode ----------------------------------------------------------
+
+
+def _use_unencodable_names() -> None:
+    """A breaker, a task, a budget, a limiter and a concurrency limit whose names hold a
+    lone surrogate (UTF-8 cannot encode it); each used once, the breaker tripped."""
+    breaker = CircuitBreaker(1, name="svc-\ud800", clock=ManualClock())
+    with pytest.raises(ConnectionError):
+        breaker.call(_fail_once)
+    with pytest.raises(CircuitOpenError):
+        breaker.call(_fail_once)
+    execute_task_safely("task-\ud800", lambda: 1)
+    budget = RetryBudget(max_tokens=1, name="budget-\ud800")
+    with pytest.raises(ConnectionError):
+        retry(max_retries=2, budget=budget, clock=ManualClock())(_always_fails)()
+    limiter = RateLimiter(1, name="limiter-\ud800", clock=ManualClock())
+    assert limiter.try_acquire()
+    assert not limiter.try_acquire()
+    _BREAKERS_KEPT.append((breaker, limiter, ConcurrencyLimit(2, name="slots-\ud800")))
+
+
+_BREAKERS_KEPT: list[object] = []
+
+
+def _fail_once() -> None:
+    raise ConnectionError("down")
+
+
+def _always_fails() -> None:
+    raise ConnectionError("down")
+
+
+def test_a_name_utf8_cannot_encode_does_not_break_the_prometheus_scrape(
+    registry: CollectorRegistry,
+) -> None:
+    """One name with a lone surrogate made generate_latest raise UnicodeEncodeError: every
+    metric of the process was lost. The name is written with the surrogate escaped."""
+    telemetry.enable_prometheus(registry)
+    try:
+        _use_unencodable_names()
+        text = generate_latest(registry).decode("utf-8")
+    finally:
+        _BREAKERS_KEPT.clear()
+    for label in (
+        'breaker="svc-\\\\ud800"',
+        'task="task-\\\\ud800"',
+        'budget="budget-\\\\ud800"',
+        'limiter="limiter-\\\\ud800"',
+        'concurrency="slots-\\\\ud800"',
+    ):
+        assert label in text
+    assert 'resilient_breaker_state{breaker="svc-\\\\ud800",state="open"} 1.0' in text
+
+
+def test_a_name_utf8_cannot_encode_reaches_opentelemetry_encodable(otel: Otel) -> None:
+    """The same names reach OpenTelemetry's points and span events encodable (an OTLP
+    exporter encodes every attribute as UTF-8)."""
+    telemetry.enable_opentelemetry(meter_provider=otel.meters, tracer_provider=otel.tracers)
+    try:
+        with otel.tracer.start_as_current_span("batch"):
+            _use_unencodable_names()
+        found = repr((otel.points(), otel.events()))
+        attributes = [
+            value for _, pairs in otel.points() for _, value in pairs if isinstance(value, str)
+        ] + [v for _, attrs in otel.events() for v in attrs.values() if isinstance(v, str)]
+    finally:
+        _BREAKERS_KEPT.clear()
+    for value in attributes:
+        value.encode("utf-8")  # raises if not encodable
+    for name in ("svc", "task", "budget", "limiter", "slots"):
+        assert f"{name}-\\\\ud800" in found

@@ -446,6 +446,28 @@ def _budget_name(budget: object) -> str:
     return name if isinstance(name, str) and name else "default"
 
 
+def _label(value: str) -> str:
+    """*value* as a label value every exporter can encode.
+
+    A name the user gave (a breaker's, a task's) may hold a lone surrogate,
+    which UTF-8 cannot encode: Prometheus's exposition would fail whole, every
+    metric of the process lost with it. Such a name is written with the
+    surrogate escaped (``svc-\\ud800``); any other name is itself.
+    """
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
+def _labels(key: tuple[str | None, ...]) -> tuple[str, ...]:
+    """A tally's key as label values: ``None`` as ``""``, each encodable (``_label``)."""
+    return tuple(_label(part) if part else "" for part in key)
+
+
 class _BreakerView:
     """Strictly private. What one breaker name reports, summed over the breakers that share it."""
 
@@ -471,9 +493,10 @@ def _read_breakers() -> dict[str, _BreakerView]:
         except Exception as error:
             _failed_once(f"reading circuit {breaker.name!r}", error)
             continue
-        view = views.get(metrics.name)
+        name = _label(metrics.name)
+        view = views.get(name)
         if view is None:
-            view = views[metrics.name] = _BreakerView()
+            view = views[name] = _BreakerView()
         outcomes = view.outcomes
         outcomes["success"] += metrics.successes
         outcomes["failure"] += metrics.failures
@@ -503,11 +526,11 @@ def _read_pacers() -> tuple[dict[str, list[int]], dict[str, list[int]]]:
         try:
             counts = getattr(pacer, "_pacing_counts", None)
             if counts is not None:
-                total = limiters.setdefault(pacer.name, [0, 0, 0])
+                total = limiters.setdefault(_label(pacer.name), [0, 0, 0])
                 for index, count in enumerate(counts()):
                     total[index] += count
             else:
-                pair = limits.setdefault(pacer.name, [0, 0])
+                pair = limits.setdefault(_label(pacer.name), [0, 0])
                 pair[0] = max(pair[0], pacer.limit)
                 pair[1] += pacer.in_flight
         except Exception as error:
@@ -640,7 +663,7 @@ class _Prometheus:
         ):
             counter = CounterMetricFamily(name, help_text, labels=labels)
             for key, count in () if empty else sorted(tally.items(), key=_sort_key):
-                counter.add_metric([part or "" for part in key], count)
+                counter.add_metric(_labels(key), count)
             yield counter
         histogram = HistogramMetricFamily(
             "resilient_task_duration_seconds",
@@ -652,7 +675,7 @@ class _Prometheus:
             bounds = zip(TASK_DURATION_BUCKETS, cumulative[:-1], strict=True)
             buckets = [(repr(bound), n) for bound, n in bounds]
             buckets.append(("+Inf", cumulative[-1]))
-            histogram.add_metric((task,), buckets, total)
+            histogram.add_metric((_label(task),), buckets, total)
         yield histogram
 
         views = {} if empty else _read_breakers()
@@ -873,7 +896,7 @@ class _OpenTelemetry:
             span.add_event(
                 "resilient.breaker.rejected",
                 {
-                    "breaker": breaker,
+                    "breaker": _label(breaker),
                     "state": str(getattr(error, "state", "open")),
                     "remaining": float(getattr(error, "remaining", 0.0)),
                     "error.type": type_name(type(error)),
@@ -883,7 +906,7 @@ class _OpenTelemetry:
     def pacing_refused(self, kind: str, name: str, error: BaseException) -> None:
         span = self._current_span()
         if span.is_recording():
-            attributes: dict[str, Any] = {kind: name, "error.type": type_name(type(error))}
+            attributes: dict[str, Any] = {kind: _label(name), "error.type": type_name(type(error))}
             wait = getattr(error, "retry_after", None)
             if isinstance(wait, float):
                 attributes["retry_after"] = wait
@@ -896,7 +919,7 @@ class _OpenTelemetry:
     ) -> None:
         self.tasks.add((task, outcome, None if exc is None else type_name(type(exc))))
         if attempts:
-            self.durations.record(elapsed, {"task": task, "outcome": outcome})
+            self.durations.record(elapsed, {"task": _label(task), "outcome": outcome})
 
     # -- the observable instruments, read at collection
 
@@ -908,7 +931,11 @@ class _OpenTelemetry:
         return [
             self._observation(
                 count,
-                {name: part for name, part in zip(names, key, strict=True) if part is not None},
+                {
+                    name: _label(part)
+                    for name, part in zip(names, key, strict=True)
+                    if part is not None
+                },
             )
             for key, count in tally.items()
         ]
