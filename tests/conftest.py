@@ -52,7 +52,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # run on one worker, so that the fixture runs once, not once per worker.
 SHARED_FIXTURE_PREFIXES = (
     "tests/test_examples.py::test_agent_loop_",
-    "tests/test_examples.py::test_llm_agent_",
     "tests/test_examples.py::test_load_",
     "tests/test_redis_pacing_processes.py::",
     "tests/test_redis_processes.py::",
@@ -65,11 +64,22 @@ SDK_TESTS = re.compile(
     r"^tests/test_(classify|httpx)\.py::(test_anthropic_\w+$|\w+\[(openai|anthropic)[-\]])"
 )
 
+# The tests that run scripts in the ``sdk_zygote`` (the LLM page's blocks, the LLM
+# agent example, the imports of the type-checked files), by node-id prefix: one unit,
+# so that one worker starts that zygote.
+SDK_ZYGOTE_PREFIXES = (
+    "tests/test_docs.py::test_code_block_runs[docs/llm.md#",
+    "tests/test_examples.py::test_llm_agent_",
+    "tests/test_typing_files.py::test_every_typing_file_imports",
+)
+
 
 def _work_unit(nodeid: str) -> str:
-    """The xdist unit of a test: its shared fixture's prefix, the SDK tests, or itself."""
+    """The xdist unit of a test: its shared fixture's prefix, one of the SDK units, or itself."""
     if SDK_TESTS.match(nodeid):
         return "the LLM SDKs in process"
+    if nodeid.startswith(SDK_ZYGOTE_PREFIXES):
+        return "the LLM SDKs in a zygote"
     return next((p for p in SHARED_FIXTURE_PREFIXES if nodeid.startswith(p)), nodeid)
 
 
@@ -132,6 +142,17 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """
     cpus = os.cpu_count() or 1
     return min(2 * cpus, cpus + 4)
+
+
+@pytest.fixture(scope="session")
+def sdk_zygote() -> Iterator[Any]:
+    """A zygote (tests/_zygote.py) with the openai and anthropic SDKs loaded, for the
+    scripts that use them: each runs as in a fresh interpreter, without importing them."""
+    from _zygote import SDK_PRELOAD, Zygote
+
+    runner = Zygote(SDK_PRELOAD)
+    yield runner
+    runner.close()
 
 
 @pytest.fixture

@@ -3,7 +3,8 @@
 Each block runs as a script in an empty directory, as if in a fresh
 interpreter: a preloaded *zygote* forks one child per block (``_zygote.py``),
 which halves the suite's CPU time and changes nothing a block can see but the
-modules already loaded (never ``requests`` or the other optional clients).
+modules already loaded (never ``requests`` or the other optional clients; the
+blocks that import the openai or anthropic SDK run in a zygote that has them).
 
 A block may also promise its output: a ``text`` block right after it, preceded
 by the line ``<!-- output -->`` (invisible once rendered), must be exactly what
@@ -102,10 +103,12 @@ def zygote() -> Iterator[Zygote]:
     runner.close()
 
 
+# A block that imports an LLM SDK runs in the zygote that has them loaded (conftest.py).
+USES_AN_SDK = re.compile(r"^(?:import|from) (?:openai|anthropic)\b", re.MULTILINE)
+
+
 @pytest.mark.parametrize("block", BLOCKS, ids=[block.where for block in BLOCKS])
-def test_code_block_runs(
-    block: Block, tmp_path: Path, request: pytest.FixtureRequest, zygote: Zygote
-) -> None:
+def test_code_block_runs(block: Block, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """The block runs alone, as in a fresh interpreter, in an empty directory,
     and prints what the page says it prints."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # stdout and stderr in the order written
@@ -114,7 +117,10 @@ def test_code_block_runs(
         env["REDIS_URL"] = request.getfixturevalue("redis_server").patient_url
     script = tmp_path / "example.py"
     script.write_text(block.code, encoding="utf-8")
-    completed = zygote.run(script, env=env, merge_stderr=block.expected is not None)
+    runner: Zygote = request.getfixturevalue(
+        "sdk_zygote" if USES_AN_SDK.search(block.code) else "zygote"
+    )
+    completed = runner.run(script, env=env, merge_stderr=block.expected is not None)
     assert completed.returncode == 0, (
         f"{block.where} failed:\n{completed.stdout}\n{completed.stderr}"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 import requests
 
+from _zygote import Completed, Zygote
 from resilient import CircuitBreaker, ErrorClass, FailureRateWindow, TaskResult, execute_task_safely
 from resilient.http import create_resilient_session, get_json_or_none
 from resilient.testing import ManualClock
@@ -24,8 +26,9 @@ from flaky_server import FlakyServer, Step, StepSpec
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
-# Each test runs an example in a new interpreter, or reads a module fixture's run of
-# one: under xdist they start first (tests/conftest.py).
+# Each test runs an example in a new interpreter (the LLM agent: in a child forked from
+# the zygote that has the SDKs loaded, as if in a new one), or reads a module fixture's
+# run of one: under xdist they start first (tests/conftest.py).
 pytestmark = pytest.mark.slow
 
 SUMMARY = re.compile(r"^(\d+)/(\d+) tasks completed successfully$", re.MULTILINE)
@@ -110,23 +113,22 @@ def test_agent_loop_logs_the_retry_after_wait(
 
 
 @pytest.fixture(scope="module")
-def llm_agent() -> subprocess.CompletedProcess[str]:
-    """One run of the LLM agent example (real openai and anthropic SDKs, fake API)."""
-    return _run_example("llm_agent.py")
+def llm_agent(sdk_zygote: Zygote) -> Completed:
+    """One run of the LLM agent example (real openai and anthropic SDKs, fake API), as
+    ``python examples/llm_agent.py``: forked from the zygote that has the SDKs loaded."""
+    return sdk_zygote.run(
+        EXAMPLES / "llm_agent.py", env=dict(os.environ), merge_stderr=False, cwd=EXAMPLES.parent
+    )
 
 
-def test_llm_agent_exits_zero_with_every_turn_as_planned(
-    llm_agent: subprocess.CompletedProcess[str],
-) -> None:
+def test_llm_agent_exits_zero_with_every_turn_as_planned(llm_agent: Completed) -> None:
     """Every scripted failure is survived or surfaced as planned; exit code 0."""
     assert llm_agent.returncode == 0, llm_agent.stdout + llm_agent.stderr
     assert "UNEXPECTED" not in llm_agent.stdout
     assert "Every turn ended as planned" in llm_agent.stdout
 
 
-def test_llm_agent_prints_what_happened_per_call(
-    llm_agent: subprocess.CompletedProcess[str],
-) -> None:
+def test_llm_agent_prints_what_happened_per_call(llm_agent: Completed) -> None:
     """Per call, in plain words: what the server did, what the library did, the end."""
     out = llm_agent.stdout
     for server_did in (
@@ -145,9 +147,7 @@ def test_llm_agent_prints_what_happened_per_call(
     assert "answer: echo: check the weather  (2 requests," in out
 
 
-def test_llm_agent_runs_in_under_ten_seconds(
-    llm_agent: subprocess.CompletedProcess[str],
-) -> None:
+def test_llm_agent_runs_in_under_ten_seconds(llm_agent: Completed) -> None:
     """The example reports its own run time, which must stay under 10 s (it is about 2 s)."""
     took = re.search(r"run took ([0-9.]+) s", llm_agent.stdout)
     assert took is not None, llm_agent.stdout
