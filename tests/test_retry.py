@@ -32,6 +32,7 @@ from resilient import (
     RetryBudget,
     RetryState,
     _retry,
+    classify,
     execute_task_safely,
     retry,
     retry_with_backoff,
@@ -3211,3 +3212,250 @@ def test_the_shared_policies_keep_no_function_or_object_of_a_call_alive() -> Non
     del fallback, on_retry, attempt
     gc.collect()
     assert [ref() for ref in refs] == [None, None]
+
+
+# --- failures classified by their type alone ------------------------------------------
+# A failed attempt whose exception carries nothing of its own (no status, response,
+# headers or error_class; a classifier without rules) is classified by its type, without
+# asking the classifier again: each test first fails with such an instance, so that the
+# type's answer is known, then checks what must still override it.
+
+
+class _Response:
+    def __init__(self, status_code: int, headers: dict[str, str] | None = None) -> None:
+        self.status_code = status_code
+        self.headers = headers or {}
+
+
+def _with(exc: BaseException, **attributes: object) -> BaseException:
+    for name, value in attributes.items():
+        setattr(exc, name, value)
+    return exc
+
+
+def _classes_acted_on(classifier: Classifier, *failures: BaseException) -> list[ErrorClass]:
+    """The class @retry gave each failure, every class retried (each reaches on_retry)."""
+    seen: list[RetryState] = []
+    flaky = Flaky(*failures)
+    retry(
+        max_retries=len(failures),
+        retryable_classes=tuple(ErrorClass),
+        classifier=classifier,
+        on_retry=seen.append,
+        clock=ManualClock(),
+    )(flaky)()
+    return [state.error_class for state in seen]
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [ConnectionError, (KeyError, ConnectionError), lambda exc: "second" in str(exc)],
+    ids=["type", "tuple", "predicate"],
+)
+@pytest.mark.parametrize("form", ["decorator", "async", "block"])
+def test_a_rule_registered_after_a_failure_decides_the_next_failure_of_that_type(
+    rule: Any, form: str
+) -> None:
+    """A rule added once the type was classified wins from the next failure on."""
+    classifier = Classifier()
+    flaky = Flaky(ConnectionError("first"))
+    clock = ManualClock()
+    if form == "decorator":
+        call = retry(classifier=classifier, clock=clock)(flaky)
+    elif form == "async":
+
+        async def coroutine() -> str:
+            return flaky()
+
+        wrapped = retry(classifier=classifier, clock=clock)(coroutine)
+
+        def call() -> str:
+            return asyncio.run(wrapped())
+    else:
+
+        def call() -> str:
+            for attempt in retrying(classifier=classifier, clock=clock):
+                with attempt:
+                    return flaky()
+            raise AssertionError("unreachable")
+
+    assert call() == "ok"
+    assert flaky.calls == 2  # retried: TRANSIENT
+    classifier.register(rule, ErrorClass.FATAL)
+    flaky.failures = [ConnectionError("second")]
+    with pytest.raises(ConnectionError, match="second"):
+        call()
+    assert flaky.calls == 3  # not retried: the rule said FATAL
+
+
+@pytest.mark.parametrize(
+    ("shaped", "expected"),
+    [
+        (_with(ConnectionError("own"), error_class=ErrorClass.TIMEOUT), ErrorClass.TIMEOUT),
+        (_with(ConnectionError("404"), response=_Response(404)), ErrorClass.FATAL),
+        (_with(ConnectionError("503"), response=_Response(503)), ErrorClass.DEGRADED),
+        (
+            _with(ConnectionError("no"), response=_Response(200, {"x-should-retry": "false"})),
+            ErrorClass.FATAL,
+        ),
+        (
+            _with(ValueError("yes"), response=_Response(200, {"x-should-retry": "true"})),
+            ErrorClass.TRANSIENT,
+        ),
+        (_with(ConnectionError("noted"), note="kept"), ErrorClass.TRANSIENT),
+    ],
+    ids=[
+        "error_class",
+        "status-404",
+        "status-503",
+        "x-should-retry-false",
+        "x-should-retry-true",
+        "other",
+    ],
+)
+def test_an_instance_with_attributes_of_its_own_is_classified_by_them(
+    shaped: BaseException, expected: ErrorClass
+) -> None:
+    """After a plain instance of the type, one carrying a status or a class gets its own."""
+    assert classify(shaped) is expected  # what the classifier says, the loop does
+    plain = type(shaped)("plain")
+    assert _classes_acted_on(classify, plain, shaped, plain) == [
+        classify(plain),
+        expected,
+        classify(plain),
+    ]
+
+
+class _OwnClass(ConnectionError):
+    error_class = ErrorClass.FATAL
+
+
+class _ResponseProperty(ConnectionError):
+    @property
+    def response(self) -> _Response:
+        return _Response(404)
+
+
+class _DynamicAttributes(ConnectionError):
+    def __getattr__(self, name: str) -> object:
+        if name == "error_class":
+            return ErrorClass.DEGRADED
+        raise AttributeError(name)
+
+
+class _SlottedResponse(ConnectionError):
+    __slots__ = ("response",)
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.response = _Response(408)
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        (_OwnClass, ErrorClass.FATAL),
+        (_ResponseProperty, ErrorClass.FATAL),
+        (_DynamicAttributes, ErrorClass.DEGRADED),
+        (_SlottedResponse, ErrorClass.TIMEOUT),
+    ],
+)
+def test_a_subclass_that_carries_a_class_or_a_status_is_classified_by_it(
+    kind: type[ConnectionError], expected: ErrorClass
+) -> None:
+    """A class attribute, a property, ``__getattr__`` or a slot is read as the classifier does."""
+    assert classify(kind("x")) is expected
+    plain = ConnectionError("plain")
+    assert _classes_acted_on(classify, plain, kind("x"), plain) == [
+        ErrorClass.TRANSIENT,
+        expected,
+        ErrorClass.TRANSIENT,
+    ]
+
+
+def test_a_retry_after_on_an_instance_of_a_plain_type_is_honoured() -> None:
+    """A ``ConnectionError`` given a 503 response asking for 7 s waits 7 s, after plain ones."""
+    clock = ManualClock()
+    seen: list[RetryState] = []
+    shaped = _with(ConnectionError("busy"), response=_Response(503, {"Retry-After": "7"}))
+    headers_only = _with(TimeoutError("slow"), headers={"Retry-After": "9"})
+    flaky = Flaky(ConnectionError("a"), shaped, TimeoutError("b"), headers_only)
+    retry(max_retries=4, base_delay=0.1, jitter=False, clock=clock, on_retry=seen.append)(flaky)()
+    assert [state.delay for state in seen] == [0.1, 7.0, 0.4, 9.0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    kind=st.sampled_from([ConnectionError, TimeoutError, ValueError, KeyError, PermissionError]),
+    attributes=st.dictionaries(
+        st.sampled_from(["error_class", "response", "headers", "status_code", "other"]),
+        st.sampled_from(
+            [
+                None,
+                ErrorClass.FATAL,
+                ErrorClass.TIMEOUT,
+                _Response(429, {"Retry-After": "3"}),
+                _Response(404),
+                _Response(200, {"x-should-retry": "true"}),
+                {"Retry-After": "2"},
+                503,
+            ]
+        ),
+    ),
+    registered=st.sampled_from([None, KeyError, ConnectionError]),
+)
+def test_the_loop_acts_on_the_class_the_classifier_gives(
+    kind: type[Exception],
+    attributes: dict[str, object],
+    registered: type[Exception] | None,
+) -> None:
+    """Whatever an instance carries and whatever rules exist, the loop's class is the classifier's."""
+    classifier = Classifier()
+    plain = kind("plain")
+    first = _classes_acted_on(classifier, plain)
+    if registered is not None:
+        classifier.register(registered, ErrorClass.DEGRADED)
+    shaped = _with(kind("shaped"), **attributes)
+    expected = classifier(shaped)
+    assert first == [Classifier()(plain)]
+    assert _classes_acted_on(classifier, kind("again"), shaped) == [
+        classifier(kind("again")),
+        expected,
+    ]
+
+
+class _HoldsResponse(ConnectionError):
+    """Stands for urllib's ``HTTPError``: an error holding an open response (``fp``)."""
+
+    def __init__(self) -> None:
+        super().__init__("reset")
+        self.fp = object()
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("form", ["sync", "async"])
+def test_an_error_holding_a_response_is_closed_once_retried_past_and_not_the_last(
+    form: str,
+) -> None:
+    """The failures retried past are closed; the one raised to the caller is left open."""
+    failures = [_HoldsResponse(), ConnectionError("plain"), _HoldsResponse(), _HoldsResponse()]
+    flaky = Flaky(*failures)
+    if form == "sync":
+        call = retry(max_retries=3, clock=ManualClock())(flaky)
+    else:
+
+        async def coroutine() -> str:
+            return flaky()
+
+        wrapped = retry(max_retries=3, clock=ManualClock())(coroutine)
+
+        def call() -> str:
+            return asyncio.run(wrapped())
+
+    with pytest.raises(_HoldsResponse) as raised:
+        call()
+    assert raised.value is failures[3]
+    assert [getattr(f, "closed", None) for f in failures] == [True, None, True, False]

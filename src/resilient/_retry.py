@@ -23,11 +23,13 @@ from collections.abc import Collection
 
 from resilient import _events
 from resilient._classify import (
+    _TYPE_CACHE,  # pyright: ignore[reportPrivateUsage]
     _UNKNOWN,  # pyright: ignore[reportPrivateUsage]
     Classifier,
     ErrorClass,
     Rejection,
     Throttled,
+    _type_rule,  # pyright: ignore[reportPrivateUsage]
     classify,
     rejection_in,
     response_status,
@@ -141,6 +143,7 @@ class Policy:
         "next_delay",
         "on",
         "on_retry",
+        "plain_classifier",
         "retry_on_result",
         "retryable",
         "stop_event",
@@ -225,6 +228,14 @@ class Policy:
             # slot, which costs more than the method it runs.
             classifier.__call__ if type(classifier) is Classifier else classifier
         )
+        self.plain_classifier: Classifier | None = (
+            classifier
+            if isinstance(classifier, Classifier) and type(classifier) is Classifier
+            else None
+        )
+        """The classifier when its answer for a plain exception is its type's (``_plain_class``)
+        as long as it has no rules of its own: read at every failure, so a rule registered
+        later turns the shortcut off."""
         self.max_attempts = max_retries + 1
         self.next_delay = steps(self.backoff)
         """One delay of ``iter(self.backoff)`` from a call's state (``RetryCall`` is a
@@ -512,6 +523,7 @@ class RetryCall(_Steps):
         "attempt",
         "clock",
         "closed_for",
+        "closes",
         "deadline_at",
         "error_class",
         "failure",
@@ -563,6 +575,9 @@ class RetryCall(_Steps):
         """Seconds the limiter must pause: a 429 or 503 asked for it with Retry-After."""
         self.paced_out: BaseException | None = None
         """The limiter's refusal of the next attempt: it did not run."""
+        self.closes: BaseException | None = None
+        """A failure retried past that holds a response open (urllib's ``HTTPError``, which
+        has an ``fp``): the loop closes it after the wait (``_drop``)."""
 
     def spends(self, exc: BaseException | None, result: Any) -> bool:
         """Whether ``after_failure`` reaches the budget for this failure (an awaited budget
@@ -592,10 +607,23 @@ class RetryCall(_Steps):
         """
         policy = self.policy
         self.attempt = attempt = self.attempt + 1
+        plain: ErrorClass | None = None  # see _plain_class: its class, when its type decides
+        if exc is not None:
+            classifier = policy.plain_classifier
+            if classifier is not None and not classifier._rules:  # pyright: ignore[reportPrivateUsage]
+                exc_type = type(exc)
+                plain = _PLAIN.get(exc_type)
+                if plain is None and exc_type not in _PLAIN:
+                    plain = _plain_class(exc_type)
+                if plain is not None and exc.__dict__:  # an attribute of its own: read them all
+                    plain = None
         # Waiting cannot make the circuit admit it sooner, also when an SDK wrapped it
-        # (an exception with neither cause nor context is walked no further).
+        # (an exception with neither cause nor context is walked no further; a plain
+        # exception is no rejection itself).
         if exc is not None and (
-            exc.__context__ is not None or exc.__cause__ is not None or isinstance(exc, Rejection)
+            exc.__context__ is not None
+            or exc.__cause__ is not None
+            or (plain is None and isinstance(exc, Rejection))
         ):
             rejection = rejection_in(exc)
             if rejection is not None:
@@ -604,9 +632,12 @@ class RetryCall(_Steps):
                 self.last_error = None
                 return self.give_up(exc, None, ErrorClass.TIMEOUT, _rejected_reason(rejection))
         self.last_error = exc
-        if policy.limiter is not None:
+        if policy.limiter is not None and plain is None:  # a plain exception asks for no pause
             self.pause_for = _server_pause(exc, result, policy.max_retry_after)
-        error_class = policy.classify(exc) if exc is not None else _result_class(result)
+        if plain is not None:
+            error_class = plain
+        else:
+            error_class = policy.classify(exc) if exc is not None else _result_class(result)
         self.error_class = error_class
         if error_class not in policy.retryable:
             on = policy.on
@@ -633,7 +664,7 @@ class RetryCall(_Steps):
         delay = 0.0 if step is None else step(self)
         asked = None
         # Only a result or an exception with a response or headers can carry a Retry-After.
-        if exc is None or hasattr(exc, "response") or hasattr(exc, "headers"):
+        if plain is None and (exc is None or hasattr(exc, "response") or hasattr(exc, "headers")):
             asked = retry_after(result if exc is None else exc)
             if asked is not None:
                 waited = server_wait(delay, asked, policy.max_retry_after)
@@ -665,6 +696,8 @@ class RetryCall(_Steps):
                 self.tell(policy.on_retry, exc, result, error_class, delay, now)
         if _events.SINK is not None:
             _events.SINK.retried(self.target.name, attempt, error_class, delay, exc, result)
+        if plain is None and hasattr(exc, "fp"):  # an open response: urllib's HTTPError
+            self.closes = exc
         return delay
 
     def tell(
@@ -942,7 +975,7 @@ def _drop(failure: BaseException | None) -> None:
     """Close what a failure we retry past holds open: urllib's ``HTTPError`` is a response.
 
     Left to the garbage collector, its socket would end in a ``ResourceWarning``.
-    Called only for failures with an ``fp`` (the loops test that first: it is rare).
+    Called only for failures with an ``fp`` (``RetryCall.closes``: it is rare).
     """
     close = getattr(failure, "close", None)
     if callable(close):
@@ -962,6 +995,43 @@ def _server_pause(exc: BaseException | None, result: Any, max_retry_after: float
         return 0.0
     asked = retry_after(source)
     return 0.0 if asked is None else min(asked, max_retry_after)
+
+
+_PLAIN: dict[type[BaseException], ErrorClass | None] = {}
+"""``_plain_class`` of the exception types seen, ``None`` included."""
+_PLAIN_LIMIT = 512
+
+_READ_ATTRIBUTES = ("error_class", "response", "headers", "status_code", "fp")
+"""What the classifier and the retry loop read off a failure besides its type and chain."""
+_OWN_LOOKUP = ("__getattr__", "__getattribute__", "__dict__")
+
+
+def _plain_class(exc_type: type[BaseException]) -> ErrorClass | None:
+    """The class a rule-less ``Classifier`` gives every plain instance of *exc_type*, or ``None``.
+
+    A plain instance is one with an empty ``__dict__`` whose type defines
+    none of ``_READ_ATTRIBUTES`` and looks attributes up as every exception
+    does: nothing on it can carry a status, a response, an ``error_class`` or
+    a ``Retry-After``, so the default rules decide by its type alone (the
+    cached ``_type_rule``), and the loop need not look for any of them. Only
+    a class the type decides on its own (not an instance rule such as
+    urllib's ``HTTPError.code``) and not UNKNOWN (which walks the chain) is
+    returned. Cached per type, as ``_type_rule`` is.
+    """
+    found: ErrorClass | None = None
+    if not any(hasattr(exc_type, name) for name in _READ_ATTRIBUTES) and not any(
+        name in vars(base)
+        for base in exc_type.__mro__
+        if base is not BaseException and base is not object
+        for name in _OWN_LOOKUP
+    ):
+        rule = _TYPE_CACHE.get(exc_type) or _type_rule(exc_type)
+        if isinstance(rule, ErrorClass) and rule is not _UNKNOWN:
+            found = rule
+    if len(_PLAIN) >= _PLAIN_LIMIT:  # types made in a loop must not grow it
+        _PLAIN.clear()
+    _PLAIN[exc_type] = found
+    return found
 
 
 def _rejected_reason(exc: BaseException) -> str:
@@ -1047,8 +1117,9 @@ def run_retry(call: RetryCall, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
                 if call.fallback is None:
                     raise failure
                 return fall_back(call, failure)
-            if hasattr(failure, "fp"):  # an open response: urllib's HTTPError
-                _drop(failure)
+            if call.closes is not None:  # an open response: urllib's HTTPError
+                _drop(call.closes)
+                call.closes = None
             failure = None  # only the last exception is kept alive
     finally:
         call.last_error = None  # nothing chains to it once the loop is over: free it now
@@ -1106,8 +1177,9 @@ async def run_retry_async(call: RetryCall, args: tuple[Any, ...], kwargs: dict[s
                     raise failure
                 value = fall_back(call, failure)
                 return await value if policy.fallback_is_async else value
-            if hasattr(failure, "fp"):  # an open response: urllib's HTTPError
-                _drop(failure)
+            if call.closes is not None:  # an open response: urllib's HTTPError
+                _drop(call.closes)
+                call.closes = None
             failure = None  # only the last exception is kept alive
     finally:
         call.last_error = None  # nothing chains to it once the loop is over: free it now
