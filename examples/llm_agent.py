@@ -54,6 +54,7 @@ class Turn:
     server_does: str
     replies: tuple[Reply, ...]
     succeeds: bool = True
+    note: str = ""
 
 
 TURNS = (
@@ -69,6 +70,10 @@ TURNS = (
         "summarise the booking",
         "sends the head, then a body too slow to read in time, once",
         (Reply(body=b'{"choices": []}' * 4, drip=1.0, drip_bytes=4),),
+        note=(
+            "the transport hands a 200 over once its head arrives; a body that stalls after "
+            "that is retried by the agent's own @retry, for timeouts only"
+        ),
     ),
     Turn(
         "translate it to Klingon",
@@ -123,6 +128,8 @@ def main() -> int:
             print(
                 f'\n[{number}/{len(TURNS)}] agent asks "{turn.prompt}" (server: {turn.server_does})'
             )
+            if turn.note:
+                print(f"    ({turn.note})")
             server.script(OPENAI_PATH, *turn.replies)
             before = len(server.requests)
             began = time.monotonic()
