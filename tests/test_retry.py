@@ -446,6 +446,49 @@ def test_retry_with_backoff_honours_max_retry_after() -> None:
         assert clock.sleeps == [45.0, 45.0]  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize(
+    "form", ["retrying", "retry_with_backoff", "retry_with_backoff_async", "run_tasks"]
+)
+@pytest.mark.parametrize(
+    ("value", "error", "message"),
+    [
+        (-1, ValueError, "max_retry_after must be a finite number >= 0, got -1"),
+        (float("nan"), ValueError, "max_retry_after must be a finite number >= 0, got nan"),
+        ("60", TypeError, "max_retry_after must be a number of seconds, got '60'"),
+    ],
+)
+def test_every_form_refuses_a_bad_max_retry_after_before_calling(
+    form: str, value: object, error: type[Exception], message: str
+) -> None:
+    """retrying, retry_with_backoff (sync and async) and run_tasks check max_retry_after first,
+    naming it and the value; the function is never called."""
+    from resilient import run_tasks
+
+    calls: list[int] = []
+
+    def func() -> None:
+        calls.append(1)
+
+    async def afunc() -> None:
+        calls.append(1)
+
+    def run() -> None:
+        if form == "retrying":
+            for attempt in retrying(max_retry_after=value):  # type: ignore[arg-type]
+                with attempt:
+                    func()
+        elif form == "retry_with_backoff":
+            retry_with_backoff(func, max_retry_after=value)  # type: ignore[arg-type]
+        elif form == "retry_with_backoff_async":
+            asyncio.run(retry_with_backoff_async(afunc, max_retry_after=value))  # type: ignore[arg-type]
+        else:
+            run_tasks([("job", func)], max_retry_after=value)  # type: ignore[arg-type]
+
+    with pytest.raises(error, match=_escape(message)):
+        run()
+    assert calls == []
+
+
 def test_the_block_form_follows_the_server_wait_rule() -> None:
     """retrying(): Retry-After 90 under max_delay=1 waited out; 3600 gives up at once."""
     clock = ManualClock()
