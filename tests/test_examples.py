@@ -147,11 +147,17 @@ def test_llm_agent_prints_what_happened_per_call(llm_agent: Completed) -> None:
     assert "answer: echo: check the weather  (2 requests," in out
 
 
-def test_llm_agent_runs_in_under_ten_seconds(llm_agent: Completed) -> None:
-    """The example reports its own run time, which must stay under 10 s (it is about 2 s)."""
-    took = re.search(r"run took ([0-9.]+) s", llm_agent.stdout)
-    assert took is not None, llm_agent.stdout
-    assert float(took.group(1)) < 10.0
+def test_llm_agent_waits_under_a_second_in_all(llm_agent: Completed) -> None:
+    """The example is quick by design: the waits it announces add up to under a second.
+
+    It prints its run time (about 2 s); that is not asserted, since a busy machine
+    stretches it (importing the SDKs alone took tens of seconds on a loaded two-core
+    machine), while the waits it chose are the same on any machine.
+    """
+    waits = [float(w) for w in re.findall(r"retrying .+? in ([0-9.]+) s", llm_agent.stdout)]
+    assert len(waits) == 6, llm_agent.stdout  # one per scripted failure that is retried
+    assert sum(waits) < 1.0
+    assert re.search(r"run took [0-9.]+ s", llm_agent.stdout)
 
 
 # -- examples/quickstart.py -----------------------------------------------------

@@ -517,8 +517,8 @@ def test_with_the_default_timeout_a_frozen_redis_holds_an_acquire_a_second_at_mo
         again = time.monotonic() - started - waited
     finally:
         server.resume()
-    assert 1.0 <= waited < 3.0, waited
-    assert again < 0.5, again
+    assert 1.0 <= waited < 3.0, waited  # one timeout: no call waits three
+    assert again < 1.0, again  # less than the timeout it would wait out, had Redis been asked
     assert store._pacing.mode("api") == "local"  # pyright: ignore[reportPrivateUsage]
 
 
