@@ -1794,10 +1794,9 @@ def test_a_stainless_shaped_sdk_is_recognised_without_importing_anything() -> No
     assert classify(MyTimeout("slow")) is TIMEOUT
     assert classify(APIError("other")) is UNKNOWN
 
-    class APIConnectionErrorLookalike(Exception):  # no APIError above it: not the SDK shape
-        pass
-
-    assert classify(APIConnectionErrorLookalike()) is UNKNOWN
+    # The same name with no APIError above it (another library's class): not the SDK shape.
+    lookalike = type("APIConnectionError", (Exception,), {})
+    assert classify(lookalike("down")) is UNKNOWN
 
 
 # the chain
