@@ -157,6 +157,69 @@ def test_the_local_fallback_of_dropped_breakers_is_released_too(refused_port: in
     assert _names_kept(store) == {"next"}
 
 
+def _pacing_names_kept(store: RedisStore) -> set[str]:
+    """The limiter names the store keeps something for: lanes, claims, the local fallback."""
+    core = store._pacing  # pyright: ignore[reportPrivateUsage]  # no public view of them
+    local = core._local  # pyright: ignore[reportPrivateUsage]
+    return (
+        set(core._lanes)  # pyright: ignore[reportPrivateUsage]
+        | set(core._claims)  # pyright: ignore[reportPrivateUsage]
+        | set(local._rates)  # pyright: ignore[reportPrivateUsage]
+        | set(local._leases)  # pyright: ignore[reportPrivateUsage]
+    )
+
+
+def test_a_store_releases_the_state_of_limiter_names_whose_limiters_are_gone(
+    redis_client: Any,
+) -> None:
+    """Rate limiters and concurrency limits built per tenant and dropped (a hundred after
+    a round trip each): the store keeps nothing for their names, only for those alive."""
+    store = RedisStore(redis_client)
+    for n in range(2_000):
+        limiter = RateLimiter(5, name=f"rate-{n}", store=store)
+        limit = ConcurrencyLimit(2, name=f"slots-{n}", store=store)
+        if n % 20 == 0:
+            assert limiter.try_acquire()
+            with limit:
+                pass
+    del limiter, limit
+    gc.collect()
+    kept = RateLimiter(1, per=3600, name="kept", store=store)
+    assert kept.try_acquire()
+    assert _pacing_names_kept(store) == {"kept"}
+    other = RateLimiter(1, per=3600, name="kept", store=store)  # a second one of that name
+    del kept
+    gc.collect()
+    RateLimiter(5, name="next", store=store)
+    assert _pacing_names_kept(store) == {"kept", "next"}  # "kept" still has a limiter
+    assert not other.try_acquire()  # the name's state: the first one spent the burst
+
+
+def test_the_local_pacing_fallback_of_dropped_limiters_is_released_too(
+    refused_port: int,
+) -> None:
+    """During an outage each name paces locally; that state goes with its limiters."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    client = redis.Redis(
+        port=refused_port,
+        socket_timeout=0.5,
+        socket_connect_timeout=0.5,
+        retry=Retry(NoBackoff(), 0),
+    )
+    store = RedisStore(client, on_store_error="local", retry_interval=3600)
+    for n in range(200):
+        limiter = RateLimiter(1, per=3600, name=f"tenant-{n}", store=store)
+        assert limiter.try_acquire()  # the local fallback admits it
+        assert not limiter.try_acquire()  # and paces it
+    del limiter
+    gc.collect()
+    RateLimiter(1, name="next", store=store)
+    assert _pacing_names_kept(store) == {"next"}
+
+
 # -- names Redis cannot key --------------------------------------------------------------
 
 

@@ -596,6 +596,12 @@ class MemoryPacingStore:
         self._leases: dict[str, dict[str, float]] = {}
         self._serial = itertools.count(1)
 
+    def _forget(self, name: str) -> None:
+        """Drop what is kept for *name* (a shared store's fallback, once its limiters are gone)."""
+        with self._lock:
+            self._rates.pop(name, None)
+            self._leases.pop(name, None)
+
     def _state(self, name: str) -> _Gcra:
         state = self._rates.get(name)
         if state is None:
@@ -731,6 +737,7 @@ class RateLimiter:
     __slots__ = (
         "__weakref__",
         "_admitted",
+        "_claim",
         "_clock",
         "_interval",
         "_local",
@@ -768,7 +775,7 @@ class RateLimiter:
                 f"burst must be >= 1, got {burst!r}: with, @limiter and retry(limiter=) "
                 "take cost 1, which a smaller burst could never admit"
             )
-        _check_name(name, store)
+        self._claim = _check_name(name, store)
         check_clock(clock)
         self.rate: float = float(rate)
         """Units per *per* seconds."""
@@ -1370,6 +1377,7 @@ class ConcurrencyLimit:
     __slots__ = (
         "__weakref__",
         "_async_waiters",
+        "_claim",
         "_clock",
         "_completed",
         "_cond",
@@ -1419,7 +1427,7 @@ class ConcurrencyLimit:
             raise TypeError(f"adaptive must be a bool, got {adaptive!r}")
         if not callable(classifier):
             raise TypeError(f"classifier must be callable, got {classifier!r}")
-        _check_name(name, store)
+        self._claim = _check_name(name, store)
         check_clock(clock)
         self.max_wait: float = _check_duration("max_wait", max_wait, allow_zero=True)
         """Seconds a call waits for a slot."""
@@ -1967,14 +1975,16 @@ def _check_duration(name: str, value: object, *, allow_zero: bool = True) -> flo
     return duration(name, value, allow_zero=allow_zero)
 
 
-def _check_name(name: object, store: object) -> None:
+def _check_name(name: object, store: object) -> object:
+    """Check *name* (and *store*); return what the object built keeps so that a store
+    keeping something per name (``RedisStore``) keeps it while the object lives."""
     if name is not None:
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, got {name!r}")
         if not name:
             raise ValueError(f"name must be a non-empty str, got {name!r}")
     if store is None:
-        return
+        return None
     missing = [
         method
         for base in _STORE_METHODS
@@ -1987,6 +1997,10 @@ def _check_name(name: object, store: object) -> None:
         )
     if name is None:
         raise ValueError("a store shares state by name: pass name= with store=")
+    claim = getattr(store, "claim_name", None)
+    if callable(claim):  # a store that keeps something per name releases it with the objects
+        return claim(name)
     check = getattr(store, "check_name", None)
     if callable(check):  # a store that keys by name may refuse one it cannot key (RedisStore)
         check(name)
+    return None

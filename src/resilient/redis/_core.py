@@ -290,6 +290,20 @@ class BreakerCore(Driven):
         """
         check_name("name", name)
 
+    def claim_name(self, name: str) -> object:
+        """Keep what this store holds for limiter *name* while the returned object lives.
+
+        A rate limiter or concurrency limit built on this store calls it when
+        it is built, and keeps the object: the name's state in this process
+        (its plans, its mode, its local fallback) is released once every
+        limiter of that name is gone. The name is checked as ``check_name`` does.
+
+        Raises:
+            ValueError: *name* cannot be encoded as UTF-8 (a lone surrogate).
+        """
+        check_name("name", name)
+        return self._pacing.claim(name)
+
     def attach(self, name: str) -> object:
         """Keep what this store holds for breaker *name* while the returned object lives.
 

@@ -57,10 +57,12 @@ scripts take it. Replies are one string of space-separated fields.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import math
 import os
 import time
+import weakref
 from typing import Any, NamedTuple
 
 from resilient._compat import seconds
@@ -549,6 +551,12 @@ class PacingLane:
         return plan
 
 
+class _Claim:
+    """Strictly private. What a limiter keeps so that its name's state stays (see ``claim``)."""
+
+    __slots__ = ("__weakref__",)
+
+
 class PacingCore:
     """Strictly private. The pacing half of a Redis store: ``PacingStore``'s operations as ops.
 
@@ -564,7 +572,9 @@ class PacingCore:
 
     __slots__ = (
         "_acquire",
+        "_claims",
         "_confirm",
+        "_dropped",
         "_fb",
         "_lanes",
         "_local",
@@ -590,6 +600,39 @@ class PacingCore:
         self._probe = client.register_script(PACING_PROBE)
         self._lanes: dict[str, PacingLane] = {}
         self._local = MemoryPacingStore()
+        self._claims: dict[str, set[weakref.ref[object]]] = {}
+        self._dropped: collections.deque[tuple[str, weakref.ref[object]]] = collections.deque()
+
+    def claim(self, name: str) -> object:
+        """Keep what this core holds for limiter *name* while the returned object lives.
+
+        A ``RateLimiter`` or ``ConcurrencyLimit`` keeps it: once every one of
+        that name is gone, the name's lane (its plans, its mode, the leases
+        whose answer was lost: Redis lets those expire) and its local
+        fallback's state are released, so limiters built per tenant and
+        dropped do not grow the store for ever.
+        """
+        claim: object = _Claim()
+        dropped = self._dropped
+        ref: weakref.ref[object] = weakref.ref(claim, lambda gone: dropped.append((name, gone)))
+        with self._fb.lock:
+            self._sweep()
+            self._claims.setdefault(name, set()).add(ref)
+        return claim
+
+    def _sweep(self) -> None:
+        """Release the names whose limiters are all gone (under the lock)."""
+        dropped = self._dropped
+        while dropped:
+            name, ref = dropped.popleft()
+            claims = self._claims.get(name)
+            if claims is None or ref not in claims:
+                continue
+            claims.discard(ref)
+            if not claims:
+                del self._claims[name]
+                self._lanes.pop(name, None)
+                self._local._forget(name)  # pyright: ignore[reportPrivateUsage]
 
     def mode(self, name: str) -> StoreMode:
         """Where the state of limiter *name* lives now, in this process."""
