@@ -52,8 +52,10 @@ from resilient._compat import (
 from resilient._deadline import DEADLINE, enter_deadline, time_remaining
 from resilient.backoff import (
     Backoff,
+    _shared_rng,  # pyright: ignore[reportPrivateUsage]
     _Steps,  # pyright: ignore[reportPrivateUsage]
     _Strategy,  # pyright: ignore[reportPrivateUsage]
+    proportional_draw,
     steps,
 )
 
@@ -62,6 +64,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
     from logging import Logger
+    from random import Random
     from typing import Any, NoReturn, TypeVar, overload
 
     from typing_extensions import ParamSpec, deprecated
@@ -131,12 +134,16 @@ class Policy:
         "classify",
         "clock",
         "deadline",
+        "draw_low",
+        "draw_rng",
+        "draw_span",
         "fallback",
         "fallback_is_async",
         "first_steps",
         "limiter",
         "logger",
         "max_attempts",
+        "max_delay",
         "max_retries",
         "max_retry_after",
         "needs_full_loop",
@@ -242,6 +249,15 @@ class Policy:
         ``_Steps``); ``None`` when every delay is 0.0."""
         self.first_steps = _Steps(self.backoff.base_delay)
         """That state before the first retry, which each call copies."""
+        self.max_delay = self.backoff.max_delay
+        # next_delay spelled out when it is the default jitter's (see proportional_draw):
+        # after_failure draws it without a call. draw_low is None for any other step.
+        drawn = proportional_draw(self.backoff)
+        self.draw_low: float | None = None
+        self.draw_span = 0.0
+        self.draw_rng: Random | None = None
+        if drawn is not None:
+            self.draw_low, self.draw_span, self.draw_rng = drawn
         self.needs_full_loop = (
             deadline is not None
             or budget is not None
@@ -660,8 +676,20 @@ class RetryCall(_Steps):
             return self.give_up(exc, result, error_class, "the retry budget refused a retry")
         if policy.stop_event is not None and policy.stop_event.is_set():
             return self.give_up(exc, result, error_class, "stop_event is set")
-        step = policy.next_delay
-        delay = 0.0 if step is None else step(self)
+        low = policy.draw_low
+        if low is not None:  # policy.next_delay(self), inlined: see proportional_draw
+            nominal = self.nominal
+            rng = policy.draw_rng
+            draw = rng if rng is not None else _random or _shared_random()
+            delay = nominal * (low + policy.draw_span * draw.random())
+            doubled = nominal * 2.0
+            cap = policy.max_delay
+            self.nominal = doubled if doubled < cap else cap
+            if delay > cap:
+                delay = cap
+        else:
+            step = policy.next_delay
+            delay = 0.0 if step is None else step(self)
         asked = None
         # Only a result or an exception with a response or headers can carry a Retry-After.
         if plain is None and (exc is None or hasattr(exc, "response") or hasattr(exc, "headers")):
@@ -995,6 +1023,16 @@ def _server_pause(exc: BaseException | None, result: Any, max_retry_after: float
         return 0.0
     asked = retry_after(source)
     return 0.0 if asked is None else min(asked, max_retry_after)
+
+
+_random: Random | None = None
+
+
+def _shared_random() -> Random:
+    """The generator ``random``'s functions share (``backoff``'s), kept here once drawn from."""
+    global _random
+    _random = _shared_rng()
+    return _random
 
 
 _PLAIN: dict[type[BaseException], ErrorClass | None] = {}

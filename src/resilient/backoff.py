@@ -307,6 +307,22 @@ def _proportional(cap: float, strategy: ProportionalJitter) -> Callable[[_Steps]
     return step
 
 
+def proportional_draw(policy: Backoff) -> tuple[float, float, random.Random | None] | None:
+    """Strictly private. ``(low, span, rng)`` of ``steps(policy)`` when it is ``_proportional``.
+
+    The retry loop draws that step itself, the same numbers with one call
+    less per retry (a test holds its delays to ``delays()``'s): each delay is
+    ``nominal * (low + span * rng.random())``, at most the cap (the shared
+    generator when *rng* is ``None``); the nominal delay doubles up to the cap.
+    ``None`` for any other step.
+    """
+    strategy = policy.jitter
+    if policy.max_delay == 0.0 or type(strategy) is not ProportionalJitter:
+        return None
+    low = 1.0 - strategy.fraction
+    return low, (1.0 + strategy.fraction) - low, strategy._rng
+
+
 def _next_delay(
     strategy: Jitter, retry_number: int, previous: float, base: float, cap: float
 ) -> float:
