@@ -882,21 +882,101 @@ def test_an_open_breaker_raises_circuit_open_error_from_send() -> None:
     assert not getattr(caught.value, "__notes__", [])
 
 
-def test_a_circuit_that_opens_during_a_call_ends_it_at_the_rejection() -> None:
-    """The second 503 opens the circuit: the next attempt is rejected, and the call ends there
-    (no backoff to wait out a rejection), with a note saying so."""
-    breaker = CircuitBreaker(failure_threshold=2, name="api")
-    handler = scripted(503, 503, 503, 503)
+def _send_through(mode: str, handler: Callable[[Any], Any], **options: Any) -> Any:
+    """GET /x through ResilientTransport (sync) or AsyncResilientTransport (async)."""
+    options.setdefault("jitter", False)
+    if mode == "sync":
+        with mock_client(handler, **options) as client:
+            return client.get("/x")
+
+    async def answer(request: Any) -> Any:
+        return handler(request)
+
+    async def main() -> Any:
+        transport = AsyncResilientTransport(httpx2.MockTransport(answer), **options)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://api.test") as client:
+            return await client.get("/x")
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_the_response_that_opens_the_circuit_is_returned_without_a_wait(
+    mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The second 503 opens the circuit: no wait for an attempt that could only be rejected,
+    and that 503 is returned as it came (as when retries run out), not a CircuitOpenError."""
     clock = ManualClock()
-    with (
-        mock_client(handler, breaker=breaker, clock=clock) as client,
-        pytest.raises(CircuitOpenError) as caught,
-    ):
-        client.get("/x")
+    breaker = CircuitBreaker(failure_threshold=2, recovery_timeout=60.0, name="api", clock=clock)
+    handler = scripted(503, 503, 503, 503)
+    with caplog.at_level(logging.WARNING, "resilient.retry"):
+        response = _send_through(mode, handler, breaker=breaker, base_delay=10, clock=clock)
+    assert response.status_code == 503
+    assert response.json() == {"n": 2}  # the answer that opened it, its body intact
     assert len(handler.seen) == 2  # type: ignore[attr-defined]
-    assert clock.sleeps == [0.5, 1.0]  # the waits before attempts 2 and 3, none after
+    assert clock.sleeps == [10.0]  # the wait before attempt 2; none after it opened
+    assert breaker.is_open
+    assert [r.getMessage() for r in caplog.records if r.name == "resilient.retry"] == [
+        "retrying GET api.test in 10 s (attempt 2 of 4) after 503 Service Unavailable",
+        "giving up on GET api.test after 2 attempts over 10.000 s (circuit 'api' is open for "
+        "60 s more): 503 Service Unavailable; the last response is returned",
+    ]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_the_error_that_opens_the_circuit_is_raised_without_a_wait(mode: str) -> None:
+    """A connect error that opens the circuit is raised itself (pybreaker #60), with a note
+    saying why the call ended, and no wait is started."""
+    clock = ManualClock()
+    breaker = CircuitBreaker(failure_threshold=2, recovery_timeout=60.0, name="api", clock=clock)
+    refused = [httpx2.ConnectError("connection refused") for _ in range(4)]
+    handler = scripted(*refused)
+    with pytest.raises(httpx2.ConnectError) as caught:
+        _send_through(mode, handler, breaker=breaker, base_delay=10, clock=clock)
+    assert caught.value is refused[1]
+    assert clock.sleeps == [10.0]
     assert caught.value.__notes__ == [
-        "resilient: 2 attempts over 1.500 s (then the circuit opened)"
+        "resilient: 2 attempts over 10.000 s (circuit 'api' is open for 60 s more)"
+    ]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_circuit_that_admits_a_trial_before_the_wait_ends_is_waited_for(mode: str) -> None:
+    """Open for 5 s, a 20 s wait: the next attempt is the half-open trial, so it is made."""
+    clock = ManualClock()
+    breaker = CircuitBreaker(failure_threshold=2, recovery_timeout=5.0, name="api", clock=clock)
+    handler = scripted(503, 503, 200)
+    response = _send_through(mode, handler, breaker=breaker, base_delay=10, clock=clock)
+    assert response.status_code == 200
+    assert clock.sleeps == [10.0, 20.0]
+    assert not breaker.is_open
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_circuit_opened_by_others_during_the_wait_ends_the_call_at_the_rejection(
+    mode: str,
+) -> None:
+    """Another caller opens the circuit while this call waits: the next attempt is rejected
+    (nothing sent) and the CircuitOpenError is raised with a note, not waited out again."""
+
+    class TrippedWhileWaiting(ManualClock):
+        def sleep(self, seconds: float) -> None:
+            super().sleep(seconds)
+            breaker.trip()
+
+        async def asleep(self, seconds: float) -> None:
+            await super().asleep(seconds)
+            breaker.trip()
+
+    clock = TrippedWhileWaiting()
+    breaker = CircuitBreaker(failure_threshold=5, name="api", clock=clock)
+    handler = scripted(503, 503, 503, 503)
+    with pytest.raises(CircuitOpenError) as caught:
+        _send_through(mode, handler, breaker=breaker, base_delay=10, clock=clock)
+    assert len(handler.seen) == 1  # type: ignore[attr-defined]
+    assert clock.sleeps == [10.0]
+    assert caught.value.__notes__ == [
+        "resilient: 1 attempt over 10.000 s (then the circuit opened)"
     ]
 
 

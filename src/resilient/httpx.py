@@ -158,6 +158,9 @@ class ResilientTransport(_SyncBase):
         breaker: a ``CircuitBreaker`` every attempt goes through: errors and
             responses whose status classifies as a counted failure count; an
             open circuit raises ``CircuitOpenError`` from the client's call.
+            A failure after which the circuit would still be open at the end
+            of the wait ends the call at once, no wait: its response is
+            returned (its error raised) as when retries run out.
         budget: a ``RetryBudget`` (or its Redis twin) each retry spends from;
             no retry when it refuses.
         limiter: a ``RateLimiter`` every attempt acquires first, within the
@@ -775,6 +778,11 @@ class _Call:
             return self.stop(exc, response, error_class, reason, always=True)
         if DEFAULTS.no_wait:
             delay = 0.0
+        if plan.breaker is not None:
+            closed_for = _open_for(plan.breaker)
+            if closed_for > delay:  # the next attempt would only be rejected
+                reason = f"circuit {plan.breaker.name!r} is open for {seconds(closed_for)} s more"
+                return self.stop(exc, response, error_class, reason, always=True)
         now = self.clock.monotonic()
         if self.deadline is not None and now + delay > self.deadline:
             if asked is not None and delay == asked:
@@ -923,6 +931,18 @@ async def _counted_async(send: Callable[[Any], Any], module: Any, request: Any) 
     if response.status_code >= 400:
         raise _status_error(module, request, response)
     return response
+
+
+def _open_for(breaker: Any) -> float:
+    """Seconds *breaker* stays open (``0.0`` unless open), read after a retried failure.
+
+    The breaker's own reading for a composed retry loop (no round trip when a
+    shared store remembers the state), else its public ``remaining``.
+    """
+    read = getattr(breaker, "__resilient_remaining__", None)
+    if read is not None:
+        return float(read())
+    return float(getattr(breaker, "remaining", 0.0))
 
 
 def _classify(classifier: Callable[..., ErrorClass], exc: BaseException) -> ErrorClass:
