@@ -134,11 +134,14 @@ def test_4_processes_x_2_threads_admit_within_2_percent_of_rate_x_duration_plus_
     Counted over the span of the turns' own slots (each known to within its
     round trip), so a caller that wakes late changes nothing. The upper
     bound is GCRA's and holds whatever the machine does. The lower bound
-    says the shared limiter wastes nothing: it holds unless all 8 threads
-    stall at once; a loaded machine does that (a run stalled for longer than the
-    burst takes to refill, 0.25 s), so the time in which no thread was asking
-    is left out of the span the lower bound counts: the limiter cannot grant
-    a turn nobody asks for, and wasting turns while threads ask still fails.
+    says the shared limiter wastes nothing while it is asked and answers
+    promptly. Two kinds of time are left out of the span it counts, both
+    measured in the run: time in which no thread was asking (all 8 stalled
+    at once), and time inside a round trip that took over STALLED (Redis or
+    the whole machine stalled; a normal round trip takes well under 1 ms): a
+    GCRA limiter asked that late has refilled at most its burst and then
+    drops the rest, turns it could never have granted. Wasting turns while
+    threads ask and Redis answers promptly still fails.
     """
     reports = run_in_processes(pool, redis_client, _admit_for_a_while)
     slots = [slot for report in reports for slot in report]
@@ -149,8 +152,25 @@ def test_4_processes_x_2_threads_admit_within_2_percent_of_rate_x_duration_plus_
     assert narrowest >= DURATION - 0.1, "the run was shorter than planned"
     assert turns <= BURST + RATE * widest + 1e-6
     idle = _nobody_asking(slots, first, last)
-    expected = BURST + RATE * (narrowest - idle)
-    assert turns >= 0.98 * expected, (turns, expected, idle)
+    stalled = _stalled(slots, first, last)
+    expected = BURST + RATE * (narrowest - idle - stalled)
+    trips = sorted(hi - lo for lo, hi, _ in slots)
+    assert turns >= 0.98 * expected, (turns, expected, idle, stalled, trips[len(trips) // 2])
+
+
+# A round trip this long is a stall of Redis or of the machine, not the limiter's doing.
+STALLED = 0.05
+
+
+def _stalled(slots: list[tuple[float, float, float]], start: float, end: float) -> float:
+    """Seconds of [start, end] inside some round trip that took longer than STALLED.
+
+    A slot's bounds are its call's start and end plus the same wait, so
+    ``hi - lo`` is the round trip, which ran from ``sent`` to ``sent + hi - lo``
+    (within the time its thread was asking, so never counted as idle too).
+    """
+    slow = [(sent, sent + hi - lo) for lo, hi, sent in slots if hi - lo > STALLED]
+    return _covered(slow, start, end)
 
 
 def _nobody_asking(slots: list[tuple[float, float, float]], start: float, end: float) -> float:
@@ -159,14 +179,19 @@ def _nobody_asking(slots: list[tuple[float, float, float]], start: float, end: f
     A thread asks from its call's start until its slot (the latest bound);
     then it sleeps to its slot and asks again, unless the machine stalls it.
     """
-    asking = sorted((sent, hi) for _, hi, sent in slots)
+    asking = [(sent, hi) for _, hi, sent in slots]
+    return max(0.0, (end - start) - _covered(asking, start, end))
+
+
+def _covered(intervals: list[tuple[float, float]], start: float, end: float) -> float:
+    """Seconds of [start, end] inside the union of *intervals*."""
     covered, reach = 0.0, start
-    for began, ended in asking:
+    for began, ended in sorted(intervals):
         began, ended = max(began, reach), min(ended, end)
         if ended > began:
             covered += ended - began
             reach = ended
-    return max(0.0, (end - start) - covered)
+    return covered
 
 
 # -- a pause anywhere holds everywhere -----------------------------------------------------
