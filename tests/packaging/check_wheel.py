@@ -3,8 +3,9 @@
 Checks what a user's ``pip install resilient-kit[requests]`` gives them:
 ``resilient`` is imported from site-packages (not from a source tree), every
 public name loads, ``py.typed`` is installed with the package, the pytest
-plugin is registered under ``pytest11``, and the modules of the extras not
-installed (``redis``, ``httpx``) say which extra to install when imported.
+plugin is registered under ``pytest11``, the ``httpx`` extra requires no HTTP
+client, and the modules of the extras not installed (``redis``, ``httpx``) say
+which extra to install when imported.
 
 Usage: python -I check_wheel.py SOURCE_TREE
 """
@@ -38,6 +39,13 @@ def main(source_tree: Path) -> None:
     assert plugins["resilient"].value == "resilient._pytest_plugin", plugins["resilient"].value
     plugin = plugins["resilient"].load()
     assert plugin.__name__ == "resilient._pytest_plugin", plugin
+
+    # resilient-kit[httpx] requires no client: the user's choice of httpx or httpx2 stands.
+    metadata = importlib.metadata.metadata("resilient-kit")
+    assert "httpx" in (metadata.get_all("Provides-Extra") or []), "no httpx extra"
+    requires = [r.replace("'", '"') for r in metadata.get_all("Requires-Dist") or []]
+    pulled = [r for r in requires if 'extra == "httpx"' in r]
+    assert not pulled, f"the httpx extra requires {pulled}"
 
     # The extras this venv lacks: importing their module says which extra to install.
     for module, extra in (("resilient.redis", "redis"), ("resilient.httpx", "httpx")):
