@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gc
 import inspect
@@ -34,6 +35,7 @@ from resilient import (
     _retry,
     classify,
     execute_task_safely,
+    execute_task_safely_async,
     retry,
     retry_with_backoff,
     retry_with_backoff_async,
@@ -3502,3 +3504,95 @@ def test_an_error_holding_a_response_is_closed_once_retried_past_and_not_the_las
         call()
     assert raised.value is failures[3]
     assert [getattr(f, "closed", None) for f in failures] == [True, None, True, False]
+
+
+# --- a wrapper's chain decides, not its type ------------------------------------------
+# A type the rules call UNKNOWN is classified by its cause, then its context unless
+# suppressed (DESIGN, Classification): one answer per type cannot be right for both a
+# wrapper raised from a connection error and the same wrapper raised on its own.
+
+
+def _wrapped(wrapper: type[Exception], how: str) -> Exception:
+    """A *wrapper* raised as *how* says, while handling a ConnectionError or not."""
+    if how == "plain":
+        return wrapper("plain")
+    try:
+        try:
+            raise ConnectionError("refused")
+        except ConnectionError as exc:
+            if how == "from":
+                raise wrapper("from") from exc
+            if how == "from None":
+                raise wrapper("from None") from None
+            raise wrapper("context")  # noqa: B904 (the context is the point)
+    except wrapper as made:
+        return made
+    raise AssertionError("unreachable")
+
+
+def _calls_made(form: str, failure: Exception) -> int:
+    """How often one call in *form* ran a function failing once with *failure* (at most 2)."""
+    flaky = Flaky(failure)
+
+    async def coroutine() -> str:
+        return flaky()
+
+    async def async_block() -> None:
+        async for attempt in retrying(max_retries=1):
+            with attempt:
+                await coroutine()
+
+    with contextlib.suppress(type(failure)):
+        if form == "@retry":
+            retry(max_retries=1)(flaky)()
+        elif form == "@retry async":
+            asyncio.run(retry(max_retries=1)(coroutine)())
+        elif form == "for":
+            for attempt in retrying(max_retries=1):
+                with attempt:
+                    flaky()
+        elif form == "async for":
+            asyncio.run(async_block())
+        elif form == "retry_with_backoff":
+            retry_with_backoff(flaky, max_retries=1)
+        elif form == "retry_with_backoff_async":
+            asyncio.run(retry_with_backoff_async(coroutine, max_retries=1))
+        elif form == "execute_task_safely":
+            assert execute_task_safely("wrapped", flaky, max_retries=1).attempts == flaky.calls
+        else:
+            result = asyncio.run(execute_task_safely_async("wrapped", coroutine, max_retries=1))
+            assert result.attempts == flaky.calls
+    return flaky.calls
+
+
+@pytest.mark.parametrize(
+    "order",
+    [("from", "plain", "context", "from None"), ("plain", "from", "from None", "context")],
+    ids=["chained-first", "plain-first"],
+)
+@pytest.mark.parametrize(
+    "form",
+    [
+        "@retry",
+        "@retry async",
+        "for",
+        "async for",
+        "retry_with_backoff",
+        "retry_with_backoff_async",
+        "execute_task_safely",
+        "execute_task_safely_async",
+    ],
+)
+def test_a_wrapper_is_retried_when_raised_from_a_connection_error_and_only_then(
+    form: str, order: tuple[str, ...]
+) -> None:
+    """One type, UNKNOWN on its own: retried with a connection error as its cause or its
+    context, given up at once alone or ``from None``, in either order, in every form."""
+
+    class Wrapper(RuntimeError):  # a new type: no answer for it is cached yet
+        pass
+
+    retried = {"from": 2, "context": 2, "plain": 1, "from None": 1}
+    with use_clock(ManualClock()):
+        made = [_calls_made(form, _wrapped(Wrapper, how)) for how in order]
+    assert made == [retried[how] for how in order]
