@@ -150,14 +150,25 @@ def test_llm_agent_prints_what_happened_per_call(llm_agent: Completed) -> None:
 def test_llm_agent_waits_under_a_second_in_all(llm_agent: Completed) -> None:
     """The example is quick by design: the waits it announces add up to under a second.
 
-    It prints its run time (about 2 s); that is not asserted, since a busy machine
-    stretches it (importing the SDKs alone took tens of seconds on a loaded two-core
-    machine), while the waits it chose are the same on any machine.
+    The same on any machine, however loaded (its run time is checked below, with its
+    margin).
     """
     waits = [float(w) for w in re.findall(r"retrying .+? in ([0-9.]+) s", llm_agent.stdout)]
     assert len(waits) == 6, llm_agent.stdout  # one per scripted failure that is retried
     assert sum(waits) < 1.0
-    assert re.search(r"run took [0-9.]+ s", llm_agent.stdout)
+
+
+def test_llm_agent_runs_in_under_ten_seconds(llm_agent: Completed) -> None:
+    """The example's promise (no network, no key, under 10 s) holds: the run time it reports
+    is under 10 s.
+
+    That figure is measured inside main(), after the imports (the SDKs' import is what a
+    loaded machine stretches most, and it is no part of the run). The run takes about 1.2 s
+    on a quiet machine: 10 s, the claim itself, is a margin of 8x.
+    """
+    took = re.search(r"^run took ([0-9.]+) s$", llm_agent.stdout, re.MULTILINE)
+    assert took is not None, llm_agent.stdout
+    assert float(took.group(1)) < 10.0
 
 
 # -- examples/quickstart.py -----------------------------------------------------
