@@ -53,8 +53,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 SHARED_FIXTURE_PREFIXES = (
     "tests/test_examples.py::test_agent_loop_",
     "tests/test_examples.py::test_load_",
-    "tests/test_redis_pacing_processes.py::",
-    "tests/test_redis_processes.py::",
 )
 
 # The tests that call the real openai and anthropic SDKs in the test process (their
@@ -73,6 +71,10 @@ SDK_ZYGOTE_PREFIXES = (
     "tests/test_typing_files.py::test_every_typing_file_imports",
 )
 
+# The modules whose tests share the ``spawn_pool`` (four spawned processes): one unit,
+# so that one worker spawns them (half a second of CPU each, importing a test module).
+SPAWN_POOL_PREFIXES = ("tests/test_redis_pacing_processes.py::", "tests/test_redis_processes.py::")
+
 
 def _work_unit(nodeid: str) -> str:
     """The xdist unit of a test: its shared fixture's prefix, one of the SDK units, or itself."""
@@ -80,6 +82,8 @@ def _work_unit(nodeid: str) -> str:
         return "the LLM SDKs in process"
     if nodeid.startswith(SDK_ZYGOTE_PREFIXES):
         return "the LLM SDKs in a zygote"
+    if nodeid.startswith(SPAWN_POOL_PREFIXES):
+        return "the pool of spawned processes"
     return next((p for p in SHARED_FIXTURE_PREFIXES if nodeid.startswith(p)), nodeid)
 
 
@@ -153,6 +157,18 @@ def sdk_zygote() -> Iterator[Any]:
     runner = Zygote(SDK_PRELOAD)
     yield runner
     runner.close()
+
+
+@pytest.fixture(scope="session")
+def spawn_pool() -> Iterator[Any]:
+    """Four processes started with ``spawn`` (fresh interpreters), for the tests of
+    processes sharing one Redis (their ``WORKERS``); started once, on the worker of
+    their unit."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("spawn")) as workers:
+        yield workers
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """Real processes (``spawn``), one Redis: one rate, one pause and one set of slots for all.
 
-Four worker processes (spawned once for this module, reused by its tests)
+Four worker processes (spawned once, reused by the tests of this module and of
+test_redis_processes: the ``spawn_pool`` of conftest.py)
 each build their own store and limiter on the session's server, meet at
 barriers kept in Redis, and return what they saw. The workers are
 module-level functions so a spawned process can import them.
@@ -15,7 +16,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -44,23 +45,28 @@ def connect(url: str) -> Any:
 
 
 def barrier(client: Any, name: str, parties: int = WORKERS) -> None:
-    """Wait until *parties* processes (workers, or workers and the test) reached *name*."""
-    client.incr(f"barrier:{name}")
+    """Wait until *parties* processes (workers, or workers and the test) reached *name*.
+
+    Without polling: the last to arrive pushes a token per party, which each
+    takes (BLPOP), so a process waiting for the others burns no CPU they need.
+    """
+    key = f"barrier:{name}"
+    if client.incr(key) == parties:
+        client.rpush(f"{key}:go", *["go"] * parties)
     deadline = time.monotonic() + 60.0
-    while int(client.get(f"barrier:{name}")) < parties:
+    while client.blpop([f"{key}:go"], timeout=1) is None:  # within the 5 s socket timeout
         if time.monotonic() > deadline:
             raise TimeoutError(f"barrier {name!r}: not every process arrived")
-        time.sleep(0.002)
 
 
 _runs = itertools.count()
 
 
-@pytest.fixture(scope="module")
-def pool() -> Iterator[ProcessPoolExecutor]:
-    """Four spawned processes, started once: a barrier in each task keeps one task per process."""
-    with ProcessPoolExecutor(WORKERS, mp_context=multiprocessing.get_context("spawn")) as workers:
-        yield workers
+@pytest.fixture
+def pool(spawn_pool: ProcessPoolExecutor) -> ProcessPoolExecutor:
+    """The WORKERS (4) spawned processes of conftest.py, shared with the other module of
+    processes: a barrier in each task keeps one task per process."""
+    return spawn_pool
 
 
 def _url(redis_client: Any) -> str:

@@ -1,6 +1,7 @@
 """Real processes (``spawn``), one Redis: one breaker and one budget for all of them.
 
-Four worker processes (spawned once for this module, reused by its tests)
+Four worker processes (spawned once, reused by the tests of this module and of
+test_redis_pacing_processes: the ``spawn_pool`` of conftest.py)
 each build their own store, breaker or budget on the session's server, meet
 at barriers kept in Redis, and return what they saw. The workers are
 module-level functions so a spawned process can import them.
@@ -10,9 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import multiprocessing
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -46,23 +46,28 @@ def connect(url: str) -> Any:
 
 
 def barrier(client: Any, name: str, parties: int = WORKERS) -> None:
-    """Wait until *parties* processes (workers, or workers and the test) reached *name*."""
-    client.incr(f"barrier:{name}")
+    """Wait until *parties* processes (workers, or workers and the test) reached *name*.
+
+    Without polling: the last to arrive pushes a token per party, which each
+    takes (BLPOP), so a process waiting for the others burns no CPU they need.
+    """
+    key = f"barrier:{name}"
+    if client.incr(key) == parties:
+        client.rpush(f"{key}:go", *["go"] * parties)
     deadline = time.monotonic() + 60.0
-    while int(client.get(f"barrier:{name}")) < parties:
+    while client.blpop([f"{key}:go"], timeout=1) is None:  # within the 5 s socket timeout
         if time.monotonic() > deadline:
             raise TimeoutError(f"barrier {name!r}: not every process arrived")
-        time.sleep(0.002)
 
 
 _runs = itertools.count()
 
 
-@pytest.fixture(scope="module")
-def pool() -> Iterator[ProcessPoolExecutor]:
-    """Four spawned processes, started once: a barrier in each task keeps one task per process."""
-    with ProcessPoolExecutor(WORKERS, mp_context=multiprocessing.get_context("spawn")) as workers:
-        yield workers
+@pytest.fixture
+def pool(spawn_pool: ProcessPoolExecutor) -> ProcessPoolExecutor:
+    """The WORKERS (4) spawned processes of conftest.py, shared with the other module of
+    processes: a barrier in each task keeps one task per process."""
+    return spawn_pool
 
 
 def run_in_processes(
@@ -259,14 +264,13 @@ ASYNC_WORKERS = 3
 
 async def _async_barrier(client: Any, name: str, parties: int) -> None:
     """``barrier`` for a coroutine: the loop keeps running while it waits."""
-    import asyncio
-
-    await client.incr(f"barrier:{name}")
+    key = f"barrier:{name}"
+    if await client.incr(key) == parties:
+        await client.rpush(f"{key}:go", *["go"] * parties)
     deadline = time.monotonic() + 60.0
-    while int(await client.get(f"barrier:{name}")) < parties:
+    while await client.blpop([f"{key}:go"], timeout=1) is None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"barrier {name!r}: not every process arrived")
-        await asyncio.sleep(0.002)
 
 
 def _asyncio_program(n: int, url: str, run: str, kind: str) -> dict[str, Any]:
