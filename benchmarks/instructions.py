@@ -9,7 +9,9 @@ them exactly, in a fresh interpreter with a fixed hash seed). Each per-call
 figure is the count of a child that makes N calls minus that of one making
 none, over N, less the cost of the empty loop (as ``timeit`` does); each
 import figure the count of ``python -c STATEMENT`` minus that of ``python -c
-pass``, with bytecode cached. Instructions are not time (a clock read or a
+pass``, with bytecode cached. The ``async`` rows await the call N times in one
+coroutine driven without an event loop (nothing suspends), so they count what
+the wrapper adds, not the loop's scheduling. Instructions are not time (a clock read or a
 cache miss costs more than its count says), so these ratios complement the
 timed ones of the other scripts, they do not replace them.
 """
@@ -25,11 +27,21 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # The same floors and failing function as the timed benchmark, counted instead.
-from retry_overhead import NoSleep, fails_twice, fixed_wrapper, hand_loop, hand_wrapper, work
+from retry_overhead import (
+    NoSleep,
+    fails_twice,
+    fixed_wrapper,
+    hand_async_wrapper,
+    hand_loop,
+    hand_wrapper,
+    work,
+    work_async,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -51,6 +63,10 @@ def fixed_loop(func: Callable[[int], int]) -> Callable[[int], int]:
     return wrapped
 
 
+ASYNC = "async success: "
+"""The prefix of the candidates awaited (in one coroutine, driven without an event loop)."""
+
+
 def _candidates() -> dict[str, Callable[[int], object]]:
     from resilient import execute_task_safely, retry, run_tasks
 
@@ -66,6 +82,8 @@ def _candidates() -> dict[str, Callable[[int], object]]:
             fails_twice()
         ),
         "task: execute_task_safely": functools.partial(execute_task_safely, "task", work),
+        ASYNC + "floor, generic": hand_async_wrapper(work_async),
+        ASYNC + "@retry": retry(max_retries=2)(work_async),
         "task: run_tasks, 100 tasks": lambda x: run_tasks(hundred),
     }
 
@@ -79,6 +97,8 @@ CALLS: tuple[tuple[str, str | None], ...] = (
     ("failure: floor, generic", None),
     ("failure: @retry", "failure: floor, fixed signature"),
     ("failure: @retry, jittered delays", "failure: floor, fixed signature"),
+    (ASYNC + "floor, generic", None),
+    (ASYNC + "@retry", ASYNC + "floor, generic"),
     ("task: execute_task_safely", "success: floor, generic"),
     ("task: run_tasks, 100 tasks", "success: floor, generic"),
 )
@@ -106,6 +126,11 @@ def child(name: str, calls: int) -> None:
     """Make *calls* calls of candidate *name* (after one unmeasured call)."""
     logging.disable(logging.CRITICAL)
     func = _candidates()[name] if name != LOOP else work
+    if name.startswith(ASYNC):
+        awaited(func, 1)
+        gc.disable()
+        awaited(func, calls)
+        return
     func(1)
     gc.disable()
     if name == LOOP:  # what every figure has subtracted, as timeit does
@@ -114,6 +139,21 @@ def child(name: str, calls: int) -> None:
     else:
         for _ in range(calls):
             func(1)
+
+
+def awaited(func: Callable[[int], Any], calls: int) -> None:
+    """Await ``func(1)`` *calls* times in one coroutine, driven by hand: nothing suspends."""
+
+    async def many() -> None:
+        for _ in range(calls):
+            await func(1)
+
+    coroutine = many()
+    try:
+        coroutine.send(None)
+    except StopIteration:
+        return
+    raise RuntimeError(f"{func!r} suspended: it cannot be counted without an event loop")
 
 
 def _instructions(arguments: list[str]) -> int:
