@@ -147,19 +147,26 @@ def test_4_processes_x_2_threads_admit_within_2_percent_of_rate_x_duration_plus_
     the whole machine stalled; a normal round trip takes well under 1 ms): a
     GCRA limiter asked that late has refilled at most its burst and then
     drops the rest, turns it could never have granted. Wasting turns while
-    threads ask and Redis answers promptly still fails.
+    threads ask and Redis answers promptly still fails. A run with less than
+    a second left to count (the machine stalled for over half of it, at the
+    start or inside) tells nothing either way: it runs again, 3 times at most.
     """
-    reports = run_in_processes(pool, redis_client, _admit_for_a_while)
-    slots = [slot for report in reports for slot in report]
-    turns = len(slots)
-    widest = max(hi for _, hi, _ in slots) - min(lo for lo, _, _ in slots)
-    first, last = min(hi for _, hi, _ in slots), max(lo for lo, _, _ in slots)
-    narrowest = last - first
-    assert narrowest >= DURATION - 0.1, "the run was shorter than planned"
-    assert turns <= BURST + RATE * widest + 1e-6
-    idle = _nobody_asking(slots, first, last)
-    stalled = _stalled(slots, first, last)
-    expected = BURST + RATE * (narrowest - idle - stalled)
+    counted = 0.0  # seconds of the run's span the lower bound counts
+    for _ in range(3):
+        reports = run_in_processes(pool, redis_client, _admit_for_a_while)
+        slots = [slot for report in reports for slot in report]
+        turns = len(slots)
+        widest = max(hi for _, hi, _ in slots) - min(lo for lo, _, _ in slots)
+        assert turns <= BURST + RATE * widest + 1e-6
+        first, last = min(hi for _, hi, _ in slots), max(lo for lo, _, _ in slots)
+        idle = _nobody_asking(slots, first, last)
+        stalled = _stalled(slots, first, last)
+        counted = last - first - idle - stalled
+        if counted >= DURATION - 0.5:
+            break
+    else:
+        pytest.fail(f"3 runs in a row stalled for over 0.5 s of {DURATION} s; the last: {counted}")
+    expected = BURST + RATE * counted
     trips = sorted(hi - lo for lo, hi, _ in slots)
     assert turns >= 0.98 * expected, (turns, expected, idle, stalled, trips[len(trips) // 2])
 
@@ -203,31 +210,51 @@ def _covered(intervals: list[tuple[float, float]], start: float, end: float) -> 
 # -- a pause anywhere holds everywhere -----------------------------------------------------
 
 
-def _pause_or_obey(n: int, url: str, run: str) -> tuple[bool, float]:
-    """Process 0 pauses the shared limiter; the others, told so, try to acquire."""
+Window = tuple[float, float]  # a call's start and end on this host's monotonic clock
+
+
+def _pause_or_obey(n: int, url: str, run: str) -> tuple[bool, float, Window | None, Window]:
+    """Process 0 pauses the shared limiter; the others, told so, try to acquire.
+
+    Returns whether the acquire was admitted, the refusal's ``retry_after``,
+    when the pause was called (process 0) and when the acquire was.
+    """
     client = connect(url)
     limiter = RateLimiter(1000, burst=10, name=run, store=RedisStore(client))
     assert limiter.try_acquire()  # every process is admitted before the pause
     barrier(client, f"{run}:admitted")
+    paused: Window | None = None
     if n == 0:
+        began = time.monotonic()
         limiter.pause(30.0)  # a 429 with Retry-After: 30, seen by this process only
+        paused = (began, time.monotonic())
     barrier(client, f"{run}:paused")
+    began = time.monotonic()
     try:
         limiter.acquire(timeout=5.0)
     except RateLimitExceeded as refused:
+        return False, refused.retry_after, paused, (began, time.monotonic())
+    finally:
         client.close()
-        return False, refused.retry_after
-    client.close()
-    return True, 0.0
+    return True, 0.0, paused, (began, time.monotonic())
 
 
 def test_a_pause_in_one_process_stops_every_other_at_its_next_acquire(
     pool: ProcessPoolExecutor, redis_client: Any
 ) -> None:
-    """Retry-After seen by one: the next acquire of each of the 4 refuses, for the pause's time."""
+    """Retry-After seen by one: the next acquire of each of the 4 refuses, for the pause's time.
+
+    Each refusal's ``retry_after`` is the 30 s pause less the time between the
+    pause and the refusal on Redis's clock, which lies between the calls'
+    bounds measured on this host's monotonic clock (it ticks with Redis's):
+    however long the machine stalled in between.
+    """
     reports = run_in_processes(pool, redis_client, _pause_or_obey)
-    assert [admitted for admitted, _ in reports] == [False] * WORKERS
-    assert all(29.0 < retry_after <= 30.0 for _, retry_after in reports), reports
+    assert [admitted for admitted, *_ in reports] == [False] * WORKERS
+    [(paused_from, paused_to)] = [paused for _, _, paused, _ in reports if paused is not None]
+    for _, retry_after, _, (asked_from, asked_to) in reports:
+        late, early = asked_to - paused_from, max(0.0, asked_from - paused_to)
+        assert 30.0 - late - 1e-3 <= retry_after <= 30.0 - early + 1e-3, reports
 
 
 # -- a killed holder's slots come back ---------------------------------------------------------
