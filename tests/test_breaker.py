@@ -2769,3 +2769,18 @@ def test_a_window_past_ten_years_is_refused() -> None:
     """``FailureRateWindow(seconds=...)`` is bounded too."""
     with pytest.raises(ValueError, match=r"^seconds must be at most 315576000 s"):
         FailureRateWindow(seconds=1e10)
+
+
+def test_an_error_whose_message_nests_hundreds_of_key_values_is_raised_as_it_is() -> None:
+    """``CircuitBreaker.call`` raises the call's own error whatever its message (the
+    redaction of ``a=a=a=...`` recursed once per pair and raised RecursionError)."""
+    error = ConnectionError("a=" * 600 + "x")
+
+    def down() -> None:
+        raise error
+
+    breaker = CircuitBreaker(failure_threshold=1, clock=ManualClock())
+    with pytest.raises(ConnectionError) as raised:
+        breaker.call(down)
+    assert raised.value is error
+    assert breaker.state is CircuitState.OPEN

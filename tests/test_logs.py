@@ -18,6 +18,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
@@ -28,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from resilient import CircuitOpenError, ErrorClass
-from resilient._redact import describe_error, error_fields, redact
+from resilient._redact import _build_scrubber, describe_error, error_fields, redact
 from resilient.logs import (
     DEFAULT_REDACT_KEYS,
     JsonFormatter,
@@ -735,6 +736,117 @@ def test_a_value_under_a_key_that_names_no_secret_is_searched_for_secrets(
     """The value of ``dsn=`` or ``url=`` is not a secret by its key, but the password in
     it is (it was written out whole: the key's match hid the URL from the search)."""
     assert redact(text) == redacted
+
+
+_PIECES = st.sampled_from(
+    [
+        "q=",
+        "a:",
+        "dsn=",
+        "password=hunter2",
+        "postgres://app:pw@db/x",
+        "?api_key=k-1",
+        "Bearer x.y",
+        "'",
+        "&",
+        " ",
+        "[REDACTED]",
+        "ok",
+    ]
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(_PIECES, st.sampled_from(["=", ":", " ", "&", "'", ", ", "\n"])),
+        min_size=1,
+        max_size=6,
+    ).map(lambda pieces: "".join(piece + sep for piece, sep in pieces)),
+    st.integers(1, 3000),
+)
+def test_no_secret_survives_in_deep_or_long_texts(unit: str, times: int) -> None:
+    """A text of thousands of nested or repeated ``key=`` values (``q=q=q=...``) is redacted
+    without recursing: no RecursionError, no secret left, redacting again changes nothing."""
+    text = unit * times
+    once = redact(text)
+    for secret in ("hunter2", ":pw@", "k-1", "x.y"):
+        assert secret not in once
+    assert redact(once) == once
+
+
+def test_a_value_nested_past_the_depth_searched_is_redacted_whole() -> None:
+    """Values inside values are searched eight deep; deeper, the rest of the value is
+    redacted rather than searched again (which would cost the square of its length)."""
+    assert redact("q=" * 3 + "password=hunter2") == "q=q=q=password=[REDACTED]"
+    assert redact("q=" * 5000 + "x") == "q=" * 9 + "[REDACTED]"
+
+
+@pytest.mark.parametrize(
+    "unit",
+    ["q=", "a://b:", "a://b:@", "k=v ", "a='", "url=https://u:pw@h/p?q=1&", "Bearer "],
+)
+def test_redaction_takes_linear_time(unit: str) -> None:
+    """A 200 kB message of any shape is redacted in well under 10 s (a linear pass takes
+    about 0.1 s here; the quadratic URL search it replaces took about 90 s)."""
+    text = unit * (200_000 // len(unit))
+    started = time.perf_counter()
+    redact(text)
+    assert time.perf_counter() - started < 10.0
+
+
+def test_a_redaction_that_fails_redacts_the_rest_of_the_text() -> None:
+    """Redaction never raises: when the search fails, the text is kept up to the first
+    ``=``, ``:`` or "bearer" and the rest is redacted."""
+
+    def failing(key: str) -> bool:
+        raise MemoryError
+
+    scrub = _build_scrubber((), failing)
+    assert scrub is not None
+    assert scrub("fetch failed: password=hunter2") == "fetch failed:[REDACTED]"
+    assert scrub("no marker here") == "no marker here"
+
+
+def test_a_record_whose_message_cannot_be_redacted_keeps_logger_time_and_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Logging never raises and never loses the line: a formatter whose redaction fails
+    still writes the level, logger, timestamp and the message, redacted conservatively."""
+    formatter = JsonFormatter()
+
+    def failing(text: str) -> str:
+        raise RecursionError
+
+    monkeypatch.setattr(formatter, "_scrubber", failing)
+    line = strict_loads(formatter.format(record(msg="token=abc and more")))
+    assert line["logger"] == "test.record"
+    assert line["level"] == "INFO"
+    assert line["message"] == "'token=[REDACTED]"
+    assert "timestamp" in line
+    assert "RecursionError" in line["logging_error"]
+
+
+@pytest.mark.parametrize("message", ["a=" * 500 + "x", "q=" * 100_000, "a://b:" * 20_000])
+def test_json_formatter_renders_any_message_with_its_fields(message: str) -> None:
+    """A message of hundreds of ``k=`` pairs is rendered as usual (it was replaced by
+    ``unrenderable log record``, losing logger, timestamp and message)."""
+    line = render(msg=message, request_id="r-1")
+    assert line["logger"] == "test.record"
+    assert line["request_id"] == "r-1"
+    assert line["message"].startswith(message[:6])
+    assert "logging_error" not in line
+
+
+def test_structured_logger_keeps_its_fields_whatever_the_message(
+    slog: tuple[StructuredLogger, Lines],
+) -> None:
+    """``StructuredLogger`` writes its fields with a deeply nested ``k=`` message."""
+    log, lines = slog
+    log.info("a=" * 600 + "x", order_id=7)
+    (line,) = lines()
+    assert line["order_id"] == 7
+    assert line["message"].startswith("a=a=")
 
 
 def _raised_from(outer: BaseException, inner: BaseException) -> BaseException:

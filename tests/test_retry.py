@@ -3596,3 +3596,20 @@ def test_a_wrapper_is_retried_when_raised_from_a_connection_error_and_only_then(
     with use_clock(ManualClock()):
         made = [_calls_made(form, _wrapped(Wrapper, how)) for how in order]
     assert made == [retried[how] for how in order]
+
+
+def test_an_error_whose_message_nests_hundreds_of_key_values_is_raised_as_it_is() -> None:
+    """``ConnectionError("a=" * 600 + "x")`` is retried, logged and raised itself (the
+    redaction of the log line recursed once per pair and raised RecursionError)."""
+    error = ConnectionError("a=" * 600 + "x")
+    calls = 0
+
+    def down() -> None:
+        nonlocal calls
+        calls += 1
+        raise error
+
+    with pytest.raises(ConnectionError) as raised:
+        retry(max_retries=2, clock=ManualClock())(down)()
+    assert raised.value is error
+    assert calls == 3

@@ -1194,3 +1194,21 @@ def test_task_bad_max_retry_after_is_refused_before_the_call() -> None:
     with pytest.raises(ValueError, match="max_retry_after must be a finite number >= 0, got -1"):
         execute_task_safely("h", flaky, max_retry_after=-1)
     assert flaky.calls == 0
+
+
+def test_a_failure_whose_message_nests_hundreds_of_key_values_is_a_result() -> None:
+    """A 404 on a URL of 500 ``q=`` pairs gives a failed TaskResult (the redaction of
+    its message recursed once per pair and raised RecursionError out of the task)."""
+    import requests
+
+    def fetch() -> None:
+        response = requests.Response()
+        response.status_code = 404
+        response.reason = "Not Found"
+        response.url = "https://api.example.com/search/" + "q=" * 500
+        response.raise_for_status()
+
+    result = execute_task_safely("search", fetch, clock=ManualClock())
+    assert not result.success
+    assert result.error_class is ErrorClass.FATAL
+    assert isinstance(result.exception, requests.HTTPError)

@@ -28,6 +28,7 @@ __all__ = [
     "innermost_cause",
     "log_with_traceback",
     "redact",
+    "redact_rest",
     "safe_repr",
     "safe_str",
     "type_name",
@@ -148,8 +149,14 @@ def _build_scrubber(
 ) -> Callable[[str], str] | None:
     """Return a function that redacts secrets written inside a string."""
     parts: list[str] = []
+    open_tail: re.Pattern[str] | None = None
     if headers:
         names = "|".join(re.escape(h) for h in sorted(headers, key=len, reverse=True))
+        # A value that ends where a header's or a bearer token's secret starts
+        # (``q=Bearer abc``, ``x:Cookie: abc``): searched on past its end.
+        open_tail = re.compile(
+            rf"(?<![\w-])(?:(?i:bearer)\s*|(?i:{names})[\"']?\s*[:=]\s*[\"']?)\Z"
+        )
         parts.append(rf"(?P<header>(?<![\w-])(?i:{names})[\"']?\s*[:=]\s*[\"']?)[^\r\n\"']+")
         parts.append(r"(?P<bearer>(?<![\w-])(?i:bearer)\s+)[\w\-.~+/]+=*")
     if is_secret is not None:
@@ -157,8 +164,10 @@ def _build_scrubber(
         # with "@" or "/" in them (unencoded, but seen) are redacted whole.
         # A password redacted already ("[REDACTED]@host") is left alone: redacting
         # twice must not run on to a later "@" and swallow the text in between.
+        # It stops before the next "://" (another URL): searched from every
+        # "://", it would cost the square of the text's length.
         parts.append(
-            r"(?P<url>://[^/\s:@\"']*:)(?!\[REDACTED\]@)[^\s\"'?#]*"
+            r"(?P<url>://[^/\s:@\"']*:)(?!\[REDACTED\]@)(?:(?!://)[^\s\"'?#])*"
             r"(?=@(?:\[[0-9A-Fa-f:.]+\]|[\w.\-]+)(?::\d+)?(?:[/?#\s\"']|$))"
         )
         parts.append(
@@ -173,24 +182,91 @@ def _build_scrubber(
         return None
     pattern = re.compile("|".join(parts))
     prefixes = [name for name in ("header", "bearer", "url") if name in pattern.groupindex]
-
-    def replace(match: re.Match[str]) -> str:
-        for group in prefixes:
-            prefix = match.group(group)
-            if prefix is not None:
-                return prefix + REDACTED
-        key = match.group("key")
-        if is_secret is not None and is_secret(key):
-            return key + match.group("sep") + REDACTED
-        value = match.group("value")
-        if "=" in value or ":" in value:  # a URL with a password, a secret key=value, ...
-            return key + match.group("sep") + pattern.sub(replace, value)
-        return match.group(0)
+    search = pattern.search
 
     def scrub(text: str) -> str:
-        return pattern.sub(replace, text)
+        # One pass, no recursion: the value of a key that names no secret
+        # (``dsn=postgres://app:pw@db``) is searched in place, as a text that
+        # ends where the value ends (``ends``: the ends of the values being
+        # searched, innermost last). Values nested deeper than _MAX_NESTING
+        # (``q=q=q=...``) are redacted whole: searching each again would cost
+        # the square of the text's length.
+        out: list[str] = []
+        ends = [len(text)]
+        pos = 0
+        while ends:
+            end = ends[-1]
+            match = search(text, pos, end)
+            if match is None:
+                out.append(text[pos:end])
+                pos = end
+                ends.pop()
+                continue
+            out.append(text[pos : match.start()])
+            pos = match.end()
+            replaced = False
+            for group in prefixes:
+                prefix = match.group(group)
+                if prefix is not None:
+                    out.append(prefix + REDACTED)
+                    replaced = True
+                    break
+            if replaced:
+                continue
+            key = match.group("key")
+            sep = match.group("sep")
+            value = match.group("value")
+            end_of_value = value[-_TAIL:]
+            tail = (
+                open_tail.search(end_of_value)
+                if open_tail is not None
+                and ("=" in end_of_value or ":" in end_of_value or "earer" in end_of_value.lower())
+                else None
+            )
+            if is_secret is not None and is_secret(key):
+                out.append(key + sep + REDACTED)
+                if tail is not None:  # ``password=x;Bearer abc``: the token is searched for too
+                    pos = match.end() - len(end_of_value) + tail.start()
+            elif tail is not None:  # ``q=Bearer abc``: the secret runs on past the value
+                out.append(key + sep)
+                pos = match.start("value")
+            elif "=" not in value and ":" not in value and "earer" not in value.lower():
+                out.append(match.group(0))
+            elif len(ends) > _MAX_NESTING:
+                out.append(key + sep + REDACTED)
+            else:  # a URL with a password, a secret key=value, a bearer token: search the value
+                out.append(key + sep)
+                pos = match.start("value")
+                ends.append(match.end())
+        return "".join(out)
 
-    return scrub
+    def safe_scrub(text: str) -> str:
+        try:
+            return scrub(text)
+        except Exception:  # MemoryError, a bug: never raise, never let a secret through
+            return redact_rest(text)
+
+    return safe_scrub
+
+
+# How much of a value's end is searched for the start of a header or bearer token.
+_TAIL = 256
+
+# How deep values inside values (``url=https://h/?next=/a?token=...``) are searched.
+_MAX_NESTING = 8
+
+_FIRST_MARKER = re.compile(r"[=:]|(?i:bearer)")
+
+
+def redact_rest(text: str) -> str:
+    """*text* up to the first ``=``, ``:`` or "bearer", the rest redacted: the last resort."""
+    try:
+        match = _FIRST_MARKER.search(text)
+        if match is None:
+            return text
+        return text[: match.end()] + REDACTED
+    except Exception:
+        return REDACTED
 
 
 _MESSAGE_LIMIT = 500

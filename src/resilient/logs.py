@@ -44,6 +44,7 @@ from resilient._redact import (
     REDACTED,
     Redactor,
     log_with_traceback,
+    redact_rest,
     safe_repr,
     safe_str,
     type_name,
@@ -555,7 +556,7 @@ class JsonFormatter(logging.Formatter):
                     ts_key: timestamp,
                     level_key: safe_str(getattr(record, "levelname", "")),
                     logger_key: safe_str(getattr(record, "name", "")),
-                    message_key: self._clean_str(safe_repr(getattr(record, "msg", ""))),
+                    message_key: self._emergency_message(record),
                     "logging_error": _describe(error),
                 },
                 ensure_ascii=True,
@@ -563,6 +564,14 @@ class JsonFormatter(logging.Formatter):
             )
         except Exception:
             return '{"level":"ERROR","message":"unrenderable log record"}'
+
+    def _emergency_message(self, record: logging.LogRecord) -> str:
+        """The message of a record that failed to render, redacted; the rest cut if that fails."""
+        text = safe_repr(getattr(record, "msg", ""))
+        try:
+            return self._clean_str(text)
+        except Exception:
+            return redact_rest(text)[: self.max_length]
 
 
 class StructuredLogger:
