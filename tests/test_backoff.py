@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import sys
 from collections.abc import Callable, Iterator
 from fractions import Fraction
@@ -220,6 +221,32 @@ def test_nominal_delay_takes_a_timedelta() -> None:
     assert nominal_delay(2, timedelta(milliseconds=500), 60.0) == 2.0
     assert nominal_delay(10, 1.0, timedelta(minutes=1)) == 60.0
     assert nominal_delay(3, timedelta(seconds=1), timedelta(seconds=5)) == 5.0
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "message"),
+    [
+        ((0, "1", 2.0), TypeError, "base_delay must be a number of seconds, got '1'"),
+        ((0, 1.0, "2"), TypeError, "max_delay must be a number of seconds, got '2'"),
+        ((0, None, 2.0), TypeError, "base_delay must be a number of seconds, got None"),
+        ((0, 1.0, b"2"), TypeError, "max_delay must be a number of seconds, got b'2'"),
+        ((0, True, 2.0), TypeError, "base_delay must be a number of seconds, got True"),
+        ((0, -1.0, 2.0), ValueError, "base_delay must be a finite number >= 0, got -1.0"),
+        ((0, 1.0, math.nan), ValueError, "max_delay must be a finite number >= 0, got nan"),
+        ((0, 1.0, math.inf), ValueError, "max_delay must be a finite number >= 0, got inf"),
+        (("1", 1.0, 2.0), TypeError, "retry_number must be an int, got '1'"),
+        ((1.5, 1.0, 2.0), TypeError, "retry_number must be an int, got 1.5"),
+        ((True, 1.0, 2.0), TypeError, "retry_number must be an int, got True"),
+        ((-1, 1.0, 2.0), ValueError, "retry_number must be >= 0, got -1"),
+    ],
+)
+def test_nominal_delay_refuses_bad_input_naming_the_parameter(
+    args: tuple[Any, Any, Any], error: type[Exception], message: str
+) -> None:
+    """A string, None or a negative value is refused with the parameter and the value named
+    (a string duration used to raise AttributeError: no total_seconds)."""
+    with pytest.raises(error, match=f"^{re.escape(message)}"):
+        nominal_delay(*args)
 
 
 def test_zero_delays_give_zeros_for_every_strategy() -> None:

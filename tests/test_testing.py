@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import re
 import subprocess
 import sys
 import threading
@@ -20,6 +21,25 @@ from resilient.testing import ManualClock, cap_attempts, no_wait, use_clock
 def test_manual_clock_starts_where_told() -> None:
     """monotonic() starts at `start`."""
     assert ManualClock(start=12.5).monotonic() == 12.5
+
+
+@pytest.mark.parametrize(
+    ("start", "error", "message"),
+    [
+        ("1", TypeError, "start must be a number, got '1'"),
+        (b"1", TypeError, "start must be a number, got b'1'"),
+        (None, TypeError, "start must be a number, got None"),
+        (True, TypeError, "start must be a number, got True"),
+        (float("nan"), ValueError, "start must be a finite number, got nan"),
+        (float("inf"), ValueError, "start must be a finite number, got inf"),
+    ],
+)
+def test_manual_clock_refuses_a_start_that_is_not_a_finite_number(
+    start: object, error: type[Exception], message: str
+) -> None:
+    """A string is not read as a number (float() would): TypeError naming start and the value."""
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        ManualClock(start=start)  # type: ignore[arg-type]
 
 
 def test_manual_clock_sleep_advances_and_records() -> None:

@@ -185,12 +185,20 @@ def nominal_delay(retry_number: int, base_delay: Seconds, max_delay: Seconds) ->
     ``min(base_delay * 2 ** retry_number, max_delay)``, with the exponent
     clamped before the power so that any retry number, 10**6 included, costs
     the same and never overflows. Either duration may be a ``datetime.timedelta``.
+
+    Raises:
+        TypeError, ValueError: *retry_number* is not an int >= 0, or a duration
+            is not a finite number of seconds >= 0 (or a ``timedelta``); the
+            message names the parameter and the value.
     """
-    if not isinstance(base_delay, (int, float)):
-        base_delay = base_delay.total_seconds()
-    if not isinstance(max_delay, (int, float)):
-        max_delay = max_delay.total_seconds()
-    return _nominal_delay(retry_number, base_delay, max_delay)
+    if isinstance(retry_number, bool) or not isinstance(retry_number, int):
+        raise TypeError(f"retry_number must be an int, got {retry_number!r}")
+    if retry_number < 0:
+        raise ValueError(f"retry_number must be >= 0, got {retry_number!r}")
+    # Arithmetic, no wait: no upper bound (Backoff and delays() bound theirs).
+    base = duration("base_delay", base_delay, maximum=math.inf)
+    cap = duration("max_delay", max_delay, maximum=math.inf)
+    return _nominal_delay(retry_number, base, cap)
 
 
 def _nominal_delay(retry_number: int, base_delay: float, max_delay: float) -> float:

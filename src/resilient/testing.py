@@ -47,12 +47,15 @@ class ManualClock:
 
     Args:
         start: the initial value of ``monotonic()``.
+
+    Raises:
+        TypeError, ValueError: *start* is not a finite number, naming it and the value.
     """
 
     __slots__ = ("_lock", "_now", "sleeps")
 
     def __init__(self, start: float = 0.0) -> None:
-        self._now = float(start)
+        self._now = _start(start)
         self._lock = threading.Lock()
         self.sleeps: list[float] = []
 
@@ -84,6 +87,19 @@ class ManualClock:
 
     def __repr__(self) -> str:
         return f"ManualClock(now={self._now!r}, sleeps={len(self.sleeps)})"
+
+
+def _start(start: object) -> float:
+    """A ``ManualClock``'s *start* as a float; never a string that ``float()`` would parse."""
+    if isinstance(start, (bool, str, bytes, bytearray)):
+        raise TypeError(f"start must be a number, got {start!r}")
+    try:
+        now = float(start)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    except (TypeError, ValueError):
+        raise TypeError(f"start must be a number, got {start!r}") from None
+    if not math.isfinite(now):
+        raise ValueError(f"start must be a finite number, got {start!r}")
+    return now
 
 
 @contextmanager
