@@ -79,8 +79,9 @@ GOALS = [
         FAILURE_FLOOR,
         3.0,
         when_missed=(
-            "each failed attempt is classified (the user's classifier or the rule table), "
-            "checked against the attempt count, the budget and the composed breaker, and "
+            "each failed attempt is classified (by its type alone when it carries no status, "
+            "response or class of its own, else by the classifier), checked for a rejection "
+            "in its chain, against the attempt count, the budget and the composed breaker, and "
             "given its next delay by the jitter strategy; the hand-written loop catches one "
             "type and loops. `benchmarks/instructions.py` counts the instructions of each "
             "step, so the remaining cost can be followed from run to run."
@@ -95,9 +96,9 @@ GOALS = [
         3.0,
         when_missed=(
             "on top of the zero-delay failure path, each retry draws its delay (one draw "
-            "of the shared random generator, by the step `resilient.backoff.delays` yields "
-            "from, on the call's own state: no iterator is built) and hands it to the "
-            "clock's `sleep`, a method call the hand-written loop does not make."
+            "of the shared random generator, made in the loop on the call's own state: the "
+            "numbers `resilient.backoff.delays` yields, with no iterator built) and hands it "
+            "to the clock's `sleep`, a method call the hand-written loop does not make."
         ),
     ),
     Goal(
