@@ -28,6 +28,7 @@ from resilient._retry import (
     RetryCall,
     RetryTarget,
     awaited_budget_refusal,
+    drop_response,
     fall_back,
     options_in,
     shared_policy,
@@ -318,7 +319,11 @@ class _Attempts(Generic[T]):
         raise StopIteration  # _DONE: the loop left by an exception, or results ran out
 
     def _next(self, current: Attempt[T]) -> Attempt[T]:
+        """The attempt after *current*, once its wait is over."""
         self.failure = None  # only the last exception is kept alive
+        call = self.call
+        if call.closes is not None:  # an open response retried past: urllib's HTTPError
+            drop_response(call)
         self.current = Attempt(self, current.number + 1)
         return self.current
 

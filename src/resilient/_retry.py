@@ -1013,6 +1013,15 @@ def _drop(failure: BaseException | None) -> None:
             close()
 
 
+def drop_response(call: RetryCall) -> None:
+    """Close the response *call* retried past (``call.closes``), as the loops above do.
+
+    For the ``retrying`` block, whose next attempt starts in ``_block``.
+    """
+    _drop(call.closes)
+    call.closes = None
+
+
 def _server_pause(exc: BaseException | None, result: Any, max_retry_after: float) -> float:
     """Seconds a 429 or 503 asked every caller to wait (``Retry-After``), capped; else 0.0."""
     source: Any = result if exc is None else exc
