@@ -1653,6 +1653,58 @@ def test_instances_of_one_callable_class_share_one_function_name(
     assert " at 0x" not in caplog.text
 
 
+class _FetchUsers:
+    def __call__(self) -> str:
+        raise ConnectionError("reset")
+
+
+class _FetchOrders:
+    def __call__(self) -> str:
+        raise ConnectionError("reset")
+
+
+def _through_breaker(func: Callable[[], str]) -> Callable[[], str]:
+    from resilient import CircuitBreaker
+
+    return CircuitBreaker(failure_threshold=100, clock=ManualClock())(func)
+
+
+def _through_limiter(func: Callable[[], str]) -> Callable[[], str]:
+    from resilient import RateLimiter
+
+    return RateLimiter(1000, burst=10, clock=ManualClock())(func)
+
+
+def _through_concurrency(func: Callable[[], str]) -> Callable[[], str]:
+    from resilient import ConcurrencyLimit
+
+    return ConcurrencyLimit(4, clock=ManualClock())(func)
+
+
+@pytest.mark.parametrize("through", [_through_breaker, _through_limiter, _through_concurrency])
+def test_a_callable_through_a_breaker_or_limiter_is_named_by_what_it_wraps(
+    caplog: pytest.LogCaptureFixture, through: Callable[[Callable[[], str]], Callable[[], str]]
+) -> None:
+    """``retry(...)(breaker(FetchUsers()))`` is named ``FetchUsers``, not the breaker's
+    ``CircuitBreaker.__call__.<locals>.guarded`` (two callables were one series), and a
+    partial through it by its function, not ``functools....guarded``."""
+    caplog.set_level(logging.WARNING, logger="resilient.retry")
+    forms: list[tuple[Callable[[], str], str]] = [
+        (_FetchUsers(), "_FetchUsers"),
+        (_FetchOrders(), "_FetchOrders"),
+        (functools.partial(_fetch, "/users", "hunter2"), "_fetch"),
+    ]
+    for func, name in forms:
+        caplog.clear()
+        with pytest.raises(ConnectionError):
+            retry(max_retries=1, clock=ManualClock())(through(func))()
+        [retrying, gave_up] = caplog.records
+        assert retrying.getMessage().startswith(f"retrying {name} in ")
+        assert gave_up.getMessage().startswith(f"giving up on {name} after 2 attempts")
+        assert {r.function for r in caplog.records} == {f"{__name__}.{name}"}  # type: ignore[attr-defined]
+        assert "guarded" not in caplog.text
+
+
 def test_retry_lines_name_the_innermost_cause_and_keep_the_full_text_in_the_field(
     caplog: pytest.LogCaptureFixture, refused_port: int
 ) -> None:

@@ -131,7 +131,8 @@ def name_of(func: object) -> str:
     ``functools.partial``) or an address, and would make a telemetry label
     per object: a partial is named by its underlying function, a bound method
     by its function, a callable instance (or anything without a name) by its
-    class.
+    class, a wrapper that sets ``__wrapped__`` (``functools.wraps``) by what
+    it wraps.
     """
     return _named(func)[1]
 
@@ -156,7 +157,15 @@ def _named(func: object) -> tuple[str, str]:
         elif isinstance(target, _METHOD):
             target = _attribute(target, "__func__")
         else:
-            break
+            # A wrapper made with functools.wraps (``@breaker``, ``@limiter``) is named by
+            # what it wraps: wraps copies no name from a callable instance or a partial.
+            attributes = _attribute(target, "__dict__")
+            if not isinstance(attributes, dict) or "__wrapped__" not in attributes:
+                break
+            wrapped = _attribute(target, "__wrapped__")
+            if wrapped is None:
+                break
+            target = wrapped
     name = _attribute(target, "__qualname__")
     module = _attribute(target, "__module__")
     if not isinstance(name, str) or isinstance(target, (_PARTIAL, _METHOD)):
