@@ -416,7 +416,7 @@ def test_retry_after_refused_logs_what_the_server_asked(caplog: pytest.LogCaptur
     assert record.getMessage() == (
         "giving up on test_retry_after_refused_logs_what_the_server_asked.<locals>.fetch_report "
         "after 1 attempt over 0.000 s (the server asked to wait 600 s (Retry-After), more than "
-        "max_retry_after=120 s): HTTPError: 429 error"
+        "max_retry_after=120 s): HTTPError: 429 error; the last error is raised"
     )
     assert record.reason.startswith("the server asked to wait 600 s")  # type: ignore[attr-defined]
 
@@ -769,10 +769,100 @@ def test_each_retry_logs_one_structured_warning(caplog: pytest.LogCaptureFixture
     assert len(errors) == 1
     assert errors[0].getMessage() == (
         "giving up on test_each_retry_logs_one_structured_warning.<locals>.fetch_user after "
-        "3 attempts over 3.000 s (retries exhausted): ConnectionError: reset"
+        "3 attempts over 3.000 s (retries exhausted): ConnectionError: reset; "
+        "the last error is raised"
     )
     assert "hunter2" not in caplog.text
     assert all("hunter2" not in repr(r.__dict__) for r in caplog.records)
+
+
+def _give_up_through(form: str, fallback: Callable[[Exception], str] | None) -> object:
+    """Run a call that always fails through *form*; its result (or the error raised)."""
+
+    def down() -> str:
+        raise ConnectionError("db unreachable")
+
+    async def down_async() -> str:
+        raise ConnectionError("db unreachable")
+
+    options: dict[str, Any] = {"max_retries": 1, "clock": ManualClock()}
+    if fallback is not None:
+        options["fallback"] = fallback
+    try:
+        if form == "decorator":
+            return retry(**options)(down)()
+        if form == "async decorator":
+            return asyncio.run(retry(**options)(down_async)())
+        if form == "retry_with_backoff":  # takes no clock: the default one is set
+            with use_clock(options.pop("clock")):
+                return retry_with_backoff(down, **options)
+        if form == "retrying":
+            for attempt in retrying(**options):
+                with attempt:
+                    down()
+            return attempt.result
+        assert form == "async retrying"
+
+        async def block() -> object:
+            async for attempt in retrying(**options):
+                with attempt:
+                    await down_async()
+            return attempt.result
+
+        return asyncio.run(block())
+    except ConnectionError as error:
+        return error
+
+
+_GIVE_UP_FORMS = [
+    "decorator",
+    "async decorator",
+    "retry_with_backoff",
+    "retrying",
+    "async retrying",
+]
+
+
+@pytest.mark.parametrize("form", _GIVE_UP_FORMS)
+@pytest.mark.parametrize(
+    ("fallback", "ending", "outcome"),
+    [
+        (None, "the last error is raised", "raised"),
+        (lambda error: "cached", "the fallback answers", "fallback"),
+    ],
+    ids=["raised", "fallback"],
+)
+def test_the_give_up_line_says_whether_the_fallback_answers_or_the_error_is_raised(
+    caplog: pytest.LogCaptureFixture,
+    form: str,
+    fallback: Callable[[Exception], str] | None,
+    ending: str,
+    outcome: str,
+) -> None:
+    """``giving up on down ...: ConnectionError: db unreachable`` read the same whether
+    ``fallback=`` answered or the error was raised; the line and its ``outcome`` say which."""
+    caplog.set_level(logging.ERROR, logger="resilient.retry")
+    result = _give_up_through(form, fallback)
+    assert (result == "cached") is (fallback is not None)
+    [gave_up] = caplog.records
+    assert gave_up.getMessage().endswith(f"ConnectionError: db unreachable; {ending}")
+    assert gave_up.outcome == outcome  # type: ignore[attr-defined]
+
+
+def test_a_give_up_on_a_rejected_result_says_the_last_result_is_returned(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``retry_on_result``: when attempts run out the last value is returned, and said so."""
+    caplog.set_level(logging.ERROR, logger="resilient.retry")
+    assert (
+        retry(max_retries=1, clock=ManualClock(), retry_on_result=lambda r: r is None)(
+            lambda: None
+        )()
+        is None
+    )
+    [gave_up] = caplog.records
+    assert gave_up.getMessage().endswith("rejected result; the last result is returned")
+    assert gave_up.outcome == "returned"  # type: ignore[attr-defined]
 
 
 def test_on_retry_must_be_callable() -> None:

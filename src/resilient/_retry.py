@@ -829,11 +829,15 @@ class RetryCall(_Steps):
         logger = self.logger
         if self.target.logs_outcome and logger.isEnabledFor(_ERROR):
             error_type, error = _error_fields(exc, result)
+            outcome, ending = _ENDINGS[
+                "returned" if exc is None else "fallback" if self.fallback else "raised"
+            ]
             logger.error(
-                "giving up on %s after %s: %s",
+                "giving up on %s after %s: %s; %s",
                 self.target.label,
                 what,
                 _describe(exc, result),
+                ending,
                 extra={
                     "event": "retry_gave_up",
                     "function": self.target.name,
@@ -844,6 +848,7 @@ class RetryCall(_Steps):
                     "elapsed": round(elapsed, 6),
                     "error_type": error_type,
                     "error": error,
+                    "outcome": outcome,
                 },
             )
         return _GIVE_UP
@@ -940,6 +945,14 @@ class RetryCall(_Steps):
         when = f" in {seconds(wait)} s" if isinstance(wait, float) else ""
         reason = f"rate limiter {name!r} would admit the next attempt only{when}, past the deadline"
         self.give_up(exc, None, ErrorClass.TRANSIENT, reason)
+
+
+# What a give-up line says happens next: its ``outcome`` field, and the end of its message.
+_ENDINGS: dict[str, tuple[str, str]] = {
+    "raised": ("raised", "the last error is raised"),
+    "fallback": ("fallback", "the fallback answers"),
+    "returned": ("returned", "the last result is returned"),
+}
 
 
 def fall_back(call: RetryCall, failure: Exception) -> Any:
