@@ -635,6 +635,8 @@ def test_redact_keys_is_configurable() -> None:
         ('{"Cookie": "session=abc123; theme=dark"}', "abc123"),
         ("headers: X-Api-Key: k-123", "k-123"),
         ("sent Bearer eyJhbGciOi.x.y to upstream", "eyJhbGciOi"),
+        ("sent BEARER eyJhbGciOi.x.y to upstream", "eyJhbGciOi"),
+        ("sent bearer eyJhbGciOi.x.y to upstream", "eyJhbGciOi"),
         ("postgres://app:hunter2@db:5432/main", "hunter2"),
         ("GET /cb?code=1&access_token=tok-9&x=2", "tok-9"),
         ("Config(user='ann', password='hunter 2')", "hunter 2"),

@@ -123,7 +123,8 @@ class Redactor:
     def scrub(self, text: str) -> str:
         """*text* with the secrets written inside it replaced by ``"[REDACTED]"``."""
         scrub = self.scrubber
-        if scrub is not None and ("=" in text or ":" in text or "earer" in text):
+        # "earer" and "EARER": a bearer token written in capitals is one too.
+        if scrub is not None and ("=" in text or ":" in text or "earer" in text or "EARER" in text):
             return scrub(text)
         return text
 

@@ -241,7 +241,8 @@ class JsonFormatter(logging.Formatter):
         limit = self.max_length
         scrub = self._scrubber
         if len(message) > limit or (
-            scrub is not None and ("=" in message or ":" in message or "earer" in message)
+            scrub is not None
+            and ("=" in message or ":" in message or "earer" in message or "EARER" in message)
         ):
             message = self._clean_str(message)
         head = self._heads.get((record.levelname, record.name))
@@ -287,7 +288,8 @@ class JsonFormatter(logging.Formatter):
             kind = type(value)  # pyright: ignore[reportUnknownVariableType]  # value: Any
             if kind is str:
                 if len(value) > limit or (
-                    scrub is not None and ("=" in value or ":" in value or "earer" in value)
+                    scrub is not None
+                    and ("=" in value or ":" in value or "earer" in value or "EARER" in value)
                 ):
                     value = self._clean_str(value)
                 parts.append(quote(value))
@@ -355,7 +357,7 @@ class JsonFormatter(logging.Formatter):
 
     def _clean_str(self, text: str, scale: int = 1) -> str:
         scrub = self._scrubber
-        if scrub is not None and ("=" in text or ":" in text or "earer" in text):
+        if scrub is not None and ("=" in text or ":" in text or "earer" in text or "EARER" in text):
             text = scrub(text)
         limit = self.max_length * scale
         if len(text) > limit:
