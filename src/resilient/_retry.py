@@ -829,15 +829,13 @@ class RetryCall(_Steps):
         logger = self.logger
         if self.target.logs_outcome and logger.isEnabledFor(_ERROR):
             error_type, error = _error_fields(exc, result)
-            outcome, ending = _ENDINGS[
-                "returned" if exc is None else "fallback" if self.fallback else "raised"
-            ]
+            outcome = "returned" if exc is None else "fallback" if self.fallback else "raised"
             logger.error(
                 "giving up on %s after %s: %s; %s",
                 self.target.label,
                 what,
                 _describe(exc, result),
-                ending,
+                _ENDINGS[outcome],
                 extra={
                     "event": "retry_gave_up",
                     "function": self.target.name,
@@ -947,11 +945,12 @@ class RetryCall(_Steps):
         self.give_up(exc, None, ErrorClass.TRANSIENT, reason)
 
 
-# What a give-up line says happens next: its ``outcome`` field, and the end of its message.
-_ENDINGS: dict[str, tuple[str, str]] = {
-    "raised": ("raised", "the last error is raised"),
-    "fallback": ("fallback", "the fallback answers"),
-    "returned": ("returned", "the last result is returned"),
+# What a give-up line says happens next: its ``outcome`` field (the key), and the end
+# of its message.
+_ENDINGS: dict[str, str] = {
+    "raised": "the last error is raised",
+    "fallback": "the fallback answers",
+    "returned": "the last result is returned",
 }
 
 
@@ -1178,8 +1177,7 @@ def run_retry(call: RetryCall, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
                     raise failure
                 return fall_back(call, failure)
             if call.closes is not None:  # an open response: urllib's HTTPError
-                _drop(call.closes)
-                call.closes = None
+                drop_response(call)
             failure = None  # only the last exception is kept alive
     finally:
         call.last_error = None  # nothing chains to it once the loop is over: free it now
@@ -1238,8 +1236,7 @@ async def run_retry_async(call: RetryCall, args: tuple[Any, ...], kwargs: dict[s
                 value = fall_back(call, failure)
                 return await value if policy.fallback_is_async else value
             if call.closes is not None:  # an open response: urllib's HTTPError
-                _drop(call.closes)
-                call.closes = None
+                drop_response(call)
             failure = None  # only the last exception is kept alive
     finally:
         call.last_error = None  # nothing chains to it once the loop is over: free it now
