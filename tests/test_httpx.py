@@ -946,6 +946,33 @@ def test_the_error_that_opens_the_circuit_is_raised_without_a_wait(mode: str) ->
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize(
+    ("last", "ending", "outcome"),
+    [
+        (503, "the last response is returned", "returned"),
+        (httpx2.ConnectError("connection refused"), "the last error is raised", "raised"),
+    ],
+    ids=["response", "error"],
+)
+def test_the_give_up_line_says_whether_the_response_is_returned_or_the_error_raised(
+    mode: str, last: Any, ending: str, outcome: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As ``@retry``'s: the message ends with what happens next, and ``outcome`` says the same."""
+    handler = scripted(503, last)
+    with caplog.at_level(logging.ERROR, "resilient.retry"):
+        if outcome == "raised":
+            with pytest.raises(httpx2.ConnectError):
+                _send_through(mode, handler, max_retries=1, clock=ManualClock())
+        else:
+            assert (
+                _send_through(mode, handler, max_retries=1, clock=ManualClock()).status_code == 503
+            )
+    (line,) = [r for r in caplog.records if getattr(r, "event", None) == "retry_gave_up"]
+    assert line.getMessage().endswith(f"; {ending}")
+    assert getattr(line, "outcome") == outcome  # noqa: B009 - an ``extra`` field
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_circuit_that_admits_a_trial_before_the_wait_ends_is_waited_for(mode: str) -> None:
     """Open for 5 s, a 20 s wait: the next attempt is the half-open trial, so it is made."""
     clock = ManualClock()

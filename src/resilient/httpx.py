@@ -822,13 +822,13 @@ class _Call:
         if not logger.isEnabledFor(logging.ERROR):
             return
         error_type, error, described = _fields(exc, response)
-        ending = "the last response is returned" if exc is None else "the last error is raised"
+        outcome = "returned" if exc is None else "raised"
         logger.error(
             "giving up on %s after %s: %s; %s",
             self.label,
             what,
             described,
-            ending,
+            "the last response is returned" if exc is None else "the last error is raised",
             extra={
                 "event": "retry_gave_up",
                 "function": self.label,
@@ -842,6 +842,7 @@ class _Call:
                 "error_type": error_type,
                 "error": error,
                 "status": None if response is None else response.status_code,
+                "outcome": outcome,
             },
         )
 
