@@ -489,52 +489,106 @@ def test_a_streamed_upload_is_retried_when_the_connection_was_refused(
     assert len(clock.sleeps) == 2
 
 
-# Real time: the server sends the headers at once, then one byte every 10 s (10
-# bytes). total_timeout=1.0 must cut the body long before its first byte at
-# 10 s. Each client first makes a request that leaves a kept-alive connection
-# behind, so the timed request needs no connect (on a loaded machine, opening
-# a connection once took longer than a 0.6 s cap). Margins on a busy machine:
-# 1 s for the request and the headers, 4 s between the cap and the claim (a
-# stall of 1.9 s past a 1 s cap was seen under .ci/busy).
-DRIP_CAP, DRIP_CLAIM = 1.0, 5.0
+# Real time: the server sends the headers at once, then the body too slowly to
+# end within the cap (one byte every 10 s; or 200 bytes over 10 s, each read
+# answered within 0.05 s, which no read timeout trips). The client's own read
+# timeout is 10 s: uncapped, each call would last 10 s. The claim: total_timeout
+# cuts the body, the call ends within DRIP_CLAIM (5 s: a stall of 1.9 s past a
+# 1 s cap was seen under .ci/busy). Each client first makes a request that
+# leaves a kept-alive connection behind, so the timed request needs no connect.
+# The cut must fall in the body, so the headers must come within the cap: the
+# cap is short, and when a busy machine held them past it (the response hook
+# never ran), the run is repeated with the cap doubled.
+DRIP_CAPS, DRIP_CLAIM, DRIP_READ_TIMEOUT = (0.2, 0.4, 0.8, 1.6), 5.0, 10.0
+
+
+def _cut_in_the_body(lib: Any, url: str, mode: str) -> tuple[float, float, str]:
+    """GET *url* under each cap of DRIP_CAPS in turn until the headers come within it.
+
+    *mode*: ``"sync"``, ``"async"`` or ``"stream"`` (``client.stream``, the body
+    read later). Returns the cap, the seconds the timed call took and the
+    message of the ``ReadTimeout`` that ended it.
+    """
+    for cap in DRIP_CAPS:
+        heard: list[object] = []
+        if mode == "async":
+            outcome = asyncio.run(_cut_async(lib, url, cap, heard))
+        else:
+            outcome = _cut_sync(lib, url, cap, heard, stream=mode == "stream")
+        if outcome is not None and heard:  # the cut fell in the body
+            return (cap, *outcome)
+    raise AssertionError(f"the headers never came within a cap of {DRIP_CAPS} s")
+
+
+def _cut_sync(
+    lib: Any, url: str, cap: float, heard: list[object], *, stream: bool
+) -> tuple[float, str] | None:
+    """One run of ``_cut_in_the_body``: None if a stall cut the warm-up request."""
+    transport = ResilientTransport(total_timeout=cap)
+    hooks = {"response": [heard.append]}  # called with the headers, before the body
+    with lib.Client(transport=transport, event_hooks=hooks, timeout=DRIP_READ_TIMEOUT) as client:
+        try:
+            assert client.get(url.rsplit("/", 1)[0] + "/ok").status_code == 200  # to reuse
+        except lib.TimeoutException:
+            return None
+        heard.clear()
+        started = time.monotonic()
+        with pytest.raises(lib.ReadTimeout) as caught:
+            _read_whole(client, url, stream=stream)
+        return time.monotonic() - started, str(caught.value)
+
+
+def _read_whole(client: Any, url: str, *, stream: bool) -> None:
+    if stream:
+        with client.stream("GET", url) as response:
+            response.read()
+    else:
+        client.get(url)
+
+
+async def _cut_async(
+    lib: Any, url: str, cap: float, heard: list[object]
+) -> tuple[float, str] | None:
+    """``_cut_sync``'s async twin, on an ``AsyncClient``."""
+
+    async def hear(response: Any) -> None:
+        heard.append(response)
+
+    transport = AsyncResilientTransport(total_timeout=cap)
+    hooks = {"response": [hear]}
+    async with lib.AsyncClient(
+        transport=transport, event_hooks=hooks, timeout=DRIP_READ_TIMEOUT
+    ) as client:
+        try:
+            assert (await client.get(url.rsplit("/", 1)[0] + "/ok")).status_code == 200
+        except lib.TimeoutException:
+            return None
+        heard.clear()
+        started = time.monotonic()
+        with pytest.raises(lib.ReadTimeout) as caught:
+            await client.get(url)
+        return time.monotonic() - started, str(caught.value)
 
 
 @pytest.mark.parametrize("lib", LIBRARIES, ids=lambda m: m.__name__)
 def test_total_timeout_cuts_a_body_that_drips(lib: Any, flaky: FlakyServer) -> None:
     """The final body is under total_timeout too: a dripping body raises ReadTimeout."""
-    with lib.Client(transport=ResilientTransport(total_timeout=DRIP_CAP)) as client:
-        assert client.get(flaky.url + "/ok").status_code == 200  # a connection to reuse
-        started = time.monotonic()
-        with pytest.raises(lib.ReadTimeout):
-            client.get(flaky.url + "/drip")
-        assert time.monotonic() - started < DRIP_CLAIM
+    _, took, _ = _cut_in_the_body(lib, flaky.url + "/drip", "sync")
+    assert took < DRIP_CLAIM
 
 
 @pytest.mark.parametrize("lib", LIBRARIES, ids=lambda m: m.__name__)
 def test_total_timeout_cuts_a_body_that_drips_async(lib: Any, flaky: FlakyServer) -> None:
     """The async twin: each read of the body is bounded by the time left."""
-
-    async def main() -> float:
-        transport = AsyncResilientTransport(total_timeout=DRIP_CAP)
-        async with lib.AsyncClient(transport=transport) as client:
-            assert (await client.get(flaky.url + "/ok")).status_code == 200  # to reuse
-            started = time.monotonic()
-            with pytest.raises(lib.ReadTimeout):
-                await client.get(flaky.url + "/drip")
-            return time.monotonic() - started
-
-    assert asyncio.run(main()) < DRIP_CLAIM
+    _, took, _ = _cut_in_the_body(lib, flaky.url + "/drip", "async")
+    assert took < DRIP_CLAIM
 
 
 @pytest.mark.parametrize("lib", LIBRARIES, ids=lambda m: m.__name__)
 def test_total_timeout_cuts_a_streamed_body_read_later(lib: Any, flaky: FlakyServer) -> None:
     """With client.stream(...), the cap still holds while the caller reads the body."""
-    with lib.Client(transport=ResilientTransport(total_timeout=DRIP_CAP)) as client:
-        assert client.get(flaky.url + "/ok").status_code == 200  # a connection to reuse
-        started = time.monotonic()
-        with client.stream("GET", flaky.url + "/drip") as response, pytest.raises(lib.ReadTimeout):
-            response.read()
-        assert time.monotonic() - started < DRIP_CLAIM
+    _, took, _ = _cut_in_the_body(lib, flaky.url + "/drip", "stream")
+    assert took < DRIP_CLAIM
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
@@ -542,33 +596,12 @@ def test_total_timeout_cuts_a_streamed_body_read_later(lib: Any, flaky: FlakySer
 def test_total_timeout_cuts_a_body_that_keeps_dripping_fast(
     lib: Any, mode: str, llm: FakeLLMServer
 ) -> None:
-    """Bytes every 0.05 s never trip a read timeout, but the whole body is still capped.
-
-    Real time: 200 bytes over 10 s, each read answered within 0.05 s; the cap is
-    1 s, the claim 5 s (margin 4 s). A first request leaves a kept-alive
-    connection behind, so the timed one needs no connect.
-    """
+    """Bytes every 0.05 s never trip a read timeout, but the whole body is still capped."""
     llm.script("/fast-drip", Reply(body=b"x" * 200, drip=0.05))
-    cut = r"total_timeout=1 s passed while reading the body of GET 127\.0\.0\.1"
-    if mode == "sync":
-        with lib.Client(transport=ResilientTransport(total_timeout=DRIP_CAP)) as client:
-            assert client.get(llm.url + "/ok").status_code == 200  # a connection to reuse
-            started = time.monotonic()
-            with pytest.raises(lib.ReadTimeout, match=cut):
-                client.get(llm.url + "/fast-drip")
-            took = time.monotonic() - started
-    else:
-
-        async def main() -> float:
-            transport = AsyncResilientTransport(total_timeout=DRIP_CAP)
-            async with lib.AsyncClient(transport=transport) as client:
-                assert (await client.get(llm.url + "/ok")).status_code == 200  # to reuse
-                started = time.monotonic()
-                with pytest.raises(lib.ReadTimeout, match=cut):
-                    await client.get(llm.url + "/fast-drip")
-                return time.monotonic() - started
-
-        took = asyncio.run(main())
+    cap, took, message = _cut_in_the_body(lib, llm.url + "/fast-drip", mode)
+    assert re.match(
+        rf"total_timeout={cap:g} s passed while reading the body of GET 127\.0\.0\.1", message
+    ), message
     assert took < DRIP_CLAIM
 
 
@@ -585,17 +618,17 @@ class StallingBody(httpx.AsyncByteStream, httpx2.AsyncByteStream):
 def test_total_timeout_bounds_each_read_of_an_async_body(lib: Any) -> None:
     """Async: a read that stalls (under a transport that ignores timeouts) is cut at the cap.
 
-    Real time: the cap is 0.3 s, the stall 10 s, the claim 5 s.
+    Real time: the cap is 0.1 s, the stall 10 s, the claim 5 s.
     """
 
     async def handler(request: Any) -> Any:
         return lib.Response(200, stream=StallingBody())
 
     async def main() -> float:
-        transport = AsyncResilientTransport(lib.MockTransport(handler), total_timeout=0.3)
+        transport = AsyncResilientTransport(lib.MockTransport(handler), total_timeout=0.1)
         async with lib.AsyncClient(transport=transport) as client:
             started = time.monotonic()
-            with pytest.raises(lib.ReadTimeout, match=r"total_timeout=0\.3 s passed"):
+            with pytest.raises(lib.ReadTimeout, match=r"total_timeout=0\.1 s passed"):
                 await client.get("http://api.test/stalls")
             return time.monotonic() - started
 
