@@ -25,8 +25,6 @@ from resilient.redis import connect as _connect
 from resilient.testing import ManualClock
 
 WORKERS = 4
-CALLS_PER_WORKER = 2000
-TOTAL_CALLS = WORKERS * CALLS_PER_WORKER
 
 pytestmark = pytest.mark.timeout(300)  # as the suite: a hang fails, a busy machine does not
 
@@ -96,37 +94,55 @@ def run_in_processes(
 # -- failures anywhere open it everywhere ------------------------------------------------
 
 
-def _one_failure_each(n: int, url: str, run: str, kind: str) -> tuple[str, list[int], float]:
+Times = tuple[float, float, float, float]  # on this host's monotonic clock (see below)
+
+
+def _one_failure_each(n: int, url: str, run: str, kind: str) -> tuple[str, list[int], float, Times]:
     with Stores(kind, url) as stores:
         return _one_failure(stores, n, url, run)
 
 
-def _one_failure(stores: Stores, n: int, url: str, run: str) -> tuple[str, list[int], float]:
+def _one_failure(stores: Stores, n: int, url: str, run: str) -> tuple[str, list[int], float, Times]:
+    """The outcome of a call after one failure each, its ``remaining``, and when the failure
+    and that call began and ended."""
     client = connect(url)
     breaker = CircuitBreaker(
         WORKERS, 60.0, name=run, store=stores(socket_timeout=5.0, max_staleness=0.0)
     )
     barrier(client, f"{run}:start")
+    failing = time.monotonic()
     with contextlib.suppress(Down):
         breaker.call(_raise_down)
+    failed = time.monotonic()
     barrier(client, f"{run}:failed")  # every process has recorded its one failure
     ran: list[int] = []
+    asking = time.monotonic()
     try:
         breaker.call(lambda: ran.append(n))
     except CircuitOpenError as error:
-        return "rejected", ran, error.remaining
+        return "rejected", ran, error.remaining, (failing, failed, asking, time.monotonic())
     finally:
         client.close()
-    return "admitted", ran, 0.0
+    return "admitted", ran, 0.0, (failing, failed, asking, time.monotonic())
 
 
 def test_one_failure_in_each_of_4_processes_opens_the_circuit_for_all(
     pool: ProcessPoolExecutor, redis_client: Any, store_kind: str
 ) -> None:
-    """Threshold 4, one failure per process: every process is then rejected without calling."""
+    """Threshold 4, one failure per process: every process is then rejected without calling.
+
+    Each rejection's ``remaining`` is the 60 s open period less the time from
+    the opening (during one of the failures) to the rejection, on Redis's
+    clock, which lies between the calls' bounds measured on this host's
+    monotonic clock (it ticks with Redis's): however long the machine stalled.
+    """
     reports = run_in_processes(pool, redis_client, _one_failure_each, kind=store_kind)
     assert [r[:2] for r in reports] == [("rejected", [])] * WORKERS
-    assert all(50.0 < r[2] <= 60.0 for r in reports)
+    first_failing = min(times[0] for *_, times in reports)
+    last_failed = max(times[1] for *_, times in reports)
+    for *_, remaining, (_, _, asking, asked) in reports:
+        assert 60.0 - (asked - first_failing) - 1e-3 <= remaining, reports
+        assert remaining <= 60.0 - (asking - last_failed) + 1e-3, reports
 
 
 # -- exactly half_open_max_calls trials across processes --------------------------------
@@ -182,25 +198,34 @@ def test_after_the_open_period_exactly_two_trials_run_across_4_processes(
 
 # -- no count lost ------------------------------------------------------------------------
 
+# Each process makes at least CALLS_PER_WORKER calls, and goes on until every
+# other process has made OVERLAP: the runs overlap for certain (each process's
+# first OVERLAP calls are made while every other is still calling), however
+# late the machine starts one of them.
+CALLS_PER_WORKER = 500
+OVERLAP = 200
+# A window bigger than every call of a run: it never drops one (nor opens).
+WINDOW_CALLS = 100_000
+
 
 def _counting_breaker(name: str, store: Any, clock: ManualClock) -> CircuitBreaker:
     # Opens only once the window is full and every call failed or was slow: never here.
-    window = FailureRateWindow(1.0, calls=TOTAL_CALLS, minimum_calls=TOTAL_CALLS)
+    window = FailureRateWindow(1.0, calls=WINDOW_CALLS, minimum_calls=WINDOW_CALLS)
     return CircuitBreaker(
         name=name, window=window, slow_call_duration=1.0, clock=clock, store=store
     )
 
 
-def _mixed_calls(n: int, url: str, run: str, kind: str) -> tuple[int, int]:
+def _mixed_calls(n: int, url: str, run: str, kind: str) -> tuple[int, int, int]:
     with Stores(kind, url) as stores:
         return _mixed(stores, n, url, run)
 
 
-def _mixed(stores: Stores, n: int, url: str, run: str) -> tuple[int, int]:
+def _mixed(stores: Stores, n: int, url: str, run: str) -> tuple[int, int, int]:
     client = connect(url)
     clock = ManualClock()
     breaker = _counting_breaker(run, stores(socket_timeout=5.0), clock)
-    failures = slow = 0
+    calls = failures = slow = 0
 
     def call(k: int) -> str:
         if k % 4 == 1:
@@ -209,28 +234,45 @@ def _mixed(stores: Stores, n: int, url: str, run: str) -> tuple[int, int]:
             raise Down("connection refused")
         return "ok"
 
+    def everyone_under_way() -> bool:
+        return int(client.get(f"{run}:under-way") or 0) == WORKERS
+
     barrier(client, f"{run}:start")
-    for k in range(CALLS_PER_WORKER):
-        slow += k % 4 == 1
+    deadline = time.monotonic() + 120.0
+    while calls < CALLS_PER_WORKER or calls % 50 or not everyone_under_way():
+        if calls == OVERLAP:
+            client.incr(f"{run}:under-way")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"process {n}: the others never made {OVERLAP} calls")
+        slow += calls % 4 == 1
         try:
-            breaker.call(call, k)
+            breaker.call(call, calls)
         except Down:
             failures += 1
+        calls += 1
     client.close()
-    return failures, slow
+    return calls, failures, slow
 
 
-def test_4_processes_x_2000_mixed_calls_lose_no_count(
+def test_4_processes_x_500_mixed_calls_lose_no_count(
     pool: ProcessPoolExecutor, redis_client: Any, store_kind: str
 ) -> None:
-    """The shared window's totals are the sums of what the processes did."""
+    """The shared window's totals are the sums of what the processes did, calling at once.
+
+    Lost counts come from processes updating one window at the same time;
+    each process calls until every other one is under way (OVERLAP calls
+    made), so every pair of processes calls at once for hundreds of calls,
+    whatever the machine's load: more calls per process would repeat the
+    same interleavings, not add a new kind.
+    """
     reports = run_in_processes(pool, redis_client, _mixed_calls, kind=store_kind)
     breaker = _counting_breaker("run-x", RedisStore(redis_client), ManualClock())
     [run] = {key.decode().split("}")[0][len("{resilient:") :] for key in redis_client.keys("{*")}
     stored = breaker._store.snapshot(run, breaker._policy, 0.0)
-    assert stored.window_calls == TOTAL_CALLS
-    assert stored.window_failures == sum(failures for failures, _ in reports)
-    assert stored.window_slow == sum(slow for _, slow in reports)
+    assert all(calls >= CALLS_PER_WORKER for calls, _, _ in reports)
+    assert stored.window_calls == sum(calls for calls, _, _ in reports)
+    assert stored.window_failures == sum(failures for _, failures, _ in reports)
+    assert stored.window_slow == sum(slow for _, _, slow in reports)
     assert stored.state == "closed"
 
 
