@@ -328,6 +328,10 @@ def test_a_client_whose_settings_cannot_be_read_draws_a_warning_saying_so(
         RedisStore(Wrapper(redis_client))
 
 
+# Slow: a new cluster node says cluster_state:ok only about 2 s after it starts (Redis
+# waits that long before a master takes writes), a wait that the fixture cannot shorten;
+# first, it overlaps the other workers' tests instead of ending the run.
+@pytest.mark.slow
 def test_a_redis_cluster_client_is_checked_for_timeouts_and_retries(
     redis_cluster_node: Any,
 ) -> None:
@@ -344,8 +348,10 @@ def test_a_redis_cluster_client_is_checked_for_timeouts_and_retries(
     built = RedisCluster(
         host="127.0.0.1",
         port=redis_cluster_node.port,
-        socket_timeout=0.25,
-        socket_connect_timeout=0.25,
+        # Any timeout is well built; 5 s, as the suite's clients not about timeouts: a
+        # busy machine's late answer must not send the store to its fallback here.
+        socket_timeout=5.0,
+        socket_connect_timeout=5.0,
         retry=Retry(NoBackoff(), 0),
     )
     window = FailureRateWindow(0.5, calls=4, minimum_calls=2)
@@ -375,17 +381,24 @@ def test_a_store_sends_nothing_until_a_breaker_uses_it(redis_client: Any, make_s
 def test_failures_in_one_process_open_the_circuit_for_another(
     redis_client: Any, make_store: Any
 ) -> None:
-    """Process A's failures open the circuit; process B is rejected without calling."""
+    """Process A's failures open the circuit; process B is rejected without calling.
+
+    B's ``remaining`` is the 60 s open period less the Redis time from the
+    opening to the rejection, which this host's monotonic clock (it ticks with
+    Redis's) bounds from outside, however long the machine stalled in between.
+    """
     a = CircuitBreaker(3, 60.0, name="users-api", store=make_store())
     b = CircuitBreaker(3, 60.0, name="users-api", store=make_store())
     fail(a, 2)
+    opening = time.monotonic()
     fail(b, 1)  # the third failure, counted in the shared circuit, opens it
     called = []
     with pytest.raises(CircuitOpenError) as info:
         b.call(lambda: called.append(True))
+    rejected = time.monotonic()
     assert not called
     assert info.value.breaker_name == "users-api"
-    assert 59.0 < info.value.remaining <= 60.0
+    assert 60.0 - (rejected - opening) - 1e-3 <= info.value.remaining <= 60.0
     assert a.state is OPEN
     assert b.is_open
 
