@@ -140,6 +140,7 @@ class Policy:
         "fallback",
         "fallback_is_async",
         "first_steps",
+        "guarded",
         "limiter",
         "logger",
         "max_attempts",
@@ -151,6 +152,7 @@ class Policy:
         "on",
         "on_retry",
         "plain_classifier",
+        "reads_now",
         "retry_on_result",
         "retryable",
         "stop_event",
@@ -265,6 +267,11 @@ class Policy:
             or limiter is not None
         )
         """Whether the happy path must do more than call the function."""
+        self.guarded = budget is not None or stop_event is not None
+        """Whether a retry asks more than the attempt count (the budget, ``stop_event``):
+        without them ``after_failure`` skips those checks with one test."""
+        self.reads_now = deadline is not None or on_retry is not None
+        """Whether every retry needs the time (the deadline, ``on_retry``), logged or not."""
 
 
 OPTIONS = (
@@ -628,8 +635,9 @@ class RetryCall(_Steps):
             classifier = policy.plain_classifier
             if classifier is not None and not classifier._rules:  # pyright: ignore[reportPrivateUsage]
                 exc_type = type(exc)
-                plain = _PLAIN.get(exc_type)
-                if plain is None and exc_type not in _PLAIN:
+                try:  # a subscript, not .get(): a method call costs more than the lookup
+                    plain = _PLAIN[exc_type]
+                except KeyError:  # the first failure of this type
                     plain = _plain_class(exc_type)
                 if plain is not None and exc.__dict__:  # an attribute of its own: read them all
                     plain = None
@@ -666,16 +674,20 @@ class RetryCall(_Steps):
             self.matched_on = True
         else:
             self.matched_on = False
-        if spent is None:  # a failure counts against the budget, the last one too
-            spent = policy.budget is None or policy.budget.record_failure()
-        if attempt >= self.max_attempts:
-            return self.give_up(exc, result, error_class, "retries exhausted")
-        if not spent:
-            if _events.SINK is not None:
-                _events.SINK.budget_refused(policy.budget)
-            return self.give_up(exc, result, error_class, "the retry budget refused a retry")
-        if policy.stop_event is not None and policy.stop_event.is_set():
-            return self.give_up(exc, result, error_class, "stop_event is set")
+        if not policy.guarded:  # no budget, no stop_event: the attempt count alone
+            if attempt >= self.max_attempts:
+                return self.give_up(exc, result, error_class, "retries exhausted")
+        else:
+            if spent is None:  # a failure counts against the budget, the last one too
+                spent = policy.budget is None or policy.budget.record_failure()
+            if attempt >= self.max_attempts:
+                return self.give_up(exc, result, error_class, "retries exhausted")
+            if not spent:
+                if _events.SINK is not None:
+                    _events.SINK.budget_refused(policy.budget)
+                return self.give_up(exc, result, error_class, "the retry budget refused a retry")
+            if policy.stop_event is not None and policy.stop_event.is_set():
+                return self.give_up(exc, result, error_class, "stop_event is set")
         low = policy.draw_low
         if low is not None:  # policy.next_delay(self), inlined: see proportional_draw
             nominal = self.nominal
@@ -709,9 +721,9 @@ class RetryCall(_Steps):
                 reason = f"circuit {gate.name!r} is open for {seconds(closed_for)} s more"
                 return self.give_up(exc, result, error_class, reason)
         log = self.logger.isEnabledFor(_WARNING)
-        deadline_at = self.deadline_at
-        if log or deadline_at is not None or policy.on_retry is not None:
+        if log or policy.reads_now:
             now = self.clock.monotonic()  # read only when something needs it
+            deadline_at = self.deadline_at
             if deadline_at is not None and now + delay > deadline_at:
                 if asked is not None and delay == asked:
                     return self.server_too_slow(exc, result, error_class, asked, deadline_at)
