@@ -9,9 +9,10 @@ the URL of one; it writes keys under the namespace ``resilient-fleet`` only)::
 The API (``rate_limited_api.py``: the fake LLM server of
 ``fake_llm_server.py`` with a provider's limits) allows 40 requests per
 second and 8 in flight, and answers 429 with ``Retry-After: 1`` beyond
-either. Each worker process runs threads that each ask it a series of
-questions through the real ``openai`` SDK (its own retries off:
-``max_retries=0``), twice:
+either. Each worker process (forked from a server process that has loaded
+the SDK once, where the platform has ``forkserver``) runs threads that each
+ask it a series of questions through the real ``openai`` SDK (its own
+retries off: ``max_retries=0``), twice:
 
 - **without pacing**: ``@retry`` alone. Every process meets the limit on its
   own, backs off on its own, and the others keep sending into the same wall;
@@ -47,13 +48,16 @@ import time
 from dataclasses import dataclass
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
+from typing import TYPE_CHECKING
 
-import openai
 from rate_limited_api import RateLimitedAPI
 from shared_breaker import throwaway_redis
 
 from resilient import ConcurrencyLimit, RateLimiter, retry
 from resilient.redis import RedisStore
+
+if TYPE_CHECKING:  # ForkServerContext exists on POSIX only
+    from multiprocessing.context import ForkServerContext, SpawnContext
 
 NAMESPACE = "resilient-fleet"
 PACE = 0.975  # the fleet's rate, as a share of the API's
@@ -104,6 +108,8 @@ def worker(
     results: Queue[Outcome],
 ) -> None:
     """One process of the fleet: *threads* threads, each asking *tasks* questions."""
+    import openai  # only the workers call the API (and their fork server has it loaded)
+
     # Each retry is a WARNING line; here they are counted (by the API), not printed.
     logging.getLogger("resilient").setLevel(logging.ERROR)
     outages = OutageCounter()
@@ -171,14 +177,14 @@ def worker(
 
 def run(fleet: Fleet, redis_url: str, *, paced: bool) -> bool:
     """Run the fleet once against a fresh API; print what happened; True if no task was lost."""
-    spawn = multiprocessing.get_context("spawn")
-    ready = spawn.Barrier(fleet.processes + 1)
-    results: Queue[Outcome] = spawn.Queue()
+    context = _process_context()
+    ready = context.Barrier(fleet.processes + 1)
+    results: Queue[Outcome] = context.Queue()
     if paced:
         _forget_earlier_runs(redis_url)
     with RateLimitedAPI(fleet.rate, fleet.capacity, service_time=fleet.service_time) as api:
         processes = [
-            spawn.Process(
+            context.Process(
                 target=worker,
                 args=(n, api.openai_url, redis_url, paced, fleet, ready, results),
                 name=f"agent-{n}",
@@ -217,6 +223,18 @@ def run(fleet: Fleet, redis_url: str, *, paced: bool) -> bool:
         outages = sum(outcome.outages for outcome in outcomes)
         print(f"  Redis lost by a process (socket timeout; paced alone meanwhile): {outages}")
     return lost == 0 and done == total
+
+
+def _process_context() -> ForkServerContext | SpawnContext:
+    """How the worker processes start: forked from a server process that has imported
+    this script and the SDK once (``forkserver``), where the platform has one; else each
+    in a new interpreter (``spawn``), importing them again (a second of CPU each)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    forkserver = multiprocessing.get_context("forkserver")
+    # The SDK, and the HTTP core its client loads when first built (skipped if absent).
+    forkserver.set_forkserver_preload(["__main__", "openai", "httpcore2"])
+    return forkserver
 
 
 def _forget_earlier_runs(redis_url: str) -> None:

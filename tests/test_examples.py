@@ -361,11 +361,16 @@ FLEET_REQUESTS = re.compile(
 
 
 def test_llm_fleet_example_paces_a_small_fleet_without_losing_a_task(redis_server: Any) -> None:
-    """3 processes x 4 threads, paced through Redis: every task done, once, few 429s.
+    """3 processes x 4 threads, paced through Redis: every task done, once, not one 429.
 
-    The bound on 429s is generous: the full run's claim (< 1%) needs its
-    length to average out a busy machine's stalls. The run without pacing is
-    the same code without the limiters, left out here for time.
+    At this size the API's rate never refuses (60 requests fit in its one-second
+    burst), its capacity does: 12 threads start at once and only 8 requests may be
+    in flight. The fleet-wide ``ConcurrencyLimit`` admits a request only after
+    another one's answer came back, which the API freed first: so not one 429
+    (a store that lost Redis would pace alone; the patient URL's 5 s socket timeout
+    rules that out). Without pacing, the same run gets a 429 for each thread past
+    the 8th. The full run's claims (goodput, < 1% 429s over 1200 questions) need
+    its length; the run without pacing is left out here for time.
     """
     done = subprocess.run(
         [
@@ -382,9 +387,7 @@ def test_llm_fleet_example_paces_a_small_fleet_without_losing_a_task(redis_serve
     out = done.stdout
     assert "with pacing (shared RateLimiter + ConcurrencyLimits + @retry):" in out
     assert FLEET_TASKS.findall(out) == [("60", "60", "0")]
-    [(sent, refused, share)] = FLEET_REQUESTS.findall(out)
-    # Every question was answered exactly once: the other requests were 429s.
-    assert int(sent) - int(refused) == 60
-    assert float(share) < 10.0
+    # Every question was answered exactly once, at the first request.
+    assert FLEET_REQUESTS.findall(out) == [("60", "0", "0.0")], out
     assert re.search(r"^  goodput: [\d.]+ of the API's capacity", out, re.MULTILINE)
     assert re.search(r"^  finished in [\d.]+ s$", out, re.MULTILINE)
