@@ -2,6 +2,11 @@
 
 Run: python examples/agent_loop.py   (needs the extra: pip install -e '.[requests]')
 
+With ``--skip-waits`` the retries' waits pass at once: each is computed,
+logged and reported as usual, and not slept (the process's default clock,
+``resilient.testing.use_clock``, counts them instead). Only the real
+timeouts are waited for: the run takes 3 s instead of 5 (the tests run it so).
+
 An "agent" works through a list of tasks, each one a GET through one
 resilient ``requests`` session. The embedded ``FlakyServer`` (127.0.0.1, a
 free port) fails in scripted ways: 429 with ``Retry-After``, 503 then 200,
@@ -17,6 +22,8 @@ are the point), 1 otherwise.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import logging
 import sys
 import textwrap
@@ -38,6 +45,7 @@ from resilient import (
     execute_task_safely,
 )
 from resilient.http import create_resilient_session, get_json_or_none
+from resilient.testing import use_clock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flaky_server import FlakyServer, Step
@@ -89,7 +97,34 @@ class EventCounter(logging.Handler):
         self.counts[key] = self.counts.get(key, 0) + 1
 
 
-def main() -> int:
+class SkippedWaits:
+    """A clock on which every wait passes at once (``--skip-waits``).
+
+    It reads the real time plus the waits it skipped, so the durations it
+    measures (a task's ``elapsed``) are those of a run that slept them.
+    """
+
+    def __init__(self) -> None:
+        self.skipped = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.skipped
+
+    def sleep(self, seconds: float) -> None:
+        self.skipped += seconds
+
+    async def asleep(self, seconds: float) -> None:
+        self.skipped += seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Ten tool calls against a flaky server.")
+    parser.add_argument(
+        "--skip-waits",
+        action="store_true",
+        help="compute, log and report the retries' waits, but do not sleep them",
+    )
+    options = parser.parse_args(argv)
     started = time.monotonic()
     StructuredLogger.configure(stream=sys.stdout, level=logging.INFO)  # JSON lines, in order
     logging.getLogger("resilient.task").setLevel(logging.DEBUG)  # also "task succeeded"
@@ -115,8 +150,11 @@ def main() -> int:
             f"(opens after {BREAKER_THRESHOLD} consecutive failures).\n"
             "For each task: what the server does, the JSON log lines written while it "
             "ran, and its outcome."
+            + ("\n--skip-waits: the retries' waits are not slept." if options.skip_waits else "")
         )
-        results, retries = run_agent(server.url, session, breaker, log)
+        clock = use_clock(SkippedWaits()) if options.skip_waits else contextlib.nullcontext()
+        with clock:
+            results, retries = run_agent(server.url, session, breaker, log)
         dead_requests = server.requests("/dead")
 
     summary = TaskSummary(tuple(results), len(PLAN))
@@ -217,7 +255,7 @@ def explain(
             f"they gave up after max_retries={MAX_RETRIES} retries ({MAX_RETRIES + 1} attempts)."
         ),
         "Retry-After": (
-            "fetch-prices got a 429 with 'Retry-After: 1': its retry waited "
+            "fetch-prices got a 429 with 'Retry-After: 1': its retry's wait was "
             f"{rate_limited.delay:.2f} s, as the server asked, not its ~{BASE_DELAY} s backoff."
         ),
         "total_timeout": (

@@ -34,9 +34,9 @@ pytestmark = pytest.mark.slow
 SUMMARY = re.compile(r"^(\d+)/(\d+) tasks completed successfully$", re.MULTILINE)
 
 
-def _run_example(name: str) -> subprocess.CompletedProcess[str]:
+def _run_example(name: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(EXAMPLES / name)],
+        [sys.executable, str(EXAMPLES / name), *args],
         capture_output=True,
         text=True,
         timeout=240,
@@ -54,8 +54,12 @@ def _json_lines(text: str) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def agent_loop() -> subprocess.CompletedProcess[str]:
-    """One run of the demo, shared by the tests that read its output."""
-    return _run_example("agent_loop.py")
+    """One run of the demo, shared by the tests that read its output.
+
+    With ``--skip-waits``: the retries' waits are computed, logged and reported, not
+    slept (nothing the server does depends on them); the real timeouts still run.
+    """
+    return _run_example("agent_loop.py", "--skip-waits")
 
 
 def test_agent_loop_exits_zero(agent_loop: subprocess.CompletedProcess[str]) -> None:
