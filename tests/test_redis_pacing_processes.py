@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import itertools
 import math
-import multiprocessing
-import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from resilient import ConcurrencyLimit, RateLimiter, RateLimitExceeded
+from resilient import RateLimiter, RateLimitExceeded
 from resilient.pacing import RatePolicy
 from resilient.redis import RedisStore
 from resilient.redis import connect as _connect
@@ -262,12 +262,20 @@ def test_a_pause_in_one_process_stops_every_other_at_its_next_acquire(
 LEASE_TTL = 1.0
 
 
-def _hold_slots_and_hang(url: str, name: str, ready: Any) -> None:
-    limit = ConcurrencyLimit(3, name=name, lease_ttl=LEASE_TTL, store=RedisStore(connect(url)))
-    limit.__enter__()
-    limit.__enter__()
-    ready.set()
-    time.sleep(600)  # until killed
+# The holder: a fresh interpreter that imports only what it needs (a spawned
+# multiprocessing child imports pytest and this module first: twice the CPU).
+_HOLDER = """
+import sys, time
+from resilient import ConcurrencyLimit
+from resilient.redis import RedisStore, connect
+url, name, lease_ttl = sys.argv[1], sys.argv[2], float(sys.argv[3])
+store = RedisStore(connect(url, socket_timeout=5.0))
+limit = ConcurrencyLimit(3, name=name, lease_ttl=lease_ttl, store=store)
+limit.__enter__()
+limit.__enter__()
+print("ready", flush=True)
+time.sleep(600)  # until killed
+"""
 
 
 def _redis_now(client: Any) -> float:
@@ -279,19 +287,22 @@ def test_a_process_killed_holding_slots_gives_them_back_after_lease_ttl(
     redis_client: Any,
 ) -> None:
     """SIGKILL while holding 2 of 3 slots: held until their leases end, free from then on."""
-    spawn = multiprocessing.get_context("spawn")
-    ready = spawn.Event()
-    holder = spawn.Process(target=_hold_slots_and_hang, args=(_url(redis_client), "pool", ready))
     started = _redis_now(redis_client)
-    holder.start()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, _url(redis_client), "pool", str(LEASE_TTL)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
-        assert ready.wait(60), "the holder never took its slots"
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "ready\n", "the holder never took its slots"
         taken = _redis_now(redis_client)
     finally:
-        assert holder.pid is not None
-        os.kill(holder.pid, signal.SIGKILL)
-        holder.join(timeout=30)
-    assert holder.exitcode == -signal.SIGKILL
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+        assert holder.stdout is not None
+        holder.stdout.close()
+    assert holder.returncode == -signal.SIGKILL
     (key,) = slot_keys("resilient", "pool")
     leases = [score for _, score in redis_client.zrange(key, 0, -1, withscores=True)]
     assert len(leases) == 2
