@@ -34,6 +34,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # The same floors and failing function as the timed benchmark, counted instead.
 from retry_overhead import (
     NoSleep,
+    clocked_async_wrapper,
+    clocked_wrapper,
     fails_twice,
     fixed_wrapper,
     hand_async_wrapper,
@@ -74,6 +76,7 @@ def _candidates() -> dict[str, Callable[[int], object]]:
     return {
         "success: floor, fixed signature": fixed_wrapper(work),
         "success: floor, generic": hand_wrapper(work),
+        "success: floor + clock read": clocked_wrapper(work),
         "success: @retry": retry(max_retries=2)(work),
         "failure: floor, fixed signature": fixed_loop(fails_twice()),
         "failure: floor, generic": hand_loop(fails_twice()),
@@ -83,6 +86,7 @@ def _candidates() -> dict[str, Callable[[int], object]]:
         ),
         "task: execute_task_safely": functools.partial(execute_task_safely, "task", work),
         ASYNC + "floor, generic": hand_async_wrapper(work_async),
+        ASYNC + "floor + clock read": clocked_async_wrapper(work_async),
         ASYNC + "@retry": retry(max_retries=2)(work_async),
         "task: run_tasks, 100 tasks": lambda x: run_tasks(hundred),
     }
@@ -92,12 +96,14 @@ def _candidates() -> dict[str, Callable[[int], object]]:
 CALLS: tuple[tuple[str, str | None], ...] = (
     ("success: floor, fixed signature", None),
     ("success: floor, generic", None),
+    ("success: floor + clock read", "success: floor, generic"),
     ("success: @retry", "success: floor, fixed signature"),
     ("failure: floor, fixed signature", None),
     ("failure: floor, generic", None),
     ("failure: @retry", "failure: floor, fixed signature"),
     ("failure: @retry, jittered delays", "failure: floor, fixed signature"),
     (ASYNC + "floor, generic", None),
+    (ASYNC + "floor + clock read", ASYNC + "floor, generic"),
     (ASYNC + "@retry", ASYNC + "floor, generic"),
     ("task: execute_task_safely", "success: floor, generic"),
     ("task: run_tasks, 100 tasks", "success: floor, generic"),
