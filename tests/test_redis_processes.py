@@ -148,9 +148,20 @@ def test_one_failure_in_each_of_4_processes_opens_the_circuit_for_all(
 # -- exactly half_open_max_calls trials across processes --------------------------------
 
 
-def _trial_breaker(name: str, store: Any) -> CircuitBreaker:
+# The breakers' clocks, not Redis TIME (the claim is not about time): the test's breaker
+# trips at 1000, the workers' read 1001, past the 0.3 s open period, without waiting for it.
+TRIPPED_AT = 1000.0
+
+
+def _trial_breaker(name: str, store: Any, now: float) -> CircuitBreaker:
     return CircuitBreaker(
-        1, 0.3, name=name, half_open_max_calls=2, success_threshold=2, store=store
+        1,
+        0.3,
+        name=name,
+        half_open_max_calls=2,
+        success_threshold=2,
+        store=store,
+        clock=ManualClock(now),
     )
 
 
@@ -161,7 +172,7 @@ def _race_for_trials(n: int, url: str, run: str, kind: str) -> tuple[int, str]:
 
 def _race(stores: Stores, url: str, run: str) -> tuple[int, str]:
     client = connect(url)
-    breaker = _trial_breaker(run, stores(socket_timeout=5.0))
+    breaker = _trial_breaker(run, stores(socket_timeout=5.0, time_source="breaker"), TRIPPED_AT + 1)
     with contextlib.ExitStack() as held:
         barrier(client, f"{run}:open-period-over", WORKERS + 1)
         admitted = 0
@@ -184,14 +195,11 @@ def test_after_the_open_period_exactly_two_trials_run_across_4_processes(
 ) -> None:
     """4 processes x 5 attempts while the trials run: 2 admitted in all; they close it."""
 
-    def open_then_wait(run: str) -> None:
-        _trial_breaker(run, RedisStore(redis_client)).trip()
-        time.sleep(0.35)  # Redis time: the open period is over
+    def trip(run: str) -> None:
+        _trial_breaker(run, RedisStore(redis_client, time_source="breaker"), TRIPPED_AT).trip()
         barrier(redis_client, f"{run}:open-period-over", WORKERS + 1)
 
-    reports = run_in_processes(
-        pool, redis_client, _race_for_trials, during=open_then_wait, kind=store_kind
-    )
+    reports = run_in_processes(pool, redis_client, _race_for_trials, during=trip, kind=store_kind)
     assert sum(admitted for admitted, _ in reports) == 2
     assert {state for _, state in reports} == {"closed"}
 
