@@ -212,11 +212,11 @@ def main(quick: bool) -> None:
     print(f"  {'statement':36} {'instructions':>12} {'x floor':>8}")
     values = {statement: imported(statement) for statement, _ in IMPORTS}
     for statement, floor in IMPORTS:
-        value = values[statement]
-        if value is None:
+        measured = values[statement]
+        if measured is None:
             print(f"  {statement:36} {'n/a':>12}")
             continue
-        net = value - base
+        net = measured - base
         floor_value = values.get(floor) if floor else None
         ratio = f"{net / (floor_value - base):8.2f}" if floor_value else f"{'':>8}"
         print(f"  {statement:36} {net:12.0f} {ratio}")
