@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import atexit
+import fnmatch
+import gc
+import importlib.util
 import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -146,6 +151,86 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """
     cpus = os.cpu_count() or 1
     return min(2 * cpus, cpus + 4)
+
+
+# -- the fixed costs of each test process ------------------------------------------------
+#
+# pytest rewrites the asserts of every test module (and of the `resilient` package: its
+# distribution registers a pytest plugin) as it imports them, and caches the rewritten
+# bytecode in __pycache__ (*-pytest-*.pyc). On a fresh clone that cache is empty, and
+# every xdist worker, all started at once, rewrote all of them: 3 s of CPU per worker on
+# Python 3.10. Instead, each worker first rewrites its share into the cache, and its
+# collection then finds the others' shares there.
+
+
+def _rewritten_files(config: pytest.Config, hook: Any, state: Any) -> list[Path]:
+    """The test modules under the run's arguments, and the package files pytest rewrites."""
+    patterns = config.getini("python_files")
+    skipped = [*config.getini("norecursedirs"), "__pycache__"]
+    roots = [Path(config.invocation_params.dir, arg.split("::")[0]) for arg in config.args]
+    files = {root for root in roots if root.is_file() and root.suffix == ".py"}
+    for root in (root for root in roots if root.is_dir()):
+        for directory, subdirectories, names in os.walk(root):
+            subdirectories[:] = [
+                d for d in subdirectories if not any(fnmatch.fnmatch(d, s) for s in skipped)
+            ]
+            files.update(
+                Path(directory, name)
+                for name in names
+                if any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
+            )
+    spec = importlib.util.find_spec("resilient")
+    if spec is not None and hook._is_marked_for_rewrite("resilient", state):
+        for location in spec.submodule_search_locations or ():
+            files.update(Path(location).rglob("*.py"))
+    return [Path(os.path.abspath(file)) for file in files]
+
+
+def _rewrite_share_into_cache(config: pytest.Config, worker: int, workers: int) -> None:
+    """Rewrite this worker's share (by size) of the files that lack a cached rewrite.
+
+    Uses pytest's private rewriting functions, as its import hook does: any
+    change there ends the warm-up (each worker then rewrites what it imports,
+    as without it), never the run.
+    """
+    try:
+        from _pytest.assertion import rewrite
+
+        hook = config.pluginmanager.rewrite_hook
+        state = config.stash[rewrite.assertstate_key]
+        files = sorted(_rewritten_files(config, hook, state), key=lambda f: (-f.stat().st_size, f))
+        shares: list[list[Path]] = [[] for _ in range(workers)]
+        sizes = [0] * workers
+        for file in files:  # the largest first, each to the least loaded share
+            share = sizes.index(min(sizes))
+            shares[share].append(file)
+            sizes[share] += file.stat().st_size
+        for file in shares[worker]:
+            cache = rewrite.get_cache_dir(file)
+            pyc = cache / (file.name[:-3] + rewrite.PYC_TAIL)
+            if rewrite.try_makedirs(cache) and rewrite._read_pyc(file, pyc) is None:
+                source_key, code = rewrite._rewrite_test(file, config)
+                rewrite._write_pyc(state, code, source_key, pyc)
+    except Exception:  # a pytest without these internals: no warm-up
+        return
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection(session: pytest.Session) -> None:
+    """Under xdist, with a writable cache: each worker fills its share of the rewrite cache."""
+    worker = re.fullmatch(r"gw(\d+)", os.environ.get("PYTEST_XDIST_WORKER", ""))
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    config = session.config
+    rewriting = config.getoption("assertmode") == "rewrite" and not sys.dont_write_bytecode
+    if worker and workers > 1 and rewriting:
+        _rewrite_share_into_cache(config, int(worker[1]) % workers, workers)
+
+
+# At exit, the interpreter frees each module while the cyclic garbage collector runs over
+# every object left: a second or two of CPU for a worker that imported the SDKs (300,000
+# objects), all the workers at once at the very end of the run, which waited for them.
+# Frozen objects are left to the process's end; nothing runs after the session.
+atexit.register(gc.freeze)
 
 
 @pytest.fixture(scope="session")
