@@ -33,9 +33,13 @@ import time
 from collections.abc import Generator
 from contextlib import contextmanager
 from multiprocessing.synchronize import Event
+from typing import TYPE_CHECKING
 
 from resilient import CircuitBreaker, CircuitOpenError
 from resilient.redis import RedisStore
+
+if TYPE_CHECKING:  # ForkServerContext exists on POSIX only
+    from multiprocessing.context import ForkServerContext, SpawnContext
 
 NAMESPACE = "resilient-example"
 OPEN_FOR = 1.0  # seconds the circuit stays open; short, so the example is quick
@@ -96,10 +100,10 @@ def reports(url: str, ready: Event, opened: Event) -> None:
 def main(url: str) -> int:
     """Run checkout and reports in two processes sharing the breaker in *url*."""
     inventory_breaker(url).reset()  # a fresh start if an earlier run left it open
-    spawn = multiprocessing.get_context("spawn")
-    ready, opened, done = spawn.Event(), spawn.Event(), spawn.Event()
-    first = spawn.Process(target=checkout, args=(url, ready, opened, done), name="checkout")
-    second = spawn.Process(target=reports, args=(url, ready, opened), name="reports")
+    context = _process_context()
+    ready, opened, done = context.Event(), context.Event(), context.Event()
+    first = context.Process(target=checkout, args=(url, ready, opened, done), name="checkout")
+    second = context.Process(target=reports, args=(url, ready, opened), name="reports")
     first.start()
     second.start()
     second.join(timeout=2 * HANDSHAKE_TIMEOUT)
@@ -114,6 +118,17 @@ def main(url: str) -> int:
         return 1
     print("shared breaker: both processes saw one circuit")
     return 0
+
+
+def _process_context() -> ForkServerContext | SpawnContext:
+    """How the two processes start: forked from a server process that has imported this
+    script (and so resilient and redis) once (``forkserver``), where the platform has
+    one; else each in a new interpreter (``spawn``)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    forkserver = multiprocessing.get_context("forkserver")
+    forkserver.set_forkserver_preload(["__main__"])
+    return forkserver
 
 
 def _wait_for(event: Event, what: str) -> None:
