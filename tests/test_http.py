@@ -45,6 +45,42 @@ MakeSession = Callable[..., requests.Session]
 SLOW_ANSWER = 10.0  # seconds until /slow answers and until a /drip body (200 bytes) ends
 LONG_BEFORE = 5.0
 
+# The tests that cut a body at the cap need its headers, sent at once, to come within
+# it. The cap is short, so that each of them waits a fraction of a second; when a busy
+# machine held the request or the headers past it, the run proves nothing and is
+# repeated with the cap doubled. Lower bounds at the cap need no margin: 0.9 x the cap.
+BODY_CAPS = (0.2, 0.4, 0.8, 1.6)
+
+
+class _Late(Exception):
+    """The cap passed before the headers came (a busy machine): the run proves nothing."""
+
+
+def _late_if_before_the_headers(error: BaseException) -> None:
+    """Raise ``_Late`` if *error* is a cut before the response, or a request never sent."""
+    if isinstance(error, TotalTimeout) and re.search(r"before the response|not sent: ", str(error)):
+        raise _Late from error
+
+
+def _headers(send: Callable[..., requests.Response], *args: Any, **kwargs: Any) -> Any:
+    """``send(*args, **kwargs)``; a cut before its headers raised as ``_Late``."""
+    try:
+        return send(*args, **kwargs)
+    except TotalTimeout as exc:
+        _late_if_before_the_headers(exc)
+        raise
+
+
+def _under_a_cap_the_headers_beat(run: Callable[[float], None]) -> None:
+    """``run(cap)`` for each cap of BODY_CAPS in turn, until a run is not ``_Late``."""
+    for cap in BODY_CAPS:
+        try:
+            run(cap)
+        except _Late:
+            continue
+        return
+    raise AssertionError(f"the headers never came within a cap of {BODY_CAPS} s")
+
 
 @pytest.fixture(scope="module")
 def _server() -> Iterator[FlakyServer]:
@@ -415,34 +451,40 @@ def test_body_delimited_by_close_is_never_returned_cut_short(
     make_session: MakeSession,
 ) -> None:
     """With no Content-Length the cut looks like the end of the body: TotalTimeout, not a 200."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
 
-    def serve() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            conn.recv(65536)
-            conn.sendall(
-                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
-            )
-            for _ in range(40):  # 2 s in all
-                if stop.wait(0.05):
-                    break
-                try:
+    def run(cap: float) -> None:
+        listener = socket.create_server(("127.0.0.1", 0))
+        stop = threading.Event()
+
+        def serve() -> None:
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # shut: the client never connected
+                return
+            with conn, contextlib.suppress(OSError):  # cut by the client
+                conn.recv(65536)
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
+                )
+                for _ in range(200):  # 10 s in all
+                    if stop.wait(0.05):
+                        break
                     conn.sendall(b".")
-                except OSError:  # cut by the client
-                    break
 
-    server = threading.Thread(target=serve, daemon=True)
-    server.start()
-    try:
-        session = make_session(read_timeout=1.0, total_timeout=0.5)  # the headers come within
-        with pytest.raises(TotalTimeout, match="reading the body"):
-            session.get(f"http://127.0.0.1:{listener.getsockname()[1]}/")
-    finally:
-        stop.set()
-        server.join(2.0)
-        listener.close()
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        try:
+            session = make_session(read_timeout=1.0, total_timeout=cap)
+            with pytest.raises(TotalTimeout) as caught:
+                session.get(f"http://127.0.0.1:{listener.getsockname()[1]}/")
+            _late_if_before_the_headers(caught.value)
+            assert str(caught.value).endswith("reading the body"), str(caught.value)
+        finally:
+            stop.set()
+            _shut(listener)
+            server.join(2.0)
+
+    _under_a_cap_the_headers_beat(run)
 
 
 @pytest.mark.parametrize(
@@ -602,26 +644,32 @@ def test_a_redirect_chain_within_the_cap_is_followed(
     assert [r.status_code for r in response.history] == [302, 302, 302]
 
 
-def test_a_redirect_is_not_sent_once_the_cap_has_passed(
-    flaky_server: FlakyServer, make_session: MakeSession
-) -> None:
+def test_a_redirect_is_not_sent_once_the_cap_has_passed(make_session: MakeSession) -> None:
     """Time spent between hops counts too: past the cap, the next hop is never sent.
 
-    (A 0.5 s cap: the first hop, answered at once, must fit in it on a busy machine too.)
+    (The first hop, answered at once, must fit in the cap: BODY_CAPS. Each run
+    has a server of its own: a late run's request is not counted in the next.)
     """
-    url = _redirect_chain(flaky_server, [_slow_redirect(0.0)] * 2)
 
-    def linger(response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        time.sleep(0.55)  # a response hook, run after each hop
+    def run(cap: float) -> None:
+        with FlakyServer() as server:
+            url = _redirect_chain(server, [_slow_redirect(0.0)] * 2)
 
-    with pytest.raises(TotalTimeout) as caught:
-        make_session(total_timeout=0.5).get(url, hooks={"response": linger})
-    assert flaky_server.requests("/hop0") == 1
-    assert flaky_server.requests("/hop1") == 0
-    assert str(caught.value) == (
-        f"GET {flaky_server.url}/hop1 not sent: total_timeout=0.5 s has passed "
-        f"(1 redirect after {flaky_server.url}/hop0)"
-    )
+            def linger(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+                time.sleep(cap + 0.05)  # a response hook, run after each hop
+
+            with pytest.raises(TotalTimeout) as caught:
+                make_session(total_timeout=cap).get(url, hooks={"response": linger})
+            if str(caught.value).startswith(f"GET {server.url}/hop0 "):
+                _late_if_before_the_headers(caught.value)
+            assert server.requests("/hop0") == 1
+            assert server.requests("/hop1") == 0
+            assert str(caught.value) == (
+                f"GET {server.url}/hop1 not sent: total_timeout={cap:g} s has passed "
+                f"(1 redirect after {server.url}/hop0)"
+            )
+
+    _under_a_cap_the_headers_beat(run)
 
 
 def test_a_plain_session_caps_each_redirect_on_its_own(flaky_server: FlakyServer) -> None:
@@ -667,22 +715,28 @@ def test_a_streamed_body_is_cut_at_the_cap(
     reader: str,
     headers: dict[str, str],
 ) -> None:
-    """stream=True: a body trickled for 10 s is cut at the 0.5 s cap, however it is read.
+    """stream=True: a body trickled for 10 s is cut at the cap, however it is read.
 
-    (Half a second: the headers, sent at once, must come within it on a busy machine too.)
+    (The headers, sent at once, must come within the cap: BODY_CAPS.)
     """
     trickle_server.script("/drip", [], then=Step(action="drip", body_size=500, headers=headers))
-    session = make_session(read_timeout=1.0, total_timeout=0.5)
-    started = time.monotonic()
-    with session.get(trickle_server.url + "/drip", stream=True) as response:
-        assert response.status_code == 200
-        with pytest.raises(TotalTimeout) as caught:
-            _BODY_READERS[reader](response)
-    assert 0.45 < time.monotonic() - started < LONG_BEFORE  # at the cap, long before the end
-    assert str(caught.value) == (
-        f"GET {trickle_server.url}/drip cut off after 0.5 s (total_timeout=0.5 s) reading the body"
-    )
-    assert classify(caught.value) is ErrorClass.TIMEOUT
+
+    def run(cap: float) -> None:
+        session = make_session(read_timeout=1.0, total_timeout=cap)
+        started = time.monotonic()
+        with _headers(session.get, trickle_server.url + "/drip", stream=True) as response:
+            assert response.status_code == 200
+            with pytest.raises(TotalTimeout) as caught:
+                _BODY_READERS[reader](response)
+        took = time.monotonic() - started
+        assert 0.9 * cap < took < LONG_BEFORE  # at the cap, long before the end
+        assert str(caught.value) == (
+            f"GET {trickle_server.url}/drip cut off after {cap:g} s (total_timeout={cap:g} s) "
+            "reading the body"
+        )
+        assert classify(caught.value) is ErrorClass.TIMEOUT
+
+    _under_a_cap_the_headers_beat(run)
 
 
 @contextlib.contextmanager
@@ -692,18 +746,18 @@ def _chunked_trickle(chunks: int, interval: float = TRICKLE_INTERVAL) -> Iterato
     stop = threading.Event()
 
     def serve() -> None:
-        conn, _ = listener.accept()
-        with conn:
+        try:
+            conn, _ = listener.accept()
+        except OSError:  # shut: the client never connected
+            return
+        with conn, contextlib.suppress(OSError):  # cut by the client
             conn.recv(65536)
             conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-            try:
-                for _ in range(chunks):
-                    if stop.wait(interval):
-                        return
-                    conn.sendall(b"1\r\n.\r\n")
-                conn.sendall(b"0\r\n\r\n")
-            except OSError:  # cut by the client
-                return
+            for _ in range(chunks):
+                if stop.wait(interval):
+                    return
+                conn.sendall(b"1\r\n.\r\n")
+            conn.sendall(b"0\r\n\r\n")
 
     server = threading.Thread(target=serve, daemon=True)
     server.start()
@@ -711,18 +765,31 @@ def _chunked_trickle(chunks: int, interval: float = TRICKLE_INTERVAL) -> Iterato
         yield f"http://127.0.0.1:{listener.getsockname()[1]}/chunked"
     finally:
         stop.set()
+        _shut(listener)
         server.join(2.0)
-        listener.close()
+
+
+def _shut(listener: socket.socket) -> None:
+    """Close *listener*, waking a thread still waiting in its ``accept()``."""
+    with contextlib.suppress(OSError):
+        listener.shutdown(socket.SHUT_RDWR)
+    listener.close()
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["read", "stream"])
 def test_a_chunked_body_is_cut_at_the_cap(make_session: MakeSession, stream: bool) -> None:
     """A chunked body, read chunk by chunk by urllib3, is cut at the cap like any other."""
-    session = make_session(read_timeout=1.0, total_timeout=0.5)
-    started = time.monotonic()
-    with _chunked_trickle(500) as url, pytest.raises(TotalTimeout, match="reading the body"):
-        session.get(url, stream=stream).content  # noqa: B018
-    assert 0.45 < time.monotonic() - started < LONG_BEFORE  # long before the 10 s body ends
+
+    def run(cap: float) -> None:
+        session = make_session(read_timeout=1.0, total_timeout=cap)
+        started = time.monotonic()
+        with _chunked_trickle(500) as url, pytest.raises(TotalTimeout) as caught:
+            session.get(url, stream=stream).content  # noqa: B018
+        _late_if_before_the_headers(caught.value)
+        assert str(caught.value).endswith("reading the body"), str(caught.value)
+        assert 0.9 * cap < time.monotonic() - started < LONG_BEFORE  # the body lasts 10 s
+
+    _under_a_cap_the_headers_beat(run)
 
 
 def test_a_chunked_body_within_the_cap_is_whole(make_session: MakeSession) -> None:
@@ -743,12 +810,18 @@ def test_a_socket_timeout_at_the_deadline_is_a_total_timeout(
     still a TotalTimeout, not a ReadTimeout the caller never asked for.
     """
     monkeypatch.setattr(_Watch, "fire", lambda self: None)  # the watchdog always late
-    session = make_session(read_timeout=5.0, total_timeout=0.5)
-    with _chunked_trickle(2, interval=SLOW_ANSWER) as url:  # headers, then nothing for 10 s
-        started = time.monotonic()
-        with pytest.raises(TotalTimeout, match="reading the body"):
-            session.get(url, stream=stream).raw.read()
-        assert 0.45 < time.monotonic() - started < LONG_BEFORE
+
+    def run(cap: float) -> None:
+        session = make_session(read_timeout=5.0, total_timeout=cap)
+        with _chunked_trickle(2, interval=SLOW_ANSWER) as url:  # headers, then nothing for 10 s
+            started = time.monotonic()
+            with pytest.raises(TotalTimeout) as caught:
+                _headers(session.get, url, stream=stream).raw.read()
+            _late_if_before_the_headers(caught.value)
+            assert str(caught.value).endswith("reading the body"), str(caught.value)
+            assert 0.9 * cap < time.monotonic() - started < LONG_BEFORE
+
+    _under_a_cap_the_headers_beat(run)
 
 
 def test_a_streamed_body_read_after_the_cap_raises_at_once(
@@ -756,13 +829,17 @@ def test_a_streamed_body_read_after_the_cap_raises_at_once(
 ) -> None:
     """Left unread past the cap, the body is gone: reading it raises, never returns part."""
     trickle_server.script("/drip", [], then=Step(action="drip", body_size=5))
-    session = make_session(read_timeout=1.0, total_timeout=0.5)  # the headers come within it
-    response = session.get(trickle_server.url + "/drip", stream=True)
-    time.sleep(0.6)  # the 5 bytes have all arrived, but the cap has passed
-    for _ in range(2):  # and again: a cut body never reads as a short one
-        with pytest.raises(TotalTimeout, match="reading the body"):
-            response.raw.read()
-    response.close()
+
+    def run(cap: float) -> None:
+        session = make_session(read_timeout=1.0, total_timeout=cap)
+        response = _headers(session.get, trickle_server.url + "/drip", stream=True)
+        time.sleep(cap + 0.1)  # the 5 bytes (0.1 s) have all arrived, but the cap has passed
+        for _ in range(2):  # and again: a cut body never reads as a short one
+            with pytest.raises(TotalTimeout, match="reading the body"):
+                response.raw.read()
+        response.close()
+
+    _under_a_cap_the_headers_beat(run)
 
 
 def test_a_streamed_body_read_within_the_cap_is_whole(
@@ -781,44 +858,59 @@ def test_a_retry_deadline_caps_a_streamed_body(
     """The retry deadline in force at the request still caps its body, read after the return."""
     session = make_session(read_timeout=1.0)  # total_timeout=60
 
-    @retry(deadline=0.5)  # the headers come within it; the 1 s body cannot
-    def fetch() -> requests.Response:
-        return session.get(trickle_server.url + "/drip", stream=True)
+    def run(cap: float) -> None:
+        @retry(deadline=cap, max_retries=0)  # the headers come within it; the 1 s body cannot
+        def fetch() -> requests.Response:
+            return _headers(session.get, trickle_server.url + "/drip", stream=True)
 
-    with fetch() as response, pytest.raises(TotalTimeout, match="the retry deadline"):
-        response.raw.read()
+        with fetch() as response, pytest.raises(TotalTimeout, match="the retry deadline"):
+            response.raw.read()
+
+    _under_a_cap_the_headers_beat(run)
 
 
 def test_a_post_cut_while_its_body_streams_is_not_retried(
     trickle_server: FlakyServer, make_session: MakeSession
 ) -> None:
     """A response came, so the POST reached the server: its cut body is FATAL for @retry."""
-    session = make_session(read_timeout=1.0, total_timeout=0.5)
-    with (
-        session.post(trickle_server.url + "/drip", data=b"x", stream=True) as response,
-        pytest.raises(TotalTimeout) as caught,
-    ):
-        response.raw.read()
-    assert classify(caught.value) is ErrorClass.FATAL
-    assert any("not idempotent" in note for note in caught.value.__notes__)
+
+    def run(cap: float) -> None:
+        session = make_session(read_timeout=1.0, total_timeout=cap)
+        with (
+            _headers(
+                session.post, trickle_server.url + "/drip", data=b"x", stream=True
+            ) as response,
+            pytest.raises(TotalTimeout) as caught,
+        ):
+            response.raw.read()
+        assert classify(caught.value) is ErrorClass.FATAL
+        assert any("not idempotent" in note for note in caught.value.__notes__)
+
+    _under_a_cap_the_headers_beat(run)
 
 
-def test_a_cut_streamed_connection_is_not_reused(
-    trickle_server: FlakyServer, make_session: MakeSession
-) -> None:
-    """The connection under a body cut by the cap is closed, not given back to the pool."""
-    session = make_session(read_timeout=1.0)
-    assert session.get(trickle_server.url + "/ok").status_code == 200
-    with (
-        session.get(
-            trickle_server.url + "/drip", stream=True, timeout=Timeout(total=0.5)
-        ) as response,
-        pytest.raises(TotalTimeout),
-    ):
-        response.raw.read()
-    assert trickle_server.connections == 1  # the drip reused the first connection...
-    assert session.get(trickle_server.url + "/ok").status_code == 200
-    assert trickle_server.connections == 2  # ...and it was not given back
+def test_a_cut_streamed_connection_is_not_reused(make_session: MakeSession) -> None:
+    """The connection under a body cut by the cap is closed, not given back to the pool.
+
+    (Each run has a server of its own: a late run's connection is not counted in the next.)
+    """
+
+    def run(cap: float) -> None:
+        with FlakyServer(drip_interval=TRICKLE_INTERVAL, drip_size=50) as server:
+            session = make_session(read_timeout=1.0)
+            assert session.get(server.url + "/ok").status_code == 200
+            with (
+                _headers(
+                    session.get, server.url + "/drip", stream=True, timeout=Timeout(total=cap)
+                ) as response,
+                pytest.raises(TotalTimeout),
+            ):
+                response.raw.read()
+            assert server.connections == 1  # the drip reused the first connection...
+            assert session.get(server.url + "/ok").status_code == 200
+            assert server.connections == 2  # ...and it was not given back
+
+    _under_a_cap_the_headers_beat(run)
 
 
 def test_the_message_names_the_url_without_credentials(
@@ -888,19 +980,29 @@ def test_a_response_read_by_the_session_leaves_nothing_watched(
 
 @pytest.mark.parametrize("stream", [False, True], ids=["read", "stream"])
 def test_a_finished_call_never_cuts_its_connection_once_pooled(
-    flaky_server: FlakyServer, make_session: MakeSession, stream: bool
+    make_session: MakeSession, stream: bool
 ) -> None:
-    """A call capped at 0.5 s hands its connection back; a 0.55 s call on it is not cut.
+    """A call capped at c s hands its connection back; a (c + 0.05) s call on it is not cut.
 
     Were the first watch still armed, it would cut the shared socket under
-    the second call at 0.5 s.
+    the second call at c s. (Each run has a server of its own: a late run's
+    connection is not counted in the next.)
     """
-    flaky_server.script("/slow", [], then=Step(action="slow", delay=0.55))
-    session = make_session(read_timeout=1.0, total_timeout=2.0)
-    first = session.get(flaky_server.url + "/ok", stream=stream, timeout=Timeout(total=0.5))
-    assert first.json() == {"path": "/ok", "attempt": 1}  # read in full: the connection is back
-    assert session.get(flaky_server.url + "/slow").json() == {"path": "/slow", "attempt": 1}
-    assert flaky_server.connections == 1  # one kept-alive connection served both
+
+    def run(cap: float) -> None:
+        with FlakyServer() as server:
+            server.script("/slow", [], then=Step(action="slow", delay=cap + 0.05))
+            session = make_session(read_timeout=1.0, total_timeout=2.0)
+            try:
+                first = session.get(server.url + "/ok", stream=stream, timeout=Timeout(total=cap))
+                body = first.json()  # read whole: the connection is back
+            except TotalTimeout as exc:  # a stall past the cap before the first call was done
+                raise _Late from exc
+            assert body == {"path": "/ok", "attempt": 1}
+            assert session.get(server.url + "/slow").json() == {"path": "/slow", "attempt": 1}
+            assert server.connections == 1  # one kept-alive connection served both
+
+    _under_a_cap_the_headers_beat(run)
 
 
 def test_cuts_never_reach_other_calls_sharing_the_pool(
@@ -1100,13 +1202,22 @@ def test_a_pickled_session_still_works(
     flaky_server: FlakyServer, make_session: MakeSession
 ) -> None:
     """The adapter survives pickling with its settings, and keeps enforcing the cap."""
-    session = pickle.loads(pickle.dumps(make_session(total_timeout=1.0)))  # the drip takes 10 s
-    try:
-        assert session.get(flaky_server.url + "/ok").status_code == 200
-        with pytest.raises(TotalTimeout):
-            session.get(flaky_server.url + "/drip")
-    finally:
-        session.close()
+
+    def run(cap: float) -> None:
+        session = pickle.loads(pickle.dumps(make_session(total_timeout=cap)))  # the drip: 10 s
+        try:
+            assert _headers(session.get, flaky_server.url + "/ok").status_code == 200
+            with pytest.raises(TotalTimeout) as caught:
+                session.get(flaky_server.url + "/drip")
+            _late_if_before_the_headers(caught.value)
+            assert str(caught.value) == (
+                f"GET {flaky_server.url}/drip cut off after {cap:g} s (total_timeout={cap:g} s) "
+                "reading the body"
+            )
+        finally:
+            session.close()
+
+    _under_a_cap_the_headers_beat(run)
 
 
 def _watchdog_threads() -> list[threading.Thread]:
