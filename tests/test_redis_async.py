@@ -311,12 +311,14 @@ async def _lag_while(work: Callable[[], Any], seconds: float, tick: float = 0.00
 def test_200_coroutines_on_a_frozen_redis_never_stall_the_event_loop(
     redis_server_factory: Callable[[], Any], pool: str
 ) -> None:
-    """Redis frozen (SIGSTOP) for 0.8 s under 200 coroutines asking it on every call.
+    """Redis frozen (SIGSTOP) under 200 coroutines asking it on every call, until a retry failed.
 
     The calls wait (at most a socket timeout, 200 ms, then the fallback
-    decides), the loop does not (0.8 s: the calls pile up on the frozen
-    server and time out, the fallback takes over, and the retry 0.3 s later
-    waits out a timeout too; a longer freeze repeats the last two): a
+    decides), the loop does not. Redis stays frozen until every phase has
+    run once: the calls pile up on the frozen server and time out, the
+    fallback takes over, and the retry 0.3 s later waits out a timeout too
+    (the store's probe script is counted: Redis is thawed once a probe came
+    back failed, however late a busy machine brings it, 10 s at most). A
     ticker every 5 ms finds the loop's thread never asleep in a system call for 100 ms (a loop waiting on the frozen
     server sleeps a socket timeout there: the test below), and never
     computing for 100 ms between two ticks. With the pool's connections
@@ -337,9 +339,10 @@ def test_200_coroutines_on_a_frozen_redis_never_stall_the_event_loop(
     """
     server = redis_server_factory()
 
-    async def scenario() -> tuple[Lag, list[str]]:
+    async def scenario() -> tuple[Lag, list[str], int]:
         client = connect_async(server.url, socket_timeout=PATIENT)
         store = AsyncRedisStore(client, max_staleness=0.0, retry_interval=0.3)
+        probe = store._probe = _FailedTries(store._probe)  # the outage's retries, counted
         breaker = CircuitBreaker(1000, name="api", store=store)
         # The scripts are loaded; "open": the pool holds its 100 connections already.
         calls = 200 if pool == "open" else 1
@@ -350,7 +353,8 @@ def test_200_coroutines_on_a_frozen_redis_never_stall_the_event_loop(
         modes: list[str] = []
 
         async def caller(deadline: float) -> None:
-            while time.monotonic() < deadline:
+            # Until a retry of the outage waited out its timeout on the frozen server.
+            while not probe.failed and time.monotonic() < deadline:
                 await breaker.call_async(ok)
                 modes.append(store.mode("api"))
                 await asyncio.sleep(0.1)  # 2,000 calls a second in all
@@ -358,7 +362,7 @@ def test_200_coroutines_on_a_frozen_redis_never_stall_the_event_loop(
         async def work() -> None:
             server.pause()
             try:
-                deadline = time.monotonic() + 0.8
+                deadline = time.monotonic() + 10.0
                 await asyncio.gather(*(caller(deadline) for _ in range(200)))
             finally:
                 server.resume()
@@ -370,13 +374,29 @@ def test_200_coroutines_on_a_frozen_redis_never_stall_the_event_loop(
         finally:
             gc.enable()
         await client.aclose()
-        return lag, modes
+        return lag, modes, probe.failed
 
-    lag, modes = run(scenario)
+    lag, modes, retries = run(scenario)
     assert "local" in modes  # the server really was frozen: the fallback decided
+    assert retries >= 1, "no retry waited out its timeout while Redis was frozen (10 s)"
     seen = f"(wall {lag.wall * 1000:.0f} ms, loop's CPU {lag.cpu * 1000:.0f} ms)"
     assert lag.blocked < 0.1, f"the event loop waited {lag.blocked * 1000:.0f} ms {seen}"
     assert lag.cpu < 0.1, f"one turn of the event loop ran {lag.cpu * 1000:.0f} ms {seen}"
+
+
+class _FailedTries:
+    """A store's script, counting the runs that came back with an error (a frozen Redis)."""
+
+    def __init__(self, script: Any) -> None:
+        self._script = script
+        self.failed = 0
+
+    async def __call__(self, **kwargs: Any) -> Any:
+        try:
+            return await self._script(**kwargs)
+        except Exception:
+            self.failed += 1
+            raise
 
 
 def _wait_at_most(client: Any, seconds: float) -> None:
