@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import select
 import signal
 import subprocess
 import sys
@@ -295,6 +296,10 @@ def test_a_process_killed_holding_slots_gives_them_back_after_lease_ttl(
     )
     try:
         assert holder.stdout is not None
+        # Bounded: a holder that hangs before taking its slots fails the test in a minute
+        # (and is killed below), not at the suite's timeout.
+        readable, _, _ = select.select([holder.stdout], [], [], 60.0)
+        assert readable, "the holder did not take its slots within 60 s"
         assert holder.stdout.readline() == "ready\n", "the holder never took its slots"
         taken = _redis_now(redis_client)
     finally:
