@@ -3,8 +3,8 @@
 Run: python examples/agent_loop.py   (needs the extra: pip install -e '.[requests]')
 
 With ``--skip-waits`` the retries' waits pass at once: each is computed,
-logged and reported as usual, and not slept (the process's default clock,
-``resilient.testing.use_clock``, counts them instead). Only the real
+logged and reported as usual, and not slept (``skipped_waits.SkippedWaits``, made the process's
+default clock with ``resilient.testing.use_clock``, counts them instead). Only the real
 timeouts are waited for: the run takes 3 s instead of 5 (the tests run it so).
 
 An "agent" works through a list of tasks, each one a GET through one
@@ -49,6 +49,7 @@ from resilient.testing import use_clock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flaky_server import FlakyServer, Step
+from skipped_waits import SkippedWaits
 
 # Short, real waits: the whole demo takes a few seconds.
 MAX_RETRIES, BASE_DELAY, MAX_DELAY = 2, 0.1, 2.0
@@ -95,26 +96,6 @@ class EventCounter(logging.Handler):
         # The library's lines carry a stable "event" field; the demo's own say it in words.
         key = (record.name, getattr(record, "event", record.getMessage()))
         self.counts[key] = self.counts.get(key, 0) + 1
-
-
-class SkippedWaits:
-    """A clock on which every wait passes at once (``--skip-waits``).
-
-    It reads the real time plus the waits it skipped, so the durations it
-    measures (a task's ``elapsed``) are those of a run that slept them.
-    """
-
-    def __init__(self) -> None:
-        self.skipped = 0.0
-
-    def monotonic(self) -> float:
-        return time.monotonic() + self.skipped
-
-    def sleep(self, seconds: float) -> None:
-        self.skipped += seconds
-
-    async def asleep(self, seconds: float) -> None:
-        self.skipped += seconds
 
 
 def main(argv: list[str] | None = None) -> int:

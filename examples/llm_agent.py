@@ -2,6 +2,10 @@
 
 Run: python examples/llm_agent.py   (needs: pip install -e '.[httpx]' openai anthropic)
 
+With ``--skip-waits`` the retries' waits are computed, printed and counted as
+usual, and not slept (``skipped_waits.SkippedWaits``, made the process's
+default clock with ``resilient.testing.use_clock``); the read timeout is real.
+
 No network and no key: the example starts ``FakeLLMServer`` (127.0.0.1, a
 free port; ``examples/fake_llm_server.py``), which speaks OpenAI's chat
 completions and Anthropic's messages, and scripts what goes wrong on each
@@ -26,6 +30,8 @@ two seconds.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import logging
 import sys
 import time
@@ -38,9 +44,11 @@ import openai
 
 from resilient import CircuitBreaker, ErrorClass, RetryBudget, retry
 from resilient.httpx import ResilientTransport
+from resilient.testing import use_clock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fake_llm_server import ANTHROPIC_PATH, OPENAI_PATH, FakeLLMServer, Reply
+from skipped_waits import SkippedWaits
 
 # Short, real waits: the whole run takes a couple of seconds.
 BASE_DELAY, MAX_DELAY, READ_TIMEOUT, TOTAL_TIMEOUT = 0.05, 0.5, 0.3, 5.0
@@ -96,7 +104,21 @@ class Lines(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="An agent loop on the real SDKs, offline.")
+    parser.add_argument(
+        "--skip-waits",
+        action="store_true",
+        help="compute, print and count the retries' waits, but do not sleep them",
+    )
+    options = parser.parse_args(argv)
+    if options.skip_waits:
+        print("--skip-waits: the retries' waits are computed and printed, not slept")
+    with use_clock(SkippedWaits()) if options.skip_waits else contextlib.nullcontext():
+        return run()
+
+
+def run() -> int:
     started = time.monotonic()
     lines = Lines()
     retry_log = logging.getLogger("resilient.retry")

@@ -85,7 +85,7 @@ for line in channel_in:
             sys.stdin = open(0, "r", closefd=False)
             sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8", line_buffering=True, write_through=True)
             sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="backslashreplace", line_buffering=True, write_through=True)
-            sys.argv = [job["script"]]
+            sys.argv = [job["script"], *job["args"]]
             sys.path[0] = os.path.dirname(job["script"])
             code = 0
             try:
@@ -136,19 +136,25 @@ class Zygote:
                 raise RuntimeError("the zygote did not start")
 
     def run(
-        self, script: Path, *, env: dict[str, str], merge_stderr: bool, cwd: Path | None = None
+        self,
+        script: Path,
+        *args: str,
+        env: dict[str, str],
+        merge_stderr: bool,
+        cwd: Path | None = None,
     ) -> Completed:
         """Run *script* as ``__main__`` in *cwd* (default: its directory), as
-        ``python script`` would; stderr into stdout if *merge_stderr*."""
+        ``python script *args`` would; stderr into stdout if *merge_stderr*."""
         cwd = script.parent if cwd is None else cwd
         process = self._process
         if process is None or process.poll() is not None:
-            return self._run_fresh(script, env=env, merge_stderr=merge_stderr, cwd=cwd)
+            return self._run_fresh(script, *args, env=env, merge_stderr=merge_stderr, cwd=cwd)
         self._runs += 1
         out = Path(self._outputs.name, f"{self._runs}.stdout")
         err = out.with_suffix(".stderr")
         job = {
             "script": str(script),
+            "args": list(args),
             "cwd": str(cwd),
             "env": env,
             "stdout": str(out),
@@ -168,10 +174,10 @@ class Zygote:
 
     @staticmethod
     def _run_fresh(
-        script: Path, *, env: dict[str, str], merge_stderr: bool, cwd: Path
+        script: Path, *args: str, env: dict[str, str], merge_stderr: bool, cwd: Path
     ) -> Completed:
         completed = subprocess.run(
-            [sys.executable, str(script)],
+            [sys.executable, str(script), *args],
             cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,

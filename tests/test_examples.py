@@ -119,9 +119,15 @@ def test_agent_loop_logs_the_retry_after_wait(
 @pytest.fixture(scope="module")
 def llm_agent(sdk_zygote: Zygote) -> Completed:
     """One run of the LLM agent example (real openai and anthropic SDKs, fake API), as
-    ``python examples/llm_agent.py``: forked from the zygote that has the SDKs loaded."""
+    ``python examples/llm_agent.py --skip-waits``: forked from the zygote that has the
+    SDKs loaded. The retries' waits are computed and printed, not slept (nothing the
+    server does depends on them); the read timeout of the slow body is real."""
     return sdk_zygote.run(
-        EXAMPLES / "llm_agent.py", env=dict(os.environ), merge_stderr=False, cwd=EXAMPLES.parent
+        EXAMPLES / "llm_agent.py",
+        "--skip-waits",
+        env=dict(os.environ),
+        merge_stderr=False,
+        cwd=EXAMPLES.parent,
     )
 
 
