@@ -51,7 +51,7 @@ from fake_llm_server import ANTHROPIC_PATH, OPENAI_PATH, FakeLLMServer, Reply
 from skipped_waits import SkippedWaits
 
 # Short, real waits: the whole run takes a couple of seconds.
-BASE_DELAY, MAX_DELAY, READ_TIMEOUT, TOTAL_TIMEOUT = 0.05, 0.5, 0.3, 5.0
+BASE_DELAY, MAX_DELAY, READ_TIMEOUT, TOTAL_TIMEOUT = 0.05, 0.5, 0.6, 5.0
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ TURNS = (
     Turn(
         "summarise the booking",
         "sends the head, then a body too slow to read in time, once",
-        (Reply(body=b'{"choices": []}' * 4, drip=1.0, drip_bytes=4),),
+        (Reply(body=b'{"choices": []}' * 4, drip=2.0, drip_bytes=4),),
         note=(
             "the transport hands a 200 over once its head arrives; a body that stalls after "
             "that is retried by the agent's own @retry, for timeouts only"
