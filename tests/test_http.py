@@ -1243,6 +1243,32 @@ def test_closing_the_session_stops_its_watchdog_thread(flaky_server: FlakyServer
     assert set(_watchdog_threads()) <= before
 
 
+def test_closing_the_session_closes_its_pooled_sockets_at_once(
+    flaky_server: FlakyServer, make_session: MakeSession
+) -> None:
+    """session.close() closes the idle connections' sockets, even while their pool lives on.
+
+    A cut call's traceback (kept by a caller, or in a reference cycle until
+    the collector runs) holds the pool; urllib3 2 closes a dropped pool's
+    connections only when it is collected, so they stayed open until then.
+    """
+    session = make_session()
+    assert session.get(flaky_server.url + "/ok").status_code == 200
+    adapter = session.get_adapter(flaky_server.url)
+    assert isinstance(adapter, ResilientAdapter)
+    held = [adapter.poolmanager.pools.get(key) for key in adapter.poolmanager.pools.keys()]  # noqa: SIM118
+    sockets = [
+        conn.sock
+        for pool in held
+        if pool is not None and pool.pool is not None
+        for conn in list(pool.pool.queue)
+        if conn is not None and conn.sock is not None
+    ]
+    assert len(sockets) == 1  # the connection /ok went back to the pool with
+    session.close()
+    assert [sock.fileno() for sock in sockets] == [-1]
+
+
 def test_many_threads_share_one_session(
     flaky_server: FlakyServer, make_session: MakeSession
 ) -> None:

@@ -332,11 +332,21 @@ class ResilientAdapter(HTTPAdapter):
         self._watchdog = _Watchdog()  # here, as unpickling calls this and not __init__
 
     def close(self) -> None:
-        """As ``HTTPAdapter``, and stop the watchdog thread once no call is watched.
+        """As ``HTTPAdapter``, closing every idle pooled connection now; stop the watchdog.
 
-        ``session.close()`` calls it. The adapter stays usable: a later
-        request starts a new watchdog.
+        ``session.close()`` calls it. urllib3 2 only drops its pools here and
+        closes their connections when a pool is garbage collected, which a
+        reference cycle (the traceback of a cut call, kept by the caller)
+        can put off indefinitely: the sockets are closed here instead. The
+        adapter stays usable: a later request starts a new watchdog.
         """
+        managers = [getattr(self, "poolmanager", None), *self.proxy_manager.values()]
+        for manager in managers:
+            if manager is not None:
+                for key in manager.pools.keys():  # noqa: SIM118 - a copy, taken under its lock
+                    pool = manager.pools.get(key)
+                    if pool is not None:
+                        pool.close()
         super().close()
         watchdog = getattr(self, "_watchdog", None)
         if watchdog is not None:
