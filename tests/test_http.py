@@ -824,6 +824,44 @@ def test_a_socket_timeout_at_the_deadline_is_a_total_timeout(
     _under_a_cap_the_headers_beat(run)
 
 
+@pytest.mark.parametrize("late", ["before the read", "during the read"])
+def test_a_read_that_finds_the_body_cut_closes_its_connection_and_hands_it_back(
+    trickle_server: FlakyServer,
+    make_session: MakeSession,
+    monkeypatch: pytest.MonkeyPatch,
+    late: str,
+) -> None:
+    """The cap passed with the body unread, or while a read returned: no read reaches urllib3
+    to close the connection, so the library does, and hands it back to the pool; left open,
+    the garbage collector closed it later with a ResourceWarning (seen on a busy machine)."""
+    monkeypatch.setattr(_Watch, "fire", lambda self: None)  # the read itself finds the cap passed
+    trickle_server.script("/drip", [], then=Step(action="drip", body_size=5))
+    session = make_session(read_timeout=5.0, total_timeout=LONG_BEFORE)
+    response = session.get(trickle_server.url + "/drip", stream=True)
+    raw: Any = response.raw
+    conn = raw.connection
+    sock = conn.sock or conn.last_socket  # http.client lets go of it when the server will close
+    assert sock.fileno() != -1
+    watch = raw._resilient_watch
+    if late == "before the read":
+        watch.deadline = time.monotonic()  # the cap is due: the read does not start
+    else:  # the cut lands while the read runs: the read returns, its data is not handed over
+        read = urllib3.response.HTTPResponse.read
+
+        def read_then_cut(self: Any, *args: Any, **kwargs: Any) -> Any:
+            data = read(self, *args, **kwargs)
+            watch.expired = True
+            return data
+
+        monkeypatch.setattr(urllib3.response.HTTPResponse, "read", read_then_cut)
+    with pytest.raises(TotalTimeout, match="reading the body"):
+        raw.read(1)
+    assert raw.connection is None  # handed back to the pool
+    assert sock.fileno() == -1  # closed, not left to the garbage collector
+    with pytest.raises(TotalTimeout, match="reading the body"):  # and again, once it is gone
+        raw.read(1)
+
+
 def test_a_streamed_body_read_after_the_cap_raises_at_once(
     trickle_server: FlakyServer, make_session: MakeSession
 ) -> None:

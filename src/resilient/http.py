@@ -891,13 +891,12 @@ class _WatchedResponseMixin(_ResponseBase):
     _resilient_watch: _Watch
 
     def read(self, *args: Any, **kwargs: Any) -> Any:
-        return _guarded(self._resilient_watch, super().read, args, kwargs)
+        return _guarded(self, super().read, args, kwargs)
 
     def read_chunked(self, *args: Any, **kwargs: Any) -> Generator[bytes, None, None]:
-        watch = self._resilient_watch
-        chunks = _guarded(watch, super().read_chunked, args, kwargs)
+        chunks = _guarded(self, super().read_chunked, args, kwargs)
         while True:
-            chunk = _guarded(watch, next, (chunks, None), {})
+            chunk = _guarded(self, next, (chunks, None), {})
             if chunk is None:
                 return
             yield chunk
@@ -919,11 +918,11 @@ class _WatchedRead1Mixin(_ResponseBase):
     _resilient_watch: _Watch
 
     def read1(self, *args: Any, **kwargs: Any) -> Any:
-        return _guarded(self._resilient_watch, super().read1, args, kwargs)
+        return _guarded(self, super().read1, args, kwargs)
 
 
 def _guarded(
-    watch: _Watch, read: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    response: Any, read: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     """``read(*args, **kwargs)`` on a watched body: ``TotalTimeout`` once the cap has cut it.
 
@@ -931,17 +930,31 @@ def _guarded(
     a short read urllib3 1.26 does not check), so after a cut even a read
     that returned raises: a body cut short is never handed over as whole.
     """
+    watch: _Watch = response._resilient_watch
     if watch.expired or (not watch.done and watch.overdue()):
-        raise watch.timeout(_READING_BODY)
+        raise _cut_body(response)
     try:
         data = read(*args, **kwargs)
     except Exception as exc:
         if watch.overdue():  # also when urllib3 handed the connection back on the way out
-            raise watch.timeout(_READING_BODY) from exc
+            raise _cut_body(response) from exc
         raise
     if watch.expired:
-        raise watch.timeout(_READING_BODY)
+        raise _cut_body(response)
     return data
+
+
+def _cut_body(response: Any) -> TotalTimeout:
+    """The error for a read of a body the cap cut; its connection closed and handed back.
+
+    A read that fails in urllib3 does both; a read that finds the cap passed
+    before it starts (or a cut after a read returned) never fails in urllib3,
+    and its socket, shut down but open, was left to the garbage collector.
+    """
+    watch: _Watch = response._resilient_watch
+    response.close()  # the body's file and the connection: the socket is closed once both are
+    response.release_conn()  # back to the pool, closed (the watch expired: _WatchedResponseMixin)
+    return watch.timeout(_READING_BODY)
 
 
 _WATCHED_RESPONSE_CLASSES: dict[type, type] = {}
