@@ -453,36 +453,13 @@ def test_body_delimited_by_close_is_never_returned_cut_short(
     """With no Content-Length the cut looks like the end of the body: TotalTimeout, not a 200."""
 
     def run(cap: float) -> None:
-        listener = socket.create_server(("127.0.0.1", 0))
-        stop = threading.Event()
-
-        def serve() -> None:
-            try:
-                conn, _ = listener.accept()
-            except OSError:  # shut: the client never connected
-                return
-            with conn, contextlib.suppress(OSError):  # cut by the client
-                conn.recv(65536)
-                conn.sendall(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
-                )
-                for _ in range(200):  # 10 s in all
-                    if stop.wait(0.05):
-                        break
-                    conn.sendall(b".")
-
-        server = threading.Thread(target=serve, daemon=True)
-        server.start()
-        try:
-            session = make_session(read_timeout=1.0, total_timeout=cap)
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
+        session = make_session(read_timeout=1.0, total_timeout=cap)
+        with _one_shot_server(head, b".", 200, 0.05) as url:  # 10 s in all
             with pytest.raises(TotalTimeout) as caught:
-                session.get(f"http://127.0.0.1:{listener.getsockname()[1]}/")
+                session.get(url)
             _late_if_before_the_headers(caught.value)
             assert str(caught.value).endswith("reading the body"), str(caught.value)
-        finally:
-            stop.set()
-            _shut(listener)
-            server.join(2.0)
 
     _under_a_cap_the_headers_beat(run)
 
@@ -740,8 +717,11 @@ def test_a_streamed_body_is_cut_at_the_cap(
 
 
 @contextlib.contextmanager
-def _chunked_trickle(chunks: int, interval: float = TRICKLE_INTERVAL) -> Iterator[str]:
-    """A one-shot loopback server answering with *chunks* one-byte chunks, *interval* apart."""
+def _one_shot_server(
+    head: bytes, piece: bytes, pieces: int, interval: float, tail: bytes = b""
+) -> Iterator[str]:
+    """A one-shot loopback server: *head* at once, then *pieces* x *piece*, *interval* apart,
+    then *tail*; it stops sending when the context exits."""
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
 
@@ -752,21 +732,29 @@ def _chunked_trickle(chunks: int, interval: float = TRICKLE_INTERVAL) -> Iterato
             return
         with conn, contextlib.suppress(OSError):  # cut by the client
             conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-            for _ in range(chunks):
+            conn.sendall(head)
+            for _ in range(pieces):
                 if stop.wait(interval):
                     return
-                conn.sendall(b"1\r\n.\r\n")
-            conn.sendall(b"0\r\n\r\n")
+                conn.sendall(piece)
+            conn.sendall(tail)
 
     server = threading.Thread(target=serve, daemon=True)
     server.start()
     try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}/chunked"
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
     finally:
         stop.set()
         _shut(listener)
         server.join(2.0)
+
+
+def _chunked_trickle(
+    chunks: int, interval: float = TRICKLE_INTERVAL
+) -> contextlib.AbstractContextManager[str]:
+    """A one-shot loopback server answering with *chunks* one-byte chunks, *interval* apart."""
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    return _one_shot_server(head, b"1\r\n.\r\n", chunks, interval, tail=b"0\r\n\r\n")
 
 
 def _shut(listener: socket.socket) -> None:
