@@ -2608,17 +2608,32 @@ def test_stop_event_is_checked_after_a_manual_clock_wait() -> None:
     assert len(clock.sleeps) == 1
 
 
+def _set_during_the_wait(event: threading.Event | asyncio.Event) -> threading.Timer:
+    """A timer that sets *event* 0.05 s after it starts, to be started by ``on_retry``.
+
+    ``on_retry`` runs once the retry is decided, just before the wait: however
+    late the machine runs either thread, the event is set during the wait (or,
+    at worst, just before it begins), never before the first attempt failed,
+    which would stop the call with no wait to end ("stop_event is set").
+    """
+    return threading.Timer(0.05, event.set)
+
+
 def test_stop_event_ends_a_real_wait_early() -> None:
     """A threading.Event set by another thread ends a 30 s wait at once (the call is back
     long before the wait would have ended)."""
     event = threading.Event()
     flaky = Flaky(ConnectionError("down"))
-    timer = threading.Timer(0.05, event.set)
+    timer = _set_during_the_wait(event)
     started = time.monotonic()
-    timer.start()
     try:
         with pytest.raises(ConnectionError) as info:
-            retry(base_delay=30.0, jitter=False, stop_event=event)(flaky)()
+            retry(
+                base_delay=30.0,
+                jitter=False,
+                stop_event=event,
+                on_retry=lambda state: timer.start(),
+            )(flaky)()
     finally:
         timer.cancel()
     assert time.monotonic() - started < 15.0  # far from the 30 s wait
@@ -2655,19 +2670,25 @@ def test_threading_stop_event_ends_an_async_wait_early() -> None:
 async def _test_threading_stop_event_ends_an_async_wait_early() -> None:
     """A threading.Event (set from another thread) ends an async wait early too."""
     event = threading.Event()
+    timer = _set_during_the_wait(event)
 
-    @retry(base_delay=30.0, jitter=False, stop_event=event, fallback=lambda exc: "stopped")
-    async def fetch() -> str:
+    @retry(
+        base_delay=30.0,
+        jitter=False,
+        stop_event=event,
+        on_retry=lambda state: timer.start(),
+        fallback=lambda exc: exc.__notes__,
+    )
+    async def fetch() -> list[str]:
         raise ConnectionError("down")
 
-    timer = threading.Timer(0.05, event.set)
-    timer.start()
     started = time.monotonic()
     try:
-        assert await fetch() == "stopped"
+        [note] = await fetch()
     finally:
         timer.cancel()
     assert time.monotonic() - started < 15.0
+    assert note.endswith("(stop_event was set during the wait)")
 
 
 def _event_bound_to_a_finished_loop() -> asyncio.Event:
@@ -2702,13 +2723,18 @@ def test_asyncio_stop_event_of_another_loop_does_not_skip_the_wait() -> None:
 def test_asyncio_stop_event_of_another_loop_still_ends_the_wait_when_set() -> None:
     """Set from elsewhere, an asyncio.Event bound to another loop still ends the wait early."""
     event = _event_bound_to_a_finished_loop()
+    timer = _set_during_the_wait(event)
 
-    @retry(base_delay=30.0, jitter=False, stop_event=event, fallback=lambda exc: exc.__notes__)
+    @retry(
+        base_delay=30.0,
+        jitter=False,
+        stop_event=event,
+        on_retry=lambda state: timer.start(),
+        fallback=lambda exc: exc.__notes__,
+    )
     async def fetch() -> list[str]:
         raise ConnectionError("down")
 
-    timer = threading.Timer(0.05, event.set)
-    timer.start()
     started = time.monotonic()
     try:
         notes = asyncio.run(fetch())
