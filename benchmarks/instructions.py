@@ -42,6 +42,7 @@ from retry_overhead import (
     hand_loop,
     hand_wrapper,
     work,
+    work_any,
     work_async,
 )
 
@@ -78,6 +79,8 @@ def _candidates() -> dict[str, Callable[[int], object]]:
         "success: floor, generic": hand_wrapper(work),
         "success: floor + clock read": clocked_wrapper(work),
         "success: @retry": retry(max_retries=2)(work),
+        "success: floor, f(*args, **kwargs)": hand_wrapper(work_any),
+        "success: @retry, f(*args, **kwargs)": retry(max_retries=2)(work_any),
         "failure: floor, fixed signature": fixed_loop(fails_twice()),
         "failure: floor, generic": hand_loop(fails_twice()),
         "failure: @retry": retry(max_retries=2, base_delay=0.0, max_delay=0.0)(fails_twice()),
@@ -98,6 +101,8 @@ CALLS: tuple[tuple[str, str | None], ...] = (
     ("success: floor, generic", None),
     ("success: floor + clock read", "success: floor, generic"),
     ("success: @retry", "success: floor, fixed signature"),
+    ("success: floor, f(*args, **kwargs)", None),
+    ("success: @retry, f(*args, **kwargs)", "success: floor, f(*args, **kwargs)"),
     ("failure: floor, fixed signature", None),
     ("failure: floor, generic", None),
     ("failure: @retry", "failure: floor, fixed signature"),

@@ -6,20 +6,29 @@ clock read unless a line is logged), and remembers per exception type
 whether the type alone decides its class. These tests hold the rules those
 shortcuts must not lose, in the case where nothing else would read the time:
 the ``resilient.retry`` logger off.
+
+The happy path of a plain function whose parameters are all named runs in a
+wrapper written for those parameters (no ``*args, **kwargs`` to pack and
+forward): the tests at the end hold it to binding every call exactly as the
+function itself would, on the first attempt and on every retry.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
+import sys
 import threading
+import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from resilient import ErrorClass, RetryBudget, retry
-from resilient.testing import ManualClock
+from resilient import _retry as retry_module
+from resilient.testing import ManualClock, use_clock
 
 
 @pytest.fixture(autouse=True)
@@ -147,3 +156,289 @@ def test_a_type_that_does_not_decide_is_classified_at_every_failure(asynchronous
         run(decorate, fatal, asynchronous)
     assert caught.value.error_class is ErrorClass.FATAL
     assert fatal.calls == 2
+
+
+# -- the wrapper written for the function's own parameters ---------------------------------
+
+
+def parameters(a: int, /, b: int, c: int = 3, *, d: int, e: int = 5) -> tuple[int, ...]:
+    """Every kind of named parameter: positional-only, either, defaults, keyword-only."""
+    return (a, b, c, d, e)
+
+
+async def parameters_async(a: int, /, b: int, c: int = 3, *, d: int, e: int = 5) -> tuple[int, ...]:
+    return (a, b, c, d, e)
+
+
+CALLS: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+    ((1, 2), {"d": 4}),
+    ((1,), {"b": 2, "d": 4}),
+    ((1, 2, 9), {"d": 4, "e": 0}),
+    ((1,), {"e": 0, "d": 4, "c": 9, "b": 2}),
+    # Calls the function refuses: the same TypeError, said the same way.
+    ((1, 2), {}),
+    ((), {"a": 1, "b": 2, "d": 4}),
+    ((1, 2, 3, 4), {"d": 4}),
+    ((1, 2), {"d": 4, "f": 6}),
+    ((1, 2), {"d": 4, "b": 2}),
+]
+
+decorators = pytest.mark.parametrize(
+    "own_clock", [False, True], ids=["default clock", "clock given"]
+)
+
+
+def outcome(call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except TypeError as exc:
+        return f"TypeError: {exc}"
+
+
+@both
+@decorators
+@pytest.mark.parametrize(("args", "kwargs"), CALLS)
+def test_a_call_binds_as_it_binds_to_the_function_itself(
+    asynchronous: bool, own_clock: bool, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """Positional-only, keyword, default and keyword-only parameters; refusals word for word."""
+    decorated = retry(clock=ManualClock() if own_clock else None)(
+        parameters_async if asynchronous else parameters
+    )
+    for _ in range(2):  # the first call checks its result; the next ones take the fast path
+        if asynchronous:
+            got = outcome(lambda: asyncio.run(decorated(*args, **kwargs)))
+            expected = outcome(lambda: asyncio.run(parameters_async(*args, **kwargs)))
+        else:
+            got = outcome(lambda: decorated(*args, **kwargs))
+            expected = outcome(lambda: parameters(*args, **kwargs))
+        assert got == expected
+
+
+class Recorder:
+    """Records the arguments of each attempt; the first *failures* attempts fail."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.seen: list[tuple[Any, ...]] = []
+
+    def record(self, *values: Any) -> tuple[Any, ...]:
+        self.seen.append(values)
+        if len(self.seen) <= self.failures:
+            raise ConnectionError("reset")
+        return values
+
+
+@both
+@decorators
+@pytest.mark.parametrize(("args", "kwargs"), CALLS[:4])
+def test_every_retry_gets_the_arguments_of_the_call(
+    asynchronous: bool, own_clock: bool, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """The arguments a failed first attempt got are the ones each retry gets."""
+    recorder = Recorder(failures=2)
+
+    def function(a: int, /, b: int, c: int = 3, *, d: int, e: int = 5) -> tuple[Any, ...]:
+        return recorder.record(a, b, c, d, e)
+
+    async def function_async(
+        a: int, /, b: int, c: int = 3, *, d: int, e: int = 5
+    ) -> tuple[Any, ...]:
+        return recorder.record(a, b, c, d, e)
+
+    clock = ManualClock()
+    if not own_clock:
+        assert retry(clock=clock)(function)(1, b=2, d=4)  # called once: the fast path is next
+    recorder.seen.clear()
+    decorate = retry(max_retries=2, base_delay=0, max_delay=0, clock=clock if own_clock else None)
+    expected = parameters(*args, **kwargs)
+    if asynchronous:
+        assert asyncio.run(decorate(function_async)(*args, **kwargs)) == expected
+    else:
+        decorated = decorate(function)
+        decorated(1, b=2, d=4)  # the next call takes the fast path
+        recorder.seen.clear()
+        assert decorated(*args, **kwargs) == expected
+    assert recorder.seen == [expected] * 3
+
+
+def test_parameters_named_as_the_wrappers_own_variables() -> None:
+    """A parameter called ``start``, ``call``, ``target``, ``keywords``... is the caller's."""
+    recorder = Recorder(failures=1)
+
+    def function(
+        start: int,
+        call: int,
+        exc: int,
+        target: int,
+        sfunc: int,
+        afunc: int,
+        first_call: int,
+        checked_under: int,
+        own_clock: int,
+        *,
+        keywords: int,
+        clock: int,
+    ) -> tuple[Any, ...]:
+        return recorder.record(
+            start, call, exc, target, sfunc, afunc, first_call, checked_under, own_clock, keywords
+        )
+
+    decorated = retry(max_retries=1, base_delay=0, max_delay=0)(function)
+    named = dict(zip(["start", "call", "exc", "target", "sfunc"], range(5), strict=True))
+    for _ in range(2):
+        recorder.seen.clear()
+        got = decorated(*named.values(), 5, 6, checked_under=7, own_clock=8, keywords=9, clock=10)
+        assert got == tuple(range(10))
+        assert recorder.seen == [tuple(range(10))] * 2
+
+
+def test_a_debugger_sees_the_arguments_under_their_names_in_the_wrapper() -> None:
+    """The wrapper's frame holds the caller's arguments as its parameters, nothing else so named."""
+    frames: list[dict[str, Any]] = []
+
+    def function(start: int, call: int, target: int, *, keywords: int) -> int:
+        frames.append(dict(sys._getframe(1).f_locals))
+        return start
+
+    decorated = retry()(function)
+    decorated(1, 2, 3, keywords=4)  # the first call checks its result
+    decorated(1, 2, 3, keywords=4)  # straight from the wrapper
+    names = ("start", "call", "target", "keywords")
+    assert {name: frames[-1][name] for name in names} == dict(zip(names, (1, 2, 3, 4), strict=True))
+
+
+@both
+@decorators
+def test_the_elapsed_time_counts_the_first_attempt_on_the_fast_path(
+    asynchronous: bool, own_clock: bool
+) -> None:
+    """A function called before (its calls now skip the check) still reads the start from its
+    clock: the first attempt's time counts in ``elapsed``."""
+    clock = ManualClock()
+    seen: list[float] = []
+    slow = Slow(clock, 2.0)
+    decorate = retry(
+        max_retries=1,
+        base_delay=1.0,
+        jitter=False,
+        clock=clock if own_clock else None,
+        on_retry=lambda state: seen.append(state.elapsed),
+    )
+
+    def attempt() -> str:  # a plain function: the wrapper written for its parameters
+        return slow.attempt()
+
+    async def attempt_async() -> str:
+        return slow.attempt()
+
+    decorated = decorate(attempt_async if asynchronous else attempt)
+
+    def call() -> str:
+        return asyncio.run(decorated()) if asynchronous else decorated()
+
+    with use_clock(clock):
+        assert [call(), call()] == ["ok", "ok"]
+        slow.failures = [ConnectionError("a")]
+        assert call() == "ok"
+    assert seen == [2.0]
+
+
+SENTINEL = object()
+SHARED: list[int] = []
+
+
+def defaults(x: int, acc: list[int] = SHARED, *, marker: object = SENTINEL) -> tuple[object, ...]:
+    return (acc, marker)
+
+
+def test_a_default_the_caller_left_out_is_the_functions_own_object() -> None:
+    """Defaults are the function's objects, not copies; its keyword-only defaults stay live."""
+    decorated = retry()(defaults)
+    for _ in range(2):
+        acc, marker = decorated(1)
+        assert acc is SHARED
+        assert marker is SENTINEL
+    other = object()
+    assert defaults.__kwdefaults__ is not None
+    defaults.__kwdefaults__["marker"] = other
+    try:
+        assert decorated(1)[1] is other
+    finally:
+        defaults.__kwdefaults__["marker"] = SENTINEL
+
+
+@both
+def test_the_wrapper_has_the_functions_signature_of_its_own(asynchronous: bool) -> None:
+    """Introspection sees the function's parameters without following ``__wrapped__``."""
+    function = parameters_async if asynchronous else parameters
+    decorated = retry()(function)
+    assert inspect.signature(decorated, follow_wrapped=False) == inspect.signature(function)
+    assert decorated.__wrapped__ is function  # type: ignore[attr-defined]
+    assert (decorated.__name__, decorated.__qualname__) == (
+        function.__name__,
+        function.__qualname__,
+    )
+    assert inspect.iscoroutinefunction(decorated) is asynchronous
+
+
+def test_functions_the_wrapper_cannot_be_written_for_are_forwarded_as_they_come() -> None:
+    """``*args``/``**kwargs`` and more parameters than the limit: the generic wrapper."""
+    recorder = Recorder(failures=1)
+
+    def star(a: int, *args: int, b: int = 2, **kwargs: int) -> tuple[Any, ...]:
+        return recorder.record(a, args, b, kwargs)
+
+    limit = retry_module._SIGNED_LIMIT  # pyright: ignore[reportPrivateUsage]
+    names = [f"p{i}" for i in range(limit + 1)]
+    many: Callable[..., tuple[Any, ...]] = eval(  # a function of limit + 1 parameters
+        f"lambda {', '.join(names)}: record({', '.join(names)})", {"record": recorder.record}
+    )
+    decorate = retry(max_retries=1, base_delay=0, max_delay=0)
+    assert decorate(star)(1, 3, 4, b=5, c=6) == (1, (3, 4), 5, {"c": 6})
+    recorder.seen.clear()
+    values = list(range(limit + 1))
+    assert decorate(many)(*values[:-1], **{names[-1]: values[-1]}) == tuple(values)
+    assert len(recorder.seen) == 2
+
+
+@both
+def test_a_traceback_through_the_wrapper_shows_its_line(asynchronous: bool) -> None:
+    """The wrapper's frame points at the line of ``_retry.py`` it runs, the call itself."""
+
+    calls = 0
+
+    def fails(x: int) -> int:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise PermissionError("no")
+        return x
+
+    async def fails_async(x: int) -> int:
+        return fails(x)
+
+    decorated = retry()(fails_async if asynchronous else fails)
+    call: Callable[[], Any] = (
+        (lambda: asyncio.run(decorated(1))) if asynchronous else (lambda: decorated(1))
+    )
+    call_function, call_loop = (
+        (
+            "return await afunc(FORWARDED)",
+            "return await run_retry_async(call, (ARGUMENTS), KEYWORDS)",
+        )
+        if asynchronous
+        else ("return sfunc(FORWARDED)", "return run_retry(call, (ARGUMENTS), KEYWORDS)")
+    )
+    call()  # the first call checks its result: the next one takes the fast path
+    with pytest.raises(PermissionError) as caught:
+        call()
+    frames = [
+        (frame.name, frame.line)
+        for frame in traceback.extract_tb(caught.value.__traceback__)
+        if frame.filename == retry_module.__file__
+    ]
+    # Raised by the function under the wrapper's call, then by the loop it handed over to.
+    wrapper = "retrying_async" if asynchronous else "retrying"
+    assert frames[0] == (wrapper, call_loop)
+    assert frames[-1] == (wrapper, call_function)

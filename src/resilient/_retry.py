@@ -3,7 +3,8 @@
 Strictly private: users import these names from ``resilient`` (a module named
 ``retry`` would shadow the function ``resilient.retry`` once imported).
 
-The happy path is one clock reading and one ``try`` around the call.
+The happy path is one clock reading and one ``try`` around the call, in a
+wrapper that takes the function's own parameters when they are all named.
 Everything that happens after a failure (classification, the budget, the
 deadline, the wait, the log line) lives in ``RetryCall``, built on the first
 failure and shared by the sync and the async loop.
@@ -18,8 +19,10 @@ from __future__ import annotations
 
 import _thread
 import functools
+import sys
 import time
 from collections.abc import Collection
+from types import CellType, CodeType, FunctionType
 
 from resilient import _events
 from resilient._classify import (
@@ -1265,6 +1268,8 @@ def _decorate(func: Callable[P, T], policy: Policy) -> Callable[P, T]:
     happens in ``RetryCall`` after a failure. A call without keywords is
     forwarded as ``func(*args)``: ``func(*args, **kwargs)`` copies the empty
     dict of keywords first, which costs about a tenth of the whole wrapper.
+    For a plain function of named parameters those wrappers are written
+    again with its parameters (``_wrap``), which costs less still.
     """
     if isinstance(func, (staticmethod, classmethod)):
         # Stacked above @staticmethod or @classmethod: wrap the function inside.
@@ -1328,7 +1333,11 @@ def _decorate(func: Callable[P, T], policy: Policy) -> Callable[P, T]:
                 # Outside the `except`: later failures must not chain onto this one.
                 return await run_retry_async(call, args, kwargs)
 
-        return functools.wraps(func)(retrying_async)  # type: ignore[return-value]  # pyright: ignore[reportReturnType]
+        return _wrap(
+            func,
+            retrying_async,
+            None if full_loop else "retrying_async_own_clock" if own_clock else "retrying_async",
+        )
 
     if full_loop:
 
@@ -1390,7 +1399,170 @@ def _decorate(func: Callable[P, T], policy: Policy) -> Callable[P, T]:
                     call = RetryCall(target, start, exc)  # the call takes the failure over
                 return run_retry(call, args, kwargs)  # outside the `except`: see first_call
 
-    return functools.wraps(func)(retrying)
+    return _wrap(
+        func, retrying, None if full_loop else "retrying_own_clock" if own_clock else "retrying"
+    )
+
+
+def _wrap(
+    func: Callable[..., Any], generic: Callable[..., Any], signed: str | None
+) -> Callable[..., Any]:
+    """*generic*, a wrapper of ``_decorate``, or its twin *signed* in ``_SIGNED``, written
+    for *func*'s own parameters.
+
+    A wrapper taking ``*args, **kwargs`` builds a tuple and a dict at every
+    call and forwards them through ``CALL_FUNCTION_EX``, which costs more than
+    the rest of the happy path together (the clock read included). For a plain
+    function whose parameters are named (no ``*args``/``**kwargs``), the
+    happy path of ``_decorate``'s wrappers is written again with those very
+    parameters: same names, kinds and defaults, so every call binds as it
+    would have bound to *func*, and is forwarded as it came. A default the
+    caller left out is passed on explicitly: the function's own object (its
+    keyword-only defaults are its very dict; a tuple assigned to its
+    ``__defaults__`` after decoration is not seen).
+    """
+    wrapper = None if signed is None else _signed(func, generic, signed)
+    return functools.wraps(func)(generic if wrapper is None else wrapper)
+
+
+_SIGNED_LIMIT = 16
+"""Parameters beyond which the generic wrapper is kept (a wrapper is compiled per count)."""
+
+_CO_VARARGS = 0x04  # inspect.CO_VARARGS and CO_VARKEYWORDS, without importing inspect
+_CO_VARKEYWORDS = 0x08
+
+# The happy path of _decorate's wrappers, for a function of named parameters (see _wrap):
+# PARAMETERS, ARGUMENTS, FORWARDED and KEYWORDS stand for them, as each line needs them
+# (_signed_code). Each wrapper's code says it was written here: a traceback shows these lines.
+_SIGNED_LINE = sys._getframe().f_lineno + 2  # pyright: ignore[reportPrivateUsage]
+_SIGNED = """\
+def wrappers(checked_under, first_call, sfunc, afunc, own_clock, target, keywords):
+    def retrying(PARAMETERS):
+        if DEFAULTS.clock is not checked_under:
+            return first_call(DEFAULTS.clock, (ARGUMENTS), KEYWORDS)
+        start = time.monotonic()
+        try:
+            return sfunc(FORWARDED)
+        except Exception as exc:
+            call = RetryCall(target, start, exc)
+        return run_retry(call, (ARGUMENTS), KEYWORDS)
+
+    def retrying_own_clock(PARAMETERS):
+        if checked_under is None:
+            return first_call(own_clock, (ARGUMENTS), KEYWORDS)
+        start = own_clock.monotonic()
+        try:
+            return sfunc(FORWARDED)
+        except Exception as exc:
+            call = RetryCall(target, start, exc)
+        return run_retry(call, (ARGUMENTS), KEYWORDS)
+
+    async def retrying_async(PARAMETERS):
+        clock = DEFAULTS.clock
+        start = time.monotonic() if clock is SYSTEM_CLOCK else clock.monotonic()
+        try:
+            return await afunc(FORWARDED)
+        except Exception as exc:
+            call = RetryCall(target, start, exc)
+        return await run_retry_async(call, (ARGUMENTS), KEYWORDS)
+
+    async def retrying_async_own_clock(PARAMETERS):
+        start = own_clock.monotonic()
+        try:
+            return await afunc(FORWARDED)
+        except Exception as exc:
+            call = RetryCall(target, start, exc)
+        return await run_retry_async(call, (ARGUMENTS), KEYWORDS)
+"""
+
+_SIGNED_CODE: dict[tuple[str, int, int], CodeType] = {}
+"""The code of a wrapper of ``_SIGNED``, by its name and its count of positional and
+keyword-only parameters."""
+
+_SIGNED_RENAMED: dict[tuple[str, tuple[str, ...], int, int], CodeType] = {}
+"""That code with a function's parameter names, by the wrapper's name, the parameters'
+names, how many are positional and how many positional-only: methods share ``(self)``."""
+_SIGNED_RENAMED_LIMIT = 1024
+
+
+def _signed(
+    func: Callable[..., Any], generic: Callable[..., Any], name: str
+) -> Callable[..., Any] | None:
+    """The wrapper *name* of ``_SIGNED`` for *func*, sharing *generic*'s cells; ``None``
+    when *func* is not a plain function of at most ``_SIGNED_LIMIT`` named parameters."""
+    if type(func) is not FunctionType:
+        return None
+    code = func.__code__
+    positional, keyword_only = code.co_argcount, code.co_kwonlyargcount
+    if code.co_flags & (_CO_VARARGS | _CO_VARKEYWORDS) or positional + keyword_only > _SIGNED_LIMIT:
+        return None
+    template = _signed_code(name, positional, keyword_only)
+    names = code.co_varnames[: positional + keyword_only]
+    key = (name, names, positional, code.co_posonlyargcount)
+    renamed = _SIGNED_RENAMED.get(key)
+    if renamed is None:
+        if len(_SIGNED_RENAMED) >= _SIGNED_RENAMED_LIMIT:
+            _SIGNED_RENAMED.clear()
+        kwnames = tuple(f"k{i}" for i in range(keyword_only))
+        own = template.co_varnames[len(names) :]
+        renamed = _SIGNED_RENAMED[key] = template.replace(
+            co_varnames=names + tuple("." + name for name in own),  # never a parameter's name
+            co_freevars=tuple("." + name for name in template.co_freevars),
+            co_posonlyargcount=code.co_posonlyargcount,
+            # The keywords forwarded, named as the function names them.
+            co_consts=tuple(names[positional:] if c == kwnames else c for c in template.co_consts)
+            if keyword_only
+            else template.co_consts,
+        )
+    cells = dict(zip(generic.__code__.co_freevars, generic.__closure__ or (), strict=True))
+    cells["keywords"] = CellType(names[positional:])
+    wrapper = FunctionType(
+        renamed,
+        globals(),
+        template.co_name,
+        func.__defaults__,
+        tuple(cells[name] for name in template.co_freevars),  # checked_under: the same cell
+    )
+    if func.__kwdefaults__ is not None:
+        wrapper.__kwdefaults__ = func.__kwdefaults__  # the same dict: a change reaches both
+    return wrapper
+
+
+def _signed_code(name: str, positional: int, keyword_only: int) -> CodeType:
+    """The code of the wrapper *name* of ``_SIGNED`` for so many parameters (compiled once)."""
+    found = _SIGNED_CODE.get((name, positional, keyword_only))
+    if found is None:
+        lines = _SIGNED.splitlines()
+        first = next(n for n, line in enumerate(lines) if line.endswith(f" {name}(PARAMETERS):"))
+        last = next(
+            (
+                n
+                for n in range(first + 1, len(lines))
+                if lines[n].startswith(("    def ", "    async def "))
+            ),
+            len(lines),
+        )
+        parameters = [f"a{i}" for i in range(positional)]
+        keywords = [f"k{i}" for i in range(keyword_only)]
+        arguments = "".join(f"{a}, " for a in parameters)
+        text = (
+            "\n".join([lines[0], *lines[first:last]])  # the enclosing def: its closure
+            .replace("PARAMETERS", ", ".join(parameters + (["*", *keywords] if keywords else [])))
+            .replace("(ARGUMENTS)", f"({arguments})")
+            .replace("FORWARDED", arguments + ", ".join(f"{k}={k}" for k in keywords))
+            .replace(
+                "KEYWORDS",
+                f"dict(zip(keywords, ({''.join(k + ', ' for k in keywords)})))"
+                if keywords
+                else "{}",
+            )
+        )
+        (wrappers,) = (c for c in compile(text, __file__, "exec").co_consts if type(c) is CodeType)
+        (code,) = (c for c in wrappers.co_consts if type(c) is CodeType)
+        found = _SIGNED_CODE[name, positional, keyword_only] = code.replace(
+            co_firstlineno=_SIGNED_LINE + first  # its line in this file, and the next ones after it
+        )
+    return found
 
 
 @overload
