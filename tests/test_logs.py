@@ -789,12 +789,16 @@ def test_a_value_nested_past_the_depth_searched_is_redacted_whole() -> None:
     ["q=", "a://b:", "a://b:@", "k=v ", "a='", "url=https://u:pw@h/p?q=1&", "Bearer "],
 )
 def test_redaction_takes_linear_time(unit: str) -> None:
-    """A 200 kB message of any shape is redacted in well under 10 s (a linear pass takes
-    about 0.1 s here; the quadratic URL search it replaces took about 90 s)."""
+    """A 200 kB message of any shape is redacted in well under 10 s of CPU (a linear pass
+    takes under 0.1 s; the quadratic URL search it replaces took about 90 s).
+
+    The CPU this thread used, not the wall clock: on a loaded machine the wall
+    clock ran 25 to 50 times the CPU time of the pass, and the claim is its cost.
+    """
     text = unit * (200_000 // len(unit))
-    started = time.perf_counter()
+    started = time.thread_time()
     redact(text)
-    assert time.perf_counter() - started < 10.0
+    assert time.thread_time() - started < 10.0
 
 
 def test_a_redaction_that_fails_redacts_the_rest_of_the_text() -> None:
