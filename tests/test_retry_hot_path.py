@@ -293,6 +293,31 @@ def test_parameters_named_as_the_wrappers_own_variables() -> None:
         assert recorder.seen == [tuple(range(10))] * 2
 
 
+def test_parameters_named_as_the_names_the_wrapper_reads() -> None:
+    """A parameter called ``time``, ``dict``, ``zip``, ``Exception``... hides nothing the
+    wrapper reads from its module (the clock, the retry loop, the keywords it passes on)."""
+    recorder = Recorder(failures=1)
+
+    def function(
+        time: int,  # named as what the wrapper reads from its module
+        DEFAULTS: int,
+        RetryCall: int,
+        run_retry: int,
+        Exception: int,
+        *,
+        dict: int,
+        zip: int,
+        SYSTEM_CLOCK: int,
+    ) -> tuple[Any, ...]:
+        return recorder.record(time, DEFAULTS, RetryCall, run_retry, Exception, dict, zip)
+
+    decorated = retry(max_retries=1, base_delay=0, max_delay=0)(function)
+    for _ in range(2):
+        recorder.seen.clear()
+        assert decorated(0, 1, 2, 3, 4, dict=5, zip=6, SYSTEM_CLOCK=7) == tuple(range(7))
+        assert recorder.seen == [tuple(range(7))] * 2
+
+
 def test_a_debugger_sees_the_arguments_under_their_names_in_the_wrapper() -> None:
     """The wrapper's frame holds the caller's arguments as its parameters, nothing else so named."""
     frames: list[dict[str, Any]] = []
