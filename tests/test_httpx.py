@@ -614,6 +614,39 @@ class StallingBody(httpx.AsyncByteStream, httpx2.AsyncByteStream):
         yield b"too late"
 
 
+@pytest.mark.parametrize("cap_passed", [True, False], ids=["cap-passed", "time-left"])
+@pytest.mark.parametrize("lib", LIBRARIES, ids=lambda m: m.__name__)
+def test_a_read_of_the_body_that_times_out_once_the_cap_passed_says_so(
+    lib: Any, cap_passed: bool
+) -> None:
+    """Sync: a body read whose timeout (shrunk to the time left) runs out once total_timeout
+    has passed raises the cap's ReadTimeout, as the async twin does, not the bare "timed
+    out" of the socket; with time left it is the caller's own read timeout, as it came.
+
+    (On a busy machine a server that paused longer than the shrunk read timeout between
+    two bytes of a dripping body got the bare message.)
+    """
+    clock = ManualClock()
+
+    class TimesOut(httpx.SyncByteStream, httpx2.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            yield b"first"
+            clock.advance(3.0 if cap_passed else 0.5)
+            raise lib.ReadTimeout("timed out")
+
+    inner = lib.MockTransport(lambda request: lib.Response(200, stream=TimesOut()))
+    transport = ResilientTransport(inner, total_timeout=2.0, clock=clock)
+    with lib.Client(transport=transport) as client, pytest.raises(lib.ReadTimeout) as caught:
+        client.get("http://api.test/drips")
+    if cap_passed:
+        assert str(caught.value) == (
+            "total_timeout=2 s passed while reading the body of GET api.test"
+        )
+        assert str(caught.value.__cause__) == "timed out"
+    else:
+        assert str(caught.value) == "timed out"
+
+
 @pytest.mark.parametrize("lib", LIBRARIES, ids=lambda m: m.__name__)
 def test_total_timeout_bounds_each_read_of_an_async_body(lib: Any) -> None:
     """Async: a read that stalls (under a transport that ignores timeouts) is cut at the cap.

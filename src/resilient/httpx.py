@@ -1037,7 +1037,19 @@ class _CappedBody(_SyncStream):
 
     def __iter__(self) -> Iterator[bytes]:
         call = self._call
-        for chunk in self._stream:
+        chunks = iter(self._stream)
+        while True:
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                return
+            except call.module.ReadTimeout as exc:
+                # The read's timeout shrank to the time left when the attempt began:
+                # once the cap has passed, it is the cap that ran out.
+                if call.left() > 0:
+                    raise
+                self._stream.close()
+                raise call.body_timeout() from exc
             if call.left() <= 0:
                 self._stream.close()
                 raise call.body_timeout()
