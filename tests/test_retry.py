@@ -1743,6 +1743,41 @@ def test_instances_of_one_callable_class_share_one_function_name(
     assert " at 0x" not in caplog.text
 
 
+class _RemoteMethod:
+    """A proxy as ``xmlrpc.client.ServerProxy`` hands out: every attribute is another
+    remote method, and calling one sends it."""
+
+    __slots__ = ("_name", "_sent")
+
+    def __init__(self, name: str, sent: list[str]) -> None:
+        self._name, self._sent = name, sent
+
+    def __getattr__(self, attribute: str) -> _RemoteMethod:
+        return _RemoteMethod(f"{self._name}.{attribute}", self._sent)
+
+    def __call__(self) -> str:
+        self._sent.append(self._name)
+        if len(self._sent) == 1:
+            raise ConnectionResetError("reset")
+        return "answer"
+
+
+class _RemoteMethodWithDict(_RemoteMethod):
+    __slots__ = ("__dict__",)
+
+
+@pytest.mark.parametrize("proxy", [_RemoteMethod, _RemoteMethodWithDict])
+def test_a_proxy_that_answers_every_attribute_is_retried_and_sent_nothing_else(
+    proxy: type[_RemoteMethod],
+) -> None:
+    """The loop looks for a breaker on the function without asking the proxy, which would
+    have sent a call named ``fetch.__resilient_breaker__.__resilient_remaining__``."""
+    sent: list[str] = []
+    with no_wait():
+        assert retry_with_backoff(proxy("fetch", sent), max_retries=2) == "answer"
+    assert sent == ["fetch", "fetch"]
+
+
 class _FetchUsers:
     def __call__(self) -> str:
         raise ConnectionError("reset")

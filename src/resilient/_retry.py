@@ -533,7 +533,7 @@ class RetryTarget:
         """The name in log messages."""
         self.form = form
         """How the user called us, for error messages."""
-        self.gate: Gate | None = getattr(func, "__resilient_breaker__", None)
+        self.gate = _gate_of(func)
         self.logs_outcome = logs_outcome
         """False when the caller logs how the call ended (a task does): no "giving up" line."""
 
@@ -1402,6 +1402,22 @@ def _decorate(func: Callable[P, T], policy: Policy) -> Callable[P, T]:
     return _wrap(
         func, retrying, None if full_loop else "retrying_own_clock" if own_clock else "retrying"
     )
+
+
+def _gate_of(func: Callable[..., Any]) -> Gate | None:
+    """The breaker that ``@breaker`` (or ``functools.wraps`` over it) left on *func*.
+
+    Read from *func*'s own ``__dict__``, never through ``getattr``: a proxy
+    (an ``xmlrpc.client.ServerProxy`` method, a mock) answers every attribute,
+    and asking it would send a call of its own.
+    """
+    try:
+        # Typed as what @breaker leaves there; anything else is told apart below.
+        attributes: dict[str, Gate] = object.__getattribute__(func, "__dict__")
+    except AttributeError:
+        return None
+    gate = attributes.get("__resilient_breaker__") if type(attributes) is dict else None
+    return gate if hasattr(type(gate), "__resilient_remaining__") else None
 
 
 def _wrap(
