@@ -232,6 +232,43 @@ def pytest_collection(session: pytest.Session) -> None:
 # Frozen objects are left to the process's end; nothing runs after the session.
 atexit.register(gc.freeze)
 
+# The same collector, during the run: each full collection (every few hundred young ones,
+# and each gc.collect() of a test that checks what is released) went over every object of
+# the test process, 200,000 after the collection of the tests, 400,000 once the SDKs were
+# imported: 2 to 3 s of CPU per worker on Python 3.10. Between tests, what is alive after
+# a collection (the modules, the collected tests, whatever a test imported) is frozen, so
+# that later collections look only at what the tests make. A test's garbage is collected
+# before the freeze, never frozen; at the end of the session everything is unfrozen again,
+# for pytest's last collection (which reports objects finalised with an error).
+
+_modules_at_freeze = 0
+
+
+def _collect_and_freeze() -> None:
+    global _modules_at_freeze
+    gc.collect()
+    gc.freeze()
+    _modules_at_freeze = len(sys.modules)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Freeze what the collection of the tests left alive."""
+    _collect_and_freeze()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """After a test that imported many modules (an SDK, a client library), freeze them too."""
+    if len(sys.modules) > _modules_at_freeze + 100:
+        _collect_and_freeze()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Unfreeze, so that the last collections see every object again."""
+    gc.unfreeze()
+
 
 @pytest.fixture(scope="session")
 def sdk_zygote() -> Iterator[Any]:
