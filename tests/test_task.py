@@ -794,23 +794,27 @@ def test_ctrl_c_stops_the_run_with_a_partial_summary() -> None:
 def test_ctrl_c_in_a_thread_stops_the_run() -> None:
     """With threads too: the KeyboardInterrupt reaches the caller at once, and no task starts after.
 
-    Tasks 0 to 2 hold their threads until the caller has the interrupt, so
-    task 3 is the only one that can raise it and the other 96 are all still
-    queued when it does: whatever the scheduler does, each of them either
-    never starts or starts after the stop.
+    Tasks 0 to 2 hold their threads until the caller has the interrupt, and
+    task 3 raises it once they all run, so the other 96 are all still queued
+    when it does, whatever the scheduler does: none of them may start.
     """
     ran: list[int] = []
+    held: list[threading.Thread] = []
     interrupted = threading.Event()
     interrupt = interrupting(3, ran)
+    all_held = threading.Barrier(4)  # tasks 0 to 2, and task 3 before it interrupts
 
     def job(i: int) -> int:
         if i < 3:
             ran.append(i)
-            interrupted.wait(10)  # a cap, so a run that never stops fails instead of hanging
+            held.append(threading.current_thread())
+            all_held.wait(10)
+            interrupted.wait(10)  # caps, so a run that never stops fails instead of hanging
             return i
+        if i == 3:
+            all_held.wait(10)
         return interrupt(i)
 
-    before = set(threading.enumerate())
     with pytest.raises(KeyboardInterrupt) as caught:
         run_tasks([(f"t{i}", job, i) for i in range(100)], concurrency=4, clock=ManualClock())
     interrupted.set()
@@ -818,11 +822,8 @@ def test_ctrl_c_in_a_thread_stops_the_run() -> None:
     assert summary.interrupted
     assert summary.total == 100
     assert summary.results == ()  # tasks 0 to 2 were still running: they finish unreported
-    pool = [
-        t for t in threading.enumerate() if t not in before and t.name.startswith("resilient-task")
-    ]
-    assert len(pool) == 4
-    for thread in pool:  # the held tasks finish, then their threads find nothing left to start
+    assert len(set(held)) == 3
+    for thread in held:  # the held tasks finish, then their threads find nothing left to start
         thread.join(10)
         assert not thread.is_alive()
     assert sorted(ran) == [0, 1, 2, 3]
