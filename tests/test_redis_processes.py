@@ -1,10 +1,10 @@
-"""Real processes (``spawn``), one Redis: one breaker and one budget for all of them.
+"""Real processes, one Redis: one breaker and one budget for all of them.
 
-Four worker processes (spawned once, reused by the tests of this module and of
+Four fresh worker processes (started once, reused by the tests of this module and of
 test_redis_pacing_processes: the ``spawn_pool`` of conftest.py)
 each build their own store, breaker or budget on the session's server, meet
 at barriers kept in Redis, and return what they saw. The workers are
-module-level functions so a spawned process can import them.
+module-level functions so a fresh process can import them.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ _runs = itertools.count()
 
 @pytest.fixture
 def pool(spawn_pool: ProcessPoolExecutor) -> ProcessPoolExecutor:
-    """The WORKERS (4) spawned processes of conftest.py, shared with the other module of
+    """The WORKERS (4) processes of conftest.py, shared with the other module of
     processes: a barrier in each task keeps one task per process."""
     return spawn_pool
 
