@@ -803,8 +803,11 @@ def test_a_chunked_body_is_cut_at_the_cap(make_session: MakeSession, stream: boo
 
 
 def test_a_chunked_body_within_the_cap_is_whole(make_session: MakeSession) -> None:
-    """Chunk by chunk, a body that ends within the cap arrives whole."""
-    session = make_session(read_timeout=1.0, total_timeout=1.0)
+    """Chunk by chunk, a body that ends within the cap arrives whole.
+
+    (0.1 s of chunks in a 10 s cap: a busy machine's stalls fit too; 1 s left 0.9 s.)
+    """
+    session = make_session(read_timeout=10.0, total_timeout=10.0)
     with _chunked_trickle(5) as url, session.get(url, stream=True) as response:
         assert b"".join(response.iter_content(chunk_size=None)) == b"....."
     assert _watchdog_of(session).pending() == 0
@@ -895,9 +898,12 @@ def test_a_streamed_body_read_after_the_cap_raises_at_once(
 def test_a_streamed_body_read_within_the_cap_is_whole(
     trickle_server: FlakyServer, make_session: MakeSession
 ) -> None:
-    """A trickled body that ends within the cap is returned whole, however slowly it came."""
+    """A trickled body that ends within the cap is returned whole, however slowly it came.
+
+    (0.16 s of trickle in a 10 s cap: a busy machine's stalls fit too; 1 s left 0.84 s.)
+    """
     trickle_server.script("/drip", [], then=Step(action="drip", body_size=8))
-    session = make_session(read_timeout=1.0, total_timeout=1.0)
+    session = make_session(read_timeout=10.0, total_timeout=10.0)
     with session.get(trickle_server.url + "/drip", stream=True) as response:
         assert b"".join(response.iter_content(chunk_size=1)) == b"." * 8
 
@@ -1036,13 +1042,15 @@ def test_a_finished_call_never_cuts_its_connection_once_pooled(
 
     Were the first watch still armed, it would cut the shared socket under
     the second call at c s. (Each run has a server of its own: a late run's
-    connection is not counted in the next.)
+    connection is not counted in the next. The session's own timeouts, 10 s,
+    leave the second call's answer room on a busy machine: with a read timeout
+    of 1 s, the 0.85 s answer of the run at c = 0.8 had 0.15 s of margin.)
     """
 
     def run(cap: float) -> None:
         with FlakyServer() as server:
             server.script("/slow", [], then=Step(action="slow", delay=cap + 0.05))
-            session = make_session(read_timeout=1.0, total_timeout=2.0)
+            session = make_session(read_timeout=10.0, total_timeout=10.0)
             try:
                 first = session.get(server.url + "/ok", stream=stream, timeout=Timeout(total=cap))
                 body = first.json()  # read whole: the connection is back
@@ -1060,9 +1068,10 @@ def test_cuts_never_reach_other_calls_sharing_the_pool(
 ) -> None:
     """4 threads mix calls cut at 40 ms with streamed calls read whole: only the first are cut.
 
-    And when all is done, no watch is left armed to cut a pooled connection.
+    And when all is done, no watch is left armed to cut a pooled connection. (The
+    session's own timeouts, 10 s, leave the 32 calls read whole room on a busy machine.)
     """
-    session = make_session(read_timeout=1.0, total_timeout=2.0, connect_retries=0)
+    session = make_session(read_timeout=10.0, total_timeout=10.0, connect_retries=0)
     outcomes: list[str] = []
     lock = threading.Lock()
 
