@@ -50,6 +50,8 @@ LONG_BEFORE = 5.0
 # machine held the request or the headers past it, the run proves nothing and is
 # repeated with the cap doubled. Lower bounds at the cap need no margin: 0.9 x the cap.
 BODY_CAPS = (0.2, 0.4, 0.8, 1.6)
+# So a body cut at the cap lasts longer than the last of them (10 s), and the read
+# timeout (LONG_BEFORE) is longer too: at 1.6 s a 1 s body or read timeout would win.
 
 
 class _Late(Exception):
@@ -420,7 +422,8 @@ def test_a_longer_per_call_timeout_is_respected(
     """A call may wait longer than the session default, within the total cap."""
     flaky_server.script("/slow", [Step(action="slow", delay=0.15)])
     session = make_session(read_timeout=0.05)
-    assert session.get(flaky_server.url + "/slow", timeout=(1.0, 1.0)).status_code == 200
+    # 10 s, not 1: the 0.15 s answer gets a busy machine's stalls too.
+    assert session.get(flaky_server.url + "/slow", timeout=(10.0, 10.0)).status_code == 200
 
 
 def test_none_in_a_per_call_timeout_means_the_default(
@@ -454,7 +457,7 @@ def test_body_delimited_by_close_is_never_returned_cut_short(
 
     def run(cap: float) -> None:
         head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
-        session = make_session(read_timeout=1.0, total_timeout=cap)
+        session = make_session(read_timeout=LONG_BEFORE, total_timeout=cap)
         with _one_shot_server(head, b".", 200, 0.05) as url:  # 10 s in all
             with pytest.raises(TotalTimeout) as caught:
                 session.get(url)
@@ -721,7 +724,7 @@ def test_a_streamed_body_is_cut_at_the_cap(
     trickle_server.script("/drip", [], then=Step(action="drip", body_size=500, headers=headers))
 
     def run(cap: float) -> None:
-        session = make_session(read_timeout=1.0, total_timeout=cap)
+        session = make_session(read_timeout=LONG_BEFORE, total_timeout=cap)
         started = time.monotonic()
         with _headers(session.get, trickle_server.url + "/drip", stream=True) as response:
             assert response.status_code == 200
@@ -791,7 +794,7 @@ def test_a_chunked_body_is_cut_at_the_cap(make_session: MakeSession, stream: boo
     """A chunked body, read chunk by chunk by urllib3, is cut at the cap like any other."""
 
     def run(cap: float) -> None:
-        session = make_session(read_timeout=1.0, total_timeout=cap)
+        session = make_session(read_timeout=LONG_BEFORE, total_timeout=cap)
         started = time.monotonic()
         with _chunked_trickle(500) as url, pytest.raises(TotalTimeout) as caught:
             session.get(url, stream=stream).content  # noqa: B018
@@ -885,7 +888,7 @@ def test_a_streamed_body_read_after_the_cap_raises_at_once(
     tests wait for the real one), so that no test sleeps past a cap.
     """
     trickle_server.script("/whole", [], then=Step())
-    session = make_session(read_timeout=1.0, total_timeout=LONG_BEFORE)
+    session = make_session(read_timeout=LONG_BEFORE, total_timeout=LONG_BEFORE)
     response = session.get(trickle_server.url + "/whole", stream=True)
     assert response.status_code == 200
     response.raw._resilient_watch.fire()  # the cap passes, the body unread
@@ -912,10 +915,11 @@ def test_a_retry_deadline_caps_a_streamed_body(
     trickle_server: FlakyServer, make_session: MakeSession
 ) -> None:
     """The retry deadline in force at the request still caps its body, read after the return."""
-    session = make_session(read_timeout=1.0)  # total_timeout=60
+    trickle_server.script("/drip", [], then=Step(action="drip", body_size=500))  # 10 s
+    session = make_session(read_timeout=LONG_BEFORE)  # total_timeout=60
 
     def run(cap: float) -> None:
-        @retry(deadline=cap, max_retries=0)  # the headers come within it; the 1 s body cannot
+        @retry(deadline=cap, max_retries=0)  # the headers come within it; the 10 s body cannot
         def fetch() -> requests.Response:
             return _headers(session.get, trickle_server.url + "/drip", stream=True)
 
@@ -929,9 +933,10 @@ def test_a_post_cut_while_its_body_streams_is_not_retried(
     trickle_server: FlakyServer, make_session: MakeSession
 ) -> None:
     """A response came, so the POST reached the server: its cut body is FATAL for @retry."""
+    trickle_server.script("/drip", [], then=Step(action="drip", body_size=500))  # 10 s
 
     def run(cap: float) -> None:
-        session = make_session(read_timeout=1.0, total_timeout=cap)
+        session = make_session(read_timeout=LONG_BEFORE, total_timeout=cap)
         with (
             _headers(
                 session.post, trickle_server.url + "/drip", data=b"x", stream=True
@@ -952,8 +957,8 @@ def test_a_cut_streamed_connection_is_not_reused(make_session: MakeSession) -> N
     """
 
     def run(cap: float) -> None:
-        with FlakyServer(drip_interval=TRICKLE_INTERVAL, drip_size=50) as server:
-            session = make_session(read_timeout=1.0)
+        with FlakyServer(drip_interval=TRICKLE_INTERVAL, drip_size=500) as server:  # 10 s
+            session = make_session(read_timeout=LONG_BEFORE)
             assert session.get(server.url + "/ok").status_code == 200
             with (
                 _headers(
@@ -1013,7 +1018,7 @@ def test_a_streamed_response_done_within_the_cap_leaves_nothing_watched(
     closing = {"Connection": "close"}  # the server closes after a drip: no reuse race
     trickle_server.script("/drip", [], then=Step(action="drip", body_size=2, headers=closing))
     before = set(_watchdog_threads())
-    session = make_session(read_timeout=1.0, total_timeout=5.0)
+    session = make_session(read_timeout=10.0, total_timeout=10.0)  # a busy machine's stalls fit
     watchdog = _watchdog_of(session)
     for _ in range(5):
         response = session.get(trickle_server.url + "/drip", stream=True)
