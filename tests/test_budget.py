@@ -236,6 +236,11 @@ def test_concurrent_successes_never_exceed_max_tokens() -> None:
         ({"max_tokens": -1}, ValueError, "max_tokens must be a finite number > 0, got -1"),
         ({"max_tokens": math.nan}, ValueError, "max_tokens must be a finite number > 0, got nan"),
         ({"max_tokens": math.inf}, ValueError, "max_tokens must be a finite number > 0, got inf"),
+        (
+            {"max_tokens": 10**400},  # too large for a float: never an OverflowError
+            ValueError,
+            "max_tokens must be a finite number > 0, got an int of about 1e+400",
+        ),
         ({"max_tokens": "10"}, TypeError, "max_tokens must be a number, got '10'"),
         ({"max_tokens": None}, TypeError, "max_tokens must be a number, got None"),
         ({"max_tokens": True}, TypeError, "max_tokens must be a number, got True"),
@@ -243,6 +248,11 @@ def test_concurrent_successes_never_exceed_max_tokens() -> None:
         ({"token_ratio": -0.1}, ValueError, "token_ratio must be a finite number > 0, got -0.1"),
         ({"token_ratio": math.nan}, ValueError, "token_ratio must be a finite number > 0, got nan"),
         ({"token_ratio": math.inf}, ValueError, "token_ratio must be a finite number > 0, got inf"),
+        (
+            {"token_ratio": 10**400},
+            ValueError,
+            "token_ratio must be a finite number > 0, got an int of about 1e+400",
+        ),
         ({"token_ratio": "0.1"}, TypeError, "token_ratio must be a number, got '0.1'"),
         ({"token_ratio": False}, TypeError, "token_ratio must be a number, got False"),
         (

@@ -32,6 +32,12 @@ def test_manual_clock_starts_where_told() -> None:
         (True, TypeError, "start must be a number, got True"),
         (float("nan"), ValueError, "start must be a finite number, got nan"),
         (float("inf"), ValueError, "start must be a finite number, got inf"),
+        pytest.param(
+            10**400,
+            ValueError,
+            "start must be a finite number, got an int of about 1e+400",
+            id="10**400",
+        ),
     ],
 )
 def test_manual_clock_refuses_a_start_that_is_not_a_finite_number(

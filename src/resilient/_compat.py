@@ -50,13 +50,17 @@ def duration(
     allow_zero: bool = True,
     maximum: float = MAX_SECONDS,
     also: str = "",
+    said: str = "",
 ) -> float:
     """*value*, a duration parameter, in seconds: a number or a ``datetime.timedelta``.
 
     Raises ``TypeError`` or ``ValueError`` naming *name* and the value: not a
     number, not finite, negative (or zero unless *allow_zero*), or above
-    *maximum*. *also* names what else the parameter takes, for the message
-    (``" or a Backoff"``). ``datetime`` is not imported: a timedelta is
+    *maximum* (an int too large for a float, ``10**400``, included). *also*
+    names what else the parameter takes, for the message (``" or a
+    Backoff"``); *said*, why *maximum* is the bound (``"a minute"``), which
+    words the message as the Redis settings' (``name must be <= 60 s (a
+    minute), got name=...``). ``datetime`` is not imported: a timedelta is
     recognised by its ``total_seconds()``.
     """
     seconds_ = value
@@ -71,16 +75,57 @@ def duration(
         if isinstance(seconds_, bool) or not isinstance(seconds_, (int, float)):
             raise TypeError(f"{name} must be a number of seconds{also}, got {value!r}")
     assert isinstance(seconds_, (int, float))
-    if not math.isfinite(seconds_) or seconds_ < 0 or (seconds_ == 0 and not allow_zero):
+    # An int is finite however large (math.isfinite would raise OverflowError past the
+    # largest float): the bound below refuses it, compared exactly.
+    finite = isinstance(seconds_, int) or math.isfinite(seconds_)
+    if not finite or seconds_ < 0 or (seconds_ == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+        raise ValueError(f"{name} must be a finite number {bound}, got {shown(value)}")
     if seconds_ > maximum:
-        said = " (ten years)" if maximum == MAX_SECONDS else ""
+        if said:
+            raise ValueError(
+                f"{name} must be <= {seconds(maximum)} s ({said}), got {name}={shown(value)}"
+            )
+        years = " (ten years)" if maximum == MAX_SECONDS else ""
         raise ValueError(
-            f"{name} must be at most {maximum:.0f} s{said}, got {value!r}: a longer wait "
+            f"{name} must be at most {maximum:.0f} s{years}, got {shown(value)}: a longer wait "
             "is a mistake, and past about 9.2e9 s the platform's sleep fails"
         )
+    if seconds_ > _LARGEST_FLOAT:  # no maximum given, and too large for a float
+        raise ValueError(f"{name} must be a finite number of seconds, got {shown(value)}")
     return float(seconds_)
+
+
+_LARGEST_FLOAT = sys.float_info.max
+
+
+def positive_number(name: str, value: object) -> float:
+    """*value*, a count or rate parameter (``max_tokens``, ``rate``, ``cost``), as a float > 0.
+
+    Raises ``TypeError`` (not a number) or ``ValueError`` (not > 0, not
+    finite, or an int too large for a float, such as ``10**400``) naming
+    *name* and the value, never the ``OverflowError`` of a conversion.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if isinstance(value, int):
+        if value > 0 and value <= _LARGEST_FLOAT:
+            return float(value)
+    elif math.isfinite(value) and value > 0:
+        return float(value)
+    raise ValueError(f"{name} must be a finite number > 0, got {shown(value)}")
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` for a message, an int too long to read (or to print) by its size.
+
+    ``10**400`` is shown as ``an int of about 1e+400``: its repr is 401
+    digits long, and past 4300 digits ``repr`` itself raises ``ValueError``.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**20:
+        sign = "-" if value < 0 else ""
+        return f"an int of about {sign}1e+{int(math.log10(abs(value)))}"
+    return repr(value)
 
 
 def is_async_callable(func: object) -> TypeGuard[Callable[..., Awaitable[Any]]]:

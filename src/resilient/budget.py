@@ -7,8 +7,9 @@ mostly succeed.
 
 from __future__ import annotations
 
-import math
 import threading
+
+from resilient._compat import positive_number
 
 __all__ = ["RetryBudget"]
 
@@ -41,22 +42,19 @@ class RetryBudget:
     def __init__(
         self, max_tokens: float = 10, token_ratio: float = 0.1, *, name: str = "default"
     ) -> None:
-        for param, value in (("max_tokens", max_tokens), ("token_ratio", token_ratio)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{param} must be a number, got {value!r}")
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{param} must be a finite number > 0, got {value!r}")
+        tokens = positive_number("max_tokens", max_tokens)
+        ratio = positive_number("token_ratio", token_ratio)
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, got {name!r}")
         if not name:
             raise ValueError(f"name must be a non-empty str, got {name!r}")
-        if token_ratio > max_tokens:
+        if ratio > tokens:
             raise ValueError(
                 f"token_ratio must be <= max_tokens ({max_tokens!r}), got {token_ratio!r}"
             )
         self.name = name
-        self.max_tokens = float(max_tokens)
-        self.token_ratio = float(token_ratio)
+        self.max_tokens = tokens
+        self.token_ratio = ratio
         self._tokens = self.max_tokens
         self._lock = threading.Lock()
 

@@ -45,8 +45,10 @@ from resilient._compat import (
     check_callable,
     duration,
     is_async_callable,
+    positive_number,
     refuse_lazy_result,
     seconds,
+    shown,
 )
 from resilient._deadline import time_remaining
 from resilient._redact import describe_error, error_fields
@@ -1956,11 +1958,7 @@ def _number(value: float) -> str:
 
 
 def _check_positive(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
+    return positive_number(name, value)
 
 
 def _check_int(name: str, value: object) -> None:
@@ -1968,6 +1966,8 @@ def _check_int(name: str, value: object) -> None:
         raise TypeError(f"{name} must be an int >= 1, got {value!r}")
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value!r}")
+    if value > sys.float_info.max:  # an adaptive limit moves as a float
+        raise ValueError(f"{name} must be an int that a float can hold, got {shown(value)}")
 
 
 def _check_duration(name: str, value: object, *, allow_zero: bool = True) -> float:

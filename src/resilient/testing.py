@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from resilient._clock import DEFAULTS, Clock, check_clock
-from resilient._compat import duration
+from resilient._compat import duration, shown
 from resilient.breaker import CircuitBreaker, CircuitState
 
 if TYPE_CHECKING:
@@ -97,6 +97,8 @@ def _start(start: object) -> float:
         now = float(start)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     except (TypeError, ValueError):
         raise TypeError(f"start must be a number, got {start!r}") from None
+    except OverflowError:  # an int too large for a float: 10**400
+        raise ValueError(f"start must be a finite number, got {shown(start)}") from None
     if not math.isfinite(now):
         raise ValueError(f"start must be a finite number, got {start!r}")
     return now

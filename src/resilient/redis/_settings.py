@@ -9,7 +9,6 @@ breaker's keys.
 from __future__ import annotations
 
 import inspect
-import math
 import warnings
 from collections.abc import Generator
 from typing import Any, Literal, TypeVar, cast
@@ -24,8 +23,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from resilient._breaker_state import check_seconds
-from resilient._compat import seconds
+from resilient._compat import duration
 from resilient._redact import type_name
 
 __all__ = [
@@ -184,18 +182,14 @@ def check_namespace(namespace: object) -> None:
 
 
 def check_limited(name: str, value: object, *, allow_zero: bool = True) -> float:
-    """``check_seconds`` (a ``timedelta`` too), and at most the bound of ``_LIMITS`` for *name*.
+    """A duration (a ``timedelta`` too), and at most the bound of ``_LIMITS`` for *name*.
 
     Returns:
         The value in seconds.
     """
-    value = check_seconds(name, value, allow_zero=allow_zero, maximum=math.inf)
-    limit = _LIMITS[name]
-    if value > limit:
-        raise ValueError(
-            f"{name} must be <= {seconds(limit)} s ({_LIMITS_SAID[name]}), got {name}={value!r}"
-        )
-    return value
+    return duration(
+        name, value, allow_zero=allow_zero, maximum=_LIMITS[name], said=_LIMITS_SAID[name]
+    )
 
 
 def check_url(url: object, socket_timeout: object, connect_timeout: object) -> float:
