@@ -1106,6 +1106,15 @@ def test_pacing_refusals_never_count_as_breaker_failures() -> None:
         ({"rate": 1, "name": 3}, "name must be a str, got 3"),
         ({"rate": 1, "clock": object()}, "clock must provide monotonic"),
         ({"rate": 1e-310, "per": 1e6}, "must give a finite interval"),
+        # A wait (per / rate a unit, burst * per / rate from empty) past ten years: each
+        # was accepted, and the second acquire died with an OverflowError in time.sleep.
+        (
+            {"rate": 0.01, "per": 3e8},
+            "rate, per and burst must give a limiter that refills within 315576000 s "
+            "(ten years), got rate=0.01, per=300000000.0, burst=1: burst * per / rate is 3e+10 s",
+        ),
+        ({"rate": 1e-12}, "got rate=1e-12, per=1.0, burst=1: burst * per / rate is 1e+12 s"),
+        ({"rate": 1, "per": 1e8, "burst": 10}, "got rate=1, per=100000000.0, burst=10"),
     ],
 )
 def test_rate_limiter_refuses_bad_settings_naming_them(
@@ -1114,6 +1123,15 @@ def test_rate_limiter_refuses_bad_settings_naming_them(
     """Each bad setting fails at construction, naming the parameter and the value."""
     with pytest.raises((TypeError, ValueError), match=re.escape(message)):
         RateLimiter(**kwargs)
+
+
+def test_a_rate_limiter_that_refills_in_ten_years_is_accepted_and_waits_that_long() -> None:
+    """The bound on burst * per / rate is the bound on every duration: reached, not passed."""
+    clock = ManualClock()
+    limiter = RateLimiter(2, per=315_576_000.0, burst=2, clock=clock)
+    limiter.acquire(2)
+    limiter.acquire()
+    assert clock.sleeps == [315_576_000.0 / 2]
 
 
 def test_rate_limiter_reads_back_its_settings() -> None:

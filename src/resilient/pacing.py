@@ -42,6 +42,7 @@ from resilient._classify import (
 from resilient._clock import DEFAULTS, SYSTEM_CLOCK, check_clock
 from resilient._compat import (
     LAZY_RESULTS,
+    MAX_SECONDS,
     check_callable,
     duration,
     is_async_callable,
@@ -796,6 +797,15 @@ class RateLimiter:
         if not (math.isfinite(self._interval) and math.isfinite(self._tolerance)):
             raise ValueError(
                 f"rate and per must give a finite interval per unit, got rate={rate!r}, per={per!r}"
+            )
+        if self._tolerance > MAX_SECONDS:
+            # The longest wait (a cost of burst, from empty), and the time an emptied
+            # limiter takes to refill: past ten years, a sleep the platform may refuse.
+            raise ValueError(
+                f"rate, per and burst must give a limiter that refills within "
+                f"{MAX_SECONDS:.0f} s (ten years), got rate={rate!r}, per={per!r}, "
+                f"burst={burst!r}: burst * per / rate is {self._tolerance:.3g} s, "
+                "the longest wait for an acquire"
             )
         self._lock = threading.Lock()
         self._state = _Gcra()
