@@ -335,6 +335,52 @@ def test_a_raising_classifier_is_logged_and_counts_as_unknown(
     )
 
 
+@pytest.mark.parametrize("form", ["sync", "async"])
+def test_a_raising_classifier_runs_and_is_logged_once_per_failure(
+    form: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The task's result reuses the class the retry loop found: a broken classifier is
+    called, and its failure logged (with its traceback), once for the one failure."""
+    calls: list[BaseException] = []
+
+    def broken(exc: BaseException) -> ErrorClass:
+        calls.append(exc)
+        raise RuntimeError("classifier bug")
+
+    with caplog.at_level(logging.ERROR, logger="resilient.task"):
+        if form == "sync":
+            result = execute_task_safely("t", Flaky(ConnectionError("x")), classifier=broken)
+        else:
+            result = asyncio.run(
+                execute_task_safely_async("t", AsyncFlaky(ConnectionError("x")), classifier=broken)
+            )
+    assert result.error_class is ErrorClass.UNKNOWN
+    assert len(calls) == 1
+    failed = [r for r in caplog.records if getattr(r, "event", None) == "task_classifier_failed"]
+    assert len(failed) == 1
+    assert failed[0].exc_info is not None
+
+
+@pytest.mark.parametrize("form", ["sync", "async"])
+def test_the_classifier_runs_once_per_failure_of_a_task(form: str) -> None:
+    """Three failures retried then given up on: three calls of the classifier, as for
+    @retry, and the result's class is the last one's."""
+    calls: list[BaseException] = []
+
+    def transient(exc: BaseException) -> ErrorClass:
+        calls.append(exc)
+        return ErrorClass.TRANSIENT
+
+    failures = [ConnectionError(str(n)) for n in range(3)]
+    options: dict[str, Any] = {"classifier": transient, "max_retries": 2, "clock": ManualClock()}
+    if form == "sync":
+        result = execute_task_safely("t", Flaky(*failures), **options)
+    else:
+        result = asyncio.run(execute_task_safely_async("t", AsyncFlaky(*failures), **options))
+    assert (result.attempts, result.error_class) == (3, ErrorClass.TRANSIENT)
+    assert calls == failures
+
+
 def test_a_classifier_returning_no_error_class_counts_as_unknown() -> None:
     """A classifier result that is not an ErrorClass is treated as UNKNOWN."""
     result = execute_task_safely(

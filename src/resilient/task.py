@@ -615,7 +615,16 @@ class _Settings:
         return found
 
     def classify(self, exc: BaseException) -> ErrorClass:
-        """The user's classifier, made safe: a failure or a non-``ErrorClass`` is UNKNOWN."""
+        """The user's classifier, made safe: a failure or a non-``ErrorClass`` is UNKNOWN.
+
+        The answer is kept for the task's result (see ``_CLASSIFIED``): the
+        classifier runs once per failure, and a failing one is logged once.
+        """
+        found = self._classify(exc)
+        _CLASSIFIED.set((exc, found))
+        return found
+
+    def _classify(self, exc: BaseException) -> ErrorClass:
         try:
             found = self.user_classifier(exc)
         except Exception as error:
@@ -661,6 +670,11 @@ _SETTINGS_LIMIT = 256
 # The task whose retries run now: read only by the rare log lines of the
 # classifier and on_retry wrappers, set only once a task has failed.
 _TASK: ContextVar[str] = ContextVar("resilient_task", default="?")
+_CLASSIFIED: ContextVar[tuple[BaseException, ErrorClass] | None] = ContextVar(
+    "resilient_task_classified", default=None
+)
+"""The last failure the retry loop of the running task classified, and its class: the task's
+result reuses it rather than asking the classifier again. Set while the loop runs, reset after."""
 
 
 class _SafeHook:
@@ -732,12 +746,13 @@ def _retry_failed(
     start: float,
 ) -> TaskResult:
     """Everything after a first failure (or a first attempt that needs the full loop)."""
-    token = _TASK.set(name)
+    token, classified = _TASK.set(name), _CLASSIFIED.set(None)
     try:
         value = run_retry(call, args, kwargs)
     except Exception as exc:
         return _failed(settings, name, call, exc, clock.monotonic() - start)
     finally:
+        _CLASSIFIED.reset(classified)  # drops the failure it holds
         _TASK.reset(token)
     return _succeeded(name, value, call.attempt + 1, clock.monotonic() - start)
 
@@ -768,12 +783,13 @@ async def _execute_async(
     if settings.slots is not None:
         attempt = functools.partial(settings.slots.call_async, attempt)
     call = _task_call(settings, func, attempt, start, "execute_task_safely_async()")
-    token = _TASK.set(name)
+    token, classified = _TASK.set(name), _CLASSIFIED.set(None)
     try:
         value = await run_retry_async(call, args, kwargs)
     except Exception as exc:
         return _failed(settings, name, call, exc, clock.monotonic() - start)
     finally:
+        _CLASSIFIED.reset(classified)  # drops the failure it holds
         _TASK.reset(token)
     return _succeeded(name, value, call.attempt + 1, clock.monotonic() - start)
 
@@ -825,7 +841,13 @@ def _failed(
         stop.__cause__ = exc
         exc = stop
     rejected = own_rejection or bool(call.closed_for)
-    error_class = ErrorClass.TIMEOUT if rejection_in(exc) is not None else settings.classify(exc)
+    classified = _CLASSIFIED.get()
+    if rejection_in(exc) is not None:
+        error_class = ErrorClass.TIMEOUT
+    elif classified is not None and classified[0] is exc:  # the loop's answer: asked once
+        error_class = classified[1]
+    else:  # not a failure the loop classified (a limiter's refusal, a clock's error...)
+        error_class = settings.classify(exc)
     if _events.SINK is not None:
         _events.SINK.task_finished(name, "rejected" if rejected else "failure", elapsed, ran, exc)
     _log_failure(name, exc, error_class, ran, elapsed, rejected)
