@@ -570,9 +570,10 @@ def _lines_run(call: Callable[[], object]) -> int:
     return count
 
 
-def _idle_then_call(buckets: int, idle: float) -> int:
+def _idle_then_call(buckets: int, idle: float) -> tuple[int, float]:
     """Lines run by the first call *idle* seconds after calls at 0 s and 500 s, on a
-    window of 1000 s in *buckets* (the first and the middle bucket, any bucket width)."""
+    window of 1000 s in *buckets* (the first and the middle bucket, any bucket width),
+    and the window's failure rate after it."""
     clock = ManualClock()
     window = FailureRateWindow(0.9, seconds=1000, buckets=buckets, minimum_calls=1000)
     breaker = CircuitBreaker(window=window, clock=clock)
@@ -583,17 +584,35 @@ def _idle_then_call(buckets: int, idle: float) -> int:
             with pytest.raises(Boom):
                 breaker.call(fail)
     clock.advance(idle)
-    return _lines_run(lambda: breaker.call(ok))
+    lines = _lines_run(lambda: breaker.call(ok))
+    return lines, breaker.metrics.failure_rate
 
 
-@pytest.mark.parametrize("idle", [0.0, 150.0, 400.0, 900.0, 999.0, 1000.0, 5000.0])
+# The failure rate after the call: 3 successes and 3 failures in each of the two buckets
+# (at 0 s and 500 s), then the success. 900 s and 999 s: the first bucket aged out, the
+# middle one is live; from 1000 s, both aged out.
+_RATE_AFTER_IDLE = {
+    0.0: 6 / 13,
+    150.0: 6 / 13,
+    400.0: 6 / 13,
+    900.0: 3 / 7,
+    999.0: 3 / 7,
+    1000.0: 0.0,
+    5000.0: 0.0,
+}
+
+
+@pytest.mark.parametrize("idle", sorted(_RATE_AFTER_IDLE))
 def test_a_call_after_an_idle_spell_costs_the_same_whatever_the_bucket_count(
     idle: float,
 ) -> None:
     """Catching up is O(1) in the bucket count: 10,000 buckets of 0.1 s run exactly the
     lines 10 buckets of 100 s do, after any idle spell, within the span or past it, also
-    when the oldest bucket ages out and the middle one stays (900 s)."""
-    assert _idle_then_call(10_000, idle) == _idle_then_call(10, idle)
+    when the oldest bucket ages out and the middle one stays (900 s); and the window then
+    holds exactly its live buckets."""
+    lines, rate = _idle_then_call(10_000, idle)
+    assert (lines, rate) == _idle_then_call(10, idle)
+    assert rate == pytest.approx(_RATE_AFTER_IDLE[idle])
 
 
 def test_a_window_keeps_only_the_buckets_that_saw_calls() -> None:

@@ -48,9 +48,10 @@ def _commands(client: Any) -> int:
     )
 
 
-def _commands_of_a_call_after(client: Any, buckets: int, idle: float) -> int:
+def _commands_of_a_call_after(client: Any, buckets: int, idle: float) -> tuple[int, float]:
     """Redis commands run by one call *idle* seconds after calls at 0 s and 500 s, on a
-    window of 1000 s (the first and the middle bucket, with any bucket width)."""
+    window of 1000 s (the first and the middle bucket, with any bucket width), and the
+    window's failure rate after it."""
     clock = ManualClock()
     store = RedisStore(
         client, namespace=f"idle-{next(_namespaces)}", time_source="breaker", max_staleness=0
@@ -66,19 +67,36 @@ def _commands_of_a_call_after(client: Any, buckets: int, idle: float) -> int:
     clock.advance(idle)
     client.config_resetstat()
     breaker.call(ok)
-    return _commands(client)
+    commands = _commands(client)
+    return commands, breaker.metrics.failure_rate
 
 
-@pytest.mark.parametrize("idle", [150.0, 400.0, 900.0, 999.0, 1000.0, 5000.0])
+# The failure rate after the call: 3 successes and 3 failures in each of the two buckets
+# (at 0 s and 500 s), then the success. 900 s and 999 s: the first bucket aged out, the
+# middle one is live; from 1000 s, both aged out.
+_RATE_AFTER_IDLE = {
+    150.0: 6 / 13,
+    400.0: 6 / 13,
+    900.0: 3 / 7,
+    999.0: 3 / 7,
+    1000.0: 0.0,
+    5000.0: 0.0,
+}
+
+
+@pytest.mark.parametrize("idle", sorted(_RATE_AFTER_IDLE))
 def test_a_call_after_an_idle_spell_runs_the_same_commands_whatever_the_bucket_count(
     redis_client: Any, idle: float
 ) -> None:
     """Catching up is O(1) on Redis: 10,000 buckets run exactly the commands 10 do, also
     when the oldest bucket ages out and the middle one stays (900 s: a script that
-    visited every bucket number in between ran thousands of commands and held Redis)."""
-    many = _commands_of_a_call_after(redis_client, 10_000, idle)
-    assert many == _commands_of_a_call_after(redis_client, 10, idle)
+    visited every bucket number in between ran thousands of commands and held Redis);
+    and the window then holds exactly its live buckets (a walk that stepped to the next
+    bucket number rather than the next entered bucket emptied it at the first gap)."""
+    many, rate = _commands_of_a_call_after(redis_client, 10_000, idle)
+    assert (many, rate) == _commands_of_a_call_after(redis_client, 10, idle)
     assert many <= 20
+    assert rate == pytest.approx(_RATE_AFTER_IDLE[idle])
 
 
 def test_a_window_on_redis_keeps_only_the_buckets_that_saw_calls(redis_client: Any) -> None:
