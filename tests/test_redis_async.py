@@ -28,7 +28,9 @@ from resilient import (
     CircuitBreaker,
     CircuitOpenError,
     CircuitState,
+    ErrorClass,
     execute_task_safely,
+    execute_task_safely_async,
     retry,
     retrying,
     run_tasks,
@@ -498,6 +500,42 @@ def test_the_async_retry_loop_spends_and_refunds_an_awaited_budget(
 
     assert run(scenario) == 10 - 2 + 0.5
     assert float(redis_client.get("{resilient:api}:budget")) == 8.5
+
+
+@pytest.mark.parametrize("form", ["@retry", "task"])
+def test_with_an_awaited_budget_the_classifier_runs_once_per_failure(
+    redis_server: Any, form: str
+) -> None:
+    """The loop asks the class before spending from an awaited budget, then decides with
+    that answer: three failures, three calls of the classifier (it was six)."""
+    calls: list[BaseException] = []
+
+    def transient(exc: BaseException) -> ErrorClass:
+        calls.append(exc)
+        return ErrorClass.TRANSIENT
+
+    async def scenario() -> None:
+        budget = AsyncRedisRetryBudget.from_url(redis_server.url, "api", socket_timeout=PATIENT)
+        options: dict[str, Any] = {
+            "max_retries": 2,
+            "base_delay": 0.0,
+            "budget": budget,
+            "classifier": transient,
+        }
+
+        async def down() -> None:
+            raise Down("connection refused")
+
+        if form == "@retry":
+            with pytest.raises(Down):
+                await retry(**options)(down)()
+        else:
+            result = await execute_task_safely_async("t", down, **options)
+            assert (result.attempts, result.error_class) == (3, ErrorClass.TRANSIENT)
+        await budget._client.aclose()
+
+    run(scenario)
+    assert len(calls) == 3
 
 
 def test_an_awaited_budget_refuses_sync_calls_of_its_methods(redis_server: Any) -> None:

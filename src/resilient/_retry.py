@@ -605,31 +605,38 @@ class RetryCall(_Steps):
         """A failure retried past that holds a response open (urllib's ``HTTPError``, which
         has an ``fp``): the loop closes it after the wait (``_drop``)."""
 
-    def spends(self, exc: BaseException | None, result: Any) -> bool:
+    def spends(self, exc: BaseException | None, result: Any) -> tuple[bool, ErrorClass | None]:
         """Whether ``after_failure`` reaches the budget for this failure (an awaited budget
-        is spent before it, by the async loop)."""
+        is spent before it, by the async loop), and the failure's class, which
+        ``after_failure`` is then given (``None`` for a rejection, not classified): the
+        classifier runs once per failure."""
         if exc is not None and rejection_in(exc) is not None:
-            return False
+            return False, None
         policy = self.policy
         error_class = policy.classify(exc) if exc is not None else _result_class(result)
         if error_class in policy.retryable:
-            return True
+            return True, error_class
         on = policy.on  # after_failure's own test (an `on=` predicate runs a second time)
         return (
             on is not None
             and exc is not None
             and bool(isinstance(exc, on) if isinstance(on, tuple) else on(exc))
-        )
+        ), error_class
 
     def after_failure(
-        self, exc: BaseException | None, result: Any = None, spent: bool | None = None
+        self,
+        exc: BaseException | None,
+        result: Any = None,
+        spent: bool | None = None,
+        known: ErrorClass | None = None,
     ) -> float:
         """Decide what follows a failed attempt: the delay to wait, or ``_GIVE_UP``.
 
-        Stops at once on a rejected call; classifies; spends from the budget
-        (unless *spent* says what an awaited budget answered); applies
-        Retry-After, the composed breaker, the deadline and the testing
-        switches; then logs and calls ``on_retry``.
+        Stops at once on a rejected call; classifies (unless *known* is the
+        class ``spends`` found); spends from the budget (unless *spent* says
+        what an awaited budget answered); applies Retry-After, the composed
+        breaker, the deadline and the testing switches; then logs and calls
+        ``on_retry``.
         """
         policy = self.policy
         self.attempt = attempt = self.attempt + 1
@@ -663,6 +670,8 @@ class RetryCall(_Steps):
             self.pause_for = _server_pause(exc, result, policy.max_retry_after)
         if plain is not None:
             error_class = plain
+        elif known is not None:  # classified by spends(): the classifier runs once
+            error_class = known
         else:
             error_class = policy.classify(exc) if exc is not None else _result_class(result)
         self.error_class = error_class
@@ -1232,12 +1241,14 @@ async def run_retry_async(call: RetryCall, args: tuple[Any, ...], kwargs: dict[s
                             else:  # a budget whose round trips are awaited
                                 await refund()
                         return result
-            spent = None
+            spent = known = None
             if policy.budget is not None:
                 spend = getattr(policy.budget, "record_failure_async", None)
-                if spend is not None and call.spends(failure, result):
-                    spent = bool(await spend())
-            delay = call.after_failure(failure, result, spent)
+                if spend is not None:
+                    spends, known = call.spends(failure, result)
+                    if spends:
+                        spent = bool(await spend())
+            delay = call.after_failure(failure, result, spent, known)
             if call.pause_for > 0.0 and limiter is not None:  # every caller sharing it waits
                 await limiter.pause_async(call.pause_for)
                 call.pause_for = 0.0
