@@ -733,4 +733,5 @@ def test_more_coroutines_than_connections_wait_for_one_instead_of_falling_back(
 
     with caplog.at_level(logging.INFO, logger="resilient.redis"):
         run(scenario)
-    assert [r.getMessage() for r in caplog.records] == []
+    # The library's lines only: in debug mode (python -X dev) asyncio logs its slow callbacks.
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("resilient")] == []
