@@ -614,7 +614,13 @@ def test_retry_after_gives_none_for_past_negative_non_finite_or_garbage(header: 
     assert retry_after(response, now=NEW_YEAR_2024) is None
 
 
-@given(st.text())
+# Any str that UTF-8 encodes, as st.text() draws, but without hypothesis computing the
+# codec's table (1.3 s of CPU on Python 3.10, per process, on a fresh clone): every
+# character but the surrogates, which are exactly what UTF-8 cannot encode.
+UNICODE = st.characters(exclude_categories=("Cs",))
+
+
+@given(st.text(UNICODE))
 def test_retry_after_never_raises_and_gives_none_or_finite_seconds(header: str) -> None:
     """Whatever a server sends, the answer is ``None`` or a finite delay >= 0."""
     result = retry_after(SimpleNamespace(headers={"Retry-After": header}), now=NEW_YEAR_2024)
