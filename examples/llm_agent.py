@@ -50,8 +50,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fake_llm_server import ANTHROPIC_PATH, OPENAI_PATH, FakeLLMServer, Reply
 from skipped_waits import SkippedWaits
 
-# Short, real waits: the whole run takes a couple of seconds.
-BASE_DELAY, MAX_DELAY, READ_TIMEOUT, TOTAL_TIMEOUT = 0.05, 0.5, 0.6, 5.0
+# Short, real waits: the whole run takes a couple of seconds. The turn whose body stalls
+# has a short read timeout of its own (READ_TIMEOUT); every other wait is TIMEOUT, so a
+# busy machine that answers late (a loopback answer took over 0.6 s at worst, load ~20)
+# never makes a turn that answers at once time out and be asked twice.
+BASE_DELAY, MAX_DELAY, READ_TIMEOUT, TIMEOUT, TOTAL_TIMEOUT = 0.05, 0.5, 0.6, 5.0, 10.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class Turn:
     replies: tuple[Reply, ...]
     succeeds: bool = True
     note: str = ""
+    read_timeout: float | None = None  # this turn's own read timeout, else TIMEOUT
 
 
 TURNS = (
@@ -79,9 +83,11 @@ TURNS = (
         "sends the head, then a body too slow to read in time, once",
         (Reply(body=b'{"choices": []}' * 4, drip=2.0, drip_bytes=4),),
         note=(
-            "the transport hands a 200 over once its head arrives; a body that stalls after "
-            "that is retried by the agent's own @retry, for timeouts only"
+            f"the transport hands a 200 over once its head arrives; a body that stalls after "
+            f"that (read timeout {READ_TIMEOUT} s) is retried by the agent's own @retry, for "
+            f"timeouts only"
         ),
+        read_timeout=READ_TIMEOUT,
     ),
     Turn(
         "translate it to Klingon",
@@ -135,7 +141,7 @@ def run() -> int:
         budget=budget,
     )
     problems: list[str] = []
-    http_client = httpx2.Client(transport=transport, timeout=httpx2.Timeout(5.0, read=READ_TIMEOUT))
+    http_client = httpx2.Client(transport=transport, timeout=httpx2.Timeout(TIMEOUT))
     with FakeLLMServer() as server, http_client:
         chat = openai.OpenAI(
             api_key="sk-fake", base_url=server.openai_url, max_retries=0, http_client=http_client
@@ -156,7 +162,8 @@ def run() -> int:
             before = len(server.requests)
             began = time.monotonic()
             try:
-                answer, ok = f"answer: {ask_the_model(chat, turn.prompt)}", True
+                answer = f"answer: {ask_the_model(chat, turn.prompt, turn.read_timeout)}"
+                ok = True
             except openai.APIError as exc:
                 answer, ok = f"the SDK raised {type(exc).__name__}: {exc.message}", False
             report(server, before, lines, answer, time.monotonic() - began)
@@ -196,10 +203,14 @@ def run() -> int:
 
 
 @retry(max_retries=1, base_delay=0.05, retryable_classes=(ErrorClass.TIMEOUT,))
-def ask_the_model(chat: openai.OpenAI, prompt: str) -> str:
+def ask_the_model(chat: openai.OpenAI, prompt: str, read_timeout: float | None = None) -> str:
     """One turn: the assistant's answer to *prompt*; asked again once if the body stalled."""
     completion = chat.chat.completions.create(
-        model="gpt-fake", messages=[{"role": "user", "content": prompt}]
+        model="gpt-fake",
+        messages=[{"role": "user", "content": prompt}],
+        timeout=openai.NOT_GIVEN
+        if read_timeout is None
+        else httpx2.Timeout(TIMEOUT, read=read_timeout),
     )
     return str(completion.choices[0].message.content)
 
