@@ -81,9 +81,14 @@ SDK_ZYGOTE_PREFIXES = (
 SPAWN_POOL_PREFIXES = ("tests/test_redis_pacing_processes.py::", "tests/test_redis_processes.py::")
 
 
+# The tests that import aiohttp (test_classify imports it at its first use; 0.3 s of CPU
+# on Python 3.10): in the unit of the SDK tests, whose openai imports it anyway.
+AIOHTTP_TESTS = re.compile(r"^tests/test_classify\.py::test_\w*aiohttp")
+
+
 def _work_unit(nodeid: str) -> str:
     """The xdist unit of a test: its shared fixture's prefix, one of the SDK units, or itself."""
-    if SDK_TESTS.match(nodeid):
+    if SDK_TESTS.match(nodeid) or AIOHTTP_TESTS.match(nodeid):
         return "the LLM SDKs in process"
     if nodeid.startswith(SDK_ZYGOTE_PREFIXES):
         return "the LLM SDKs in a zygote"
