@@ -467,3 +467,109 @@ def test_a_traceback_through_the_wrapper_shows_its_line(asynchronous: bool) -> N
     wrapper = "retrying_async" if asynchronous else "retrying"
     assert frames[0] == (wrapper, call_loop)
     assert frames[-1] == (wrapper, call_function)
+
+
+def shapes() -> Iterator[tuple[int, int, int]]:
+    """Every count of positional (split positional-only at none, half and all) and
+    keyword-only parameters the wrapper is written for: (positional-only, positional, keyword-only)."""
+    limit = retry_module._SIGNED_LIMIT  # pyright: ignore[reportPrivateUsage]
+    for positional in range(limit + 1):
+        for only in sorted({0, positional // 2, positional}):
+            for keyword_only in range(limit - positional + 1):
+                yield only, positional, keyword_only
+
+
+def shaped(only: int, positional: int, keyword_only: int, asynchronous: bool) -> Any:
+    """A function ``create`` of that shape returning its arguments; every other parameter has a
+    default (a value of its own), so calls leave some out."""
+    p = [f"p{i}" for i in range(positional)]
+    q = [f"q{i}" for i in range(keyword_only)]
+    required = (positional + 1) // 2  # the positional ones after these have defaults
+    params = [name if i < required else f"{name}=-{i}" for i, name in enumerate(p)]
+    if only:
+        params.insert(only, "/")
+    if q:
+        params += ["*", *(name if i % 2 == 0 else f"{name}=-{100 + i}" for i, name in enumerate(q))]
+    source = (
+        f"{'async ' if asynchronous else ''}def create({', '.join(params)}):\n"
+        f"    return ({''.join(name + ', ' for name in p + q)})\n"
+    )
+    namespace: dict[str, Any] = {}
+    exec(source, namespace)
+    return namespace["create"]
+
+
+def shaped_calls(
+    only: int, positional: int, keyword_only: int
+) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
+    """Calls that bind (every way) and calls that do not (each way a call can fail to)."""
+    values = tuple(range(positional))
+    named = {f"q{i}": 1000 + i for i in range(keyword_only)}
+    required = {f"q{i}": 1000 + i for i in range(0, keyword_only, 2)}
+    yield values, named  # everything given
+    yield values[: (positional + 1) // 2], required  # the defaults taken
+    by_name = {f"p{i}": i for i in range(only, positional)}
+    yield values[:only], dict(reversed([*named.items(), *by_name.items()]))  # by name, any order
+    yield (), {}  # missing arguments (unless none is required)
+    yield (*values, 99), named  # too many positional arguments
+    yield values, {**named, "unexpected": 1}
+    yield values, {**named, **({"p0": 0} if only else {})}  # positional-only given by name
+    yield values, {**named, **({f"p{positional - 1}": 0} if positional > only else {})}  # twice
+
+
+def drive(call: Callable[[], Any], asynchronous: bool) -> Any:
+    """The call's result or its TypeError's message; a coroutine run to its end (nothing in
+    these awaits: no event loop needed)."""
+    try:
+        result = call()
+        if not asynchronous:
+            return result
+        try:
+            result.send(None)
+        except StopIteration as stop:
+            return stop.value
+        raise AssertionError("the coroutine waited")
+    except TypeError as exc:
+        return f"TypeError: {exc}"
+
+
+@both
+@decorators
+def test_every_shape_of_parameters_binds_as_the_function_itself(
+    asynchronous: bool, own_clock: bool
+) -> None:
+    """Every count of positional, positional-only and keyword-only parameters up to the limit:
+    the wrapper is written for the function, and each call (twice: the first call checks its
+    result, the next ones take the fast path) answers as the function itself."""
+    for only, positional, keyword_only in shapes():
+        function = shaped(only, positional, keyword_only, asynchronous)
+        decorated = retry(clock=ManualClock() if own_clock else None)(function)
+        count = positional + keyword_only
+        assert decorated.__code__.co_varnames[:count] == function.__code__.co_varnames[:count]
+        for _ in range(2):
+            for args, kwargs in shaped_calls(only, positional, keyword_only):
+                got = drive(lambda: decorated(*args, **kwargs), asynchronous)  # noqa: B023
+                expected = drive(lambda: function(*args, **kwargs), asynchronous)  # noqa: B023
+                assert got == expected, (only, positional, keyword_only, args, kwargs)
+
+
+def test_a_template_not_compiled_as_expected_keeps_the_generic_wrapper() -> None:
+    """The renaming checks what it assumes of the compiled template: keywords it cannot find
+    among the constants, or parameters not named as written, give no wrapper (the generic one
+    is used) rather than one forwarding the template's names."""
+    renamed = retry_module._renamed  # pyright: ignore[reportPrivateUsage]
+
+    def code(source: str) -> Any:
+        namespace: dict[str, Any] = {}
+        exec(source, namespace)
+        return namespace["retrying"].__code__
+
+    forwards = code("def retrying(a0, *, k0):\n    return sfunc(a0, k0=k0)\n")
+    assert renamed(forwards, ("x", "y"), 1, 0) is not None
+    assert renamed(forwards, ("x", "y"), 1, 0).co_consts.count(("y",)) == 1
+    unnamed = code("def retrying(a0, *, k0):\n    return sfunc(a0, **dict(zip(names, (k0,))))\n")
+    assert renamed(unnamed, ("x", "y"), 1, 0) is None
+    twice = code("def retrying(a0, *, k0):\n    return sfunc(a0, k0=k0) or 'k0'\n")
+    assert renamed(twice, ("x", "y"), 1, 0) is None
+    misnamed = code("def retrying(b0, *, k0):\n    return sfunc(b0, k0=k0)\n")
+    assert renamed(misnamed, ("x", "y"), 1, 0) is None

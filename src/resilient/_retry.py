@@ -1528,21 +1528,16 @@ def _signed(
     key = (name, names, positional, code.co_posonlyargcount)
     renamed = _SIGNED_RENAMED.get(key)
     if renamed is None:
+        renamed = _renamed(template, names, positional, code.co_posonlyargcount)
+        if renamed is None:
+            return None
         if len(_SIGNED_RENAMED) >= _SIGNED_RENAMED_LIMIT:
             _SIGNED_RENAMED.clear()
-        kwnames = tuple(f"k{i}" for i in range(keyword_only))
-        own = template.co_varnames[len(names) :]
-        renamed = _SIGNED_RENAMED[key] = template.replace(
-            co_varnames=names + tuple("." + name for name in own),  # never a parameter's name
-            co_freevars=tuple("." + name for name in template.co_freevars),
-            co_posonlyargcount=code.co_posonlyargcount,
-            # The keywords forwarded, named as the function names them.
-            co_consts=tuple(names[positional:] if c == kwnames else c for c in template.co_consts)
-            if keyword_only
-            else template.co_consts,
-        )
+        _SIGNED_RENAMED[key] = renamed
     cells = dict(zip(generic.__code__.co_freevars, generic.__closure__ or (), strict=True))
     cells["keywords"] = CellType(names[positional:])
+    if not all(name in cells for name in template.co_freevars):
+        return None  # a wrapper of _decorate no longer has a variable the template reads
     wrapper = FunctionType(
         renamed,
         globals(),
@@ -1553,6 +1548,47 @@ def _signed(
     if func.__kwdefaults__ is not None:
         wrapper.__kwdefaults__ = func.__kwdefaults__  # the same dict: a change reaches both
     return wrapper
+
+
+def _renamed(
+    template: CodeType, names: tuple[str, ...], positional: int, positional_only: int
+) -> CodeType | None:
+    """*template* (``_signed_code``) taking the parameters *names*, of which so many are
+    positional (and positional-only); ``None`` when it is not compiled as expected.
+
+    The template's parameters are ``a0, a1, ...`` then the keyword-only ``k0, k1, ...``.
+    The keywords it forwards are constants: one tuple of names (``KW_NAMES``, or a
+    ``BUILD_CONST_KEY_MAP``), or one string per name when the compiler builds the dict
+    one key at a time (16 keywords and more). Either is renamed; the code is refused
+    (the generic wrapper is kept) unless every keyword is found named so, once.
+    """
+    keyword_only = len(names) - positional
+    parameters = tuple(f"a{i}" for i in range(positional))
+    keywords = tuple(f"k{i}" for i in range(keyword_only))
+    if template.co_varnames[: len(names)] != parameters + keywords:
+        return None
+    rename = dict(zip(keywords, names[positional:], strict=True))
+    found: list[str] = []
+
+    def renamed(constant: Any) -> Any:
+        if type(constant) is str and constant in rename:
+            found.append(constant)
+            return rename[constant]
+        if type(constant) is tuple and all(c in rename for c in constant):  # pyright: ignore
+            found.extend(constant)  # pyright: ignore[reportUnknownArgumentType]
+            return tuple(rename[c] for c in constant)  # pyright: ignore
+        return constant  # pyright: ignore[reportUnknownVariableType]
+
+    consts = tuple(renamed(c) for c in template.co_consts)
+    if sorted(found) != sorted(keywords):  # each keyword forwarded by its name, once
+        return None
+    own = template.co_varnames[len(names) :]
+    return template.replace(
+        co_varnames=names + tuple("." + name for name in own),  # never a parameter's name
+        co_freevars=tuple("." + name for name in template.co_freevars),
+        co_posonlyargcount=positional_only,
+        co_consts=consts,  # the keywords forwarded, named as the function names them
+    )
 
 
 def _signed_code(name: str, positional: int, keyword_only: int) -> CodeType:
