@@ -21,6 +21,7 @@ import logging
 import sys
 import threading
 import traceback
+import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -573,3 +574,29 @@ def test_a_template_not_compiled_as_expected_keeps_the_generic_wrapper() -> None
     assert renamed(twice, ("x", "y"), 1, 0) is None
     misnamed = code("def retrying(b0, *, k0):\n    return sfunc(b0, k0=k0)\n")
     assert renamed(misnamed, ("x", "y"), 1, 0) is None
+
+
+@both
+def test_the_wrapper_is_written_when_the_module_was_loaded_without_a_file(
+    asynchronous: bool,
+) -> None:
+    """A module loaded without ``__file__`` (a frozen bundle) still writes the signed wrapper."""
+    module = types.ModuleType("resilient._retry_without_file")
+    source = inspect.getsource(retry_module)
+    exec(compile(source, "<frozen resilient._retry>", "exec"), module.__dict__)
+    assert "__file__" not in module.__dict__
+
+    def add(a: int, /, b: int, *, c: int = 3) -> int:
+        return a + b + c
+
+    async def add_async(a: int, /, b: int, *, c: int = 3) -> int:
+        return a + b + c
+
+    function = add_async if asynchronous else add
+    decorated = module.retry(clock=ManualClock())(function)
+    assert decorated.__code__.co_varnames[:3] == ("a", "b", "c")  # the signed wrapper
+    for _ in range(2):
+        assert drive(lambda: decorated(1, b=2), asynchronous) == 6
+        refused = drive(lambda: function(1, 2, 3), asynchronous)
+        assert drive(lambda: decorated(1, 2, 3), asynchronous) == refused
+        assert refused.startswith("TypeError: ")

@@ -1460,7 +1460,9 @@ _CO_VARKEYWORDS = 0x08
 
 # The happy path of _decorate's wrappers, for a function of named parameters (see _wrap):
 # PARAMETERS, ARGUMENTS, FORWARDED and KEYWORDS stand for them, as each line needs them
-# (_signed_code). Each wrapper's code says it was written here: a traceback shows these lines.
+# (_signed_code). Each wrapper's code says it was written here: a traceback shows these lines
+# (a module loaded without __file__, e.g. from a frozen bundle, names _SIGNED_SOURCE instead).
+_SIGNED_SOURCE: str = globals().get("__file__") or "<resilient._retry>"
 _SIGNED_LINE = sys._getframe().f_lineno + 2  # pyright: ignore[reportPrivateUsage]
 _SIGNED = """\
 def wrappers(checked_under, first_call, sfunc, afunc, own_clock, target, keywords):
@@ -1620,7 +1622,9 @@ def _signed_code(name: str, positional: int, keyword_only: int) -> CodeType:
                 else "{}",
             )
         )
-        (wrappers,) = (c for c in compile(text, __file__, "exec").co_consts if type(c) is CodeType)
+        (wrappers,) = (
+            c for c in compile(text, _SIGNED_SOURCE, "exec").co_consts if type(c) is CodeType
+        )
         (code,) = (c for c in wrappers.co_consts if type(c) is CodeType)
         found = _SIGNED_CODE[name, positional, keyword_only] = code.replace(
             co_firstlineno=_SIGNED_LINE + first  # its line in this file, and the next ones after it
