@@ -18,7 +18,7 @@ import time
 import traceback
 import urllib.error
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from email.message import Message
 from typing import Any
 
@@ -2654,6 +2654,25 @@ def _set_during_the_wait(event: threading.Event | asyncio.Event) -> threading.Ti
     return threading.Timer(0.05, event.set)
 
 
+def _notes_once_stopped(
+    event: threading.Event | asyncio.Event, timer: threading.Timer
+) -> Callable[[], Awaitable[list[str]]]:
+    """An ``async def`` that always fails, retried after 30 s unless *event* is set (by
+    *timer*, started once the retry is decided); its fallback returns the notes."""
+
+    @retry(
+        base_delay=30.0,
+        jitter=False,
+        stop_event=event,
+        on_retry=lambda state: timer.start(),
+        fallback=lambda exc: exc.__notes__,
+    )
+    async def fetch() -> list[str]:
+        raise ConnectionError("down")
+
+    return fetch
+
+
 def test_stop_event_ends_a_real_wait_early() -> None:
     """A threading.Event set by another thread ends a 30 s wait at once (the call is back
     long before the wait would have ended)."""
@@ -2707,15 +2726,7 @@ async def _test_threading_stop_event_ends_an_async_wait_early() -> None:
     event = threading.Event()
     timer = _set_during_the_wait(event)
 
-    @retry(
-        base_delay=30.0,
-        jitter=False,
-        stop_event=event,
-        on_retry=lambda state: timer.start(),
-        fallback=lambda exc: exc.__notes__,
-    )
-    async def fetch() -> list[str]:
-        raise ConnectionError("down")
+    fetch = _notes_once_stopped(event, timer)
 
     started = time.monotonic()
     try:
@@ -2760,15 +2771,7 @@ def test_asyncio_stop_event_of_another_loop_still_ends_the_wait_when_set() -> No
     event = _event_bound_to_a_finished_loop()
     timer = _set_during_the_wait(event)
 
-    @retry(
-        base_delay=30.0,
-        jitter=False,
-        stop_event=event,
-        on_retry=lambda state: timer.start(),
-        fallback=lambda exc: exc.__notes__,
-    )
-    async def fetch() -> list[str]:
-        raise ConnectionError("down")
+    fetch = _notes_once_stopped(event, timer)
 
     started = time.monotonic()
     try:
